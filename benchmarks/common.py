@@ -1,0 +1,52 @@
+"""Shared by every benchmark: the header (command, machine, date) and markdown tables.
+
+Each benchmark module ``bench_<name>.py`` defines ``run(data_dir: Path, quick: bool) -> str`` that
+measures our code and its anchor tool side by side in the same process and returns a markdown
+section; ``run_all`` writes it to ``benchmarks/results/<name>.md`` and rebuilds BENCHMARKS.md.
+Numbers come only from these runs, never typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def header(title: str, command: str | None = None) -> str:
+    cmd = command or "python -m benchmarks.run_all " + " ".join(sys.argv[1:])
+    return (f"## {title}\n\n- command: `{cmd.strip()}`\n- machine: {machine()}\n"
+            f"- date: {dt.date.today().isoformat()}\n\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v)
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,3 @@
+"""curatune: curate support-transcript datasets, fine-tune on them, and audit the result."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from curatune.cli import main
+
+main()

@@ -1,0 +1,231 @@
+"""Command line: parse, load the config, call one library function. No logic lives here.
+
+Every user-fixable problem is a :class:`CuratuneError`: one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from curatune.config import Config, load_config
+from curatune.errors import CuratuneError
+
+# Presidio's tldextract would fetch the public suffix list; nothing may be fetched at run time.
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Curate, fine-tune and audit classifiers on customer-support transcripts.")
+ls_app = typer.Typer(no_args_is_help=True, help="Review flagged rows in Label Studio.")
+app.add_typer(ls_app, name="labelstudio")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file")]
+
+
+def _config(path: Path | None, **overrides: str | None) -> Config:
+    cfg = load_config(path)
+    for key, value in overrides.items():
+        if value:
+            setattr(cfg.data, key, value)
+    return cfg
+
+
+def _progress(msg: str) -> None:
+    console.print(f"[bold cyan]»[/] {msg}")
+
+
+@app.command()
+def curate(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="CSV / JSONL / Parquet files")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/latest/curate"),
+    config: ConfigOpt = None,
+    text_col: Annotated[str | None, typer.Option("--text-col")] = None,
+    label_col: Annotated[str | None, typer.Option("--label-col")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
+    truth: Annotated[str | None, typer.Option("--truth", help="planted ground truth (Parquet)")] = None,
+) -> None:
+    """Deduplicate, anonymise and check labels; write curated, excluded, ledger and manifest."""
+    from curatune.curate.pipeline import run_curation
+
+    cfg = _config(config, text_col=text_col, label_col=label_col, id_col=id_col, truth=truth)
+    outcome = run_curation(cfg, out, [str(p) for p in inputs] if inputs else None, progress=_progress)
+    c = outcome.counts
+    console.print(f"curated {c['input']} rows: kept {c['kept']}, dropped {c['dropped']}, "
+                  f"relabelled {c['relabelled']} -> {out}")
+
+
+@app.command("apply-reviews")
+def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
+    """Apply reviews pulled from Label Studio to the curated tables and the ledger."""
+    from curatune.curate.reviews import apply_reviews_to_run
+
+    summary = apply_reviews_to_run(run_dir, load_config(config))
+    console.print(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
+                  f"{summary['dropped']} dropped)")
+
+
+@ls_app.command("push")
+def labelstudio_push(
+    run_dir: Path,
+    url: Annotated[str | None, typer.Option("--url")] = None,
+    project: Annotated[str | None, typer.Option("--project")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="flagged | all | sample")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Send rows (anonymised text only) to a Label Studio project for review."""
+    from curatune.curate.labelstudio import push
+
+    cfg = load_config(config).labelstudio
+    cfg.url = url or cfg.url
+    cfg.project = project or cfg.project
+    if only:
+        cfg.only = only  # validated by push
+    result = push(run_dir, cfg, progress=_progress)
+    console.print(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
+                  f"{result['updated']} updated")
+
+
+@ls_app.command("pull")
+def labelstudio_pull(
+    run_dir: Path,
+    url: Annotated[str | None, typer.Option("--url")] = None,
+    project: Annotated[str | None, typer.Option("--project")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch reviewers' decisions into reviews.parquet."""
+    from curatune.curate.labelstudio import pull
+
+    cfg = load_config(config).labelstudio
+    cfg.url = url or cfg.url
+    cfg.project = project or cfg.project
+    result = pull(run_dir, cfg, progress=_progress)
+    console.print(f"pulled {result['reviews']} reviews -> {result['path']}")
+
+
+@app.command()
+def train(
+    curated: Annotated[Path, typer.Argument(help="curate output (or run) directory")],
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/latest/train"),
+    config: ConfigOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+) -> None:
+    """Fine-tune the model (LoRA, full or frozen encoder + head) on the curated set."""
+    from curatune.rundir import find_stage_dir
+    from curatune.train import train_model
+
+    result = train_model(load_config(config), find_stage_dir(curated, "curate"), out, resume=resume,
+                         progress=_progress)
+    console.print(f"model and predictions -> {result['out_dir']}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="run directory holding curate/ and train/")],
+    out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
+    config: ConfigOpt = None,
+    fail_on_gate: Annotated[bool, typer.Option("--fail-on-gate")] = False,
+) -> None:
+    """Accuracy with confidence intervals, base vs tuned, forgetting and fairness."""
+    from curatune.evaluate import evaluate_run
+    from curatune.rundir import find_stage_dir
+
+    result = evaluate_run(load_config(config), find_stage_dir(run_dir, "curate"),
+                          find_stage_dir(run_dir, "train"), out or Path(run_dir) / "evaluate",
+                          fail_on_gate=fail_on_gate, progress=_progress)
+    console.print(f"metrics -> {result['out_dir']}")
+
+
+@app.command()
+def report(
+    run_dir: Path,
+    out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
+) -> None:
+    """Render the HTML audit (and its JSON twin) from a run directory's files."""
+    from curatune.reports import render_reports
+
+    paths = render_reports(run_dir, out)
+    console.print(f"audit -> {paths['audit_html']}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="TOML config")],
+    force: Annotated[list[str] | None, typer.Option("--force", help="redo this stage")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
+) -> None:
+    """curate -> (Label Studio) -> train -> evaluate -> report, skipping stages that are up to date."""
+    from curatune.pipeline import run_pipeline
+
+    result = run_pipeline(load_config(config), force=force or [], out_dir=out, progress=_progress)
+    print(result["audit_html"])
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
+    rows: Annotated[int | None, typer.Option("--rows", help="conversations to generate")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Generate the demo transcripts and run the whole pipeline on them."""
+    from curatune.pipeline import run_demo
+
+    result = run_demo(out, rows=rows, seed=seed, progress=_progress)
+    print(result["audit_html"])
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo-data"),
+    rows: Annotated[int | None, typer.Option("--rows")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Write the synthetic demo dataset and its ground truth."""
+    from curatune.demo import generate_demo
+
+    paths = generate_demo(out, n_conversations=rows, seed=seed)
+    console.print(f"demo data -> {paths['data']}")
+
+
+@app.command()
+def validate(config: Path) -> None:
+    """Check a config file: unknown or wrong keys are reported by name."""
+    load_config(config)
+    console.print(f"{config}: ok")
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("CURATUNE_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except CuratuneError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code 2
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

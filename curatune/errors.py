@@ -1,0 +1,32 @@
+"""The one error type users see: bad input or bad configuration, reported in one line, exit code 2."""
+
+from __future__ import annotations
+
+
+class CuratuneError(Exception):
+    """A problem the user can fix (bad file, bad config, unreachable server).
+
+    The CLI prints ``error: <message>`` on one line and exits with :attr:`exit_code`;
+    nothing is half-written, because every table is written atomically.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, row: int | None = None,
+                 column: str | None = None) -> None:
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column '{column}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.file, self.row, self.column = file, row, column
+
+
+class GateFailed(CuratuneError):
+    """A configured quality gate failed (leak scan, forgetting, fairness ...)."""
+
+    exit_code = 3

@@ -1,0 +1,201 @@
+"""The run directory: how stages hand work to each other.
+
+Stages talk only through files here. Every table is written atomically (temp file in the same
+directory, then ``os.replace``), so a killed run never leaves a half-written table that looks
+complete; a stage's ``manifest.json`` is written last and is what marks the stage complete.
+
+Layout of a full run (``curatune run``)::
+
+    RUN/curate/    curated.parquet excluded.parquet ledger.parquet manifest.json
+                   reviews.parquet (from Label Studio) cache/ (embeddings)
+    RUN/train/     model/ predictions.parquet trainer_log.jsonl manifest.json
+    RUN/evaluate/  metrics.json *.parquet manifest.json
+    RUN/report/    audit.html audit.json curation.html training.html evaluation.html
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+STAGES = ("curate", "train", "evaluate", "report")
+MANIFEST = "manifest.json"
+
+# Versions recorded in every manifest, so a reader knows what produced a run.
+_TRACKED_PACKAGES = (
+    "curatune", "polars", "numpy", "torch", "transformers", "peft", "cleanlab", "presidio-analyzer",
+    "presidio-anonymizer", "spacy", "label-studio-sdk", "evaluate", "fairlearn", "scikit-learn",
+)
+
+
+def stage_dir(run_dir: str | Path, stage: str) -> Path:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    return Path(run_dir) / stage
+
+
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    with _atomic_path(path) as tmp:
+        df.write_parquet(tmp)
+    return path
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with _atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n",
+                       encoding="utf-8")
+    return path
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    path = Path(path)
+    with _atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """Hash of a file, or of every file under a directory (names and contents)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Manifest:
+    """What a stage read, how it was configured, what it produced, and how long each step took."""
+
+    stage: str
+    config: dict[str, Any]
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def add_input(self, path: str | Path, **info: Any) -> None:
+        path = Path(path)
+        self.inputs.append({"path": str(path), "sha256": sha256_tree(path), **info})
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - t0, 3)
+
+    def write(self, out_dir: str | Path) -> Path:
+        doc = {
+            "stage": self.stage,
+            "status": "complete",
+            "started_at": self.started_at,
+            "finished_at": time.time(),
+            "inputs": self.inputs,
+            "config": self.config,
+            "versions": package_versions(),
+            "counts": self.counts,
+            "steps": self.steps,
+            "timings": self.timings,
+            **self.extra,
+        }
+        return write_json(doc, Path(out_dir) / MANIFEST)
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(out_dir) / MANIFEST
+    return read_json(p) if p.is_file() else None
+
+
+def inputs_fingerprint(paths: list[str | Path], config: dict[str, Any]) -> str:
+    """One hash over input contents and the stage's config: unchanged means the stage can be skipped."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_tree(p).encode())
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def find_stage_dir(path: str | Path, stage: str) -> Path:
+    """Accept either a stage's own output directory or a run directory holding ``<stage>/``."""
+    from curatune.errors import CuratuneError
+
+    p = Path(path)
+    own = read_manifest(p) if p.is_dir() else None
+    if own is not None and own.get("stage") == stage:
+        return p
+    sub = p / stage
+    if read_manifest(sub) is not None:
+        return sub
+    raise CuratuneError(f"no completed '{stage}' stage here (expected {p / MANIFEST} or {sub / MANIFEST})",
+                        file=str(p))
