@@ -52,20 +52,25 @@ class DataConfig:
 
 @dataclass
 class DedupConfig:
-    exact: bool = True
     near: bool = True
+    # Drop train rows that duplicate a validation/test row (exactly or nearly).
     leakage: bool = True
-    # MinHash + LSH over word shingles (long texts) and character shingles (short texts).
+    # MinHash + LSH (datasketch-compatible). Character 5-grams find 1-2 word edits in long
+    # transcripts at threshold 0.8; word shingles are cheaper on very long texts.
+    shingle: Literal["char", "word"] = "char"
     num_perm: int = 128
     threshold: float = 0.8
     word_shingle: int = 3
     char_shingle: int = 5
-    # Texts with at most this many words also go through the embedding pass.
-    short_text_words: int = 24
+    # Texts with at most this many words also go through the embedding and word-set passes
+    # (MinHash over character shingles cannot see a one-word edit in a ten-word query).
+    short_text_words: int = 64
     embedding: bool = True
-    embedding_threshold: float = 0.93
-    # Candidates from either pass are verified on normalised-token edit similarity.
-    verify_threshold: float = 0.7
+    embedding_threshold: float = 0.8
+    # Short texts sharing this share of their words are candidates too (MinHash over word sets).
+    word_set_threshold: float = 0.5
+    # Embedding and word-set candidates are confirmed by at most this many word edits.
+    max_word_edits: int = 2
     seed: int = 1
 
 

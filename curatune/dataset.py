@@ -198,7 +198,7 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
         raise CuratuneError(f"input column '{clash[0]}' clashes with a reserved column name; rename it",
                             file=src, column=clash[0])
     drop = [c for c in ("__conv_id", "__turn") if c in df.columns]
-    if cfg.id_col in df.columns and cfg.id_col not in renames:
+    if cfg.id_col and cfg.id_col != "row_id" and cfg.id_col in df.columns and cfg.id_col not in renames:
         drop.append(cfg.id_col)
     df = df.drop(drop).rename(renames)
     if "label" not in df.columns:

@@ -82,6 +82,9 @@ class Encoder:
                  max_length: int = 128, pooling: str = "auto") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.model_name = model or DEFAULT_MODEL
         self.path = resolve_model_path(self.model_name)

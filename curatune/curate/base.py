@@ -29,6 +29,8 @@ import polars as pl
 from curatune.config import Config
 
 ACTIONS = ("keep", "drop", "relabel")
+# Optional columns the pipeline itself folds into the ledger's shared columns.
+SHARED_COLUMNS = ("new_label", "duplicate_of")
 REQUIRED_COLUMNS = {"row_id": pl.String, "is_issue": pl.Boolean, "score": pl.Float64, "action": pl.String,
                     "reason": pl.String}
 
@@ -82,7 +84,7 @@ class StepResult:
     @property
     def extra_columns(self) -> list[str]:
         """Step-specific columns that go into the ledger (besides the shared ones)."""
-        return [c for c in self.rows.columns if c not in REQUIRED_COLUMNS and c != "new_label"]
+        return [c for c in self.rows.columns if c not in REQUIRED_COLUMNS and c not in SHARED_COLUMNS]
 
 
 class CurationStep(ABC):

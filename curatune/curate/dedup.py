@@ -1,0 +1,336 @@
+"""Deduplication: exact (after normalisation), near (MinHash + LSH, plus embeddings for short
+texts), conflicting labels, and train/test leakage, merged into clusters with one representative.
+
+Keys are computed on the text before anonymisation (placeholders would merge different
+conversations); only row ids, cluster ids and similarities are written, never text.
+
+Which row survives a cluster: a test row over a validation row over a train row (so evaluation
+stays honest and leaked training copies are what is removed), then the first occurrence.
+A removed row is ``exact_duplicate`` / ``near_duplicate`` when it shares its representative's
+split, ``leakage`` when it does not, and ``conflicting_label_duplicate`` when it is an exact
+copy whose label differs (the representative is then flagged too: one of the labels is wrong).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from curatune.config import DedupConfig
+from curatune.curate.base import CurationStep, StepResult, register_step
+from curatune.curate.minhash import (
+    candidate_pairs,
+    char_signatures,
+    estimated_jaccard,
+    signatures,
+    word_shingles,
+)
+
+SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
+
+
+def normalise_expr(col: str = "text") -> pl.Expr:
+    """Unicode NFKC, case-folded, apostrophes dropped ("I'm" -> "im", so contractions stay one
+    word), other punctuation and symbols removed, whitespace collapsed."""
+    return (
+        pl.col(col).str.normalize("NFKC").str.to_lowercase()
+        .str.replace_all(r"['’`]", "")
+        .str.replace_all(r"[\p{P}\p{S}]+", " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+@dataclass
+class NearPairs:
+    """Verified near-duplicate pairs (indices into the unique-text table) and their similarity."""
+
+    left: np.ndarray
+    right: np.ndarray
+    similarity: np.ndarray
+    source: np.ndarray  # "minhash" | "embedding"
+
+
+def minhash_signatures(texts: list[str], cfg: DedupConfig) -> np.ndarray:
+    """Character k-grams by default: robust to 1-2 word edits in both short and long texts."""
+    if cfg.shingle == "word":
+        return signatures([word_shingles(t, cfg.word_shingle) for t in texts], cfg.num_perm, cfg.seed)
+    return char_signatures(texts, cfg.char_shingle, cfg.num_perm, cfg.seed)
+
+
+def minhash_pairs(texts: list[str], cfg: DedupConfig) -> NearPairs:
+    sig = minhash_signatures(texts, cfg)
+    pairs = candidate_pairs(sig, cfg.threshold)
+    sim = estimated_jaccard(sig, pairs)
+    keep = sim >= cfg.threshold
+    pairs, sim = pairs[keep], sim[keep]
+    return NearPairs(pairs[:, 0], pairs[:, 1], sim, np.full(len(sim), "minhash"))
+
+
+def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
+    """True when ``b`` is ``a`` after at most ``max_edits`` word swaps, insertions or deletions.
+
+    A content word replaced in place is the mark of a paraphrase, not a copy ("top up my card"
+    vs "top up my account": Banking77 alone has about a thousand such pairs), so an edit script
+    that needs a substitution is rejected unless one side of it is a function word (a filler
+    inserted where a word was deleted).
+    """
+    from rapidfuzz.distance import OSA, Levenshtein
+
+    ta, tb = a.split(), b.split()
+    if OSA.distance(ta, tb) > max_edits:
+        return False
+    if Counter(ta) == Counter(tb):  # only word order differs
+        return True
+    only_a, only_b = Counter(ta) - Counter(tb), Counter(tb) - Counter(ta)
+    if not only_a or not only_b:  # pure insertions or deletions (plus swaps)
+        return True
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return all(ta[op.src_pos] in ENGLISH_STOP_WORDS or tb[op.dest_pos] in ENGLISH_STOP_WORDS
+               for op in Levenshtein.editops(ta, tb) if op.tag == "replace")
+
+
+def word_set_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig) -> NearPairs:
+    """Short texts sharing most of their words (MinHash over word sets, low threshold), confirmed by
+    :func:`is_word_edit_copy`: catches edits that move a short text's embedding too far."""
+    sig = signatures([texts[i].split() for i in idx], cfg.num_perm, cfg.seed)
+    cand = candidate_pairs(sig, cfg.word_set_threshold)
+    keep = [(int(idx[a]), int(idx[b])) for a, b in cand
+            if is_word_edit_copy(texts[idx[a]], texts[idx[b]], cfg.max_word_edits)]
+    left = np.array([a for a, _ in keep], dtype=np.int64)
+    right = np.array([b for _, b in keep], dtype=np.int64)
+    # Similarity 1 - edits/words would be more informative, but the verifier already bounded it.
+    return NearPairs(left, right, np.ones(len(keep)), np.full(len(keep), "word_set"))
+
+
+def embedding_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig, k: int = 10) -> NearPairs:
+    """Nearest neighbours on sentence embeddings for short texts, where MinHash cannot see a
+    one-word edit; candidates are confirmed by :func:`is_word_edit_copy`."""
+    empty = NearPairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0, dtype=object))
+    if idx.size < 2:
+        return empty
+    from curatune.embeddings import Encoder
+
+    short = [texts[i] for i in idx]
+    # Not cached on disk: these are embeddings of text before anonymisation.
+    vecs = Encoder("default", max_length=64).encode(short)
+    dist, nbr = knn(vecs, min(k, idx.size - 1) + 1)
+    left, right, sims = [], [], []
+    for i in range(idx.size):
+        for d, j in zip(dist[i, 1:], nbr[i, 1:], strict=True):
+            if j < 0 or j <= i and i in set(nbr[j]):
+                continue
+            if d < cfg.embedding_threshold:
+                break
+            if is_word_edit_copy(short[i], short[j], cfg.max_word_edits):
+                a, b = sorted((int(idx[i]), int(idx[j])))
+                left.append(a)
+                right.append(b)
+                sims.append(float(d))
+    if not left:
+        return empty
+    return NearPairs(np.array(left), np.array(right), np.array(sims), np.full(len(sims), "embedding"))
+
+
+def knn(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate inner-product neighbours (vectors are L2-normalised, so this is cosine).
+
+    faiss HNSW keeps memory linear in the number of texts (no n x n matrix); for small sets an
+    exact flat index is both faster and exact.
+    """
+    import faiss
+
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    dim = vecs.shape[1]
+    if len(vecs) <= 20_000:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 64
+    index.add(vecs)
+    return index.search(vecs, k)
+
+
+@register_step
+class Dedup(CurationStep):
+    name = "dedup"
+
+    def run(self, table: pl.DataFrame) -> StepResult:
+        cfg: DedupConfig = self.ctx.config.curate.dedup
+        has_split = table["split"].n_unique() > 1
+        rows = table.select(
+            "row_id", "label", "split", normalise_expr().alias("norm"),
+            pl.col("split").replace_strict(SPLIT_PRIORITY, default=2, return_dtype=pl.Int64).alias("prio"),
+        ).with_row_index("ord")
+        # One key per normalised text: exact duplicates share a key.
+        rows = rows.with_columns(pl.col("norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
+        key_text = rows.unique("key").sort("key")["norm"].to_list()
+
+        stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
+        pairs = self._near_pairs(key_text, cfg, stats) if cfg.near else []
+        key_rank = rows.group_by("key").agg(pl.min_horizontal("prio").min().alias("p"), pl.col("ord").min())
+        key_rank = key_rank.sort("key").select(pl.struct("p", "ord").rank("ordinal").cast(pl.Int64))
+        cluster_of_key = leader_clusters(len(key_text), pairs, key_rank.to_series().to_numpy())
+        dist_of_key = np.zeros(len(key_text))
+        for p in pairs:  # distance to the closest partner, for the ledger
+            for a, b, sim in zip(p.left, p.right, p.similarity, strict=True):
+                dist_of_key[a] = max(dist_of_key[a], sim)
+                dist_of_key[b] = max(dist_of_key[b], sim)
+        rows = rows.with_columns(
+            pl.col("key").map_batches(lambda k: pl.Series(cluster_of_key[k.to_numpy()]), return_dtype=pl.Int64)
+            .alias("cluster"),
+            pl.col("key").map_batches(lambda k: pl.Series(1.0 - dist_of_key[k.to_numpy()]),
+                                      return_dtype=pl.Float64).alias("near_score"),
+        )
+        # The representative: a test row over a validation row over a train row, then the first one.
+        rep = rows.sort("prio", "ord").unique("cluster", keep="first").select(
+            "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
+            pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
+        n_labels = rows.group_by("key").agg(pl.col("label").drop_nulls().n_unique().alias("n_labels"))
+        sizes = rows.group_by("cluster").len("size")
+        rows = (rows.join(rep, on="cluster", how="left").join(n_labels, on="key", how="left")
+                .join(sizes, on="cluster", how="left").sort("ord"))
+
+        is_rep = pl.col("row_id") == pl.col("rep")
+        exact = pl.col("key") == pl.col("rep_key")
+        other_split = pl.lit(has_split and cfg.leakage) & (pl.col("split") != pl.col("rep_split"))
+        label_differs = pl.col("label").fill_null("") != pl.col("rep_label").fill_null("")
+        reason = (
+            pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit("conflicting_label_duplicate"))
+            .when(is_rep).then(pl.lit(None, dtype=pl.String))
+            .when(other_split).then(pl.lit("leakage"))
+            .when(exact & label_differs).then(pl.lit("conflicting_label_duplicate"))
+            .when(exact).then(pl.lit("exact_duplicate"))
+            .otherwise(pl.lit("near_duplicate"))
+        )
+        rows = rows.with_columns(reason.alias("reason")).with_columns(
+            (pl.col("reason").is_not_null() & ~is_rep).alias("drop"))
+        rows = rows.with_columns(
+            pl.when(pl.col("reason").is_null()).then(1.0)
+            .when(pl.col("drop") & exact).then(0.0)
+            .otherwise(pl.col("near_score")).alias("score"),
+        )
+        result_rows = rows.select(
+            "row_id",
+            pl.col("reason").is_not_null().alias("is_issue"),
+            "score",
+            pl.when(pl.col("drop")).then(pl.lit("drop")).otherwise(pl.lit("keep")).alias("action"),
+            "reason",
+            pl.when(pl.col("drop")).then(pl.col("rep")).otherwise(None).alias("duplicate_of"),
+            pl.when(pl.col("size") > 1).then(pl.col("rep")).otherwise(None).alias("dedup_cluster"),
+        )
+        counts = rows.filter(pl.col("drop")).group_by("reason").len().sort("reason")
+        stats.update({
+            "dropped_by_reason": {r: int(n) for r, n in counts.iter_rows()},
+            "clusters": int(rows.filter(pl.col("size") > 1)["cluster"].n_unique()),
+            "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("n_labels") > 1)).height),
+            "leakage_checked": bool(has_split and cfg.leakage),
+        })
+        return StepResult(rows=result_rows, summary=stats)
+
+    @staticmethod
+    def _near_pairs(key_text: list[str], cfg: DedupConfig, stats: dict[str, Any]) -> list[NearPairs]:
+        if len(key_text) < 2:
+            return []
+        mh = minhash_pairs(key_text, cfg)
+        stats["minhash_pairs"] = int(mh.left.size)
+        out = [mh]
+        if cfg.embedding:
+            n_words = np.fromiter((len(t.split()) for t in key_text), dtype=np.int64, count=len(key_text))
+            short = np.flatnonzero(n_words <= cfg.short_text_words)
+            emb = embedding_pairs(key_text, short, cfg)
+            words = word_set_pairs(key_text, short, cfg)
+            stats["short_texts"] = int(short.size)
+            stats["embedding_pairs"] = int(emb.left.size)
+            stats["word_set_pairs"] = int(words.left.size)
+            out += [emb, words]
+        return out
+
+    def score_against_truth(self, result: StepResult, truth: pl.DataFrame) -> dict[str, Any]:
+        return dedup_truth_scores(result.rows, truth)
+
+
+def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndarray:
+    """Cluster by leaders: the best-ranked text not yet taken leads, and takes its direct
+    near-duplicates. No transitive chains, so every removed row was verified against the row
+    that represents it (a copy that sits between two different texts cannot merge them)."""
+    cluster = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return cluster
+    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, np.int64)
+    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, np.int64)
+    adj = coo_matrix((np.ones(left.size), (left, right)), shape=(n, n)).tocsr()
+    adj = (adj + adj.T).tocsr()
+    for u in np.argsort(rank, kind="stable"):
+        if cluster[u] >= 0:
+            continue
+        cluster[u] = u
+        nbrs = adj.indices[adj.indptr[u]:adj.indptr[u + 1]]
+        free = nbrs[cluster[nbrs] < 0]
+        cluster[free] = u
+    return cluster
+
+
+def _clusters(n: int, pairs: list[NearPairs]) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, int)
+    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, int)
+    graph = coo_matrix((np.ones(left.size), (left, right)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any]:
+    """Recall / precision of duplicate detection against planted truth.
+
+    A planted copy counts as found when it and its original end in the same predicted cluster;
+    a removed row counts as correct when it and its representative are linked in the truth.
+    """
+    cols = [c for c in ("exact_dup_of", "near_dup_of", "leak_of") if c in truth.columns]
+    if not cols:
+        return {}
+    t = truth.select("row_id", *cols).join(rows.select("row_id", "dedup_cluster", "duplicate_of", "reason"),
+                                           on="row_id", how="inner")
+    cluster = dict(zip(rows["row_id"].to_list(), rows["dedup_cluster"].to_list(), strict=True))
+    # Truth components (union of every planted link).
+    ids = truth["row_id"].to_list()
+    index = {r: i for i, r in enumerate(ids)}
+    edges = [(index[r], index[o]) for c in cols for r, o in truth.select("row_id", c).iter_rows()
+             if o is not None and o in index]
+    comp = _clusters(len(ids), [NearPairs(np.array([e[0] for e in edges], dtype=np.int64),
+                                          np.array([e[1] for e in edges], dtype=np.int64),
+                                          np.ones(len(edges)), np.zeros(len(edges)))]) if edges else \
+        np.arange(len(ids))
+    out: dict[str, Any] = {}
+    for c in cols:
+        planted = t.filter(pl.col(c).is_not_null())
+        found = sum(1 for r, o in planted.select("row_id", c).iter_rows()
+                    if cluster.get(r) is not None and cluster.get(r) == cluster.get(o))
+        out[c.replace("_of", "") + "_recall"] = round(found / planted.height, 4) if planted.height else None
+        out[c.replace("_of", "") + "_planted"] = planted.height
+    removed = t.filter(pl.col("duplicate_of").is_not_null())
+    near_removed = removed.filter(pl.col("reason") == "near_duplicate")
+
+    def precision(df: pl.DataFrame) -> float | None:
+        if df.height == 0:
+            return None
+        ok = sum(1 for r, d in df.select("row_id", "duplicate_of").iter_rows()
+                 if r in index and d in index and comp[index[r]] == comp[index[d]])
+        return round(ok / df.height, 4)
+
+    out["removed_precision"] = precision(removed)
+    out["near_removed_precision"] = precision(near_removed)
+    if "leak_of" in cols:
+        leaks = t.filter(pl.col("leak_of").is_not_null())
+        out["leakage_dropped_recall"] = round(
+            leaks.filter(pl.col("reason") == "leakage").height / leaks.height, 4) if leaks.height else None
+    return out
