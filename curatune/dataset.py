@@ -192,8 +192,10 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
         renames[cfg.label_col] = "label"
     if cfg.split_col in df.columns:
         renames[cfg.split_col] = "split"
-    clash = [c for c in CANONICAL if c in df.columns and c not in renames.values() and c not in renames
-             and c not in ("row_id", "turns")]
+    # A column already named like a canonical one, but not mapped onto it, would be overwritten.
+    mapped = {v: k for k, v in renames.items()}
+    clash = [c for c in ("text", "label", "split", "source") if c in df.columns and mapped.get(c, c) != c]
+    clash += [c for c in ("source",) if c in df.columns]
     if clash:
         raise CuratuneError(f"input column '{clash[0]}' clashes with a reserved column name; rename it",
                             file=src, column=clash[0])

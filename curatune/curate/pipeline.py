@@ -98,8 +98,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         seconds = time.perf_counter() - t0
         _check_result(step.name, view, result)
         table = _apply(table, step.name, result)
-        if result.extra_columns:
-            ledger_extra.append(result.rows.select("row_id", *result.extra_columns))
+        # Every step's score goes into the ledger under the step's name, with its own extra columns.
+        ledger_extra.append(result.rows.select("row_id", pl.col("score").alias(f"{step.name}_score"),
+                                               *result.extra_columns))
         gates.extend(result.gates)
         rows = result.rows
         manifest.steps.append({
@@ -158,7 +159,7 @@ def _exclude_unlabelled(table: pl.DataFrame) -> pl.DataFrame:
 
 def _check_result(name: str, view: pl.DataFrame, result: StepResult) -> None:
     ids = result.rows["row_id"]
-    if ids.n_unique() != len(ids) or len(ids) != view.height or not ids.is_in(view["row_id"]).all():
+    if ids.n_unique() != len(ids) or set(ids.to_list()) != set(view["row_id"].to_list()):
         raise RuntimeError(f"step {name!r} must return exactly one row per input row")
 
 

@@ -1,0 +1,122 @@
+"""Deduplication: exact, near (MinHash and the short-text passes), conflicts, leakage."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from curatune.config import Config
+from curatune.curate.dedup import is_word_edit_copy, leader_clusters, NearPairs
+from curatune.curate.pipeline import run_curation
+
+LONG = ("customer: hello, I ordered a pair of running shoes three weeks ago and they still have not arrived, "
+        "the tracking page has not changed since last monday and I need them for a race this weekend\n"
+        "agent: I am sorry to hear that, let me look into the shipment for you right away")
+
+
+def curate(tmp_path, df: pl.DataFrame, embedding: bool = True) -> pl.DataFrame:
+    src = tmp_path / "d.parquet"
+    df.write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["dedup"]
+    cfg.curate.dedup.embedding = embedding
+    cfg.data.id_col = "id"
+    run_curation(cfg, tmp_path / "out", [str(src)])
+    return pl.read_parquet(tmp_path / "out" / "ledger.parquet").sort("row_id")
+
+
+def fate(ledger: pl.DataFrame, rid: str) -> dict:
+    return ledger.filter(pl.col("row_id") == rid).row(0, named=True)
+
+
+def test_exact_after_normalisation_keeps_first(tmp_path):
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"],
+                       "text": ["Where is my ORDER?", "where is my order", "Ｗhere  is my order!!", "new text"],
+                       "label": ["ship"] * 4})
+    led = curate(tmp_path, df, embedding=False)
+    assert fate(led, "a")["fate"] == "kept"
+    for rid in ("b", "c"):
+        row = fate(led, rid)
+        assert row["fate"] == "dropped"
+        assert row["reasons"] == ["exact_duplicate"]
+        assert row["duplicate_of"] == "a"
+    assert fate(led, "d")["fate"] == "kept"
+
+
+def test_conflicting_labels_reported(tmp_path):
+    df = pl.DataFrame({"id": ["a", "b"], "text": ["cancel my plan", "Cancel my plan."], "label": ["cancel", "refund"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert fate(led, "b")["reasons"] == ["conflicting_label_duplicate"]
+    # The survivor is flagged too: one of the two labels is wrong.
+    a = fate(led, "a")
+    assert a["fate"] == "kept" and a["reasons"] == ["conflicting_label_duplicate"]
+
+
+def test_near_duplicate_long_text_by_minhash(tmp_path):
+    edited = LONG.replace("three weeks ago", "three weeks ago now").replace("right away", "away right")
+    df = pl.DataFrame({"id": ["a", "b", "c"], "text": [LONG, edited, LONG.replace("running shoes", "a laptop bag")
+                                                        .replace("race", "trip").replace("monday", "friday")
+                                                        .replace("weekend", "month")],
+                       "label": ["x", "x", "x"]})
+    led = curate(tmp_path, df, embedding=False)
+    b = fate(led, "b")
+    assert b["fate"] == "dropped" and b["reasons"] == ["near_duplicate"] and b["duplicate_of"] == "a"
+    assert 0 < b["dedup_score"] < 0.2  # 1 - estimated Jaccard
+    assert fate(led, "c")["fate"] == "kept"
+
+
+def test_short_text_word_edits_found_paraphrase_kept(tmp_path):
+    df = pl.DataFrame({
+        "id": ["a", "b", "c", "d"],
+        "text": ["How do I top up my card?", "how do I just top up my card", "How do I top up my account?",
+                 "I would like to close my account"],
+        "label": ["top_up"] * 3 + ["close"],
+    })
+    led = curate(tmp_path, df, embedding=True)
+    assert fate(led, "b")["duplicate_of"] == "a"
+    assert fate(led, "b")["reasons"] == ["near_duplicate"]
+    # One content word replaced in place is a paraphrase, not a copy.
+    assert fate(led, "c")["fate"] == "kept"
+    assert fate(led, "d")["fate"] == "kept"
+
+
+def test_leakage_drops_the_train_copy(tmp_path):
+    df = pl.DataFrame({"id": ["tr", "te", "va", "tr2"],
+                       "text": ["my parcel is late again", "My parcel is late again!", "reset my password",
+                                "Reset my password."],
+                       "split": ["train", "test", "validation", "train"], "label": ["s", "s", "p", "p"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert fate(led, "te")["fate"] == "kept"
+    tr = fate(led, "tr")
+    assert tr["fate"] == "dropped" and tr["reasons"] == ["leakage"] and tr["duplicate_of"] == "te"
+    tr2 = fate(led, "tr2")
+    assert tr2["reasons"] == ["leakage"] and tr2["duplicate_of"] == "va"
+
+
+def test_no_text_in_ledger(tmp_path):
+    df = pl.DataFrame({"id": ["a", "b"], "text": ["secret words here", "secret words here"], "label": ["x", "x"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert not any("secret" in str(v) for row in led.iter_rows() for v in row)
+
+
+@pytest.mark.parametrize(("a", "b", "ok"), [
+    ("where is my card", "where is my new card", True),
+    ("where is my card", "is where my card", True),
+    ("top up my card", "top up my account", False),
+    ("why havent i gotten my payment yet", "why havent i gotten my again yet", True),
+    ("a b c d e f", "a c e f", True),
+    ("a b c d e f", "c e f", False),
+])
+def test_word_edit_copy(a, b, ok):
+    assert is_word_edit_copy(a, b, 2) is ok
+
+
+def test_leader_clusters_do_not_chain():
+    # 0~1 and 1~2, but 0 and 2 are not near duplicates: 2 must not join 0's cluster.
+    pairs = [NearPairs(left=__import__("numpy").array([0, 1]), right=__import__("numpy").array([1, 2]),
+                       similarity=__import__("numpy").ones(2), source=__import__("numpy").array(["m", "m"]))]
+    import numpy as np
+
+    clusters = leader_clusters(3, pairs, np.array([0, 1, 2]))
+    assert clusters[1] == clusters[0]
+    assert clusters[2] != clusters[0]

@@ -1,0 +1,94 @@
+"""The ledger: one row per input row, kept + dropped = input, original labels never lost."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curatune.config import Config
+from curatune.curate.pipeline import run_curation
+
+WORDS = ["refund", "card", "late", "order", "hello", "please", "my", "the", "broken", "where"]
+
+
+def _config(steps=("dedup",)) -> Config:
+    cfg = Config()
+    cfg.curate.steps = list(steps)
+    cfg.curate.dedup.embedding = False  # keeps the property test fast; the embedding pass has its own tests
+    return cfg
+
+
+texts = st.one_of(
+    st.none(),
+    st.just(""),
+    st.lists(st.sampled_from(WORDS), min_size=1, max_size=8).map(" ".join),
+)
+rows = st.lists(
+    st.tuples(texts, st.sampled_from(["a", "b", None]), st.sampled_from(["train", "test", "validation"])),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=rows)
+def test_ledger_has_every_row_exactly_once(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("ledger")
+    df = pl.DataFrame({"text": [t for t, _, _ in data], "label": [lab for _, lab, _ in data],
+                       "split": [s for _, _, s in data]},
+                      schema={"text": pl.String, "label": pl.String, "split": pl.String})
+    src = tmp / "in.parquet"
+    df.write_parquet(src)
+    outcome = run_curation(_config(), tmp / "out", [str(src)])
+    ledger = pl.read_parquet(tmp / "out" / "ledger.parquet")
+    curated = pl.read_parquet(tmp / "out" / "curated.parquet")
+    excluded = pl.read_parquet(tmp / "out" / "excluded.parquet")
+    ids = [f"in:{i}" for i in range(len(data))]
+    assert sorted(ledger["row_id"].to_list()) == sorted(ids)
+    assert ledger["row_id"].n_unique() == len(ids)
+    assert curated.height + excluded.height == len(ids)
+    assert set(curated["row_id"]) | set(excluded["row_id"]) == set(ids)
+    assert not set(curated["row_id"]) & set(excluded["row_id"])
+    kept = ledger.filter(pl.col("fate") != "dropped")
+    assert set(kept["row_id"]) == set(curated["row_id"])
+    assert ledger["original_label"].to_list() == [
+        df["label"][int(r.split(":")[1])] for r in ledger["row_id"].to_list()]
+    assert outcome.counts["kept"] + outcome.counts["dropped"] == len(ids)
+    # Every dropped row says why.
+    assert excluded["reason"].null_count() == 0
+    manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+    assert manifest["counts"]["input"] == len(ids)
+
+
+def test_manifest_records_inputs_and_steps(tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["a b c", "a b c", "x y z"], "label": ["p", "p", "q"]}).write_csv(src)
+    run_curation(_config(), tmp_path / "out", [str(src)])
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert m["stage"] == "curate" and m["status"] == "complete"
+    assert len(m["inputs"][0]["sha256"]) == 64 and m["inputs"][0]["rows"] == 3
+    assert m["steps"][0]["name"] == "dedup" and m["steps"][0]["dropped"] == 1
+    assert m["config"]["curate"]["dedup"]["threshold"] == 0.8
+    assert "polars" in m["versions"]
+    assert m["run_id"].startswith("cur-")
+
+
+def test_no_temp_files_left(tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["a", "b"]}).write_csv(src)
+    run_curation(_config(), tmp_path / "out", [str(src)])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file()) == [
+        "curated.parquet", "excluded.parquet", "ledger.parquet", "manifest.json"]
+
+
+def test_unknown_step_is_a_clear_error(cli_run, tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["a"]}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedupe']\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2
+    assert "unknown curation step 'dedupe'" in out
+    assert not (tmp_path / "out" / "ledger.parquet").exists()

@@ -1,0 +1,59 @@
+"""The command line: one-line errors with exit code 2, and results where it says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+
+def test_curate_writes_tables(cli_run, tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"msg": ["Where is my order", "where is my order!", "", "refund please"],
+                  "intent": ["ship", "ship", "ship", "refund"]}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg, "--text-col", "msg",
+                        "--label-col", "intent")
+    assert code == 0, out
+    ledger = pl.read_parquet(tmp_path / "out" / "ledger.parquet").sort("row_id")
+    assert ledger["fate"].to_list() == ["kept", "dropped", "dropped", "kept"]
+    assert ledger["reasons"].to_list() == [[], ["exact_duplicate"], ["empty_text"], []]
+    excluded = pl.read_parquet(tmp_path / "out" / "excluded.parquet")
+    assert set(excluded["reason"]) == {"exact_duplicate", "empty_text"}
+
+
+@pytest.mark.parametrize(("content", "flags", "message"), [
+    (b"body\nhi\n", [], "missing text column"),
+    (b"", [], "input file is empty"),
+    (b"text\n\xe9t\xe9\n", [], "not valid UTF-8"),
+    (b"text\nhello\n", ["--id-col", "id"], "missing id column"),
+])
+def test_bad_input_exit_2(cli_run, tmp_path, content, flags, message):
+    src = tmp_path / "d.csv"
+    src.write_bytes(content)
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", *flags)
+    assert code == 2
+    assert message in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_label_missing_where_needed(cli_run, tmp_path):
+    src = tmp_path / "d.csv"
+    src.write_bytes(b"text\nhello\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['label_issues']\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2
+    assert "missing label column" in out
+
+
+def test_python_dash_m_works(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "curatune", "validate", tmp_path / "nope.toml"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "config file not found" in proc.stderr
+    assert proc.stderr.count("\n") <= 2

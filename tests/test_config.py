@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curatune.config import Config, load_config
+from curatune.errors import CuratuneError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_round_trip():
+    cfg = load_config(None)
+    assert isinstance(cfg, Config)
+    assert cfg.curate.steps[0] == "dedup"
+    assert cfg.resolved()["curate"]["dedup"]["threshold"] == 0.8
+
+
+def test_unknown_key_named(tmp_path):
+    p = write(tmp_path, "[curate.dedup]\ntreshold = 0.5\n")
+    with pytest.raises(CuratuneError, match=r"unknown config key 'curate\.dedup\.treshold'"):
+        load_config(p)
+
+
+def test_unknown_section_named(tmp_path):
+    with pytest.raises(CuratuneError, match="unknown config key 'trian'"):
+        load_config(write(tmp_path, "[trian]\nepochs = 1\n"))
+
+
+def test_wrong_type_named(tmp_path):
+    with pytest.raises(CuratuneError, match=r"'train\.epochs' must be a number"):
+        load_config(write(tmp_path, "[train]\nepochs = 'three'\n"))
+
+
+def test_wrong_choice_named(tmp_path):
+    with pytest.raises(CuratuneError, match=r"'train\.method' must be one of"):
+        load_config(write(tmp_path, "[train]\nmethod = 'qlora'\n"))
+
+
+def test_bad_toml(tmp_path):
+    with pytest.raises(CuratuneError, match="not valid TOML"):
+        load_config(write(tmp_path, "[data\n"))
+
+
+def test_paths_relative_to_config(tmp_path):
+    cfg = load_config(write(tmp_path, "[data]\ninputs = ['d/x.csv']\n"))
+    assert cfg.data.inputs == [str((tmp_path / "d/x.csv").resolve())]
+
+
+def test_int_accepted_for_float(tmp_path):
+    cfg = load_config(write(tmp_path, "[train]\nepochs = 2\n"))
+    assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)
+
+
+def test_validate_cli_reports_key(cli_run, tmp_path):
+    code, out = cli_run("validate", write(tmp_path, "[data]\ntext_column = 'x'\n"))
+    assert code == 2
+    assert "unknown config key 'data.text_column'" in out
