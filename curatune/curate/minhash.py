@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 from scipy.integrate import quad
 
 _FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
@@ -97,11 +98,14 @@ def char_signatures(texts: Sequence[str], k: int, num_perm: int = 128, seed: int
     if short.size:  # put the short texts' entries back in document order
         order = np.argsort(doc, kind="stable")
         doc, key, where, width = doc[order], key[order], where[order], width[order]
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    # Hash-based factorisation (O(n), no sort); pandas is already there through fairlearn.
+    codes, uniq = pd.factorize(key)
+    first = np.empty(uniq.size, dtype=np.int64)
+    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)
     hashed = _hash_strings([joined[where[i]:where[i] + width[i]] for i in first])
     # A shingle repeated inside one text leaves its minimum unchanged: no per-text dedup needed.
     lengths = np.bincount(doc, minlength=n)
-    return _minhash(hashed[inverse.ravel()], lengths, num_perm, seed)
+    return _minhash(hashed[codes], lengths, num_perm, seed)
 
 
 def _poly_key(text: str) -> int:
@@ -168,9 +172,14 @@ def candidate_pairs(sig: np.ndarray, threshold: float, *, max_bucket: int = 200)
     if live.size < 2:
         return np.zeros((0, 2), dtype=np.int64)
     for band in range(bands):
-        block = np.ascontiguousarray(sig[live, band * rows:(band + 1) * rows])
-        view = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
-        _, inverse, counts = np.unique(view, return_inverse=True, return_counts=True)
+        block = sig[live, band * rows:(band + 1) * rows].astype(np.uint64)
+        # Fold the band's r values into one 64-bit key (equal bands give equal keys; a collision
+        # between different bands has probability ~2^-64), then factorise by hashing, not sorting.
+        folded = np.zeros(live.size, dtype=np.uint64)
+        for col in range(rows):
+            folded = (folded ^ block[:, col]) * np.uint64(0x100000001B3) + np.uint64(col + 1)
+        inverse, uniques = pd.factorize(folded)
+        counts = np.bincount(inverse, minlength=uniques.size)
         multi = counts[inverse] > 1
         if not multi.any():
             continue
@@ -179,8 +188,14 @@ def candidate_pairs(sig: np.ndarray, threshold: float, *, max_bucket: int = 200)
         order = np.argsort(groups, kind="stable")
         members, groups = members[order], groups[order]
         bounds = np.flatnonzero(np.diff(groups)) + 1
-        for grp in np.split(members, bounds):
-            keys.append(_pairs_of(grp, max_bucket, n))
+        sizes = np.diff(np.concatenate([[0], bounds, [groups.size]]))
+        starts = np.concatenate([[0], bounds])
+        # Buckets of two are nearly all of them: pair them without a Python loop.
+        two = starts[sizes == 2]
+        lo, hi = np.minimum(members[two], members[two + 1]), np.maximum(members[two], members[two + 1])
+        keys.append(lo * n + hi)
+        for st, sz in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
+            keys.append(_pairs_of(members[st:st + sz], max_bucket, n))
     if not keys:
         return np.zeros((0, 2), dtype=np.int64)
     uniq = np.unique(np.concatenate(keys))
