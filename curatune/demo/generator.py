@@ -27,7 +27,16 @@ import polars as pl
 from faker import Faker
 
 from curatune.demo.intents import (
-    AGENT_CLOSE, AGENT_OPEN, CITIES, CONFUSABLE, DAYS, FILLERS, GENERIC_CUSTOMER, GREETINGS, INTENTS, ITEMS,
+    AGENT_CLOSE,
+    AGENT_OPEN,
+    CITIES,
+    CONFUSABLE,
+    DAYS,
+    FILLERS,
+    GENERIC_CUSTOMER,
+    GREETINGS,
+    INTENTS,
+    ITEMS,
     REFERENCE_TOPICS,
 )
 

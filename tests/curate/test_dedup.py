@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from curatune.config import Config
-from curatune.curate.dedup import is_word_edit_copy, leader_clusters, NearPairs
+from curatune.curate.dedup import NearPairs, is_word_edit_copy, leader_clusters
 from curatune.curate.pipeline import run_curation
 
 LONG = ("customer: hello, I ordered a pair of running shoes three weeks ago and they still have not arrived, "
