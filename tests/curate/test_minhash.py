@@ -11,7 +11,8 @@ from curatune.curate.minhash import candidate_pairs, char_shingles, char_signatu
 
 datasketch = pytest.importorskip("datasketch")
 
-WORDS = ["card", "refund", "order", "late", "broken", "where", "my", "the", "please", "account", "top", "up", "transfer", "fee"]
+WORDS = ["card", "refund", "order", "late", "broken", "where", "my", "the", "please", "account", "top", "up",
+         "transfer", "fee"]
 
 
 def corpus(n: int = 400, seed: int = 0) -> list[str]:
