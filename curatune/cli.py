@@ -165,8 +165,7 @@ def run(
     """curate -> (Label Studio) -> train -> evaluate -> report, skipping stages that are up to date."""
     from curatune.pipeline import run_pipeline
 
-    result = run_pipeline(load_config(config), force=force or [], out_dir=out, progress=_progress)
-    print(result["audit_html"])
+    _summary(run_pipeline(load_config(config), force=force or [], out_dir=out, progress=_progress))
 
 
 @app.command()
@@ -178,8 +177,16 @@ def demo(
     """Generate the demo transcripts and run the whole pipeline on them."""
     from curatune.pipeline import run_demo
 
-    result = run_demo(out, rows=rows, seed=seed, progress=_progress)
-    print(result["audit_html"])
+    _summary(run_demo(out, rows=rows, seed=seed, progress=_progress))
+
+
+def _summary(result: dict) -> None:
+    if result["not_built"]:
+        console.print(f"stages not built yet: {', '.join(result['not_built'])}")
+    if result["audit_html"]:
+        print(result["audit_html"])
+    else:
+        console.print(f"results in {result['out_dir']} (no audit report: the report stage has not run)")
 
 
 @app.command()
