@@ -1,0 +1,1 @@
+"""Personal-data detection (Presidio + our recognizers) and replacement."""

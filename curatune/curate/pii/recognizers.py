@@ -1,0 +1,203 @@
+"""Recognizers that support transcripts need and Presidio does not ship.
+
+Street addresses and postcodes, order/ticket/account numbers (patterns from config), digits
+spoken in call transcripts, @handles, a looser phone pattern for formats the phonenumbers library
+rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
+"this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
+locale name lists), so names are still found when the spaCy model is missing or misses them.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+
+DIGIT_WORDS = "zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple"
+DEFAULT_ID_PATTERNS = {
+    "ORDER_ID": r"\b(?:ORD|ORDER|ORDR)[-#: ]?\d{5,10}\b",
+    "TICKET_ID": r"\b(?:TKT|TICKET|CASE|INC)[-#: ]?\d{4,10}\b",
+    "ACCOUNT_ID": r"\b(?:ACC|ACCT|ACCOUNT|CUST)[-#: ]?\d{6,12}\b",
+}
+
+
+@lru_cache(maxsize=1)
+def street_suffixes() -> list[str]:
+    from faker.providers.address.en_GB import Provider as GB
+    from faker.providers.address.en_US import Provider as US
+
+    words = set(US.street_suffixes) | set(getattr(GB, "street_suffixes", ())) | {
+        "St", "Ave", "Rd", "Dr", "Ln", "Blvd", "Ct", "Pl", "Sq", "Hwy", "Pkwy", "Cres", "Close", "Gardens", "Mews"}
+    return sorted(words, key=len, reverse=True)
+
+
+@lru_cache(maxsize=1)
+def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
+    """First names and surnames from Faker's English locales."""
+    firsts: set[str] = set()
+    lasts: set[str] = set()
+    for loc in ("en_US", "en_GB", "en_IN", "en_CA", "en_AU", "en_IE", "en_NZ"):
+        try:
+            mod = __import__(f"faker.providers.person.{loc}", fromlist=["Provider"])
+        except ImportError:
+            continue
+        p = mod.Provider
+        for attr in ("first_names", "first_names_male", "first_names_female"):
+            firsts.update(getattr(p, attr, ()) or ())
+        lasts.update(getattr(p, "last_names", ()) or ())
+    # Words that are also ordinary English in support text would flood the results.
+    common = {"Will", "May", "June", "Mark", "Bill", "Grant", "Chance", "Hope", "Faith", "Joy", "Rich", "Sunny",
+              "Page", "Case", "Price", "Long", "Young", "Black", "White", "Brown", "Green", "Gray", "Bond", "Bank",
+              "Card", "Cash", "Hall", "Love", "Day", "Hill", "Wood", "Rose", "Summer", "April", "Box", "Lane",
+              "Street", "North", "West", "Best", "King", "Good", "Major", "Ball", "Field", "Gold", "Fox", "Park"}
+    return frozenset(f for f in firsts if f not in common), frozenset(s for s in lasts if s not in common)
+
+
+def address_recognizer() -> PatternRecognizer:
+    suffix = "|".join(re.escape(s) for s in street_suffixes())
+    unit = r"(?:,?\s*(?:Apt\.?|Apartment|Suite|Unit|Flat|#)\s*\w{1,6})?"
+    patterns = [
+        Pattern("street_with_suffix",
+                rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[A-Z][\w'.-]*\s+){{0,4}}(?:{suffix})\b\.?{unit}", 0.6),
+        # International: "6750 Koskikatu 25 Apt. 864", "Hauptstrasse 12".
+        Pattern("number_name_number", r"\b\d{1,6}\s+[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2}\s+\d{1,5}\b" + unit, 0.45),
+        Pattern("name_then_number",
+                r"\b[A-Z][a-zà-ÿ]+(?:strasse|straße|str\.|gasse|weg|katu|gatan|gade|vej|laan|straat|allee|platz|"
+                r"plein|ulica|utca|calle|rue|via|rua)\s*\d{1,5}[a-z]?\b" + unit, 0.55),
+        Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|PO Box|Postfach)\s+\d{1,6}\b", 0.6),
+    ]
+    return PatternRecognizer(supported_entity="STREET_ADDRESS", patterns=patterns, name="StreetAddressRecognizer",
+                             context=["address", "live", "street", "deliver", "ship", "send", "moved", "located"],
+                             global_regex_flags=re.MULTILINE)
+
+
+def postcode_recognizer() -> PatternRecognizer:
+    patterns = [
+        Pattern("uk_postcode", r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b", 0.6),
+        Pattern("us_zip_plus4", r"\b\d{5}-\d{4}\b", 0.5),
+        # "Springfield 62704" / "Lake Michelle, 65953": a place name then a zip is an address line.
+        Pattern("city_zip", r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},?\s\d{5}(?:-\d{4})?\b", 0.5),
+        Pattern("five_digits", r"\b\d{5}\b", 0.3),
+        Pattern("canada", r"\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b", 0.5),
+    ]
+    return PatternRecognizer(supported_entity="ZIP_CODE", patterns=patterns, name="PostcodeRecognizer",
+                             context=["zip", "postcode", "post code", "postal", "address", "street", "apt", "suite",
+                                      "city", "state"],
+                             global_regex_flags=re.MULTILINE)
+
+
+def id_recognizers(patterns: dict[str, str]) -> list[PatternRecognizer]:
+    """Order, ticket and account numbers; ``patterns`` (entity -> regex) from config extend the defaults."""
+    merged = {**DEFAULT_ID_PATTERNS, **patterns}
+    out = []
+    for entity, regex in sorted(merged.items()):
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            from curatune.errors import CuratuneError
+
+            raise CuratuneError(
+                f"config key 'curate.anonymise.id_patterns.{entity}' is not a valid regex: {exc}") from None
+        out.append(PatternRecognizer(supported_entity=entity, patterns=[Pattern(entity.lower(), regex, 0.85)],
+                                     name=f"{entity.title().replace('_', '')}Recognizer",
+                                     global_regex_flags=re.IGNORECASE))
+    return out
+
+
+def spoken_digits_recognizer() -> PatternRecognizer:
+    word = rf"(?:{DIGIT_WORDS})"
+    return PatternRecognizer(
+        supported_entity="SPOKEN_DIGITS",
+        patterns=[Pattern("four_or_more_digit_words", rf"\b{word}(?:[\s,.-]+{word}){{3,}}\b", 0.7),
+                  Pattern("mixed_digits_and_words", rf"\b(?:\d|{word})(?:[\s,.-]+(?:\d|{word})){{5,}}\b", 0.6)],
+        name="SpokenDigitsRecognizer", global_regex_flags=re.IGNORECASE)
+
+
+def luhn_card_recognizer() -> EntityRecognizer:
+    """Any 13-19 digit run that passes the Luhn check (Presidio's own patterns miss e.g. 2-series
+    Mastercard numbers); Presidio's CreditCardRecognizer does the Luhn validation."""
+    from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+
+    return CreditCardRecognizer(patterns=[Pattern("digits_13_19", r"\b(?:\d[ -]?){12,18}\d\b", 0.3)],
+                                name="LuhnCardRecognizer")
+
+
+def handle_recognizer() -> PatternRecognizer:
+    return PatternRecognizer(supported_entity="HANDLE",
+                             patterns=[Pattern("at_handle", r"(?<![\w.@])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,29})\b", 0.7)],
+                             name="HandleRecognizer")
+
+
+def loose_phone_recognizer() -> PatternRecognizer:
+    return PatternRecognizer(
+        supported_entity="PHONE_NUMBER",
+        patterns=[Pattern("loose_phone",
+                          r"(?<![\w-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}"
+                          r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])", 0.55)],
+        context=["call", "phone", "number", "mobile", "cell", "reach", "text", "tel"],
+        name="LoosePhoneRecognizer")
+
+
+class ContextNameRecognizer(EntityRecognizer):
+    """Person names from what surrounds them, and from the name gazetteer."""
+
+    CUES = [
+        r"\bmy name is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
+        r"\bmy name's\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
+        r"\b[Tt]his is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})(?:\s+(?:speaking|here|from)\b|[.,])",
+        r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|$|and\b|from\b)",
+        r"(?:^|[.!?]\s+)(?P<n>[A-Z][\w'-]+\s+[A-Z][\w'-]+)\s+here\b",
+        r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)\b",
+        r"\b(?:[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]hanks)\s*,\s*\n?\s*(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+        r"\b(?:[Mm]r|[Mm]rs|[Mm]s|[Mm]iss|[Dd]r)\.?\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+        r"\b(?:speak(?:ing)? (?:to|with)|ask for|transfer(?:red)? to|named|called)\s+"
+        r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+    ]
+    NOT_NAMES = frozenset({"I", "The", "This", "That", "It", "We", "You", "He", "She", "They", "Sorry", "Happy",
+                           "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
+                           "No", "Ok", "Okay", "Good", "Great", "Sure", "Here", "Still", "Not", "Also", "Calling",
+                           "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid"})
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        self._cues = [re.compile(c, re.MULTILINE) for c in self.CUES]
+        firsts, lasts = name_gazetteer()
+        self._firsts, self._lasts = firsts, lasts
+        self._cap = re.compile(r"\b[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)?\b")
+
+    def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
+        return None
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        out: list[RecognizerResult] = []
+        for cue in self._cues:
+            for m in cue.finditer(text):
+                start, end = m.span("n")
+                words = m.group("n").split()
+                while words and words[-1] in self.NOT_NAMES:
+                    words.pop()
+                    end = start + len(" ".join(words))
+                if not words or words[0] in self.NOT_NAMES:
+                    continue
+                out.append(RecognizerResult("PERSON", start, end, 0.85))
+        for m in self._cap.finditer(text):
+            words = m.group(0).split()
+            first_ok = words[0] in self._firsts
+            if len(words) == 2 and first_ok and words[1] in self._lasts:
+                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
+            elif first_ok and not self._sentence_start(text, m.start()):
+                out.append(RecognizerResult("PERSON", m.start(), m.start() + len(words[0]), 0.5))
+            elif len(words) == 2 and words[1] in self._lasts and words[0] in self._firsts:
+                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.7))
+        return out
+
+    @staticmethod
+    def _sentence_start(text: str, pos: int) -> bool:
+        before = text[:pos].rstrip()
+        return not before or before[-1] in ".!?:\n"
+
+
+def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
+    return [address_recognizer(), postcode_recognizer(), *id_recognizers(id_patterns), spoken_digits_recognizer(),
+            handle_recognizer(), loose_phone_recognizer(), luhn_card_recognizer(), ContextNameRecognizer()]
