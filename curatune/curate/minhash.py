@@ -72,10 +72,19 @@ def signatures(shingle_sets: Sequence[Sequence[str]], num_perm: int = 128, seed:
     return _minhash(hashed[np.asarray(ids, dtype=np.int64)], lengths, num_perm, seed)
 
 
-def char_signatures(texts: Sequence[str], k: int, num_perm: int = 128, seed: int = 1) -> np.ndarray:
+def char_signatures(texts: Sequence[str], k: int, num_perm: int = 128, seed: int = 1,
+                    chunk: int = 50_000) -> np.ndarray:
     """``signatures([char_shingles(t, k) for t in texts])``, without building a Python string per
-    shingle: windows of code points are keyed by a 64-bit polynomial hash, made unique with numpy,
-    and only the unique shingles are decoded and SHA-1 hashed."""
+    shingle: windows of code points are keyed by a 64-bit polynomial hash, factorised, and only the
+    distinct shingles are decoded and SHA-1 hashed. Texts go in chunks, so working memory is
+    bounded by the chunk, not the corpus (only the [n, num_perm] output grows with n)."""
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for start in range(0, len(texts), chunk):
+        out[start:start + chunk] = _char_signatures(texts[start:start + chunk], k, num_perm, seed)
+    return out
+
+
+def _char_signatures(texts: Sequence[str], k: int, num_perm: int, seed: int) -> np.ndarray:
     n = len(texts)
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
     joined = "".join(texts)
