@@ -24,6 +24,7 @@ from curatune.config import AnonymiseConfig
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
 from curatune.curate.pii.engine import Detector, build_detector
 from curatune.curate.pii.operators import OPERATORS, EntityBook, Replacer
+from curatune.curate.pii.recognizers import ContextNameRecognizer
 from curatune.errors import CuratuneError
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ class Anonymiser:
         return out
 
     def rewrite(self, text: str, results: list, book: EntityBook) -> tuple[str, Counter]:
-        spans = [(r.start, r.end, r.entity_type) for r in results]
+        spans = [_trim_person(text, r.start, r.end) if r.entity_type == "PERSON" else (r.start, r.end, r.entity_type)
+                 for r in results]
+        spans = [sp for sp in spans if sp[1] > sp[0]]
         spans += _propagate_names(text, spans, book)
         spans = sorted(set(spans))
         counts: Counter = Counter()
@@ -92,6 +95,19 @@ class Anonymiser:
             last = end
         pieces.append(text[last:])
         return "".join(pieces), counts
+
+
+def _trim_person(text: str, start: int, end: int) -> tuple[int, int, str]:
+    """NER sometimes takes the greeting with the name ("Sorry Maria"): keep only the name, so the
+    mention links to the same person and the greeting stays readable."""
+    words = list(re.finditer(r"\S+", text[start:end]))
+    while words and words[0].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
+        words.pop(0)
+    while words and words[-1].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
+        words.pop()
+    if not words:
+        return start, start, "PERSON"
+    return start + words[0].start(), start + words[-1].end(), "PERSON"
 
 
 def _propagate_names(text: str, spans: list[tuple[int, int, str]], book: EntityBook) -> list[tuple[int, int, str]]:
@@ -177,7 +193,8 @@ class Anonymise(CurationStep):
         out = {}
         for i, res in zip(idx, found, strict=True):
             placed = [m.span() for m in _REPLACEMENT.finditer(texts[i])]
-            res = [r for r in res if all(r.end <= s or r.start >= e for s, e in placed)]
+            res = [r for r in res if all(r.end <= s or r.start >= e for s, e in placed)
+                   and not any(sur in texts[i][r.start:r.end] for sur in anon.replacer.surrogates)]
             if res:
                 out[i] = res
         return out

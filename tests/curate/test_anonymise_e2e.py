@@ -1,0 +1,142 @@
+"""Anonymisation through the curation pipeline: what lands in files holds no personal data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curatune.config import Config, load_config
+from curatune.curate.pipeline import run_curation
+from curatune.demo import generate_demo
+
+TURNS = [
+    ("c1", 1, "customer", "Hi, my name is Maria Gonzalez and my card 4111 1111 1111 1111 was charged twice"),
+    ("c1", 2, "agent", "Sorry Maria, this is Daniel speaking. Can you confirm your email?"),
+    ("c1", 3, "customer", "It is maria.gonzalez@example.com and my order is ORD-123456"),
+    ("c1", 4, "agent", "Thanks Maria, refund issued to IBAN DE89370400440532013000"),
+    ("c2", 1, "customer", "The parcel never came to 42 Elm Street, Springfield 62704, call me on +1 415 555 0132"),
+    ("c2", 2, "agent", "I will check, sorry for the delay"),
+]
+
+
+def _write(tmp_path: Path) -> Path:
+    df = pl.DataFrame([dict(zip(("conversation_id", "turn", "speaker", "text"), t, strict=True)) for t in TURNS])
+    df = df.with_columns(pl.lit("billing").alias("label"))
+    src = tmp_path / "turns.parquet"
+    df.write_parquet(src)
+    return src
+
+
+def _curate(tmp_path: Path, src: Path, **anon) -> Path:
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    cfg.data.conversation_col = "conversation_id"
+    for k, v in anon.items():
+        setattr(cfg.curate.anonymise, k, v)
+    out = tmp_path / "out"
+    run_curation(cfg, out, [str(src)])
+    return out
+
+
+def test_placeholders_numbered_and_linked_across_turns(tmp_path):
+    out = _curate(tmp_path, _write(tmp_path))
+    cur = pl.read_parquet(out / "curated.parquet").sort("row_id")
+    text = cur["text"][0]
+    turns = cur["turns"][0].to_list()
+    assert "Maria" not in text and "Gonzalez" not in text and "Daniel" not in text
+    # "Maria Gonzalez" (turn 1) and "Maria" (turns 2 and 4) are one person.
+    first = re.search(r"my name is (<PERSON_\d+>)", turns[0]["text"]).group(1)
+    assert turns[1]["text"].startswith(f"Sorry {first}")
+    assert turns[3]["text"].startswith(f"Thanks {first}")
+    assert "<CREDIT_CARD_1>" in turns[0]["text"] and "<EMAIL_ADDRESS_1>" in turns[2]["text"]
+    assert "<IBAN_CODE_1>" in turns[3]["text"] and "ORD-123456" not in text
+    # text and turns agree
+    assert text == "\n".join(f"{t['speaker']}: {t['text']}" for t in turns)
+    other = cur["text"][1]
+    assert "42 Elm Street" not in other and "62704" not in other and "555 0132" not in other
+
+
+def test_ledger_counts_not_values(tmp_path):
+    out = _curate(tmp_path, _write(tmp_path))
+    led = pl.read_parquet(out / "ledger.parquet").sort("row_id")
+    counts = json.loads(led["pii_counts"][0])
+    assert counts["PERSON"] >= 3 and counts["CREDIT_CARD"] == 1 and counts["EMAIL_ADDRESS"] == 1
+    assert led["pii_leaked"].to_list() == [0, 0]
+    assert "pii_found" in led["reasons"][0]
+    blob = led.write_json()
+    assert "Maria" not in blob and "4111" not in blob
+    m = json.loads((out / "manifest.json").read_text())
+    step = next(s for s in m["steps"] if s["name"] == "anonymise")
+    assert step["summary"]["leak_scan"]["passed"] is True
+    assert "Maria" not in json.dumps(m)
+
+
+def test_mask_and_surrogate_operators(tmp_path, monkeypatch):
+    src = _write(tmp_path)
+    out = _curate(tmp_path / "m", src, operator="mask")
+    assert "***" in pl.read_parquet(out / "curated.parquet")["text"][0]
+    monkeypatch.setenv("CURATUNE_ANON_SECRET", "s3cret")
+    a = _curate(tmp_path / "s1", src, operator="surrogate")
+    b = _curate(tmp_path / "s2", src, operator="surrogate")
+    ta = pl.read_parquet(a / "curated.parquet").sort("row_id")["text"][0]
+    assert ta == pl.read_parquet(b / "curated.parquet").sort("row_id")["text"][0]  # deterministic from the key
+    assert "Maria" not in ta and "<PERSON" not in ta
+
+
+def test_surrogate_without_secret_is_a_clear_error(cli_run, tmp_path, monkeypatch):
+    monkeypatch.delenv("CURATUNE_ANON_SECRET", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\nconversation_col='conversation_id'\n[curate]\nsteps=['anonymise']\n"
+                   "[curate.anonymise]\noperator='surrogate'\n")
+    code, out = cli_run("curate", _write(tmp_path), "--out", tmp_path / "o", "--config", cfg)
+    assert code == 2 and "CURATUNE_ANON_SECRET" in out
+
+
+@pytest.mark.parametrize("text", ["", "x" * 100_000 + " call me on 415 555 0132", "我的名字是王伟，电话 13800138000",
+                                  "<script>alert('Maria Gonzalez')</script><b>my email is a@b.co</b>",
+                                  "4111111111111111 0000 1234567890 99999"])
+def test_awkward_texts_do_not_crash(tmp_path, text):
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"text": [text, "plain row"]}).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    run_curation(cfg, tmp_path / "o", [str(src)])
+    led = pl.read_parquet(tmp_path / "o" / "ledger.parquet")
+    assert led.height == 2
+    written = pl.read_parquet(tmp_path / "o" / "curated.parquet")["text"].to_list() + \
+        pl.read_parquet(tmp_path / "o" / "excluded.parquet")["text"].drop_nulls().to_list()
+    for secret in ("415 555 0132", "a@b.co", "4111111111111111", "Maria Gonzalez"):
+        assert all(secret not in t for t in written)
+
+
+def _all_text(run: Path) -> dict[str, str]:
+    out = {}
+    for p in run.rglob("*"):
+        if not p.is_file():
+            continue
+        if p.suffix == ".parquet":
+            df = pl.read_parquet(p)
+            out[str(p)] = df.write_json()
+        else:
+            out[str(p)] = p.read_bytes().decode("utf-8", "replace")
+    return out
+
+
+def test_no_planted_pii_anywhere_in_the_run(tmp_path):
+    paths = generate_demo(tmp_path / "data", n_conversations=250, seed=11)
+    cfg = load_config(paths["config"])
+    cfg.curate.steps = ["dedup", "anonymise"]
+    run = tmp_path / "run"
+    run_curation(cfg, run / "curate")
+    blobs = _all_text(run)
+    pii = pl.read_parquet(paths["pii"]).unique(["entity_type", "value"])
+    assert pii.height > 300
+    leaks = []
+    for kind, value in pii.select("entity_type", "value").iter_rows():
+        pattern = re.compile(r"(?<![\w-])" + re.escape(value) + r"(?![\w-])")
+        leaks += [(kind, value, f) for f, b in blobs.items() if pattern.search(b)]
+    assert leaks == []
