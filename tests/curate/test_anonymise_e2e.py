@@ -140,3 +140,31 @@ def test_no_planted_pii_anywhere_in_the_run(tmp_path):
         pattern = re.compile(r"(?<![\w-])" + re.escape(value) + r"(?![\w-])")
         leaks += [(kind, value, f) for f, b in blobs.items() if pattern.search(b)]
     assert leaks == []
+
+
+def test_turn_with_line_breaks_keeps_turns_aligned(tmp_path):
+    rows = [("c1", 1, "customer", "Hello\nmy name is Maria Gonzalez\nand my email is maria@example.com"),
+            ("c1", 2, "agent", "Thanks Maria.\nAnything else?"),
+            ("c1", 3, "customer", "no")]
+    df = pl.DataFrame([dict(zip(("conversation_id", "turn", "speaker", "text"), r, strict=True)) for r in rows])
+    src = tmp_path / "t.parquet"
+    df.write_parquet(src)
+    out = _curate(tmp_path, src)
+    turns = pl.read_parquet(out / "curated.parquet")["turns"][0].to_list()
+    assert [t["speaker"] for t in turns] == ["customer", "agent", "customer"]
+    assert turns[0]["text"].startswith("Hello\nmy name is <PERSON_1>")
+    assert "<EMAIL_ADDRESS_1>" in turns[0]["text"]
+    assert turns[1]["text"] == "Thanks <PERSON_1>.\nAnything else?"
+    assert turns[2]["text"] == "no"
+
+
+def test_value_across_a_scan_window_edge_is_found(tmp_path):
+    from curatune.curate import anonymise
+
+    text = "a" * (anonymise.WINDOW - 10) + " write to maria.gonzalez@example.com please"
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"text": [text]}).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    run_curation(cfg, tmp_path / "o", [str(src)])
+    assert "maria.gonzalez@example.com" not in pl.read_parquet(tmp_path / "o" / "curated.parquet")["text"][0]

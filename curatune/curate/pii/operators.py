@@ -59,7 +59,6 @@ class Replacer:
 
     def __init__(self, default: str, per_entity: dict[str, str], secret: bytes) -> None:
         self.default, self.per_entity, self.secret = default, per_entity, secret
-        self.surrogates: set[str] = set()
 
     def __call__(self, entity: str, value: str, book: EntityBook) -> str:
         op = self.per_entity.get(entity, self.default)
@@ -71,9 +70,7 @@ class Replacer:
         digest = hmac.new(self.secret, f"{entity}|{key}".encode(), hashlib.sha256).hexdigest()
         if op == "hash":
             return f"<{entity}_{digest[:10]}>"
-        out = self._surrogate(entity, value, key, int(digest[:15], 16))
-        self.surrogates.add(out)
-        return out
+        return self._surrogate(entity, value, key, int(digest[:15], 16))
 
     @staticmethod
     def _surrogate(entity: str, value: str, key: str, seed: int) -> str:
