@@ -90,8 +90,9 @@ class AnonymiseConfig:
     # Extra identifier patterns (name -> regex), e.g. {ORDER_ID = "ORD-\\d{6}"}.
     id_patterns: dict[str, str] = field(default_factory=dict)
     entities: list[str] = field(default_factory=list)
-    # Fail the run when the leak scan still finds personal data after anonymisation.
+    # Fail the run when the leak scan still finds more than max_leaks entities after anonymisation.
     fail_on_leak: bool = True
+    max_leaks: int = 0
     batch_size: int = 64
     n_process: int = 2
 
@@ -120,6 +121,15 @@ class LabelStudioConfig:
     conflict_rule: Literal["ground_truth_majority", "majority", "keep"] = "ground_truth_majority"
     # Run push/pull inside `curatune run` (off by default: it needs a server).
     enabled: bool = False
+    # Connection errors and HTTP 5xx are retried this many times, waiting retry_backoff_s, then twice
+    # as long each time (capped at 30 s); a push re-checks which tasks the server already holds first.
+    retries: int = 5
+    retry_backoff_s: float = 1.0
+    timeout_s: float = 120.0
+    sample_seed: int = 0
+    # Push refuses a run without an anonymise step: only anonymised text may leave the machine.
+    # Set false only for data that holds no personal data at all (a public benchmark).
+    require_anonymised: bool = True
 
 
 @dataclass
@@ -182,7 +192,6 @@ class GatesConfig:
     min_similarity_retention: float = 0.0
     max_group_accuracy_difference: float = 0.0
     max_counterfactual_flip_rate: float = 0.0
-    max_leaked_pii: int = 0
 
 
 @dataclass
