@@ -37,7 +37,10 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     """First names and surnames from Faker's English locales."""
     firsts: set[str] = set()
     lasts: set[str] = set()
-    for loc in ("en_US", "en_GB", "en_IN", "en_CA", "en_AU", "en_IE", "en_NZ"):
+    # Customers' names come from everywhere: every Latin-script Faker locale contributes.
+    for loc in ("en_US", "en_GB", "en_IN", "en_CA", "en_AU", "en_IE", "en_NZ", "de_DE", "fr_FR", "es_ES", "es_MX",
+                "it_IT", "pt_BR", "pt_PT", "nl_NL", "pl_PL", "sv_SE", "da_DK", "no_NO", "fi_FI", "cs_CZ", "tr_TR",
+                "ro_RO", "hu_HU", "id_ID", "fil_PH", "vi_VN", "sk_SK", "hr_HR", "sl_SI", "et_EE", "lv_LV", "lt_LT"):
         try:
             mod = __import__(f"faker.providers.person.{loc}", fromlist=["Provider"])
         except ImportError:
@@ -115,11 +118,11 @@ def spoken_digits_recognizer() -> PatternRecognizer:
 
 
 def luhn_card_recognizer() -> EntityRecognizer:
-    """Any 13-19 digit run that passes the Luhn check (Presidio's own patterns miss e.g. 2-series
-    Mastercard numbers); Presidio's CreditCardRecognizer does the Luhn validation."""
+    """Any 12-19 digit run that passes the Luhn check (Presidio's own patterns miss 2-series
+    Mastercard and 12-digit Maestro numbers); Presidio's CreditCardRecognizer does the Luhn validation."""
     from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
 
-    return CreditCardRecognizer(patterns=[Pattern("digits_13_19", r"\b(?:\d[ -]?){12,18}\d\b", 0.3)],
+    return CreditCardRecognizer(patterns=[Pattern("digits_12_19", r"\b(?:\d[ -]?){11,18}\d\b", 0.3)],
                                 name="LuhnCardRecognizer")
 
 
