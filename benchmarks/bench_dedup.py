@@ -155,9 +155,9 @@ def _quality(data_dir: Path) -> str:
 
 _SCALE_CHILD = """
 import resource, sys, time
-from pathlib import Path
-from benchmarks.bench_dedup import _corpus, _ours
-texts = _corpus(Path(sys.argv[1]), int(sys.argv[2]))
+from benchmarks.bench_dedup import _ours
+with open(sys.argv[1], encoding="utf-8") as fh:
+    texts = fh.read().split("\\n")
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 _, pairs = _ours(texts)
@@ -174,8 +174,15 @@ def _scaling(data_dir: Path, sizes: tuple[int, ...]) -> str:
 
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, "-c", _SCALE_CHILD, str(data_dir), str(n)], check=True,
-                             capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent).stdout
+        # The corpus is built here and read back by the child, so the child's high-water mark
+        # before the measured call is the loaded corpus and nothing else.
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
+            fh.write("\n".join(t.replace("\n", " ") for t in _corpus(data_dir, n)))
+        try:
+            out = subprocess.run([sys.executable, "-c", _SCALE_CHILD, fh.name], check=True, capture_output=True,
+                                 text=True, cwd=Path(__file__).resolve().parent.parent).stdout
+        finally:
+            Path(fh.name).unlink()
         secs, base, peak, pairs = out.split()
         extra_mib = (int(peak) - int(base)) / 1024
         rows.append((f"{n:,}", f"{float(secs):.1f}", f"{n / float(secs):,.0f}", f"{extra_mib:,.0f}",
