@@ -1,0 +1,114 @@
+"""Fairness across customer groups, built on fairlearn's MetricFrame.
+
+``GroupReport`` follows MetricFrame's design: metrics are any ``f(y_true, y_pred)``, arguments
+that could be swapped are keyword-only, everything is computed once and read through
+``overall``, ``by_group`` and ``difference()``. On top: bootstrap intervals for group metrics and
+for the between-group difference, groups below a minimum size reported as too small (not
+ranked), and multiclass disparity as one-vs-rest per class, using fairlearn's own binary
+demographic-parity and equalized-odds functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
+from sklearn.metrics import accuracy_score, f1_score
+
+from curatune.evaluate.stats import Bootstrap
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def macro_f1(y_true, y_pred) -> float:
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+DEFAULT_METRICS: dict[str, Metric] = {"accuracy": accuracy_score, "macro_f1": macro_f1}
+
+
+class GroupReport:
+    def __init__(self, *, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
+                 metrics: dict[str, Metric] | None = None, min_group_size: int = 30,
+                 bootstrap: Bootstrap | None = None) -> None:
+        self.metrics = metrics or DEFAULT_METRICS
+        self.y_true, self.y_pred = np.asarray(y_true), np.asarray(y_pred)
+        self.groups = groups.astype(str).reset_index(drop=True)
+        self.frame = MetricFrame(metrics=self.metrics, y_true=self.y_true, y_pred=self.y_pred,
+                                 sensitive_features=self.groups)
+        sizes = self.groups.value_counts()
+        self.sizes = {str(k): int(v) for k, v in sizes.items()}
+        self.ranked = sorted(g for g, n in self.sizes.items() if n >= min_group_size)
+        self.too_small = sorted(g for g, n in self.sizes.items() if n < min_group_size)
+        self.bootstrap = bootstrap
+
+    @property
+    def overall(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.frame.overall.items()}
+
+    @property
+    def by_group(self) -> list[dict[str, Any]]:
+        rows = []
+        codes = self.groups.to_numpy()
+        hits = self.y_true == self.y_pred
+        for g, values in self.frame.by_group.iterrows():
+            g = str(g)
+            row: dict[str, Any] = {"group": g, "n": self.sizes[g], "too_small": g in self.too_small}
+            for name in self.metrics:
+                row[name] = float(values[name])
+            if self.bootstrap is not None and g not in self.too_small:
+                mask = codes == g
+                b = Bootstrap(int(mask.sum()), resamples=self.bootstrap.idx.shape[0],
+                              confidence=self.bootstrap.confidence, seed=len(g))
+                row["accuracy_ci"] = b.mean(hits[mask]).to_dict()
+            rows.append(row)
+        return rows
+
+    def difference(self) -> dict[str, Any]:
+        """Largest minus smallest group value among groups large enough to rank, with a bootstrap CI
+        for accuracy (resampling rows, recomputing every group's accuracy per resample)."""
+        if len(self.ranked) < 2:
+            return {"groups_ranked": len(self.ranked)}
+        sub = self.frame.by_group.loc[self.ranked]
+        out: dict[str, Any] = {"groups_ranked": len(self.ranked)}
+        for name in self.metrics:
+            vals = sub[name].astype(float)
+            out[name] = {"difference": float(vals.max() - vals.min()),
+                         "ratio": float(vals.min() / vals.max()) if vals.max() > 0 else None,
+                         "best": str(vals.idxmax()), "worst": str(vals.idxmin())}
+        if self.bootstrap is not None:
+            codes = pd.Categorical(self.groups, categories=self.ranked).codes
+            idx = self.bootstrap.idx
+            r, g = idx.shape[0], len(self.ranked)
+            c = codes[idx]
+            h = (self.y_true == self.y_pred)[idx]
+            valid = c >= 0
+            off = (np.arange(r) * g)[:, None]
+            tot = np.bincount((off + c)[valid], minlength=r * g).reshape(r, g)
+            good = np.bincount((off + c)[valid & h], minlength=r * g).reshape(r, g)
+            acc = np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
+            diffs = np.nanmax(acc, axis=1) - np.nanmin(acc, axis=1)
+            point = out["accuracy"]["difference"] if "accuracy" in out else float("nan")
+            out["accuracy"]["difference_ci"] = self.bootstrap.interval(point, diffs).to_dict()
+        return out
+
+
+def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
+                         labels: list[str]) -> dict[str, Any]:
+    """Per-class one-vs-rest demographic-parity and equalized-odds differences (fairlearn's binary
+    functions), and the worst class for each."""
+    rows = []
+    for i, lab in enumerate(labels):
+        t, p = (np.asarray(y_true) == i).astype(int), (np.asarray(y_pred) == i).astype(int)
+        if t.sum() == 0 and p.sum() == 0:
+            continue
+        dp = demographic_parity_difference(t, p, sensitive_features=groups)
+        eo = equalized_odds_difference(t, p, sensitive_features=groups)
+        rows.append({"label": lab, "demographic_parity_difference": float(dp), "equalized_odds_difference": float(eo)})
+    worst_dp = max(rows, key=lambda r: r["demographic_parity_difference"], default=None)
+    worst_eo = max(rows, key=lambda r: r["equalized_odds_difference"], default=None)
+    return {"per_class": rows,
+            "worst_demographic_parity": worst_dp, "worst_equalized_odds": worst_eo}

@@ -1,0 +1,70 @@
+"""Forgetting: how much general-domain capability the encoder lost in fine-tuning.
+
+No standard tool measures this for encoder classifiers, so the definitions are ours (README):
+
+- linear-probe retention: cross-validated accuracy of a logistic-regression probe on the tuned
+  encoder's embeddings of a general-domain reference set, divided by the same probe on the base
+  encoder's embeddings (1.0 = nothing lost);
+- similarity retention: Spearman correlation between the base and tuned pairwise cosine
+  similarities of the reference texts (needs no labels; 1.0 = same geometry);
+- representation drift: linear CKA (Kornblith et al. 2019) between base and tuned embeddings, per
+  layer (1.0 = same representation up to rotation and scale).
+
+An untouched model gives exactly 1.0 on all three.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean(axis=0)
+    y = y - y.mean(axis=0)
+    num = np.linalg.norm(x.T @ y, "fro") ** 2
+    den = np.linalg.norm(x.T @ x, "fro") * np.linalg.norm(y.T @ y, "fro")
+    return float(num / den) if den > 0 else float("nan")
+
+
+def probe_accuracy(x: np.ndarray, labels: list[str], *, seed: int = 0, folds: int = 5) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    y = np.asarray(labels)
+    folds = min(folds, int(min(np.unique(y, return_counts=True)[1])))
+    if folds < 2:
+        return float("nan")
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(LogisticRegression(C=10.0, max_iter=2000), x, y, cv=cv).mean())
+
+
+def similarity_retention(base: np.ndarray, tuned: np.ndarray) -> float:
+    iu = np.triu_indices(len(base), k=1)
+    sb = (base @ base.T)[iu]
+    st = (tuned @ tuned.T)[iu]
+    if np.allclose(sb, st):
+        return 1.0
+    return float(spearmanr(sb, st).statistic)
+
+
+def forgetting(base_encoder, tuned_encoder, texts: list[str], labels: list[str] | None, *, seed: int = 0,
+               max_texts: int = 800) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    if len(texts) > max_texts:
+        keep = np.sort(rng.choice(len(texts), max_texts, replace=False))
+        texts = [texts[i] for i in keep]
+        labels = [labels[i] for i in keep] if labels else None
+    base_layers = base_encoder.encode_layers(texts)
+    tuned_layers = tuned_encoder.encode_layers(texts)
+    base, tuned = base_layers[-1], tuned_layers[-1]
+    out: dict[str, Any] = {"reference_rows": len(texts),
+                           "similarity_retention": similarity_retention(base, tuned),
+                           "cka_by_layer": [linear_cka(b, t) for b, t in zip(base_layers, tuned_layers, strict=True)]}
+    if labels:
+        pb, pt = probe_accuracy(base, labels, seed=seed), probe_accuracy(tuned, labels, seed=seed)
+        out.update(probe_accuracy_base=pb, probe_accuracy_tuned=pt,
+                   probe_retention=float(pt / pb) if pb > 0 else float("nan"))
+    return out

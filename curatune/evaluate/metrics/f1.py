@@ -1,0 +1,20 @@
+"""F1 (macro, micro, weighted) and per-class precision/recall/F1 as an `evaluate.Metric` (loaded by path)."""
+
+import datasets
+import evaluate
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+
+class F1(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="F1 averaged three ways, and per-class precision, recall, F1 and support.", citation="",
+            inputs_description="",
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}))
+
+    def _compute(self, predictions, references, labels=None):
+        out = {f"{avg}_f1": float(f1_score(references, predictions, labels=labels, average=avg, zero_division=0))
+               for avg in ("macro", "micro", "weighted")}
+        p, r, f, s = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
+        out.update(precision=p.tolist(), recall=r.tolist(), f1=f.tolist(), support=s.tolist())
+        return out

@@ -1,0 +1,216 @@
+"""``evaluate_run``: read the curate and train stages' files, write metrics.json and tables.
+
+Predictions come from the train stage's ``predictions.parquet`` (tuned) and
+``base_predictions.parquet`` (the frozen encoder + linear head: a fair "before"); the model is
+only run again for counterfactual names and forgetting, which need new inputs. Headline metrics
+are on the test split (validation when there is no test split), with seeded bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curatune.config import Config
+from curatune.errors import CuratuneError, GateFailed
+from curatune.evaluate import metric_modules
+from curatune.evaluate.fairness import GroupReport, multiclass_disparity
+from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
+from curatune.rundir import MANIFEST, Manifest, read_json, write_json, write_parquet
+
+METRICS = "metrics.json"
+
+
+def _read(path: Path, what: str) -> pl.DataFrame:
+    if not path.is_file():
+        raise CuratuneError(f"{what} not found; run the earlier stage first", file=str(path))
+    return pl.read_parquet(path)
+
+
+def _eval_split(pred: pl.DataFrame) -> str:
+    splits = set(pred["split"].unique().to_list())
+    return "test" if "test" in splits else "validation"
+
+
+def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Path, *, fail_on_gate: bool = False,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    say = progress or (lambda _m: None)
+    curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    ec = config.evaluate
+    manifest = Manifest(stage="evaluate", config=config.resolved())
+    train_manifest = read_json(train_dir / MANIFEST) if (train_dir / MANIFEST).is_file() else None
+    if train_manifest is None:
+        raise CuratuneError("train stage is not complete (no manifest.json)", file=str(train_dir))
+    labels: list[str] = train_manifest["labels"]
+    tuned = _read(train_dir / "predictions.parquet", "predictions.parquet")
+    base = _read(train_dir / "base_predictions.parquet", "base_predictions.parquet")
+    curated = _read(curate_dir / "curated.parquet", "curated.parquet")
+    ledger = _read(curate_dir / "ledger.parquet", "ledger.parquet")
+    for p in (train_dir / "predictions.parquet", train_dir / "base_predictions.parquet",
+              curate_dir / "curated.parquet", curate_dir / "ledger.parquet"):
+        manifest.add_input(p)
+    group_cols = (read_json(curate_dir / MANIFEST).get("group_cols") or []) if (curate_dir / MANIFEST).is_file() else []
+
+    split = _eval_split(tuned)
+    t = tuned.filter((pl.col("split") == split) & pl.col("label").is_not_null())
+    b = base.filter(pl.col("split") == split).select("row_id", pl.col("predicted").alias("base_predicted"))
+    t = t.join(b, on="row_id", how="left")
+    if t["base_predicted"].null_count():
+        raise CuratuneError(f"base_predictions.parquet lacks {t['base_predicted'].null_count()} {split} rows of "
+                            "predictions.parquet: the two must cover the same rows", file=str(train_dir))
+    t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
+               how="left")
+    index = {lab: i for i, lab in enumerate(labels)}
+    unknown = sorted(set(t["label"]) - set(index))
+    if unknown:
+        raise CuratuneError(f"label '{unknown[0]}' in the {split} split is not one the model was trained on")
+    y = np.array([index[v] for v in t["label"]])
+    yp = np.array([index[v] for v in t["predicted"]])
+    yb = np.array([index[v] for v in t["base_predicted"]])
+    conf = t["confidence"].to_numpy()
+    boot = Bootstrap(len(y), resamples=ec.bootstrap, confidence=ec.confidence, seed=ec.seed)
+    say(f"evaluate: metrics on {len(y)} {split} rows")
+    with manifest.timed("metrics"):
+        m = metric_modules()
+        f1 = m["f1"].compute(predictions=yp, references=y, labels=list(range(len(labels))))
+        cal = m["ece"].compute(predictions=yp, references=y, confidences=conf, n_bins=ec.ece_bins)
+        confusion = m["confusion_matrix"].compute(predictions=yp, references=y, labels=list(range(len(labels))))
+        headline = {
+            "accuracy": boot.accuracy(y, yp).to_dict(),
+            "macro_f1": boot.macro_f1(y, yp, len(labels)).to_dict(),
+            "micro_f1": {"value": f1["micro_f1"]}, "weighted_f1": {"value": f1["weighted_f1"]},
+            "ece": {"value": cal["ece"]},
+        }
+        base_metrics = {"accuracy": boot.accuracy(y, yb).to_dict(),
+                        "macro_f1": boot.macro_f1(y, yb, len(labels)).to_dict()}
+        comparison = {"accuracy_difference": boot.paired_difference(yp == y, yb == y).to_dict(),
+                      "mcnemar": mcnemar(yp == y, yb == y)}
+    per_class = pl.DataFrame({"label": labels, "precision": f1["precision"], "recall": f1["recall"], "f1": f1["f1"],
+                              "support": f1["support"]})
+    metrics: dict[str, Any] = {
+        "split": split, "rows": len(y), "labels": labels, "headline": headline, "base": base_metrics,
+        "comparison": comparison, "per_class": per_class.to_dicts(),
+        "confusion": {"labels": labels, "matrix": confusion["confusion_matrix"]},
+        "calibration": {"ece": cal["ece"], "bins": cal["bins"]},
+    }
+    say("evaluate: fairness across groups")
+    with manifest.timed("fairness"):
+        metrics["fairness"] = _fairness(t, y, yp, group_cols, labels, ec, boot)
+        metrics["curation_fairness"] = _curation_fairness(ledger, group_cols, ec.confidence)
+    if ec.counterfactual:
+        say("evaluate: counterfactual names")
+        with manifest.timed("counterfactual"):
+            metrics["counterfactual"] = _counterfactual(train_dir, t["text"].to_list(), labels, ec.seed)
+    if ec.forgetting:
+        say("evaluate: forgetting on the reference set")
+        with manifest.timed("forgetting"):
+            metrics["forgetting"] = _forgetting(config, train_dir)
+    metrics["gates"] = _gates(metrics, ec)
+    write_parquet(per_class, out / "per_class.parquet")
+    write_json(metrics, out / METRICS)
+    manifest.counts = {"rows": len(y), "split": split}
+    manifest.extra = {"gates": metrics["gates"]}
+    manifest.write(out)
+    failed = [g["name"] for g in metrics["gates"] if not g["passed"]]
+    if failed and fail_on_gate:
+        raise GateFailed(f"evaluation gate failed: {', '.join(failed)} (see {out / METRICS})")
+    return {"out_dir": str(out), "metrics": metrics, "gates_failed": failed}
+
+
+def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], ec, boot: Bootstrap) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    present = [g for g in group_cols if g in t.columns]
+    columns = {g: t[g].cast(pl.String).fill_null("(missing)").to_pandas() for g in present}
+    if ec.intersections and len(present) > 1:
+        for i, a in enumerate(present):
+            for c in present[i + 1:]:
+                columns[f"{a} x {c}"] = columns[a] + " / " + columns[c]
+    for name, groups in columns.items():
+        report = GroupReport(y_true=y, y_pred=yp, groups=groups, min_group_size=ec.min_group_size, bootstrap=boot)
+        out[name] = {"overall": report.overall, "by_group": report.by_group, "difference": report.difference(),
+                     "too_small": report.too_small,
+                     "multiclass": multiclass_disparity(y_true=y, y_pred=yp, groups=groups, labels=labels)}
+    return out
+
+
+def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    flagged = pl.col("reasons").list.contains("label_issue")
+    for g in [c for c in group_cols if c in ledger.columns]:
+        rows = []
+        stats = ledger.group_by(g).agg(pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
+                                       (pl.col("fate") == "relabelled").sum().alias("relabelled"),
+                                       flagged.sum().alias("flagged")).sort(g)
+        for r in stats.iter_rows(named=True):
+            rows.append({"group": str(r[g]), "n": r["n"],
+                         **{k: wilson(int(r[k]), int(r["n"]), confidence).to_dict()
+                            for k in ("dropped", "relabelled", "flagged")}})
+        out[g] = rows
+    return out
+
+
+def _counterfactual(train_dir: Path, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
+    from curatune.evaluate.counterfactual import flip_rates
+    from curatune.train.encoder import load_tuned_encoder
+    from curatune.train.probe import predict_probabilities
+    from curatune.train.tokens import encode
+
+    enc = load_tuned_encoder(train_dir)
+
+    def predict(batch: list[str]) -> list[str]:
+        probs = predict_probabilities(enc.classifier, enc.tokenizer,
+                                      encode(enc.tokenizer, batch, enc.max_length, enc.truncation), device=enc.device)
+        return [labels[i] for i in probs.argmax(axis=1)]
+
+    return flip_rates(predict, texts, seed=seed)
+
+
+def _forgetting(config: Config, train_dir: Path) -> dict[str, Any]:
+    from curatune.dataset import read_table
+    from curatune.evaluate.forgetting import forgetting
+    from curatune.train.encoder import load_base_encoder, load_tuned_encoder
+
+    ref = config.data.reference
+    if not ref:
+        return {"skipped": "no reference set configured ([data] reference)"}
+    df = read_table(ref)
+    col, lab = config.data.reference_text_col, config.data.reference_label_col
+    if col not in df.columns:
+        raise CuratuneError("reference set lacks its text column", file=ref, column=col)
+    texts = df[col].cast(pl.String).drop_nulls().to_list()
+    labels = df[lab].cast(pl.String).to_list() if lab in df.columns else None
+    t0 = time.perf_counter()
+    result = forgetting(load_base_encoder(train_dir), load_tuned_encoder(train_dir), texts, labels,
+                        seed=config.evaluate.seed)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
+    g = ec.gates
+    checks = []
+
+    def add(name: str, value: float | None, threshold: float, higher_is_better: bool) -> None:
+        if not threshold or value is None or (isinstance(value, float) and np.isnan(value)):
+            return
+        passed = value >= threshold if higher_is_better else value <= threshold
+        checks.append({"name": name, "passed": bool(passed), "value": float(value), "threshold": threshold,
+                       "direction": ">=" if higher_is_better else "<="})
+
+    add("min_accuracy", metrics["headline"]["accuracy"]["value"], g.min_accuracy, True)
+    fg = metrics.get("forgetting", {})
+    add("min_probe_retention", fg.get("probe_retention"), g.min_probe_retention, True)
+    add("min_similarity_retention", fg.get("similarity_retention"), g.min_similarity_retention, True)
+    diffs = [v["difference"].get("accuracy", {}).get("difference") for v in metrics.get("fairness", {}).values()
+             if "accuracy" in v["difference"]]
+    add("max_group_accuracy_difference", max(diffs) if diffs else None, g.max_group_accuracy_difference, False)
+    add("max_counterfactual_flip_rate", metrics.get("counterfactual", {}).get("max_flip_rate"),
+        g.max_counterfactual_flip_rate, False)
+    return checks

@@ -1,0 +1,114 @@
+"""Statistics: bootstrap coverage, McNemar, metric modules against sklearn, fairness against fairlearn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from curatune.evaluate import metric_modules
+from curatune.evaluate.fairness import GroupReport, multiclass_disparity
+from curatune.evaluate.forgetting import linear_cka, similarity_retention
+from curatune.evaluate.stats import Bootstrap, macro_f1_resampled, mcnemar, wilson
+
+
+def test_bootstrap_ci_covers_truth_at_nominal_rate():
+    rng = np.random.default_rng(1)
+    true_acc, covered, trials = 0.8, 0, 200
+    for i in range(trials):
+        hits = rng.random(400) < true_acc
+        est = Bootstrap(400, resamples=400, seed=i).mean(hits)
+        covered += est.low <= true_acc <= est.high
+    assert 0.90 <= covered / trials <= 0.99
+
+
+def test_bootstrap_is_seeded():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 20, 10_000)
+    p = np.where(rng.random(10_000) < 0.7, y, rng.integers(0, 20, 10_000))
+    b = Bootstrap(10_000, resamples=1000, seed=3)
+    acc, f1 = b.accuracy(y, p), b.macro_f1(y, p, 20)
+    assert acc.value == pytest.approx(accuracy_score(y, p))
+    assert f1.value == pytest.approx(f1_score(y, p, average="macro"))
+    assert acc.low < acc.value < acc.high
+    again = Bootstrap(10_000, resamples=1000, seed=3).accuracy(y, p)
+    assert (again.low, again.high) == (acc.low, acc.high)
+
+
+def test_resampled_macro_f1_equals_sklearn_per_resample():
+    rng = np.random.default_rng(2)
+    y, p = rng.integers(0, 5, 300), rng.integers(0, 5, 300)
+    idx = rng.integers(0, 300, (5, 300))
+    ours = macro_f1_resampled(y, p, 5, idx)
+    for r in range(5):
+        assert ours[r] == pytest.approx(f1_score(y[idx[r]], p[idx[r]], average="macro", zero_division=0))
+
+
+def test_mcnemar_hand_computed():
+    # 30 rows only A gets right, 10 only B: chi2 = (|30-10| - 1)^2 / 40 = 9.025, p = 0.00266
+    a = np.array([True] * 30 + [False] * 10 + [True] * 50)
+    b = np.array([False] * 30 + [True] * 10 + [True] * 50)
+    r = mcnemar(a, b)
+    assert r["statistic"] == pytest.approx(9.025)
+    assert r["p_value"] == pytest.approx(0.002663, abs=1e-5)
+    small = mcnemar(np.array([True] * 6 + [False] * 1), np.array([False] * 6 + [True] * 1))
+    assert small["method"] == "exact binomial" and small["p_value"] == pytest.approx(0.125)
+
+
+def test_mcnemar_no_disagreement():
+    r = mcnemar(np.array([True, False]), np.array([True, False]))
+    assert r["p_value"] == 1.0 and r["method"] == "no disagreement"
+
+
+def test_metric_modules_match_sklearn():
+    rng = np.random.default_rng(4)
+    y, p = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    m = metric_modules()
+    assert m["accuracy"].compute(predictions=p, references=y)["accuracy"] == pytest.approx(accuracy_score(y, p))
+    f = m["f1"].compute(predictions=p, references=y, labels=[0, 1, 2, 3])
+    assert f["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert f["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
+    cm = m["confusion_matrix"].compute(predictions=p, references=y, labels=[0, 1, 2, 3])["confusion_matrix"]
+    assert cm == confusion_matrix(y, p).tolist()
+    ece = m["ece"].compute(predictions=[0, 0, 1, 1], references=[0, 1, 1, 1], confidences=[1.0, 1.0, 0.5, 0.5],
+                           n_bins=15)
+    # bin 1.0: acc 0.5, conf 1.0 (half the rows); bin 0.5: acc 1.0, conf 0.5 -> ECE = 0.5*0.5 + 0.5*0.5
+    assert ece["ece"] == pytest.approx(0.5)
+
+
+def test_multiclass_disparity_equals_fairlearn_on_binary():
+    rng = np.random.default_rng(5)
+    y, p = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
+    g = pd.Series(rng.choice(["a", "b", "c"], 500))
+    ours = {r["label"]: r for r in multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["no", "yes"])["per_class"]}
+    assert ours["yes"]["demographic_parity_difference"] == demographic_parity_difference(y, p, sensitive_features=g)
+    assert ours["yes"]["equalized_odds_difference"] == equalized_odds_difference(y, p, sensitive_features=g)
+
+
+def test_group_report_small_groups_not_ranked():
+    y = np.array([0, 1] * 50 + [0, 1])
+    p = np.array([0, 1] * 50 + [1, 0])
+    g = pd.Series(["big"] * 100 + ["tiny"] * 2)
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(102, seed=0))
+    assert r.too_small == ["tiny"]
+    assert r.difference() == {"groups_ranked": 1}
+    rows = {row["group"]: row for row in r.by_group}
+    assert rows["big"]["accuracy"] == 1.0 and rows["tiny"]["accuracy"] == 0.0
+
+
+def test_untouched_model_forgets_nothing():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert similarity_retention(x, x) == 1.0
+    rotated = x @ np.linalg.qr(rng.normal(size=(16, 16)))[0]
+    assert linear_cka(x, rotated) == pytest.approx(1.0)
+    assert linear_cka(x, rng.normal(size=(50, 16))) < 0.6
+
+
+def test_wilson_interval():
+    e = wilson(5, 50)
+    assert e.value == 0.1 and 0.03 < e.low < 0.05 and 0.2 < e.high < 0.23
