@@ -40,7 +40,10 @@ def _config(path: Path | None, **overrides: str | None) -> Config:
 
 
 def _progress(msg: str) -> None:
-    console.print(f"[bold cyan]»[/] {msg}")
+    from rich.markup import escape
+
+    # Messages carry config names like "[train] epochs": text, not rich markup.
+    console.print(f"[bold cyan]»[/] {escape(msg)}")
 
 
 @app.command()

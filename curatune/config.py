@@ -164,9 +164,11 @@ class TrainConfig:
     max_length: int = 0
     # head_tail keeps a quarter of the budget from the start and the rest from the end.
     truncation: Literal["head", "tail", "head_tail"] = "head"
-    # 0 = the method's default (LoRA 1e-3, full 1e-4, frozen head 1e-2; curatune/train/run.py).
+    # Learning rate of the encoder (LoRA adapters or all weights); 0 = the method's default
+    # (LoRA 1e-3, full 1e-4; curatune/train/run.py).
     lr: float = 0.0
-    # Learning rate of the classification head; 0 = the method's default.
+    # Learning rate of the classification head; 0 = 1e-3 after the linear-probe initialisation,
+    # 1e-1 for a freshly initialised head (lp_init = false).
     head_lr: float = 0.0
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01

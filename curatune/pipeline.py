@@ -1,8 +1,15 @@
 """``curatune run``: curate -> (Label Studio) -> train -> evaluate -> report, and ``curatune demo``.
 
-A stage is skipped when its manifest says it completed and the fingerprint of its inputs
-(file contents) and its config section is the one recorded for it in ``RUN/pipeline.json``;
+A stage is skipped when its manifest says it completed and records the fingerprint the stage
+would have now: one hash over the contents of the files it reads and its config section
+(``rundir.inputs_fingerprint``). The pipeline writes that fingerprint into the manifest after the
+stage succeeds, so a stage run by hand (or one that failed a gate) is redone by the next ``run``.
+Hashes cover data files, not other manifests, whose timestamps change on every write.
 ``--force STAGE`` redoes that stage and every stage after it.
+
+A failed curation gate (e.g. the leak scan) stops the run before training, because the data
+must not be used; the report is still written, so the failure can be read. A failed evaluation
+gate fails the run after the report is written when ``[run] fail_on_gate`` is true.
 """
 
 from __future__ import annotations
@@ -13,14 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from curatune.config import Config, load_config
-from curatune.errors import CuratuneError
-from curatune.rundir import inputs_fingerprint, read_json, read_manifest, stage_dir, write_json
+from curatune.errors import CuratuneError, GateFailed
+from curatune.rundir import MANIFEST, inputs_fingerprint, read_json, read_manifest, stage_dir, write_json
 
 ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
 # Library entry points of the later stages, looked up when the pipeline runs.
 ENTRY_POINTS = {"train": ("curatune.train", "train_model"), "evaluate": ("curatune.evaluate", "evaluate_run"),
                 "report": ("curatune.reports", "render_reports")}
-PIPELINE_STATE = "pipeline.json"
+# Each stage's config sections: a change in any of them redoes the stage.
+SECTIONS = {"curate": ("data", "curate"), "train": ("train",), "evaluate": ("data", "evaluate"),
+            "report": ("report",)}
+FINGERPRINT_KEY = "pipeline_fingerprint"
+Progress = Callable[[str], None]
 
 
 def _entry(stage: str) -> Callable[..., Any] | None:
@@ -33,64 +44,126 @@ def _entry(stage: str) -> Callable[..., Any] | None:
         return None
 
 
-def _fingerprint(stage: str, cfg: Config, run: Path) -> str:
-    resolved = cfg.resolved()
+def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
+    """The files ``stage`` reads (those that exist)."""
+    cur, tr = run / "curate", run / "train"
     if stage == "curate":
-        reviews = run / "curate" / "reviews.parquet"
-        paths = [*cfg.data.inputs, *([reviews] if reviews.is_file() else [])]
-        if cfg.data.truth:
-            paths.append(cfg.data.truth)
-        return inputs_fingerprint(paths, {"data": resolved["data"], "curate": resolved["curate"]})
-    upstream = {"train": ["curate"], "evaluate": ["curate", "train"], "report": ["curate", "train", "evaluate"]}
-    paths = [run / s / "manifest.json" for s in upstream[stage] if (run / s / "manifest.json").is_file()]
-    section = {"train": ["train"], "evaluate": ["evaluate", "data"], "report": ["report"]}[stage]
-    return inputs_fingerprint(paths, {k: resolved[k] for k in section})
+        paths = [Path(p) for p in cfg.data.inputs]
+        paths += [Path(p) for p in (cfg.data.truth, cfg.curate.label_issues.pred_probs) if p]
+        paths.append(cur / "reviews.parquet")
+    elif stage == "train":
+        paths = [cur / "curated.parquet"]
+    elif stage == "evaluate":
+        paths = [cur / "curated.parquet", cur / "ledger.parquet", tr / "predictions.parquet",
+                 tr / "base_predictions.parquet", tr / "splits.parquet", tr / "model"]
+        if cfg.data.reference:
+            paths.append(Path(cfg.data.reference))
+    else:
+        from curatune.reports import report_inputs
+
+        paths = report_inputs(run)
+    return [p for p in paths if p.exists()]
+
+
+def fingerprint(stage: str, cfg: Config, run: Path) -> str:
+    resolved = cfg.resolved()
+    section = {k: resolved[k] for k in SECTIONS[stage]}
+    paths = stage_inputs(stage, cfg, run)
+    # Names relative to the run (or absolute for data), so adding a file also changes the hash.
+    section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else str(p) for p in paths]
+    return inputs_fingerprint(paths, section)
+
+
+def _record(stage_out: Path, fp: str) -> None:
+    manifest = read_json(stage_out / MANIFEST)
+    manifest[FINGERPRINT_KEY] = fp
+    write_json(manifest, stage_out / MANIFEST)
+
+
+def _up_to_date(stage_out: Path, fp: str) -> bool:
+    m = read_manifest(stage_out)
+    return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp
 
 
 def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Run every built stage in order; return what ran, what was up to date, and the audit path."""
     force = list(force or [])
     unknown = [f for f in force if f not in ORDER]
     if unknown:
         raise CuratuneError(f"unknown stage '{unknown[0]}' for --force (stages: {', '.join(ORDER)})")
+    if not config.data.inputs:
+        raise CuratuneError("no input files: set [data] inputs in the config")
     run = Path(out_dir or config.run.out_dir)
     run.mkdir(parents=True, exist_ok=True)
     config.run.out_dir = str(run)
     say = progress or (lambda _msg: None)
-    state_path = run / PIPELINE_STATE
-    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"stages": {}}
     first_forced = min((ORDER.index(f) for f in force), default=len(ORDER))
-    ran, skipped, not_built = [], [], []
+    ran: list[str] = []
+    skipped: list[str] = []
+    not_built: list[str] = []
+    failure: GateFailed | None = None
+    total = len(ORDER)
     for idx, stage in enumerate(ORDER):
+        tag = f"[{idx + 1}/{total}] {stage}"
         if stage == "labelstudio":
-            if config.labelstudio.enabled:
+            if not config.labelstudio.enabled:
+                say(f"{tag}: off ([labelstudio] enabled = false)")
+            elif failure is None:
+                say(f"{tag}: push rows for review, pull decisions")
                 _labelstudio_round(config, run, say)
+                # The curate outputs now reflect the pulled reviews (applied, or nothing new to apply).
+                _record(run / "curate", fingerprint("curate", config, run))
                 ran.append(stage)
             continue
+        out = stage_dir(run, stage)
         fn = None if stage == "curate" else _entry(stage)
-        if stage != "curate" and fn is None:
+        if fn is None and stage != "curate":
             not_built.append(stage)
-            say(f"{stage}: not built yet in this version, skipped")
+            _invalidate_if_stale(stage, config, run, say, tag)
+            say(f"{tag}: not built yet in this version, skipped")
             continue
-        fp = _fingerprint(stage, config, run)
-        done = read_manifest(stage_dir(run, stage)) is not None
-        if done and idx < first_forced and state["stages"].get(stage) == fp:
+        if failure is not None and stage != "report":
+            say(f"{tag}: not run (an earlier gate failed)")
+            continue
+        fp = fingerprint(stage, config, run)
+        if idx < first_forced and _up_to_date(out, fp):
             skipped.append(stage)
-            say(f"{stage}: up to date, skipped")
+            say(f"{tag}: up to date, skipped")
             continue
-        say(f"{stage}: running")
-        _run_stage(stage, fn, config, run, say)
-        state["stages"][stage] = _fingerprint(stage, config, run) if stage == "curate" else fp
-        write_json(state, state_path)
+        say(f"{tag}: running")
+        try:
+            _run_stage(stage, fn, config, run, say)
+        except GateFailed as exc:
+            if stage != "curate":
+                raise
+            failure = exc  # the curate outputs exist; the report shows the failed gate, nothing trains on them
+            say(f"{tag}: {exc}")
+            ran.append(stage)
+            continue
+        # Curate may pick up reviews written meanwhile; hash what it actually read, after the fact.
+        _record(out, fingerprint(stage, config, run) if stage == "curate" else fp)
         ran.append(stage)
     audit = run / "report" / "audit.html"
-    return {"out_dir": str(run), "ran": ran, "skipped": skipped, "not_built": not_built,
-            "audit_html": str(audit) if audit.is_file() else None}
+    result = {"out_dir": str(run), "ran": ran, "skipped": skipped, "not_built": not_built,
+              "audit_html": str(audit) if audit.is_file() else None}
+    if failure is not None:
+        raise GateFailed(f"{failure} — audit: {audit}")
+    _check_evaluation_gates(config, run, audit)
+    return result
 
 
-def _run_stage(stage: str, fn: Callable[..., Any] | None, cfg: Config, run: Path,
-               say: Callable[[str], None]) -> None:
+def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag: str) -> None:
+    """Outputs of a stage this version cannot run that no longer match their inputs are marked
+    incomplete, so the report shows the stage as not run instead of describing another model."""
+    out = stage_dir(run, stage)
+    m = read_manifest(out)
+    if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):
+        (out / MANIFEST).unlink()
+        say(f"{tag}: earlier outputs are out of date; marked incomplete")
+
+
+def _run_stage(stage: str, fn: Callable[..., Any] | None, cfg: Config, run: Path, say: Progress) -> None:
     if stage == "curate":
         from curatune.curate.pipeline import run_curation
 
@@ -98,28 +171,65 @@ def _run_stage(stage: str, fn: Callable[..., Any] | None, cfg: Config, run: Path
     elif stage == "train":
         fn(cfg, run / "curate", run / "train", progress=say)
     elif stage == "evaluate":
-        fn(cfg, run / "curate", run / "train", run / "evaluate", progress=say)
+        fn(cfg, run / "curate", run / "train", run / "evaluate", fail_on_gate=False, progress=say)
     elif stage == "report":
-        fn(run, None)
+        paths = fn(run, None, config=cfg.report)
+        say(f"report: {paths['audit_html']}")
 
 
-def _labelstudio_round(cfg: Config, run: Path, say: Callable[[str], None]) -> None:
+def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
+    """Push, pull, and apply new decisions to the curate outputs; True when they changed."""
     from curatune.curate.labelstudio import pull, push
+    from curatune.curate.reviews import apply_reviews_to_run
+    from curatune.rundir import sha256_file
 
-    push(run / "curate", cfg.labelstudio, progress=say)
-    pull(run / "curate", cfg.labelstudio, progress=say)
+    curate_dir = run / "curate"
+    push(curate_dir, cfg.labelstudio, progress=say)
+    pulled = pull(curate_dir, cfg.labelstudio, progress=say)
+    if not pulled["reviews"] or not cfg.curate.apply_reviews:
+        return False
+    sha = sha256_file(pulled["path"])
+    applied = [s for s in (read_manifest(curate_dir) or {}).get("steps", []) if s.get("name") == "human_review"]
+    if applied and (applied[-1].get("summary") or {}).get("reviews_sha256") == sha:
+        say("labelstudio: no new decisions since they were last applied")
+        return False
+    summary = apply_reviews_to_run(curate_dir, cfg)
+    say(f"labelstudio: applied {summary['applied']} decisions ({summary['relabelled']} relabelled, "
+        f"{summary['dropped']} dropped)")
+    return True
+
+
+def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:
+    if not cfg.run.fail_on_gate:
+        return
+    report = run / "report" / "audit.json"
+    if not report.is_file():
+        return
+    gates = read_json(report).get("verdict", {}).get("gates", [])
+    failed = [g["name"] for g in gates if g.get("status") == "fail"]
+    if failed:
+        raise GateFailed(f"gate failed: {', '.join(failed)} — audit: {audit}")
+
+
+def demo_data_dir(out: Path) -> Path:
+    """The demo's raw transcripts (with personal data) live beside the run directory, never inside it."""
+    return out.parent / f"{out.name}-data"
 
 
 def run_demo(out: Path, *, rows: int | None = None, seed: int = 7,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Generate the demo data beside the run directory (it holds raw personal data, so never
-    inside it) and run the pipeline on it with the demo config."""
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Generate the demo data beside ``out`` and run the whole pipeline on it with the demo config.
+
+    Generation is seeded, so a second call writes the same files and every stage is skipped.
+    """
     from curatune.demo import generate_demo
 
     out = Path(out)
-    data_dir = out.parent / f"{out.name}-data"
+    data_dir = demo_data_dir(out)
     say = progress or (lambda _msg: None)
     say(f"generate: demo transcripts -> {data_dir}")
     paths = generate_demo(data_dir, n_conversations=rows, seed=seed)
     cfg = load_config(paths["config"])
-    return run_pipeline(cfg, out_dir=out, progress=progress)
+    result = run_pipeline(cfg, out_dir=out, progress=progress)
+    result["data_dir"] = str(data_dir)
+    return result

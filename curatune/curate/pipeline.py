@@ -53,6 +53,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     out.mkdir(parents=True, exist_ok=True)
     paths = list(inputs) if inputs else list(config.data.inputs)
     steps_wanted = [s for s in config.curate.steps if s]
+    # Reviews pulled from Label Studio into the output directory are applied last (curate/reviews.py).
+    if config.curate.apply_reviews and (out / REVIEWS).is_file() and "human_review" not in steps_wanted:
+        steps_wanted.append("human_review")
     not_built = [s for s in steps_wanted if s in BUILTIN_STEPS and not step_is_built(s)]
     for name in not_built:
         log.warning("curation step %r is not built in this version; skipped", name)

@@ -4,294 +4,181 @@ Writes, into one folder (which holds raw personal data, so it is never inside a 
 
     transcripts.jsonl   one row per turn: conversation_id, turn, speaker, text, label, split,
                         channel, region, customer_language_variety
-    truth.parquet       per conversation: exact_dup_of, near_dup_of, leak_of, is_label_flip,
-                        clean_label, flip_kind, pii_count
+    truth.parquet       per conversation (row_id): exact_dup_of, near_dup_of, leak_of,
+                        is_label_flip, clean_label, flip_kind, pii_count
     pii.parquet         every planted personal value: row_id, entity_type, value
     reference.csv       a general-domain text set (text, label) for the forgetting measures
     demo.toml           the config that runs the whole pipeline on these files
 
-Planted problems: exact copies (some differing in case or punctuation), near copies (1-2 word
-edits), train copies of validation/test conversations (leakage), label flips in train (half
-uniform, half between confusable intents), personal data in most conversations, and a customer
-group ("non-native") whose messages are vaguer and misspelt, so a model serves it worse.
+Planted problems (shares of all conversations): ~5% exact copies (half differing in case,
+whitespace or punctuation), ~5% near copies (1-2 word edits), ~2% train copies of validation or
+test conversations (leakage), ~8% wrong labels in train (half uniform, half a confusable
+neighbour, most often the usual mistake; copies of flipped rows included, some exact copies
+disagreeing with their original), personal data in ~60% of conversations, and a customer group
+("non-native") whose messages are vaguer and misspelt and whose labels are noisier, so a model
+serves it worse. Validation and test labels are clean, so the gain from curation is measurable.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from faker import Faker
 
-from curatune.demo.intents import (
-    AGENT_CLOSE,
-    AGENT_OPEN,
-    CITIES,
-    CONFUSABLE,
-    DAYS,
-    FILLERS,
-    GENERIC_CUSTOMER,
-    GREETINGS,
-    INTENTS,
-    ITEMS,
-    REFERENCE_TOPICS,
-)
+from curatune.demo.conversation import Conversation, ConversationWriter
+from curatune.demo.intents import INTENTS
+from curatune.demo.phrasing import VARIETIES
+from curatune.demo.pii import PiiSource
+from curatune.demo.problems import exact_copy, flip_label, near_copy, weighted_sample
+from curatune.demo.reference import reference_rows
+from curatune.errors import CuratuneError
+from curatune.rundir import write_parquet, write_text
 
-DEFAULT_CONVERSATIONS = 1600
+# ~2,000 conversations run the whole pipeline in a few minutes on 2 CPU cores.
+DEFAULT_CONVERSATIONS = 2000
+MIN_CONVERSATIONS = 20
+SHARES = {"exact": 0.05, "near": 0.05, "leak": 0.02, "flip": 0.057}
 CHANNELS = ("chat", "email", "phone")
+CHANNEL_WEIGHTS = (45, 25, 30)
+VARIETY_WEIGHTS = (30, 18, 18, 16, 18)  # en-US, en-GB, en-IN, en-NG, non-native
 REGIONS = ("NA", "EU", "APAC", "LATAM")
-VARIETIES = ("en-US", "en-GB", "en-IN", "non-native")
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+REGION_WEIGHTS = {
+    "en-US": (70, 10, 10, 10), "en-GB": (10, 70, 15, 5), "en-IN": (15, 15, 65, 5), "en-NG": (30, 45, 15, 10),
+    "non-native": (10, 35, 20, 35),
+}
+# Some intents are asked about more than others.
+INTENT_WEIGHTS = {"order_status": 1.4, "refund": 1.3, "shipping_delay": 1.3, "return": 1.2, "damaged_item": 1.1,
+                  "billing_dispute": 1.0, "payment_failed": 1.0, "password_reset": 1.0, "account_locked": 0.9,
+                  "cancellation": 1.0, "product_question": 0.9, "address_change": 0.8, "warranty": 0.8,
+                  "subscription_upgrade": 0.7, "technical_issue": 0.8, "loyalty_points": 0.6}
+# Annotators err more on the harder group and on call transcripts.
+FLIP_WEIGHT = {"non-native": 3.0}
+PHONE_FLIP_WEIGHT = 1.5
+
+TRUTH_SCHEMA = {"row_id": pl.String, "exact_dup_of": pl.String, "near_dup_of": pl.String, "leak_of": pl.String,
+                "is_label_flip": pl.Boolean, "clean_label": pl.String, "flip_kind": pl.String,
+                "pii_count": pl.Int64}
+PII_SCHEMA = {"row_id": pl.String, "entity_type": pl.String, "value": pl.String}
 
 
-@dataclass
-class Conversation:
-    turns: list[tuple[str, str]]
-    label: str
-    split: str
-    channel: str
-    region: str
-    variety: str
-    pii: list[tuple[str, str]] = field(default_factory=list)
-    truth: dict = field(default_factory=dict)
-
-    def copy(self) -> Conversation:
-        return Conversation(list(self.turns), self.label, self.split, self.channel, self.region, self.variety,
-                            list(self.pii), {})
+def _split(i: int) -> str:
+    k = i % 20
+    return "train" if k < 14 else "validation" if k < 17 else "test"
 
 
-class _Writer:
-    """Builds one conversation; every personal value it plants is recorded with its type."""
-
-    def __init__(self, rng: random.Random, fake: Faker) -> None:
-        self.rng, self.fake = rng, fake
-
-    def fill(self, template: str) -> str:
-        return template.format(item=self.rng.choice(ITEMS), day=self.rng.choice(DAYS))
-
-    def typos(self, text: str) -> str:
-        words = text.split()
-        for i, w in enumerate(words):
-            if len(w) > 3 and self.rng.random() < 0.18:
-                j = self.rng.randrange(len(w) - 1)
-                words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-        return " ".join(words)
-
-    def spoken(self, digits: str) -> str:
-        return " ".join(DIGITS[int(d)] for d in digits if d.isdigit())
-
-    def conversation(self, intent: str, channel: str, region: str, variety: str, split: str) -> Conversation:
-        rng, fake = self.rng, self.fake
-        openers, followups, replies = INTENTS[intent]
-        pii: list[tuple[str, str]] = []
-        vague = variety == "non-native"
-        first, last = fake.first_name(), fake.last_name()
-        agent = fake.first_name()
-        opener = self.fill(rng.choice(GENERIC_CUSTOMER if vague and rng.random() < 0.6 else openers))
-        if vague:  # misspell the customer's own words, never the personal values planted below
-            opener = self.typos(opener)
-        greet = rng.choice(GREETINGS)
-        customer = [f"{greet} {opener}".strip()]
-        if rng.random() < 0.55:
-            customer[0] = rng.choice([f"{customer[0]}. my name is {first} {last}",
-                                      f"this is {first} {last}. {customer[0]}",
-                                      f"{customer[0]}. {first} {last} here"])
-            pii.append(("PERSON", f"{first} {last}"))
-        turns = [("customer", customer[0]), ("agent", f"{rng.choice(AGENT_OPEN)} This is {agent} speaking.")]
-        pii.append(("PERSON", agent))
-        details = []
-        if rng.random() < 0.35:
-            order = f"ORD-{rng.randrange(10**6):06d}"
-            details.append(f"my order number is {order}")
-            pii.append(("ORDER_ID", order))
-        if rng.random() < 0.25:
-            email = fake.email()
-            details.append(f"you can reach me at {email}")
-            pii.append(("EMAIL_ADDRESS", email))
-        if rng.random() < 0.2:
-            if channel == "phone":
-                digits = "".join(str(rng.randrange(10)) for _ in range(10))
-                words = self.spoken(digits)
-                details.append(f"my number is {words}")
-                pii.append(("SPOKEN_DIGITS", words))
-            else:
-                phone = fake.phone_number()
-                details.append(f"call me on {phone}")
-                pii.append(("PHONE_NUMBER", phone))
-        if intent in ("billing_dispute", "payment_failed", "refund") and rng.random() < 0.3:
-            card = fake.credit_card_number(card_type=rng.choice(["visa16", "mastercard"]))
-            details.append(f"the card was {card}")
-            pii.append(("CREDIT_CARD", card))
-        if intent in ("refund", "billing_dispute") and rng.random() < 0.15:
-            iban = fake.iban()
-            details.append(f"please refund to IBAN {iban}")
-            pii.append(("IBAN_CODE", iban))
-        if intent in ("address_change", "shipping_delay", "return") and rng.random() < 0.5:
-            street, post = fake.street_address(), fake.postcode()
-            details.append(f"the address is {street}, {fake.city()} {post}")
-            pii += [("STREET_ADDRESS", street), ("ZIP_CODE", post)]
-        if rng.random() < 0.08:
-            handle = "@" + fake.user_name()
-            details.append(f"I also messaged you from {handle}")
-            pii.append(("HANDLE", handle))
-        if rng.random() < 0.15:
-            acct = f"ACC-{rng.randrange(10**8):08d}"
-            details.append(f"account {acct}")
-            pii.append(("ACCOUNT_ID", acct))
-        follow = self.fill(rng.choice(followups))
-        if vague:
-            follow = self.typos(follow)
-        body = ". ".join([follow, *details]) if details else follow
-        turns.append(("customer", f"{body} {rng.choice(FILLERS)}".strip()))
-        reply = self.fill(rng.choice(replies))
-        if any(t == "PERSON" and v != agent for t, v in pii) and rng.random() < 0.7:
-            reply = f"Thanks {first}, {reply}"
-            pii.append(("PERSON", first))
-        turns.append(("agent", reply))
-        if rng.random() < 0.5:
-            turns.append(("customer", rng.choice(["ok thanks", "great, thank you", "fine", "that works"])))
-            turns.append(("agent", rng.choice(AGENT_CLOSE)))
-        return Conversation(turns, intent, split, channel, region, variety, pii)
+def _base_conversations(n: int, rng: random.Random, writer: ConversationWriter) -> list[Conversation]:
+    intents = sorted(INTENTS)
+    weights = [INTENT_WEIGHTS[i] for i in intents]
+    out = []
+    for i in range(n):
+        variety = rng.choices(VARIETIES, weights=VARIETY_WEIGHTS)[0]
+        region = rng.choices(REGIONS, weights=REGION_WEIGHTS[variety])[0]
+        channel = rng.choices(CHANNELS, weights=CHANNEL_WEIGHTS)[0]
+        intent = rng.choices(intents, weights=weights)[0]
+        out.append(writer.write(intent, channel, region, variety, _split(i)))
+    return out
 
 
-def _word_edit(text: str, rng: random.Random) -> str:
-    words = text.split()
-    for _ in range(rng.choice((1, 2))):
-        op = rng.choice(("swap", "insert", "delete")) if len(words) > 3 else "insert"
-        if op == "swap":
-            i = rng.randrange(len(words) - 1)
-            words[i], words[i + 1] = words[i + 1], words[i]
-        elif op == "insert":
-            words.insert(rng.randrange(len(words) + 1), rng.choice(["really", "please", "just", "now", "also"]))
-        else:
-            del words[rng.randrange(len(words))]
-    return " ".join(words)
+def _plant_flips(base: list[Conversation], n_flips: int, rng: random.Random) -> list[int]:
+    labels = sorted(INTENTS)
+    train = [i for i, c in enumerate(base) if c.split == "train"]
+    weights = [FLIP_WEIGHT.get(base[i].variety, 1.0) * (PHONE_FLIP_WEIGHT if base[i].channel == "phone" else 1.0)
+               for i in train]
+    flipped = sorted(weighted_sample(train, weights, min(n_flips, len(train)), rng))
+    for k, i in enumerate(flipped):
+        flip_label(base[i], "confusable" if k % 2 == 0 else "uniform", labels, rng)
+    return flipped
 
 
-def _surface(text: str, rng: random.Random) -> str:
-    text = text.lower() if rng.random() < 0.5 else text.upper()
-    return text.rstrip(".!? ") + rng.choice(["", "!", "?", "..."])
+def _plant_copies(base: list[Conversation], flipped: list[int], counts: dict[str, int],
+                  rng: random.Random) -> list[tuple[Conversation, str, int]]:
+    """(copy, truth column, index of the original) for exact, near and leaked copies."""
+    labels = sorted(INTENTS)
+    flipped_set = set(flipped)
+    clean_train = [i for i, c in enumerate(base) if c.split == "train" and i not in flipped_set]
+    held = [i for i, c in enumerate(base) if c.split != "train"]
+    rng.shuffle(clean_train)
+    pool_flipped = list(flipped)
+    rng.shuffle(pool_flipped)
 
+    def sources(n: int, flipped_share: float) -> list[int]:
+        k = min(round(n * flipped_share), len(pool_flipped))
+        picked = [pool_flipped.pop() for _ in range(k)]
+        picked += [clean_train.pop() for _ in range(min(n - k, len(clean_train)))]
+        return picked
 
-def _near_copy(conv: Conversation, rng: random.Random) -> Conversation:
-    new = conv.copy()
-    idx = [i for i, (s, _) in enumerate(new.turns) if s == "customer"]
-    i = rng.choice(idx)
-    speaker, text = new.turns[i]
-    new.turns[i] = (speaker, _word_edit(text, rng))
-    # Personal values the edit broke apart are no longer in the text as planted.
-    joined = "\n".join(t for _, t in new.turns)
-    new.pii = [(k, v) for k, v in new.pii if v in joined]
-    return new
-
-
-def _exact_copy(conv: Conversation, rng: random.Random) -> Conversation:
-    new = conv.copy()
-    if rng.random() < 0.5:  # differs only in case / punctuation of one customer turn
-        i = next(i for i, (s, _) in enumerate(new.turns) if s == "customer")
-        new.turns[i] = ("customer", _surface(new.turns[i][1], rng))
-        joined = "\n".join(t for _, t in new.turns)
-        new.pii = [(k, v) for k, v in new.pii if v in joined]
-    return new
+    extra: list[tuple[Conversation, str, int]] = []
+    for i in sources(counts["exact"], 0.3):
+        copy = exact_copy(base[i], rng)
+        if i in flipped_set and rng.random() < 0.5:
+            copy.label, copy.flip_kind = copy.clean_label, None  # disagrees with its (flipped) original
+        elif i not in flipped_set and rng.random() < 0.15:
+            flip_label(copy, "confusable", labels, rng)  # the copy is the mislabelled one
+        extra.append((copy, "exact_dup_of", i))
+    for i in sources(counts["near"], 0.25):
+        extra.append((near_copy(base[i], rng), "near_dup_of", i))
+    for i in rng.sample(held, min(counts["leak"], len(held))):
+        leak = near_copy(base[i], rng) if rng.random() < 0.5 else exact_copy(base[i], rng)
+        leak.split = "train"
+        extra.append((leak, "leak_of", i))
+    return extra
 
 
 def generate_demo(out_dir: str | Path, n_conversations: int | None = None, seed: int = 7) -> dict[str, str]:
-    """Write the demo dataset (see module docstring) and return the paths of its files."""
+    """Write the demo dataset (see module docstring) into ``out_dir``; return the paths of its files
+    under the keys data, truth, pii, reference and config. Same seed, same bytes."""
+    n = DEFAULT_CONVERSATIONS if n_conversations is None else int(n_conversations)
+    if n < MIN_CONVERSATIONS:
+        raise CuratuneError(f"the demo needs at least {MIN_CONVERSATIONS} conversations, got {n}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n = n_conversations or DEFAULT_CONVERSATIONS
     rng = random.Random(seed)
-    fake = Faker("en_US")
-    fake.seed_instance(seed)
-    writer = _Writer(rng, fake)
-    intents = sorted(INTENTS)
-    n_base = round(n * 0.88)
-    base: list[Conversation] = []
-    for i in range(n_base):
-        split = "train" if i % 20 < 14 else "validation" if i % 20 < 17 else "test"
-        variety = rng.choices(VARIETIES, weights=(4, 3, 3, 2))[0]
-        base.append(writer.conversation(rng.choice(intents), rng.choice(CHANNELS), rng.choice(REGIONS), variety,
-                                        split))
-    for c in base:
-        c.truth = {"clean_label": c.label}
-    train = [i for i, c in enumerate(base) if c.split == "train"]
-    held = [i for i, c in enumerate(base) if c.split != "train"]
-    # Label flips in train only: the test split stays clean so the gain from curation is measurable.
-    for k, i in enumerate(rng.sample(train, round(0.08 * n))):
-        c = base[i]
-        kind = "confusable" if k % 2 == 0 and (c.variety != "non-native" or k % 4 == 0) else "uniform"
-        c.label = rng.choice(CONFUSABLE[c.label]) if kind == "confusable" else rng.choice(
-            [x for x in intents if x != c.label])
-        c.truth.update(is_label_flip=True, flip_kind=kind)
-    extra: list[tuple[Conversation, str, int]] = []
-    for i in rng.sample(train, round(0.05 * n)):
-        copy = _exact_copy(base[i], rng)
-        if base[i].truth.get("is_label_flip") and rng.random() < 0.5:
-            copy.label = base[i].truth["clean_label"]  # a duplicate that disagrees: conflicting labels
-        extra.append((copy, "exact_dup_of", i))
-    for i in rng.sample(train, round(0.05 * n)):
-        extra.append((_near_copy(base[i], rng), "near_dup_of", i))
-    for i in rng.sample(held, round(0.02 * n)):
-        leak = _near_copy(base[i], rng) if rng.random() < 0.5 else _exact_copy(base[i], rng)
-        leak.split = "train"
-        extra.append((leak, "leak_of", i))
-    for copy, _, i in extra:
-        clean = base[i].truth["clean_label"]
-        copy.truth = {"clean_label": clean}
-        if copy.label != clean:  # a copy of a flipped row carries the wrong label too
-            copy.truth.update(is_label_flip=True, flip_kind=base[i].truth["flip_kind"])
+    writer = ConversationWriter(rng, PiiSource(seed, rng))
+    counts = {k: max(1, round(share * n)) for k, share in SHARES.items()}
+    base = _base_conversations(n - counts["exact"] - counts["near"] - counts["leak"], rng, writer)
+    flipped = _plant_flips(base, counts["flip"], rng)
+    extra = _plant_copies(base, flipped, counts, rng)
 
     # Shuffle, then number: an id says nothing about whether a row is a copy.
-    everything = [(c, None, None) for c in base] + [(c, kind, i) for c, kind, i in extra]
+    everything: list[tuple[Conversation, str | None, int | None]] = [(c, None, None) for c in base]
+    everything += [(c, kind, src) for c, kind, src in extra]
     order = list(range(len(everything)))
     rng.shuffle(order)
     ids = {pos: f"conv-{rank:05d}" for rank, pos in enumerate(order)}
-    base_id = {i: ids[i] for i in range(len(base))}
-    turn_rows, truth_rows, pii_rows = [], [], []
-    for rank, pos in enumerate(order):
+    turn_rows: list[str] = []
+    truth_rows: list[dict] = []
+    pii_rows: list[dict] = []
+    for pos in order:
         conv, kind, src = everything[pos]
-        cid = f"conv-{rank:05d}"
+        cid = ids[pos]
+        group = {"label": conv.label, "split": conv.split, "channel": conv.channel, "region": conv.region,
+                 "customer_language_variety": conv.variety}
         for t, (speaker, text) in enumerate(conv.turns, start=1):
-            turn_rows.append({"conversation_id": cid, "turn": t, "speaker": speaker, "text": text,
-                              "label": conv.label, "split": conv.split, "channel": conv.channel,
-                              "region": conv.region, "customer_language_variety": conv.variety})
+            row = {"conversation_id": cid, "turn": t, "speaker": speaker, "text": text, **group}
+            turn_rows.append(json.dumps(row, ensure_ascii=False))
+        link = ids[src] if src is not None else None
         truth_rows.append({
             "row_id": cid,
-            "exact_dup_of": base_id[src] if kind == "exact_dup_of" else None,
-            "near_dup_of": base_id[src] if kind == "near_dup_of" else None,
-            "leak_of": base_id[src] if kind == "leak_of" else None,
-            "is_label_flip": bool(conv.truth.get("is_label_flip", False)),
-            "clean_label": conv.truth["clean_label"],
-            "flip_kind": conv.truth.get("flip_kind"),
+            "exact_dup_of": link if kind == "exact_dup_of" else None,
+            "near_dup_of": link if kind == "near_dup_of" else None,
+            "leak_of": link if kind == "leak_of" else None,
+            "is_label_flip": conv.label != conv.clean_label,
+            "clean_label": conv.clean_label,
+            "flip_kind": conv.flip_kind if conv.label != conv.clean_label else None,
             "pii_count": len(conv.pii),
         })
         pii_rows += [{"row_id": cid, "entity_type": k, "value": v} for k, v in conv.pii]
-    del ids
+
     paths = {"data": out / "transcripts.jsonl", "truth": out / "truth.parquet", "pii": out / "pii.parquet",
              "reference": out / "reference.csv", "config": out / "demo.toml"}
-    paths["data"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in turn_rows), encoding="utf-8")
-    pl.DataFrame(truth_rows, schema={"row_id": pl.String, "exact_dup_of": pl.String, "near_dup_of": pl.String,
-                                     "leak_of": pl.String, "is_label_flip": pl.Boolean, "clean_label": pl.String,
-                                     "flip_kind": pl.String, "pii_count": pl.Int64}).write_parquet(paths["truth"])
-    pl.DataFrame(pii_rows, schema={"row_id": pl.String, "entity_type": pl.String, "value": pl.String}).write_parquet(
-        paths["pii"])
-    _reference(rng).write_csv(paths["reference"])
-    paths["config"].write_text(DEMO_CONFIG, encoding="utf-8")
+    write_text("\n".join(turn_rows) + "\n", paths["data"])
+    write_parquet(pl.DataFrame(truth_rows, schema=TRUTH_SCHEMA), paths["truth"])
+    write_parquet(pl.DataFrame(pii_rows, schema=PII_SCHEMA), paths["pii"])
+    write_text(reference_rows(random.Random(seed)).write_csv(), paths["reference"])
+    write_text(DEMO_CONFIG, paths["config"])
     return {k: str(v) for k, v in paths.items()}
-
-
-def _reference(rng: random.Random, per_topic: int = 100) -> pl.DataFrame:
-    rows = []
-    for topic, templates in sorted(REFERENCE_TOPICS.items()):
-        for _ in range(per_topic):
-            text = rng.choice(templates).format(city=rng.choice(CITIES))
-            if rng.random() < 0.5:
-                text = rng.choice(["I read that ", "apparently ", "did you hear ", "news: ", ""]) + text
-            rows.append({"text": text, "label": topic})
-    return pl.DataFrame(rows)
 
 
 DEMO_CONFIG = """\

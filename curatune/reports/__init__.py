@@ -1,1 +1,76 @@
+"""Self-contained HTML audit reports with a JSON twin, rendered from a run directory's files.
 
+``render_reports(run_dir)`` writes ``RUN/report/``: ``audit.html`` (a verdict table of every gate,
+then curation, training and evaluation), one page per stage, and ``audit.json`` (the same content
+for machines). Rendering reads files only and never recomputes; a stage that did not run is shown
+as "not run". The same run directory renders to the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from curatune.config import ReportConfig
+from curatune.reports.collect import collect
+from curatune.reports.render import PAGES, render_pages
+
+REPORT_FILES = (*PAGES, "audit.json")
+# What a report reads: a change in any of these (and only these) makes a report out of date.
+INPUT_FILES = ("curate/manifest.json", "curate/ledger.parquet", "curate/curated.parquet", "curate/excluded.parquet",
+               "train/manifest.json", "train/trainer_log.jsonl", "evaluate/manifest.json", "evaluate/metrics.json")
+
+__all__ = ["REPORT_FILES", "collect", "render_reports", "report_inputs"]
+
+
+def report_inputs(run_dir: str | Path) -> list[Path]:
+    """The files of ``run_dir`` a report is rendered from (those that exist)."""
+    run = Path(run_dir)
+    found = [run / p for p in INPUT_FILES if (run / p).is_file()]
+    return found + sorted((run / "evaluate").glob("*.parquet")) if (run / "evaluate").is_dir() else found
+
+
+def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
+                   config: ReportConfig | None = None) -> dict[str, Any]:
+    """Render every report page of ``run_dir`` into ``out_dir`` (default ``run_dir/report``).
+
+    ``config``: the [report] section; by default the one recorded in the run's latest manifest.
+    Returns the paths written, keyed ``audit_html``, ``audit_json``, ``curation_html`` ...
+    """
+    from curatune.errors import CuratuneError
+    from curatune.rundir import Manifest, write_text
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CuratuneError("run directory not found", file=str(run))
+    cfg = config or _recorded_config(run)
+    out = Path(out_dir) if out_dir is not None else run / "report"
+    manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
+    for p in report_inputs(run):
+        manifest.add_input(p)
+    content = collect(run, cfg)
+    pages = render_pages(content)
+    paths = {}
+    for name, text in pages.items():
+        paths[name.replace(".", "_")] = str(write_text(text, out / name))
+    manifest.counts = {"pages": len(pages), "bytes": {n: len(t.encode("utf-8")) for n, t in pages.items()},
+                       "verdict": content["verdict"]["overall"]}
+    manifest.write(out)
+    return paths
+
+
+def _recorded_config(run: Path) -> ReportConfig:
+    """The [report] section the run was configured with (latest stage first), else the defaults."""
+    from curatune.config import _build
+    from curatune.errors import CuratuneError
+    from curatune.rundir import read_manifest
+
+    for stage in ("evaluate", "train", "curate"):
+        m = read_manifest(run / stage)
+        section = ((m or {}).get("config") or {}).get("report")
+        if isinstance(section, dict):
+            try:
+                return _build(ReportConfig, section, "report")
+            except CuratuneError:
+                continue  # a manifest from another version of the config: use the next one
+    return ReportConfig()

@@ -82,7 +82,8 @@ def test_multiclass_disparity_equals_fairlearn_on_binary():
     rng = np.random.default_rng(5)
     y, p = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
     g = pd.Series(rng.choice(["a", "b", "c"], 500))
-    ours = {r["label"]: r for r in multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["no", "yes"])["per_class"]}
+    result = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["no", "yes"])
+    ours = {r["label"]: r for r in result["per_class"]}
     assert ours["yes"]["demographic_parity_difference"] == demographic_parity_difference(y, p, sensitive_features=g)
     assert ours["yes"]["equalized_odds_difference"] == equalized_odds_difference(y, p, sensitive_features=g)
 
