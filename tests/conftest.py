@@ -7,12 +7,40 @@ from pathlib import Path
 
 import pytest
 
+from tests.curate.labelstudio_server import BINARY, LabelStudioServer
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# The real Label Studio server for tests marked ``labelstudio``: one start per session. In CI
+# (``CI=true``) these tests must run: a missing install or a server that does not start fails.
+# Locally, without ``.venv-labelstudio``, they are skipped with a message saying how to get it.
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    if not BINARY.exists():
+        message = f"Label Studio is not installed ({BINARY.parent.parent.name} missing): run `make labelstudio`"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    server = LabelStudioServer(data_dir=tmp_path_factory.mktemp("label-studio") / "data")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(f"Label Studio did not start: {exc}")
+    yield server
+    server.stop()
+
+@pytest.fixture
+def live_label_studio(label_studio):
+    """The session's server, restarted first if an earlier test killed it."""
+    label_studio.ensure_running()
+    return label_studio
+
 
 
 def run_cli(*args: str | Path) -> tuple[int, str]:

@@ -129,6 +129,7 @@ class LabelIssues(CurationStep):
             "action": action.tolist(),
             "reason": np.where(is_issue, "label_issue", None).tolist(),
             "new_label": [classes[s] if a == "relabel" else None for s, a in zip(suggested, action, strict=True)],
+            "is_label_issue": is_issue,
             "label_quality": quality,
             "suggested_label": [classes[s] for s in suggested],
             "suggested_confidence": confidence,

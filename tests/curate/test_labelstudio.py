@@ -1,0 +1,278 @@
+"""Push / annotate / pull / apply against a real Label Studio server (tests/curate/conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import Counter
+from datetime import datetime
+
+import polars as pl
+import pytest
+from label_studio_sdk import LabelStudio
+
+from curatune.config import LabelStudioConfig
+from curatune.curate.labelstudio import CHOICES, labeling_config, push
+from curatune.errors import CuratuneError
+from curatune.rundir import read_json, write_json
+
+pytestmark = pytest.mark.labelstudio
+
+
+def _client(server) -> LabelStudio:
+    return LabelStudio(base_url=server.url, api_key=server.token, max_retries=0, timeout=120)
+
+
+def _project_id(client: LabelStudio, title: str) -> int:
+    (project,) = [p for p in client.projects.list(title=title) if p.title == title]
+    return project.id
+
+
+def _tasks(client: LabelStudio, pid: int) -> list:
+    return list(client.tasks.list(project=pid, fields="task_only", include="id,data,meta", page_size=1000))
+
+
+def _row_ids(client: LabelStudio, pid: int) -> Counter:
+    return Counter(t.data["row_id"] for t in _tasks(client, pid))
+
+
+def _annotate(client: LabelStudio, task_id: int, choice: str, *, user: int | None = None,
+              ground_truth: bool = False, cancelled: bool = False) -> None:
+    result = [{"from_name": CHOICES, "to_name": "dialogue", "type": "choices", "value": {"choices": [choice]}}]
+    extra = {"completed_by": user} if user is not None else {}
+    client.annotations.create(task_id, result=result, ground_truth=ground_truth, was_cancelled=cancelled, **extra)
+
+
+def _user(client: LabelStudio, email: str) -> int:
+    for u in client.users.list():
+        if u.email == email:
+            return u.id
+    return client.users.create(email=email, username=email.split("@")[0]).id
+
+
+@pytest.fixture
+def token_env(live_label_studio, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", live_label_studio.token)
+    return live_label_studio
+
+
+def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
+    server = token_env
+    client = _client(server)
+    ledger0 = pl.read_parquet(run_copy / "curate" / "ledger.parquet")
+    flagged = ledger0.filter(pl.col("is_label_issue").fill_null(False) & (pl.col("fate") != "dropped"))
+    flagged = flagged.sort("row_id")
+    run_id = read_json(run_copy / "curate" / "manifest.json")["run_id"]
+
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "round trip")
+    assert code == 0, out
+    assert f"{flagged.height} new tasks, 0 updated" in out
+    pid = _project_id(client, "round trip")
+    tasks = {t.data["row_id"]: t for t in _tasks(client, pid)}
+    assert set(tasks) == set(flagged["row_id"])
+    project = client.projects.get(pid)
+    assert '<Paragraphs name="dialogue"' in project.label_config and '<Choice value="drop"/>' in project.label_config
+
+    # What each task carries: the anonymised transcript as turns, the reasons, both predictions.
+    curated = pl.read_parquet(run_copy / "curate" / "curated.parquet")
+    first = flagged.row(0, named=True)
+    task = tasks[first["row_id"]]
+    text = curated.filter(pl.col("row_id") == first["row_id"])["text"].item()
+    assert task.data["text"] == text and "<PERSON_" in "".join(t["text"] for t in task.data["dialogue"])
+    assert task.meta == {"reasons": first["reasons"]}
+    preds = {p.model_version: p for p in client.predictions.list(task=task.id)}
+    assert set(preds) == {f"{run_id}:current", f"{run_id}:suggested"}
+    assert preds[f"{run_id}:current"].result[0]["value"]["choices"] == [first["final_label"]]
+    assert preds[f"{run_id}:suggested"].result[0]["value"]["choices"] == [first["suggested_label"]]
+    assert preds[f"{run_id}:current"].score == pytest.approx(first["label_quality"])
+
+    # Reviewers decide, through the API as the labeling UI would.
+    ann1, ann2 = _user(client, "ann1@example.com"), _user(client, "ann2@example.com")
+    rows = flagged.head(7).to_dicts()
+    a, b, c, d, e, f, g = rows
+    labels = sorted(curated["label"].unique().to_list())
+
+    def other(label: str, skip: int = 0) -> str:
+        return [lab for lab in labels if lab != label][skip]
+
+    _annotate(client, tasks[a["row_id"]].id, a["suggested_label"])  # accepts the suggestion
+    _annotate(client, tasks[b["row_id"]].id, "drop", user=ann1)
+    _annotate(client, tasks[c["row_id"]].id, c["final_label"], user=ann1)  # confirms the label
+    _annotate(client, tasks[d["row_id"]].id, other(d["final_label"], 0), user=ann1)  # two people disagree
+    _annotate(client, tasks[d["row_id"]].id, other(d["final_label"], 1), user=ann2)
+    _annotate(client, tasks[e["row_id"]].id, other(e["final_label"], 0), user=ann1)  # majority ...
+    _annotate(client, tasks[e["row_id"]].id, other(e["final_label"], 0), user=ann2)
+    _annotate(client, tasks[e["row_id"]].id, other(e["final_label"], 1), ground_truth=True)  # ... but gt wins
+    _annotate(client, tasks[f["row_id"]].id, "unsure", user=ann2)
+    _annotate(client, tasks[g["row_id"]].id, other(g["final_label"]), user=ann1, cancelled=True)  # skipped
+
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "round trip")
+    assert code == 0, out
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet")
+    assert reviews.height == 9 and "pulled 9 reviews -> " in out
+    assert g["row_id"] not in reviews["row_id"].to_list()
+    by_row = reviews.group_by("row_id").agg("decision", "annotator", "ground_truth")
+    b_row = by_row.filter(pl.col("row_id") == b["row_id"]).row(0, named=True)
+    assert b_row["decision"] == ["drop"] and b_row["annotator"] == ["ann1@example.com"]
+    assert reviews.filter(pl.col("ground_truth"))["row_id"].to_list() == [e["row_id"]]
+    assert reviews["annotation_id"].n_unique() == 9 and reviews["created_at"].null_count() == 0
+    # A second pull of the same annotations writes the same bytes (`curatune run` compares hashes);
+    # without --project it finds the project that push recorded.
+    first_bytes = (run_copy / "curate" / "reviews.parquet").read_bytes()
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url)
+    assert code == 0 and (run_copy / "curate" / "reviews.parquet").read_bytes() == first_bytes, out
+
+    code, out = cli_run("apply-reviews", run_copy)
+    assert code == 0, out
+    assert "applied 4 reviews (2 relabelled, 1 dropped)" in out
+    ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
+    assert ledger[a["row_id"]]["fate"] == "relabelled"
+    assert ledger[a["row_id"]]["final_label"] == a["suggested_label"]
+    assert "human_review" in ledger[a["row_id"]]["reasons"]
+    assert ledger[a["row_id"]]["reviewed_by"] == "reviewer@example.com"
+    assert isinstance(ledger[a["row_id"]]["reviewed_at"], datetime)
+    assert ledger[b["row_id"]]["fate"] == "dropped" and ledger[b["row_id"]]["dropped_by"] == "human_review"
+    assert ledger[c["row_id"]]["fate"] == "kept" and ledger[c["row_id"]]["review_decision"] == c["final_label"]
+    assert ledger[d["row_id"]]["fate"] == "kept" and ledger[d["row_id"]]["review_decision"] == "conflict"
+    assert ledger[e["row_id"]]["final_label"] == other(e["final_label"], 1)
+    assert ledger[e["row_id"]]["reviewed_by"] == "ann1@example.com, ann2@example.com, reviewer@example.com"
+    assert ledger[f["row_id"]]["fate"] == "kept" and ledger[f["row_id"]]["review_decision"] == "unsure"
+    assert ledger[g["row_id"]]["reviewed_by"] is None
+
+    # The token is in no file the run wrote.
+    for path in (run_copy / "curate").rglob("*"):
+        if path.is_file():
+            assert server.token.encode() not in path.read_bytes(), path
+
+
+def test_push_twice_and_a_later_run(token_env, run_copy, tmp_path, cli_run):
+    server = token_env
+    client = _client(server)
+    cfg_path = tmp_path / "ls.toml"
+    cfg_path.write_text(f'[labelstudio]\nurl = "{server.url}"\nproject = "twice"\nsample_size = 10\n')
+    n_rows = pl.read_parquet(run_copy / "curate" / "curated.parquet").height
+
+    code, out = cli_run("labelstudio", "push", run_copy, "--only", "sample", "--config", cfg_path)
+    assert code == 0 and "10 new tasks, 0 updated" in out, out
+    code, out = cli_run("labelstudio", "push", run_copy, "--only", "sample", "--config", cfg_path)
+    assert code == 0 and "0 new tasks, 0 updated" in out, out
+    pid = _project_id(client, "twice")
+    sampled = _row_ids(client, pid)
+    assert len(sampled) == 10 and set(sampled.values()) == {1}
+
+    # A later run (new run id) adds the other rows and replaces only what changed on the ten:
+    # one row's reasons, one row's label quality, one row's suggestion.
+    later = tmp_path / "later"
+    shutil.copytree(run_copy, later)
+    manifest = read_json(later / "curate" / "manifest.json")
+    old_run, new_run = manifest["run_id"], "cur-00000000beef"
+    manifest["run_id"] = new_run
+    write_json(manifest, later / "curate" / "manifest.json")
+    ledger = pl.read_parquet(later / "curate" / "ledger.parquet")
+    s0, s1, s2 = sorted(sampled)[:3]
+    current = ledger.filter(pl.col("row_id") == s2).row(0, named=True)
+    labels = sorted(set(ledger["final_label"].drop_nulls()))
+    new_suggestion = next(lab for lab in labels if lab not in (current["final_label"], current["suggested_label"]))
+    row = pl.col("row_id")
+    ledger = ledger.with_columns(
+        pl.when(row == s0).then(pl.lit(["rechecked"])).otherwise("reasons").alias("reasons"),
+        pl.when(row == s1).then(0.01).otherwise("label_quality").alias("label_quality"),
+        pl.when(row == s2).then(pl.lit(new_suggestion)).otherwise("suggested_label").alias("suggested_label"),
+    )
+    ledger.write_parquet(later / "curate" / "ledger.parquet")
+
+    code, out = cli_run("labelstudio", "push", later, "--only", "all", "--config", cfg_path)
+    assert code == 0 and f"{n_rows - 10} new tasks, 3 updated" in out, out
+    code, out = cli_run("labelstudio", "push", later, "--only", "all", "--config", cfg_path)
+    assert code == 0 and "0 new tasks, 0 updated" in out, out
+
+    tasks = {t.data["row_id"]: t for t in _tasks(client, pid)}
+    assert len(tasks) == n_rows and set(_row_ids(client, pid).values()) == {1}
+    preds: dict[str, list] = {}
+    for p in client.predictions.list(project=pid):
+        preds.setdefault(next(r for r, t in tasks.items() if t.id == p.task), []).append(p)
+    active = ledger.filter(pl.col("fate") != "dropped")
+    with_suggestion = active.filter(pl.col("suggested_label").is_not_null()
+                                    & (pl.col("suggested_label") != pl.col("final_label")))["row_id"].to_list()
+    assert sum(map(len, preds.values())) == n_rows + len(with_suggestion)  # replaced, not added to
+    for row_id, ps in preds.items():
+        runs = {p.model_version.split(":")[0] for p in ps}
+        fresh = row_id not in sampled or row_id in (s1, s2)
+        assert runs == ({new_run} if fresh else {old_run}), row_id
+    assert {p.model_version: p.result[0]["value"]["choices"][0] for p in preds[s2]}[f"{new_run}:suggested"] \
+        == new_suggestion
+    assert {p.model_version: p.score for p in preds[s1]}[f"{new_run}:current"] == pytest.approx(0.01)
+    assert tasks[s0].meta == {"reasons": ["rechecked"]}
+
+
+def test_killed_server_mid_push_then_rerun_every_task_once(token_env, run_copy):
+    server = token_env
+    client = _client(server)
+    n_rows = pl.read_parquet(run_copy / "curate" / "curated.parquet").height
+    cfg = LabelStudioConfig(url=server.url, project="killed", only="all", batch_size=4, retries=1,
+                            retry_backoff_s=0.1)
+
+    def kill_soon(message: str) -> None:
+        if "imported 8/" in message:  # the next batch is about to be sent: kill while it is in flight
+            threading.Timer(0.02, server.kill).start()
+
+    with pytest.raises(CuratuneError, match=f"Label Studio at {server.url} is unreachable"):
+        push(run_copy, cfg, progress=kill_soon)
+    assert not server.running()
+    server.start()
+    client = _client(server)
+    pid = _project_id(client, "killed")
+    before = _row_ids(client, pid)
+    assert 8 <= len(before) < n_rows and set(before.values()) == {1}
+
+    result = push(run_copy, cfg)
+    assert result["created"] == n_rows - len(before)
+    after = _row_ids(client, pid)
+    assert len(after) == n_rows and set(after.values()) == {1}
+
+
+def test_push_recovers_when_the_server_comes_back(token_env, run_copy):
+    """Killed mid-push and restarted while the push is backing off: it re-lists, then finishes."""
+    server = token_env
+    n_rows = pl.read_parquet(run_copy / "curate" / "curated.parquet").height
+    cfg = LabelStudioConfig(url=server.url, project="comes back", only="all", batch_size=4, retries=8,
+                            retry_backoff_s=1.0)
+    restarted = threading.Event()
+
+    def restart() -> None:
+        server.kill()
+        server.start()
+        restarted.set()
+
+    def kill_soon(message: str) -> None:
+        if "imported 8/" in message and not restarted.is_set():
+            threading.Thread(target=restart, daemon=True).start()
+
+    result = push(run_copy, cfg, progress=kill_soon)
+    assert restarted.wait(timeout=300)
+    assert result["created"] == n_rows
+    counts = _row_ids(_client(server), _project_id(_client(server), "comes back"))
+    assert len(counts) == n_rows and set(counts.values()) == {1}
+
+
+def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_copy, cli_run, monkeypatch):
+    server = live_label_studio
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-the-right-token-123")
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "x", "--only", "all")
+    assert code == 2
+    assert f"error: Label Studio at {server.url} rejected the API token (HTTP 401): check $LABEL_STUDIO_API_KEY" in out
+    assert "not-the-right-token-123" not in out
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "987654")
+    assert code == 2 and f"Label Studio at {server.url} has no project with id 987654" in out
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "never made")
+    assert code == 2 and f"Label Studio at {server.url} has no project titled 'never made'" in out
+
+    client = _client(server)
+    client.projects.create(title="too few labels", label_config=labeling_config(["refund"], dialogue=True))
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "too few labels",
+                        "--only", "all")
+    assert code == 2 and "label config mismatch: project 'too few labels'" in out
+    assert "has no choice for the dataset's label(s)" in out
+    assert _tasks(client, _project_id(client, "too few labels")) == []

@@ -1,0 +1,213 @@
+"""Reviews without a server: conflict rules, applying reviews to a run, and what push refuses."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from curatune.config import Config, LabelStudioConfig
+from curatune.curate.labelstudio import check_label_config, labeling_config, push
+from curatune.curate.pipeline import REVIEWS, run_curation
+from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide
+from curatune.errors import CuratuneError
+from curatune.rundir import read_json, write_json
+from tests.curate.labelstudio_server import free_port
+
+# --------------------------------------------------------------------------------------------
+# conflict rules
+
+
+@pytest.mark.parametrize("votes, rule, expected", [
+    ([("a", False)], "ground_truth_majority", ("a", "decided")),
+    ([("a", False), ("a", False), ("b", True)], "ground_truth_majority", ("b", "decided")),
+    ([("a", False), ("a", False), ("b", True)], "majority", ("a", "decided")),
+    ([("a", False), ("b", False)], "ground_truth_majority", (None, "conflict")),
+    ([("a", True), ("b", True), ("a", False)], "ground_truth_majority", ("a", "decided")),  # gt split: majority
+    ([("a", False), ("b", False), ("c", False)], "majority", (None, "conflict")),  # no majority of 3
+    ([("a", False), ("a", False), ("b", False)], "keep", (None, "conflict")),
+    ([("drop", False), ("drop", False)], "keep", ("drop", "decided")),
+    ([("unsure", False)], "majority", (None, "unsure")),
+    ([("unsure", False), ("b", False)], "majority", ("b", "decided")),  # unsure abstains
+])
+def test_conflict_rules(votes, rule, expected):
+    assert decide(votes, rule) == expected
+
+
+def test_generated_label_config_is_accepted_and_mismatch_named():
+    for dialogue, obj in ((True, "dialogue"), (False, "text")):
+        xml = labeling_config(["billing", "a & <b>"], dialogue=dialogue)
+        assert check_label_config(xml, ["billing", "a & <b>"], "p", 1) == obj
+    with pytest.raises(CuratuneError, match=r"label config mismatch: project 'p' \(id 7\) has no choice for "
+                                            r"the dataset's label\(s\) refund"):
+        check_label_config(labeling_config(["billing"], True), ["billing", "refund"], "p", 7)
+    with pytest.raises(CuratuneError, match='has no <Choices name="label">'):
+        check_label_config('<View><Text name="text" value="$text"/></View>', ["a"], "p", 7)
+
+
+# --------------------------------------------------------------------------------------------
+# applying reviews to a finished curate dir
+
+
+def _reviews(rows: list[tuple[str, str, str, bool]]) -> pl.DataFrame:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return pl.DataFrame([{"row_id": r, "decision": d, "annotator": who, "annotator_id": 1, "annotation_id": i,
+                          "task_id": i, "ground_truth": gt, "created_at": at, "updated_at": at, "project_id": 1}
+                         for i, (r, d, who, gt) in enumerate(rows)], schema=REVIEW_SCHEMA)
+
+
+def _other_label(labels: list[str], label: str) -> str:
+    return next(lab for lab in labels if lab != label)
+
+
+def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, cli_run):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b, c, d = curated["row_id"][:4].to_list()
+    la, lc, ld = (curated.filter(pl.col("row_id") == r)["label"].item() for r in (a, c, d))
+    new_a = _other_label(labels, la)
+    _reviews([(a, new_a, "x@example.com", False), (b, "drop", "y@example.com", False),
+              (c, lc, "x@example.com", False),
+              (d, _other_label(labels, ld), "x@example.com", False), (d, "drop", "y@example.com", False),
+              ("not-a-row", "drop", "x@example.com", False)]).write_parquet(curate / REVIEWS)
+    before = read_json(curate / "manifest.json")
+
+    code, out = cli_run("apply-reviews", run_copy)
+    assert code == 0, out
+    assert "applied 3 reviews (1 relabelled, 1 dropped)" in out
+    ledger = pl.read_parquet(curate / "ledger.parquet")
+    row = {r["row_id"]: r for r in ledger.to_dicts()}
+    assert row[a]["fate"] == "relabelled" and row[a]["final_label"] == new_a and row[a]["original_label"] == la
+    assert "human_review" in row[a]["reasons"] and row[a]["reviewed_by"] == "x@example.com"
+    assert row[a]["reviewed_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert row[b]["fate"] == "dropped" and row[b]["dropped_by"] == "human_review"
+    assert row[c]["fate"] == "kept" and row[c]["review_decision"] == lc and "human_review" not in row[c]["reasons"]
+    assert row[d]["fate"] == "kept" and row[d]["review_decision"] == "conflict"
+    assert "review_conflict" in row[d]["reasons"]
+    assert ledger.height == before["counts"]["input"]
+    new_curated = pl.read_parquet(curate / "curated.parquet")
+    excluded = pl.read_parquet(curate / "excluded.parquet")
+    assert b not in new_curated["row_id"].to_list()
+    assert excluded.filter(pl.col("row_id") == b)["reason"].item() == "human_review"
+    assert new_curated.filter(pl.col("row_id") == a)["label"].item() == new_a
+    assert new_curated.height + excluded.height == ledger.height
+    manifest = read_json(curate / "manifest.json")
+    step = manifest["steps"][-1]
+    assert step["name"] == "human_review" and step["summary"]["not_in_run"] == 1
+    assert step["summary"]["conflict_rows"] == [d]
+    assert manifest["counts"]["dropped"] == before["counts"]["dropped"] + 1
+    assert not (curate / ".apply-reviews").exists()
+
+    # Applying the same reviews again changes no row.
+    code, out = cli_run("apply-reviews", run_copy)
+    assert code == 0 and "applied 2 reviews (0 relabelled, 0 dropped)" in out
+    again = pl.read_parquet(curate / "ledger.parquet")
+    cols = ["row_id", "fate", "final_label", "reasons", "dropped_by", "reviewed_by", "reviewed_at"]
+    assert again.select(cols).sort("row_id").equals(ledger.select(cols).sort("row_id"))
+    assert pl.read_parquet(curate / "curated.parquet").sort("row_id").equals(new_curated.sort("row_id"))
+
+    # The next `curate` into the same directory applies them as its last step.
+    cfg = copy.deepcopy(reviewed_run["config"])
+    run_curation(cfg, curate)
+    fresh = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert fresh[a]["fate"] == "relabelled" and fresh[a]["final_label"] == new_a
+    assert fresh[b]["fate"] == "dropped" and fresh[b]["dropped_by"] == "human_review"
+    assert fresh[a]["reviewed_by"] == "x@example.com"
+    assert read_json(curate / "manifest.json")["steps"][-1]["name"] == "human_review"
+
+    cfg.curate.apply_reviews = False
+    run_curation(cfg, curate)
+    assert [s["name"] for s in read_json(curate / "manifest.json")["steps"]][-1] == "planted_flags"
+
+
+def test_interrupted_apply_is_finished_or_discarded(run_copy):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    _reviews([(curated["row_id"][0], "drop", "x@example.com", False)]).write_parquet(curate / REVIEWS)
+    # A journal that never committed is discarded; the files stay as they were.
+    (curate / ".apply-reviews").mkdir()
+    (curate / ".apply-reviews" / "curated.parquet").write_bytes(b"half written")
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert summary["dropped"] == 1 and not (curate / ".apply-reviews").exists()
+    assert pl.read_parquet(curate / "curated.parquet").height == curated.height - 1
+
+
+def test_apply_without_reviews_is_a_clear_error(run_copy, cli_run):
+    code, out = cli_run("apply-reviews", run_copy)
+    assert code == 2 and "no reviews to apply: run `curatune labelstudio pull` first" in out
+
+
+# --------------------------------------------------------------------------------------------
+# what push refuses before it talks to any server
+
+
+def _edit_manifest(run_dir, fn) -> None:
+    path = run_dir / "curate" / "manifest.json"
+    doc = read_json(path)
+    fn(doc)
+    write_json(doc, path)
+
+
+def test_push_refuses_a_run_whose_leak_scan_failed(run_copy, cli_run, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+
+    def fail_gate(doc):
+        for g in doc["gates"]:
+            if g["name"] == "leak_scan":
+                g["passed"] = False
+
+    _edit_manifest(run_copy, fail_gate)
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p")
+    assert code == 2 and "refusing to push: this run's leak scan found personal data" in out
+
+
+def test_push_refuses_leaks_even_when_the_gate_was_switched_off(run_copy, monkeypatch):
+    def leaked(doc):
+        for step in doc["steps"]:
+            if step["name"] == "anonymise":  # fail_on_leak = false: the gate passes, the scan does not
+                step["summary"]["leak_scan"].update(passed=False, remaining=2)
+
+    _edit_manifest(run_copy, leaked)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all")
+    with pytest.raises(CuratuneError, match=r"leak scan found personal data left after anonymisation \(2 remaining\)"):
+        push(run_copy, cfg)
+
+
+def test_push_refuses_a_run_that_was_not_anonymised(run_copy, monkeypatch):
+    _edit_manifest(run_copy, lambda doc: doc.update(steps=[s for s in doc["steps"] if s["name"] != "anonymise"]))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all")
+    with pytest.raises(CuratuneError, match="refusing to push: this run was not anonymised"):
+        push(run_copy, cfg)
+
+
+def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatch, tmp_path):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p")
+    assert code == 2 and "no Label Studio API token: set the environment variable LABEL_STUDIO_API_KEY" in out
+
+    secret = "secret-token-value-42"
+    (tmp_path / "token").write_text(secret + "\n")
+    port = free_port()
+    cfg_path = tmp_path / "ls.toml"
+    cfg_path.write_text(f'[labelstudio]\ntoken_file = "token"\nretries = 1\nretry_backoff_s = 0.05\n'
+                        f'url = "http://127.0.0.1:{port}"\nproject = "p"\n')
+    code, out = cli_run("labelstudio", "push", run_copy, "--only", "all", "--config", cfg_path)
+    assert code == 2
+    assert f"Label Studio at http://127.0.0.1:{port} is unreachable (ConnectError) after 2 attempts" in out
+    assert secret not in out
+
+    code, out = cli_run("labelstudio", "push", run_copy, "--only", "everything", "--config", cfg_path)
+    assert code == 2 and "--only must be one of flagged, all, sample" in out
+
+    _edit_manifest(run_copy, lambda doc: None)
+    ledger = run_copy / "curate" / "ledger.parquet"
+    pl.read_parquet(ledger).drop("is_label_issue").write_parquet(ledger)
+    code, out = cli_run("labelstudio", "push", run_copy, "--config", cfg_path)
+    assert code == 2 and "this run has no label-issue flags" in out
+    assert json.dumps(secret) not in (run_copy / "curate" / "manifest.json").read_text()
