@@ -56,6 +56,7 @@ INTENT_WEIGHTS = {"order_status": 1.4, "refund": 1.3, "shipping_delay": 1.3, "re
 # Annotators err more on the harder group and on call transcripts.
 FLIP_WEIGHT = {"non-native": 3.0}
 PHONE_FLIP_WEIGHT = 1.5
+AMBIGUOUS_FLIP_WEIGHT = 2.0
 
 TRUTH_SCHEMA = {"row_id": pl.String, "exact_dup_of": pl.String, "near_dup_of": pl.String, "leak_of": pl.String,
                 "is_label_flip": pl.Boolean, "clean_label": pl.String, "flip_kind": pl.String,
@@ -85,7 +86,7 @@ def _plant_flips(base: list[Conversation], n_flips: int, rng: random.Random) -> 
     labels = sorted(INTENTS)
     train = [i for i, c in enumerate(base) if c.split == "train"]
     weights = [FLIP_WEIGHT.get(base[i].variety, 1.0) * (PHONE_FLIP_WEIGHT if base[i].channel == "phone" else 1.0)
-               for i in train]
+               * (AMBIGUOUS_FLIP_WEIGHT if base[i].ambiguous else 1.0) for i in train]
     flipped = sorted(weighted_sample(train, weights, min(n_flips, len(train)), rng))
     for k, i in enumerate(flipped):
         flip_label(base[i], "confusable" if k % 2 == 0 else "uniform", labels, rng)
