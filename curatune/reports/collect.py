@@ -1,0 +1,912 @@
+"""Read a run directory into the report's content: one plain, JSON-serialisable dict.
+
+This dict is ``audit.json`` and is what every HTML page renders, so the JSON twin and the pages
+say the same thing. It is built only from the run directory's files (manifests, metrics.json,
+trainer_log.jsonl, Parquet tables): nothing is recomputed, a stage that is absent is "not run",
+and a key a stage did not write is "not available" rather than guessed.
+
+Safety: transcript text is read only from curated/excluded tables written after the anonymise
+step and only when its leak scan passed; otherwise examples show row ids and labels, not text.
+Tables are scanned lazily and only the example rows are read, so a 1M-row run reports quickly and
+the report stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curatune.config import ReportConfig
+from curatune.rundir import MANIFEST, read_json
+
+SCHEMA_VERSION = 1
+STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
+# Reasons that describe a row rather than flag a problem with it (every anonymised row has one).
+INFORMATIONAL_REASONS = ("pii_found",)
+DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "conflicting_label_duplicate", "leakage")
+NOT_RUN = {"status": "not run"}
+
+
+def collect(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
+    run = Path(run_dir)
+    cfg = cfg or ReportConfig()
+    manifests = {s: _manifest(run / s) for s in STAGE_TITLES}
+    curation = _curation(run / "curate", manifests["curate"], cfg) if manifests["curate"] else dict(NOT_RUN)
+    training = _training(run / "train", manifests["train"]) if manifests["train"] else dict(NOT_RUN)
+    evaluation = _evaluation(run / "evaluate", manifests["evaluate"], cfg) if manifests["evaluate"] \
+        else dict(NOT_RUN)
+    content = {
+        "schema_version": SCHEMA_VERSION,
+        "title": cfg.title,
+        "run": _run_info(run, manifests),
+        "curation": curation,
+        "training": training,
+        "evaluation": evaluation,
+    }
+    content["verdict"] = _verdict(content)
+    return _clean(content)
+
+
+# --------------------------------------------------------------------------------------------
+# common
+
+
+def _manifest(stage_dir: Path) -> dict[str, Any] | None:
+    p = stage_dir / MANIFEST
+    if not p.is_file():
+        return None
+    doc = read_json(p)
+    return doc if doc.get("status", "complete") == "complete" else None
+
+
+def iso_time(ts: Any) -> str | None:
+    """A run's own timestamp (data, not the render time) as UTC text."""
+    if not isinstance(ts, int | float) or not math.isfinite(ts):
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe and stable: NaN/inf become None, tuples become lists, floats keep 6 significant digits."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return float(f"{obj:.6g}") if math.isfinite(obj) else None
+    if hasattr(obj, "item"):  # numpy scalars
+        return _clean(obj.item())
+    return str(obj)
+
+
+def _run_info(run: Path, manifests: dict[str, dict | None]) -> dict[str, Any]:
+    stages = []
+    for stage, title in STAGE_TITLES.items():
+        m = manifests[stage]
+        if m is None:
+            stages.append({"stage": stage, "title": title, "status": "not run", "started_at": None,
+                           "finished_at": None, "seconds": None})
+            continue
+        started, finished = m.get("started_at"), m.get("finished_at")
+        stages.append({
+            "stage": stage, "title": title, "status": "complete",
+            "started_at": iso_time(started), "finished_at": iso_time(finished),
+            "seconds": round(finished - started, 1) if isinstance(started, int | float)
+            and isinstance(finished, int | float) else None,
+        })
+    versions = next((m.get("versions") for m in reversed(list(manifests.values())) if m and m.get("versions")), {})
+    run_id = (manifests["curate"] or {}).get("run_id")
+    return {"name": run.resolve().name, "run_id": run_id, "stages": stages, "versions": versions or {}}
+
+
+def _gate(stage: str, g: dict[str, Any], anchor: str) -> dict[str, Any]:
+    name = str(g.get("name", "gate"))
+    passed = g.get("passed")
+    comparison = g.get("comparison") or g.get("op") or g.get("direction")
+    comparison = {">=": "≥", "min": "≥", "at_least": "≥", "<=": "≤", "max": "≤", "at_most": "≤"}.get(
+        str(comparison), comparison)
+    if not comparison:
+        comparison = "≥" if name.startswith("min_") else "≤"
+    return {
+        "stage": stage, "name": name,
+        "status": "pass" if passed is True else "fail" if passed is False else "not checked",
+        "value": g.get("value"), "threshold": g.get("threshold"), "comparison": comparison,
+        "detail": g.get("detail") or g.get("description") or "", "anchor": g.get("anchor") or anchor,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# curation
+
+
+def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+    steps = m.get("steps") or []
+    by_name = {s.get("name"): s for s in steps}
+    counts = m.get("counts") or {}
+    group_cols = list(m.get("group_cols") or [])
+    text_ok, withheld = _text_allowed(by_name, m, cfg)
+    ledger_path = cdir / "ledger.parquet"
+    ledger = pl.scan_parquet(ledger_path) if ledger_path.is_file() else None
+    ledger_cols = ledger.collect_schema().names() if ledger is not None else []
+    texts = _TextSource(cdir, text_ok, cfg.text_chars)
+
+    gates = []
+    for s in steps:
+        for g in s.get("gates") or []:
+            gates.append(_gate("curate", g, _step_anchor(s.get("name", ""))))
+    if not gates:
+        gates = [_gate("curate", g, "curation") for g in m.get("gates") or []]
+
+    out: dict[str, Any] = {
+        "status": "complete",
+        "input": _input_summary(m, ledger, ledger_cols),
+        "outcome": {
+            "input": counts.get("input"), "kept": counts.get("kept"), "dropped": counts.get("dropped"),
+            "relabelled": counts.get("relabelled"),
+            "by_reason": [{"reason": r, "rows": n} for r, n in sorted((counts.get("by_reason") or {}).items(),
+                                                                       key=lambda kv: (-kv[1], kv[0]))],
+        },
+        "steps": [_step_row(s) for s in steps],
+        "steps_not_built": list(m.get("steps_not_built") or []),
+        "group_cols": group_cols,
+        "text_shown": text_ok,
+        "text_withheld_reason": withheld,
+        "gates": gates,
+        "truth": m.get("truth") or {},
+        "timings": m.get("timings") or {},
+    }
+    out["duplicates"] = _duplicates(by_name.get("dedup"), ledger, ledger_cols, texts, cfg)
+    out["pii"] = _pii(by_name.get("anonymise"))
+    out["label_issues"] = _label_issues(by_name.get("label_issues"), ledger, ledger_cols, texts, cfg)
+    out["reviews"] = _reviews(by_name.get("human_review"), ledger, ledger_cols, cfg)
+    out["changes"] = _changes(ledger, ledger_cols, texts, cfg)
+    out["groups"] = _group_shares(ledger, ledger_cols, group_cols, cfg)
+    return out
+
+
+def _step_anchor(step: str) -> str:
+    return {"dedup": "curation-duplicates", "anonymise": "curation-pii", "label_issues": "curation-label-issues",
+            "human_review": "curation-reviews"}.get(step, "curation-steps")
+
+
+def _text_allowed(steps: dict[str, dict], m: dict[str, Any], cfg: ReportConfig) -> tuple[bool, str | None]:
+    anon = steps.get("anonymise")
+    if anon is None:
+        if cfg.show_text_without_anonymisation:
+            return True, None
+        return False, ("text withheld: the anonymise step did not run on this data "
+                       "([report] show_text_without_anonymisation = true shows it for data without personal data)")
+    failed = [g for g in anon.get("gates") or [] if g.get("passed") is False]
+    leak = (anon.get("summary") or {}).get("leak_scan") or {}
+    if failed or leak.get("passed") is False:
+        return False, "text withheld: the leak scan still found personal data after anonymisation"
+    return True, None
+
+
+class _TextSource:
+    """Anonymised transcript text for a handful of row ids, read from curated/excluded tables."""
+
+    def __init__(self, cdir: Path, allowed: bool, chars: int) -> None:
+        self.paths = [p for p in (cdir / "curated.parquet", cdir / "excluded.parquet") if p.is_file()]
+        self.allowed, self.chars = allowed, chars
+
+    def get(self, row_ids: list[str]) -> dict[str, str]:
+        if not self.allowed or not row_ids:
+            return {}
+        found: dict[str, str] = {}
+        for p in self.paths:
+            lf = pl.scan_parquet(p)
+            if "text" not in lf.collect_schema().names():
+                continue
+            rows = lf.filter(pl.col("row_id").is_in(row_ids)).select("row_id", "text").collect()
+            for rid, text in rows.iter_rows():
+                if rid not in found and text is not None:
+                    found[rid] = text if len(text) <= self.chars else text[: self.chars] + " …[cut]"
+        return found
+
+
+def _input_summary(m: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str]) -> dict[str, Any]:
+    files = [{"name": Path(str(i.get("path", ""))).name, "rows": i.get("rows"), "records": i.get("records"),
+              "sha256": i.get("sha256")} for i in m.get("inputs") or []]
+    out: dict[str, Any] = {"files": files, "rows": (m.get("counts") or {}).get("input")}
+    if ledger is not None and "split" in cols:
+        splits = ledger.group_by("split").len().sort("split").collect()
+        out["splits"] = [{"split": s, "rows": n} for s, n in splits.iter_rows()]
+    if ledger is not None and "original_label" in cols:
+        out["labels"] = ledger.select(pl.col("original_label").drop_nulls().n_unique()).collect().item()
+    return out
+
+
+def _step_row(s: dict[str, Any]) -> dict[str, Any]:
+    return {"name": s.get("name"), "rows_in": s.get("rows_in"), "issues": s.get("issues"),
+            "dropped": s.get("dropped"), "relabelled": s.get("relabelled"), "seconds": s.get("seconds"),
+            "anchor": _step_anchor(s.get("name", ""))}
+
+
+def _duplicates(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource,
+                cfg: ReportConfig) -> dict[str, Any]:
+    if step is None:
+        return {"ran": False}
+    summary = step.get("summary") or {}
+    out: dict[str, Any] = {"ran": True, "summary": _scalars(summary),
+                           "dropped_by_reason": summary.get("dropped_by_reason") or {}, "examples": []}
+    if ledger is None or "reasons" not in cols:
+        return out
+    for reason in DUPLICATE_REASONS:
+        sel = (ledger.filter(pl.col("reasons").list.contains(reason) & (pl.col("fate") == "dropped"))
+               .select("row_id", "split", "duplicate_of", "original_label").sort("row_id")
+               .head(cfg.max_examples).collect())
+        if sel.height == 0:
+            continue
+        ids = sel["row_id"].to_list()
+        partners = [d for d in sel["duplicate_of"].to_list() if d]
+        partner_rows = (ledger.filter(pl.col("row_id").is_in(partners))
+                        .select("row_id", "split", "original_label").collect())
+        partner_info = {r: (s, lab) for r, s, lab in partner_rows.iter_rows()}
+        text = texts.get(ids + partners)
+        out["examples"].append({"reason": reason, "rows": [
+            {"row_id": rid, "split": split, "label": label, "text": text.get(rid),
+             "duplicate_of": dup, "duplicate_split": partner_info.get(dup, (None, None))[0],
+             "duplicate_label": partner_info.get(dup, (None, None))[1], "duplicate_text": text.get(dup)}
+            for rid, split, dup, label in sel.iter_rows()]})
+    return out
+
+
+def _pii(step: dict | None) -> dict[str, Any]:
+    if step is None:
+        return {"ran": False}
+    s = step.get("summary") or {}
+    leak = s.get("leak_scan") or {}
+    gates = step.get("gates") or []
+    passed = leak.get("passed")
+    if passed is None and gates:
+        passed = all(g.get("passed") for g in gates)
+    return {
+        "ran": True,
+        "entities_by_type": [{"type": t, "count": n} for t, n in sorted((s.get("entities_by_type") or {}).items(),
+                                                                        key=lambda kv: (-kv[1], kv[0]))],
+        "entities_total": sum((s.get("entities_by_type") or {}).values()),
+        "rows_with_pii": s.get("rows_with_pii"),
+        "rows_scanned": leak.get("rows_scanned"),
+        "operator": s.get("operator"),
+        "leak_scan": {"passed": passed, "remaining": leak.get("remaining"),
+                      "remaining_by_type": leak.get("remaining_by_type") or {},
+                      "rows_given_a_second_pass": leak.get("rows_given_a_second_pass")},
+        "summary": _scalars({k: v for k, v in s.items() if k not in ("entities_by_type", "leak_scan")}),
+    }
+
+
+def _first(cols: list[str], *names: str) -> str | None:
+    return next((c for c in names if c in cols), None)
+
+
+def _label_issues(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource,
+                  cfg: ReportConfig) -> dict[str, Any]:
+    if step is None:
+        return {"ran": False}
+    summary = step.get("summary") or {}
+    by_group = summary.get("flagged_share_by_group") or {}
+    out: dict[str, Any] = {
+        "ran": True, "summary": _scalars({k: v for k, v in summary.items() if k != "flagged_share_by_group"}),
+        "flagged": step.get("issues"), "dropped": step.get("dropped"), "relabelled": step.get("relabelled"),
+        "flagged_share_by_group": [{"column": col, "group": g, "share": share}
+                                   for col, shares in by_group.items() if isinstance(shares, dict)
+                                   for g, share in list(shares.items())[: cfg.max_groups]],
+        "examples": []}
+    if ledger is None:
+        return out
+    flag_col = _first(cols, "is_label_issue", "label_issues_is_issue")
+    score_col = _first(cols, "label_quality", "label_issues_score")
+    rank_col = _first(cols, "label_issue_rank")
+    suggest_col = _first(cols, "suggested_label", "label_issues_suggested_label")
+    conf_col = _first(cols, "suggested_confidence")
+    if flag_col:
+        flagged = pl.col(flag_col).fill_null(False)
+    elif "reasons" in cols:
+        flagged = pl.col("reasons").list.eval(pl.element().str.contains("label_issue|mislabel")).list.any()
+    else:
+        return out
+    extra = [c for c in (score_col, rank_col, suggest_col, conf_col, "review_decision", "reviewed_by") if c in cols]
+    sel = ledger.filter(flagged).select("row_id", "split", "original_label", "final_label", "fate", *extra)
+    order = [c for c in (rank_col, score_col) if c] + ["row_id"]
+    rows = sel.sort(order, nulls_last=True).head(cfg.max_examples).collect()
+    text = texts.get(rows["row_id"].to_list())
+    for r in rows.iter_rows(named=True):
+        out["examples"].append({
+            "row_id": r["row_id"], "split": r["split"], "label": r["original_label"],
+            "final_label": r["final_label"], "fate": r["fate"],
+            "suggested_label": r.get(suggest_col) if suggest_col else None,
+            "suggested_confidence": r.get(conf_col) if conf_col else None,
+            "score": r.get(score_col) if score_col else None,
+            "review": r.get("review_decision") or "not reviewed", "reviewed_by": r.get("reviewed_by"),
+            "text": text.get(r["row_id"]),
+        })
+    return out
+
+
+def _reviews(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str], cfg: ReportConfig) -> dict[str, Any]:
+    if step is None:
+        return {"ran": False}
+    s = step.get("summary") or {}
+    return {"ran": True, "summary": _scalars({k: v for k, v in s.items() if k != "conflict_rows"}),
+            "conflict_rows": list(s.get("conflict_rows") or [])[: cfg.max_examples]}
+
+
+def _changes(ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource, cfg: ReportConfig) -> dict[str, Any]:
+    if ledger is None or "fate" not in cols:
+        return {"dropped_by": [], "relabelled_examples": []}
+    by = (ledger.filter(pl.col("fate") == "dropped").group_by("dropped_by").len()
+          .sort(["len", "dropped_by"], descending=[True, False], nulls_last=True).collect())
+    rel = (ledger.filter(pl.col("fate") == "relabelled")
+           .select("row_id", "split", "original_label", "final_label", "reasons").sort("row_id")
+           .head(cfg.max_examples).collect())
+    text = texts.get(rel["row_id"].to_list())
+    return {
+        "dropped_by": [{"step": s or "not recorded", "rows": n} for s, n in by.iter_rows()],
+        "relabelled_examples": [
+            {"row_id": r["row_id"], "split": r["split"], "from": r["original_label"], "to": r["final_label"],
+             "reasons": ", ".join(x for x in r["reasons"] or [] if x not in INFORMATIONAL_REASONS),
+             "text": text.get(r["row_id"])}
+            for r in rel.iter_rows(named=True)],
+    }
+
+
+def _group_shares(ledger: pl.LazyFrame | None, cols: list[str], group_cols: list[str],
+                  cfg: ReportConfig) -> list[dict[str, Any]]:
+    """Per group: share of rows dropped, relabelled and flagged (counts from the ledger)."""
+    if ledger is None or "fate" not in cols:
+        return []
+    problem = pl.col("reasons").list.eval(pl.element().is_in(list(INFORMATIONAL_REASONS)).not_()).list.any() \
+        if "reasons" in cols else pl.lit(False)
+    out = []
+    for col in [c for c in group_cols if c in cols]:
+        t = (ledger.group_by(col).agg(
+            pl.len().alias("rows"),
+            (pl.col("fate") == "dropped").sum().alias("dropped"),
+            (pl.col("fate") == "relabelled").sum().alias("relabelled"),
+            ((pl.col("fate") != "dropped") & problem.fill_null(False)).sum().alias("flagged"),
+        ).sort(["rows", col], descending=[True, False], nulls_last=True).collect())
+        shown = t.head(cfg.max_groups)
+        rows = [{"group": "(missing)" if r[col] is None else str(r[col]), "rows": r["rows"],
+                 "dropped": r["dropped"], "relabelled": r["relabelled"], "flagged": r["flagged"],
+                 "dropped_share": r["dropped"] / r["rows"], "relabelled_share": r["relabelled"] / r["rows"],
+                 "flagged_share": r["flagged"] / r["rows"]} for r in shown.iter_rows(named=True)]
+        out.append({"column": col, "groups": t.height, "rows": rows, "not_shown": t.height - shown.height})
+    return out
+
+
+def _scalars(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten a step summary into (key, value) rows; nested tables become "a.b" keys, long lists a count."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            if not v:
+                rows.append({"key": prefix, "value": "none"})
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        elif isinstance(v, list):
+            rows.append({"key": prefix, "value": ", ".join(map(str, v)) if len(v) <= 10 else f"{len(v)} items"})
+        else:
+            rows.append({"key": prefix, "value": v})
+
+    walk("", d)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
+    cfg_train = (m.get("config") or {}).get("train") or {}
+    model = m.get("model") or {}
+    curated_input = next((i for i in m.get("inputs") or [] if Path(str(i.get("path", ""))).name
+                          == "curated.parquet"), None)
+    metrics, base = m.get("metrics") or {}, m.get("base_metrics") or {}
+    split_rows = []
+    for split in sorted(set(metrics) | set(base)):
+        t, b = metrics.get(split) or {}, base.get(split) or {}
+        split_rows.append({"split": split, "rows": t.get("rows") or b.get("rows"),
+                           "accuracy": t.get("accuracy"), "macro_f1": t.get("macro_f1"),
+                           "base_accuracy": b.get("accuracy"), "base_macro_f1": b.get("macro_f1")})
+    verdict = m.get("verdict") or {}
+    trunc = (m.get("truncation") or {})
+    return {
+        "status": "complete",
+        "model": {"base_model": model.get("base_model"), "requested": model.get("requested"),
+                  "method": m.get("method") or cfg_train.get("method"), "pooling": model.get("pooling"),
+                  "parameters": model.get("parameters"), "trainable_parameters": model.get("trainable_parameters"),
+                  "labels": len(m.get("labels") or []) or None},
+        "device": m.get("device"), "precision": m.get("precision"),
+        "data": {"curated_sha256": (curated_input or {}).get("sha256"), "counts": m.get("counts") or {},
+                 "validation_held_out_from_train": m.get("validation_held_out_from_train")},
+        "config": [{"key": k, "value": v if not isinstance(v, list | dict) else json.dumps(v, sort_keys=True)}
+                   for k, v in sorted(cfg_train.items())],
+        "settings": _scalars({k: v for k, v in model.items() if k not in ("path",)}),
+        "curves": _curves(tdir / "trainer_log.jsonl"),
+        "timings": m.get("timings") or {},
+        "throughput": m.get("throughput") or {},
+        "training": m.get("training") or {},
+        "truncation": {"strategy": trunc.get("strategy"), "max_length": trunc.get("max_length"),
+                       "measured_max_length": m.get("measured_max_length"),
+                       "splits": [{"split": s, **v} for s, v in sorted((trunc.get("splits") or {}).items())]},
+        "splits": split_rows,
+        "verdict": {"summary": verdict.get("summary"), "beats_frozen_baseline": verdict.get("beats_frozen_baseline"),
+                    "outcome": _baseline_outcome(verdict),
+                    "comparison": {k: verdict.get(k) for k in ("accuracy", "macro_f1") if k in verdict},
+                    "rows": verdict.get("rows")},
+    }
+
+
+def _baseline_outcome(verdict: dict[str, Any]) -> str:
+    """better | worse | unclear | not available, as the train stage's verdict states it."""
+    beats = verdict.get("beats_frozen_baseline")
+    if beats is True:
+        return "better"
+    if beats is None:
+        return "not available"
+    ci = (verdict.get("accuracy") or {}).get("ci")
+    return "worse" if isinstance(ci, list) and len(ci) == 2 and _is_num(ci[1]) and ci[1] < 0 else "unclear"
+
+
+MAX_CURVE_POINTS = 400
+
+
+def _curves(path: Path) -> dict[str, Any]:
+    """Training loss and validation metrics by step, from trainer_log.jsonl (at most 400 points each)."""
+    if not path.is_file():
+        return {"available": False}
+    series: dict[str, list[list[Any]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        step = e.get("step")
+        if not isinstance(step, int | float) or e.get("event"):
+            continue
+        for key, name in (("loss", "training loss"), ("eval_loss", "validation loss"),
+                          ("eval_accuracy", "validation accuracy"), ("eval_macro_f1", "validation macro-F1")):
+            v = e.get(key)
+            if isinstance(v, int | float) and math.isfinite(v):
+                series.setdefault(name, []).append([int(step) if float(step).is_integer() else float(step),
+                                                    float(v)])
+    thinned = {k: _thin(v) for k, v in series.items()}
+    return {"available": bool(thinned), "series": thinned}
+
+
+def _thin(points: list[list[Any]]) -> list[list[Any]]:
+    if len(points) <= MAX_CURVE_POINTS:
+        return points
+    stride = math.ceil(len(points) / MAX_CURVE_POINTS)
+    kept = points[::stride]
+    return kept if kept[-1] == points[-1] else [*kept, points[-1]]
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+    path = edir / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {}
+    gates_raw = metrics.get("gates") or m.get("gates") or []
+    if isinstance(gates_raw, dict):
+        gates_raw = [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in gates_raw.items()]
+    gates = [_gate("evaluate", g, _eval_anchor(str(g.get("name", "")))) for g in gates_raw]
+    # Keys shown in the section's header or merged into another block rather than drawn alone.
+    consumed = {"gates", "labels", "split", "rows"} | ({"base"} if "comparison" in metrics else set())
+    keys = sorted((k for k in metrics if k not in consumed), key=_block_rank)
+    blocks = []
+    for k in keys:
+        anchor = f"evaluation-{_slug(k)}"
+        special = SPECIAL_BLOCKS.get(k)
+        block = special(k, metrics, cfg, anchor) if special else None
+        blocks.append(block if block is not None else to_block(k, metrics[k], cfg, anchor))
+    labels = metrics.get("labels")
+    return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
+            "split": metrics.get("split"), "rows": metrics.get("rows"),
+            "labels": len(labels) if isinstance(labels, list) else None,
+            "gates": gates, "blocks": [b for b in blocks if b is not None],
+            "tables": sorted(p.name for p in edir.glob("*.parquet"))}
+
+
+def _comparison_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor: str) -> dict[str, Any] | None:
+    """Fine-tuned against base on the same rows: both models' metrics, the paired difference, McNemar."""
+    comp, head, base = metrics.get("comparison"), metrics.get("headline") or {}, metrics.get("base") or {}
+    if not isinstance(comp, dict) or not isinstance(base, dict):
+        return None
+    rows = []
+    for name in [k for k in base if k in head]:
+        t, b = head.get(name), base.get(name)
+        diff = comp.get(f"{name}_difference")
+        rows.append({"metric": name.replace("_", " "), "tuned": cell(t), "base": cell(b),
+                     "difference": cell(diff) if diff is not None else {"value": None}})
+    mc = comp.get("mcnemar") if isinstance(comp.get("mcnemar"), dict) else {}
+    return {"key": key, "title": "fine-tuned against base", "anchor": anchor, "kind": "comparison",
+            "rows": rows,
+            "mcnemar": {"tuned_only_correct": mc.get("a_only_correct", mc.get("tuned_only_correct")),
+                        "base_only_correct": mc.get("b_only_correct", mc.get("base_only_correct")),
+                        "statistic": mc.get("statistic"), "p_value": mc.get("p_value"), "method": mc.get("method")},
+            "other": [{"name": str(k).replace("_", " "), **cell(v)} for k, v in comp.items()
+                      if k != "mcnemar" and not any(k == f"{r}_difference" for r in base) and _is_cell(v)]}
+
+
+def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor: str) -> dict[str, Any] | None:
+    fair = metrics.get(key)
+    if not isinstance(fair, dict) or not all(isinstance(v, dict) and "by_group" in v for v in fair.values()):
+        return None
+    children = []
+    for col, rep in fair.items():
+        groups = []
+        for g in (rep.get("by_group") or [])[: cfg.max_groups]:
+            ci = ci_of(g.get("accuracy_ci")) if isinstance(g.get("accuracy_ci"), dict) else None
+            groups.append({"group": str(g.get("group")), "n": g.get("n"), "too_small": bool(g.get("too_small")),
+                           "accuracy": point_of(g.get("accuracy")), "low": ci[0] if ci else None,
+                           "high": ci[1] if ci else None, "macro_f1": point_of(g.get("macro_f1"))})
+        diff = rep.get("difference") or {}
+        acc = diff.get("accuracy") if isinstance(diff.get("accuracy"), dict) else {}
+        dci = ci_of(acc.get("difference_ci")) if isinstance(acc.get("difference_ci"), dict) else None
+        multi = rep.get("multiclass") or {}
+        worst = [{"measure": m.replace("_", " "), "label": (multi.get(f"worst_{m}") or {}).get("label"),
+                  "value": (multi.get(f"worst_{m}") or {}).get(f"{m}_difference")}
+                 for m in ("demographic_parity", "equalized_odds") if multi.get(f"worst_{m}")]
+        children.append({
+            "key": col, "title": col, "anchor": f"{anchor}-{_slug(col)}", "kind": "groups",
+            "groups": groups, "not_shown": max(0, len(rep.get("by_group") or []) - len(groups)),
+            "too_small": list(rep.get("too_small") or []), "groups_ranked": diff.get("groups_ranked"),
+            "difference": {"value": acc.get("difference"), "low": dci[0] if dci else None,
+                           "high": dci[1] if dci else None, "ratio": acc.get("ratio"), "best": acc.get("best"),
+                           "worst": acc.get("worst")} if acc else None,
+            "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
+            "worst_classes": worst,
+        })
+    return {"key": key, "title": key.replace("_", " "), "anchor": anchor, "kind": "section", "rows": [],
+            "children": children}
+
+
+def _forgetting_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor: str) -> dict[str, Any] | None:
+    f = metrics.get(key)
+    if not isinstance(f, dict):
+        return None
+    layers = f.get("cka_by_layer")
+    scalars = {k: v for k, v in f.items() if k != "cka_by_layer"}
+    block = to_block(key, scalars, cfg, anchor) or {"key": key, "title": key, "anchor": anchor, "kind": "scalars",
+                                                    "rows": []}
+    if isinstance(layers, list) and layers and all(_is_num(v) for v in layers):
+        block["line"] = {"title": "Representation similarity (linear CKA) between base and tuned, by layer",
+                         "x_label": "layer (0 = embeddings)", "y_label": "linear CKA",
+                         "series": [{"name": "linear CKA", "points": [[i, float(v)] for i, v in enumerate(layers)]}]}
+    return block
+
+
+SPECIAL_BLOCKS = {"comparison": _comparison_block, "fairness": _fairness_block, "forgetting": _forgetting_block}
+
+
+# metrics.json is written with sorted keys; the report reads in this order: headline numbers first.
+BLOCK_ORDER = ("headline", "overall", "summary", "accuracy", "comparison", "base", "mcnemar", "per_class",
+               "by_class", "confusion", "calibration", "forgetting", "fairness", "group", "counterfactual",
+               "curation")
+
+
+def _block_rank(key: str) -> tuple[int, str]:
+    k = key.lower()
+    return next((i for i, w in enumerate(BLOCK_ORDER) if k.startswith(w)), len(BLOCK_ORDER)), k
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "x"
+
+
+def _eval_anchor(name: str) -> str:
+    n = name.lower()
+    for words, anchor in ((("retention", "forget", "cka", "drift"), "forgetting"),
+                          (("counterfactual", "flip"), "counterfactual"),
+                          (("group", "fairness", "parity", "odds"), "fairness"),
+                          (("accuracy", "f1", "calibration", "ece"), "headline")):
+        if any(w in n for w in words):
+            return f"evaluation-{anchor}"
+    return "evaluation"
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def ci_of(v: Any) -> tuple[float, float] | None:
+    """The interval of a "scalar with CI" result, in any of the usual spellings."""
+    if not isinstance(v, dict):
+        return None
+    ci = v.get("ci")
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_is_num(x) for x in ci):
+        return float(ci[0]), float(ci[1])
+    if isinstance(ci, dict):
+        lo, hi = ci.get("low", ci.get("lower")), ci.get("high", ci.get("upper"))
+        if _is_num(lo) and _is_num(hi):
+            return float(lo), float(hi)
+    for lo_k, hi_k in (("ci_low", "ci_high"), ("low", "high"), ("lower", "upper"), ("ci_lower", "ci_upper")):
+        if _is_num(v.get(lo_k)) and _is_num(v.get(hi_k)):
+            return float(v[lo_k]), float(v[hi_k])
+    return None
+
+
+POINT_KEYS = ("value", "point", "estimate", "mean")
+
+
+def point_of(v: Any) -> float | None:
+    if _is_num(v):
+        return float(v)
+    if isinstance(v, dict):
+        for k in POINT_KEYS:
+            if _is_num(v.get(k)):
+                return float(v[k])
+    return None
+
+
+def is_ci_scalar(v: Any) -> bool:
+    return isinstance(v, dict) and point_of(v) is not None and (ci_of(v) is not None or set(v) <= {
+        *POINT_KEYS, "n", "rows", "confidence", "resamples", "ci"})
+
+
+def _is_cell(v: Any) -> bool:
+    return v is None or isinstance(v, str | bool) or _is_num(v) or is_ci_scalar(v) or (
+        isinstance(v, list) and len(v) <= 12 and all(isinstance(x, str | bool) or _is_num(x) for x in v))
+
+
+def cell(v: Any) -> dict[str, Any]:
+    """One table cell: a value, or a value with its interval."""
+    if is_ci_scalar(v):
+        ci = ci_of(v)
+        return {"value": point_of(v), "low": ci[0] if ci else None, "high": ci[1] if ci else None}
+    if isinstance(v, list):
+        return {"value": ", ".join(map(str, v))}
+    return {"value": v}
+
+
+MAX_TABLE_ROWS = 200
+
+
+def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 0) -> dict[str, Any] | None:
+    """Recognise the result shapes metrics.json uses (scalar with CI, by-group / by-class tables,
+    confusion matrix, calibration bins) and turn each into a block the templates know how to draw;
+    anything else is shown as nested key/value sections, never dropped."""
+    title = key.replace("_", " ")
+    base = {"key": key, "title": title, "anchor": anchor}
+    if _is_cell(value):
+        return {**base, "kind": "scalars", "rows": [{"name": title, **cell(value)}]}
+    if isinstance(value, dict):
+        cm = _confusion(value)
+        if cm:
+            return {**base, "kind": "confusion", **cm, **_heatmap_subset(cm, cfg)}
+        cal = _calibration(value)
+        if cal:
+            return {**base, "kind": "calibration", **cal}
+        if all(_is_cell(v) for v in value.values()):
+            return {**base, "kind": "scalars",
+                    "rows": [{"name": str(k).replace("_", " "), **cell(v)} for k, v in value.items()]}
+        inner = [v for v in value.values() if isinstance(v, dict)]
+        if (value and len(inner) == len(value) and all(v and all(_is_cell(x) for x in v.values()) for v in inner)
+                and len({frozenset(v) for v in inner}) == 1):
+            return _table_block(base, [{"": k, **v} for k, v in value.items()], key_col="")
+        if depth >= 3:
+            return {**base, "kind": "json", "text": json.dumps(value, sort_keys=True, indent=1)[:4000]}
+        # Plain values of a mixed table are one small table under the heading; nested ones get their own.
+        rows = [{"name": str(k).replace("_", " "), **cell(v)} for k, v in value.items() if _is_cell(v)]
+        children = [to_block(str(k), v, cfg, f"{anchor}-{_slug(str(k))}", depth + 1) for k, v in value.items()
+                    if not _is_cell(v)]
+        return {**base, "kind": "section", "rows": rows, "children": [c for c in children if c is not None]}
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) and all(_is_cell(x) for x in v.values()) for v in value):
+            return _table_block(base, value, key_col=None)
+        return {**base, "kind": "json", "text": json.dumps(value, sort_keys=True)[:4000]}
+    return None
+
+
+ID_COLUMNS = ("", "group", "groups", "class", "label", "name", "column", "metric")
+
+
+def _table_block(base: dict[str, Any], rows: list[dict[str, Any]], key_col: str | None) -> dict[str, Any]:
+    columns: list[str] = []
+    for r in rows:
+        for c in r:
+            if c not in columns:
+                columns.append(c)
+    # Identifying columns first (the row header), then text columns, then numbers, each as written.
+    columns.sort(key=lambda c: (0 if c in ID_COLUMNS else 1 if all(isinstance(r.get(c), str) for r in rows) else 2,
+                                ID_COLUMNS.index(c) if c in ID_COLUMNS else 0))
+    shown = rows[:MAX_TABLE_ROWS]
+    table_rows = [[cell(r.get(c)) for c in columns] for r in shown]
+    block = {**base, "kind": "table", "columns": [c.replace("_", " ") for c in columns], "rows": table_rows,
+             "not_shown": len(rows) - len(shown)}
+    block["chart"] = _bar_spec(columns, shown)
+    return block
+
+
+def _bar_spec(columns: list[str], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A by-group or by-class table gets a bar chart of its first interval-bearing metric in [0, 1]."""
+    if not rows or len(rows) > 60:
+        return None
+    label_col = next((c for c in columns if all(isinstance(r.get(c), str) for r in rows)), None)
+    if label_col is None:
+        return None
+    for c in columns:
+        vals = [r.get(c) for r in rows]
+        if all(is_ci_scalar(v) for v in vals) and all(0 <= (point_of(v) or 0) <= 1 for v in vals):
+            return {"label_col": label_col, "metric": c,
+                    "bars": [{"label": str(r[label_col]), **cell(r[c])} for r in rows]}
+    # No interval anywhere: a share or rate column is still worth a picture.
+    for c in columns:
+        vals = [r.get(c) for r in rows]
+        if c.endswith(("rate", "share", "accuracy")) and all(_is_num(v) and 0 <= v <= 1 for v in vals):
+            return {"label_col": label_col, "metric": c,
+                    "bars": [{"label": str(r[label_col]), "value": r[c], "low": None, "high": None} for r in rows]}
+    return None
+
+
+def _confusion(v: dict[str, Any]) -> dict[str, Any] | None:
+    labels = v.get("labels")
+    matrix = v.get("matrix", v.get("counts"))
+    if isinstance(labels, list) and isinstance(matrix, list) and len(matrix) == len(labels) and all(
+            isinstance(r, list) and len(r) == len(labels) for r in matrix):
+        return {"labels": [str(x) for x in labels], "matrix": matrix}
+    return None
+
+
+def _heatmap_subset(cm: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+    labels, matrix = cm["labels"], cm["matrix"]
+    n = len(labels)
+    if n <= cfg.max_heatmap_classes:
+        return {"heatmap_labels": labels, "heatmap_matrix": matrix, "heatmap_note": ""}
+    errors = [sum(matrix[i]) - matrix[i][i] + sum(matrix[j][i] for j in range(n)) - matrix[i][i] for i in range(n)]
+    keep = sorted(sorted(range(n), key=lambda i: (-errors[i], i))[: cfg.max_heatmap_classes])
+    return {"heatmap_labels": [labels[i] for i in keep],
+            "heatmap_matrix": [[matrix[i][j] for j in keep] for i in keep],
+            "heatmap_note": f"the {len(keep)} of {n} classes with the most errors"}
+
+
+def _calibration(v: dict[str, Any]) -> dict[str, Any] | None:
+    bins = v.get("bins")
+    if not isinstance(bins, list) or not bins or not all(isinstance(b, dict) for b in bins):
+        return None
+    conf_k = _first(list(bins[0]), "confidence", "mean_confidence", "avg_confidence")
+    acc_k = _first(list(bins[0]), "accuracy", "mean_accuracy", "avg_accuracy")
+    n_k = _first(list(bins[0]), "count", "n", "rows")
+    if not conf_k or not acc_k:
+        return None
+    rows = [{"confidence": b.get(conf_k), "accuracy": b.get(acc_k), "count": b.get(n_k) if n_k else None,
+             "low": b.get("low", b.get("bin_low")), "high": b.get("high", b.get("bin_high"))} for b in bins]
+    others = {k: x for k, x in v.items() if k != "bins"}
+    return {"bins": rows, "scalars": [{"name": str(k).replace("_", " "), **cell(x)}
+                                      for k, x in others.items() if _is_cell(x)]}
+
+
+# --------------------------------------------------------------------------------------------
+# verdict
+
+
+def _verdict(content: dict[str, Any]) -> dict[str, Any]:
+    gates: list[dict[str, Any]] = []
+    for section in ("curation", "evaluation"):
+        gates.extend(content[section].get("gates") or [])
+    findings = _findings(content)
+    statuses = [g["status"] for g in gates]
+    missing = [s["title"] for s in content["run"]["stages"] if s["status"] != "complete"]
+    if "fail" in statuses:
+        overall = "fail"
+    elif missing:
+        overall = "incomplete"
+    else:
+        overall = "pass"
+    return {"overall": overall, "gates": gates, "findings": findings, "stages_not_run": missing,
+            "gates_passed": statuses.count("pass"), "gates_failed": statuses.count("fail")}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cur = content["curation"]
+    if cur.get("status") == "complete":
+        o = cur["outcome"]
+        reasons = ", ".join(f"{r['reason'].replace('_', ' ')} {r['rows']:,}" for r in o["by_reason"]
+                            if r["reason"] not in INFORMATIONAL_REASONS)
+        out.append({"stage": "curate", "anchor": "curation-changes",
+                    "text": f"{o.get('input') or 0:,} input rows: {o.get('kept') or 0:,} kept, "
+                            f"{o.get('dropped') or 0:,} dropped, {o.get('relabelled') or 0:,} relabelled"
+                            + (f" (reasons: {reasons})" if reasons else "")})
+        pii = cur["pii"]
+        if pii.get("ran"):
+            leak = pii["leak_scan"]
+            verdict = {True: "passed", False: "FAILED", None: "not available"}[leak.get("passed")]
+            out.append({"stage": "curate", "anchor": "curation-pii",
+                        "text": f"{pii['entities_total']:,} personal-data entities replaced in "
+                                f"{pii.get('rows_with_pii') or 0:,} rows; leak scan {verdict}"
+                                + (f" ({leak['remaining']} remaining)" if leak.get("remaining") is not None else "")})
+        else:
+            out.append({"stage": "curate", "anchor": "curation-pii",
+                        "text": "anonymisation did not run: the data may hold personal data"})
+        if cur["steps_not_built"]:
+            out.append({"stage": "curate", "anchor": "curation-steps",
+                        "text": f"configured steps not built in this version, so not run: "
+                                f"{', '.join(cur['steps_not_built'])}"})
+        li = cur["label_issues"]
+        if li.get("ran"):
+            out.append({"stage": "curate", "anchor": "curation-label-issues",
+                        "text": f"{li.get('flagged') or 0:,} rows flagged as probable label errors"})
+        for g in cur["groups"]:
+            rows = [r for r in g["rows"] if r["rows"] >= 30] or g["rows"]
+            if len(rows) > 1:
+                hi = max(rows, key=lambda r: (r["dropped_share"], r["group"]))
+                lo = min(rows, key=lambda r: (r["dropped_share"], r["group"]))
+                out.append({"stage": "curate", "anchor": f"curation-groups-{_slug(g['column'])}",
+                            "text": f"rows dropped by {g['column']}: from {_pct(lo['dropped_share'])} "
+                                    f"({lo['group']}) to {_pct(hi['dropped_share'])} ({hi['group']})"})
+    tr = content["training"]
+    if tr.get("status") == "complete" and tr["verdict"].get("summary"):
+        out.append({"stage": "train", "anchor": "training-verdict", "text": tr["verdict"]["summary"]})
+    ev = content["evaluation"]
+    if ev.get("status") == "complete":
+        for b in ev["blocks"]:
+            out.extend({"stage": "evaluate", "anchor": b["anchor"], "text": t} for t in _block_findings(b, ev))
+    return out
+
+
+def _interval(v: dict[str, Any], fmt: str = ".3f") -> str:
+    if v.get("low") is None or v.get("high") is None:
+        return ""
+    return f" (interval {format(v['low'], fmt)} to {format(v['high'], fmt)})"
+
+
+def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
+    """One line per headline result of an evaluation block, as a reader would say it."""
+    where = f"{ev['split']} " if ev.get("split") else ""
+    if b["kind"] == "scalars" and _block_rank(b["key"])[0] < 3:
+        return [f"{where}{r['name']} {r['value']:.3f}{_interval(r)}" for r in b["rows"][:4]
+                if _is_num(r.get("value")) and r.get("low") is not None]
+    if b["kind"] == "comparison":
+        lines = [f"fine-tuned minus base {r['metric']}: {r['difference']['value']:+.3f}"
+                 f"{_interval(r['difference'], '+.3f')}" for r in b["rows"] if _is_num(r["difference"].get("value"))]
+        mc = b["mcnemar"]
+        if _is_num(mc.get("p_value")):
+            lines.append(f"McNemar's test: p = {mc['p_value']:.3g} ({mc.get('method') or 'method not recorded'}; "
+                         f"only fine-tuned right {mc.get('tuned_only_correct')}, only base right "
+                         f"{mc.get('base_only_correct')})")
+        return lines
+    if b["kind"] == "section" and b["key"] == "fairness":
+        ranked = [c for c in b["children"] if c.get("difference") and _is_num(c["difference"].get("value"))]
+        if not ranked:
+            return ["no group is large enough to compare accuracy across groups (see [evaluate] min_group_size)"]
+        worst = max(ranked, key=lambda c: (c["difference"]["value"], c["title"]))
+        d = worst["difference"]
+        return [f"largest accuracy gap between groups: {d['value']:.3f}{_interval(d)} by {worst['title']} "
+                f"({d.get('best')} best, {d.get('worst')} worst)"]
+    if b["key"] == "forgetting" and b["kind"] == "scalars":
+        vals = {r["name"]: r["value"] for r in b["rows"]}
+        parts = [f"{k} {vals[k]:.3f}" for k in ("probe retention", "similarity retention") if _is_num(vals.get(k))]
+        return [f"forgetting: {', '.join(parts)}"] if parts else []
+    if b["key"] == "counterfactual" and b["kind"] == "section":
+        groups = next((c for c in b["children"] if c["kind"] == "table"), None)
+        scal = {r["name"]: r["value"] for r in b["rows"]}
+        if _is_num(scal.get("max flip rate")):
+            top = ""
+            if groups and "flip rate" in groups["columns"]:
+                i = groups["columns"].index("flip rate")
+                best = max(groups["rows"], key=lambda r: (r[i]["value"] or 0))
+                top = f" ({best[0]['value']} names)"
+            return [f"largest prediction flip rate when names are swapped: {100 * scal['max flip rate']:.1f}%{top}"]
+    return []

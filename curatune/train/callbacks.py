@@ -1,0 +1,139 @@
+"""Trainer callbacks: progress with ETA, the JSONL training log, and Ctrl-C that saves a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class ProgressReporter(TrainerCallback):
+    """A tqdm bar with ETA on a terminal, and one progress line per evaluation everywhere."""
+
+    def __init__(self, say: Callable[[str], None], bar: bool | None = None) -> None:
+        self.say = say
+        self.bar_wanted = sys.stderr.isatty() if bar is None else bar
+        self.bar = None
+        self.t0 = 0.0
+        self.step0 = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.t0, self.step0 = time.perf_counter(), state.global_step
+        if self.bar_wanted:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
+                            dynamic_ncols=True, mininterval=0.5)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def _eta(self, state) -> float:
+        done = state.global_step - self.step0
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        return (state.max_steps - state.global_step) / rate if rate > 0 else float("nan")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics:
+            return
+        f1, acc = metrics.get("eval_macro_f1"), metrics.get("eval_accuracy")
+        eta = self._eta(state)
+        line = (f"train: step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): validation "
+                f"macro-F1 {f1:.4f}, accuracy {acc:.4f}" + ("" if math.isnan(eta) else f", ETA {_fmt_eta(eta)}"))
+        if self.bar is not None:
+            self.bar.set_postfix(val_f1=f"{f1:.3f}", refresh=False)
+            self.bar.write(line)
+        else:
+            self.say(line)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class JsonlLog(TrainerCallback):
+    """Appends every Trainer log (loss, learning rate, eval metrics) to a JSONL file as it happens,
+    so a running job can be followed with ``tail -f``; the run rewrites it whole at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+class InterruptCheckpoint(TrainerCallback):
+    """First Ctrl-C (or SIGTERM): finish the current step, save a checkpoint, stop cleanly.
+
+    A second Ctrl-C falls through to Python's default handler and stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        # The next one should not wait for the step to finish.
+        signal.signal(signum, self._previous.get(signum, signal.default_int_handler))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.requested = False
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous.clear()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # Stopping mid-epoch must not add an evaluation (or a second save) the full run never made;
+        # at a whole epoch the full run evaluates here too, so let it.
+        whole = abs(state.epoch - round(state.epoch)) < 1e-6
+        if self.requested and not whole:
+            control.should_evaluate = False
+            control.should_save = False
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
+
+
+class EpochSeed(TrainerCallback):
+    """Tells the length-grouped sampler which epoch starts, so a resumed run draws the same batches."""
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.sampler.set_epoch(math.floor(state.epoch + 1e-6))

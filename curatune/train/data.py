@@ -1,0 +1,111 @@
+"""The curated table as the trainer sees it: splits, the label map, and a held-out validation split.
+
+Labels are strings everywhere; the model's class ids follow the sorted train labels. Rows the
+model cannot learn from (no label) are counted, not silently lost. When the data has no
+validation split, 10% of train is held out per label with a seeded shuffle, and which rows were
+held out is written to ``splits.parquet`` so evaluation reads the same split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curatune.errors import CuratuneError
+
+CURATED = "curated.parquet"
+SPLITS = ("train", "validation", "test")
+HOLDOUT_SHARE = 0.1
+# Class id of rows the model has no class for; the loss ignores it (torch's default ignore_index).
+IGNORE = -100
+
+
+@dataclass
+class TrainData:
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    labels: list[str]
+    # row_id, split (as used for training), source_split (as in curated.parquet)
+    splits: pl.DataFrame
+    counts: dict[str, Any] = field(default_factory=dict)
+    validation_held_out: bool = False
+
+    def frame(self, split: str) -> pl.DataFrame:
+        return getattr(self, split)
+
+    def label_ids(self, split: str) -> np.ndarray:
+        """Class ids for a split; IGNORE for labels the model has no class for (unseen in train, or null)."""
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        return np.array([index.get(lab, IGNORE) if lab is not None else IGNORE
+                         for lab in self.frame(split)["label"].to_list()], dtype=np.int64)
+
+
+def holdout_validation(train: pl.DataFrame, share: float, seed: int) -> np.ndarray:
+    """Boolean mask over ``train``: a seeded, per-label ``share`` of rows (each label keeps one train row)."""
+    rng = np.random.default_rng(seed)
+    labels = train["label"].to_numpy()
+    mask = np.zeros(train.height, dtype=bool)
+    for lab in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == lab)
+        k = min(int(round(len(idx) * share)), len(idx) - 1)
+        if k > 0:
+            mask[rng.choice(idx, size=k, replace=False)] = True
+    return mask
+
+
+def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
+    path = Path(curate_dir) / CURATED
+    if not path.is_file():
+        raise CuratuneError("no curated.parquet here; run `curatune curate` first", file=str(curate_dir))
+    df = pl.read_parquet(path)
+    for col in ("row_id", "text", "label", "split"):
+        if col not in df.columns:
+            raise CuratuneError("curated table lacks a required column", file=str(path), column=col)
+    df = df.with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
+    unknown = sorted(set(df["split"].drop_nulls().unique().to_list()) - set(SPLITS))
+    if unknown:
+        raise CuratuneError(f"unknown split '{unknown[0]}' (expected train, validation or test)",
+                            file=str(path), column="split")
+    unlabelled = df.filter(pl.col("label").is_null() & (pl.col("split") == "train")).height
+    train = df.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
+    validation = df.filter(pl.col("split") == "validation")
+    test = df.filter(pl.col("split") == "test")
+    if train.height == 0:
+        raise CuratuneError("no labelled training rows in the curated table", file=str(path), column="label")
+    labels = sorted(train["label"].unique().to_list())
+    if len(labels) < 2:
+        raise CuratuneError(f"training needs at least two labels; the train split has only '{labels[0]}'",
+                            file=str(path), column="label")
+
+    held_out = validation.filter(pl.col("label").is_not_null()).height == 0
+    if held_out:
+        mask = holdout_validation(train, HOLDOUT_SHARE, seed)
+        validation = train.filter(pl.Series(mask)).with_columns(pl.lit("validation").alias("split"))
+        train = train.filter(pl.Series(~mask))
+    splits = pl.concat([
+        f.select("row_id", pl.lit(name).alias("split")) for name, f in
+        (("train", train), ("validation", validation), ("test", test))
+    ]).join(df.select("row_id", pl.col("split").alias("source_split")), on="row_id", how="left")
+
+    known = set(labels)
+    counts = {
+        "rows": df.height,
+        "train": train.height,
+        "validation": validation.height,
+        "test": test.height,
+        "labels": len(labels),
+        "unlabelled_train_rows_skipped": unlabelled,
+        "validation_held_out_from_train": held_out,
+        "unseen_label_rows": {
+            name: f.filter(pl.col("label").is_not_null() & ~pl.col("label").is_in(list(known))).height
+            for name, f in (("validation", validation), ("test", test))
+        },
+        "train_label_counts": dict(sorted(train["label"].value_counts().iter_rows())),
+    }
+    return TrainData(train=train, validation=validation, test=test, labels=labels, splits=splits,
+                     counts=counts, validation_held_out=held_out)

@@ -1,0 +1,52 @@
+"""Where training runs and in which precision: ``auto`` picks CUDA, then Apple MPS, then CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from curatune.errors import CuratuneError
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str  # cuda | mps | cpu
+    precision: str  # bf16 | fp16 | fp32
+    name: str  # human-readable, for the manifest
+
+    @property
+    def torch_device(self) -> str:
+        return "cuda" if self.device == "cuda" else self.device
+
+
+def _cuda_name() -> str:
+    import torch
+
+    n = torch.cuda.device_count()
+    return f"{n} x {torch.cuda.get_device_name(0)}" if n else "cuda"
+
+
+def choose_device(device: str, precision: str) -> DeviceChoice:
+    import torch
+
+    mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CuratuneError("[train] device = 'cuda' but no CUDA GPU is visible to torch "
+                            "(set device = 'auto' or 'cpu', or install a CUDA build of torch)")
+    if device == "mps" and not mps_ok:
+        raise CuratuneError("[train] device = 'mps' but Apple MPS is not available here (set device = 'auto')")
+    if precision == "auto":
+        # Mixed precision on CPU and MPS is slower or unsupported for these models.
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+    if precision in ("bf16", "fp16") and device != "cuda":
+        raise CuratuneError(f"[train] precision = '{precision}' needs a CUDA GPU; use 'auto' or 'fp32' on {device}")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise CuratuneError("[train] precision = 'bf16' is not supported by this GPU; use 'fp16' or 'auto'")
+    if device == "cuda":
+        name = _cuda_name()
+    elif device == "mps":
+        name = "Apple MPS"
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    return DeviceChoice(device=device, precision=precision, name=name)

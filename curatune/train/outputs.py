@@ -1,0 +1,172 @@
+"""What the train stage writes besides the model: prediction tables, the verdict, the model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curatune.train.data import IGNORE
+
+BOOTSTRAP = 1000
+CONFIDENCE = 0.95
+DEFAULT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def prediction_frame(frame: pl.DataFrame, split: str, probabilities: np.ndarray, labels: list[str]) -> pl.DataFrame:
+    """row_id, split, label (gold), predicted, confidence, probabilities (list[f64] in ``labels`` order)."""
+    pred = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=np.int64)
+    return pl.DataFrame({
+        "row_id": frame["row_id"],
+        "split": [split] * frame.height,
+        "label": frame["label"],
+        "predicted": [labels[i] for i in pred],
+        "confidence": probabilities.max(axis=1) if len(probabilities) else np.zeros(0),
+        "probabilities": pl.Series(probabilities.tolist(), dtype=pl.List(pl.Float64)),
+    }, schema_overrides={"label": pl.String, "predicted": pl.String})
+
+
+def _macro_f1(gold: np.ndarray, pred: np.ndarray, w: np.ndarray, n_classes: int) -> float:
+    """Weighted macro-F1 as sklearn computes it: over classes present in gold or predictions."""
+    hit = gold == pred
+    tp = np.bincount(gold[hit], weights=w[hit], minlength=n_classes)
+    fp = np.bincount(pred[~hit], weights=w[~hit], minlength=n_classes)
+    fn = np.bincount(gold[~hit], weights=w[~hit], minlength=n_classes)
+    denom = 2 * tp + fp + fn
+    present = denom > 0
+    return float((2 * tp[present] / denom[present]).sum() / max(int(present.sum()), 1))
+
+
+def paired_comparison(gold: np.ndarray, tuned: np.ndarray, base: np.ndarray, n_classes: int, *,
+                      seed: int = 0, resamples: int = BOOTSTRAP) -> dict[str, Any]:
+    """Tuned minus base on the same rows: accuracy and macro-F1, with paired bootstrap intervals."""
+    keep = gold != IGNORE
+    gold, tuned, base = gold[keep], tuned[keep], base[keep]
+    n = len(gold)
+    if n == 0:
+        return {"rows": 0}
+    hit_t, hit_b = (tuned == gold).astype(float), (base == gold).astype(float)
+    metrics = {
+        "accuracy": lambda pred, hit, w: float(w @ hit),
+        "macro_f1": lambda pred, hit, w: _macro_f1(gold, pred, w, n_classes),
+    }
+    ones = np.full(n, 1.0 / n)
+    rng = np.random.default_rng(seed)
+    diffs: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(resamples):
+        # Row multiplicities of one resample, shared by tuned and base (a paired bootstrap).
+        w = np.bincount(rng.integers(0, n, n), minlength=n) / n
+        for name, fn in metrics.items():
+            diffs[name].append(fn(tuned, hit_t, w) - fn(base, hit_b, w))
+    lo_q, hi_q = (1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2
+    out: dict[str, Any] = {"rows": n, "resamples": resamples, "confidence": CONFIDENCE}
+    for name, fn in metrics.items():
+        t_point, b_point = fn(tuned, hit_t, ones), fn(base, hit_b, ones)
+        lo, hi = np.quantile(diffs[name], [lo_q, hi_q])
+        out[name] = {"tuned": t_point, "base": b_point, "difference": t_point - b_point,
+                     "ci": [float(lo), float(hi)]}
+    out["tuned_only_correct"] = int(((hit_t == 1) & (hit_b == 0)).sum())
+    out["base_only_correct"] = int(((hit_t == 0) & (hit_b == 1)).sum())
+    return out
+
+
+def verdict(comparison: dict[str, Any]) -> dict[str, Any]:
+    """Whether fine-tuning beat the frozen encoder + linear probe on validation, said plainly."""
+    if not comparison.get("rows"):
+        return {"beats_frozen_baseline": None, "summary": "no labelled validation rows: nothing to compare"}
+    acc = comparison["accuracy"]
+    lo, hi = acc["ci"]
+    pct = int(round(comparison["confidence"] * 100))
+    detail = (f"validation accuracy {acc['tuned']:.4f} vs {acc['base']:.4f} "
+              f"({acc['difference']:+.4f}, {pct}% CI {lo:+.4f} to {hi:+.4f}, n={comparison['rows']})")
+    if lo > 0:
+        beats, summary = True, f"fine-tuning beat the frozen baseline: {detail}"
+    elif hi < 0:
+        beats, summary = False, f"fine-tuning is WORSE than the frozen baseline: {detail}"
+    else:
+        beats, summary = False, f"fine-tuning did NOT clearly beat the frozen baseline (interval includes 0): {detail}"
+    return {"beats_frozen_baseline": beats, "summary": summary, "metric": "accuracy", **comparison}
+
+
+def split_metrics(frame: pl.DataFrame) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    known = frame.filter(pl.col("label").is_not_null())
+    if known.height == 0:
+        return {}
+    gold, pred = known["label"].to_list(), known["predicted"].to_list()
+    return {"accuracy": float(np.mean([g == p for g, p in zip(gold, pred, strict=True)])),
+            "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0)), "rows": known.height}
+
+
+def _yaml_str(s: str) -> str:
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def model_card(*, base_name: str, method: str, labels: list[str], data_sha256: str, metrics: dict[str, Any],
+               base_metrics: dict[str, Any], verdict_info: dict[str, Any], settings: dict[str, Any]) -> str:
+    """A Hugging Face model card: YAML metadata (base model, data hash, metrics) and a short text."""
+    tags = ["curatune", "text-classification"] + (["peft", "lora"] if method == "lora" else [])
+    lines = ["---", "library_name: transformers", f"base_model: {_yaml_str(base_name)}",
+             "pipeline_tag: text-classification", "tags:"] + [f"- {t}" for t in tags]
+    lines += ["datasets:", f"- {_yaml_str('curated:sha256:' + data_sha256)}", "model-index:",
+              f"- name: {_yaml_str('curatune-' + method)}", "  results:"]
+    for split, m in metrics.items():
+        if not m:
+            continue
+        lines += ["  - task:", "      type: text-classification", "    dataset:",
+                  f"      name: {_yaml_str('curated ' + split)}", "      type: curated",
+                  f"      split: {split}", "    metrics:"]
+        for key, kind in (("accuracy", "accuracy"), ("macro_f1", "f1")):
+            lines += [f"    - type: {kind}", f"      value: {m[key]:.4f}", f"      name: {split} {key}"]
+    lines.append("---")
+    rows = "\n".join(
+        f"| {split} | {m.get('rows', 0)} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+        f"{base_metrics.get(split, {}).get('accuracy', float('nan')):.4f} | "
+        f"{base_metrics.get(split, {}).get('macro_f1', float('nan')):.4f} |"
+        for split, m in metrics.items() if m
+    )
+    setting_lines = "\n".join(f"- `{k}`: {v}" for k, v in settings.items())
+    return f"""{chr(10).join(lines)}
+
+# curatune classifier ({method})
+
+Fine-tuned from `{base_name}` on a curated dataset (curated.parquet sha256 `{data_sha256[:16]}…`) to
+classify into {len(labels)} labels. The head reads the encoder's {settings.get('pooling', 'mean')}-pooled,
+L2-normalised sentence vector, the way the base model was pretrained.
+
+## Results
+
+| split | rows | accuracy | macro-F1 | frozen baseline accuracy | frozen baseline macro-F1 |
+|---|---|---|---|---|---|
+{rows}
+
+The frozen baseline is the base encoder's pooled embeddings with a logistic regression (C=10) fitted
+on the same training rows.
+
+**Verdict:** {verdict_info.get('summary', '')}
+
+## Training
+
+{setting_lines}
+
+## Use
+
+```python
+import curatune.train  # registers the model class with transformers; no trust_remote_code
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+model = AutoModelForSequenceClassification.from_pretrained("model")
+tokenizer = AutoTokenizer.from_pretrained("model")
+```
+
+Labels (class id order): {", ".join(f"`{lab}`" for lab in labels[:50])}{" …" if len(labels) > 50 else ""}
+"""

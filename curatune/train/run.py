@@ -1,0 +1,436 @@
+"""``curatune train``: fine-tune on the curated set and write everything evaluation needs.
+
+Order of work: read the curated table and split it; tokenise with the chosen truncation and a
+measured maximum length; embed every split with the frozen base encoder and fit a logistic
+regression on train (the frozen baseline, and the head's initialisation, LP-FT); fine-tune with
+the transformers Trainer (LoRA, full, or head only); predict validation and test; save adapter,
+merged model, tokenizer and label map; write predictions for both models, the log, the model card,
+and the manifest last (it marks the stage complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curatune.config import Config, TrainConfig
+from curatune.embeddings import pooling_mode, resolve_model_path
+from curatune.errors import CuratuneError
+from curatune.rundir import MANIFEST, Manifest, sha256_file, write_json, write_parquet, write_text
+from curatune.train.data import CURATED, TrainData, load_train_data
+
+CHECKPOINTS = "checkpoints"
+RUN_STATE = "run.json"
+MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"
+PREDICTIONS = "predictions.parquet"
+BASE_PREDICTIONS = "base_predictions.parquet"
+SPLITS_FILE = "splits.parquet"
+TRAINER_LOG = "trainer_log.jsonl"
+LABEL_MAP = "label_map.json"
+TRAIN_CONFIG = "train_config.json"
+
+# Learning rates when [train] lr / head_lr are 0 (see benchmarks/bench_train.py for how they were chosen).
+DEFAULT_LR = {"lora": 1e-3, "full": 1e-4, "frozen": 0.0}
+# A probe-initialised head needs only small corrections; a fresh head on unit-length features needs
+# large weights to produce confident logits and learns them slowly at body learning rates (the
+# head learning-rate table of benchmarks/bench_train.py measures it).
+HEAD_LR_AFTER_PROBE = 1e-3
+HEAD_LR_FRESH = 1e-1
+
+
+class TrainingInterrupted(CuratuneError):
+    """Ctrl-C during training: a checkpoint was saved; ``--resume`` continues from it."""
+
+    exit_code = 130
+
+
+def learning_rates(tc: TrainConfig) -> tuple[float, float]:
+    """(body, head) learning rates: the configured ones, else the method's defaults."""
+    body = tc.lr or DEFAULT_LR[tc.method]
+    head = tc.head_lr or (HEAD_LR_AFTER_PROBE if tc.lp_init else HEAD_LR_FRESH)
+    return body, head
+
+
+def _fingerprint(config: Config, curated: Path) -> str:
+    h = hashlib.sha256(sha256_file(curated).encode())
+    h.update(json.dumps(config.resolved()["train"], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _is_main_process() -> bool:
+    # torchrun / accelerate launch set RANK; only rank 0 may clear or write the output directory.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
+    """Fresh runs start from an empty checkpoint folder; resumed runs need a matching one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt = out / CHECKPOINTS
+    if not _is_main_process():
+        return get_last_checkpoint(str(ckpt)) if resume and ckpt.is_dir() else None
+    (out / MANIFEST).unlink(missing_ok=True)  # a rerun is incomplete until it writes its manifest
+    if not resume:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        (out / TRAINER_LOG).unlink(missing_ok=True)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        write_json({"fingerprint": fingerprint}, ckpt / RUN_STATE)
+        return None
+    state = ckpt / RUN_STATE
+    last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+    if last is None:
+        raise CuratuneError("nothing to resume: no checkpoint in this output directory "
+                            "(run without --resume to start)", file=str(ckpt))
+    recorded = json.loads(state.read_text()).get("fingerprint") if state.is_file() else None
+    if recorded != fingerprint:
+        raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
+                            "was written (run without --resume to start again)", file=str(ckpt))
+    return last
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def _wrap_for_method(model, tc: TrainConfig):
+    """LoRA adapters (head in modules_to_save), the whole network, or the head alone."""
+    if tc.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        from curatune.train.modeling import lora_targets
+
+        targets = tc.lora_target_modules or lora_targets(model.config.encoder.get("model_type", ""))
+        lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=tc.lora_r, lora_alpha=tc.lora_alpha,
+                          lora_dropout=tc.lora_dropout, target_modules=targets, modules_to_save=["classifier"])
+        try:
+            return get_peft_model(model, lcfg)
+        except ValueError as exc:
+            raise CuratuneError(f"[train] lora_target_modules do not match this model: {exc}") from None
+    if tc.method == "frozen":
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def _sorted_dataset(enc):
+    from curatune.train.loop import FeatureDataset
+
+    order = np.argsort([len(f["input_ids"]) for f in enc.features], kind="stable")
+    return FeatureDataset([enc.features[i] for i in order]), order
+
+
+def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: float, body_lr: float):
+    from transformers import TrainingArguments
+
+    steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum)))
+    strategy = "steps" if tc.eval_steps > 0 else "epoch"
+    return TrainingArguments(
+        output_dir=str(ckpt),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=tc.batch_size,
+        per_device_eval_batch_size=tc.batch_size * 2,
+        gradient_accumulation_steps=tc.grad_accum,
+        learning_rate=body_lr,
+        weight_decay=tc.weight_decay,
+        warmup_steps=tc.warmup_ratio,
+        lr_scheduler_type=tc.scheduler,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=tc.eval_steps or None,
+        save_steps=tc.eval_steps or 500,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=max(1, min(50, steps_per_epoch // 5)),
+        seed=tc.seed,
+        data_seed=tc.seed,
+        use_cpu=choice.device == "cpu",
+        bf16=choice.precision == "bf16",
+        fp16=choice.precision == "fp16",
+        report_to=list(tc.report_to) or "none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=choice.device == "cuda",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        log_level="warning",
+    )
+
+
+def _base_name(model: str) -> str:
+    from curatune.train.outputs import DEFAULT_BASE_NAME
+
+    return DEFAULT_BASE_NAME if model in ("", "default") else model
+
+
+def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool = False,
+                progress: Callable[[str], None] | None = None, callbacks: list | None = None) -> dict[str, Any]:
+    """Fine-tune on ``curate_dir/curated.parquet`` into ``out_dir``; see the module docstring.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (trackers, custom stopping).
+    Returns ``out_dir``, the model directory, validation/test metrics and the verdict.
+    """
+    tc = config.train
+    say = progress or (lambda _msg: None)
+    out, curate_dir = Path(out_dir), Path(curate_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(stage="train", config=config.resolved())
+
+    with manifest.timed("load"):
+        data = load_train_data(curate_dir, seed=tc.seed)
+    if data.validation.height == 0:
+        raise CuratuneError("no validation rows: add a validation split or more training rows per label "
+                            "(10% of train per label is held out when there is no validation split)",
+                            file=str(curate_dir / CURATED))
+    manifest.add_input(curate_dir / CURATED, rows=data.counts["rows"])
+    if (curate_dir / MANIFEST).is_file():
+        manifest.add_input(curate_dir / MANIFEST)
+    base_path = resolve_model_path(tc.model)
+    from curatune.train.device import choose_device
+
+    choice = choose_device(tc.device, tc.precision)
+    body_lr, head_lr = learning_rates(tc)
+    resume_from = _prepare_out_dir(out, _fingerprint(config, curate_dir / CURATED), resume)
+    say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
+        f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
+        + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
+    with warnings.catch_warnings():
+        # peft calls a transformers method deprecated in v5; nothing for a user to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
+                      resume_from, callbacks or [])
+
+
+def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[float, float], out: Path,
+           curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
+           extra_callbacks: list) -> dict[str, Any]:
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter
+    from curatune.train.loop import CuratuneTrainer, FeatureDataset, SeededLengthSampler, compute_metrics
+    from curatune.train.modeling import build_classifier
+    from curatune.train.probe import PROBE_C, fit_probe, init_head_from_probe, pooled_features, predict_probabilities
+    from curatune.train.tokens import encode, measured_max_length, model_length_limit, token_lengths
+
+    tc = config.train
+    body_lr, head_lr = lrs
+    splits = ("train", "validation", "test")
+    set_seed(tc.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    base_cfg = AutoConfig.from_pretrained(base_path)
+    with manifest.timed("tokenize"):
+        pre = {s: token_lengths(tokenizer, data.frame(s)["text"].to_list()) for s in splits}
+        limit = model_length_limit(tokenizer, base_path, base_cfg)
+        if tc.max_length > limit:
+            raise CuratuneError(f"[train] max_length = {tc.max_length} exceeds what the model takes ({limit})")
+        max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
+        enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
+               for s in splits}
+    trunc = {s: enc[s].stats() for s in splits}
+    if trunc["train"]["truncated"]:
+        say(f"train: max_length {max_length} ({'set' if tc.max_length else 'measured'}) truncates "
+            f"{trunc['train']['truncated']} of {trunc['train']['rows']} training texts ({tc.truncation})")
+    pooling = pooling_mode(base_path) if tc.pooling == "auto" else tc.pooling
+    model = build_classifier(base_path, data.labels, pooling=pooling)
+    n_classes = len(data.labels)
+    y_train = data.label_ids("train")
+
+    args = _training_args(tc, choice, out / CHECKPOINTS, len(enc["train"].features),
+                          0.0 if tc.method == "frozen" and tc.lp_init else tc.epochs, body_lr)
+    device = str(args.device)
+    model.to(device)
+
+    # Frozen baseline and LP-FT initialisation: one probe on the base encoder's features.
+    say(f"train: frozen baseline (logistic regression on {pooling}-pooled base embeddings)")
+    with manifest.timed("frozen_baseline"):
+        feats = {s: pooled_features(model, tokenizer, enc[s], device=device, precision=choice.precision,
+                                    batch_size=tc.batch_size * 2) for s in splits}
+        probe = fit_probe(feats["train"], y_train, n_classes, class_weights=tc.class_weights, seed=tc.seed)
+        base_probs = {s: probe.probabilities(feats[s]) for s in ("validation", "test")}
+    if tc.lp_init:
+        init_head_from_probe(model, probe)
+    if tc.class_weights:
+        model.loss_weights.copy_(torch.as_tensor(_class_weights(y_train, n_classes)))
+    model = _wrap_for_method(model, tc)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    sampler = SeededLengthSampler([len(f["input_ids"]) for f in enc["train"].features],
+                                  tc.batch_size * tc.grad_accum, tc.seed)
+    val_ds, _ = _sorted_dataset(enc["validation"])
+    interrupt = InterruptCheckpoint()
+    callbacks = [ProgressReporter(say), JsonlLog(out / TRAINER_LOG), interrupt, EpochSeed(sampler),
+                 *extra_callbacks]
+    if tc.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
+    trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
+                              eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
+                              callbacks=callbacks, head_lr=head_lr, length_sampler=sampler)
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+
+    train_metrics: dict[str, Any] = {}
+    if args.num_train_epochs > 0:
+        say(f"train: {tc.method}, {tc.epochs:g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
+            f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
+        if choice.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        with manifest.timed("train"):
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        train_metrics = dict(result.metrics)
+        if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
+            raise TrainingInterrupted(
+                f"interrupted at step {trainer.state.global_step}/{trainer.state.max_steps}; a checkpoint is in "
+                f"{out / CHECKPOINTS}: run the same command with --resume to continue")
+
+    if not trainer.is_world_process_zero():
+        return {"out_dir": str(out)}
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if choice.device == "cuda" else None
+    with manifest.timed("save"):
+        merged, saved = _save_model(trainer.model, tokenizer, tc, out, data.labels, {
+            "base_model": _base_name(tc.model), "base_model_path": base_path, "pooling": pooling,
+            "normalize": True, "max_length": max_length, "truncation": tc.truncation,
+            "lr": body_lr, "head_lr": head_lr,
+        })
+    # Predictions come from the saved (merged) model itself, so evaluation can reproduce them.
+    with manifest.timed("predict"):
+        t0 = time.perf_counter()
+        probs = {s: predict_probabilities(merged, tokenizer, enc[s], device=device, precision=choice.precision,
+                                          batch_size=tc.batch_size * 2) for s in ("validation", "test")}
+        seconds = time.perf_counter() - t0
+    return _write_outputs(
+        config=config, data=data, out=out, curate_dir=curate_dir, manifest=manifest, trainer=trainer,
+        probs=probs, base_probs=base_probs, probe=probe, probe_c=PROBE_C, enc=enc, trunc=trunc,
+        train_metrics=train_metrics, predict_seconds=seconds, peak_mb=peak_mb, choice=choice,
+        settings={"method": tc.method, "pooling": pooling, "max_length": max_length,
+                  "max_length_source": "config" if tc.max_length else "measured (99th percentile of train)",
+                  "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
+                  "epochs": tc.epochs, "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
+                  "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
+                  "parameters": n_params, "trainable_parameters": n_trainable},
+        base_path=base_path, saved=saved, resumed_from=resume_from,
+        measured_max=measured_max_length(enc["train"].lengths, limit),
+    )
+
+
+def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str], settings: dict):
+    """Adapter (LoRA only) and the merged model, each with tokenizer, label map and resolved config.
+
+    Returns the merged model (in eval mode) and the saved directories."""
+    saved = {}
+    for name in (MODEL_DIR, ADAPTER_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+    label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
+    resolved = {**{k: v for k, v in vars(tc).items()}, **settings}
+    if tc.method == "lora":
+        adapter = out / ADAPTER_DIR
+        model.save_pretrained(str(adapter))
+        tokenizer.save_pretrained(str(adapter))
+        write_json(label_map, adapter / LABEL_MAP)
+        write_json(resolved, adapter / TRAIN_CONFIG)
+        saved["adapter"] = str(adapter)
+        model = model.merge_and_unload()
+    merged = out / MODEL_DIR
+    model.save_pretrained(str(merged))
+    tokenizer.save_pretrained(str(merged))
+    write_json(label_map, merged / LABEL_MAP)
+    write_json(resolved, merged / TRAIN_CONFIG)
+    saved["model"] = str(merged)
+    return model.eval(), saved
+
+
+def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Path, manifest: Manifest, trainer,
+                   probs, base_probs, probe, probe_c: float, enc, trunc, train_metrics, predict_seconds: float,
+                   peak_mb, choice, settings: dict, base_path: str, saved: dict, resumed_from: str | None,
+                   measured_max: int) -> dict[str, Any]:
+    import polars as pl
+
+    from curatune.train.outputs import model_card, paired_comparison, prediction_frame, split_metrics, verdict
+
+    tc = config.train
+    labels = data.labels
+    preds = pl.concat([prediction_frame(data.frame(s), s, probs[s], labels) for s in ("validation", "test")])
+    base = pl.concat([prediction_frame(data.frame(s), s, base_probs[s], labels) for s in ("validation", "test")])
+    write_parquet(preds, out / PREDICTIONS)
+    write_parquet(base, out / BASE_PREDICTIONS)
+    write_parquet(data.splits, out / SPLITS_FILE)
+    metrics = {s: split_metrics(preds.filter(pl.col("split") == s)) for s in ("validation", "test")}
+    base_metrics = {s: split_metrics(base.filter(pl.col("split") == s)) for s in ("validation", "test")}
+    gold = data.label_ids("validation")
+    comparison = paired_comparison(gold, probs["validation"].argmax(1), base_probs["validation"].argmax(1),
+                                   len(labels), seed=tc.seed)
+    verdict_info = verdict(comparison)
+
+    state = trainer.state
+    probe_entry = {"step": 0, "epoch": 0.0, "event": "frozen_baseline", "C": probe_c,
+                   "iterations": probe.iterations,
+                   **{f"base_{s}_{k}": v for s, m in base_metrics.items() for k, v in m.items()}}
+    log_lines = [json.dumps(probe_entry)] + [json.dumps(e) for e in state.log_history]
+    write_text("\n".join(log_lines) + "\n", out / TRAINER_LOG)
+
+    data_sha = sha256_file(curate_dir / CURATED)
+    card = model_card(base_name=_base_name(tc.model), method=tc.method, labels=labels, data_sha256=data_sha,
+                      metrics=metrics, base_metrics=base_metrics, verdict_info=verdict_info, settings=settings)
+    write_text(card, out / "README.md")
+    write_text(card, Path(saved["model"]) / "README.md")
+
+    n_train = len(enc["train"].features)
+    runtime = train_metrics.get("train_runtime")
+    tokens = int(sum(len(f["input_ids"]) for f in enc["train"].features))
+    n_pred = data.validation.height + data.test.height
+    manifest.counts = data.counts
+    manifest.extra = {
+        "labels": labels,
+        "method": tc.method,
+        "device": choice.name,
+        "precision": choice.precision,
+        "model": {"requested": tc.model, "base_model": _base_name(tc.model), "path": base_path, **settings},
+        "measured_max_length": measured_max,
+        "truncation": {"strategy": tc.truncation, "max_length": settings["max_length"], "splits": trunc},
+        "throughput": {
+            "train_examples_per_s": train_metrics.get("train_samples_per_second"),
+            "train_tokens_per_s": round(tokens * tc.epochs / runtime, 1) if runtime else None,
+            "train_runtime_s": runtime,
+            "inference_examples_per_s": round(n_pred / predict_seconds, 1) if predict_seconds else None,
+            "peak_gpu_memory_mb": round(peak_mb, 1) if peak_mb is not None else None,
+            "train_rows": n_train,
+        },
+        "training": {
+            "global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
+            "best_checkpoint_metric": state.best_metric,
+            "best_step": int(Path(state.best_model_checkpoint).name.split("-")[-1])
+            if state.best_model_checkpoint else None,
+            "stopped_early": bool(state.max_steps and state.global_step < state.max_steps),
+            "resumed_from": Path(resumed_from).name if resumed_from else None,
+        },
+        "probe": {"C": probe_c, "iterations": probe.iterations, "used_as_head_init": tc.lp_init},
+        "metrics": metrics,
+        "base_metrics": base_metrics,
+        "verdict": verdict_info,
+        "validation_held_out_from_train": data.validation_held_out,
+        "outputs": {"model": MODEL_DIR, "adapter": ADAPTER_DIR if "adapter" in saved else None,
+                    "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
+                    "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}"},
+    }
+    manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(out / CHECKPOINTS)
+    manifest.write(out)
+    return {"out_dir": str(out), "model_dir": saved["model"], "adapter_dir": saved.get("adapter"),
+            "metrics": metrics, "base_metrics": base_metrics, "verdict": verdict_info}

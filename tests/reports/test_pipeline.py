@@ -1,0 +1,175 @@
+"""`curatune run`: stages in order, skipped when up to date, redone with --force or when inputs change.
+
+Runs the real stages on a tiny dataset with a fast configuration (dedup only; the frozen encoder
+with its linear probe as the model), so each pipeline run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curatune.config import load_config
+from curatune.curate.base import CurationStep, Gate, StepResult, issue_rows, register_step
+from curatune.errors import GateFailed
+from curatune.pipeline import FINGERPRINT_KEY, _entry, _invalidate_if_stale, run_pipeline
+from curatune.rundir import read_manifest
+
+LABELS = ("billing", "delivery", "refund")
+EVALUATE_BUILT = _entry("evaluate") is not None
+
+
+def _write_data(path: Path, n: int = 90, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ri", "su", "ta", "vo", "ze") for b in
+             ("bar", "cot", "dun", "fel", "gim", "hox", "jup", "kel", "mor", "nix", "pol", "qua", "rus", "sil")]
+    rows = []
+    for i in range(n):
+        label = LABELS[i % 3]
+        words = " ".join(rng.sample(vocab, 9))
+        rows.append({"id": f"t{i:03d}", "text": f"customer: my {label} question {words}", "label": label,
+                     "split": "train" if i % 10 < 6 else ("validation" if i % 10 < 8 else "test"),
+                     "channel": ("chat", "email")[i % 2]})
+    pl.DataFrame(rows).write_csv(path)
+
+
+CONFIG = """\
+[data]
+inputs = ["data.csv"]
+id_col = "id"
+group_cols = ["channel"]
+[curate]
+steps = {steps}
+[curate.dedup]
+embedding = false
+[train]
+method = "frozen"
+batch_size = 16
+[report]
+title = "pipeline test"
+show_text_without_anonymisation = true
+[run]
+out_dir = "run"
+"""
+
+
+def _setup(tmp_path: Path, steps: str = '["dedup"]'):
+    _write_data(tmp_path / "data.csv")
+    (tmp_path / "c.toml").write_text(CONFIG.format(steps=steps))
+    return load_config(tmp_path / "c.toml")
+
+
+def _built(*stages: str) -> list[str]:
+    return [s for s in stages if s != "evaluate" or EVALUATE_BUILT]
+
+
+def test_run_skip_force_and_changes(tmp_path):
+    cfg = _setup(tmp_path)
+    messages: list[str] = []
+    first = run_pipeline(cfg, progress=messages.append)
+    run = tmp_path / "run"
+    assert first["out_dir"] == str(run)
+    assert first["ran"] == _built("curate", "train", "evaluate", "report")
+    assert first["not_built"] == ([] if EVALUATE_BUILT else ["evaluate"])
+    assert first["audit_html"] == str(run / "report" / "audit.html")
+    for stage in _built("curate", "train", "evaluate", "report"):
+        assert read_manifest(run / stage)[FINGERPRINT_KEY]
+    # Progress names the stage and the step within it.
+    assert "[1/5] curate: running" in messages and "curate: dedup (1/1)" in messages
+    assert any(m.startswith("[3/5] train") for m in messages) and any(m.startswith("train: ") for m in messages)
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["title"] == "pipeline test"
+    assert audit["training"]["status"] == "complete"
+    assert audit["curation"]["outcome"]["input"] == 90
+
+    again = run_pipeline(load_config(tmp_path / "c.toml"))
+    assert again["ran"] == [] and again["skipped"] == _built("curate", "train", "evaluate", "report")
+
+    # A [report] change redoes the report only.
+    (tmp_path / "c.toml").write_text(CONFIG.format(steps='["dedup"]').replace("pipeline test", "renamed"))
+    changed = run_pipeline(load_config(tmp_path / "c.toml"))
+    assert changed["ran"] == ["report"]
+    assert json.loads((run / "report" / "audit.json").read_text())["title"] == "renamed"
+
+    # --force train redoes train and everything after it.
+    forced = run_pipeline(load_config(tmp_path / "c.toml"), force=["train"])
+    assert forced["ran"] == _built("train", "evaluate", "report") and forced["skipped"] == ["curate"]
+
+    # New input data redoes curation; the model retrains because the curated table changed.
+    _write_data(tmp_path / "data.csv", n=84, seed=1)
+    new_data = run_pipeline(load_config(tmp_path / "c.toml"))
+    assert new_data["ran"] == _built("curate", "train", "evaluate", "report")
+    assert json.loads((run / "report" / "audit.json").read_text())["curation"]["outcome"]["input"] == 84
+
+    if not EVALUATE_BUILT:
+        return
+    # A failed evaluation gate (this easy data is classified perfectly, so only an unreachable threshold
+    # fails): the report is written, then the run fails (exit code 3) ...
+    gated = CONFIG.format(steps='["dedup"]') + "[evaluate.gates]\nmin_accuracy = 1.01\n"
+    (tmp_path / "c.toml").write_text(gated)
+    with pytest.raises(GateFailed, match="gate failed: min_accuracy"):
+        run_pipeline(load_config(tmp_path / "c.toml"))
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["verdict"]["overall"] == "fail"
+    assert [g["name"] for g in audit["verdict"]["gates"] if g["status"] == "fail"] == ["min_accuracy"]
+    # ... unless [run] fail_on_gate = false, which changes no stage: everything is up to date.
+    (tmp_path / "c.toml").write_text(gated.replace('out_dir = "run"', 'out_dir = "run"\nfail_on_gate = false'))
+    relaxed = run_pipeline(load_config(tmp_path / "c.toml"))
+    assert relaxed["ran"] == []
+
+
+def test_cli_run_and_bad_force(cli_run, tmp_path):
+    _setup(tmp_path)
+    code, out = cli_run("run", tmp_path / "c.toml", "--force", "trian")
+    assert code == 2
+    assert "unknown stage 'trian' for --force" in out and "Traceback" not in out
+
+
+def test_run_without_inputs_is_a_user_error(cli_run, tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nepochs = 1\n")
+    code, out = cli_run("run", tmp_path / "c.toml", "--out", tmp_path / "run")
+    assert code == 2
+    assert "no input files" in out
+
+
+@register_step
+class _GateFailsStep(CurationStep):
+    """A plug-in step whose gate always fails (the leak scan's situation, without needing a leak)."""
+
+    name = "test_gate_fails"
+
+    def run(self, table: pl.DataFrame) -> StepResult:
+        rows = issue_rows(table["row_id"], is_issue=False, score=1.0, reason=None)
+        return StepResult(rows=rows, gates=[Gate(name="always_fails", passed=False, value=1.0, threshold=0.0,
+                                                 detail="test gate")])
+
+
+def test_failed_curation_gate_stops_before_training_and_reports(cli_run, tmp_path):
+    _setup(tmp_path, steps='["dedup", "test_gate_fails"]')
+    code, out = cli_run("run", tmp_path / "c.toml")
+    assert code == 3
+    assert "always_fails" in out and str(tmp_path / "run" / "report" / "audit.html") in out
+    run = tmp_path / "run"
+    assert read_manifest(run / "train") is None
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["verdict"]["overall"] == "fail"
+    assert [(g["name"], g["status"]) for g in audit["verdict"]["gates"]] == [("always_fails", "fail")]
+    # The failed stage is not marked up to date: the next run checks the data again.
+    assert FINGERPRINT_KEY not in read_manifest(run / "curate")
+    with pytest.raises(GateFailed):
+        run_pipeline(load_config(tmp_path / "c.toml"))
+
+
+def test_stale_outputs_of_a_stage_that_cannot_run_are_marked_incomplete(tmp_path):
+    cfg = _setup(tmp_path)
+    run = tmp_path / "run"
+    (run / "evaluate").mkdir(parents=True)
+    (run / "evaluate" / "manifest.json").write_text(json.dumps({"stage": "evaluate", "status": "complete"}))
+    said: list[str] = []
+    _invalidate_if_stale("evaluate", cfg, run, said.append, "evaluate")
+    assert not (run / "evaluate" / "manifest.json").exists()
+    assert said == ["evaluate: earlier outputs are out of date; marked incomplete"]

@@ -1,0 +1,342 @@
+"""The HTML reports and their JSON twin: content, safety, self-containment, determinism, golden snapshot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curatune.reports import REPORT_FILES, collect, render_reports
+from tests.reports.fixture_run import HOSTILE, build_run
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("CURATUNE_UPDATE_GOLDEN", "") == "1"
+
+
+class _Page(HTMLParser):
+    """Collects what the tests check: tags with attributes, ids, links, text of headings."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if a.get("id"):
+            self.ids.add(a["id"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> _Page:
+    p = _Page()
+    p.feed(html)
+    return p
+
+
+def read(run: Path, name: str = "audit.html") -> str:
+    return (run / "report" / name).read_text(encoding="utf-8")
+
+
+def test_writes_every_file(fixture_run):
+    for name in REPORT_FILES:
+        assert (fixture_run / "report" / name).is_file(), name
+    assert json.loads((fixture_run / "report" / "manifest.json").read_text())["stage"] == "report"
+
+
+def test_golden_snapshot(fixture_run):
+    """A fixed run renders to these bytes; regenerate with CURATUNE_UPDATE_GOLDEN=1 after a wanted change."""
+    for name in ("audit.html", "audit.json"):
+        got = read(fixture_run, name)
+        golden = GOLDEN / name
+        if UPDATE:
+            golden.write_text(got, encoding="utf-8")
+        assert golden.is_file(), f"no golden file {golden}: run with CURATUNE_UPDATE_GOLDEN=1"
+        assert got == golden.read_text(encoding="utf-8"), (
+            f"{name} differs from {golden}; if the change is intended, rerun with CURATUNE_UPDATE_GOLDEN=1")
+
+
+def test_byte_identical_rerender(fixture_run, tmp_path):
+    copy = shutil.copytree(fixture_run, tmp_path / "run")
+    shutil.rmtree(copy / "report")
+    render_reports(copy)
+    for name in REPORT_FILES:
+        assert read(copy, name) == read(fixture_run, name), name
+
+
+def test_script_in_transcript_renders_as_text(fixture_run):
+    for name in ("audit.html", "curation.html"):
+        html = read(fixture_run, name)
+        page = parse(html)
+        assert not [t for t, _ in page.tags if t in ("script", "img", "iframe", "object", "embed")]
+        assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)], "event handler attribute"
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+        # The text a reader sees is the transcript as written.
+        assert 'customer: <script>alert("x")</script> my bill is wrong & "too high"' in "".join(page.text)
+    # Markup in a manifest value is escaped too.
+    assert "&lt;b&gt;+0.2&lt;/b&gt;" in read(fixture_run)
+
+
+def test_self_contained(fixture_run):
+    for name in ("audit.html", "curation.html", "training.html", "evaluation.html"):
+        html = read(fixture_run, name)
+        page = parse(html)
+        for tag, a in page.tags:
+            for attr in ("src", "href", "action", "data", "poster", "srcset"):
+                v = a.get(attr)
+                if v is None:
+                    continue
+                assert attr == "href" and (v.startswith("#") or re.fullmatch(r"[a-z]+\.html", v)), (tag, attr, v)
+        assert "url(" not in html and "@import" not in html
+        assert "Content-Security-Policy" in html and "default-src 'none'" in html
+
+
+def test_internal_links_resolve(fixture_run):
+    page = parse(read(fixture_run))
+    targets = [a["href"][1:] for t, a in page.tags if t == "a" and (a.get("href") or "").startswith("#")]
+    assert targets
+    missing = sorted({t for t in targets if t not in page.ids})
+    assert not missing
+
+
+def test_accessible_markup(fixture_run):
+    html = read(fixture_run)
+    page = parse(html)
+    assert ("html", {"lang": "en"}) in page.tags
+    ths = [a for t, a in page.tags if t == "th"]
+    assert ths and all(a.get("scope") in ("col", "row") for a in ths)
+    svgs = [a for t, a in page.tags if t == "svg"]
+    assert len(svgs) >= 12
+    for a in svgs:
+        assert a.get("role") == "img" and a.get("aria-labelledby")
+        for ref in a["aria-labelledby"].split():
+            assert ref in page.ids
+    # Pass/fail is said in words, not only by colour.
+    assert "✓ PASS" in html and "PASS" in "".join(page.text)
+
+
+def test_verdict_table_lists_every_gate_with_links(fixture_run):
+    content = json.loads(read(fixture_run, "audit.json"))
+    gates = content["verdict"]["gates"]
+    assert [(g["stage"], g["name"], g["status"]) for g in gates] == [
+        ("curate", "leak_scan", "pass"), ("evaluate", "min_accuracy", "pass"),
+        ("evaluate", "min_probe_retention", "pass")]
+    assert gates[1]["value"] == 0.82 and gates[1]["threshold"] == 0.7 and gates[1]["comparison"] == "≥"
+    assert content["verdict"]["overall"] == "pass"
+    html = read(fixture_run)
+    verdict = html[html.index('id="verdict"'):html.index('id="curation"')]
+    for g in gates:
+        assert f'href="#{g["anchor"]}">{g["name"]}</a>' in verdict
+    # The verdict comes first on the page.
+    assert html.index('id="verdict"') < html.index('id="curation"') < html.index('id="training"') \
+        < html.index('id="evaluation"')
+
+
+def test_failed_gate_makes_the_verdict_fail(tmp_path):
+    run = build_run(tmp_path / "run", accuracy_gate_passed=False)
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    assert content["verdict"]["overall"] == "fail"
+    assert content["verdict"]["gates_failed"] == 1
+    assert "✗ FAIL" in read(run)
+
+
+def test_json_twin_is_the_content(fixture_run):
+    content = json.loads(read(fixture_run, "audit.json"))
+    assert content == json.loads(json.dumps(collect(fixture_run, _cfg(fixture_run))))
+    cur = content["curation"]
+    assert cur["outcome"] == {"input": 24, "kept": 20, "dropped": 4, "relabelled": 1, "by_reason": [
+        {"reason": "pii_found", "rows": 24}, {"reason": "exact_duplicate", "rows": 2},
+        {"reason": "label_issue", "rows": 2}, {"reason": "leakage", "rows": 1},
+        {"reason": "near_duplicate", "rows": 1}]}
+    assert [e["row_id"] for e in cur["label_issues"]["examples"]] == ["r08", "r09"]  # ranked by label quality
+    assert cur["label_issues"]["examples"][0]["suggested_label"] == "refund"
+    assert cur["pii"]["entities_total"] == 57 and cur["pii"]["leak_scan"]["passed"] is True
+    chat = next(r for r in cur["groups"][0]["rows"] if r["group"] == "chat")
+    assert chat["rows"] == 8 and chat["dropped"] == 2 and chat["dropped_share"] == 0.25
+    exact = next(e for e in cur["duplicates"]["examples"] if e["reason"] == "exact_duplicate")
+    assert [(r["row_id"], r["duplicate_of"]) for r in exact["rows"]] == [("r03", "r00"), ("r05", "r02")]
+    assert exact["rows"][0]["text"] == HOSTILE
+    tr = content["training"]
+    assert tr["curves"]["series"]["training loss"][0] == [1, 1.13]
+    assert len(tr["curves"]["series"]["validation accuracy"]) == 2
+    assert tr["verdict"]["outcome"] == "better"
+
+
+def _cfg(run: Path):
+    from curatune.reports import _recorded_config
+
+    return _recorded_config(run)
+
+
+def test_stages_not_run_are_shown_not_invented(tmp_path):
+    run = build_run(tmp_path / "run", stages=("curate",))
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    assert content["training"] == {"status": "not run"}
+    assert content["evaluation"] == {"status": "not run"}
+    assert content["verdict"]["overall"] == "incomplete"
+    html = read(run)
+    assert html.count("no completed train stage") == 1 and html.count("no completed evaluate stage") == 1
+    assert "NOT RUN" in read(run, "training.html")
+
+
+def test_empty_run_dir_renders(tmp_path):
+    (tmp_path / "run").mkdir()
+    paths = render_reports(tmp_path / "run")
+    content = json.loads(Path(paths["audit_json"]).read_text())
+    assert [s["status"] for s in content["run"]["stages"]] == ["not run"] * 3
+    assert "No gates were recorded" in Path(paths["audit_html"]).read_text()
+
+
+def test_incomplete_manifest_counts_as_not_run(tmp_path):
+    run = build_run(tmp_path / "run")
+    m = json.loads((run / "train" / "manifest.json").read_text())
+    (run / "train" / "manifest.json").write_text(json.dumps({**m, "status": "running"}))
+    render_reports(run)
+    assert json.loads(read(run, "audit.json"))["training"] == {"status": "not run"}
+
+
+def test_missing_optional_keys_show_not_available(tmp_path):
+    run = build_run(tmp_path / "run")
+    (run / "train" / "trainer_log.jsonl").unlink()
+    (run / "train" / "manifest.json").write_text(json.dumps({"stage": "train", "status": "complete"}))
+    (run / "evaluate" / "metrics.json").write_text(json.dumps({"headline": {"accuracy": 0.5}, "odd": [1, [2]]}))
+    render_reports(run)
+    html = read(run, "training.html")
+    assert "not available" in html and "no <code>trainer_log.jsonl</code>" in html
+    ev = read(run, "evaluation.html")
+    assert 'id="evaluation-headline"' in ev and 'id="evaluation-odd"' in ev
+
+
+def test_text_withheld_without_anonymisation(tmp_path):
+    run = build_run(tmp_path / "run", anonymised=False)
+    render_reports(run)
+    html = read(run)
+    assert "question 1 about" not in html and "alert" not in html
+    assert "the anonymise step did not run" in html
+    content = json.loads(read(run, "audit.json"))
+    assert content["curation"]["text_shown"] is False
+    assert all(r["text"] is None for e in content["curation"]["duplicates"]["examples"] for r in e["rows"])
+
+
+def test_text_withheld_when_leak_scan_failed(tmp_path):
+    run = build_run(tmp_path / "run", leak_failed=True)
+    render_reports(run)
+    html = read(run)
+    assert "question 1 about" not in html and "alert" not in html
+    assert "leak scan still found personal data" in html
+    assert json.loads(read(run, "audit.json"))["verdict"]["overall"] == "fail"
+
+
+def test_show_text_without_anonymisation_setting(tmp_path):
+    from curatune.config import ReportConfig
+
+    run = build_run(tmp_path / "run", anonymised=False)
+    render_reports(run, config=ReportConfig(show_text_without_anonymisation=True))
+    assert "question 2 about" in read(run)
+
+
+def test_large_run_stays_small(tmp_path):
+    """A 1M-row ledger and 150 classes: the page holds examples and summaries, not the data."""
+    run = build_run(tmp_path / "run")
+    n = 1_000_000
+    ids = pl.int_range(0, n, eager=True).cast(pl.String).alias("row_id")
+    fate = pl.Series("fate", ["kept", "kept", "kept", "dropped"] * (n // 4))
+    ledger = pl.DataFrame([ids, pl.Series("source", ["d.csv"] * n), pl.Series("split", ["train"] * n),
+                           pl.Series("channel", [f"c{i % 400}" for i in range(n)]), fate,
+                           pl.Series("reasons", [[], [], ["label_issue"], ["exact_duplicate"]] * (n // 4)),
+                           pl.Series("dropped_by", [None, None, None, "dedup"] * (n // 4), dtype=pl.String),
+                           pl.Series("duplicate_of", [None, None, None, "0"] * (n // 4), dtype=pl.String),
+                           pl.Series("original_label", [f"l{i % 150}" for i in range(n)]),
+                           pl.Series("final_label", [f"l{i % 150}" for i in range(n)])])
+    ledger.write_parquet(run / "curate" / "ledger.parquet")
+    pl.DataFrame({"row_id": ids, "text": pl.Series(["customer: hello " * 20] * n)}).write_parquet(
+        run / "curate" / "curated.parquet")
+    labels = [f"l{i}" for i in range(150)]
+    matrix = [[(50 if i == j else (1 if (i + j) % 7 == 0 else 0)) for j in range(150)] for i in range(150)]
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    metrics["confusion"] = {"labels": labels, "matrix": matrix}
+    metrics["per_class"] = [{"label": lab, "precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 100}
+                            for lab in labels]
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    paths = render_reports(run)
+    size = Path(paths["audit_html"]).stat().st_size
+    assert size < 1_500_000, size
+    content = json.loads(Path(paths["audit_json"]).read_text())
+    groups = content["curation"]["groups"][0]
+    assert groups["groups"] == 400 and len(groups["rows"]) == 50 and groups["not_shown"] == 350
+    cm = next(b for b in content["evaluation"]["blocks"] if b["kind"] == "confusion")
+    assert len(cm["heatmap_labels"]) == 60
+
+
+def test_cli_report(cli_run, fixture_run, tmp_path):
+    code, out = cli_run("report", fixture_run, "--out", tmp_path / "r")
+    assert code == 0, out
+    assert str(tmp_path / "r" / "audit.html") in out
+    assert (tmp_path / "r" / "audit.html").read_bytes() == (fixture_run / "report" / "audit.html").read_bytes()
+
+
+def test_cli_report_missing_run_dir(cli_run, tmp_path):
+    code, out = cli_run("report", tmp_path / "nope")
+    assert code == 2
+    assert "run directory not found" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_values(tmp_path, value):
+    run = build_run(tmp_path / "run")
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    metrics["headline"]["accuracy"]["value"] = value
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    paths = render_reports(run)
+    json.loads(Path(paths["audit_json"]).read_text())  # strict JSON: no NaN
+    assert "NaN" not in Path(paths["audit_json"]).read_text()
+
+
+@pytest.mark.parametrize("stages", [("curate", "train", "evaluate"), ("curate",), ()])
+def test_templates_use_only_keys_the_content_has(tmp_path, stages):
+    """Rendering is lenient (a missing key shows "not available"); rendering strictly proves the
+    templates name no key the collector does not provide."""
+    from curatune.config import ReportConfig
+    from curatune.reports.render import render_pages
+
+    run = build_run(tmp_path / "run", stages=stages)
+    pages = render_pages(collect(run, ReportConfig()), strict=True)
+    assert pages["audit.html"] == render_pages(collect(run, ReportConfig()))["audit.html"]
+
+
+def test_evaluation_content_from_metrics_json(fixture_run):
+    ev = json.loads(read(fixture_run, "audit.json"))["evaluation"]
+    assert (ev["split"], ev["rows"], ev["labels"]) == ("test", 300, 3)
+    blocks = {b["key"]: b for b in ev["blocks"]}
+    assert list(blocks)[:2] == ["headline", "comparison"] and "base" not in blocks
+    comp = blocks["comparison"]
+    assert comp["rows"][0]["metric"] == "accuracy"
+    assert comp["rows"][0]["difference"] == {"value": 0.06, "low": 0.01, "high": 0.11}
+    assert comp["mcnemar"]["tuned_only_correct"] == 12 and comp["mcnemar"]["p_value"] == 0.0768
+    channel = blocks["fairness"]["children"][0]
+    assert channel["kind"] == "groups" and channel["too_small"] == ["phone"]
+    assert channel["difference"]["value"] == 0.05 and channel["difference"]["worst"] == "email"
+    assert [g["low"] for g in channel["groups"]] == [0.7, 0.65, None]
+    assert blocks["forgetting"]["line"]["series"][0]["points"][-1] == [3, 0.98]
+    assert blocks["confusion"]["kind"] == "confusion" and blocks["calibration"]["kind"] == "calibration"
+    findings = [f["text"] for f in json.loads(read(fixture_run, "audit.json"))["verdict"]["findings"]
+                if f["stage"] == "evaluate"]
+    assert findings == [
+        "test accuracy 0.820 (interval 0.770 to 0.860)", "test macro f1 0.800 (interval 0.740 to 0.850)",
+        "fine-tuned minus base accuracy: +0.060 (interval +0.010 to +0.110)",
+        "McNemar's test: p = 0.0768 (exact binomial; only fine-tuned right 12, only base right 4)",
+        "forgetting: probe retention 0.970, similarity retention 0.910",
+        "largest accuracy gap between groups: 0.050 (interval 0.000 to 0.140) by channel (chat best, email worst)",
+        "largest prediction flip rate when names are swapped: 5.0% (Polish names)"]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from curatune.errors import CuratuneError
+from curatune.train.data import IGNORE, holdout_validation, load_train_data
+from tests.train.conftest import make_rows, write_curated
+
+
+def test_holdout_is_stratified_seeded_and_leaves_train_rows(tmp_path):
+    rows = make_rows(300, 0, "train", "r") + [
+        {"row_id": "rare:0", "text": "x", "label": "rare", "split": "train", "channel": "chat"}]
+    df = pl.DataFrame(rows)
+    mask = holdout_validation(df, 0.1, seed=3)
+    again = holdout_validation(df, 0.1, seed=3)
+    other = holdout_validation(df, 0.1, seed=4)
+    assert (mask == again).all() and not (mask == other).all()
+    held = df.filter(pl.Series(mask))
+    assert held["label"].value_counts().sort("label").rows() == [("card", 10), ("login", 10), ("refund", 10)]
+    # A label with a single row keeps it for training.
+    assert "rare" not in held["label"].to_list()
+
+
+def test_load_holds_out_validation_and_records_it(tmp_path):
+    d = write_curated(tmp_path, make_rows(90, 0, "train", "a") + make_rows(9, 1, "test", "t"))
+    data = load_train_data(d, seed=0)
+    assert data.validation_held_out and data.counts["validation_held_out_from_train"]
+    assert (data.train.height, data.validation.height, data.test.height) == (81, 9, 9)
+    assert data.labels == ["card", "login", "refund"]
+    assert set(data.splits["split"].unique()) == {"train", "validation", "test"}
+    held = data.splits.filter(pl.col("split") == "validation")
+    assert set(held["source_split"]) == {"train"}
+    assert not set(held["row_id"]) & set(data.train["row_id"])
+
+
+def test_existing_validation_split_is_used_and_unknown_labels_are_ignored(tmp_path):
+    rows = make_rows(30, 0, "train", "a") + make_rows(6, 1, "validation", "v")
+    rows.append({"row_id": "v:new", "text": "something else", "label": "brand_new", "split": "validation",
+                 "channel": "chat"})
+    data = load_train_data(write_curated(tmp_path, rows), seed=0)
+    assert not data.validation_held_out and data.train.height == 30 and data.validation.height == 7
+    assert data.counts["unseen_label_rows"]["validation"] == 1
+    assert data.label_ids("validation")[-1] == IGNORE
+
+
+def test_bad_curated_tables_are_user_errors(tmp_path):
+    with pytest.raises(CuratuneError, match="no curated.parquet"):
+        load_train_data(tmp_path / "missing", seed=0)
+    one = write_curated(tmp_path / "one", [{"row_id": "a", "text": "t", "label": "x", "split": "train"}] * 1)
+    with pytest.raises(CuratuneError, match="at least two labels"):
+        load_train_data(one, seed=0)
+    bad = write_curated(tmp_path / "bad", [{"row_id": "a", "text": "t", "label": "x", "split": "holdout2"}])
+    with pytest.raises(CuratuneError, match="unknown split 'holdout2'"):
+        load_train_data(bad, seed=0)
+    nolab = write_curated(tmp_path / "nolab", [{"row_id": "a", "text": "t", "label": None, "split": "train"}])
+    with pytest.raises(CuratuneError, match="no labelled training rows"):
+        load_train_data(nolab, seed=0)

@@ -1,0 +1,320 @@
+"""End to end on a tiny BERT built from config: outputs, reloads, methods, seeds, interrupt and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from curatune.train import TrainingInterrupted, load_base_encoder, load_tuned_encoder, load_tuned_model, train_model
+from tests.train.conftest import make_rows, tiny_config, write_curated
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model, curated_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lora")
+    train_model(tiny_config(tiny_model), curated_dir, out)
+    return out
+
+
+def _probs(out: Path, name: str = "predictions.parquet") -> np.ndarray:
+    df = pl.read_parquet(out / name).sort("row_id")
+    return np.asarray(df["probabilities"].to_list())
+
+
+def _texts(curated_dir: Path) -> list[str]:
+    return pl.read_parquet(curated_dir / "curated.parquet")["text"].to_list()
+
+
+def _logits(model, tokenizer, texts: list[str], max_length: int = 64) -> torch.Tensor:
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_run, curated_dir):
+    for rel in ("model/config.json", "model/model.safetensors", "model/label_map.json", "model/train_config.json",
+                "model/tokenizer.json", "model/README.md", "adapter/adapter_config.json",
+                "adapter/adapter_model.safetensors", "predictions.parquet", "base_predictions.parquet",
+                "splits.parquet", "trainer_log.jsonl", "README.md", "manifest.json"):
+        assert (lora_run / rel).is_file(), rel
+    assert not (lora_run / "checkpoints").exists()  # removed once the run completed
+
+    preds = pl.read_parquet(lora_run / "predictions.parquet")
+    assert preds.columns == ["row_id", "split", "label", "predicted", "confidence", "probabilities"]
+    assert preds.schema["probabilities"] == pl.List(pl.Float64)
+    assert preds.group_by("split").len().sort("split").rows() == [("test", 30), ("validation", 12)]
+    probs = np.asarray(preds["probabilities"].to_list())
+    assert probs.shape == (42, 3) and np.allclose(probs.sum(1), 1.0)
+    man = json.loads((lora_run / "manifest.json").read_text())
+    assert man["stage"] == "train" and man["labels"] == ["card", "login", "refund"]
+    assert preds["predicted"].to_list() == [man["labels"][i] for i in probs.argmax(1)]
+    base = pl.read_parquet(lora_run / "base_predictions.parquet")
+    assert base["row_id"].to_list() == preds["row_id"].to_list()
+
+    from curatune.rundir import sha256_file
+
+    assert man["inputs"][0]["sha256"] == sha256_file(curated_dir / "curated.parquet")
+    assert man["config"]["train"]["method"] == "lora"
+    assert man["counts"]["validation_held_out_from_train"] is True
+    assert man["verdict"]["beats_frozen_baseline"] in (True, False)
+    assert "frozen baseline" in man["verdict"]["summary"]
+    assert man["verdict"]["accuracy"]["base"] == pytest.approx(man["base_metrics"]["validation"]["accuracy"])
+    assert man["throughput"]["train_examples_per_s"] > 0 and man["throughput"]["inference_examples_per_s"] > 0
+    assert man["truncation"]["splits"]["train"]["rows"] == 108
+    assert man["device"].startswith("CPU") and man["precision"] == "fp32"
+    assert {"load", "tokenize", "frozen_baseline", "train", "save", "predict"} <= set(man["timings"])
+    assert man["model"]["pooling"] == "mean"  # read from the tiny model's 1_Pooling config
+
+    log = [json.loads(line) for line in (lora_run / "trainer_log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "frozen_baseline"
+    assert [round(e["epoch"]) for e in log if "eval_macro_f1" in e] == [1, 2]
+    assert any("loss" in e and "learning_rate" in e for e in log)
+
+    import yaml
+
+    card = (lora_run / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["library_name"] == "transformers" and "lora" in meta["tags"]
+    assert meta["datasets"][0].startswith("curated:sha256:")
+    metrics = {m["name"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics["validation accuracy"] == pytest.approx(man["metrics"]["validation"]["accuracy"], abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ reloads
+
+
+def test_adapter_and_merged_reload_give_the_same_logits(tiny_model, curated_dir, tmp_path):
+    """The head travels with the adapter (modules_to_save): both reloads match within 1e-4."""
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from curatune.train.modeling import build_classifier
+
+    torch.manual_seed(0)
+    labels = ["card", "login", "refund"]
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = get_peft_model(build_classifier(str(tiny_model), labels, pooling="mean"),
+                           LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules=["query", "value"],
+                                      modules_to_save=["classifier"]))
+    with torch.no_grad():  # stand-in for training: move every trainable weight
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    model.eval()
+    texts = _texts(curated_dir)[:20]
+    ref = _logits(model, tok, texts)
+
+    model.save_pretrained(tmp_path / "adapter")
+    fresh = build_classifier(str(tiny_model), labels, pooling="mean")
+    forgot = _logits(fresh.eval(), tok, texts)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    assert torch.allclose(_logits(reloaded, tok, texts), ref, atol=1e-4)
+    assert (forgot - ref).abs().max() > 1e-2  # without the saved head the logits are something else
+
+    merged = model.merge_and_unload()
+    merged.save_pretrained(tmp_path / "merged")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    assert type(plain).__name__ == "CuratuneForSequenceClassification"
+    assert torch.allclose(_logits(plain, tok, texts), ref, atol=1e-4)
+
+
+def test_saved_run_reloads_reproduce_its_predictions(lora_run):
+    preds = pl.read_parquet(lora_run / "predictions.parquet")
+    max_length = json.loads((lora_run / "model" / "train_config.json").read_text())["max_length"]
+    cur = pl.read_parquet(Path(json.loads((lora_run / "manifest.json").read_text())["inputs"][0]["path"]))
+    texts_by_id = dict(zip(cur["row_id"].to_list(), cur["text"].to_list(), strict=True))
+    texts = [texts_by_id[r] for r in preds["row_id"].to_list()]
+    expected = np.asarray(preds["probabilities"].to_list())
+    for adapter in (False, True):
+        model, tok = load_tuned_model(lora_run, adapter=adapter)
+        logits = _logits(model, tok, texts, max_length).double()
+        assert np.allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-4), f"adapter={adapter}"
+
+
+def test_plain_transformers_refuses_the_model_until_curatune_registers_it(lora_run):
+    """No trust_remote_code anywhere: without the import the unknown model type is an error, never a
+    silently different (pooler-based) model; with it, AutoModel and the pipeline load it."""
+    script = f"""
+import sys
+from transformers import AutoModelForSequenceClassification, pipeline
+try:
+    AutoModelForSequenceClassification.from_pretrained({str(lora_run / 'model')!r})
+    print("LOADED-WITHOUT-REGISTRATION")
+except (ValueError, KeyError) as exc:
+    print("refused:", "curatune_classifier" in str(exc))
+import curatune.train
+clf = pipeline("text-classification", model={str(lora_run / 'model')!r}, device="cpu")
+print("pipeline:", clf("my card was stolen")[0]["label"])
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "refused: True" in res.stdout
+    assert "pipeline: " in res.stdout and res.stdout.split("pipeline: ")[1].strip() in ("card", "login", "refund")
+
+
+# ------------------------------------------------------------------------------------------ methods, seeds
+
+
+def test_full_and_frozen_methods(tiny_model, curated_dir, tmp_path):
+    full = train_model(tiny_config(tiny_model, method="full"), curated_dir, tmp_path / "full")
+    assert full["adapter_dir"] is None and not (tmp_path / "full" / "adapter").exists()
+    frozen = train_model(tiny_config(tiny_model, method="frozen"), curated_dir, tmp_path / "frozen")
+    man = json.loads((tmp_path / "frozen" / "manifest.json").read_text())
+    assert man["model"]["trainable_parameters"] == 3 * 32 + 3
+    # Frozen encoder + probe-initialised head, no gradient steps: the model is the frozen baseline.
+    assert np.allclose(_probs(tmp_path / "frozen"), _probs(tmp_path / "frozen", "base_predictions.parquet"),
+                       atol=1e-6)
+    assert frozen["verdict"]["beats_frozen_baseline"] is False
+
+
+def test_same_seed_same_model(tiny_model, curated_dir, tmp_path, lora_run):
+    train_model(tiny_config(tiny_model), curated_dir, tmp_path / "again")
+    assert np.allclose(_probs(tmp_path / "again"), _probs(lora_run), atol=1e-6)
+
+
+def test_class_weights_and_head_tail_truncation_are_applied_and_reported(tiny_model, tmp_path):
+    rows = make_rows(90, 5, "train", "a")
+    rows += [dict(r, row_id=f"extra:{i}") for i, r in enumerate(rows) if r["label"] == "card"]  # imbalance
+    cur = write_curated(tmp_path / "cur", rows)
+    out = tmp_path / "out"
+    train_model(tiny_config(tiny_model, class_weights=True, truncation="head_tail", max_length=16), cur, out)
+    man = json.loads((out / "manifest.json").read_text())
+    trunc = man["truncation"]
+    assert trunc["strategy"] == "head_tail" and trunc["max_length"] == 16
+    expected = sum(1 for r in rows if len(r["text"].split()) > 14)  # one token a word here
+    assert sum(trunc["splits"][s]["truncated"] for s in ("train", "validation", "test")) == expected > 0
+    assert man["config"]["train"]["class_weights"] is True
+
+
+# ------------------------------------------------------------------------------------------ interrupt, resume
+
+
+class _SendSigintAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model, curated_dir, tmp_path,
+                                                                    lora_run):
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_model)
+    with pytest.raises(TrainingInterrupted, match="--resume") as err:
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(4)])
+    assert err.value.exit_code == 130
+    assert (out / "checkpoints" / "checkpoint-5").is_dir()  # finished the step it was in, then saved
+    assert not (out / "manifest.json").exists()
+    res = train_model(cfg, curated_dir, out, resume=True)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["training"]["resumed_from"] == "checkpoint-5"
+    assert np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
+    assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
+
+
+_KILL_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from curatune.train import train_model
+from tests.train.conftest import tiny_config
+
+class KillAfterFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+cfg = tiny_config(Path(sys.argv[1]), eval_steps=3)
+train_model(cfg, Path(sys.argv[2]), Path(sys.argv[3]), callbacks=[KillAfterFirstSave()])
+"""
+
+
+def test_killed_mid_epoch_then_resumed_matches_an_uninterrupted_run(tiny_model, curated_dir, tmp_path):
+    killed = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", _KILL_CHILD, str(tiny_model), str(curated_dir), str(killed)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert (killed / "checkpoints" / "checkpoint-3").is_dir() and not (killed / "manifest.json").exists()
+
+    cfg = tiny_config(tiny_model, eval_steps=3)
+    train_model(cfg, curated_dir, killed, resume=True)
+    train_model(cfg, curated_dir, tmp_path / "whole")
+    assert np.allclose(_probs(killed), _probs(tmp_path / "whole"), atol=1e-4)
+    a = json.loads((killed / "manifest.json").read_text())
+    b = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["training"]["best_step"] == b["training"]["best_step"]
+
+
+# ------------------------------------------------------------------------------------------ encoders
+
+
+def test_tuned_and_base_encoders(lora_run, tiny_model, curated_dir):
+    from curatune.embeddings import Encoder
+
+    texts = [t for t in _texts(curated_dir) if len(t.split()) < 20][:10]
+    tuned, base = load_tuned_encoder(lora_run), load_base_encoder(lora_run)
+    v_tuned, v_base = tuned.encode(texts), base.encode(texts)
+    assert v_tuned.shape == v_base.shape == (10, 32) and v_tuned.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v_tuned, axis=1), 1.0, atol=1e-5)
+    # The base encoder is the project's Encoder on the same model: same pooling, same vectors.
+    assert np.allclose(v_base, Encoder(str(tiny_model)).encode(texts), atol=1e-5)
+    assert not np.allclose(v_tuned, v_base, atol=1e-3)  # LoRA moved the encoder
+    layers = tuned.encode_layers(texts)
+    assert layers.shape == (3, 10, 32) and np.allclose(layers[-1], v_tuned, atol=1e-5)
+    assert tuned.key != base.key
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 1.0\nbatch_size = 16\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
+    assert code == 0, text
+    assert "model and predictions" in text and (tmp_path / "out" / "manifest.json").is_file()
+
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "fresh", "-c", cfg, "--resume")
+    assert code == 2 and "nothing to resume" in text
+
+    missing = tmp_path / "m.toml"
+    missing.write_text('[train]\nmodel = "someorg/not-cached-model"\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "x", "-c", missing)
+    assert code == 2 and "not in the local Hugging Face cache" in text and "nothing is downloaded" in text
+
+    nodir = tmp_path / "n.toml"
+    nodir.write_text(f'[train]\nmodel = "{tmp_path / "no-such-model"}"\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "y", "-c", nodir)
+    assert code == 2 and "no-such-model" in text
+
+    code, text = cli_run("train", tmp_path / "empty", "--out", tmp_path / "z")
+    assert code == 2 and "no completed 'curate' stage" in text
+
+
+def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_model(tiny_config(tiny_model), curated_dir, out, callbacks=[_SendSigintAt(2)])
+    from curatune.errors import CuratuneError
+
+    with pytest.raises(CuratuneError, match="changed since the checkpoint"):
+        train_model(tiny_config(tiny_model, lr=1e-2), curated_dir, out, resume=True)
