@@ -104,13 +104,9 @@ class LabelIssues(CurationStep):
             x = features(texts, cfg, self.ctx.cache_dir)
             probs = out_of_fold_probs(x, y, len(classes), cfg)
         quality = get_label_quality_scores(y, probs, method="self_confidence")
-        if cfg.cutoff == "cleanlab":
-            is_issue = find_label_issues(y, probs)
-        else:
-            is_issue = probs[np.arange(len(y)), y] < 1.0 / len(classes)
+        is_issue = flag_issues(y, probs, cfg.cutoff)
         suggested = probs.argmax(axis=1)
         confidence = probs.max(axis=1)
-        is_issue &= suggested != y
         rank = np.empty(len(y), dtype=np.int64)
         rank[np.argsort(quality, kind="stable")] = np.arange(1, len(y) + 1)
         outlier = self._outlier_scores(x, probs, y)
@@ -180,6 +176,18 @@ class LabelIssues(CurationStep):
         t = result.rows.select("row_id", "is_issue", "label_quality").join(
             truth.select("row_id", "is_label_flip"), on="row_id")
         return flag_scores(t["is_label_flip"].to_numpy(), t["is_issue"].to_numpy(), t["label_quality"].to_numpy())
+
+
+def flag_issues(y: np.ndarray, probs: np.ndarray, cutoff: str) -> np.ndarray:
+    """Rows flagged as label issues: the given label is below chance (``"chance"``) or cleanlab's
+    own cut-off (``"cleanlab"``), and the model prefers another class."""
+    if cutoff == "cleanlab":
+        from cleanlab.filter import find_label_issues
+
+        flagged = find_label_issues(y, probs)
+    else:
+        flagged = probs[np.arange(len(y)), y] < 1.0 / probs.shape[1]
+    return flagged & (probs.argmax(axis=1) != y)
 
 
 def flag_scores(truth: np.ndarray, flagged: np.ndarray, quality: np.ndarray) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_no_planted_pii_anywhere_in_the_run(tmp_path):
     run_curation(cfg, run / "curate")
     blobs = _all_text(run)
     pii = pl.read_parquet(paths["pii"]).unique(["entity_type", "value"])
-    assert pii.height > 300
+    assert pii.height > 200  # enough planted values for the check to mean something
     leaks = []
     for kind, value in pii.select("entity_type", "value").iter_rows():
         pattern = re.compile(r"(?<![\w-])" + re.escape(value) + r"(?![\w-])")

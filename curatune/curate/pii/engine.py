@@ -21,7 +21,7 @@ from dataclasses import dataclass
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult  # noqa: E402
-from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine  # noqa: E402
+from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine  # noqa: E402
 
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import custom_recognizers  # noqa: E402
@@ -93,6 +93,10 @@ def resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResu
     return sorted(taken, key=lambda r: r.start)
 
 
+NON_PII_NER_LABELS = ("CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY", "PRODUCT", "EVENT", "WORK_OF_ART",
+                      "LAW", "LANGUAGE", "FAC")
+
+
 def _load_spacy(model: str):
     """The configured pipeline, or a blank English tokenizer (with one clear warning) when missing."""
     global _warned_missing_model
@@ -111,7 +115,10 @@ def _load_spacy(model: str):
 
 def build_detector(cfg: AnonymiseConfig) -> Detector:
     nlp, has_ner = _load_spacy(cfg.spacy_model)
-    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": cfg.spacy_model}])
+    # spaCy labels that are not personal data are ignored outright: Presidio otherwise keeps them and
+    # logs a warning per occurrence, which floods the logs of any real run.
+    ner = NerModelConfiguration(labels_to_ignore=NON_PII_NER_LABELS)
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": cfg.spacy_model}], ner_model_configuration=ner)
     engine.nlp = {"en": nlp}  # already loaded: Presidio's own load() would try to download it
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
