@@ -208,4 +208,17 @@ id_patterns = { ORDER_ID = "\\\\bORD-\\\\d{6}\\\\b", ACCOUNT_ID = "\\\\bACC-\\\\
 method = "lora"
 epochs = 3
 batch_size = 32
+[evaluate.gates]
+# The audit's verdict table lists each of these. The demo plants a customer group whose messages
+# are vaguer and whose labels are noisier, so the fairness gate is expected to fail: that is the
+# finding the audit exists to show.
+min_accuracy = 0.80
+min_probe_retention = 0.95
+min_similarity_retention = 0.90
+max_group_accuracy_difference = 0.20
+max_counterfactual_flip_rate = 0.15
+
+[run]
+# Report failed evaluation gates in the audit without failing `make demo` itself.
+fail_on_gate = false
 """

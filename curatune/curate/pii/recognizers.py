@@ -57,6 +57,13 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(f for f in firsts if f not in common), frozenset(s for s in lasts if s not in common)
 
 
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS) | {"calling", "writing", "trying", "looking", "waiting", "sorry", "happy", "glad"}
+
+
 def address_recognizer() -> PatternRecognizer:
     suffix = "|".join(re.escape(s) for s in street_suffixes())
     unit = r"(?:,?\s*(?:Apt\.?|Apartment|Suite|Unit|Flat|#)\s*\w{1,6})?"
@@ -79,8 +86,9 @@ def postcode_recognizer() -> PatternRecognizer:
     patterns = [
         Pattern("uk_postcode", r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b", 0.6),
         Pattern("us_zip_plus4", r"\b\d{5}-\d{4}\b", 0.5),
-        # "Springfield 62704" / "Lake Michelle, 65953": a place name then a zip is an address line.
-        Pattern("city_zip", r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},?\s\d{5}(?:-\d{4})?\b", 0.5),
+        # Brazilian and Portuguese postcodes.
+        Pattern("br_cep", r"\b\d{5}-\d{3}\b", 0.45),
+        Pattern("pt_postcode", r"\b\d{4}-\d{3}\b", 0.4),
         Pattern("five_digits", r"\b\d{5}\b", 0.3),
         Pattern("canada", r"\b[A-Z]\d[A-Z]\s?\d[A-Z]\d\b", 0.5),
     ]
@@ -88,6 +96,44 @@ def postcode_recognizer() -> PatternRecognizer:
                              context=["zip", "postcode", "post code", "postal", "address", "street", "apt", "suite",
                                       "city", "state"],
                              global_regex_flags=re.MULTILINE)
+
+
+class CueRecognizer(EntityRecognizer):
+    """Values found by what surrounds them: each pattern's named group ``v`` is the entity, the rest
+    of the match is the cue ("Phone:", "zip code is", the place name before a postcode), which is
+    not part of the value. Presidio's PatternRecognizer can only report whole matches."""
+
+    def __init__(self, entity: str, patterns: list[tuple[str, float]], name: str, flags: int = 0) -> None:
+        super().__init__(supported_entities=[entity], name=name, supported_language="en")
+        self._patterns = [(re.compile(p, flags), score) for p, score in patterns]
+
+    def load(self) -> None:  # compiled in __init__
+        return None
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        entity = self.supported_entities[0]
+        return [RecognizerResult(entity, m.start("v"), m.end("v"), score)
+                for rx, score in self._patterns for m in rx.finditer(text)]
+
+
+def cued_postcode_recognizer() -> CueRecognizer:
+    postcode = r"\d{3,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d"
+    return CueRecognizer("ZIP_CODE", [
+        (rf"(?i:\b(?:zip|post(?:al)?)(?:\s*code)?\s*(?:is|:|#)?\s*)(?P<v>{postcode})\b", 0.7),
+        # The last line of an address: "Finland 80896", "ASKER 1386", "Lake Michelle, 65953".
+        (r"(?m)^[^\w\n]*(?:[^\W\d_][\w'.-]*[ ,]+){1,4}(?P<v>\d{4,6}(?:-\d{3,4})?)[ \t]*$", 0.55),
+        (r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},?\s(?P<v>\d{5}(?:-\d{4})?)\b", 0.5),
+    ], "CuedPostcodeRecognizer")
+
+
+def cued_phone_recognizer() -> CueRecognizer:
+    number = r"\+?\(?\d[\d ()./-]{4,18}\d"
+    return CueRecognizer("PHONE_NUMBER", [
+        # "Phone:\n780 6326", "mobile number is 51 516 33 75": short local numbers the parser rejects.
+        (rf"(?i:\b(?:phone|tel(?:ephone)?|mobile|mob|cell|fax)\b(?:\s*(?:number|no\.?|#))?\s*(?:is\s+)?[:#]?\s*)"
+         rf"(?P<v>{number})", 0.6),
+        (rf"(?P<v>{number})(?i:\s*-?\s*(?:office|fax|mobile|mobil|home|work|cell)\b)", 0.6),
+    ], "CuedPhoneRecognizer")
 
 
 def id_recognizers(patterns: dict[str, str]) -> list[PatternRecognizer]:
@@ -168,6 +214,12 @@ class ContextNameRecognizer(EntityRecognizer):
         firsts, lasts = name_gazetteer()
         self._firsts, self._lasts = firsts, lasts
         self._cap = re.compile(r"\b[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)?\b")
+        # A first name opening a sentence is a name when a verb follows it ("Nora is very reliable").
+        self._verb_after = re.compile(r"\s+(?:is|was|has|had|lives|lived|said|says|will|can|did|does|began|wants|"
+                                      r"called|wrote|asked|told|moved|works|worked)\b")
+        # Names typed in lower case after an unambiguous cue ("my name is vitoria").
+        self._lower_cue = re.compile(
+            r"(?i:\bmy name(?: is|'s)|\bcall me)\s+(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
         return None
@@ -184,12 +236,18 @@ class ContextNameRecognizer(EntityRecognizer):
                 if not words or words[0] in self.NOT_NAMES:
                     continue
                 out.append(RecognizerResult("PERSON", start, end, 0.85))
+        for m in self._lower_cue.finditer(text):
+            words = m.group("n").split()
+            while words and words[-1].casefold() in _stop_words():
+                words.pop()
+            if words and words[0].casefold() not in _stop_words():
+                out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
         for m in self._cap.finditer(text):
             words = m.group(0).split()
             first_ok = words[0] in self._firsts
             if len(words) == 2 and first_ok and words[1] in self._lasts:
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
-            elif first_ok and not self._sentence_start(text, m.start()):
+            elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())):
                 out.append(RecognizerResult("PERSON", m.start(), m.start() + len(words[0]), 0.5))
             elif len(words) == 2 and words[1] in self._lasts and words[0] in self._firsts:
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.7))
@@ -202,5 +260,8 @@ class ContextNameRecognizer(EntityRecognizer):
 
 
 def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
-    return [address_recognizer(), postcode_recognizer(), *id_recognizers(id_patterns), spoken_digits_recognizer(),
-            handle_recognizer(), loose_phone_recognizer(), luhn_card_recognizer(), ContextNameRecognizer()]
+    from curatune.curate.pii.places import PlaceRecognizer
+
+    return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
+            spoken_digits_recognizer(), handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(),
+            luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
