@@ -1,10 +1,16 @@
-"""Counterfactual invariance: does the prediction change when only a person's name changes?
+"""Counterfactual invariance: does the prediction change when only a person's name, or an identity
+term, changes?
 
 Test texts are anonymised, so every person is a ``<PERSON_n>`` placeholder. Each placeholder is
 filled with a name drawn (seeded) from one name group at a time — Faker locales standing for
 customers of different origins — and the model is run again. The flip rate of a group is the share
 of rows whose predicted label differs from the prediction on the placeholder text. A fair model
 flips about as rarely for every group.
+
+Identity terms work the same way: a test text that mentions a term of one category (religion,
+nationality, gender, ...) is rewritten with each other term of that category in its place, and the
+flip rate is reported per substituted term. Support transcripts rarely mention these, so the
+result says how many rows it rests on.
 """
 
 from __future__ import annotations
@@ -50,3 +56,47 @@ def flip_rates(predict, texts: list[str], *, seed: int = 0) -> dict[str, Any]:
     rates = [g["flip_rate"] for g in groups]
     return {"rows": len(rows), "groups": groups, "max_flip_rate": max(rates),
             "max_difference": max(rates) - min(rates)}
+
+
+# Interchangeable terms per category; each is swapped only for terms of its own category.
+IDENTITY_TERMS: dict[str, tuple[str, ...]] = {
+    "religion": ("christian", "muslim", "jewish", "hindu", "buddhist", "sikh", "atheist"),
+    "nationality": ("american", "british", "indian", "mexican", "nigerian", "chinese", "polish", "german",
+                    "french", "brazilian", "pakistani", "filipino"),
+    "gender": ("man", "woman", "nonbinary person"),
+    "gendered role": ("husband", "wife", "partner"),
+    "orientation": ("gay", "lesbian", "straight", "bisexual"),
+    "age": ("young", "elderly", "old", "teenage"),
+    "disability": ("blind", "deaf", "disabled", "autistic"),
+}
+
+
+def _term_pattern(terms: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")\b",
+                      re.IGNORECASE)
+
+
+def _same_case(term: str, like: str) -> str:
+    return term.capitalize() if like[:1].isupper() else term
+
+
+def identity_flip_rates(predict, texts: list[str]) -> dict[str, Any]:
+    """``predict(texts) -> labels``; per category, the flip rate when each term replaces the one used."""
+    categories = []
+    for category, terms in IDENTITY_TERMS.items():
+        pattern = _term_pattern(terms)
+        rows = [i for i, t in enumerate(texts) if pattern.search(t)]
+        if not rows:
+            continue
+        subset = [texts[i] for i in rows]
+        reference = np.asarray(predict(subset))
+        per_term = []
+        for term in terms:
+            swapped = [pattern.sub(lambda m, term=term: _same_case(term, m.group(0)), t) for t in subset]
+            flips = np.asarray(predict(swapped)) != reference
+            per_term.append({"term": term, "rows": len(rows), "flips": int(flips.sum()),
+                             "flip_rate": float(flips.mean())})
+        categories.append({"category": category, "rows": len(rows), "terms": per_term,
+                           "max_flip_rate": max(t["flip_rate"] for t in per_term)})
+    return {"categories": categories, "rows": sum(c["rows"] for c in categories),
+            "max_flip_rate": max((c["max_flip_rate"] for c in categories), default=None)}

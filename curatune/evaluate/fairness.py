@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    selection_rate,
+    true_positive_rate,
+)
 from sklearn.metrics import accuracy_score, f1_score
 
 from curatune.evaluate.stats import Bootstrap
@@ -112,3 +118,24 @@ def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.S
     worst_eo = max(rows, key=lambda r: r["equalized_odds_difference"], default=None)
     return {"per_class": rows,
             "worst_demographic_parity": worst_dp, "worst_equalized_odds": worst_eo}
+
+
+def per_class_rates(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
+                    labels: list[str]) -> list[dict[str, Any]]:
+    """Per class and group, one-vs-rest: recall (true-positive rate) and selection rate, through
+    MetricFrame with fairlearn's own binary metrics. Recall is None where a group has no row of the class."""
+    rows: list[dict[str, Any]] = []
+    groups = groups.astype(str).reset_index(drop=True)
+    for i, lab in enumerate(labels):
+        t, p = (np.asarray(y_true) == i).astype(int), (np.asarray(y_pred) == i).astype(int)
+        if t.sum() == 0 and p.sum() == 0:
+            continue
+        frame = MetricFrame(metrics={"selection_rate": selection_rate,
+                                     "support": lambda yt, yp: float(np.sum(yt)),
+                                     "recall": lambda yt, yp: true_positive_rate(yt, yp) if np.sum(yt) else np.nan},
+                            y_true=t, y_pred=p, sensitive_features=groups)
+        for g, v in frame.by_group.iterrows():
+            rows.append({"label": lab, "group": str(g), "support": int(v["support"]),
+                         "recall": None if np.isnan(v["recall"]) else float(v["recall"]),
+                         "selection_rate": float(v["selection_rate"])})
+    return rows

@@ -19,7 +19,7 @@ import polars as pl
 from curatune.config import Config
 from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
-from curatune.evaluate.fairness import GroupReport, multiclass_disparity
+from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
 from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
 from curatune.rundir import MANIFEST, Manifest, read_json, write_json, write_parquet
 
@@ -67,6 +67,10 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
                             "predictions.parquet: the two must cover the same rows", file=str(train_dir))
     t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
                how="left")
+    if ec.rerun_model:
+        say(f"evaluate: re-running the saved model on {t.height} {split} rows ([evaluate] rerun_model)")
+        with manifest.timed("rerun_model"):
+            t = _rerun(t, train_dir, labels)
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted(set(t["label"]) - set(index))
     if unknown:
@@ -102,7 +106,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     }
     say("evaluate: fairness across groups")
     with manifest.timed("fairness"):
-        metrics["fairness"] = _fairness(t, y, yp, group_cols, labels, ec, boot)
+        metrics["fairness"], per_class_by_group = _fairness(t, y, yp, group_cols, labels, ec, boot)
         metrics["curation_fairness"] = _curation_fairness(ledger, group_cols, ec.confidence)
     if ec.counterfactual:
         say("evaluate: counterfactual names")
@@ -114,6 +118,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
             metrics["forgetting"] = _forgetting(config, train_dir)
     metrics["gates"] = _gates(metrics, ec)
     write_parquet(per_class, out / "per_class.parquet")
+    write_parquet(per_class_by_group, out / "fairness_per_class.parquet")
     write_json(metrics, out / METRICS)
     manifest.counts = {"rows": len(y), "split": split}
     manifest.extra = {"gates": metrics["gates"]}
@@ -124,8 +129,12 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     return {"out_dir": str(out), "metrics": metrics, "gates_failed": failed}
 
 
-def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], ec, boot: Bootstrap) -> dict[str, Any]:
+def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], ec,
+              boot: Bootstrap) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Group reports per column (and intersections), and the per-class recall / selection-rate
+    table by group (for ``fairness_per_class.parquet``)."""
     out: dict[str, Any] = {}
+    tables: list[pl.DataFrame] = []
     present = [g for g in group_cols if g in t.columns]
     columns = {g: t[g].cast(pl.String).fill_null("(missing)").to_pandas() for g in present}
     if ec.intersections and len(present) > 1:
@@ -137,7 +146,32 @@ def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], 
         out[name] = {"overall": report.overall, "by_group": report.by_group, "difference": report.difference(),
                      "too_small": report.too_small,
                      "multiclass": multiclass_disparity(y_true=y, y_pred=yp, groups=groups, labels=labels)}
-    return out
+        rates = pl.DataFrame(per_class_rates(y_true=y, y_pred=yp, groups=groups, labels=labels),
+                             schema=PER_CLASS_SCHEMA)
+        out[name]["recall_gap"] = _recall_gap(rates, report.ranked, MIN_CLASS_SUPPORT)
+        tables.append(rates.with_columns(pl.lit(name).alias("group_column")))
+    table = pl.concat(tables) if tables else pl.DataFrame(schema={**PER_CLASS_SCHEMA, "group_column": pl.String})
+    return out, table.select("group_column", *PER_CLASS_SCHEMA)
+
+
+# A class's recall in one group is compared only where the group holds this many rows of the class.
+MIN_CLASS_SUPPORT = 10
+PER_CLASS_SCHEMA = {"label": pl.String, "group": pl.String, "support": pl.Int64, "recall": pl.Float64,
+                    "selection_rate": pl.Float64}
+
+
+def _recall_gap(rates: pl.DataFrame, ranked: list[str], min_support: int) -> dict[str, Any] | None:
+    """The class whose recall differs most between ranked groups, counting only groups with at
+    least ``min_support`` rows of that class (recall on a handful of rows is noise, not a finding)."""
+    ok = rates.filter(pl.col("group").is_in(ranked) & (pl.col("support") >= min_support)
+                      & pl.col("recall").is_not_null())
+    gaps = ok.group_by("label").agg(
+        (pl.col("recall").max() - pl.col("recall").min()).alias("difference"),
+        pl.col("group").sort_by("recall").last().alias("best"),
+        pl.col("group").sort_by("recall").first().alias("worst"),
+        pl.len().alias("groups"),
+    ).filter(pl.col("groups") >= 2).sort(["difference", "label"], descending=[True, False])
+    return gaps.row(0, named=True) if gaps.height else None
 
 
 def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: float) -> dict[str, Any]:
@@ -156,20 +190,39 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     return out
 
 
-def _counterfactual(train_dir: Path, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
-    from curatune.evaluate.counterfactual import flip_rates
+def _tuned_probabilities(train_dir: Path) -> Callable[[list[str]], np.ndarray]:
+    """The tuned model as ``texts -> probabilities`` (label order of the train manifest)."""
     from curatune.train.encoder import load_tuned_encoder
     from curatune.train.probe import predict_probabilities
     from curatune.train.tokens import encode
 
     enc = load_tuned_encoder(train_dir)
 
-    def predict(batch: list[str]) -> list[str]:
-        probs = predict_probabilities(enc.classifier, enc.tokenizer,
-                                      encode(enc.tokenizer, batch, enc.max_length, enc.truncation), device=enc.device)
-        return [labels[i] for i in probs.argmax(axis=1)]
+    def probabilities(batch: list[str]) -> np.ndarray:
+        return predict_probabilities(enc.classifier, enc.tokenizer,
+                                     encode(enc.tokenizer, batch, enc.max_length, enc.truncation), device=enc.device)
 
-    return flip_rates(predict, texts, seed=seed)
+    return probabilities
+
+
+def _rerun(t: pl.DataFrame, train_dir: Path, labels: list[str]) -> pl.DataFrame:
+    """Predictions made now by the saved model, replacing those training wrote."""
+    probs = _tuned_probabilities(train_dir)(t["text"].to_list())
+    return t.with_columns(pl.Series("predicted", [labels[i] for i in probs.argmax(axis=1)]),
+                          pl.Series("confidence", probs.max(axis=1)))
+
+
+def _counterfactual(train_dir: Path, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
+    from curatune.evaluate.counterfactual import flip_rates, identity_flip_rates
+
+    probabilities = _tuned_probabilities(train_dir)
+
+    def predict(batch: list[str]) -> list[str]:
+        return [labels[i] for i in probabilities(batch).argmax(axis=1)]
+
+    result = flip_rates(predict, texts, seed=seed)
+    result["identity_terms"] = identity_flip_rates(predict, texts)
+    return result
 
 
 def _forgetting(config: Config, train_dir: Path) -> dict[str, Any]:
@@ -184,7 +237,8 @@ def _forgetting(config: Config, train_dir: Path) -> dict[str, Any]:
     col, lab = config.data.reference_text_col, config.data.reference_label_col
     if col not in df.columns:
         raise CuratuneError("reference set lacks its text column", file=ref, column=col)
-    texts = df[col].cast(pl.String).drop_nulls().to_list()
+    df = df.filter(pl.col(col).is_not_null())  # texts and labels stay aligned
+    texts = df[col].cast(pl.String).to_list()
     labels = df[lab].cast(pl.String).to_list() if lab in df.columns else None
     t0 = time.perf_counter()
     result = forgetting(load_base_encoder(train_dir), load_tuned_encoder(train_dir), texts, labels,

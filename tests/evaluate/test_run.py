@@ -1,0 +1,82 @@
+"""evaluate_run on a real (tiny) training run: metrics.json shapes, per-class fairness table,
+re-running the saved model, and identity-term counterfactuals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curatune.evaluate.counterfactual import identity_flip_rates
+from curatune.evaluate.run import evaluate_run
+from curatune.train import train_model
+from tests.train.conftest import make_rows, tiny_config, tiny_model, write_curated  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model):  # noqa: F811
+    root = tmp_path_factory.mktemp("evalrun")
+    rows = make_rows(120, 1, "train", "tr") + make_rows(60, 2, "test", "te")
+    cur = write_curated(root / "curate", rows)
+    pl.DataFrame({"row_id": [r["row_id"] for r in rows], "fate": ["kept"] * len(rows),
+                  "reasons": [[] for _ in rows], "channel": [r["channel"] for r in rows]}).write_parquet(
+        cur / "ledger.parquet")
+    (cur / "manifest.json").write_text(json.dumps({"stage": "curate", "status": "complete",
+                                                   "group_cols": ["channel"]}))
+    cfg = tiny_config(tiny_model, method="lora", epochs=1)
+    cfg.evaluate.bootstrap = 200
+    cfg.evaluate.min_group_size = 5
+    cfg.evaluate.forgetting = False
+    train_model(cfg, cur, root / "train")
+    return cfg, cur, root / "train", root
+
+
+def test_metrics_and_per_class_fairness_table(trained):
+    cfg, cur, train_dir, root = trained
+    res = evaluate_run(cfg, cur, train_dir, root / "evaluate")
+    m = json.loads((root / "evaluate" / "metrics.json").read_text())
+    preds = pl.read_parquet(train_dir / "predictions.parquet").filter(pl.col("split") == "test")
+    acc = float((preds["label"] == preds["predicted"]).mean())
+    assert m["headline"]["accuracy"]["value"] == pytest.approx(acc, abs=1e-6)
+    assert m["headline"]["accuracy"]["low"] <= acc <= m["headline"]["accuracy"]["high"]
+    table = pl.read_parquet(root / "evaluate" / "fairness_per_class.parquet")
+    assert set(table["group_column"]) == {"channel"}
+    # Recall of one class in one group, by hand.
+    test = preds.join(pl.read_parquet(cur / "curated.parquet").select("row_id", "channel"), on="row_id")
+    sub = test.filter((pl.col("channel") == "chat") & (pl.col("label") == "card"))
+    row = table.filter((pl.col("group") == "chat") & (pl.col("label") == "card")).row(0, named=True)
+    assert row["support"] == sub.height
+    assert row["recall"] == pytest.approx(float((sub["predicted"] == "card").mean()))
+    assert res["metrics"]["counterfactual"]["identity_terms"]["categories"] == []  # no identity terms in the texts
+
+
+def test_rerun_model_reproduces_the_saved_predictions(trained):
+    cfg, cur, train_dir, root = trained
+    cfg.evaluate.rerun_model = True
+    try:
+        rerun = evaluate_run(cfg, cur, train_dir, root / "evaluate-rerun")["metrics"]
+    finally:
+        cfg.evaluate.rerun_model = False
+    saved = evaluate_run(cfg, cur, train_dir, root / "evaluate-saved")["metrics"]
+    assert rerun["headline"]["accuracy"]["value"] == saved["headline"]["accuracy"]["value"]
+    assert rerun["confusion"] == saved["confusion"]
+    assert "rerun_model" in json.loads((root / "evaluate-rerun" / "manifest.json").read_text())["timings"]
+
+
+def test_identity_terms_flip_rate_per_term():
+    texts = ["as a Muslim customer I want a refund", "my wife ordered a lamp", "where is my parcel"]
+
+    def predict(batch: list[str]) -> list[str]:  # a model that (wrongly) reacts to one term
+        return ["complaint" if "jewish" in t.lower() else "refund" for t in batch]
+
+    out = identity_flip_rates(predict, texts)
+    cats = {c["category"]: c for c in out["categories"]}
+    assert set(cats) == {"religion", "gendered role"}
+    assert cats["religion"]["rows"] == 1
+    rates = {t["term"]: t["flip_rate"] for t in cats["religion"]["terms"]}
+    assert rates["jewish"] == 1.0 and rates["muslim"] == 0.0 and sum(rates.values()) == 1.0
+    assert cats["gendered role"]["max_flip_rate"] == 0.0
+    assert out["max_flip_rate"] == 1.0
+    assert np.isclose(out["rows"], 2)
