@@ -338,20 +338,19 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
         shutil.rmtree(out / name, ignore_errors=True)
     label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
     resolved = {**{k: v for k, v in vars(tc).items()}, **settings}
+
+    def save(m, where: Path) -> str:
+        # Each saved directory carries its tokenizer, label map and config: it loads on its own.
+        m.save_pretrained(str(where))
+        tokenizer.save_pretrained(str(where))
+        write_json(label_map, where / LABEL_MAP)
+        write_json(resolved, where / TRAIN_CONFIG)
+        return str(where)
+
     if tc.method == "lora":
-        adapter = out / ADAPTER_DIR
-        model.save_pretrained(str(adapter))
-        tokenizer.save_pretrained(str(adapter))
-        write_json(label_map, adapter / LABEL_MAP)
-        write_json(resolved, adapter / TRAIN_CONFIG)
-        saved["adapter"] = str(adapter)
+        saved["adapter"] = save(model, out / ADAPTER_DIR)
         model = model.merge_and_unload()
-    merged = out / MODEL_DIR
-    model.save_pretrained(str(merged))
-    tokenizer.save_pretrained(str(merged))
-    write_json(label_map, merged / LABEL_MAP)
-    write_json(resolved, merged / TRAIN_CONFIG)
-    saved["model"] = str(merged)
+    saved["model"] = save(model, out / MODEL_DIR)
     return model.eval(), saved
 
 
