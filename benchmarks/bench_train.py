@@ -207,7 +207,7 @@ def _ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overri
             "lr": (man["model"]["lr"], man["model"]["head_lr"]), "out_dir": res["out_dir"]}
 
 
-def _clinc_reference(data_dir: Path, n_intents: int = 20, per_intent: int = 40) -> tuple[list[str], list[str]]:
+def _clinc_reference(data_dir: Path, n_intents: int = 60, per_intent: int = 15) -> tuple[list[str], list[str]]:
     """General-domain reference for forgetting: CLINC150 intents outside its banking and credit-card
     domains (every k-th intent in sorted order, a fixed number of train examples each)."""
     import json

@@ -53,3 +53,27 @@ def test_cued_phone_numbers(text, numbers):
 ])
 def test_names_in_lower_case_and_at_sentence_start(text, names):
     assert _found(ContextNameRecognizer(), text) == names
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("Name: Kamila Červinková\nPhone: 451 5986", ["Kamila Červinková"]),
+    ("File name: report final", []),
+    ("aksel kristensen\nstillwater supercomputing inc", ["aksel kristensen"]),  # a line that is only a name
+    ("Apple Pay is not working", []),
+])
+def test_names_in_fields_and_on_their_own_line(text, names):
+    assert _found(ContextNameRecognizer(), text) == names
+
+
+@pytest.mark.parametrize(("text", "addresses"), [
+    ("He lives on the north side of Rua Diadema 1903.", ["Rua Diadema 1903"]),
+    ("772 ul. Narewska 94\nApt. 478\nPoznań", ["ul. Narewska 94\nApt. 478"]),  # the unit joins its street
+    ("it is the corner of Dalbraut 99 and Frederikke Coves", ["Dalbraut 99 and Frederikke Coves"]),
+    ("I need 2 units of 3 items", []),
+])
+def test_street_addresses(text, addresses):
+    from curatune.curate.pii.recognizers import address_recognizer, cued_address_recognizer
+
+    found = [text[r.start:r.end] for rec in (address_recognizer(), cued_address_recognizer())
+             for r in rec.analyze(text, ["STREET_ADDRESS"])]
+    assert sorted(set(found)) == sorted(addresses)

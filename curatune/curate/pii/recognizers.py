@@ -76,6 +76,12 @@ def address_recognizer() -> PatternRecognizer:
                 r"\b[A-Z][a-zà-ÿ]+(?:strasse|straße|str\.|gasse|weg|katu|gatan|gade|vej|laan|straat|allee|platz|"
                 r"plein|ulica|utca|calle|rue|via|rua)\s*\d{1,5}[a-z]?\b" + unit, 0.55),
         Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|PO Box|Postfach)\s+\d{1,6}\b", 0.6),
+        # Street type first: "Rua Diadema 1903", "rue du centre 320", "ul. Narewska 94", "Via Roma 131".
+        Pattern("type_name_number",
+                r"\b(?:Rua|Rue|rue|Avenida|Av\.|Avenue|Via|Calle|Carrer|Strada|Rruga|ul\.|Ulica|Viale|Piazza|"
+                r"Largo|Travessa|Quinta)\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[a-z]?\b" + unit, 0.55),
+        # A unit on its own line or after a comma: "Apt. 478", "Suite 960".
+        Pattern("unit", r"\b(?:Apt\.?|Apartment|Suite|Unit|Flat)\s*#?\s*\d{1,6}[A-Za-z]?\b", 0.5),
     ]
     return PatternRecognizer(supported_entity="STREET_ADDRESS", patterns=patterns, name="StreetAddressRecognizer",
                              context=["address", "live", "street", "deliver", "ship", "send", "moved", "located"],
@@ -124,6 +130,13 @@ def cued_postcode_recognizer() -> CueRecognizer:
         (r"(?m)^[^\w\n]*(?:[^\W\d_][\w'.-]*[ ,]+){1,4}(?P<v>\d{4,6}(?:-\d{3,4})?)[ \t]*$", 0.55),
         (r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},?\s(?P<v>\d{5}(?:-\d{4})?)\b", 0.5),
     ], "CuedPostcodeRecognizer")
+
+
+def cued_address_recognizer() -> CueRecognizer:
+    return CueRecognizer("STREET_ADDRESS", [
+        # "at the corner of Dalbraut 99 and Frederikke Coves"
+        (r"\b(?i:the corner of)\s+(?P<v>[^\W\d_][^.,;!?\n]{2,60}?\s(?:and|&)\s[^.,;!?\n]{2,40}?)(?=[.,;!?\n]|$)", 0.55),
+    ], "CuedAddressRecognizer")
 
 
 def cued_phone_recognizer() -> CueRecognizer:
@@ -194,6 +207,7 @@ class ContextNameRecognizer(EntityRecognizer):
     CUES = [
         r"\bmy name is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
         r"\bmy name's\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
+        r"\b(?:[Nn]ame|NAME)\s*:[ \t]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:[ \t]+[^\W\d_][\w'-]+){0,2})",
         r"\b[Tt]his is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})(?:\s+(?:speaking|here|from)\b|[.,])",
         r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|$|and\b|from\b)",
         r"(?:^|[.!?]\s+)(?P<n>[A-Z][\w'-]+\s+[A-Z][\w'-]+)\s+here\b",
@@ -217,6 +231,8 @@ class ContextNameRecognizer(EntityRecognizer):
         # A first name opening a sentence is a name when a verb follows it ("Nora is very reliable").
         self._verb_after = re.compile(r"\s+(?:is|was|has|had|lives|lived|said|says|will|can|did|does|began|wants|"
                                       r"called|wrote|asked|told|moved|works|worked)\b")
+        self._name_line = re.compile(
+            r"(?m)^[^\w\n]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:\s+[^\W\d_][\w'-]+){1,2})[ \t]*$")
         # Names typed in lower case after an unambiguous cue ("my name is vitoria").
         self._lower_cue = re.compile(
             r"(?i:\bmy name(?: is|'s)|\bcall me)\s+(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
@@ -233,7 +249,7 @@ class ContextNameRecognizer(EntityRecognizer):
                 while words and words[-1] in self.NOT_NAMES:
                     words.pop()
                     end = start + len(" ".join(words))
-                if not words or words[0] in self.NOT_NAMES:
+                if not words or words[0] in self.NOT_NAMES or not all(w[0].isupper() for w in words):
                     continue
                 out.append(RecognizerResult("PERSON", start, end, 0.85))
         for m in self._lower_cue.finditer(text):
@@ -249,8 +265,15 @@ class ContextNameRecognizer(EntityRecognizer):
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
             elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())):
                 out.append(RecognizerResult("PERSON", m.start(), m.start() + len(words[0]), 0.5))
-            elif len(words) == 2 and words[1] in self._lasts and words[0] in self._firsts:
-                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.7))
+            elif (len(words) == 2 and (first_ok or words[1] in self._lasts) and self._verb_after.match(text, m.end())
+                  and not {w.casefold() for w in words} & _stop_words() and words[0] not in self.NOT_NAMES):
+                # "Tomomi Nishiyama lives at ...": a full name opening a sentence, one half known.
+                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+        for m in self._name_line.finditer(text):
+            # A line that is only a name (signature blocks, address labels), in any case.
+            words = m.group("n").split()
+            if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & _stop_words():
+                out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
         return out
 
     @staticmethod
@@ -264,4 +287,5 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
             spoken_digits_recognizer(), handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(),
+            cued_address_recognizer(),
             luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
