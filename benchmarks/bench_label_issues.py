@@ -3,7 +3,8 @@ the same out-of-sample probabilities (MiniLM embeddings, 5-fold logistic regress
 
 - cleanlab ``find_label_issues`` with its defaults (the anchor),
 - a plain "the model disagrees with the label" baseline,
-- this step's rule: the label's out-of-sample probability is below chance (1 / classes).
+- the label's out-of-sample probability is below chance (1 / classes), alone,
+- this step's default: below chance, or cleanlab's confident-learning filter (``filter_by="both"``).
 
 AUROC and precision@k rank rows by cleanlab's self-confidence label quality (the same for all).
 """
@@ -68,7 +69,9 @@ def _rows(name: str, texts: list[str], labels: list[str]) -> list[tuple]:
         p_at_k = truth[order[:k]].mean()
         rules = {"cleanlab defaults (anchor)": find_label_issues(noisy, probs),
                  "model disagrees with label": probs.argmax(1) != noisy,
-                 "curatune (below-chance cut-off)": flag_issues(noisy, probs, "chance")}
+                 "below chance only": flag_issues(noisy, probs, "chance"),
+                 "curatune default (below chance or cleanlab confident learning)": flag_issues(noisy, probs,
+                                                                                              "combined")}
         anchor_f1 = None
         for rule, flagged in rules.items():
             s = flag_scores(truth, flagged, quality)

@@ -105,9 +105,10 @@ class LabelIssuesConfig:
     C: float = 10.0
     # Optional Parquet (row_id, one probability column per label) replacing cross-validation.
     pred_probs: str = ""
-    # "chance": flag labels whose out-of-sample probability is below 1 / number of classes;
+    # "combined": below chance or flagged by cleanlab's confident learning (filter_by="both");
+    # "chance": the label's out-of-sample probability is below 1 / number of classes;
     # "cleanlab": cleanlab's find_label_issues default (prune by noise rate).
-    cutoff: Literal["chance", "cleanlab"] = "chance"
+    cutoff: Literal["combined", "chance", "cleanlab"] = "combined"
     policy: Literal["flag", "relabel", "drop"] = "flag"
     relabel_threshold: float = 0.9
     seed: int = 0

@@ -142,3 +142,30 @@ def test_embedding_features_and_group_shares(tmp_path):
     assert set(summary["flagged_share_by_group"]["channel"]) == {"chat", "email"}
     assert summary["features"] == "embedding"
     assert list((tmp_path / "out" / "cache").glob("embeddings-*.parquet"))
+
+
+def test_combined_cutoff_finds_flips_to_a_confusable_class_that_chance_misses():
+    """A label flipped to a neighbour class keeps a probability above chance: the below-chance rule
+    misses it, cleanlab's confident learning does not, and the default combines both."""
+    import numpy as np
+
+    from curatune.curate.label_issues import flag_issues
+
+    rng = np.random.default_rng(0)
+    k, n = 3, 300
+    y_true = np.arange(n) % k
+    probs = np.full((n, k), 0.2)
+    probs[np.arange(n), y_true] = 0.6
+    flipped = rng.choice(n, 20, replace=False)
+    y = y_true.copy()
+    y[flipped] = (y_true[flipped] + 1) % k
+    probs[flipped] = 0.0
+    probs[flipped, y_true[flipped]] = 0.62
+    probs[flipped, y[flipped]] = 0.35  # above chance (1/3)
+    probs[flipped, (y_true[flipped] + 2) % k] = 0.03
+    truth = np.zeros(n, bool)
+    truth[flipped] = True
+    assert not flag_issues(y, probs, "chance").any()
+    combined = flag_issues(y, probs, "combined")
+    assert combined[truth].mean() >= 0.9
+    assert combined[~truth].sum() == 0

@@ -77,3 +77,14 @@ def test_street_addresses(text, addresses):
     found = [text[r.start:r.end] for rec in (address_recognizer(), cued_address_recognizer())
              for r in rec.analyze(text, ["STREET_ADDRESS"])]
     assert sorted(set(found)) == sorted(addresses)
+
+
+@pytest.mark.parametrize(("text", "places"), [
+    ("I live at 12 Oak Street, New Monique 14748", ["New Monique"]),
+    ("Lake Michelle, 65953", ["Lake Michelle"]),
+    ("Order 12345 arrived late", []),
+])
+def test_town_before_a_postcode(text, places):
+    from curatune.curate.pii.recognizers import cued_place_recognizer
+
+    assert _found(cued_place_recognizer(), text) == places

@@ -139,6 +139,15 @@ def cued_address_recognizer() -> CueRecognizer:
     ], "CuedAddressRecognizer")
 
 
+def cued_place_recognizer() -> CueRecognizer:
+    # The town of an address line: "..., New Monique 14748", "..., Lake Michelle, 65953". The gazetteer
+    # cannot know every town (nor Faker's invented ones); its place before the postcode can.
+    return CueRecognizer("LOCATION", [
+        (r",[ \t]*(?P<v>[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){0,2}),?[ \t]\d{5}(?:-\d{4})?\b", 0.5),
+        (r"^(?P<v>[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){0,2}),?[ \t]\d{5}(?:-\d{4})?[ \t]*$", 0.5),
+    ], "CuedPlaceRecognizer", re.MULTILINE)
+
+
 def cued_phone_recognizer() -> CueRecognizer:
     number = r"\+?\(?\d[\d ()./-]{4,18}\d"
     return CueRecognizer("PHONE_NUMBER", [
@@ -287,5 +296,5 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
             spoken_digits_recognizer(), handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(),
-            cued_address_recognizer(),
+            cued_address_recognizer(), cued_place_recognizer(),
             luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
