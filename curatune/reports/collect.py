@@ -828,7 +828,7 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"stage": "curate", "anchor": "curation-changes",
                     "text": f"{o.get('input') or 0:,} input rows: {o.get('kept') or 0:,} kept, "
                             f"{o.get('dropped') or 0:,} dropped, {o.get('relabelled') or 0:,} relabelled"
-                            + (f" (reasons: {reasons})" if reasons else "")})
+                            + (f"; rows per reason, kept rows included: {reasons}" if reasons else "")})
         pii = cur["pii"]
         if pii.get("ran"):
             leak = pii["leak_scan"]
