@@ -251,20 +251,26 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
     g = ec.gates
     checks = []
 
-    def add(name: str, value: float | None, threshold: float, higher_is_better: bool) -> None:
+    def add(name: str, value: float | None, threshold: float, higher_is_better: bool, detail: str) -> None:
         if not threshold or value is None or (isinstance(value, float) and np.isnan(value)):
             return
         passed = value >= threshold if higher_is_better else value <= threshold
         checks.append({"name": name, "passed": bool(passed), "value": float(value), "threshold": threshold,
-                       "direction": ">=" if higher_is_better else "<="})
+                       "direction": ">=" if higher_is_better else "<=", "detail": detail})
 
-    add("min_accuracy", metrics["headline"]["accuracy"]["value"], g.min_accuracy, True)
+    split = metrics["split"]
+    add("min_accuracy", metrics["headline"]["accuracy"]["value"], g.min_accuracy, True,
+        f"accuracy of the fine-tuned model on the {split} split")
     fg = metrics.get("forgetting", {})
-    add("min_probe_retention", fg.get("probe_retention"), g.min_probe_retention, True)
-    add("min_similarity_retention", fg.get("similarity_retention"), g.min_similarity_retention, True)
-    diffs = [v["difference"].get("accuracy", {}).get("difference") for v in metrics.get("fairness", {}).values()
-             if "accuracy" in v["difference"]]
-    add("max_group_accuracy_difference", max(diffs) if diffs else None, g.max_group_accuracy_difference, False)
+    add("min_probe_retention", fg.get("probe_retention"), g.min_probe_retention, True,
+        "reference-set probe accuracy on tuned embeddings / on base embeddings")
+    add("min_similarity_retention", fg.get("similarity_retention"), g.min_similarity_retention, True,
+        "Spearman correlation of base and tuned pairwise similarities on the reference set")
+    diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in metrics.get("fairness", {}).items()
+             if "accuracy" in v["difference"]}
+    worst = max(diffs, key=lambda k: diffs[k], default=None)
+    add("max_group_accuracy_difference", diffs.get(worst), g.max_group_accuracy_difference, False,
+        f"largest accuracy gap between groups (worst: {worst})")
     add("max_counterfactual_flip_rate", metrics.get("counterfactual", {}).get("max_flip_rate"),
-        g.max_counterfactual_flip_rate, False)
+        g.max_counterfactual_flip_rate, False, "largest share of predictions that change when names change")
     return checks

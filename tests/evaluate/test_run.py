@@ -80,3 +80,27 @@ def test_identity_terms_flip_rate_per_term():
     assert cats["gendered role"]["max_flip_rate"] == 0.0
     assert out["max_flip_rate"] == 1.0
     assert np.isclose(out["rows"], 2)
+
+
+def test_gates_pass_fail_and_fail_on_gate(trained):
+    from curatune.errors import GateFailed
+
+    cfg, cur, train_dir, root = trained
+    cfg.evaluate.gates.min_accuracy = 1.01  # cannot pass
+    cfg.evaluate.gates.max_group_accuracy_difference = 1.0  # always passes
+    try:
+        res = evaluate_run(cfg, cur, train_dir, root / "evaluate-gates")
+        gates = {g["name"]: g for g in res["metrics"]["gates"]}
+        assert set(gates) == {"min_accuracy", "max_group_accuracy_difference"}
+        assert gates["min_accuracy"]["passed"] is False and gates["min_accuracy"]["threshold"] == 1.01
+        assert gates["min_accuracy"]["value"] == res["metrics"]["headline"]["accuracy"]["value"]
+        assert gates["max_group_accuracy_difference"]["passed"] is True
+        assert "channel" in gates["max_group_accuracy_difference"]["detail"]
+        assert res["gates_failed"] == ["min_accuracy"]
+        with pytest.raises(GateFailed, match="min_accuracy"):
+            evaluate_run(cfg, cur, train_dir, root / "evaluate-gates2", fail_on_gate=True)
+        # The outputs are written before the gate fails the command.
+        assert (root / "evaluate-gates2" / "metrics.json").is_file()
+    finally:
+        cfg.evaluate.gates.min_accuracy = 0.0
+        cfg.evaluate.gates.max_group_accuracy_difference = 0.0
