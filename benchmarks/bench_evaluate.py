@@ -2,9 +2,9 @@
 
 10,000 rows, 77 classes, a model right 90% of the time; 1,000 seeded resamples of accuracy and
 macro-F1 (the headline intervals of every evaluation). Anchor: the same resamples scored by
-calling the shipped ``evaluate`` metric modules' ``compute`` once per resample, as
-``evaluate.load("accuracy")`` users do. Also checks that both give the same intervals, and that
-the 95% interval covers the truth at about the nominal rate on synthetic data.
+calling the shipped ``evaluate`` metric modules' ``compute`` once per resample, as users of
+hub-loaded metrics do. Also checks that both score every resample the same, and that the 95%
+interval covers the truth at about the nominal rate on synthetic data.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ METRIC_NAMES = ("accuracy", "f1", "confusion_matrix", "ece")
 
 @lru_cache(maxsize=1)
 def metric_modules() -> dict:
-    """The project's own `evaluate.Metric` modules, loaded by path: `evaluate.load("accuracy")`
-    would fetch from the hub, and nothing may be fetched at run time."""
+    """The project's own `evaluate.Metric` modules, loaded by file path: loading a metric by its hub
+    name would fetch it from the hub, and nothing may be fetched at run time."""
     import evaluate
 
     return {name: evaluate.load(str(METRICS_DIR / f"{name}.py")) for name in METRIC_NAMES}
