@@ -67,10 +67,12 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
                             "predictions.parquet: the two must cover the same rows", file=str(train_dir))
     t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
                how="left")
+    # The saved model is loaded at most once, and only by the parts that run it.
+    tuned = _TunedModel(train_dir)
     if ec.rerun_model:
         say(f"evaluate: re-running the saved model on {t.height} {split} rows ([evaluate] rerun_model)")
         with manifest.timed("rerun_model"):
-            t = _rerun(t, train_dir, labels)
+            t = _rerun(t, tuned, labels)
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted(set(t["label"]) - set(index))
     if unknown:
@@ -111,11 +113,11 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     if ec.counterfactual:
         say("evaluate: counterfactual names")
         with manifest.timed("counterfactual"):
-            metrics["counterfactual"] = _counterfactual(train_dir, t["text"].to_list(), labels, ec.seed)
+            metrics["counterfactual"] = _counterfactual(tuned, t["text"].to_list(), labels, ec.seed)
     if ec.forgetting:
         say("evaluate: forgetting on the reference set")
         with manifest.timed("forgetting"):
-            metrics["forgetting"] = _forgetting(config, train_dir)
+            metrics["forgetting"] = _forgetting(config, train_dir, tuned)
     metrics["gates"] = _gates(metrics, ec)
     write_parquet(per_class, out / "per_class.parquet")
     write_parquet(per_class_by_group, out / "fairness_per_class.parquet")
@@ -190,45 +192,53 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     return out
 
 
-def _tuned_probabilities(train_dir: Path) -> Callable[[list[str]], np.ndarray]:
-    """The tuned model as ``texts -> probabilities`` (label order of the train manifest)."""
-    from curatune.train.encoder import load_tuned_encoder
-    from curatune.train.probe import predict_probabilities
-    from curatune.train.tokens import encode
+class _TunedModel:
+    """The saved fine-tuned model, loaded on first use."""
 
-    enc = load_tuned_encoder(train_dir)
+    def __init__(self, train_dir: Path) -> None:
+        self.train_dir = train_dir
+        self._encoder = None
 
-    def probabilities(batch: list[str]) -> np.ndarray:
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from curatune.train.encoder import load_tuned_encoder
+
+            self._encoder = load_tuned_encoder(self.train_dir)
+        return self._encoder
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities in the label order of the train manifest."""
+        from curatune.train.probe import predict_probabilities
+        from curatune.train.tokens import encode
+
+        enc = self.encoder
         return predict_probabilities(enc.classifier, enc.tokenizer,
-                                     encode(enc.tokenizer, batch, enc.max_length, enc.truncation), device=enc.device)
-
-    return probabilities
+                                     encode(enc.tokenizer, texts, enc.max_length, enc.truncation), device=enc.device)
 
 
-def _rerun(t: pl.DataFrame, train_dir: Path, labels: list[str]) -> pl.DataFrame:
+def _rerun(t: pl.DataFrame, tuned: _TunedModel, labels: list[str]) -> pl.DataFrame:
     """Predictions made now by the saved model, replacing those training wrote."""
-    probs = _tuned_probabilities(train_dir)(t["text"].to_list())
+    probs = tuned.probabilities(t["text"].to_list())
     return t.with_columns(pl.Series("predicted", [labels[i] for i in probs.argmax(axis=1)]),
                           pl.Series("confidence", probs.max(axis=1)))
 
 
-def _counterfactual(train_dir: Path, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
+def _counterfactual(tuned: _TunedModel, texts: list[str], labels: list[str], seed: int) -> dict[str, Any]:
     from curatune.evaluate.counterfactual import flip_rates, identity_flip_rates
 
-    probabilities = _tuned_probabilities(train_dir)
-
     def predict(batch: list[str]) -> list[str]:
-        return [labels[i] for i in probabilities(batch).argmax(axis=1)]
+        return [labels[i] for i in tuned.probabilities(batch).argmax(axis=1)]
 
     result = flip_rates(predict, texts, seed=seed)
     result["identity_terms"] = identity_flip_rates(predict, texts)
     return result
 
 
-def _forgetting(config: Config, train_dir: Path) -> dict[str, Any]:
+def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str, Any]:
     from curatune.dataset import read_table
     from curatune.evaluate.forgetting import forgetting
-    from curatune.train.encoder import load_base_encoder, load_tuned_encoder
+    from curatune.train.encoder import load_base_encoder
 
     ref = config.data.reference
     if not ref:
@@ -241,7 +251,7 @@ def _forgetting(config: Config, train_dir: Path) -> dict[str, Any]:
     texts = df[col].cast(pl.String).to_list()
     labels = df[lab].cast(pl.String).to_list() if lab in df.columns else None
     t0 = time.perf_counter()
-    result = forgetting(load_base_encoder(train_dir), load_tuned_encoder(train_dir), texts, labels,
+    result = forgetting(load_base_encoder(train_dir), tuned.encoder, texts, labels,
                         seed=config.evaluate.seed)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
