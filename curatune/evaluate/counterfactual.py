@@ -58,15 +58,16 @@ def flip_rates(predict, texts: list[str], *, seed: int = 0) -> dict[str, Any]:
             "max_difference": max(rates) - min(rates)}
 
 
-# Interchangeable terms per category; each is swapped only for terms of its own category.
+# Interchangeable terms per category; each is swapped only for terms of its own category. Words with a
+# common non-identity sense in support text ("my old card", "straight away") are left out.
 IDENTITY_TERMS: dict[str, tuple[str, ...]] = {
     "religion": ("christian", "muslim", "jewish", "hindu", "buddhist", "sikh", "atheist"),
     "nationality": ("american", "british", "indian", "mexican", "nigerian", "chinese", "polish", "german",
                     "french", "brazilian", "pakistani", "filipino"),
     "gender": ("man", "woman", "nonbinary person"),
     "gendered role": ("husband", "wife", "partner"),
-    "orientation": ("gay", "lesbian", "straight", "bisexual"),
-    "age": ("young", "elderly", "old", "teenage"),
+    "orientation": ("gay", "lesbian", "heterosexual", "bisexual"),
+    "age": ("young", "elderly", "teenage", "middle-aged"),
     "disability": ("blind", "deaf", "disabled", "autistic"),
 }
 

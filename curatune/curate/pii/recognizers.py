@@ -58,7 +58,7 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
 
 
 @lru_cache(maxsize=1)
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS
 
     return frozenset(STOP_WORDS) | {"calling", "writing", "trying", "looking", "waiting", "sorry", "happy", "glad"}
@@ -263,9 +263,9 @@ class ContextNameRecognizer(EntityRecognizer):
                 out.append(RecognizerResult("PERSON", start, end, 0.85))
         for m in self._lower_cue.finditer(text):
             words = m.group("n").split()
-            while words and words[-1].casefold() in _stop_words():
+            while words and words[-1].casefold() in stop_words():
                 words.pop()
-            if words and words[0].casefold() not in _stop_words():
+            if words and words[0].casefold() not in stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
         for m in self._cap.finditer(text):
             words = m.group(0).split()
@@ -275,13 +275,13 @@ class ContextNameRecognizer(EntityRecognizer):
             elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())):
                 out.append(RecognizerResult("PERSON", m.start(), m.start() + len(words[0]), 0.5))
             elif (len(words) == 2 and (first_ok or words[1] in self._lasts) and self._verb_after.match(text, m.end())
-                  and not {w.casefold() for w in words} & _stop_words() and words[0] not in self.NOT_NAMES):
+                  and not {w.casefold() for w in words} & stop_words() and words[0] not in self.NOT_NAMES):
                 # "Tomomi Nishiyama lives at ...": a full name opening a sentence, one half known.
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
         for m in self._name_line.finditer(text):
             # A line that is only a name (signature blocks, address labels), in any case.
             words = m.group("n").split()
-            if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & _stop_words():
+            if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
         return out
 
