@@ -11,7 +11,6 @@ and the manifest last (it marks the stage complete).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ import numpy as np
 from curatune.config import Config, TrainConfig
 from curatune.embeddings import pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError
-from curatune.rundir import MANIFEST, Manifest, sha256_file, write_json, write_parquet, write_text
+from curatune.rundir import MANIFEST, Manifest, inputs_fingerprint, sha256_file, write_json, write_parquet, write_text
 from curatune.train.data import CURATED, TrainData, load_train_data
 
 CHECKPOINTS = "checkpoints"
@@ -61,12 +60,6 @@ def learning_rates(tc: TrainConfig) -> tuple[float, float]:
     body = tc.lr or DEFAULT_LR[tc.method]
     head = tc.head_lr or (HEAD_LR_AFTER_PROBE if tc.lp_init else HEAD_LR_FRESH)
     return body, head
-
-
-def _fingerprint(config: Config, curated: Path) -> str:
-    h = hashlib.sha256(sha256_file(curated).encode())
-    h.update(json.dumps(config.resolved()["train"], sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def _is_main_process() -> bool:
@@ -204,7 +197,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
 
     choice = choose_device(tc.device, tc.precision)
     body_lr, head_lr = learning_rates(tc)
-    resume_from = _prepare_out_dir(out, _fingerprint(config, curate_dir / CURATED), resume)
+    resume_from = _prepare_out_dir(out, inputs_fingerprint([curate_dir / CURATED], config.resolved()["train"]), resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
