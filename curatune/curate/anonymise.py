@@ -24,7 +24,7 @@ import polars as pl
 
 from curatune.config import AnonymiseConfig
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
-from curatune.curate.pii.engine import Detector, build_detector, resolve_overlaps
+from curatune.curate.pii.engine import Detector, build_detector, repeated_names, resolve_overlaps
 from curatune.curate.pii.operators import OPERATORS, EntityBook, Replacer
 from curatune.curate.pii.recognizers import ContextNameRecognizer
 from curatune.errors import CuratuneError
@@ -117,7 +117,7 @@ class Anonymiser:
                 r.start += off
                 r.end += off
                 out[i].append(r)
-        return [resolve_overlaps(r) for r in out]
+        return [resolve_overlaps(repeated_names(t, resolve_overlaps(r))) for t, r in zip(texts, out, strict=True)]
 
     def scan(self, convs: list[Conversation]) -> list[list[list[Span]]]:
         rendered = [c.rendered() for c in convs]
@@ -125,17 +125,17 @@ class Anonymiser:
         return [c.by_segment(res, starts) for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
 
     def rewrite(self, conv: Conversation, spans: list[list[Span]]) -> int:
-        """Replace ``spans`` in every segment (linked names too); return how many were replaced."""
+        """Replace ``spans`` in every segment; return how many were replaced. Mentions of one person
+        share a number: the book links them by name tokens."""
         spans = [[_trim_person(seg, s, e) if t == "PERSON" else (s, e, t) for s, e, t in sp]
                  for seg, sp in zip(conv.segments, spans, strict=True)]
-        for seg, sp in zip(conv.segments, spans, strict=True):  # learn every name before propagating
+        for seg, sp in zip(conv.segments, spans, strict=True):  # learn every full name before numbering
             for s, e, t in sp:
                 if t == "PERSON" and e > s:
                     conv.book.key("PERSON", seg[s:e])
         n = 0
         for i, seg in enumerate(conv.segments):
             todo = [sp for sp in spans[i] if sp[1] > sp[0]]
-            todo += _other_mentions(seg, todo + [(s, e, "") for s, e in conv.written[i]], conv.book)
             conv.segments[i], conv.written[i], done = self._replace(seg, sorted(set(todo)), conv.written[i],
                                                                     conv.book, conv.counts)
             n += done
@@ -172,16 +172,6 @@ def _trim_person(text: str, start: int, end: int) -> Span:
     if not words:
         return start, start, "PERSON"
     return start + words[0].start(), start + words[-1].end(), "PERSON"
-
-
-def _other_mentions(text: str, taken: list[Span], book: EntityBook) -> list[Span]:
-    """Other mentions of a name already found in this conversation ("Thanks Kelly" after "Kelly Carroll")."""
-    extra = []
-    for token in book.person_tokens():
-        for m in re.finditer(rf"\b{re.escape(token)}\b", text, flags=re.IGNORECASE):
-            if m.group(0)[0].isupper() and all(m.end() <= s or m.start() >= e for s, e, _ in taken):
-                extra.append((m.start(), m.end(), "PERSON"))
-    return extra
 
 
 @register_step

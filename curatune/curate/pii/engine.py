@@ -74,8 +74,34 @@ class Detector:
             artifacts.lemmas = [t.lower_ for t in doc]
             results = self.analyzer.analyze(text, "en", entities=self.entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
-            out.append(resolve_overlaps(results))
+            out.append(join_address_parts(text, resolve_overlaps(_one_line_names(text, results))))
         return out
+
+
+def _one_line_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """spaCy's NER runs a name on into the next line ("Hoog St\n Apt"): a name ends at a line break."""
+    for r in results:
+        if r.entity_type == "PERSON" and "\n" in text[r.start:r.end]:
+            r.end = text.index("\n", r.start)
+    return [r for r in results if r.end - r.start > 1]
+
+
+def repeated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Every other mention of a name found in this text ("Thanks Kelly" after "Kelly Carroll", "calls
+    me Aantje" after "My name is Aantje Mourik"): written as found, or capitalised. A conversation is
+    one text here, so this links mentions across its turns."""
+    from curatune.curate.pii.recognizers import ContextNameRecognizer, stop_words
+
+    tokens = {w for r in results if r.entity_type == "PERSON"
+              for w in re.findall(r"[^\W\d_][\w'’-]+", text[r.start:r.end])
+              if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
+    extra = []
+    for token in sorted(tokens):
+        for m in re.finditer(rf"(?<![\w'’-]){re.escape(token)}(?![\w-])", text, flags=re.IGNORECASE):
+            if (m.group(0) == token or m.group(0)[0].isupper()) and all(
+                    m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
+                extra.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+    return results + extra
 
 
 def may_hold_name(text: str) -> bool:
@@ -91,6 +117,40 @@ def resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResu
         if all(r.end <= t.start or r.start >= t.end for t in taken):
             taken.append(r)
     return sorted(taken, key=lambda r: r.start)
+
+
+ADDRESS_PARTS = ("STREET_ADDRESS", "LOCATION", "ZIP_CODE")
+# What may stand between two parts of one postal address: separators, line breaks with a quoting
+# prefix ("\n> "), a region code (", ON\n", "DPO AE"), and at most one run of capitalised words: the
+# town, which no gazetteer knows when it is small ("Apt. 268, Beder, Denmark 56905").
+_SEP = r"(?:[\s,.;:>|*?()-]|\b[A-Z]{2}\b|\b[ADF]PO\b)*"
+_TOWN = r"[^\W\d_a-z][^\W\d_]*(?:[ '’.-]+(?:[^\W\d_a-z][^\W\d_]*|[a-z]{1,3}\b)){0,5}"
+_ADDRESS_GAP = re.compile(rf"{_SEP}(?:{_TOWN}{_SEP})?")
+# The town closing an address in running text: "lives at 333 Golfskálinn 78, Borgarnes."
+_TRAILING_TOWN = re.compile(rf",[ \t]*{_TOWN}(?=[ \t]*(?:[.,;!?\n]|$))")
+
+
+def join_address_parts(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A street address and the unit, town, region and postcode that follow it become one
+    STREET_ADDRESS: one postal address is one entity, so it gets one placeholder or one surrogate
+    (not "<STREET_ADDRESS_1>, <LOCATION_1> <ZIP_CODE_1>", which also keeps its shape).
+
+    ``results`` must be sorted and non-overlapping (``resolve_overlaps``)."""
+    out: list[RecognizerResult] = []
+    for r in results:
+        prev = out[-1] if out else None
+        if (prev is not None and prev.entity_type == "STREET_ADDRESS" and r.entity_type in ADDRESS_PARTS
+                and text.count("\n", prev.end, r.start) <= 3 and _ADDRESS_GAP.fullmatch(text, prev.end, r.start)):
+            out[-1] = RecognizerResult("STREET_ADDRESS", prev.start, r.end, max(prev.score, r.score),
+                                       prev.analysis_explanation)
+            continue
+        out.append(r)
+    for i, r in enumerate(out):
+        nxt = out[i + 1].start if i + 1 < len(out) else len(text)
+        town = _TRAILING_TOWN.match(text, r.end) if r.entity_type == "STREET_ADDRESS" else None
+        if town and town.end() <= nxt:
+            out[i] = RecognizerResult("STREET_ADDRESS", r.start, town.end(), r.score, r.analysis_explanation)
+    return out
 
 
 NON_PII_NER_LABELS = ("CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY", "PRODUCT", "EVENT", "WORK_OF_ART",

@@ -50,9 +50,6 @@ class EntityBook:
             self.numbers[key] = self.counters[entity]
         return self.numbers[key], key[1]
 
-    def person_tokens(self) -> set[str]:
-        return {t for tokens, _ in self.persons for t in tokens if len(t) > 2}
-
 
 class Replacer:
     """Turns (entity, value) into its replacement under the configured operator for that type."""

@@ -66,20 +66,38 @@ def stop_words() -> frozenset[str]:
 
 def address_recognizer() -> PatternRecognizer:
     suffix = "|".join(re.escape(s) for s in street_suffixes())
+    # The full stop of an abbreviation ("St."), never a sentence's.
+    dot = r"(?:(?<=\b(?:St|Rd|Dr|Ln|Ct|Pl|Sq))\.|(?<=\b(?:Ave|Hwy))\.|(?<=\b(?:Blvd|Pkwy|Cres))\.)?"
     unit = r"(?:,?\s*(?:Apt\.?|Apartment|Suite|Unit|Flat|#)\s*\w{1,6})?"
+    # A building number before the street's own: "3485 615 Benedum Drive", "2224 Trenerys gate 232".
+    lead = r"(?:\d{1,6}[ \t]+)?"
+    street_type = (r"Rua|Rue|rue|Avenida|Av\.|Avenue|avenue|Via|Calle|Carrer|Strada|Rruga|ul\.|Ulica|Viale|Piazza|"
+                   r"Largo|Travessa|Quinta|Boulevard|Chemin|Place|Route|Plaza|Paseo|Camino")
+    particle = r"(?:de|du|des|la|le|do|da|dos|das|di|dei|del|della|van|von|der|den)"
     patterns = [
         Pattern("street_with_suffix",
-                rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[A-Z][\w'.-]*\s+){{0,4}}(?:{suffix})\b\.?{unit}", 0.6),
+                rf"\b{lead}\d{{1,6}}[A-Za-z]?\s+(?:[A-Z][\w'.-]*\s+){{0,4}}(?:{suffix})\b{dot}{unit}", 0.6),
         # International: "6750 Koskikatu 25 Apt. 864", "Hauptstrasse 12".
-        Pattern("number_name_number", r"\b\d{1,6}\s+[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2}\s+\d{1,5}\b" + unit, 0.45),
+        Pattern("number_name_number",
+                rf"\b{lead}\d{{1,6}}\s+[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){{0,2}}\s+\d{{1,5}}\b" + unit, 0.45),
         Pattern("name_then_number",
-                r"\b[A-Z][a-zà-ÿ]+(?:strasse|straße|str\.|gasse|weg|katu|gatan|gade|vej|laan|straat|allee|platz|"
-                r"plein|ulica|utca|calle|rue|via|rua)\s*\d{1,5}[a-z]?\b" + unit, 0.55),
+                rf"\b{lead}[A-Z][a-zà-ÿ]+(?:strasse|straße|str\.|gasse|weg|katu|gatan|gade|vej|laan|straat|allee|"
+                r"platz|plein|ulica|utca|calle|rue|via|rua)\s*\d{1,5}[a-z]?\b" + unit, 0.55),
+        # A street type as its own word after the name: "Trenerys gate 232", "Piroska u. 97", "Jagerij 64".
+        Pattern("name_type_number",
+                rf"\b{lead}[A-Z][\w'’-]+[ \t](?:gate|gata|vei|veien|vej|vegen|straat|weg|laan|tie|katu|utca|u\.|"
+                r"ulica|strasse|straße|gasse|allee|platz)[ \t]\d{1,5}[a-z]?\b\.?" + unit, 0.55),
         Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|PO Box|Postfach)\s+\d{1,6}\b", 0.6),
         # Street type first: "Rua Diadema 1903", "rue du centre 320", "ul. Narewska 94", "Via Roma 131".
         Pattern("type_name_number",
-                r"\b(?:Rua|Rue|rue|Avenida|Av\.|Avenue|Via|Calle|Carrer|Strada|Rruga|ul\.|Ulica|Viale|Piazza|"
-                r"Largo|Travessa|Quinta)\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[a-z]?\b" + unit, 0.55),
+                rf"\b{lead}(?:{street_type})\s+(?:[\w'’.-]+\s+){{0,4}}?\d{{1,5}}[a-z]?\b" + unit, 0.55),
+        # Numbered, street type first: "63 Rue de Kairouan", "33 avenue de Provence".
+        Pattern("number_type_name",
+                rf"\b{lead}\d{{1,6}}[ \t]+(?:{street_type})(?:[ \t]+{particle})*(?:[ \t]+[A-Z][\w'’.-]*){{1,3}}"
+                + unit, 0.5),
+        # Two numbers, then capitalised words: "9816 214 Pavlou Drandaki", "7943 2027 Prospect St".
+        Pattern("two_numbers_name", r"\b\d{1,6}[ \t]+\d{1,6}[ \t]+[A-Z][\w'’.-]+(?:[ \t]+[A-Z][\w'’.-]+){0,3}"
+                + unit, 0.5),
         # A unit on its own line or after a comma: "Apt. 478", "Suite 960".
         Pattern("unit", r"\b(?:Apt\.?|Apartment|Suite|Unit|Flat)\s*#?\s*\d{1,6}[A-Za-z]?\b", 0.5),
     ]
@@ -145,6 +163,12 @@ def cued_place_recognizer() -> CueRecognizer:
     return CueRecognizer("LOCATION", [
         (r",[ \t]*(?P<v>[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){0,2}),?[ \t]\d{5}(?:-\d{4})?\b", 0.5),
         (r"^(?P<v>[A-Z][a-z]+(?:[ \t][A-Z][a-z]+){0,2}),?[ \t]\d{5}(?:-\d{4})?[ \t]*$", 0.5),
+        # A town after words that only lead to places: "flew to Khandallah", "originally from ΕΓΚΩΜΗ".
+        (r"\b(?i:(?:flew|fly|flying|moved|moving|relocated|travell?ed|drove|commute[sd]?) (?:to|from|here from)|"
+         r"arrived (?:at|in)|originally from|grew up in|born in|based in|I'?m in|I am in|we'?re in|lives? in|"
+         r"living in|home (?:city|town)|returned to)"
+         r"[ \t]+(?P<v>(?-i:[^\W\d_a-z][^\W\d_]+(?:[ -](?:[^\W\d_a-z][^\W\d_]+|nad|an|am|de|del|la|sur)){0,3}))",
+         0.5),
     ], "CuedPlaceRecognizer", re.MULTILINE)
 
 
@@ -210,6 +234,12 @@ def loose_phone_recognizer() -> PatternRecognizer:
         name="LoosePhoneRecognizer")
 
 
+# Upper-case letters of the Latin, Greek and Cyrillic scripts ("Ágnes", "Łukasz", "Σοφία"): ``re``
+# has no \p{Lu}, and [A-Z] misses every name that starts with an accent.
+UPPER = "[" + "".join(c for c in map(chr, range(0x41, 0x530)) if c.isupper()) + "]"
+_LOWER = "[^\\W\\d_A-ZÀ-Þ]"
+
+
 class ContextNameRecognizer(EntityRecognizer):
     """Person names from what surrounds them, and from the name gazetteer."""
 
@@ -223,8 +253,15 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)\b",
         r"\b(?:[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]hanks)\s*,\s*\n?\s*(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
         r"\b(?:[Mm]r|[Mm]rs|[Mm]s|[Mm]iss|[Dd]r)\.?\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
-        r"\b(?:speak(?:ing)? (?:to|with)|ask for|transfer(?:red)? to|named|called)\s+"
-        r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+        r"\b(?:speak(?:ing)? (?:to|with)|ask for|transfer(?:red)? to|named|called|follow up with|"
+        r"(?:[Mm]y|[Oo]ur|[Hh]is|[Hh]er) (?:wife|husband|son|daughter|kid|child|mother|mom|father|dad|brother|sister|"
+        r"partner|colleague|manager))\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+        r"\b[Aa]dd\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})\s+as\b",
+        # The answer to a question about a name: "What's the name on the account? User: Maja S Hermansen".
+        r"(?i:\bname\b[^?\n]{0,30}\?)[ \t]*(?:[A-Z]\w+:[ \t]*)?"
+        r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
+        r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
+        r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
     ]
     NOT_NAMES = frozenset({"I", "The", "This", "That", "It", "We", "You", "He", "She", "They", "Sorry", "Happy",
                            "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
@@ -233,18 +270,27 @@ class ContextNameRecognizer(EntityRecognizer):
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
-        self._cues = [re.compile(c, re.MULTILINE) for c in self.CUES]
+        # The cues say [A-Z] for readability; a name may start with any upper-case letter.
+        self._cues = [re.compile(c.replace("[A-Z]", UPPER), re.MULTILINE) for c in self.CUES]
         firsts, lasts = name_gazetteer()
         self._firsts, self._lasts = firsts, lasts
-        self._cap = re.compile(r"\b[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)?\b")
+        self._cap = re.compile(rf"\b{UPPER}(?:{_LOWER}|['’-])+(?:\s+{UPPER}(?:{_LOWER}|['’-])+)?\b")
+        # An unknown word opening a sentence is a name when only a person can do what follows.
+        self._person_verb_after = re.compile(r"\s+(?:lives|lived|shouted|whispered|began writing|spent a year|"
+                                             r"grew up|was born|had given)\b")
         # A first name opening a sentence is a name when a verb follows it ("Nora is very reliable").
         self._verb_after = re.compile(r"\s+(?:is|was|has|had|lives|lived|said|says|will|can|did|does|began|wants|"
                                       r"called|wrote|asked|told|moved|works|worked)\b")
         self._name_line = re.compile(
             r"(?m)^[^\w\n]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:\s+[^\W\d_][\w'-]+){1,2})[ \t]*$")
+        # A list of three or more single words, most of them first names: "Romi, Erik, Amy and Donald".
+        word = r"[^\W\d_][\w'-]*"
+        self._list = re.compile(rf"(?<![\w,] )\b{word}(?:(?:,[ \t]+{word}){{2,}}(?:,?[ \t]+and[ \t]+{word})?|"
+                                rf"(?:,[ \t]+{word})+,?[ \t]+and[ \t]+{word})")
         # Names typed in lower case after an unambiguous cue ("my name is vitoria").
         self._lower_cue = re.compile(
-            r"(?i:\bmy name(?: is|'s)|\bcall me)\s+(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
+            r"(?i:\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|maiden|full) name(?: is|:))\s+"
+            r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
         return None
@@ -272,12 +318,24 @@ class ContextNameRecognizer(EntityRecognizer):
             first_ok = words[0] in self._firsts
             if len(words) == 2 and first_ok and words[1] in self._lasts:
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
-            elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())):
+            elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())
+                               or text.startswith(",", m.start() + len(words[0]))):
+                # Inside a sentence, before a verb, or addressed ("Cora, can I speak to ...").
                 out.append(RecognizerResult("PERSON", m.start(), m.start() + len(words[0]), 0.5))
+            elif (len(words) == 1 and self._person_verb_after.match(text, m.end())
+                  and words[0].casefold() not in stop_words() and words[0] not in self.NOT_NAMES):
+                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.5))
             elif (len(words) == 2 and (first_ok or words[1] in self._lasts) and self._verb_after.match(text, m.end())
                   and not {w.casefold() for w in words} & stop_words() and words[0] not in self.NOT_NAMES):
                 # "Tomomi Nishiyama lives at ...": a full name opening a sentence, one half known.
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+        for m in self._list.finditer(text):
+            items = [(i.start(), i.end()) for i in re.finditer(r"[^\W\d_][\w'-]*", m.group(0))
+                     if i.group(0) != "and"]
+            words = [m.group(0)[a:b] for a, b in items]
+            known = sum(w.capitalize() in self._firsts for w in words)
+            if 2 * known >= len(words) and not {w.casefold() for w in words} & stop_words():
+                out += [RecognizerResult("PERSON", m.start() + a, m.start() + b, 0.6) for a, b in items]
         for m in self._name_line.finditer(text):
             # A line that is only a name (signature blocks, address labels), in any case.
             words = m.group("n").split()
