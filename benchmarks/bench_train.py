@@ -204,7 +204,8 @@ def _ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overri
             "train_s": man["timings"].get("train"),
             "train_eps": thr["train_examples_per_s"], "infer_eps": thr["inference_examples_per_s"], "pred": pred,
             "base_acc": man["base_metrics"]["validation"]["accuracy"], "verdict": man["verdict"]["summary"],
-            "lr": (man["model"]["lr"], man["model"]["head_lr"]), "out_dir": res["out_dir"]}
+            "lr": (man["model"]["lr"], man["model"]["head_lr"]), "epochs": man["model"]["epochs"],
+            "batch": man["model"]["batch_size"], "out_dir": res["out_dir"]}
 
 
 def _clinc_reference(data_dir: Path, n_intents: int = 60, per_intent: int = 15) -> tuple[list[str], list[str]]:
@@ -336,7 +337,9 @@ def run(data_dir: Path, quick: bool = False) -> str:
         out.append(
             f"\nLoRA vs full fine-tuning: {ours_lora['acc'] - ours_full['acc']:+.4f} accuracy "
             f"({ours_lora['acc']:.4f} vs {ours_full['acc']:.4f}). Learning rates used (body/head): LoRA "
-            f"{ours_lora['lr'][0]:g}/{ours_lora['lr'][1]:g}, full {ours_full['lr'][0]:g}/{ours_full['lr'][1]:g}.\n\n"
+            f"{ours_lora['lr'][0]:g}/{ours_lora['lr'][1]:g}, full {ours_full['lr'][0]:g}/{ours_full['lr'][1]:g}; "
+            f"batch {ours_lora['batch']}; epochs LoRA {ours_lora['epochs']:g}, full {ours_full['epochs']:g} (the "
+            "checkpoint with the best validation macro-F1 is kept).\n\n"
             f"Trainer verdict written to the LoRA run's manifest: \"{ours_lora['verdict']}\"\n\n"
             f"Overhead for the same configuration (LoRA r=8 on query/value, lr 5e-4, batch 32, 3 epochs, no "
             f"warm-up, no LP init): curatune train {same['wall']:.0f} s end to end (of which training "

@@ -42,6 +42,9 @@ TRAIN_CONFIG = "train_config.json"
 
 # Learning rates when [train] lr / head_lr are 0 (see benchmarks/bench_train.py for how they were chosen).
 DEFAULT_LR = {"lora": 1e-3, "full": 1e-4, "frozen": 0.0}
+# Epochs when [train] epochs is 0. Measured on Banking77: LoRA peaks after one or two epochs (the best
+# checkpoint is kept); full fine-tuning still gains until its fourth or fifth.
+DEFAULT_EPOCHS = {"lora": 3.0, "full": 5.0, "frozen": 3.0}
 # A probe-initialised head needs only small corrections; a fresh head on unit-length features needs
 # large weights to produce confident logits and learns them slowly at body learning rates (the
 # head learning-rate table of benchmarks/bench_train.py measures it).
@@ -53,6 +56,11 @@ class TrainingInterrupted(CuratuneError):
     """Ctrl-C during training: a checkpoint was saved; ``--resume`` continues from it."""
 
     exit_code = 130
+
+
+def training_epochs(tc: TrainConfig) -> float:
+    """The configured epochs, else the method's default."""
+    return tc.epochs or DEFAULT_EPOCHS[tc.method]
 
 
 def learning_rates(tc: TrainConfig) -> tuple[float, float]:
@@ -245,7 +253,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
     y_train = data.label_ids("train")
 
     args = _training_args(tc, choice, out / CHECKPOINTS, len(enc["train"].features),
-                          0.0 if tc.method == "frozen" and tc.lp_init else tc.epochs, body_lr)
+                          0.0 if tc.method == "frozen" and tc.lp_init else training_epochs(tc), body_lr)
     device = str(args.device)
     model.to(device)
 
@@ -280,7 +288,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
 
     train_metrics: dict[str, Any] = {}
     if args.num_train_epochs > 0:
-        say(f"train: {tc.method}, {tc.epochs:g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
+        say(f"train: {tc.method}, {training_epochs(tc):g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
             f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
         if choice.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -314,7 +322,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         settings={"method": tc.method, "pooling": pooling, "max_length": max_length,
                   "max_length_source": "config" if tc.max_length else "measured (99th percentile of train)",
                   "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
-                  "epochs": tc.epochs, "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
+                  "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from,
@@ -397,7 +405,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "truncation": {"strategy": tc.truncation, "max_length": settings["max_length"], "splits": trunc},
         "throughput": {
             "train_examples_per_s": train_metrics.get("train_samples_per_second"),
-            "train_tokens_per_s": round(tokens * tc.epochs / runtime, 1) if runtime else None,
+            "train_tokens_per_s": round(tokens * training_epochs(tc) / runtime, 1) if runtime else None,
             "train_runtime_s": runtime,
             "inference_examples_per_s": round(n_pred / predict_seconds, 1) if predict_seconds else None,
             "peak_gpu_memory_mb": round(peak_mb, 1) if peak_mb is not None else None,
