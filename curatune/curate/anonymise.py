@@ -117,7 +117,7 @@ class Anonymiser:
                 r.start += off
                 r.end += off
                 out[i].append(r)
-        return [resolve_overlaps(repeated_names(t, resolve_overlaps(r))) for t, r in zip(texts, out, strict=True)]
+        return [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
 
     def scan(self, convs: list[Conversation]) -> list[list[list[Span]]]:
         rendered = [c.rendered() for c in convs]

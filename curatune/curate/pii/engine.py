@@ -24,7 +24,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine  # noqa: E402
 
 from curatune.config import AnonymiseConfig  # noqa: E402
-from curatune.curate.pii.recognizers import custom_recognizers  # noqa: E402
+from curatune.curate.pii.recognizers import ContextNameRecognizer, custom_recognizers, stop_words  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,7 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
 def repeated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Every other mention of a name found in this text ("Thanks Kelly" after "Kelly Carroll", "calls
     me Aantje" after "My name is Aantje Mourik"): written as found, or capitalised. A conversation is
-    one text here, so this links mentions across its turns."""
-    from curatune.curate.pii.recognizers import ContextNameRecognizer, stop_words
-
+    one text here, so this links mentions across its turns. Returns all results, sorted."""
     tokens = {w for r in results if r.entity_type == "PERSON"
               for w in re.findall(r"[^\W\d_][\w'’-]+", text[r.start:r.end])
               if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
@@ -101,7 +99,7 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
             if (m.group(0) == token or m.group(0)[0].isupper()) and all(
                     m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
                 extra.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
-    return results + extra
+    return sorted(results + extra, key=lambda r: r.start)
 
 
 def may_hold_name(text: str) -> bool:
