@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from curatune.config import Config, load_config
 from curatune.errors import CuratuneError
@@ -40,8 +41,6 @@ def _config(path: Path | None, **overrides: str | None) -> Config:
 
 
 def _progress(msg: str) -> None:
-    from rich.markup import escape
-
     # Messages carry config names like "[train] epochs": text, not rich markup.
     console.print(f"[bold cyan]»[/] {escape(msg)}")
 
@@ -218,7 +217,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CuratuneError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Errors name config tables ("[train] batch_size"): text, not rich markup.
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

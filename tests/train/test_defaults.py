@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from curatune.config import TrainConfig
-from curatune.train.run import learning_rates, training_epochs
+from curatune.errors import CuratuneError
+from curatune.train.run import check_settings, learning_rates, training_epochs
 
 
 @pytest.mark.parametrize(("method", "epochs", "body_lr"), [("lora", 3.0, 1e-3), ("full", 5.0, 1e-4)])
@@ -23,3 +26,18 @@ def test_configured_values_win():
 
 def test_a_fresh_head_gets_the_large_head_learning_rate():
     assert learning_rates(TrainConfig(lp_init=False))[1] == 1e-1
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), [
+    ("batch_size", 0, ">= 1"), ("epochs", -1.0, ">= 0 (0 = the method's default)"), ("warmup_ratio", 1.0, "in [0, 1)"),
+    ("lr", -1e-4, ">= 0"), ("grad_accum", 0, ">= 1"), ("eval_steps", -5, ">= 0 (0 = once per epoch)"),
+    ("lora_dropout", 1.0, "in [0, 1)"),
+])
+def test_unusable_settings_are_refused_by_name(key, value, rule):
+    with pytest.raises(CuratuneError, match=re.escape(f"[train] {key} must be {rule}, got {value!r}")):
+        check_settings(TrainConfig(**{key: value}))
+
+
+def test_the_defaults_pass_the_check():
+    check_settings(TrainConfig())
+    check_settings(TrainConfig(method="full", warmup_ratio=0.0, lora_dropout=0.0, weight_decay=0.0))

@@ -309,6 +309,11 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
     code, text = cli_run("train", tmp_path / "empty", "--out", tmp_path / "z")
     assert code == 2 and "no completed 'curate' stage" in text
 
+    zero = tmp_path / "b.toml"
+    zero.write_text(f'[train]\nmodel = "{tiny_model}"\nbatch_size = 0\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "b", "-c", zero)
+    assert code == 2 and "[train] batch_size must be >= 1, got 0" in text and not (tmp_path / "b").exists()
+
 
 def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
     out = tmp_path / "run"
