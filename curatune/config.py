@@ -194,6 +194,26 @@ class TrainConfig:
     seed: int = 0
     report_to: list[str] = field(default_factory=list)
 
+    def check(self) -> None:
+        """Refuse values no run can use; the loader calls this, and so does the trainer."""
+        rules = {  # name: (holds, what it must be)
+            "epochs": (self.epochs >= 0, ">= 0 (0 = the method's default)"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "grad_accum": (self.grad_accum >= 1, ">= 1"),
+            "max_length": (self.max_length >= 0, ">= 0 (0 = measured)"),
+            "lr": (self.lr >= 0, ">= 0"),
+            "head_lr": (self.head_lr >= 0, ">= 0"),
+            "warmup_ratio": (0 <= self.warmup_ratio < 1, "in [0, 1)"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "lora_r": (self.lora_r >= 1, ">= 1"),
+            "lora_dropout": (0 <= self.lora_dropout < 1, "in [0, 1)"),
+            "eval_steps": (self.eval_steps >= 0, ">= 0 (0 = once per epoch)"),
+            "early_stopping_patience": (self.early_stopping_patience >= 0, ">= 0 (0 = never stop early)"),
+        }
+        for name, (holds, rule) in rules.items():
+            if not holds:
+                raise CuratuneError(f"[train] {name} must be {rule}, got {getattr(self, name)!r}")
+
 
 # --------------------------------------------------------------------------------------------
 # evaluate
@@ -337,6 +357,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg: Config = _build(Config, raw, "")
+    cfg.train.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg

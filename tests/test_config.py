@@ -61,3 +61,9 @@ def test_validate_cli_reports_key(cli_run, tmp_path):
     code, out = cli_run("validate", write(tmp_path, "[data]\ntext_column = 'x'\n"))
     assert code == 2
     assert "unknown config key 'data.text_column'" in out
+
+
+def test_validate_cli_refuses_an_unusable_train_value(cli_run, tmp_path):
+    code, out = cli_run("validate", write(tmp_path, "[train]\nwarmup_ratio = 1.5\n"))
+    assert code == 2
+    assert "[train] warmup_ratio must be in [0, 1), got 1.5" in out

@@ -63,27 +63,6 @@ def training_epochs(tc: TrainConfig) -> float:
     return tc.epochs or DEFAULT_EPOCHS[tc.method]
 
 
-def check_settings(tc: TrainConfig) -> None:
-    """Refuse [train] values no run can use, before any model is loaded."""
-    rules = {  # name: (holds, what it must be)
-        "epochs": (tc.epochs >= 0, ">= 0 (0 = the method's default)"),
-        "batch_size": (tc.batch_size >= 1, ">= 1"),
-        "grad_accum": (tc.grad_accum >= 1, ">= 1"),
-        "max_length": (tc.max_length >= 0, ">= 0 (0 = measured)"),
-        "lr": (tc.lr >= 0, ">= 0"),
-        "head_lr": (tc.head_lr >= 0, ">= 0"),
-        "warmup_ratio": (0 <= tc.warmup_ratio < 1, "in [0, 1)"),
-        "weight_decay": (tc.weight_decay >= 0, ">= 0"),
-        "lora_r": (tc.lora_r >= 1, ">= 1"),
-        "lora_dropout": (0 <= tc.lora_dropout < 1, "in [0, 1)"),
-        "eval_steps": (tc.eval_steps >= 0, ">= 0 (0 = once per epoch)"),
-        "early_stopping_patience": (tc.early_stopping_patience >= 0, ">= 0 (0 = never stop early)"),
-    }
-    for name, (holds, rule) in rules.items():
-        if not holds:
-            raise CuratuneError(f"[train] {name} must be {rule}, got {getattr(tc, name)!r}")
-
-
 def learning_rates(tc: TrainConfig) -> tuple[float, float]:
     """(body, head) learning rates: the configured ones, else the method's defaults."""
     body = tc.lr or DEFAULT_LR[tc.method]
@@ -207,7 +186,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     Returns ``out_dir``, the model directory, validation/test metrics and the verdict.
     """
     tc = config.train
-    check_settings(tc)
+    tc.check()  # configs built in code skip the loader's check
     say = progress or (lambda _msg: None)
     out, curate_dir = Path(out_dir), Path(curate_dir)
     out.mkdir(parents=True, exist_ok=True)

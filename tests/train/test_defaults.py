@@ -8,7 +8,7 @@ import pytest
 
 from curatune.config import TrainConfig
 from curatune.errors import CuratuneError
-from curatune.train.run import check_settings, learning_rates, training_epochs
+from curatune.train.run import learning_rates, training_epochs
 
 
 @pytest.mark.parametrize(("method", "epochs", "body_lr"), [("lora", 3.0, 1e-3), ("full", 5.0, 1e-4)])
@@ -35,9 +35,9 @@ def test_a_fresh_head_gets_the_large_head_learning_rate():
 ])
 def test_unusable_settings_are_refused_by_name(key, value, rule):
     with pytest.raises(CuratuneError, match=re.escape(f"[train] {key} must be {rule}, got {value!r}")):
-        check_settings(TrainConfig(**{key: value}))
+        TrainConfig(**{key: value}).check()
 
 
 def test_the_defaults_pass_the_check():
-    check_settings(TrainConfig())
-    check_settings(TrainConfig(method="full", warmup_ratio=0.0, lora_dropout=0.0, weight_decay=0.0))
+    TrainConfig().check()
+    TrainConfig(method="full", warmup_ratio=0.0, lora_dropout=0.0, weight_decay=0.0).check()
