@@ -40,6 +40,11 @@ def _config(path: Path | None, **overrides: str | None) -> Config:
     return cfg
 
 
+def _say(msg: str) -> None:
+    # Results name paths: "runs/[v2]" is text, not rich markup, and a long path stays on one line.
+    console.print(msg, markup=False, soft_wrap=True)
+
+
 def _progress(msg: str) -> None:
     # Messages carry config names like "[train] epochs": text, not rich markup.
     console.print(f"[bold cyan]»[/] {escape(msg)}")
@@ -61,7 +66,7 @@ def curate(
     cfg = _config(config, text_col=text_col, label_col=label_col, id_col=id_col, truth=truth)
     outcome = run_curation(cfg, out, [str(p) for p in inputs] if inputs else None, progress=_progress)
     c = outcome.counts
-    console.print(f"curated {c['input']} rows: kept {c['kept']}, dropped {c['dropped']}, "
+    _say(f"curated {c['input']} rows: kept {c['kept']}, dropped {c['dropped']}, "
                   f"relabelled {c['relabelled']} -> {out}")
 
 
@@ -71,7 +76,7 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     from curatune.curate.reviews import apply_reviews_to_run
 
     summary = apply_reviews_to_run(run_dir, load_config(config))
-    console.print(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
+    _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
                   f"{summary['dropped']} dropped)")
 
 
@@ -92,7 +97,7 @@ def labelstudio_push(
     if only:
         cfg.only = only  # validated by push
     result = push(run_dir, cfg, progress=_progress)
-    console.print(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
+    _say(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
                   f"{result['updated']} updated")
 
 
@@ -110,7 +115,7 @@ def labelstudio_pull(
     cfg.url = url or cfg.url
     cfg.project = project or cfg.project
     result = pull(run_dir, cfg, progress=_progress)
-    console.print(f"pulled {result['reviews']} reviews -> {result['path']}")
+    _say(f"pulled {result['reviews']} reviews -> {result['path']}")
 
 
 @app.command()
@@ -126,7 +131,7 @@ def train(
 
     result = train_model(load_config(config), find_stage_dir(curated, "curate"), out, resume=resume,
                          progress=_progress)
-    console.print(f"model and predictions -> {result['out_dir']}")
+    _say(f"model and predictions -> {result['out_dir']}")
 
 
 @app.command()
@@ -143,7 +148,7 @@ def evaluate(
     result = evaluate_run(load_config(config), find_stage_dir(run_dir, "curate"),
                           find_stage_dir(run_dir, "train"), out or Path(run_dir) / "evaluate",
                           fail_on_gate=fail_on_gate, progress=_progress)
-    console.print(f"metrics -> {result['out_dir']}")
+    _say(f"metrics -> {result['out_dir']}")
 
 
 @app.command()
@@ -155,7 +160,7 @@ def report(
     from curatune.reports import render_reports
 
     paths = render_reports(run_dir, out)
-    console.print(f"audit -> {paths['audit_html']}")
+    _say(f"audit -> {paths['audit_html']}")
 
 
 @app.command()
@@ -184,11 +189,11 @@ def demo(
 
 def _summary(result: dict) -> None:
     if result["not_built"]:
-        console.print(f"stages not built yet: {', '.join(result['not_built'])}")
+        _say(f"stages not built yet: {', '.join(result['not_built'])}")
     if result["audit_html"]:
         print(result["audit_html"])
     else:
-        console.print(f"results in {result['out_dir']} (no audit report: the report stage has not run)")
+        _say(f"results in {result['out_dir']} (no audit report: the report stage has not run)")
 
 
 @app.command()
@@ -201,14 +206,14 @@ def generate(
     from curatune.demo import generate_demo
 
     paths = generate_demo(out, n_conversations=rows, seed=seed)
-    console.print(f"demo data -> {paths['data']}")
+    _say(f"demo data -> {paths['data']}")
 
 
 @app.command()
 def validate(config: Path) -> None:
     """Check a config file: unknown or wrong keys are reported by name."""
     load_config(config)
-    console.print(f"{config}: ok")
+    _say(f"{config}: ok")
 
 
 def main() -> None:

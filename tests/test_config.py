@@ -67,3 +67,13 @@ def test_validate_cli_refuses_an_unusable_train_value(cli_run, tmp_path):
     code, out = cli_run("validate", write(tmp_path, "[train]\nwarmup_ratio = 1.5\n"))
     assert code == 2
     assert "[train] warmup_ratio must be in [0, 1), got 1.5" in out
+
+
+def test_validate_cli_prints_a_bracketed_path_literally(cli_run, tmp_path):
+    # rich would read "[v2]" in a path as markup and drop it from the line.
+    cfg = tmp_path / "run[v2]" / "c[v2].toml"
+    cfg.parent.mkdir()
+    cfg.write_text("[train]\nepochs = 2\n")
+    code, out = cli_run("validate", cfg)
+    assert code == 0
+    assert f"{cfg}: ok" in out
