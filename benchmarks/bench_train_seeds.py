@@ -14,6 +14,7 @@ mislabelled and ambiguous rows; the table shows the gold label next to the model
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,8 +32,6 @@ SHOWN_ERRORS = 12
 
 def _val_probabilities(out_dir: str, row_ids: list[str]) -> tuple[np.ndarray, list[str]]:
     """Validation probabilities in ``row_ids`` order, and the label order of their columns."""
-    import json
-
     preds = pl.read_parquet(Path(out_dir) / "predictions.parquet").filter(pl.col("split") == "validation")
     by_id = dict(zip(preds["row_id"].to_list(), preds["probabilities"].to_list(), strict=True))
     label_map = json.loads((Path(out_dir) / "model" / "label_map.json").read_text())

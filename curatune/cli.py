@@ -67,7 +67,7 @@ def curate(
     outcome = run_curation(cfg, out, [str(p) for p in inputs] if inputs else None, progress=_progress)
     c = outcome.counts
     _say(f"curated {c['input']} rows: kept {c['kept']}, dropped {c['dropped']}, "
-                  f"relabelled {c['relabelled']} -> {out}")
+         f"relabelled {c['relabelled']} -> {out}")
 
 
 @app.command("apply-reviews")
@@ -77,7 +77,7 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
 
     summary = apply_reviews_to_run(run_dir, load_config(config))
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
-                  f"{summary['dropped']} dropped)")
+         f"{summary['dropped']} dropped)")
 
 
 @ls_app.command("push")
@@ -98,7 +98,7 @@ def labelstudio_push(
         cfg.only = only  # validated by push
     result = push(run_dir, cfg, progress=_progress)
     _say(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
-                  f"{result['updated']} updated")
+         f"{result['updated']} updated")
 
 
 @ls_app.command("pull")
