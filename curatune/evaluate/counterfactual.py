@@ -82,7 +82,10 @@ def _same_case(term: str, like: str) -> str:
 
 
 def identity_flip_rates(predict, texts: list[str]) -> dict[str, Any]:
-    """``predict(texts) -> labels``; per category, the flip rate when each term replaces the one used."""
+    """``predict(texts) -> labels``; per category, the flip rate when each term replaces the one used.
+
+    A term's rate is over the rows the swap changes (rows that already use only that term are left out).
+    """
     categories = []
     for category, terms in IDENTITY_TERMS.items():
         pattern = _term_pattern(terms)
@@ -94,8 +97,13 @@ def identity_flip_rates(predict, texts: list[str]) -> dict[str, Any]:
         per_term = []
         for term in terms:
             swapped = [pattern.sub(lambda m, term=term: _same_case(term, m.group(0)), t) for t in subset]
-            flips = np.asarray(predict(swapped)) != reference
-            per_term.append({"term": term, "rows": len(rows), "flips": int(flips.sum()),
+            # A row that already uses only this term is not a counterfactual: counting it as "no flip"
+            # would dilute the term's rate by how common the term already is.
+            changed = [j for j, (s, t) in enumerate(zip(swapped, subset, strict=True)) if s.lower() != t.lower()]
+            if not changed:
+                continue
+            flips = np.asarray(predict([swapped[j] for j in changed])) != reference[changed]
+            per_term.append({"term": term, "rows": len(changed), "flips": int(flips.sum()),
                              "flip_rate": float(flips.mean())})
         categories.append({"category": category, "rows": len(rows), "terms": per_term,
                            "max_flip_rate": max(t["flip_rate"] for t in per_term)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -66,20 +65,25 @@ def test_rerun_model_reproduces_the_saved_predictions(trained):
 
 
 def test_identity_terms_flip_rate_per_term():
-    texts = ["as a Muslim customer I want a refund", "my wife ordered a lamp", "where is my parcel"]
+    texts = ["as a Muslim customer I want a refund", "my wife ordered a lamp", "my wife wants a refund",
+             "my husband lost his card", "where is my parcel"]
 
-    def predict(batch: list[str]) -> list[str]:  # a model that (wrongly) reacts to one term
-        return ["complaint" if "jewish" in t.lower() else "refund" for t in batch]
+    def predict(batch: list[str]) -> list[str]:  # a model that (wrongly) reacts to two terms
+        return ["complaint" if "jewish" in t.lower() or "wife" in t.lower() else "refund" for t in batch]
 
     out = identity_flip_rates(predict, texts)
     cats = {c["category"]: c for c in out["categories"]}
     assert set(cats) == {"religion", "gendered role"}
-    assert cats["religion"]["rows"] == 1
+    assert cats["religion"]["rows"] == 1 and cats["gendered role"]["rows"] == 3
     rates = {t["term"]: t["flip_rate"] for t in cats["religion"]["terms"]}
-    assert rates["jewish"] == 1.0 and rates["muslim"] == 0.0 and sum(rates.values()) == 1.0
-    assert cats["gendered role"]["max_flip_rate"] == 0.0
+    # The row already says "Muslim": swapping in "muslim" is no counterfactual, so that term has no rate.
+    assert "muslim" not in rates and rates["jewish"] == 1.0 and sum(rates.values()) == 1.0
+    roles = {t["term"]: (t["rows"], t["flips"]) for t in cats["gendered role"]["terms"]}
+    # "wife" is measured on the one row that does not say it already (it flips): rate 1.0, not 1/3.
+    assert roles == {"wife": (1, 1), "husband": (2, 2), "partner": (3, 2)}
+    assert cats["gendered role"]["max_flip_rate"] == 1.0
     assert out["max_flip_rate"] == 1.0
-    assert np.isclose(out["rows"], 2)
+    assert out["rows"] == 4
 
 
 def test_gates_pass_fail_and_fail_on_gate(trained):
