@@ -16,6 +16,7 @@ official test split is not in the shared folder). Everything runs in this proces
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -192,12 +193,8 @@ def _ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overri
     t0 = time.perf_counter()
     res = train_model(cfg, cur, tmp / f"train-{slug}")
     wall = time.perf_counter() - t0
-    preds = pl.read_parquet(Path(res["out_dir"]) / "predictions.parquet").filter(pl.col("split") == "validation")
-    by_id = dict(zip(preds["row_id"].to_list(), preds["predicted"].to_list(), strict=True))
-    pred = [by_id[r] for r in val["row_id"].to_list()]
+    pred, probs, labels = _validation_predictions(res["out_dir"], val["row_id"].to_list())
     acc, f1 = _scores(val["label"].to_list(), pred)
-    import json
-
     man = json.loads((Path(res["out_dir"]) / "manifest.json").read_text())
     thr = man["throughput"]
     return {"name": name, "train_rows": train.height, "acc": acc, "f1": f1, "wall": wall,
@@ -205,7 +202,19 @@ def _ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overri
             "train_eps": thr["train_examples_per_s"], "infer_eps": thr["inference_examples_per_s"], "pred": pred,
             "base_acc": man["base_metrics"]["validation"]["accuracy"], "verdict": man["verdict"]["summary"],
             "lr": (man["model"]["lr"], man["model"]["head_lr"]), "epochs": man["model"]["epochs"],
-            "batch": man["model"]["batch_size"], "out_dir": res["out_dir"]}
+            "batch": man["model"]["batch_size"], "out_dir": res["out_dir"], "probs": probs, "labels": labels}
+
+
+def _validation_predictions(out_dir: str, row_ids: list[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """A train run's validation labels and probabilities in ``row_ids`` order, and its label order."""
+    from curatune.train.run import LABEL_MAP, MODEL_DIR, PREDICTIONS
+
+    preds = pl.read_parquet(Path(out_dir) / PREDICTIONS).filter(pl.col("split") == "validation")
+    by_id = {r: i for i, r in enumerate(preds["row_id"].to_list())}
+    order = [by_id[r] for r in row_ids]
+    labels = json.loads((Path(out_dir) / MODEL_DIR / LABEL_MAP).read_text())["labels"]
+    predicted = preds["predicted"].to_list()
+    return [predicted[i] for i in order], np.array(preds["probabilities"].to_list())[order], labels
 
 
 def _clinc_reference(data_dir: Path, n_intents: int = 60, per_intent: int = 15) -> tuple[list[str], list[str]]:

@@ -14,7 +14,6 @@ mislabelled and ambiguous rows; the table shows the gold label next to the model
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -30,18 +29,10 @@ METHODS = (("LoRA", "lora"), ("full fine-tuning", "full"))
 SHOWN_ERRORS = 12
 
 
-def _val_probabilities(out_dir: str, row_ids: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Validation probabilities in ``row_ids`` order, and the label order of their columns."""
-    preds = pl.read_parquet(Path(out_dir) / "predictions.parquet").filter(pl.col("split") == "validation")
-    by_id = dict(zip(preds["row_id"].to_list(), preds["probabilities"].to_list(), strict=True))
-    label_map = json.loads((Path(out_dir) / "model" / "label_map.json").read_text())
-    return np.array([by_id[r] for r in row_ids]), label_map["labels"]
-
-
 def _error_reading(val: pl.DataFrame, runs: list[dict]) -> tuple[float, list[tuple]]:
     """Accuracy of the runs' ensemble, and the rows every run gets wrong with the same label."""
     gold = val["label"].to_list()
-    probs, labels = zip(*(_val_probabilities(r["out_dir"], val["row_id"].to_list()) for r in runs), strict=True)
+    probs, labels = [r["probs"] for r in runs], [r["labels"] for r in runs]
     if any(lab != labels[0] for lab in labels):
         raise ValueError("runs disagree on the label order; their probabilities cannot be averaged")
     mean = np.mean(probs, axis=0)
