@@ -1,11 +1,14 @@
 """The transformers Trainer as curatune drives it.
 
-Three small departures from the stock Trainer, each for a measured reason:
+Small departures from the stock Trainer, each for a measured reason:
 - separate learning rates for the head and the body (a probe-initialised head and a pretrained
   body want different step sizes);
 - length-grouped batches drawn from a generator seeded by (seed, epoch), so padding stays small
   on CPU and a resumed run draws exactly the batches the uninterrupted one did;
-- metrics are accuracy and macro-F1 over rows whose label the model knows.
+- metrics are accuracy and macro-F1 over rows whose label the model knows;
+- optional sharpness-aware minimisation (SAM, Foret et al. 2021): each batch's gradient is taken
+  at the weights moved ``sam_rho`` up that batch's own gradient, which favours flat minima and
+  resists the wrong labels a support set has (benchmarks/bench_train_sam.py measures it).
 Everything else (checkpointing, resumption, mixed precision, ``report_to`` trackers,
 ``accelerate launch``/``torchrun`` multi-GPU) is the Trainer's own.
 """
@@ -71,16 +74,57 @@ def compute_metrics(eval_pred) -> dict[str, float]:
             "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
 
 
+def _zero_grads(params: list[torch.nn.Parameter]) -> None:
+    # In place rather than set to None: DDP's gradient buckets may be views of these tensors.
+    for p in params:
+        if p.grad is not None:
+            p.grad.zero_()
+
+
 def is_head_parameter(name: str) -> bool:
     return "classifier" in name.split(".")
 
 
 class CuratuneTrainer(Trainer):
     def __init__(self, *args, head_lr: float, length_sampler: SeededLengthSampler | None = None,
-                 **kwargs) -> None:
+                 sam_rho: float = 0.0, **kwargs) -> None:
         self.head_lr = head_lr
         self.length_sampler = length_sampler
+        self.sam_rho = sam_rho
         super().__init__(*args, **kwargs)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        if self.sam_rho <= 0:
+            return super().training_step(model, inputs, num_items_in_batch)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # Gradients of earlier micro-batches (gradient accumulation) are set aside, so the ascent
+        # direction is this batch's alone; they are added back at the end.
+        earlier = [None if p.grad is None else p.grad.detach().clone() for p in params]
+        _zero_grads(params)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        grads = [p.grad for p in params]
+        present = [g.detach().norm() for g in grads if g is not None]
+        norm = torch.linalg.vector_norm(torch.stack([n.to(present[0].device) for n in present])) if present else None
+        # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
+        if norm is not None and torch.isfinite(norm) and norm > 0:
+            with torch.no_grad():
+                ascent = [None if g is None else g * (self.sam_rho / norm.to(g.device)) for g in grads]
+                for p, e in zip(params, ascent, strict=True):
+                    if e is not None:
+                        p.add_(e)
+            _zero_grads(params)
+            # The step is taken with the gradient at the moved weights; the loss logged is the unmoved one's.
+            super().training_step(model, inputs, num_items_in_batch)
+            with torch.no_grad():
+                for p, e in zip(params, ascent, strict=True):
+                    if e is not None:
+                        p.sub_(e)
+        with torch.no_grad():
+            for p, g in zip(params, earlier, strict=True):
+                if g is not None:
+                    p.grad.add_(g)
+        return loss
 
     def _get_train_sampler(self, train_dataset=None):
         if self.length_sampler is not None:

@@ -283,7 +283,8 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
                               eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
-                              callbacks=callbacks, head_lr=head_lr, length_sampler=sampler)
+                              callbacks=callbacks, head_lr=head_lr, length_sampler=sampler,
+                              sam_rho=tc.sam_rho)
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
 

@@ -31,7 +31,7 @@ def test_a_fresh_head_gets_the_large_head_learning_rate():
 @pytest.mark.parametrize(("key", "value", "rule"), [
     ("batch_size", 0, ">= 1"), ("epochs", -1.0, ">= 0 (0 = the method's default)"), ("warmup_ratio", 1.0, "in [0, 1)"),
     ("lr", -1e-4, ">= 0"), ("grad_accum", 0, ">= 1"), ("eval_steps", -5, ">= 0 (0 = once per epoch)"),
-    ("lora_dropout", 1.0, "in [0, 1)"),
+    ("lora_dropout", 1.0, "in [0, 1)"), ("sam_rho", -0.05, ">= 0 (0 = off)"),
 ])
 def test_unusable_settings_are_refused_by_name(key, value, rule):
     with pytest.raises(CuratuneError, match=re.escape(f"[train] {key} must be {rule}, got {value!r}")):

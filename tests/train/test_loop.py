@@ -1,8 +1,13 @@
-"""The optimizer CuratuneTrainer builds: the head and the body at their own learning rates."""
+"""What CuratuneTrainer changes in the stock Trainer: the head and the body at their own learning rates,
+and the sharpness-aware step."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
+import torch
 
 from curatune.train.loop import CuratuneTrainer
 from curatune.train.modeling import build_classifier
@@ -23,3 +28,65 @@ def test_head_and_body_train_at_their_own_rates_and_biases_skip_weight_decay(tin
     assert lr_of[id(params["backbone.embeddings.word_embeddings.weight"])] == pytest.approx(1e-3)
     assert wd_of[id(params["classifier.weight"])] == 0.01 and wd_of[id(params["classifier.bias"])] == 0.0
     assert sum(len(g["params"]) for g in opt.param_groups) == len(params)  # every parameter, once
+
+
+def _no_dropout_classifier(tiny_model, tmp_path):
+    # Dropout off so that the trainer's passes and the hand-computed ones see the same function.
+    d = tmp_path / "model"
+    shutil.copytree(tiny_model, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return build_classifier(str(d), ["a", "b", "c"], pooling="mean", dropout=0.0)
+
+
+def _batch(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    enc = tok(["my card was stolen", "refund the payment please", "reset my password", "atm kept my card"],
+              padding=True, return_tensors="pt")
+    return {**enc, "labels": torch.tensor([0, 1, 2, 0])}
+
+
+def _grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    model(**batch).loss.backward()
+    return [p.grad.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_micro_batches(
+        tiny_model, tmp_path, rho):
+    from transformers import TrainingArguments
+
+    model = _no_dropout_classifier(tiny_model, tmp_path)
+    batch = _batch(tiny_model)
+    weights = [p.detach().clone() for p in model.parameters()]
+    g = _grads(model, batch)
+    norm = torch.linalg.vector_norm(torch.stack([x.norm() for x in g]))
+    with torch.no_grad():
+        for p, x in zip(model.parameters(), g, strict=True):
+            p.add_(x * (rho / norm))
+    expected = _grads(model, batch)  # at w + rho * g / |g|; at w itself when rho = 0
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights, strict=True):
+            p.copy_(w)
+    # A gradient already accumulated from an earlier micro-batch.
+    earlier = [torch.full_like(w, 0.25) for w in weights]
+    for p, e in zip(model.parameters(), earlier, strict=True):
+        p.grad = e.clone()
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, sam_rho=rho)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop, which this test skips
+    loss = trainer.training_step(model, dict(batch))
+
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the unmoved weights' loss
+    for p, w in zip(model.parameters(), weights, strict=True):
+        assert torch.equal(p.detach(), w) or torch.allclose(p.detach(), w, atol=1e-7)
+    for (name, p), e, x in zip(model.named_parameters(), earlier, expected, strict=True):
+        assert torch.allclose(p.grad, e + x, atol=1e-5, rtol=1e-4), name
+    if rho:
+        # The moved point's gradient differs from the plain one: the test sees the ascent step.
+        assert not torch.allclose(expected[0], g[0], atol=1e-5)
