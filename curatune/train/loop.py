@@ -74,13 +74,6 @@ def compute_metrics(eval_pred) -> dict[str, float]:
             "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
 
 
-def _zero_grads(params: list[torch.nn.Parameter]) -> None:
-    # In place rather than set to None: DDP's gradient buckets may be views of these tensors.
-    for p in params:
-        if p.grad is not None:
-            p.grad.zero_()
-
-
 def is_head_parameter(name: str) -> bool:
     return "classifier" in name.split(".")
 
@@ -101,25 +94,23 @@ class CuratuneTrainer(Trainer):
         # Gradients of earlier micro-batches (gradient accumulation) are set aside, so the ascent
         # direction is this batch's alone; they are added back at the end.
         earlier = [None if p.grad is None else p.grad.detach().clone() for p in params]
-        _zero_grads(params)
+        # In place rather than set to None: DDP's gradient buckets may be views of these tensors.
+        model.zero_grad(set_to_none=False)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        grads = [p.grad for p in params]
-        present = [g.detach().norm() for g in grads if g is not None]
-        norm = torch.linalg.vector_norm(torch.stack([n.to(present[0].device) for n in present])) if present else None
+        moved = [p for p in params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in moved]) if moved else None
         # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
         if norm is not None and torch.isfinite(norm) and norm > 0:
             with torch.no_grad():
-                ascent = [None if g is None else g * (self.sam_rho / norm.to(g.device)) for g in grads]
-                for p, e in zip(params, ascent, strict=True):
-                    if e is not None:
-                        p.add_(e)
-            _zero_grads(params)
+                ascent = [p.grad * (self.sam_rho / norm.to(p.grad.device)) for p in moved]
+                for p, e in zip(moved, ascent, strict=True):
+                    p.add_(e)
+            model.zero_grad(set_to_none=False)
             # The step is taken with the gradient at the moved weights; the loss logged is the unmoved one's.
             super().training_step(model, inputs, num_items_in_batch)
             with torch.no_grad():
-                for p, e in zip(params, ascent, strict=True):
-                    if e is not None:
-                        p.sub_(e)
+                for p, e in zip(moved, ascent, strict=True):
+                    p.sub_(e)
         with torch.no_grad():
             for p, g in zip(params, earlier, strict=True):
                 if g is not None:
