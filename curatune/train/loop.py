@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, Sampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from curatune.errors import CuratuneError
 from curatune.train.data import IGNORE
 
 
@@ -78,6 +79,19 @@ def is_head_parameter(name: str) -> bool:
     return "classifier" in name.split(".")
 
 
+def check_sam_supported(sam_rho: float, *, deepspeed: bool, fsdp: bool) -> None:
+    """Refuses SAM where its step would be silently wrong.
+
+    DeepSpeed steps the optimizer inside ``backward`` (SAM's two passes would be two steps) and ZeRO
+    keeps no full ``p.grad``; FSDP shards parameters, so the ascent norm would be one shard's.
+    """
+    if sam_rho > 0 and (deepspeed or fsdp):
+        wrapper = "DeepSpeed" if deepspeed else "FSDP"
+        raise CuratuneError(f"[train] sam_rho = {sam_rho} does not work under {wrapper}: set sam_rho = 0, "
+                            "or launch with plain DDP (accelerate launch / torchrun without a "
+                            f"{wrapper} config)")
+
+
 class CuratuneTrainer(Trainer):
     def __init__(self, *args, head_lr: float, length_sampler: SeededLengthSampler | None = None,
                  sam_rho: float = 0.0, **kwargs) -> None:
@@ -85,6 +99,7 @@ class CuratuneTrainer(Trainer):
         self.length_sampler = length_sampler
         self.sam_rho = sam_rho
         super().__init__(*args, **kwargs)
+        check_sam_supported(sam_rho, deepspeed=self.is_deepspeed_enabled, fsdp=self.is_fsdp_enabled)
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:

@@ -90,3 +90,23 @@ def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_
     if rho:
         # The moved point's gradient differs from the plain one: the test sees the ascent step.
         assert not torch.allclose(expected[0], g[0], atol=1e-5)
+
+
+@pytest.mark.parametrize(("deepspeed", "fsdp", "wrapper"), [(True, False, "DeepSpeed"), (False, True, "FSDP")])
+def test_sam_is_refused_under_deepspeed_and_fsdp(deepspeed, fsdp, wrapper):
+    from curatune.errors import CuratuneError
+    from curatune.train.loop import check_sam_supported
+
+    with pytest.raises(CuratuneError, match=f"sam_rho = 0.05 does not work under {wrapper}"):
+        check_sam_supported(0.05, deepspeed=deepspeed, fsdp=fsdp)
+    check_sam_supported(0.0, deepspeed=deepspeed, fsdp=fsdp)  # plain training under either wrapper is fine
+    check_sam_supported(0.05, deepspeed=False, fsdp=False)  # one device or DDP
+
+
+def test_a_sam_trainer_on_one_device_is_built(tiny_model, tmp_path):
+    from transformers import TrainingArguments
+
+    model = build_classifier(str(tiny_model), ["a", "b", "c"], pooling="mean")
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, sam_rho=0.05)
+    assert (trainer.is_deepspeed_enabled, trainer.is_fsdp_enabled, trainer.sam_rho) == (False, False, 0.05)
