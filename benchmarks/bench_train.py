@@ -40,7 +40,8 @@ CURATION_PER_LABEL = 40
 PLAIN = {"r": 8, "alpha": 16, "dropout": 0.1, "lr": 5e-4, "batch": 32, "epochs": 3}
 
 
-def _splits(data_dir: Path, per_label: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def banking77_splits(data_dir: Path, per_label: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Banking77 train as (train, validation): 10% of each label held out, seed 0; ``per_label`` subsamples train."""
     rows = read_banking77(data_dir)
     df = pl.DataFrame({"row_id": [f"b77:{i}" for i in range(len(rows))], "text": [t for t, _ in rows],
                        "label": [y for _, y in rows]})
@@ -63,7 +64,8 @@ def _scores(gold: list[str], pred: list[str]) -> tuple[float, float]:
     return acc, float(f1_score(gold, pred, average="macro", zero_division=0))
 
 
-def _frozen_anchor(train: pl.DataFrame, val: pl.DataFrame) -> dict[str, Any]:
+def frozen_anchor(train: pl.DataFrame, val: pl.DataFrame) -> dict[str, Any]:
+    """The frozen default encoder + logistic regression (C=10): the anchor every trainer figure is set against."""
     from sklearn.linear_model import LogisticRegression
 
     from curatune.embeddings import Encoder
@@ -177,7 +179,8 @@ def _plain_script(train: pl.DataFrame, val: pl.DataFrame, out: Path, *, full: bo
             "infer_eps": val.height / inf_s, "pred": pred}
 
 
-def _ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overrides: Any) -> dict[str, Any]:
+def train_ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    """``curatune.train.train_model`` on these rows, ``overrides`` set on ``[train]``; scores on ``val``."""
     from curatune.train import train_model
 
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -270,7 +273,7 @@ def _curation_pays(data_dir: Path, tmp: Path, per_label: int) -> str:
     from curatune.curate.label_issues import flag_issues, out_of_fold_probs
     from curatune.embeddings import embed_cached
 
-    train, val = _splits(data_dir, per_label)
+    train, val = banking77_splits(data_dir, per_label)
     labels = sorted(set(train["label"].to_list()))
     rng = np.random.default_rng(0)
     y = np.array([labels.index(x) for x in train["label"].to_list()])
@@ -281,9 +284,9 @@ def _curation_pays(data_dir: Path, tmp: Path, per_label: int) -> str:
     x = embed_cached(train["text"].to_list(), Path(__file__).resolve().parent / ".cache")
     flagged = flag_issues(noisy, out_of_fold_probs(x, noisy, len(labels), LabelIssuesConfig()), "chance")
     curated = raw.filter(pl.Series(~flagged))
-    runs = [_ours(raw, val, tmp, "LoRA on the raw (noisy) labels"),
-            _ours(curated, val, tmp, "LoRA on the curated rows (label issues dropped)")]
-    cmp = _vs_anchor(val, runs[1], runs[0])
+    runs = [train_ours(raw, val, tmp, "LoRA on the raw (noisy) labels"),
+            train_ours(curated, val, tmp, "LoRA on the curated rows (label issues dropped)")]
+    cmp = vs_anchor(val, runs[1], runs[0])
     rows = [(r["name"], f"{r['train_rows']:,}", f"{r['acc']:.4f}", f"{r['f1']:.4f}", f"{r['base_acc']:.4f}")
             for r in runs]
     return (f"### Curation pays: Banking77 with 20% uniform label flips\n\n"
@@ -295,7 +298,8 @@ def _curation_pays(data_dir: Path, tmp: Path, per_label: int) -> str:
             + f"\nCurated minus raw, accuracy: {cmp} (paired bootstrap 95% CI).\n")
 
 
-def _vs_anchor(val: pl.DataFrame, run: dict[str, Any], anchor: dict[str, Any]) -> str:
+def vs_anchor(val: pl.DataFrame, run: dict[str, Any], anchor: dict[str, Any]) -> str:
+    """Run minus anchor accuracy on the same validation rows, with its paired bootstrap 95% interval."""
     labels = sorted(set(val["label"].to_list()) | set(run["pred"]) | set(anchor["pred"]))
     idx = {lab: i for i, lab in enumerate(labels)}
     gold = np.array([idx[x] for x in val["label"].to_list()])
@@ -307,7 +311,7 @@ def _vs_anchor(val: pl.DataFrame, run: dict[str, Any], anchor: dict[str, Any]) -
 
 def _row(run: dict[str, Any], val: pl.DataFrame, anchor: dict[str, Any], plain_wall: float | None) -> tuple:
     return (run["name"], f"{run['acc']:.4f}", f"{run['f1']:.4f}",
-            "-" if run is anchor else _vs_anchor(val, run, anchor), f"{run['wall']:.0f}",
+            "-" if run is anchor else vs_anchor(val, run, anchor), f"{run['wall']:.0f}",
             f"{run['train_eps']:.1f}" if run.get("train_eps") else "-",
             f"{run['infer_eps']:.0f}" if run.get("infer_eps") else "-",
             f"{run['wall'] / plain_wall:.2f}x" if plain_wall else "-")
@@ -319,7 +323,7 @@ HEAD = ("run", "val accuracy", "val macro-F1", "accuracy - anchor [95% CI, paire
 
 def run(data_dir: Path, quick: bool = False) -> str:
     load0 = os.getloadavg()[0]
-    train, val = _splits(data_dir, QUICK_PER_LABEL if quick else None)
+    train, val = banking77_splits(data_dir, QUICK_PER_LABEL if quick else None)
     out = [header("Trainer (Banking77, default model all-MiniLM-L6-v2)"),
            f"Banking77 train, 10% of each label held out as validation (seed 0): {train.height:,} train rows"
            f"{' (quick: ' + str(QUICK_PER_LABEL) + ' per label)' if quick else ''}, {val.height:,} validation "
@@ -328,16 +332,16 @@ def run(data_dir: Path, quick: bool = False) -> str:
            "other in this process).\n"]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        anchor = _frozen_anchor(train, val)
+        anchor = frozen_anchor(train, val)
         sweep = _head_lr_sweep(train, val, anchor.pop("features"))
         plain = _plain_script(train, val, tmp / "plain")
         runs = [anchor, plain]
-        ours_lora = _ours(train, val, tmp, "curatune train, LoRA (defaults)")
-        ours_full = _ours(train, val, tmp, "curatune train, full fine-tune (defaults)", method="full")
+        ours_lora = train_ours(train, val, tmp, "curatune train, LoRA (defaults)")
+        ours_full = train_ours(train, val, tmp, "curatune train, full fine-tune (defaults)", method="full")
         runs += [ours_lora, ours_full]
         if not quick:
             runs.append(_plain_script(train, val, tmp / "plain-full", full=True))
-        same = _ours(train, val, tmp, "curatune train with the plain script's settings", lora_target_modules=[
+        same = train_ours(train, val, tmp, "curatune train with the plain script's settings", lora_target_modules=[
             "query", "value"], lr=PLAIN["lr"], head_lr=PLAIN["lr"], warmup_ratio=0.0, weight_decay=0.0,
             lp_init=False, pooling="cls", batch_size=PLAIN["batch"], epochs=float(PLAIN["epochs"]))
         runs.append(same)
@@ -362,17 +366,17 @@ def run(data_dir: Path, quick: bool = False) -> str:
         if quick:
             sub_train, sub_val, per_label, base = train, val, QUICK_PER_LABEL, ours_lora
         else:
-            sub_train, sub_val = _splits(data_dir, ABLATION_PER_LABEL)
+            sub_train, sub_val = banking77_splits(data_dir, ABLATION_PER_LABEL)
             per_label = ABLATION_PER_LABEL
-            base = _ours(sub_train, sub_val, tmp / "ablation", "curatune train, LoRA (defaults)")
+            base = train_ours(sub_train, sub_val, tmp / "ablation", "curatune train, LoRA (defaults)")
         abl_tmp = tmp / "ablation"
         ablations = [base,
-                     _ours(sub_train, sub_val, abl_tmp, "no LP-FT: freshly initialised head", lp_init=False),
-                     _ours(sub_train, sub_val, abl_tmp, "[CLS] token instead of mean pooling", pooling="cls"),
-                     _ours(sub_train, sub_val, abl_tmp, "LoRA on query/value only (peft's default targets)",
+                     train_ours(sub_train, sub_val, abl_tmp, "no LP-FT: freshly initialised head", lp_init=False),
+                     train_ours(sub_train, sub_val, abl_tmp, "[CLS] token instead of mean pooling", pooling="cls"),
+                     train_ours(sub_train, sub_val, abl_tmp, "LoRA on query/value only (peft's default targets)",
                            lora_target_modules=["query", "value"])]
         rows = [(r["name"], f"{r['acc']:.4f}", f"{r['f1']:.4f}", f"{r['acc'] - base['acc']:+.4f}",
-                 _vs_anchor(sub_val, r, base) if r is not base else "-", f"{r['base_acc']:.4f}", f"{r['wall']:.0f}")
+                 vs_anchor(sub_val, r, base) if r is not base else "-", f"{r['base_acc']:.4f}", f"{r['wall']:.0f}")
                 for r in ablations]
         out.append(f"### What each choice is worth (LoRA, {sub_train.height:,} train rows = {per_label} "
                    f"per label, {sub_val.height:,} validation rows)\n\n" + table(

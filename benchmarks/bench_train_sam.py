@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_train import QUICK_PER_LABEL, _frozen_anchor, _ours, _splits, _vs_anchor
+from benchmarks.bench_train import QUICK_PER_LABEL, banking77_splits, frozen_anchor, train_ours, vs_anchor
 from benchmarks.common import header, table
 
 SEEDS = (0, 1, 2)
@@ -22,15 +22,15 @@ RHO = 0.05
 
 
 def run(data_dir: Path, quick: bool = False) -> str:
-    train, val = _splits(data_dir, QUICK_PER_LABEL if quick else None)
+    train, val = banking77_splits(data_dir, QUICK_PER_LABEL if quick else None)
     seeds = SEEDS[:2] if quick else SEEDS
-    anchor = _frozen_anchor(train, val)
+    anchor = frozen_anchor(train, val)
     rows, acc = [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         for seed in seeds:
-            r = _ours(train, val, Path(tmp_name), f"full sam seed {seed}", method="full", seed=seed, sam_rho=RHO)
+            r = train_ours(train, val, Path(tmp_name), f"full sam seed {seed}", method="full", seed=seed, sam_rho=RHO)
             acc.append(r["acc"])
-            rows.append((seed, f"{r['acc']:.4f}", f"{r['f1']:.4f}", _vs_anchor(val, r, anchor),
+            rows.append((seed, f"{r['acc']:.4f}", f"{r['f1']:.4f}", vs_anchor(val, r, anchor),
                          f"{r['base_acc']:.4f}", f"{r['acc'] - r['base_acc']:+.4f}", f"{r['wall']:.0f}"))
     summary = [(len(acc), f"{statistics.mean(acc):.4f}", f"{statistics.stdev(acc):.4f}", f"{min(acc):.4f}",
                 f"{max(acc):.4f}", sum(x >= 0.94 for x in acc))]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from benchmarks.bench_train import QUICK_PER_LABEL, _ours, _splits
+from benchmarks.bench_train import QUICK_PER_LABEL, banking77_splits, train_ours
 from benchmarks.common import header, table
 
 SEEDS = (0, 1, 2)
@@ -46,7 +46,7 @@ def _error_reading(val: pl.DataFrame, runs: list[dict]) -> tuple[float, list[tup
 
 
 def run(data_dir: Path, quick: bool = False) -> str:
-    train, val = _splits(data_dir, QUICK_PER_LABEL if quick else None)
+    train, val = banking77_splits(data_dir, QUICK_PER_LABEL if quick else None)
     seeds = SEEDS[:2] if quick else SEEDS
     rows, acc, readings = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -54,7 +54,7 @@ def run(data_dir: Path, quick: bool = False) -> str:
         for title, method in METHODS:
             runs = []
             for seed in seeds:
-                r = _ours(train, val, tmp, f"{method} seed {seed}", method=method, seed=seed)
+                r = train_ours(train, val, tmp, f"{method} seed {seed}", method=method, seed=seed)
                 runs.append(r)
                 acc.setdefault(title, []).append(r["acc"])
                 rows.append((title, seed, f"{r['acc']:.4f}", f"{r['f1']:.4f}", f"{r['base_acc']:.4f}",
