@@ -31,6 +31,9 @@ from curatune.config import LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.errors import CuratuneError
 
+# Ledger columns this step writes that later stages read (Label Studio push, evaluation).
+FLAG_COL = "is_label_issue"
+SUGGESTED_COL = "suggested_label"
 
 def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
     if cfg.features == "tfidf":
@@ -128,9 +131,9 @@ class LabelIssues(CurationStep):
             "action": action.tolist(),
             "reason": np.where(is_issue, "label_issue", None).tolist(),
             "new_label": [classes[s] if a == "relabel" else None for s, a in zip(suggested, action, strict=True)],
-            "is_label_issue": is_issue,
+            FLAG_COL: is_issue,
             "label_quality": quality,
-            "suggested_label": [classes[s] for s in suggested],
+            SUGGESTED_COL: [classes[s] for s in suggested],
             "suggested_confidence": confidence,
             "label_issue_rank": rank,
             "outlier_score": outlier,

@@ -45,6 +45,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
+from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.pipeline import CURATED, LEDGER, REVIEWS
 from curatune.curate.reviews import CONFLICT_REASON, DROP, REASON, REVIEW_SCHEMA, UNSURE
 from curatune.errors import CuratuneError
@@ -60,9 +61,7 @@ TEXT_KEY = "text"
 DIALOGUE_KEY = "dialogue"
 # What push last did, for provenance and so that pull finds the project without --project.
 PUSH_RECORD = "labelstudio.json"
-# Ledger columns written by the label_issues step (issue 4); absent columns mean "not known".
-FLAG_COL = "is_label_issue"
-SUGGESTED_COL = "suggested_label"
+# Ledger columns written by the label_issues step (FLAG_COL, SUGGESTED_COL too); absent ones mean "not known".
 QUALITY_COLS = ("label_quality", "label_issues_score")
 ONLY = ("flagged", "all", "sample")
 # Predictions this module wrote (any run); others on a task (an ML backend's) are left alone.

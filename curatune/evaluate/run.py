@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from curatune.config import Config
+from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
@@ -106,6 +107,9 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         "confusion": {"labels": labels, "matrix": confusion["confusion_matrix"]},
         "calibration": {"ece": cal["ece"], "bins": cal["bins"]},
     }
+    doubt = _label_doubt(t, ledger, ec.confidence)
+    if doubt is not None:
+        metrics["label_doubt"] = doubt
     say("evaluate: fairness across groups")
     with manifest.timed("fairness"):
         metrics["fairness"], per_class_by_group = _fairness(t, y, yp, group_cols, labels, ec, boot)
@@ -174,6 +178,39 @@ def _recall_gap(rates: pl.DataFrame, ranked: list[str], min_support: int) -> dic
         pl.len().alias("groups"),
     ).filter(pl.col("groups") >= 2).sort(["difference", "label"], descending=[True, False])
     return gaps.row(0, named=True) if gaps.height else None
+
+
+# A person's decision settles a row's label; these review outcomes leave it unsettled.
+UNSETTLED_REVIEWS = ("conflict", "unsure")
+
+
+def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> dict[str, Any] | None:
+    """Accuracy on the evaluated rows whose label curation doubts vs the rest.
+
+    Evaluation labels are never changed by a model's opinion, so a flagged row that no person has
+    settled stays in the headline as labelled; this slice shows how much of the measured error
+    sits on such rows. None when the label_issues step did not run.
+    """
+    if FLAG_COL not in ledger.columns:
+        return None
+    settled = (pl.col("review_decision").is_not_null() & ~pl.col("review_decision").is_in(UNSETTLED_REVIEWS)
+               if "review_decision" in ledger.columns else pl.lit(False))
+    suggested = pl.col(SUGGESTED_COL).cast(pl.String) if SUGGESTED_COL in ledger.columns else pl.lit(None, pl.String)
+    info = ledger.select("row_id", (pl.col(FLAG_COL).fill_null(False) & ~settled.fill_null(False)).alias("doubted"),
+                         suggested.alias("suggested"))
+    rows = t.select("row_id", "label", "predicted").join(info, on="row_id", how="left").with_columns(
+        pl.col("doubted").fill_null(False), (pl.col("label") == pl.col("predicted")).alias("correct"))
+    out: dict[str, Any] = {}
+    for name, part in (("doubted", rows.filter("doubted")), ("trusted", rows.filter(~pl.col("doubted")))):
+        n, right = part.height, int(part["correct"].sum())
+        out[name] = {
+            "rows": n,
+            "accuracy": wilson(right, n, confidence).to_dict() if n else None,
+            # How often the model sides with curation's suggested label against the given one.
+            "predicted_suggested_label": int(((part["predicted"] == part["suggested"])
+                                              & (part["suggested"] != part["label"])).fill_null(False).sum()),
+        }
+    return out
 
 
 def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: float) -> dict[str, Any]:

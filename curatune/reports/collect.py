@@ -597,8 +597,8 @@ SPECIAL_BLOCKS = {"comparison": _comparison_block, "fairness": _fairness_block, 
 
 
 # metrics.json is written with sorted keys; the report reads in this order: headline numbers first.
-BLOCK_ORDER = ("headline", "overall", "summary", "accuracy", "comparison", "base", "mcnemar", "per_class",
-               "by_class", "confusion", "calibration", "forgetting", "fairness", "group", "counterfactual",
+BLOCK_ORDER = ("headline", "overall", "summary", "accuracy", "comparison", "base", "mcnemar", "label_doubt",
+               "per_class", "by_class", "confusion", "calibration", "forgetting", "fairness", "group", "counterfactual",
                "curation")
 
 
@@ -899,6 +899,16 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         vals = {r["name"]: r["value"] for r in b["rows"]}
         parts = [f"{k} {vals[k]:.3f}" for k in ("probe retention", "similarity retention") if _is_num(vals.get(k))]
         return [f"forgetting: {', '.join(parts)}"] if parts else []
+    if b["key"] == "label_doubt" and b["kind"] == "table" and {"rows", "accuracy"} <= set(b["columns"]):
+        n_at, acc_at = b["columns"].index("rows"), b["columns"].index("accuracy")
+        part = {r[0]["value"]: (r[n_at]["value"], r[acc_at]) for r in b["rows"]}
+        if "doubted" in part and "trusted" in part and part["doubted"][0]:
+            (n_d, acc_d), (n_t, acc_t) = part["doubted"], part["trusted"]
+            line = (f"{where}accuracy on the {n_d} rows whose label curation doubts (no person has settled them): "
+                    f"{acc_d['value']:.3f}{_interval(acc_d)}")
+            if _is_num(acc_t.get("value")):
+                line += f"; on the other {n_t}: {acc_t['value']:.3f}{_interval(acc_t)}"
+            return [line]
     if b["key"] == "counterfactual" and b["kind"] == "section":
         groups = next((c for c in b["children"] if c["kind"] == "table"), None)
         scal = {r["name"]: r["value"] for r in b["rows"]}

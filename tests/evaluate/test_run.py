@@ -49,6 +49,7 @@ def test_metrics_and_per_class_fairness_table(trained):
     assert row["support"] == sub.height
     assert row["recall"] == pytest.approx(float((sub["predicted"] == "card").mean()))
     assert res["metrics"]["counterfactual"]["identity_terms"]["categories"] == []  # no identity terms in the texts
+    assert "label_doubt" not in m  # the ledger has no label-issue flags: the step did not run
 
 
 def test_rerun_model_reproduces_the_saved_predictions(trained):
@@ -108,3 +109,39 @@ def test_gates_pass_fail_and_fail_on_gate(trained):
     finally:
         cfg.evaluate.gates.min_accuracy = 0.0
         cfg.evaluate.gates.max_group_accuracy_difference = 0.0
+
+
+def test_accuracy_on_rows_curation_doubts_vs_the_rest(trained):
+    import shutil
+
+    cfg, cur, train_dir, root = trained
+    doubt_dir = root / "curate-flagged"
+    shutil.copytree(cur, doubt_dir)
+    preds = pl.read_parquet(train_dir / "predictions.parquet").filter(pl.col("split") == "test").sort("row_id")
+    right = preds.filter(pl.col("label") == pl.col("predicted"))["row_id"].to_list()
+    wrong = preds.filter(pl.col("label") != pl.col("predicted"))
+    assert len(right) >= 4 and wrong.height >= 2  # the tiny run gets some rows wrong
+    # Flagged: three rows the model gets right, two it gets wrong (their suggestion is the model's
+    # prediction for the first and the given label's neighbour for the second), and two more that
+    # people reviewed: one settled (trusted again), one left in conflict (still doubted).
+    w = wrong.rows(named=True)
+    flagged = right[:3] + [w[0]["row_id"], w[1]["row_id"]]
+    settled, conflict = right[3], (w[2]["row_id"] if wrong.height > 2 else right[4])
+    suggested = {w[0]["row_id"]: w[0]["predicted"], w[1]["row_id"]: w[1]["label"] + "-other"}
+    ledger = pl.read_parquet(cur / "ledger.parquet").with_columns(
+        pl.col("row_id").is_in(flagged + [settled, conflict]).alias("is_label_issue"),
+        pl.col("row_id").replace_strict(suggested, default=None, return_dtype=pl.String).alias("suggested_label"),
+        pl.col("row_id").replace_strict({settled: "card", conflict: "conflict"}, default=None,
+                                        return_dtype=pl.String).alias("review_decision"))
+    ledger.write_parquet(doubt_dir / "ledger.parquet")
+
+    m = evaluate_run(cfg, doubt_dir, train_dir, root / "evaluate-doubt")["metrics"]
+    doubted, trusted = m["label_doubt"]["doubted"], m["label_doubt"]["trusted"]
+    conflict_right = conflict in right
+    assert doubted["rows"] == 6 and trusted["rows"] == preds.height - 6
+    assert doubted["accuracy"]["value"] == pytest.approx((3 + conflict_right) / 6)
+    assert trusted["accuracy"]["value"] == pytest.approx((len(right) - 3 - conflict_right) / (preds.height - 6))
+    assert doubted["accuracy"]["low"] < doubted["accuracy"]["value"] < doubted["accuracy"]["high"]
+    assert doubted["predicted_suggested_label"] == 1 and trusted["predicted_suggested_label"] == 0
+    # The headline still counts every row as labelled.
+    assert m["headline"]["accuracy"]["value"] == pytest.approx(len(right) / preds.height)

@@ -201,6 +201,9 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
         "curation_fairness": {"channel": [{"group": g, "n": 8, "dropped": _ci(0.25, 0.07, 0.59, 8),
                                            "relabelled": _ci(0.0, 0.0, 0.32, 8), "flagged": _ci(0.125, 0.02, 0.47, 8)}
                                           for g in GROUPS]},
+        "label_doubt": {"doubted": {"rows": 6, "accuracy": _ci(0.1667, 0.03, 0.56, 6), "predicted_suggested_label": 4},
+                        "trusted": {"rows": 294, "accuracy": _ci(0.83, 0.78, 0.87, 294),
+                                    "predicted_suggested_label": 1}},
         "counterfactual": {"rows": 40, "max_flip_rate": 0.05, "max_difference": 0.05, "groups": [
             {"group": "US English", "locale": "en_US", "rows": 40, "flips": 0, "flip_rate": 0.0},
             {"group": "Polish", "locale": "pl_PL", "rows": 40, "flips": 2, "flip_rate": 0.05}]},

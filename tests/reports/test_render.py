@@ -337,6 +337,8 @@ def test_evaluation_content_from_metrics_json(fixture_run):
         "test accuracy 0.820 (interval 0.770 to 0.860)", "test macro f1 0.800 (interval 0.740 to 0.850)",
         "fine-tuned minus base accuracy: +0.060 (interval +0.010 to +0.110)",
         "McNemar's test: p = 0.0768 (exact binomial; only fine-tuned right 12, only base right 4)",
+        "test accuracy on the 6 rows whose label curation doubts (no person has settled them): 0.167 (interval 0.030 "
+        "to 0.560); on the other 294: 0.830 (interval 0.780 to 0.870)",
         "forgetting: probe retention 0.970, similarity retention 0.910",
         "largest accuracy gap between groups: 0.050 (interval 0.000 to 0.140) by channel (chat best, email worst)",
         "largest prediction flip rate when names are swapped: 5.0% (Polish names)"]
