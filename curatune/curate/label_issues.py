@@ -35,6 +35,7 @@ from curatune.errors import CuratuneError
 FLAG_COL = "is_label_issue"
 SUGGESTED_COL = "suggested_label"
 
+
 def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
     if cfg.features == "tfidf":
         from sklearn.feature_extraction.text import TfidfVectorizer

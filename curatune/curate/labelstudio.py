@@ -61,7 +61,7 @@ TEXT_KEY = "text"
 DIALOGUE_KEY = "dialogue"
 # What push last did, for provenance and so that pull finds the project without --project.
 PUSH_RECORD = "labelstudio.json"
-# Ledger columns written by the label_issues step (FLAG_COL, SUGGESTED_COL too); absent ones mean "not known".
+# The label_issues step's quality: its own column, else its generic per-step score; absent means "not known".
 QUALITY_COLS = ("label_quality", "label_issues_score")
 ONLY = ("flagged", "all", "sample")
 # Predictions this module wrote (any run); others on a task (an ML backend's) are left alone.
