@@ -34,6 +34,8 @@ from curatune.rundir import MANIFEST, find_stage_dir, read_json, sha256_file, wr
 
 DROP = "drop"
 UNSURE = "unsure"
+# Review outcomes that leave a row's label unsettled (no decision was applied).
+UNSETTLED = ("conflict", UNSURE)
 REASON = "human_review"
 CONFLICT_REASON = "review_conflict"
 STEP = "human_review"
@@ -126,7 +128,7 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
     decided = pl.col("status") == "decided"
     drop = decided & (pl.col("decision") == DROP)
     relabel = decided & ~drop & (pl.col("decision") != pl.col("label").fill_null(""))
-    conflict = pl.col("status").is_in(["conflict", "unsure"])
+    conflict = pl.col("status").is_in(UNSETTLED)
     t = t.with_columns(
         pl.when(drop).then(pl.lit("drop")).when(relabel).then(pl.lit("relabel")).otherwise(pl.lit("keep"))
         .alias("action"),
@@ -151,9 +153,9 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
     summary = {
         "reviews_file": source,
         "rows_reviewed": resolved.height,
-        "applied": int(matched.filter(pl.col("review_decision").is_in(["conflict", "unsure"]).not_()).height),
+        "applied": int(matched.filter(pl.col("review_decision").is_in(UNSETTLED).not_()).height),
         "confirmed": int(matched.filter((pl.col("action") == "keep")
-                                        & ~pl.col("review_decision").is_in(["conflict", "unsure"])).height),
+                                        & ~pl.col("review_decision").is_in(UNSETTLED)).height),
         "relabelled": int((rows["action"] == "relabel").sum()),
         "dropped": int((rows["action"] == "drop").sum()),
         "conflicts": int((rows["review_decision"] == "conflict").sum()),

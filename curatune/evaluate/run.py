@@ -18,6 +18,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
+from curatune.curate.reviews import UNSETTLED
 from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
@@ -180,10 +181,6 @@ def _recall_gap(rates: pl.DataFrame, ranked: list[str], min_support: int) -> dic
     return gaps.row(0, named=True) if gaps.height else None
 
 
-# A person's decision settles a row's label; these review outcomes leave it unsettled.
-UNSETTLED_REVIEWS = ("conflict", "unsure")
-
-
 def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> dict[str, Any] | None:
     """Accuracy on the evaluated rows whose label curation doubts vs the rest.
 
@@ -193,7 +190,7 @@ def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> di
     """
     if FLAG_COL not in ledger.columns:
         return None
-    settled = (pl.col("review_decision").is_not_null() & ~pl.col("review_decision").is_in(UNSETTLED_REVIEWS)
+    settled = (pl.col("review_decision").is_not_null() & ~pl.col("review_decision").is_in(UNSETTLED)
                if "review_decision" in ledger.columns else pl.lit(False))
     suggested = pl.col(SUGGESTED_COL).cast(pl.String) if SUGGESTED_COL in ledger.columns else pl.lit(None, pl.String)
     info = ledger.select("row_id", (pl.col(FLAG_COL).fill_null(False) & ~settled.fill_null(False)).alias("doubted"),
