@@ -99,6 +99,20 @@ def test_missing_file(tmp_path):
         load_dataset([tmp_path / "nope.csv"], DataConfig())
 
 
+def test_directory_input_is_an_error(tmp_path):
+    (tmp_path / "exports").mkdir()
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "exports"], DataConfig())
+    assert str(err.value) == f"{tmp_path / 'exports'}: input is a directory, expected a .csv, .jsonl or .parquet file"
+
+
+def test_empty_source_id_names_its_row(tmp_path):
+    pl.DataFrame({"id": ["a", None, "c"], "text": ["x", "y", "z"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig(id_col="id"))
+    assert str(err.value) == f"{tmp_path / 'd.csv'}, row 2, column 'id': id is empty"
+
+
 def test_missing_label_column_when_required(tmp_path):
     pl.DataFrame({"text": ["a"]}).write_csv(tmp_path / "d.csv")
     with pytest.raises(CuratuneError, match="missing label column"):
@@ -118,7 +132,9 @@ def test_reserved_column_clash(tmp_path):
 
 
 def test_bad_turn_order(tmp_path):
-    pl.DataFrame({"conversation_id": ["c"], "turn": ["first"], "speaker": ["customer"], "text": ["x"]}).write_csv(
-        tmp_path / "t.csv")
-    with pytest.raises(CuratuneError, match="turn order must be an integer"):
+    # The bad row also has an empty speaker cell: the row number must still be its own.
+    pl.DataFrame({"conversation_id": ["c", "c", "c"], "turn": ["0", "1", "second"],
+                  "speaker": ["customer", "agent", None], "text": ["x", "y", "z"]}).write_csv(tmp_path / "t.csv")
+    with pytest.raises(CuratuneError) as err:
         load_dataset([tmp_path / "t.csv"], DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == f"{tmp_path / 't.csv'}, row 3, column 'turn': turn order must be an integer"
