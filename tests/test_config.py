@@ -42,6 +42,25 @@ def test_wrong_choice_named(tmp_path):
         load_config(write(tmp_path, "[train]\nmethod = 'qlora'\n"))
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("data = 3\n", "config key 'data' must be a table, got int"),
+    ("[data]\ntext_col = 3\n", "config key 'data.text_col' must be a string, got 3"),
+    ("[data]\ninputs = 'a.csv'\n", "config key 'data.inputs' must be a list, got str"),
+    ("[data]\ngroup_cols = ['channel', 2]\n", "config key 'data.group_cols[1]' must be a string, got 2"),
+    ("[curate.anonymise]\noperators = 'mask'\n", "config key 'curate.anonymise.operators' must be a table, got str"),
+    ("[curate.anonymise.operators]\nPERSON = 1\n",
+     "config key 'curate.anonymise.operators.PERSON' must be a string, got 1"),
+    ("[train]\nbatch_size = 1.5\n", "config key 'train.batch_size' must be an integer, got 1.5"),
+    ("[train]\nbatch_size = true\n", "config key 'train.batch_size' must be an integer, got True"),
+    ("[train]\nlp_init = 'yes'\n", "config key 'train.lp_init' must be true or false, got 'yes'"),
+])
+def test_wrong_shapes_named_with_their_key(tmp_path, text, message):
+    p = write(tmp_path, text)
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}: {message}"
+
+
 def test_bad_toml(tmp_path):
     with pytest.raises(CuratuneError, match="not valid TOML"):
         load_config(write(tmp_path, "[data\n"))

@@ -56,3 +56,7 @@ def test_bad_curated_tables_are_user_errors(tmp_path):
     nolab = write_curated(tmp_path / "nolab", [{"row_id": "a", "text": "t", "label": None, "split": "train"}])
     with pytest.raises(CuratuneError, match="no labelled training rows"):
         load_train_data(nolab, seed=0)
+    nocol = write_curated(tmp_path / "nocol", [{"row_id": "a", "body": "t", "label": "x", "split": "train"}])
+    with pytest.raises(CuratuneError, match="curated table lacks a required column") as err:
+        load_train_data(nocol, seed=0)
+    assert err.value.column == "text"

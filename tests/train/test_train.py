@@ -315,6 +315,48 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
     assert code == 2 and "[train] batch_size must be >= 1, got 0" in text and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("max_length = 1000", "[train] max_length = 1000 exceeds what the model takes (128)"),
+    ('method = "lora"\nlora_target_modules = ["no_such_layer"]', "[train] lora_target_modules do not match this model"),
+    ('precision = "bf16"\ndevice = "cpu"', "[train] precision = 'bf16' needs a CUDA GPU; use 'auto' or 'fp32' on cpu"),
+    pytest.param('device = "cuda"', "[train] device = 'cuda' but no CUDA GPU is visible to torch",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")),
+    pytest.param('device = "mps"', "[train] device = 'mps' but Apple MPS is not available here",
+                 marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="Apple MPS is available here")),
+])
+def test_cli_train_refuses_settings_this_model_or_machine_cannot_use(cli_run, tiny_model, curated_dir, tmp_path,
+                                                                      setting, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 1.0\n{setting}\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], text
+    assert "Traceback" not in text
+    # Nothing was trained: no manifest marks the stage complete, no model was saved.
+    assert not (tmp_path / "out" / "manifest.json").exists() and not (tmp_path / "out" / "model").exists()
+
+
+def test_cli_train_refuses_a_model_directory_without_config(cli_run, curated_dir, tmp_path):
+    bare = tmp_path / "weights-only"
+    bare.mkdir()
+    (bare / "model.safetensors").write_bytes(b"")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{bare}"\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
+    assert code == 2 and "not a Hugging Face model directory (no config.json)" in text and str(bare) in text
+
+
+def test_cli_train_refuses_a_table_with_no_validation_rows(cli_run, tiny_model, tmp_path):
+    # Two training rows per label: 10% of two rounds to none, so nothing can be held out.
+    curated = write_curated(tmp_path / "curate", make_rows(6, 3, "train", "tr"))
+    before = (curated / "curated.parquet").read_bytes()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\n')
+    code, text = cli_run("train", curated, "--out", tmp_path / "out", "-c", cfg)
+    assert code == 2 and "no validation rows: add a validation split or more training rows per label" in text
+    assert (curated / "curated.parquet").read_bytes() == before
+
+
 def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
