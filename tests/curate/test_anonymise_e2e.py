@@ -96,6 +96,21 @@ def test_surrogate_without_secret_is_a_clear_error(cli_run, tmp_path, monkeypatc
     assert code == 2 and "CURATUNE_ANON_SECRET" in out
 
 
+@pytest.mark.parametrize(("section", "message"), [
+    ("[curate.anonymise.operators]\nPERSON = 'redact'\n",
+     "config key 'curate.anonymise.operators' has unknown operator 'redact' (use one of "),
+    ("[curate.anonymise.id_patterns]\nORDER_ID = 'ORD-[0-9'\n",
+     "config key 'curate.anonymise.id_patterns.ORDER_ID' is not a valid regex: "),
+])
+def test_unusable_anonymise_settings_are_named(cli_run, tmp_path, section, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\nconversation_col='conversation_id'\n[curate]\nsteps=['anonymise']\n" + section)
+    code, out = cli_run("curate", _write(tmp_path), "--out", tmp_path / "o", "--config", cfg)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), out
+    assert not (tmp_path / "o" / "ledger.parquet").exists()
+
+
 @pytest.mark.parametrize("text", ["", "x" * 100_000 + " call me on 415 555 0132", "我的名字是王伟，电话 13800138000",
                                   "<script>alert('Maria Gonzalez')</script><b>my email is a@b.co</b>",
                                   "4111111111111111 0000 1234567890 99999"])

@@ -127,6 +127,24 @@ def test_user_pred_probs(tmp_path):
     assert flagged["suggested_label"].to_list() == ["cancel"]
 
 
+@pytest.mark.parametrize(("drop", "message"), [
+    ("column", "pred_probs file lacks column 'shipping' (needs row_id and one column per label)"),
+    ("row", "pred_probs file has no row for 'refund-3'"),
+])
+def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, drop, message):
+    df, _ = make_data(n_per_class=10, flips=0)
+    probs = df.select(pl.col("id").alias("row_id"), *[pl.lit(0.25).alias(c) for c in VOCAB])
+    probs = probs.drop("shipping") if drop == "column" else probs.filter(pl.col("row_id") != "refund-3")
+    probs.write_parquet(tmp_path / "probs.parquet")
+    df.write_parquet(tmp_path / "d.parquet")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\nid_col = 'id'\n[curate]\nsteps = ['label_issues']\n"
+                   "[curate.label_issues]\nfeatures = 'tfidf'\npred_probs = 'probs.parquet'\n")
+    code, out = cli_run("curate", tmp_path / "d.parquet", "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2 and f"error: {tmp_path / 'probs.parquet'}: {message}" in out, out
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
 @pytest.mark.slow
 def test_embedding_features_and_group_shares(tmp_path):
     df, flipped = make_data(n_per_class=25, flips=6)

@@ -92,3 +92,13 @@ def test_unknown_step_is_a_clear_error(cli_run, tmp_path):
     assert code == 2
     assert "unknown curation step 'dedupe'" in out
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_missing_truth_file_is_a_clear_error(cli_run, tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\ntruth = 'truth.parquet'\n[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2 and f"error: {tmp_path / 'truth.parquet'}: truth file not found" in out, out
+    assert not (tmp_path / "out" / "ledger.parquet").exists()

@@ -48,6 +48,19 @@ def test_generated_label_config_is_accepted_and_mismatch_named():
         check_label_config('<View><Text name="text" value="$text"/></View>', ["a"], "p", 7)
 
 
+def test_an_unusable_existing_label_config_is_named():
+    with pytest.raises(CuratuneError) as err:
+        check_label_config("<View><Choices name='label'", ["a"], "p", 7)
+    assert str(err.value) == "label config mismatch: project 'p' (id 7) has a labeling config that is not valid XML"
+    # Every label is offered, but the choices point at an image, not at the task's text.
+    xml = ('<View><Image name="img" value="$image"/><Choices name="label" toName="img">'
+           '<Choice value="a"/></Choices></View>')
+    with pytest.raises(CuratuneError) as err:
+        check_label_config(xml, ["a"], "p", 7)
+    assert str(err.value) == ("label config mismatch: project 'p' (id 7): its choices apply to 'img', which shows "
+                              "'$image'; curatune tasks carry $text and $dialogue")
+
+
 # --------------------------------------------------------------------------------------------
 # applying reviews to a finished curate dir
 
@@ -141,6 +154,23 @@ def test_apply_without_reviews_is_a_clear_error(run_copy, cli_run):
     assert code == 2 and "no reviews to apply: run `curatune labelstudio pull` first" in out
 
 
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda p: p.write_bytes(b"PAR1 not a parquet file"), "cannot read reviews: "),
+    (lambda p: pl.DataFrame({"row_id": ["x"], "decision": ["billing"]}).write_parquet(p),
+     "reviews file lacks column(s) annotator, ground_truth; pull again"),
+])
+def test_apply_with_an_unusable_reviews_file_is_a_clear_error(run_copy, cli_run, write, message):
+    curate_dir = run_copy / "curate"
+    write(curate_dir / REVIEWS)
+    before = {p.name: p.read_bytes() for p in curate_dir.iterdir() if p.is_file()}
+    code, out = cli_run("apply-reviews", run_copy)
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, out
+    assert errors[0].startswith(f"error: {curate_dir / REVIEWS}: {message}")
+    # Nothing in the run changed.
+    assert {p.name: p.read_bytes() for p in curate_dir.iterdir() if p.is_file()} == before
+
+
 # --------------------------------------------------------------------------------------------
 # what push refuses before it talks to any server
 
@@ -184,6 +214,40 @@ def test_push_refuses_a_run_that_was_not_anonymised(run_copy, monkeypatch):
     cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all")
     with pytest.raises(CuratuneError, match="refusing to push: this run was not anonymised"):
         push(run_copy, cfg)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"batch_size": 0}, "[labelstudio] batch_size must be >= 1 and retries >= 0"),
+    ({"retries": -1}, "[labelstudio] batch_size must be >= 1 and retries >= 0"),
+])
+def test_push_refuses_unusable_options(run_copy, monkeypatch, change, message):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all", **change)
+    with pytest.raises(CuratuneError) as err:
+        push(run_copy, cfg)
+    assert str(err.value) == message
+
+
+def test_push_refuses_a_manifest_without_run_id(run_copy, monkeypatch):
+    _edit_manifest(run_copy, lambda doc: doc.pop("run_id"))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all")
+    with pytest.raises(CuratuneError) as err:
+        push(run_copy, cfg)
+    assert str(err.value) == f"{run_copy / 'curate' / 'manifest.json'}: curate manifest has no run_id; curate again"
+
+
+def test_push_refuses_a_label_named_like_a_review_decision(run_copy, monkeypatch):
+    curated = run_copy / "curate" / "curated.parquet"
+    df = pl.read_parquet(curated)
+    first = df["label"][0]
+    df.with_columns(pl.col("label").replace(first, "drop")).write_parquet(curated)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", project="p", only="all")
+    with pytest.raises(CuratuneError) as err:
+        push(run_copy, cfg)
+    assert str(err.value) == ("the dataset has a label named 'drop', which is also a review decision in Label Studio; "
+                              "rename that label")
 
 
 def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatch, tmp_path):

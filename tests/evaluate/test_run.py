@@ -3,11 +3,13 @@ re-running the saved model, and identity-term counterfactuals."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import polars as pl
 import pytest
 
+from curatune.errors import CuratuneError
 from curatune.evaluate.counterfactual import identity_flip_rates
 from curatune.evaluate.run import evaluate_run
 from curatune.train import train_model
@@ -109,6 +111,31 @@ def test_gates_pass_fail_and_fail_on_gate(trained):
     finally:
         cfg.evaluate.gates.min_accuracy = 0.0
         cfg.evaluate.gates.max_group_accuracy_difference = 0.0
+
+
+def test_a_reference_set_without_its_text_column_is_named(trained, tmp_path):
+    cfg, cur, train_dir, _ = trained
+    ref = tmp_path / "reference.csv"
+    pl.DataFrame({"body": ["book a flight", "set an alarm"], "label": ["travel", "alarm"]}).write_csv(ref)
+    cfg = copy.deepcopy(cfg)
+    cfg.evaluate.forgetting, cfg.data.reference = True, str(ref)
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")
+    assert str(err.value) == f"{ref}, column 'text': reference set lacks its text column"
+    assert not (tmp_path / "evaluate" / "metrics.json").exists()
+
+
+def test_a_test_label_the_model_never_saw_is_named(tiny_model, tmp_path):  # noqa: F811
+    rows = make_rows(60, 1, "train", "tr") + make_rows(12, 2, "test", "te")
+    rows[-1]["label"] = "chargeback"  # only in the test split
+    cur = write_curated(tmp_path / "curate", rows)
+    pl.DataFrame({"row_id": [r["row_id"] for r in rows], "fate": ["kept"] * len(rows),
+                  "reasons": [[] for _ in rows]}).write_parquet(cur / "ledger.parquet")
+    cfg = tiny_config(tiny_model, method="lora", epochs=1)
+    train_model(cfg, cur, tmp_path / "train")
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur, tmp_path / "train", tmp_path / "evaluate")
+    assert str(err.value) == "label 'chargeback' in the test split is not one the model was trained on"
 
 
 def test_accuracy_on_rows_curation_doubts_vs_the_rest(trained):
