@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -122,6 +123,37 @@ def test_a_reference_set_without_its_text_column_is_named(trained, tmp_path):
     with pytest.raises(CuratuneError) as err:
         evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")
     assert str(err.value) == f"{ref}, column 'text': reference set lacks its text column"
+    assert not (tmp_path / "evaluate" / "metrics.json").exists()
+
+
+def _without_manifest(d):
+    (d / "manifest.json").unlink()
+
+
+def _without_predictions(d):
+    (d / "predictions.parquet").unlink()
+
+
+def _base_missing_a_row(d):
+    base = pl.read_parquet(d / "base_predictions.parquet")
+    base.filter(pl.col("row_id") != base.filter(pl.col("split") == "test")["row_id"][0]).write_parquet(
+        d / "base_predictions.parquet")
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_without_manifest, "{train}: train stage is not complete (no manifest.json)"),
+    (_without_predictions, "{train}/predictions.parquet: predictions.parquet not found; run the earlier stage first"),
+    (_base_missing_a_row, "{train}: base_predictions.parquet lacks 1 test rows of predictions.parquet: the two must "
+                          "cover the same rows"),
+])
+def test_an_incomplete_train_stage_is_named(trained, tmp_path, damage, message):
+    cfg, cur, train_dir, _ = trained
+    copy_dir = tmp_path / "train"
+    shutil.copytree(train_dir, copy_dir)
+    damage(copy_dir)
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur, copy_dir, tmp_path / "evaluate")
+    assert str(err.value) == message.format(train=copy_dir)
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
 
 
