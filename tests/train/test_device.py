@@ -1,0 +1,42 @@
+"""``device = "auto"``: CUDA (bf16 where supported, else fp16), then Apple MPS, then CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from curatune.errors import CuratuneError
+from curatune.train.device import DeviceChoice, choose_device
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="a GPU is visible here")
+def test_auto_without_a_gpu_is_cpu_in_full_precision():
+    assert choose_device("auto", "auto") == DeviceChoice("cpu", "fp32", f"CPU ({torch.get_num_threads()} threads)")
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """torch's CUDA queries answer as two GPUs would. These machines have none: what is tested here
+    is the choice made from the answers, not CUDA itself."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _i=0: "NVIDIA H100")
+
+    def bf16(supported: bool) -> None:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
+
+    return bf16
+
+
+@pytest.mark.parametrize(("bf16", "precision"), [(True, "bf16"), (False, "fp16")])
+def test_auto_prefers_cuda_with_the_best_mixed_precision(two_gpus, bf16, precision):
+    two_gpus(bf16)
+    assert choose_device("auto", "auto") == DeviceChoice("cuda", precision, "2 x NVIDIA H100")
+    assert choose_device("auto", "fp32").precision == "fp32"  # an explicit precision is kept
+
+
+def test_bf16_on_a_gpu_without_it_is_refused(two_gpus):
+    two_gpus(False)
+    with pytest.raises(CuratuneError) as err:
+        choose_device("cuda", "bf16")
+    assert str(err.value) == "[train] precision = 'bf16' is not supported by this GPU; use 'fp16' or 'auto'"
