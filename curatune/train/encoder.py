@@ -14,7 +14,7 @@ import numpy as np
 
 from curatune.embeddings import Encoder
 from curatune.rundir import find_stage_dir
-from curatune.train.run import ADAPTER_DIR, LABEL_MAP, MODEL_DIR, TRAIN_CONFIG
+from curatune.train.run import ADAPTER_DIR, LABEL_MAP, MODEL_DIR, TRAIN_CONFIG, quiet_peft_deprecation
 
 
 def _train_dir(path: str | Path) -> Path:
@@ -50,7 +50,8 @@ def load_tuned_model(train_dir: str | Path, *, adapter: bool = False, device: st
         s = _settings(d)
         labels = json.loads((d / MODEL_DIR / LABEL_MAP).read_text())["labels"]
         base = build_classifier(_base_path(s), labels, pooling=s["pooling"], normalize=s["normalize"])
-        model = PeftModel.from_pretrained(base, str(d / ADAPTER_DIR))
+        with quiet_peft_deprecation():
+            model = PeftModel.from_pretrained(base, str(d / ADAPTER_DIR))
     else:
         model = AutoModelForSequenceClassification.from_pretrained(str(d / MODEL_DIR))
     return model.to(device).eval(), AutoTokenizer.from_pretrained(str(d / MODEL_DIR))

@@ -101,6 +101,15 @@ def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
     return last
 
 
+@contextlib.contextmanager
+def quiet_peft_deprecation():
+    """peft calls a transformers method deprecated in v5 when it wraps or loads a model; the warning is
+    nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.bincount(y, minlength=n_classes).astype(float)
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
@@ -210,9 +219,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
-    with warnings.catch_warnings():
-        # peft calls a transformers method deprecated in v5; nothing for a user to act on.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with quiet_peft_deprecation():
         return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
                       resume_from, callbacks or [])
 

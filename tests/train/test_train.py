@@ -104,13 +104,15 @@ def test_adapter_and_merged_reload_give_the_same_logits(tiny_model, curated_dir,
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from curatune.train.modeling import build_classifier
+    from curatune.train.run import quiet_peft_deprecation
 
     torch.manual_seed(0)
     labels = ["card", "login", "refund"]
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    model = get_peft_model(build_classifier(str(tiny_model), labels, pooling="mean"),
-                           LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules=["query", "value"],
-                                      modules_to_save=["classifier"]))
+    with quiet_peft_deprecation():
+        model = get_peft_model(build_classifier(str(tiny_model), labels, pooling="mean"),
+                               LoraConfig(task_type=TaskType.SEQ_CLS, r=4, target_modules=["query", "value"],
+                                          modules_to_save=["classifier"]))
     with torch.no_grad():  # stand-in for training: move every trainable weight
         for p in model.parameters():
             if p.requires_grad:
@@ -122,7 +124,8 @@ def test_adapter_and_merged_reload_give_the_same_logits(tiny_model, curated_dir,
     model.save_pretrained(tmp_path / "adapter")
     fresh = build_classifier(str(tiny_model), labels, pooling="mean")
     forgot = _logits(fresh.eval(), tok, texts)
-    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    with quiet_peft_deprecation():
+        reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
     assert torch.allclose(_logits(reloaded, tok, texts), ref, atol=1e-4)
     assert (forgot - ref).abs().max() > 1e-2  # without the saved head the logits are something else
 
