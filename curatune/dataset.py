@@ -110,10 +110,9 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
                       (cfg.speaker_col, "speaker"), (cfg.text_col, "text")):
         _require(df, col, path, role)
     df = df.with_columns(pl.col(cfg.turn_col).cast(pl.Int64, strict=False).alias("__turn"))
-    not_integer = pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null()
-    if df.filter(not_integer).height:
-        raise CuratuneError("turn order must be an integer", file=path,
-                            row=_row_number(df, not_integer), column=cfg.turn_col)
+    row = _first_row(df, pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null())
+    if row is not None:
+        raise CuratuneError("turn order must be an integer", file=path, row=row, column=cfg.turn_col)
     passthrough = [c for c in df.columns
                    if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
     turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).alias("speaker"),
@@ -136,10 +135,11 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
     return agg.with_columns(rendered.alias(cfg.text_col)).rename({cfg.conversation_col: "__conv_id"})
 
 
-def _row_number(df: pl.DataFrame, offending: pl.Expr) -> int:
-    """1-based data row number (header not counted) of the first row where ``offending`` holds."""
+def _first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
+    """1-based data row number (header not counted) of the first row where ``offending`` holds; None if none."""
     # By position, not by matching the row's values: a join never matches the null an empty cell reads as.
-    return int(df.with_row_index("__i").filter(offending)["__i"][0]) + 1
+    idx = df.with_row_index("__i").filter(offending)["__i"]
+    return int(idx[0]) + 1 if len(idx) else None
 
 
 def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: bool = False) -> Loaded:
@@ -168,9 +168,9 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
             _require(raw, g, path, "group")
         df = raw.with_columns(id_expr.alias("row_id"))
         if cfg.id_col and not cfg.conversation_col:
-            no_id = pl.col("row_id").is_null()
-            if df.filter(no_id).height:
-                raise CuratuneError("id is empty", file=path, row=_row_number(df, no_id), column=cfg.id_col)
+            row = _first_row(df, pl.col("row_id").is_null())
+            if row is not None:
+                raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
         df = _canonical(df, cfg, src)
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
