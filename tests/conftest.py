@@ -69,6 +69,11 @@ def run_cli(*args: str | Path) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
+def error_lines(text: str) -> list[str]:
+    """The CLI's ``error: ...`` lines in its output."""
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
 @pytest.fixture
 def cli_run():
     return run_cli

@@ -12,6 +12,7 @@ import pytest
 from curatune.config import Config, load_config
 from curatune.curate.pipeline import run_curation
 from curatune.demo import generate_demo
+from tests.conftest import error_lines
 
 TURNS = [
     ("c1", 1, "customer", "Hi, my name is Maria Gonzalez and my card 4111 1111 1111 1111 was charged twice"),
@@ -106,7 +107,7 @@ def test_unusable_anonymise_settings_are_named(cli_run, tmp_path, section, messa
     cfg = tmp_path / "c.toml"
     cfg.write_text("[data]\nconversation_col='conversation_id'\n[curate]\nsteps=['anonymise']\n" + section)
     code, out = cli_run("curate", _write(tmp_path), "--out", tmp_path / "o", "--config", cfg)
-    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    errors = error_lines(out)
     assert code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {message}"), out
     assert not (tmp_path / "o" / "ledger.parquet").exists()
 

@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from curatune.train import TrainingInterrupted, load_base_encoder, load_tuned_encoder, load_tuned_model, train_model
+from tests.conftest import error_lines
 from tests.train.conftest import make_rows, tiny_config, write_curated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,7 +333,7 @@ def test_cli_train_refuses_settings_this_model_or_machine_cannot_use(cli_run, ti
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 1.0\n{setting}\n')
     code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
-    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    errors = error_lines(text)
     assert code == 2 and len(errors) == 1 and message in errors[0], text
     assert "Traceback" not in text
     # Nothing was trained: no manifest marks the stage complete, no model was saved.
