@@ -40,6 +40,12 @@ _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 _warned_missing_model = False
 
 
+def _drop_language_skips(record: logging.LogRecord) -> bool:
+    # Presidio warns once per predefined non-English recognizer (es, it, pl, ...) that an English-only
+    # registry leaves out. Leaving them out is the intent, so the warnings only bury real ones.
+    return not record.getMessage().startswith("Recognizer not added to registry because language is not supported")
+
+
 @dataclass
 class Detector:
     analyzer: AnalyzerEngine
@@ -179,7 +185,12 @@ def build_detector(cfg: AnonymiseConfig) -> Detector:
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": cfg.spacy_model}], ner_model_configuration=ner)
     engine.nlp = {"en": nlp}  # already loaded: Presidio's own load() would try to download it
     registry = RecognizerRegistry(supported_languages=["en"])
-    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    presidio_log = logging.getLogger("presidio-analyzer")
+    presidio_log.addFilter(_drop_language_skips)
+    try:
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    finally:
+        presidio_log.removeFilter(_drop_language_skips)
     for rec in custom_recognizers(cfg.id_patterns):
         registry.add_recognizer(rec)
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
