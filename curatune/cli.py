@@ -46,8 +46,9 @@ def _say(msg: str) -> None:
 
 
 def _progress(msg: str) -> None:
-    # Messages carry config names like "[train] epochs": text, not rich markup.
-    console.print(f"[bold cyan]»[/] {escape(msg)}")
+    # Messages carry config names like "[train] epochs": text, not rich markup. soft_wrap: a log file or
+    # pipe gets whole lines, not lines cut at rich's 80-column default.
+    console.print(f"[bold cyan]»[/] {escape(msg)}", soft_wrap=True)
 
 
 @app.command()

@@ -296,6 +296,9 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
     code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
     assert code == 0, text
     assert "model and predictions" in text and (tmp_path / "out" / "manifest.json").is_file()
+    # Progress lines stay whole when stderr is a log file or pipe (rich would wrap them at 80 columns).
+    line = next(x for x in text.splitlines() if x.startswith("» train:") and " rows, " in x)
+    assert len(line) > 80 and line.endswith(" threads)"), line
 
     code, text = cli_run("train", curated_dir, "--out", tmp_path / "fresh", "-c", cfg, "--resume")
     assert code == 2 and "nothing to resume" in text
