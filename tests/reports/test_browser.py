@@ -26,10 +26,12 @@ SECTION_HEADINGS = {
     "evaluation-h": "Evaluation",
 }
 
+VIEWPORT = {"width": 1280, "height": 900}
+
 
 def open_page(browser, html: Path):
     """Open ``html`` and record console messages, page errors, dialogs and every request."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport=VIEWPORT)
     seen = {"console": [], "errors": [], "requests": [], "dialogs": []}
     page.on("console", lambda m: seen["console"].append((m.type, m.text)))
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
@@ -57,7 +59,13 @@ def check_page(page, seen, html: Path, *, min_charts: int) -> list[dict]:
         assert c["w"] > 0 and c["h"] > 0, c
         assert c["label"], c
     assert page.evaluate("document.scripts.length") == 0
+    assert sideways_overflow(page) == 0
     return charts
+
+
+def sideways_overflow(page) -> int:
+    """Pixels the page scrolls sideways; a table wider than the window must scroll in its own box instead."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 def test_fixture_audit_in_chromium(browser, fixture_run, artifacts):
@@ -81,6 +89,11 @@ def test_fixture_audit_in_chromium(browser, fixture_run, artifacts):
     for href in page.eval_on_selector_all("#gates a", "els => els.map(e => e.getAttribute('href'))"):
         assert page.locator(href).count() == 1, href
     page.screenshot(path=str(artifacts / "fixture-audit.png"), full_page=True)
+    # A phone-width window: wide tables (the sha256 column) scroll in their own box, not the page.
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert sideways_overflow(page) == 0
+    assert page.locator(".table-scroll", has_text="Input files (sha256").evaluate("e => e.scrollWidth > e.clientWidth")
+    page.set_viewport_size(VIEWPORT)
     page.emulate_media(media="print")
     assert not page.locator("nav").is_visible()
     assert page.locator("#verdict-h").is_visible()
