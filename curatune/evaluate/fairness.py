@@ -102,21 +102,36 @@ class GroupReport:
         return out
 
 
-def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series,
-                         labels: list[str]) -> dict[str, Any]:
+def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, labels: list[str],
+                         ranked: list[str], min_class_support: int) -> dict[str, Any]:
     """Per-class one-vs-rest demographic-parity and equalized-odds differences (fairlearn's binary
-    functions), and the worst class for each."""
+    functions) between the ``ranked`` groups, and the worst class for each.
+
+    The same rule as the accuracy ranking and the recall gap: groups too small to rank are left out,
+    and equalized odds for a class compares only the groups holding at least ``min_class_support``
+    rows of it (``None`` when fewer than two do). A true-positive rate on one or two rows is 0 or 1,
+    and would name a worst class by chance.
+    """
+    keep = groups.astype(str).isin(ranked).to_numpy()
+    y, p = np.asarray(y_true)[keep], np.asarray(y_pred)[keep]
+    g = groups.astype(str)[keep].reset_index(drop=True)
     rows = []
-    for i, lab in enumerate(labels):
-        t, p = (np.asarray(y_true) == i).astype(int), (np.asarray(y_pred) == i).astype(int)
-        if t.sum() == 0 and p.sum() == 0:
+    for i, lab in enumerate(labels if len(ranked) >= 2 else []):
+        t, q = (y == i).astype(int), (p == i).astype(int)
+        if t.sum() == 0 and q.sum() == 0:
             continue
-        dp = demographic_parity_difference(t, p, sensitive_features=groups)
-        eo = equalized_odds_difference(t, p, sensitive_features=groups)
-        rows.append({"label": lab, "demographic_parity_difference": float(dp), "equalized_odds_difference": float(eo)})
+        support = pd.Series(t).groupby(g).sum()
+        eligible = g.isin(support.index[support >= min_class_support]).to_numpy()
+        n_eligible = int((support >= min_class_support).sum())
+        eo = (float(equalized_odds_difference(t[eligible], q[eligible], sensitive_features=g[eligible]))
+              if n_eligible >= 2 else None)
+        rows.append({"label": lab, "demographic_parity_difference": float(
+            demographic_parity_difference(t, q, sensitive_features=g)),
+            "equalized_odds_difference": eo, "equalized_odds_groups": n_eligible})
     worst_dp = max(rows, key=lambda r: r["demographic_parity_difference"], default=None)
-    worst_eo = max(rows, key=lambda r: r["equalized_odds_difference"], default=None)
-    return {"per_class": rows,
+    worst_eo = max((r for r in rows if r["equalized_odds_difference"] is not None),
+                   key=lambda r: r["equalized_odds_difference"], default=None)
+    return {"per_class": rows, "groups": list(ranked), "min_class_support": min_class_support,
             "worst_demographic_parity": worst_dp, "worst_equalized_odds": worst_eo}
 
 

@@ -572,7 +572,7 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
                            "high": dci[1] if dci else None, "ratio": acc.get("ratio"), "best": acc.get("best"),
                            "worst": acc.get("worst")} if acc else None,
             "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
-            "worst_classes": worst,
+            "worst_classes": worst, "class_support": multi.get("min_class_support"),
         })
     return {"key": key, "title": key.replace("_", " "), "anchor": anchor, "kind": "section", "rows": [],
             "children": children}

@@ -82,10 +82,40 @@ def test_multiclass_disparity_equals_fairlearn_on_binary():
     rng = np.random.default_rng(5)
     y, p = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
     g = pd.Series(rng.choice(["a", "b", "c"], 500))
-    result = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["no", "yes"])
+    result = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["no", "yes"], ranked=["a", "b", "c"],
+                                  min_class_support=10)
     ours = {r["label"]: r for r in result["per_class"]}
     assert ours["yes"]["demographic_parity_difference"] == demographic_parity_difference(y, p, sensitive_features=g)
     assert ours["yes"]["equalized_odds_difference"] == equalized_odds_difference(y, p, sensitive_features=g)
+    assert ours["yes"]["equalized_odds_groups"] == 3
+
+
+def test_multiclass_disparity_leaves_out_small_groups_and_thin_classes():
+    # Groups a and b rank; "tiny" (3 rows, every one wrong) does not. Class 2 has 40 rows in a (all right)
+    # but only 2 in b (both wrong): a true-positive rate of 0 on 2 rows must not make it the worst class.
+    y = np.array([0, 1] * 80 + [2] * 40 + [0, 1] * 79 + [2] * 2 + [0, 1, 0])
+    p = np.array([0, 1] * 80 + [2] * 40 + [0, 1] * 70 + [1, 0] * 9 + [0, 0] + [1, 0, 1])
+    g = pd.Series(["a"] * 200 + ["b"] * 160 + ["tiny"] * 3)
+    result = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["x", "y", "z"], ranked=["a", "b"],
+                                  min_class_support=10)
+    ours = {r["label"]: r for r in result["per_class"]}
+    assert ours["z"]["equalized_odds_difference"] is None and ours["z"]["equalized_odds_groups"] == 1
+    assert result["worst_equalized_odds"]["label"] in {"x", "y"}
+    ab = (g != "tiny").to_numpy()
+    for i, lab in enumerate("xyz"):
+        t, q = (y[ab] == i).astype(int), (p[ab] == i).astype(int)
+        assert ours[lab]["demographic_parity_difference"] == demographic_parity_difference(
+            t, q, sensitive_features=g[ab])
+    t, q = (y[ab] == 0).astype(int), (p[ab] == 0).astype(int)
+    assert ours["x"]["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(t, q, sensitive_features=g[ab]))
+    # Counting every row and group, class z would be the worst class with the largest possible gap.
+    unfiltered = equalized_odds_difference((y == 2).astype(int), (p == 2).astype(int), sensitive_features=g)
+    assert unfiltered == 1.0 > result["worst_equalized_odds"]["equalized_odds_difference"]
+    # One ranked group: nothing to compare.
+    one = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["x", "y", "z"], ranked=["a"],
+                               min_class_support=10)
+    assert one["per_class"] == [] and one["worst_equalized_odds"] is None
 
 
 def test_group_report_small_groups_not_ranked():

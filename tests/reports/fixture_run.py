@@ -194,7 +194,8 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
                                                             "difference_ci": _ci(0.05, 0.0, 0.14)},
                            "macro_f1": {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email"}},
             "too_small": ["phone"],
-            "multiclass": {"per_class": [], "worst_demographic_parity": {
+            "multiclass": {"per_class": [], "groups": ["chat", "email"], "min_class_support": 10,
+                           "worst_demographic_parity": {
                 "label": "refund", "demographic_parity_difference": 0.12, "equalized_odds_difference": 0.2},
                 "worst_equalized_odds": {"label": "cancel", "demographic_parity_difference": 0.05,
                                          "equalized_odds_difference": 0.3}}}},
