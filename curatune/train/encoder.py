@@ -36,9 +36,11 @@ def _base_path(settings: dict) -> str:
 def load_tuned_model(train_dir: str | Path, *, adapter: bool = False, device: str = "cpu"):
     """(model, tokenizer) in eval mode: the merged model, or base + saved LoRA adapter (``adapter=True``)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     import curatune.train.modeling  # noqa: F401  (registers the class with the Auto classes)
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar at the start of `curatune evaluate` is noise
     d = _train_dir(train_dir)
     if adapter:
         from peft import PeftModel

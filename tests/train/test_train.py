@@ -173,6 +173,22 @@ print("pipeline:", clf("my card was stolen")[0]["label"])
     assert "pipeline: " in res.stdout and res.stdout.split("pipeline: ")[1].strip() in ("card", "login", "refund")
 
 
+
+def test_reloading_a_run_prints_nothing(lora_run):
+    """`curatune evaluate` starts by reloading the model: no "Loading weights" progress bar or warning
+    may reach the user's terminal (a fresh process, since progress bars are process-wide settings)."""
+    script = f"""
+from curatune.train import load_tuned_model
+for adapter in (False, True):
+    load_tuned_model({str(lora_run)!r}, adapter=adapter)
+print("reloaded")
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=180)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "reloaded\n", "")
+
+
 # ------------------------------------------------------------------------------------------ methods, seeds
 
 
