@@ -561,9 +561,16 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
         acc = diff.get("accuracy") if isinstance(diff.get("accuracy"), dict) else {}
         dci = ci_of(acc.get("difference_ci")) if isinstance(acc.get("difference_ci"), dict) else None
         multi = rep.get("multiclass") or {}
-        worst = [{"measure": m.replace("_", " "), "label": (multi.get(f"worst_{m}") or {}).get("label"),
-                  "value": (multi.get(f"worst_{m}") or {}).get(f"{m}_difference")}
-                 for m in ("demographic_parity", "equalized_odds") if multi.get(f"worst_{m}")]
+        worst = []
+        for m in ("demographic_parity", "equalized_odds"):
+            w = multi.get(f"worst_{m}")
+            if w:
+                worst.append({"measure": m.replace("_", " "), "label": w.get("label"),
+                              "value": w.get(f"{m}_difference"), "note": None})
+            elif multi.get("per_class"):
+                # Classes were compared, but none on enough rows: say so rather than drop the row.
+                worst.append({"measure": m.replace("_", " "), "label": None, "value": None,
+                              "note": f"no class has {multi.get('min_class_support')} rows in two ranked groups"})
         children.append({
             "key": col, "title": col, "anchor": f"{anchor}-{_slug(col)}", "kind": "groups",
             "groups": groups, "not_shown": max(0, len(rep.get("by_group") or []) - len(groups)),

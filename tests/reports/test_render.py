@@ -293,6 +293,20 @@ def test_cli_report_missing_run_dir(cli_run, tmp_path):
     assert "run directory not found" in out and "Traceback" not in out
 
 
+def test_equalized_odds_on_too_few_rows_is_said_not_dropped(tmp_path):
+    run = build_run(tmp_path / "run")
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    multi = metrics["fairness"]["channel"]["multiclass"]
+    multi["per_class"] = [{"label": "refund", "demographic_parity_difference": 0.12, "equalized_odds_difference": None,
+                           "equalized_odds_groups": 1}]
+    multi["worst_equalized_odds"] = None
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    render_reports(run)
+    rows = re.findall(r"<tr><th scope=\"row\">(demographic parity|equalized odds)</th>(.*?)</tr>", read(run))
+    assert rows == [("demographic parity", '<td>refund</td><td class="num">0.120</td>'),
+                    ("equalized odds", '<td colspan="2">no class has 10 rows in two ranked groups</td>')]
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_values(tmp_path, value):
     run = build_run(tmp_path / "run")
