@@ -718,6 +718,14 @@ def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 
     if isinstance(value, list):
         if value and all(isinstance(v, dict) and all(_is_cell(x) for x in v.values()) for v in value):
             return _table_block(base, value, key_col=None)
+        if value and depth < 3 and all(isinstance(v, dict) for v in value):
+            # Records holding their own tables (a category and its terms): one section per record, named
+            # by its first text field, so each nested table is drawn as a table, not printed as JSON. The
+            # record stands in for the list, so it keeps the list's depth.
+            names = [next((x for x in v.values() if isinstance(x, str)), str(i + 1)) for i, v in enumerate(value)]
+            children = [to_block(n, v, cfg, f"{anchor}-{_slug(n)}", depth)
+                        for n, v in zip(names, value, strict=True)]
+            return {**base, "kind": "section", "rows": [], "children": [c for c in children if c is not None]}
         return {**base, "kind": "json", "text": json.dumps(value, sort_keys=True)[:4000]}
     return None
 

@@ -293,6 +293,24 @@ def test_cli_report_missing_run_dir(cli_run, tmp_path):
     assert "run directory not found" in out and "Traceback" not in out
 
 
+def test_records_holding_tables_are_drawn_as_tables(tmp_path):
+    # Counterfactual identity terms: categories, each with its own table of terms, three levels down.
+    run = build_run(tmp_path / "run")
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    terms = [{"term": "husband", "rows": 2, "flips": 1, "flip_rate": 0.5}, {"term": "wife", "rows": 2, "flips": 0,
+                                                                              "flip_rate": 0.0}]
+    metrics["identity"] = {"terms": {"categories": [{"category": "gendered role", "rows": 2, "max_flip_rate": 0.5,
+                                                     "terms": terms}]}}
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    render_reports(run)
+    html = read(run)
+    assert "husband" not in "".join(re.findall(r'<pre class="json">(.*?)</pre>', html, re.S))
+    body = re.search(r"<caption>Terms</caption>.*?<tbody>(.*?)</tbody>", html, re.S).group(1)
+    rows = [re.findall(r"<t[hd][^>]*>([^<]+)<", r) for r in re.findall(r"<tr>(.*?)</tr>", body)]
+    assert rows == [["husband", "2", "1", "0.500"], ["wife", "2", "0", "0.000"]]
+    assert re.search(r"<h\d id=\"[^\"]*gendered-role\">Gendered role</h\d>", html)
+
+
 def test_equalized_odds_on_too_few_rows_is_said_not_dropped(tmp_path):
     run = build_run(tmp_path / "run")
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
