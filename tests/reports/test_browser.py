@@ -109,4 +109,5 @@ def test_stage_pages_load_cleanly(browser, fixture_run, name):
     assert [m for m in seen["console"] if m[0] == "error"] == []
     stage = name.split(".")[0]
     assert page.locator(f"#{stage}-h").is_visible()
+    assert sideways_overflow(page) == 0
     page.close()
