@@ -112,9 +112,10 @@ def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.S
     rows of it (``None`` when fewer than two do). A true-positive rate on one or two rows is 0 or 1,
     and would name a worst class by chance.
     """
-    keep = groups.astype(str).isin(ranked).to_numpy()
+    names = groups.astype(str)
+    keep = names.isin(ranked).to_numpy()
     y, p = np.asarray(y_true)[keep], np.asarray(y_pred)[keep]
-    g = groups.astype(str)[keep].reset_index(drop=True)
+    g = names[keep].reset_index(drop=True)
     rows = []
     for i, lab in enumerate(labels if len(ranked) >= 2 else []):
         t, q = (y == i).astype(int), (p == i).astype(int)

@@ -723,8 +723,9 @@ def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 
             # by its first text field, so each nested table is drawn as a table, not printed as JSON. The
             # record stands in for the list, so it keeps the list's depth.
             names = [next((x for x in v.values() if isinstance(x, str)), str(i + 1)) for i, v in enumerate(value)]
-            children = [to_block(n, v, cfg, f"{anchor}-{_slug(n)}", depth)
-                        for n, v in zip(names, value, strict=True)]
+            unique = len(set(names)) == len(names)  # else the index keeps the anchors apart
+            children = [to_block(n, v, cfg, f"{anchor}-{_slug(n) if unique else i + 1}", depth)
+                        for i, (n, v) in enumerate(zip(names, value, strict=True))]
             return {**base, "kind": "section", "rows": [], "children": [c for c in children if c is not None]}
         return {**base, "kind": "json", "text": json.dumps(value, sort_keys=True)[:4000]}
     return None

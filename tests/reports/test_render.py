@@ -299,8 +299,9 @@ def test_records_holding_tables_are_drawn_as_tables(tmp_path):
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     terms = [{"term": "husband", "rows": 2, "flips": 1, "flip_rate": 0.5}, {"term": "wife", "rows": 2, "flips": 0,
                                                                               "flip_rate": 0.0}]
-    metrics["identity"] = {"terms": {"categories": [{"category": "gendered role", "rows": 2, "max_flip_rate": 0.5,
-                                                     "terms": terms}]}}
+    record = {"category": "gendered role", "rows": 2, "max_flip_rate": 0.5, "terms": terms}
+    # Two records of one name (a repeated category) still get distinct anchors.
+    metrics["identity"] = {"terms": {"categories": [record, record]}}
     (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
     render_reports(run)
     html = read(run)
@@ -308,7 +309,10 @@ def test_records_holding_tables_are_drawn_as_tables(tmp_path):
     body = re.search(r"<caption>Terms</caption>.*?<tbody>(.*?)</tbody>", html, re.S).group(1)
     rows = [re.findall(r"<t[hd][^>]*>([^<]+)<", r) for r in re.findall(r"<tr>(.*?)</tr>", body)]
     assert rows == [["husband", "2", "1", "0.500"], ["wife", "2", "0", "0.000"]]
-    assert re.search(r"<h\d id=\"[^\"]*gendered-role\">Gendered role</h\d>", html)
+    anchors = re.findall(r"<h\d id=\"([^\"]*)\">Gendered role</h\d>", html)
+    assert len(anchors) == len(set(anchors)) == 2
+    ids = re.findall(r' id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
 
 
 def test_equalized_odds_on_too_few_rows_is_said_not_dropped(tmp_path):
