@@ -122,13 +122,13 @@ def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.S
         if t.sum() == 0 and q.sum() == 0:
             continue
         support = pd.Series(t).groupby(g).sum()
-        eligible = g.isin(support.index[support >= min_class_support]).to_numpy()
-        n_eligible = int((support >= min_class_support).sum())
+        enough = support.index[support >= min_class_support]
+        eligible = g.isin(enough).to_numpy()
+        dp = demographic_parity_difference(t, q, sensitive_features=g)
         eo = (float(equalized_odds_difference(t[eligible], q[eligible], sensitive_features=g[eligible]))
-              if n_eligible >= 2 else None)
-        rows.append({"label": lab, "demographic_parity_difference": float(
-            demographic_parity_difference(t, q, sensitive_features=g)),
-            "equalized_odds_difference": eo, "equalized_odds_groups": n_eligible})
+              if len(enough) >= 2 else None)
+        rows.append({"label": lab, "demographic_parity_difference": float(dp), "equalized_odds_difference": eo,
+                     "equalized_odds_groups": len(enough)})
     worst_dp = max(rows, key=lambda r: r["demographic_parity_difference"], default=None)
     worst_eo = max((r for r in rows if r["equalized_odds_difference"] is not None),
                    key=lambda r: r["equalized_odds_difference"], default=None)

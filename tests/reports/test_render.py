@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -46,6 +47,15 @@ def parse(html: str) -> _Page:
 
 def read(run: Path, name: str = "audit.html") -> str:
     return (run / "report" / name).read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def edited_metrics(run: Path):
+    """The run's evaluate/metrics.json as a dict; what the block changes is written back."""
+    path = run / "evaluate" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    yield metrics
+    path.write_text(json.dumps(metrics))
 
 
 def test_writes_every_file(fixture_run):
@@ -265,11 +275,10 @@ def test_large_run_stays_small(tmp_path):
         run / "curate" / "curated.parquet")
     labels = [f"l{i}" for i in range(150)]
     matrix = [[(50 if i == j else (1 if (i + j) % 7 == 0 else 0)) for j in range(150)] for i in range(150)]
-    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
-    metrics["confusion"] = {"labels": labels, "matrix": matrix}
-    metrics["per_class"] = [{"label": lab, "precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 100}
-                            for lab in labels]
-    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    with edited_metrics(run) as metrics:
+        metrics["confusion"] = {"labels": labels, "matrix": matrix}
+        metrics["per_class"] = [{"label": lab, "precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 100}
+                                for lab in labels]
     paths = render_reports(run)
     size = Path(paths["audit_html"]).stat().st_size
     assert size < 1_500_000, size
@@ -296,13 +305,12 @@ def test_cli_report_missing_run_dir(cli_run, tmp_path):
 def test_records_holding_tables_are_drawn_as_tables(tmp_path):
     # Counterfactual identity terms: categories, each with its own table of terms, three levels down.
     run = build_run(tmp_path / "run")
-    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     terms = [{"term": "husband", "rows": 2, "flips": 1, "flip_rate": 0.5}, {"term": "wife", "rows": 2, "flips": 0,
                                                                               "flip_rate": 0.0}]
     record = {"category": "gendered role", "rows": 2, "max_flip_rate": 0.5, "terms": terms}
-    # Two records of one name (a repeated category) still get distinct anchors.
-    metrics["identity"] = {"terms": {"categories": [record, record]}}
-    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    with edited_metrics(run) as metrics:
+        # Two records of one name (a repeated category) still get distinct anchors.
+        metrics["identity"] = {"terms": {"categories": [record, record]}}
     render_reports(run)
     html = read(run)
     assert "husband" not in "".join(re.findall(r'<pre class="json">(.*?)</pre>', html, re.S))
@@ -317,12 +325,11 @@ def test_records_holding_tables_are_drawn_as_tables(tmp_path):
 
 def test_equalized_odds_on_too_few_rows_is_said_not_dropped(tmp_path):
     run = build_run(tmp_path / "run")
-    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
-    multi = metrics["fairness"]["channel"]["multiclass"]
-    multi["per_class"] = [{"label": "refund", "demographic_parity_difference": 0.12, "equalized_odds_difference": None,
-                           "equalized_odds_groups": 1}]
-    multi["worst_equalized_odds"] = None
-    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    with edited_metrics(run) as metrics:
+        multi = metrics["fairness"]["channel"]["multiclass"]
+        multi["per_class"] = [{"label": "refund", "demographic_parity_difference": 0.12,
+                               "equalized_odds_difference": None, "equalized_odds_groups": 1}]
+        multi["worst_equalized_odds"] = None
     render_reports(run)
     rows = re.findall(r"<tr><th scope=\"row\">(demographic parity|equalized odds)</th>(.*?)</tr>", read(run))
     assert rows == [("demographic parity", '<td>refund</td><td class="num">0.120</td>'),
@@ -332,9 +339,8 @@ def test_equalized_odds_on_too_few_rows_is_said_not_dropped(tmp_path):
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_values(tmp_path, value):
     run = build_run(tmp_path / "run")
-    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
-    metrics["headline"]["accuracy"]["value"] = value
-    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    with edited_metrics(run) as metrics:
+        metrics["headline"]["accuracy"]["value"] = value
     paths = render_reports(run)
     json.loads(Path(paths["audit_json"]).read_text())  # strict JSON: no NaN
     assert "NaN" not in Path(paths["audit_json"]).read_text()
