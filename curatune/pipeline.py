@@ -207,8 +207,11 @@ def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:
         return
     gates = read_json(report).get("verdict", {}).get("gates", [])
     failed = [g["name"] for g in gates if g.get("status") == "fail"]
-    if failed:
-        raise GateFailed(f"gate failed: {', '.join(failed)} — audit: {audit}")
+    unchecked = [g["name"] for g in gates if g.get("status") == "not checked"]
+    if failed or unchecked:
+        parts = [f"failed: {', '.join(failed)}" if failed else "",
+                 f"not checked: {', '.join(unchecked)}" if unchecked else ""]
+        raise GateFailed(f"gate {'; '.join(p for p in parts if p)} — audit: {audit}")
 
 
 def demo_data_dir(out: Path) -> Path:

@@ -81,8 +81,8 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
 def write_json(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     with _atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n",
-                       encoding="utf-8")
+        tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=True, default=_json_default,
+                                  allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
@@ -95,6 +95,22 @@ def write_text(text: str, path: str | Path) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities (an undefined statistic) become null: bare NaN is not JSON, and strict
+    parsers (browsers, jq, most other languages) refuse the whole file over it."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        return _finite(obj.tolist())
+    return obj
 
 
 def _json_default(o: Any) -> Any:

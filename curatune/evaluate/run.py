@@ -130,10 +130,14 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     manifest.counts = {"rows": len(y), "split": split}
     manifest.extra = {"gates": metrics["gates"]}
     manifest.write(out)
-    failed = [g["name"] for g in metrics["gates"] if not g["passed"]]
-    if failed and fail_on_gate:
-        raise GateFailed(f"evaluation gate failed: {', '.join(failed)} (see {out / METRICS})")
-    return {"out_dir": str(out), "metrics": metrics, "gates_failed": failed}
+    failed = [g["name"] for g in metrics["gates"] if g["passed"] is False]
+    unchecked = [g["name"] for g in metrics["gates"] if g["passed"] is None]
+    if (failed or unchecked) and fail_on_gate:
+        raise GateFailed("evaluation gate " + "; ".join(
+            part for part in (f"failed: {', '.join(failed)}" if failed else "",
+                              f"not checked: {', '.join(unchecked)}" if unchecked else "") if part)
+            + f" (see {out / METRICS})")
+    return {"out_dir": str(out), "metrics": metrics, "gates_failed": failed, "gates_unchecked": unchecked}
 
 
 def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], ec,
@@ -294,29 +298,50 @@ def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str
 
 
 def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
+    """Every configured gate, checked or not: a gate the run could not measure is recorded with
+    ``passed: None`` and why, and counts as not passed, so a missing measurement never reads as a pass."""
     g = ec.gates
     checks = []
 
-    def add(name: str, value: float | None, threshold: float, higher_is_better: bool, detail: str) -> None:
-        if not threshold or value is None or (isinstance(value, float) and np.isnan(value)):
+    def add(name: str, value: float | None, threshold: float, higher_is_better: bool, detail: str,
+            unchecked: str) -> None:
+        if not threshold:
             return
-        passed = value >= threshold if higher_is_better else value <= threshold
-        checks.append({"name": name, "passed": bool(passed), "value": float(value), "threshold": threshold,
-                       "direction": ">=" if higher_is_better else "<=", "detail": detail})
+        gate = {"name": name, "value": None, "threshold": threshold,
+                "direction": ">=" if higher_is_better else "<=", "detail": detail}
+        if value is None or not np.isfinite(value):
+            gate.update(passed=None, detail=f"not checked: {unchecked}")
+        else:
+            gate.update(passed=bool(value >= threshold if higher_is_better else value <= threshold),
+                        value=float(value))
+        checks.append(gate)
 
     split = metrics["split"]
     add("min_accuracy", metrics["headline"]["accuracy"]["value"], g.min_accuracy, True,
-        f"accuracy of the fine-tuned model on the {split} split")
-    fg = metrics.get("forgetting", {})
-    add("min_probe_retention", fg.get("probe_retention"), g.min_probe_retention, True,
-        "reference-set probe accuracy on tuned embeddings / on base embeddings")
-    add("min_similarity_retention", fg.get("similarity_retention"), g.min_similarity_retention, True,
-        "Spearman correlation of base and tuned pairwise similarities on the reference set")
-    diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in metrics.get("fairness", {}).items()
+        f"accuracy of the fine-tuned model on the {split} split", "no accuracy")
+    fg = metrics.get("forgetting")
+    no_forgetting = ("forgetting was not measured ([evaluate] forgetting = false)" if fg is None
+                     else f"forgetting was not measured: {fg['skipped']}" if "skipped" in fg else None)
+    add("min_probe_retention", (fg or {}).get("probe_retention"), g.min_probe_retention, True,
+        "reference-set probe accuracy on tuned embeddings / on base embeddings",
+        no_forgetting or ("the reference set has no labels ([data] reference_label_col)"
+                          if "probe_accuracy_base" not in fg else
+                          "probe accuracy is undefined (a reference label has fewer than 2 rows, or the base "
+                          "probe scored 0)"))
+    add("min_similarity_retention", (fg or {}).get("similarity_retention"), g.min_similarity_retention, True,
+        "Spearman correlation of base and tuned pairwise similarities on the reference set",
+        no_forgetting or "the similarity correlation is undefined on the reference set")
+    fairness = metrics.get("fairness", {})
+    diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in fairness.items()
              if "accuracy" in v["difference"]}
     worst = max(diffs, key=lambda k: diffs[k], default=None)
     add("max_group_accuracy_difference", diffs.get(worst), g.max_group_accuracy_difference, False,
-        f"largest accuracy gap between groups (worst: {worst})")
-    add("max_counterfactual_flip_rate", metrics.get("counterfactual", {}).get("max_flip_rate"),
-        g.max_counterfactual_flip_rate, False, "largest share of predictions that change when names change")
+        f"largest accuracy gap between groups (worst: {worst})",
+        "no group column ([data] group_cols)" if not fairness else
+        f"no group column has two groups of at least {ec.min_group_size} rows ([evaluate] min_group_size)")
+    cf = metrics.get("counterfactual")
+    add("max_counterfactual_flip_rate", (cf or {}).get("max_flip_rate"), g.max_counterfactual_flip_rate, False,
+        "largest share of predictions that change when names change",
+        "counterfactual names were not tested ([evaluate] counterfactual = false)" if cf is None else
+        "no evaluated text holds a name placeholder such as <PERSON_1> (anonymise with the replace operator)")
     return checks

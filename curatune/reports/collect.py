@@ -820,14 +820,16 @@ def _verdict(content: dict[str, Any]) -> dict[str, Any]:
     findings = _findings(content)
     statuses = [g["status"] for g in gates]
     missing = [s["title"] for s in content["run"]["stages"] if s["status"] != "complete"]
-    if "fail" in statuses:
+    # A configured gate that could not be measured is not a pass: the reviewer asked for that check.
+    if "fail" in statuses or "not checked" in statuses:
         overall = "fail"
     elif missing:
         overall = "incomplete"
     else:
         overall = "pass"
     return {"overall": overall, "gates": gates, "findings": findings, "stages_not_run": missing,
-            "gates_passed": statuses.count("pass"), "gates_failed": statuses.count("fail")}
+            "gates_passed": statuses.count("pass"), "gates_failed": statuses.count("fail"),
+            "gates_unchecked": statuses.count("not checked")}
 
 
 def _pct(x: float) -> str:

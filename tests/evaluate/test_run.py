@@ -114,6 +114,32 @@ def test_gates_pass_fail_and_fail_on_gate(trained):
         cfg.evaluate.gates.max_group_accuracy_difference = 0.0
 
 
+def test_a_configured_gate_the_run_cannot_measure_is_recorded_as_not_checked_and_is_not_a_pass(trained):
+    from curatune.errors import GateFailed
+
+    cfg, cur, train_dir, root = trained
+    cfg = copy.deepcopy(cfg)
+    g = cfg.evaluate.gates
+    g.min_accuracy = 0.01  # measurable and passes
+    g.min_probe_retention = 0.9  # forgetting is off in this fixture
+    g.max_counterfactual_flip_rate = 0.5  # no text holds a <PERSON_n> placeholder
+    g.max_group_accuracy_difference = 0.5
+    cfg.evaluate.min_group_size = 10_000  # no group is large enough to rank
+    res = evaluate_run(cfg, cur, train_dir, root / "evaluate-unchecked")
+    gates = {x["name"]: x for x in res["metrics"]["gates"]}
+    assert gates["min_accuracy"]["passed"] is True
+    for name, why in [("min_probe_retention", "[evaluate] forgetting = false"),
+                      ("max_counterfactual_flip_rate", "name placeholder"),
+                      ("max_group_accuracy_difference", "at least 10000 rows")]:
+        assert gates[name]["passed"] is None and gates[name]["value"] is None, name
+        assert gates[name]["detail"].startswith("not checked: ") and why in gates[name]["detail"], name
+    assert res["gates_failed"] == []
+    assert res["gates_unchecked"] == ["min_probe_retention", "max_group_accuracy_difference",
+                                      "max_counterfactual_flip_rate"]
+    with pytest.raises(GateFailed, match="not checked: min_probe_retention, max_group_accuracy_difference"):
+        evaluate_run(cfg, cur, train_dir, root / "evaluate-unchecked2", fail_on_gate=True)
+
+
 def test_a_reference_set_without_its_text_column_is_named(trained, tmp_path):
     cfg, cur, train_dir, _ = trained
     ref = tmp_path / "reference.csv"

@@ -161,6 +161,19 @@ def test_failed_gate_makes_the_verdict_fail(tmp_path):
     assert "✗ FAIL" in read(run)
 
 
+def test_a_gate_that_could_not_be_checked_makes_the_verdict_fail_not_pass(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        gate = next(g for g in metrics["gates"] if g["name"] == "min_probe_retention")
+        gate.update(passed=None, value=None, detail="not checked: forgetting was not measured")
+    render_reports(run)
+    v = json.loads(read(run, "audit.json"))["verdict"]
+    assert [g["status"] for g in v["gates"]] == ["pass", "pass", "not checked"]
+    assert (v["overall"], v["gates_failed"], v["gates_unchecked"]) == ("fail", 0, 1)
+    lead = read(run).split('class="verdict-box', 1)[1].split("</p>", 1)[0]
+    assert "✗ FAIL" in lead and "1 of 3 gates could not be checked." in lead and "gates failed" not in lead
+
+
 def test_json_twin_is_the_content(fixture_run):
     content = json.loads(read(fixture_run, "audit.json"))
     assert content == json.loads(json.dumps(collect(fixture_run, _cfg(fixture_run))))
