@@ -50,6 +50,7 @@ class GroupReport:
         self.ranked = sorted(g for g, n in self.sizes.items() if n >= min_group_size)
         self.too_small = sorted(g for g, n in self.sizes.items() if n < min_group_size)
         self.bootstrap = bootstrap
+        self._resampled: dict[str, np.ndarray] | None = None
 
     @property
     def overall(self) -> dict[str, float]:
@@ -58,35 +59,48 @@ class GroupReport:
     @property
     def by_group(self) -> list[dict[str, Any]]:
         rows = []
-        codes = self.groups.to_numpy()
-        hits = self.y_true == self.y_pred
+        resampled = self._resampled_accuracy()
         for g, values in self.frame.by_group.iterrows():
             g = str(g)
             row: dict[str, Any] = {"group": g, "n": self.sizes[g], "too_small": g in self.too_small}
             for name in self.metrics:
                 row[name] = float(values[name])
-            if self.bootstrap is not None and g not in self.too_small:
-                mask = codes == g
-                b = Bootstrap(int(mask.sum()), resamples=self.bootstrap.idx.shape[0],
-                              confidence=self.bootstrap.confidence, seed=len(g))
-                row["accuracy_ci"] = b.mean(hits[mask]).to_dict()
+            if resampled is not None and g in resampled:
+                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g]).to_dict()
             rows.append(row)
         return rows
 
     def difference(self) -> dict[str, Any]:
-        """Largest minus smallest group value among groups large enough to rank, with a bootstrap CI
-        for accuracy (resampling rows, recomputing every group's accuracy per resample)."""
+        """Largest minus smallest group value among groups large enough to rank. For accuracy, a
+        bootstrap interval of the difference between the two groups named best and worst (signed,
+        so it can reach below zero when the gap may be chance; the max-minus-min of each resample
+        would be biased upwards and never below zero)."""
         if len(self.ranked) < 2:
             return {"groups_ranked": len(self.ranked)}
         sub = self.frame.by_group.loc[self.ranked]
         out: dict[str, Any] = {"groups_ranked": len(self.ranked)}
         for name in self.metrics:
             vals = sub[name].astype(float)
+            best = str(vals.idxmax())
+            worst = str(vals.drop(best).idxmin()) if vals.min() == vals.max() else str(vals.idxmin())
             out[name] = {"difference": float(vals.max() - vals.min()),
                          "ratio": float(vals.min() / vals.max()) if vals.max() > 0 else None,
-                         "best": str(vals.idxmax()), "worst": str(vals.idxmin())}
-        if self.bootstrap is not None:
-            codes = pd.Categorical(self.groups, categories=self.ranked).codes
+                         "best": best, "worst": worst}
+        resampled = self._resampled_accuracy()
+        if resampled is not None and "accuracy" in out:
+            acc = out["accuracy"]
+            acc["difference_ci"] = self.bootstrap.interval(
+                acc["difference"], resampled[acc["best"]] - resampled[acc["worst"]]).to_dict()
+        return out
+
+    def _resampled_accuracy(self) -> dict[str, np.ndarray] | None:
+        """Each ranked group's accuracy in every resample of the shared bootstrap (NaN where a
+        resample holds no row of the group), so group intervals and the gap's interval come from the
+        same resamples and follow ``[evaluate] seed``."""
+        if self.bootstrap is None or not self.ranked:
+            return None
+        if self._resampled is None:
+            codes = self.groups.map({name: i for i, name in enumerate(self.ranked)}).fillna(-1).astype(int).to_numpy()
             idx = self.bootstrap.idx
             r, g = idx.shape[0], len(self.ranked)
             c = codes[idx]
@@ -96,10 +110,8 @@ class GroupReport:
             tot = np.bincount((off + c)[valid], minlength=r * g).reshape(r, g)
             good = np.bincount((off + c)[valid & h], minlength=r * g).reshape(r, g)
             acc = np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
-            diffs = np.nanmax(acc, axis=1) - np.nanmin(acc, axis=1)
-            point = out["accuracy"]["difference"] if "accuracy" in out else float("nan")
-            out["accuracy"]["difference_ci"] = self.bootstrap.interval(point, diffs).to_dict()
-        return out
+            self._resampled = {name: acc[:, i] for i, name in enumerate(self.ranked)}
+        return self._resampled
 
 
 def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, labels: list[str],

@@ -218,16 +218,18 @@ def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> di
 
 def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    flagged = pl.col("reasons").list.contains("label_issue")
+    # Named for what it counts: rows the label_issues step doubted, whatever became of them. (The
+    # curation section's "flagged" is another count: kept rows with any problem reason.)
+    doubted = pl.col("reasons").list.contains("label_issue")
     for g in [c for c in group_cols if c in ledger.columns]:
         rows = []
         stats = ledger.group_by(g).agg(pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
                                        (pl.col("fate") == "relabelled").sum().alias("relabelled"),
-                                       flagged.sum().alias("flagged")).sort(g)
+                                       doubted.sum().alias("label_issue")).sort(g, nulls_last=True)
         for r in stats.iter_rows(named=True):
-            rows.append({"group": str(r[g]), "n": r["n"],
+            rows.append({"group": "(missing)" if r[g] is None else str(r[g]), "n": r["n"],
                          **{k: wilson(int(r[k]), int(r["n"]), confidence).to_dict()
-                            for k in ("dropped", "relabelled", "flagged")}})
+                            for k in ("dropped", "relabelled", "label_issue")}})
         out[g] = rows
     return out
 

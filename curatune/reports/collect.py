@@ -552,7 +552,9 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
     children = []
     for col, rep in fair.items():
         groups = []
-        for g in (rep.get("by_group") or [])[: cfg.max_groups]:
+        # Ranked groups first (the gap names two of them), then by size, as [report] max_groups promises.
+        by_size = sorted(rep.get("by_group") or [], key=lambda g: (bool(g.get("too_small")), -(g.get("n") or 0)))
+        for g in by_size[: cfg.max_groups]:
             ci = ci_of(g.get("accuracy_ci")) if isinstance(g.get("accuracy_ci"), dict) else None
             groups.append({"group": str(g.get("group")), "n": g.get("n"), "too_small": bool(g.get("too_small")),
                            "accuracy": point_of(g.get("accuracy")), "low": ci[0] if ci else None,
@@ -909,8 +911,11 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         ranked = [c for c in b["children"] if c.get("difference") and _is_num(c["difference"].get("value"))]
         if not ranked:
             return ["no group is large enough to compare accuracy across groups (see [evaluate] min_group_size)"]
-        worst = max(ranked, key=lambda c: (c["difference"]["value"], c["title"]))
+        # The first column on a tie, as the group-gap gate picks it.
+        worst = max(ranked, key=lambda c: c["difference"]["value"])
         d = worst["difference"]
+        if not d["value"]:
+            return [f"no accuracy gap between groups: in every column the ranked groups score the same{_interval(d)}"]
         return [f"largest accuracy gap between groups: {d['value']:.3f}{_interval(d)} by {worst['title']} "
                 f"({d.get('best')} best, {d.get('worst')} worst)"]
     if b["key"] == "forgetting" and b["kind"] == "scalars":

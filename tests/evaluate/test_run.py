@@ -230,3 +230,20 @@ def test_accuracy_on_rows_curation_doubts_vs_the_rest(trained):
     assert doubted["predicted_suggested_label"] == 1 and trusted["predicted_suggested_label"] == 0
     # The headline still counts every row as labelled.
     assert m["headline"]["accuracy"]["value"] == pytest.approx(len(right) / preds.height)
+
+
+def test_curation_fairness_counts_rows_label_issues_doubted_whatever_their_fate_and_names_missing_groups():
+    from curatune.evaluate.run import _curation_fairness
+
+    ledger = pl.DataFrame({
+        "row_id": [f"r{i}" for i in range(6)],
+        "fate": ["dropped", "dropped", "kept", "relabelled", "kept", "kept"],
+        "reasons": [["label_issue"], ["exact_duplicate"], ["label_issue"], ["label_issue"], [], ["near_duplicate"]],
+        "channel": ["chat", "chat", "chat", "chat", None, None],
+    })
+    rows = {r["group"]: r for r in _curation_fairness(ledger, ["channel"], 0.95)["channel"]}
+    assert list(rows) == ["chat", "(missing)"]
+    chat = rows["chat"]
+    assert chat["n"] == 4 and chat["dropped"]["value"] == 0.5 and chat["relabelled"]["value"] == 0.25
+    assert chat["label_issue"]["value"] == 0.75  # the dropped, the kept and the relabelled one
+    assert rows["(missing)"]["label_issue"]["value"] == 0.0 and "flagged" not in chat

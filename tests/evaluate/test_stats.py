@@ -129,6 +129,49 @@ def test_group_report_small_groups_not_ranked():
     assert rows["big"]["accuracy"] == 1.0 and rows["tiny"]["accuracy"] == 0.0
 
 
+def _groups_with_accuracy(accuracies: dict[str, float], n: int = 100):
+    """n rows per group, the first round(acc * n) of them predicted right."""
+    y, p, g = [], [], []
+    for name, acc in accuracies.items():
+        right = round(acc * n)
+        y += [0] * n
+        p += [0] * right + [1] * (n - right)
+        g += [name] * n
+    return np.array(y), np.array(p), pd.Series(g)
+
+
+def test_group_gap_interval_is_of_the_signed_best_minus_worst_difference_and_contains_its_value():
+    y, p, g = _groups_with_accuracy({"a": 0.8, "b": 0.8, "c": 0.8})
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(len(y), seed=0))
+    d = r.difference()["accuracy"]
+    # Equal groups: no gap, two different groups named, and an interval around zero. A max-minus-min
+    # per resample would sit wholly above zero (about 0.02 to 0.14 here) and exclude its own value.
+    assert d["difference"] == 0.0 and d["best"] != d["worst"]
+    ci = d["difference_ci"]
+    assert ci["low"] < 0.0 < ci["high"] and abs(ci["low"] + ci["high"]) < 0.03
+    # A real gap: the interval holds the value and excludes zero.
+    y, p, g = _groups_with_accuracy({"a": 0.9, "b": 0.6})
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(len(y), seed=0))
+    d = r.difference()["accuracy"]
+    assert (d["best"], d["worst"], d["difference"]) == ("a", "b", pytest.approx(0.3))
+    assert 0.15 < d["difference_ci"]["low"] < 0.3 < d["difference_ci"]["high"] < 0.45
+
+
+def test_group_accuracy_intervals_follow_the_configured_seed():
+    y, p, g = _groups_with_accuracy({"aa": 0.7, "bb": 0.7})
+
+    def intervals(seed: int) -> list[tuple[float, float]]:
+        r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(len(y), seed=seed))
+        return [(row["accuracy_ci"]["low"], row["accuracy_ci"]["high"]) for row in r.by_group]
+
+    assert intervals(0) == intervals(0)
+    assert intervals(0) != intervals(1)
+    # Two groups of the same size and accuracy no longer share one set of resamples.
+    assert intervals(0)[0] != intervals(0)[1]
+    for low, high in intervals(0):
+        assert low < 0.7 < high
+
+
 def test_untouched_model_forgets_nothing():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(50, 16))

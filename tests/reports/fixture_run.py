@@ -200,7 +200,8 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
                 "worst_equalized_odds": {"label": "cancel", "demographic_parity_difference": 0.05,
                                          "equalized_odds_difference": 0.3}}}},
         "curation_fairness": {"channel": [{"group": g, "n": 8, "dropped": _ci(0.25, 0.07, 0.59, 8),
-                                           "relabelled": _ci(0.0, 0.0, 0.32, 8), "flagged": _ci(0.125, 0.02, 0.47, 8)}
+                                           "relabelled": _ci(0.0, 0.0, 0.32, 8),
+                                           "label_issue": _ci(0.125, 0.02, 0.47, 8)}
                                           for g in GROUPS]},
         "label_doubt": {"doubted": {"rows": 6, "accuracy": _ci(0.1667, 0.03, 0.56, 6), "predicted_suggested_label": 4},
                         "trusted": {"rows": 294, "accuracy": _ci(0.83, 0.78, 0.87, 294),

@@ -174,6 +174,34 @@ def test_a_gate_that_could_not_be_checked_makes_the_verdict_fail_not_pass(tmp_pa
     assert "✗ FAIL" in lead and "1 of 3 gates could not be checked." in lead and "gates failed" not in lead
 
 
+def test_groups_that_score_the_same_read_as_no_gap_not_as_a_best_and_worst_group(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        acc = metrics["fairness"]["channel"]["difference"]["accuracy"]
+        acc.update(difference=0.0, ratio=1.0, difference_ci={"value": 0.0, "low": -0.06, "high": 0.06})
+    render_reports(run)
+    html = read(run)
+    assert ("No accuracy gap: the 2 ranked groups score the same; difference between chat and email: "
+            "<strong>0.000</strong> (interval -0.060 to 0.060)") in html
+    assert "Accuracy gap between the best" not in html
+    findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
+    assert "no accuracy gap between groups: in every column the ranked groups score the same " \
+           "(interval -0.060 to 0.060)" in findings
+
+
+def test_group_tables_keep_the_ranked_and_largest_groups_when_cut_to_max_groups(tmp_path):
+    from curatune.config import ReportConfig
+
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        groups = metrics["fairness"]["channel"]["by_group"]
+        groups.insert(0, {"group": "aaa", "n": 3, "too_small": True, "accuracy": 1.0, "macro_f1": 1.0})
+        groups[2]["n"] = 400  # email: the largest
+    content = collect(run, ReportConfig(max_groups=2))
+    channel = next(c for b in content["evaluation"]["blocks"] if b["key"] == "fairness" for c in b["children"])
+    assert [g["group"] for g in channel["groups"]] == ["email", "chat"] and channel["not_shown"] == 2
+
+
 def test_json_twin_is_the_content(fixture_run):
     content = json.loads(read(fixture_run, "audit.json"))
     assert content == json.loads(json.dumps(collect(fixture_run, _cfg(fixture_run))))
