@@ -25,6 +25,11 @@ from curatune.config import DataConfig
 from curatune.errors import CuratuneError
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
+# Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
+# column of the same name would be overwritten, or dropped from curated.parquet without a word.
+BOOKKEEPING = ("active", "original_label", "dropped_by", "drop_reason", "duplicate_of", "reasons")
+LEDGER_ONLY = ("fate", "final_label", "reason")
+SPLITS = ("train", "validation", "test")
 TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
 DEFAULT_SPLIT = "train"
 # Common spellings mapped onto train / validation / test.
@@ -115,7 +120,13 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         raise CuratuneError("turn order must be an integer", file=path, row=row, column=cfg.turn_col)
     passthrough = [c for c in df.columns
                    if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
-    turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).alias("speaker"),
+    conv = pl.col(cfg.conversation_col).cast(pl.String)
+    row = _first_row(df, conv.is_null() | (conv.str.strip_chars() == ""))
+    if row is not None:
+        # Grouping would merge every id-less turn into one conversation whose row_id is null.
+        raise CuratuneError("conversation id is empty", file=path, row=row, column=cfg.conversation_col)
+    turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).str.strip_chars().replace("", None)
+                            .alias("speaker"),
                             pl.col(cfg.text_col).cast(pl.String).alias("text"))
     agg = (
         df.with_row_index("__ord")
@@ -123,16 +134,24 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         .group_by(cfg.conversation_col, maintain_order=True)
         .agg(
             pl.col("__ord").min().alias("__first"),
-            turn_struct.filter(pl.col(cfg.text_col).is_not_null()).alias("turns"),
+            # A blank turn says nothing; a conversation of blank turns is then empty_text, not kept.
+            turn_struct.filter(pl.col(cfg.text_col).cast(pl.String).str.strip_chars().fill_null("") != "")
+            .alias("turns"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in passthrough],
         )
         .sort("__first")
         .drop("__first")
     )
-    rendered = pl.col("turns").list.eval(
-        pl.concat_str(pl.element().struct.field("speaker"), pl.lit(": "), pl.element().struct.field("text"))
-    ).list.join("\n")
-    return agg.with_columns(rendered.alias(cfg.text_col)).rename({cfg.conversation_col: "__conv_id"})
+    return agg.with_columns(render_turns(pl.col("turns")).alias(cfg.text_col)).rename(
+        {cfg.conversation_col: "__conv_id"})
+
+
+def render_turns(turns: pl.Expr) -> pl.Expr:
+    """A conversation's text: one "speaker: text" line per turn, the text alone where no speaker is
+    recorded (concatenating a null speaker would drop the whole turn)."""
+    speaker, text = pl.element().struct.field("speaker"), pl.element().struct.field("text")
+    line = pl.when(speaker.is_null()).then(text).otherwise(pl.concat_str(speaker, pl.lit(": "), text))
+    return turns.list.eval(line).list.join("\n")
 
 
 def _first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
@@ -146,10 +165,18 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     """Load and normalise every input file into the canonical table (see module docstring)."""
     if not paths:
         raise CuratuneError("no input files given (pass INPUT paths or set [data] inputs)")
+    if not cfg.id_col and not cfg.conversation_col:
+        by_stem: dict[str, str] = {}
+        for p in map(str, paths):
+            other = by_stem.setdefault(Path(p).stem, p)
+            if other != p:
+                raise CuratuneError(f"'{other}' and '{p}' would both number their rows '{Path(p).stem}:N'; "
+                                    "rename one, or set [data] id_col to a column of unique ids")
     frames, sources = [], []
     for p in paths:
         path = str(p)
         raw = read_table(path)
+        _check_columns(raw, cfg, path)
         src = Path(path).name
         n_raw = raw.height
         if cfg.conversation_col:
@@ -172,6 +199,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
             if row is not None:
                 raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
         df = _canonical(df, cfg, src)
+        _check_splits(df, cfg, path)
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
     rows = pl.concat(frames, how="diagonal_relaxed")
@@ -183,6 +211,46 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit("empty_text").alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
+
+
+def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
+    """Refuse split names no stage knows, here rather than after curation has run: dedup would treat
+    "training" and "train" as different splits (dropping copies as leakage) and training would stop."""
+    row = _first_row(df, ~pl.col("split").is_in(SPLITS))
+    if row is None:
+        return
+    value = df["split"][row - 1]
+    known = ", ".join(f"{a} = {b}" for a, b in SPLIT_ALIASES.items())
+    where = {"column": cfg.split_col}
+    if cfg.conversation_col:
+        msg_id = f" (conversation '{df['row_id'][row - 1]}')"
+    else:
+        msg_id, where["row"] = "", row
+    raise CuratuneError(f"split '{value}'{msg_id} is not train, validation or test (also read: {known}; "
+                        "empty = train)", file=path, **where)
+
+
+def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
+    """Refuse input columns the loader would silently overwrite or mangle."""
+    if "row_id" in raw.columns and (cfg.id_col != "row_id" or cfg.conversation_col):
+        hint = "" if cfg.conversation_col else ", or set [data] id_col = \"row_id\" to use it as the ids"
+        raise CuratuneError(f"input column 'row_id' would be replaced by curatune's own ids; rename it{hint}",
+                            file=path, column="row_id")
+    consumed = {cfg.text_col, cfg.label_col, cfg.split_col, cfg.id_col}
+    if cfg.conversation_col:
+        consumed |= {cfg.conversation_col, cfg.turn_col, cfg.speaker_col}
+    reserved = [c for c in ("turns", *BOOKKEEPING, *LEDGER_ONLY) if c in raw.columns and c not in consumed]
+    if reserved:
+        raise CuratuneError(f"input column '{reserved[0]}' clashes with a column curation adds; rename it",
+                            file=path, column=reserved[0])
+    roles = {cfg.text_col: "text", cfg.label_col: "label", cfg.split_col: "split", cfg.id_col: "id",
+             cfg.conversation_col: "conversation", cfg.speaker_col: "speaker",
+             **{g: "group" for g in cfg.group_cols}}
+    for col, role in roles.items():
+        if col and col in raw.columns and raw.schema[col].is_nested():
+            raise CuratuneError(f"{role} column holds {raw.schema[col]} values, not plain values; flatten it "
+                                "(for a list of messages: one row per turn with [data] conversation_col)",
+                                file=path, column=col)
 
 
 def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
@@ -211,8 +279,8 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
     df = df.with_columns(
         pl.col("text").cast(pl.String),
         pl.col("label").cast(pl.String).str.strip_chars().replace("", None),
-        pl.col("split").cast(pl.String).str.strip_chars().str.to_lowercase().fill_null(DEFAULT_SPLIT)
-        .replace(SPLIT_ALIASES),
+        pl.col("split").cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None)
+        .fill_null(DEFAULT_SPLIT).replace(SPLIT_ALIASES),
         pl.lit(src).alias("source"),
         pl.col("turns").cast(TURN_TYPE),
     )

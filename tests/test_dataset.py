@@ -138,3 +138,98 @@ def test_bad_turn_order(tmp_path):
     with pytest.raises(CuratuneError) as err:
         load_dataset([tmp_path / "t.csv"], DataConfig(conversation_col="conversation_id"))
     assert str(err.value) == f"{tmp_path / 't.csv'}, row 3, column 'turn': turn order must be an integer"
+
+
+def _turns_file(tmp_path, rows: list[dict]):
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_an_empty_conversation_id_is_refused_not_merged_into_one_row_with_a_null_id(tmp_path):
+    path = _turns_file(tmp_path, [
+        {"conversation_id": "c1", "turn": 1, "speaker": "customer", "text": "hello"},
+        {"conversation_id": None, "turn": 1, "speaker": "customer", "text": "my email is jane@example.com"},
+        {"conversation_id": " ", "turn": 2, "speaker": "agent", "text": "thanks"}])
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == f"{path}, row 2, column 'conversation_id': conversation id is empty"
+
+
+def test_a_turn_without_speaker_keeps_its_text_and_blank_turns_say_nothing(tmp_path):
+    path = _turns_file(tmp_path, [
+        {"conversation_id": "c1", "turn": 1, "speaker": "customer", "text": "hello there"},
+        {"conversation_id": "c1", "turn": 2, "speaker": None, "text": "[chat transferred]"},
+        {"conversation_id": "c1", "turn": 3, "speaker": "agent", "text": "   "},
+        {"conversation_id": "c2", "turn": 1, "speaker": "customer", "text": "  "},
+        {"conversation_id": "c2", "turn": 2, "speaker": "agent", "text": ""}])
+    loaded = load_dataset([path], DataConfig(conversation_col="conversation_id"))
+    c1 = loaded.rows.row(0, named=True)
+    assert c1["text"] == "customer: hello there\n[chat transferred]"
+    assert c1["turns"] == [{"speaker": "customer", "text": "hello there"},
+                           {"speaker": None, "text": "[chat transferred]"}]
+    # A conversation of blank turns is empty text, dropped with its reason like any other.
+    assert loaded.unusable["row_id"].to_list() == ["c2"] and loaded.unusable["reason"].to_list() == ["empty_text"]
+
+
+@pytest.mark.parametrize("column", ["reason", "active", "reasons", "dropped_by", "duplicate_of", "original_label",
+                                    "fate", "turns"])
+def test_input_columns_curation_would_overwrite_are_refused_by_name(tmp_path, column):
+    pl.DataFrame({"text": ["a"], column: ["x"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig())
+    assert str(err.value) == (f"{tmp_path / 'd.csv'}, column '{column}': input column '{column}' clashes with a "
+                              "column curation adds; rename it")
+
+
+def test_a_reserved_name_mapped_onto_a_role_is_fine(tmp_path):
+    pl.DataFrame({"reason": ["refund please"], "fate": ["refund"]}).write_csv(tmp_path / "d.csv")
+    rows = load_dataset([tmp_path / "d.csv"], DataConfig(text_col="reason", label_col="fate")).rows
+    assert rows.select("text", "label").row(0) == ("refund please", "refund")
+
+
+def test_a_row_id_column_is_used_only_when_named_as_the_id(tmp_path):
+    pl.DataFrame({"row_id": ["t-1", "t-2"], "text": ["a", "b"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig())
+    assert "input column 'row_id' would be replaced by curatune's own ids" in str(err.value)
+    assert 'id_col = "row_id"' in str(err.value)
+    assert load_dataset([tmp_path / "d.csv"], DataConfig(id_col="row_id")).rows["row_id"].to_list() == ["t-1", "t-2"]
+
+
+def test_blank_split_is_train_and_an_unknown_split_is_refused_at_load(tmp_path):
+    pl.DataFrame({"text": ["a", "b", "c"], "split": [" ", "VAL", "Test"]}).write_csv(tmp_path / "ok.csv")
+    assert load_dataset([tmp_path / "ok.csv"], DataConfig()).rows["split"].to_list() == ["train", "validation", "test"]
+    pl.DataFrame({"text": ["a", "b"], "split": ["train", "Training"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig())
+    assert str(err.value).startswith(f"{tmp_path / 'd.csv'}, row 2, column 'split': split 'training' is not train, "
+                                     "validation or test (also read: val = validation,")
+    path = _turns_file(tmp_path, [{"conversation_id": "c9", "turn": 1, "speaker": "customer", "text": "hi",
+                                   "split": "holdout2"}])
+    with pytest.raises(CuratuneError, match="split 'holdout2' \\(conversation 'c9'\\) is not train"):
+        load_dataset([path], DataConfig(conversation_col="conversation_id"))
+
+
+def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"messages": ["hi", "there"], "label": "x"}) + "\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(text_col="messages"))
+    assert str(err.value).startswith(f"{path}, column 'messages': text column holds List(String) values")
+    path.write_text(json.dumps({"text": "hi", "label": {"a": 1}}) + "\n")
+    with pytest.raises(CuratuneError, match="column 'label': label column holds Struct"):
+        load_dataset([path], DataConfig())
+
+
+def test_two_files_with_one_stem_are_refused_unless_rows_carry_their_own_ids(tmp_path):
+    (tmp_path / "2023").mkdir()
+    (tmp_path / "2024").mkdir()
+    for year in ("2023", "2024"):
+        pl.DataFrame({"id": [f"{year}-1"], "text": [f"from {year}"]}).write_csv(tmp_path / year / "train.csv")
+    a, b = tmp_path / "2023" / "train.csv", tmp_path / "2024" / "train.csv"
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([a, b], DataConfig())
+    assert str(err.value) == (f"'{a}' and '{b}' would both number their rows 'train:N'; rename one, or set "
+                              "[data] id_col to a column of unique ids")
+    assert load_dataset([a, b], DataConfig(id_col="id")).rows["row_id"].to_list() == ["2023-1", "2024-1"]

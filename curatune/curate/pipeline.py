@@ -21,7 +21,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import BUILTIN_STEPS, CurationStep, StepContext, StepResult, get_step, step_is_built
-from curatune.dataset import load_dataset
+from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import Manifest, write_parquet
 
@@ -128,8 +128,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
                 truth_scores[step.name] = scored
 
     ledger = _ledger(table, ledger_extra, loaded.group_cols)
-    keep_cols = [c for c in table.columns
-                 if c not in ("active", "original_label", "dropped_by", "drop_reason", "duplicate_of", "reasons")]
+    keep_cols = [c for c in table.columns if c not in BOOKKEEPING]
     curated = table.filter("active").select(keep_cols)
     excluded = table.filter(~pl.col("active")).select(
         *keep_cols, pl.col("drop_reason").alias("reason"), "dropped_by", "duplicate_of", "original_label")
