@@ -113,6 +113,18 @@ class LabelIssuesConfig:
     relabel_threshold: float = 0.9
     seed: int = 0
 
+    def check(self) -> None:
+        """Refuse values no run can use; the loader calls this, and so does the step."""
+        rules = {  # name: (holds, what it must be)
+            "folds": (self.folds >= 2, ">= 2 (cross-validation needs a held-out fold)"),
+            "C": (self.C > 0, "> 0"),
+            # A probability: above 1 nothing could be relabelled.
+            "relabel_threshold": (0 <= self.relabel_threshold <= 1, "in [0, 1]"),
+            # The fold shuffler's seed range (numpy's RandomState).
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+        }
+        _refuse_unusable(self, "curate.label_issues", rules)
+
 
 @dataclass
 class LabelStudioConfig:
@@ -214,9 +226,14 @@ class TrainConfig:
             "sam_rho": (self.sam_rho >= 0, ">= 0 (0 = off)"),
             "early_stopping_patience": (self.early_stopping_patience >= 0, ">= 0 (0 = never stop early)"),
         }
-        for name, (holds, rule) in rules.items():
-            if not holds:
-                raise CuratuneError(f"[train] {name} must be {rule}, got {getattr(self, name)!r}")
+        _refuse_unusable(self, "train", rules)
+
+
+def _refuse_unusable(section: Any, table: str, rules: dict[str, tuple[bool, str]]) -> None:
+    """``rules``: setting name -> (its value is usable, what it must be); the first unusable one is named."""
+    for name, (holds, rule) in rules.items():
+        if not holds:
+            raise CuratuneError(f"[{table}] {name} must be {rule}, got {getattr(section, name)!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +379,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg: Config = _build(Config, raw, "")
     cfg.train.check()
+    cfg.curate.label_issues.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg

@@ -96,3 +96,31 @@ def test_validate_cli_prints_a_bracketed_path_literally(cli_run, tmp_path):
     code, out = cli_run("validate", cfg)
     assert code == 0
     assert f"{cfg}: ok" in out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("folds = 1", "folds must be >= 2 (cross-validation needs a held-out fold), got 1"),
+    ("folds = -3", "folds must be >= 2 (cross-validation needs a held-out fold), got -3"),
+    ("C = 0", "C must be > 0, got 0.0"),
+    ("C = -1.5", "C must be > 0, got -1.5"),
+    ("relabel_threshold = 1.2", "relabel_threshold must be in [0, 1], got 1.2"),
+    ("relabel_threshold = -0.1", "relabel_threshold must be in [0, 1], got -0.1"),
+    ("seed = -1", "seed must be in [0, 2**32), got -1"),
+    ("seed = 4294967296", "seed must be in [0, 2**32), got 4294967296"),
+])
+def test_unusable_label_issues_value_named_with_its_key(tmp_path, text, message):
+    p = write(tmp_path, f"[curate.label_issues]\n{text}\n")
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}: [curate.label_issues] {message}"
+
+
+def test_label_issues_edge_values_accepted(tmp_path):
+    cfg = load_config(write(tmp_path, "[curate.label_issues]\nfolds = 2\nrelabel_threshold = 1\nseed = 0\n"))
+    assert (cfg.curate.label_issues.folds, cfg.curate.label_issues.relabel_threshold) == (2, 1.0)
+
+
+def test_validate_cli_refuses_an_unusable_label_issues_value(cli_run, tmp_path):
+    code, out = cli_run("validate", write(tmp_path, "[curate.label_issues]\nfolds = 1\n"))
+    assert code == 2
+    assert "[curate.label_issues] folds must be >= 2 (cross-validation needs a held-out fold), got 1" in out

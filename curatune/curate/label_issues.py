@@ -18,10 +18,19 @@ side). ``"chance"`` and ``"cleanlab"`` (its default rule) are the single rules.
 
 Actions follow the policy, on train rows only: evaluation labels are the yardstick and are never
 changed by a model's opinion (flagged validation/test rows still go to review).
+
+Unscored rows. With cross-validation, a label with a single row is absent from the training fold
+that holds that row out, so its own probability is 0 and it would always look mislabelled: a rare
+but correct class would be erased. Such rows are not scored: no flag, no action, null
+``label_quality``, ``label_issue_rank``, ``suggested_label`` and ``suggested_confidence``; the
+summary counts them (``unscored_rows``, ``unscored_labels``). Two rows suffice, because stratified
+folds never hold out every row of a class with two or more.
 """
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,36 +38,49 @@ import polars as pl
 
 from curatune.config import LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
+from curatune.dataset import read_table
 from curatune.errors import CuratuneError
 
 # Ledger columns this step writes that later stages read (Label Studio push, evaluation).
 FLAG_COL = "is_label_issue"
 SUGGESTED_COL = "suggested_label"
+# Cross-validation scores a row only when its label has this many rows (see "Unscored rows" above).
+MIN_ROWS_PER_LABEL = 2
 
 
 def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
     if cfg.features == "tfidf":
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=100_000).fit_transform(
-            texts)
+        # Terms seen in one row cannot carry over to a held-out fold, so they are pruned; but on a small or
+        # varied set that can leave no terms at all, and then every term is better than none.
+        for min_df in (2, 1):
+            try:
+                return TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=min_df,
+                                       max_features=100_000).fit_transform(texts)
+            except ValueError:
+                continue
+        raise CuratuneError("label issues: the texts have no words TF-IDF can use (words of two or more letters or "
+                            "digits); set [curate.label_issues] features = 'embedding' or give pred_probs")
     from curatune.embeddings import embed_cached
 
     return embed_cached(texts, cache_dir)
 
 
 def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig) -> np.ndarray:
-    """K-fold out-of-sample probabilities; classes too rare for a fold get probability from the
-    folds that saw them (a class absent from a training fold scores 0 there, never crashes)."""
+    """K-fold out-of-sample probabilities. Every class needs MIN_ROWS_PER_LABEL rows: stratified folds
+    then keep each class in every training fold, even a class with fewer rows than folds."""
     from joblib import Parallel, delayed
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(y, minlength=n_classes)
-    folds = int(min(cfg.folds, max(2, len(y) // 2)))
-    # Stratify when every class can appear in every fold; otherwise plain shuffled folds.
-    splitter = (StratifiedKFold if counts[counts > 0].min() >= folds else KFold)(folds, shuffle=True,
-                                                                                 random_state=cfg.seed)
+    # StratifiedKFold refuses more folds than its largest class has rows.
+    folds = int(min(cfg.folds, counts.max()))
+    with warnings.catch_warnings():
+        # Its warning that a class has fewer rows than folds is the case the docstring allows for.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y))
 
     def fit(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if np.unique(y[train]).size < 2:
@@ -67,24 +89,46 @@ def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig) 
         return test, model.classes_, model.predict_proba(x[test])
 
     probs = np.zeros((len(y), n_classes))
-    parts = Parallel(n_jobs=min(2, folds), prefer="threads")(delayed(fit)(tr, te) for tr, te in splitter.split(x, y))
+    parts = Parallel(n_jobs=min(2, folds), prefer="threads")(delayed(fit)(tr, te) for tr, te in splits)
     for test, classes, p in parts:
         probs[np.ix_(test, classes)] = p
     return probs / probs.sum(axis=1, keepdims=True)
 
 
 def user_probs(path: str, row_ids: list[str], classes: list[str]) -> np.ndarray:
-    df = pl.read_parquet(path)
+    if not Path(path).is_file():
+        raise CuratuneError("pred_probs file not found", file=path)
+    df = read_table(path)
     missing = [c for c in ["row_id", *classes] if c not in df.columns]
     if missing:
         raise CuratuneError(f"pred_probs file lacks column '{missing[0]}' (needs row_id and one column per label)",
                             file=path)
-    df = pl.DataFrame({"row_id": row_ids}).join(df, on="row_id", how="left")
-    if df[classes[0]].null_count():
-        raise CuratuneError(f"pred_probs file has no row for '{df.filter(pl.col(classes[0]).is_null())['row_id'][0]}'",
-                            file=path)
-    probs = df.select(classes).to_numpy().astype(float)
-    return probs / probs.sum(axis=1, keepdims=True)
+    # Non-numbers become null here and are refused below with their row, like nulls and NaN.
+    df = df.select(pl.col("row_id").cast(pl.String), pl.col(classes).cast(pl.Float64, strict=False))
+    dup = df.filter(pl.col("row_id").is_duplicated())
+    if dup.height:
+        # A repeated row_id would multiply that row in the join below.
+        raise CuratuneError(f"pred_probs file has more than one row for '{dup['row_id'][0]}'", file=path)
+    absent = pl.DataFrame({"row_id": row_ids}).join(df, on="row_id", how="anti")
+    if absent.height:
+        raise CuratuneError(f"pred_probs file has no row for '{absent['row_id'][0]}'", file=path)
+    df = pl.DataFrame({"row_id": row_ids}).join(df, on="row_id", how="left", maintain_order="left")
+    for c in classes:
+        bad = df.filter(pl.col(c).is_null() | pl.col(c).is_nan())
+        if bad.height:
+            raise CuratuneError(f"no probability (null, NaN or not a number) for row '{bad['row_id'][0]}'",
+                                file=path, column=c)
+        bad = df.filter((pl.col(c) < 0) | (pl.col(c) > 1))
+        if bad.height:
+            raise CuratuneError(f"{bad[c][0]} for row '{bad['row_id'][0]}' is not a probability (must be in [0, 1])",
+                                file=path, column=c)
+    probs = df.select(classes).to_numpy()
+    total = probs.sum(axis=1)
+    if (total <= 0).any():
+        raise CuratuneError(f"pred_probs file gives row '{row_ids[int(np.argmax(total <= 0))]}' no probability for "
+                            "any of the dataset's labels", file=path)
+    # Not required to sum to 1: the file may hold labels that no row in play has, so renormalise over ours.
+    return probs / total[:, None]
 
 
 @register_step
@@ -97,26 +141,40 @@ class LabelIssues(CurationStep):
         from cleanlab.rank import get_label_quality_scores
 
         cfg: LabelIssuesConfig = self.ctx.config.curate.label_issues
+        cfg.check()  # a Config built in code never passed through the loader
         classes = sorted(table["label"].unique().to_list())
         if len(classes) < 2:
             raise CuratuneError(f"label issues need at least two classes; every labelled row has label "
                                 f"'{classes[0] if classes else ''}'")
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in table["label"].to_list()])
-        texts = table["text"].to_list()
+        counts = np.bincount(y, minlength=len(classes))
+        # Only cross-validation leaves a rare label out of its own training fold; the user's
+        # probabilities come from a model trained elsewhere, so they score every row.
+        scorable = counts >= (1 if cfg.pred_probs else MIN_ROWS_PER_LABEL)
+        if scorable.sum() < 2:
+            raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} rows each "
+                                f"to cross-validate, found {int(scorable.sum())} (of {len(classes)} labels); add rows "
+                                "or give [curate.label_issues] pred_probs")
+        scored = scorable[y]
+        at = np.flatnonzero(scored)
+        kept_classes = np.flatnonzero(scorable)
+        ys = (np.cumsum(scorable) - 1)[y[at]]  # labels of the scored rows, indexing kept_classes
         x = None
         if cfg.pred_probs:
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
         else:
-            x = features(texts, cfg, self.ctx.cache_dir)
-            probs = out_of_fold_probs(x, y, len(classes), cfg)
-        quality = get_label_quality_scores(y, probs, method="self_confidence")
-        is_issue = flag_issues(y, probs, cfg.cutoff)
-        suggested = probs.argmax(axis=1)
-        confidence = probs.max(axis=1)
-        rank = np.empty(len(y), dtype=np.int64)
-        rank[np.argsort(quality, kind="stable")] = np.arange(1, len(y) + 1)
-        outlier = self._outlier_scores(x, probs, y)
+            x = features(table["text"].to_list(), cfg, self.ctx.cache_dir)
+            probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg)
+        quality = get_label_quality_scores(ys, probs, method="self_confidence")
+        is_issue = np.zeros(len(y), dtype=bool)
+        is_issue[at] = flag_issues(ys, probs, cfg.cutoff)
+        suggested = np.array(classes, dtype=object)[kept_classes[probs.argmax(axis=1)]]
+        confidence = np.full(len(y), np.nan)
+        confidence[at] = probs.max(axis=1)
+        rank = np.empty(at.size, dtype=np.int64)
+        rank[np.argsort(quality, kind="stable")] = np.arange(1, at.size + 1)
+        outlier = self._outlier_scores(x, probs, ys, at, len(y))
         near = self._embedding_near_duplicates(x, table["row_id"].to_list())
 
         train = (table["split"] == "train").to_numpy()
@@ -125,39 +183,44 @@ class LabelIssues(CurationStep):
             action[is_issue & train] = "drop"
         elif cfg.policy == "relabel":
             action[is_issue & train & (confidence >= cfg.relabel_threshold)] = "relabel"
+        suggested_col = _on_rows(suggested, at, len(y), pl.String)
+        quality_col = _on_rows(quality, at, len(y), pl.Float64)
         rows = pl.DataFrame({
             "row_id": table["row_id"],
             "is_issue": is_issue,
-            "score": quality,
+            "score": quality_col,
             "action": action.tolist(),
             "reason": np.where(is_issue, "label_issue", None).tolist(),
-            "new_label": [classes[s] if a == "relabel" else None for s, a in zip(suggested, action, strict=True)],
+            "new_label": [s if a == "relabel" else None for s, a in zip(suggested_col, action, strict=True)],
             FLAG_COL: is_issue,
-            "label_quality": quality,
-            SUGGESTED_COL: [classes[s] for s in suggested],
-            "suggested_confidence": confidence,
-            "label_issue_rank": rank,
-            "outlier_score": outlier,
+            "label_quality": quality_col,
+            SUGGESTED_COL: suggested_col,
+            "suggested_confidence": pl.Series(confidence, nan_to_null=True),
+            "label_issue_rank": _on_rows(rank, at, len(y), pl.Int64),
+            "outlier_score": pl.Series(outlier, nan_to_null=True),
             "embedding_near_dup_of": near,
         }, schema_overrides={"reason": pl.String, "new_label": pl.String, "embedding_near_dup_of": pl.String})
         summary: dict[str, Any] = {
             "rows": len(y), "classes": len(classes), "issues": int(is_issue.sum()),
+            "unscored_rows": int(len(y) - at.size), "unscored_labels": int((~scorable).sum()),
             "cutoff": cfg.cutoff, "policy": cfg.policy,
             "features": "user pred_probs" if cfg.pred_probs else cfg.features,
-            "cleanlab_default_issues": int(find_label_issues(y, probs).sum()),
+            "cleanlab_default_issues": int(find_label_issues(ys, probs).sum()),
             "flagged_share_by_group": self._by_group(table, is_issue),
         }
         return StepResult(rows=rows, summary=summary)
 
     @staticmethod
-    def _outlier_scores(x, probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _outlier_scores(x, probs: np.ndarray, ys: np.ndarray, at: np.ndarray, n: int) -> np.ndarray:
         """cleanlab's out-of-distribution score (lower = more unusual): on embeddings when we have
-        dense ones, else on the probabilities."""
+        dense ones, else on the probabilities of the scored rows (NaN on the others)."""
         from cleanlab.outlier import OutOfDistribution
 
         if isinstance(x, np.ndarray) and len(x) > 10:
             return OutOfDistribution().fit_score(features=x, verbose=False)
-        return OutOfDistribution().fit_score(pred_probs=probs, labels=y, verbose=False)
+        out = np.full(n, np.nan)
+        out[at] = OutOfDistribution().fit_score(pred_probs=probs, labels=ys, verbose=False)
+        return out
 
     @staticmethod
     def _embedding_near_duplicates(x, row_ids: list[str], threshold: float = 0.97) -> list[str | None]:
@@ -180,9 +243,15 @@ class LabelIssues(CurationStep):
     def score_against_truth(self, result: StepResult, truth: pl.DataFrame) -> dict[str, Any]:
         if "is_label_flip" not in truth.columns:
             return {}
-        t = result.rows.select("row_id", "is_issue", "label_quality").join(
+        # An unscored row was never suspected: it ranks with the most trusted.
+        t = result.rows.select("row_id", "is_issue", pl.col("label_quality").fill_null(1.0)).join(
             truth.select("row_id", "is_label_flip"), on="row_id")
         return flag_scores(t["is_label_flip"].to_numpy(), t["is_issue"].to_numpy(), t["label_quality"].to_numpy())
+
+
+def _on_rows(values: np.ndarray, at: np.ndarray, n: int, dtype: pl.DataType) -> pl.Series:
+    """Values of the scored rows (positions ``at``) spread over all ``n`` rows, null on the unscored."""
+    return pl.Series([None] * n, dtype=dtype).scatter(at, pl.Series(values, dtype=dtype))
 
 
 def flag_issues(y: np.ndarray, probs: np.ndarray, cutoff: str) -> np.ndarray:

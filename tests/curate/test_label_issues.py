@@ -9,6 +9,8 @@ import pytest
 
 from curatune.config import Config
 from curatune.curate.pipeline import run_curation
+from curatune.errors import CuratuneError
+from curatune.rundir import read_manifest
 
 VOCAB = {
     "refund": "refund money back charged return payment reimburse",
@@ -83,13 +85,65 @@ def test_drop_policy_drops_train_rows_only(tmp_path):
     assert set(excluded["reason"]) == {"label_issue"}
 
 
+def step_summary(out_dir) -> dict:
+    return next(s for s in read_manifest(out_dir)["steps"] if s["name"] == "label_issues")["summary"]
+
+
 def test_rare_classes_do_not_crash(tmp_path):
     df, _ = make_data(n_per_class=30, flips=0)
     extra = pl.DataFrame({"id": ["r1", "r2", "r3"], "text": ["warranty claim broken", "warranty repair", "gift card"],
                           "label": ["warranty", "warranty", "gift"], "split": ["train"] * 3})
     led = curate(tmp_path, pl.concat([df, extra]))
     assert led.height == df.height + 3
+    # Two rows are enough to be scored (stratified folds keep one in training); one row is not.
+    assert led.filter(pl.col("label_quality").is_null())["row_id"].to_list() == ["r3"]
+
+
+@pytest.mark.parametrize("policy", ["flag", "drop", "relabel"])
+def test_a_label_with_one_row_is_left_unscored_never_dropped_or_relabelled(tmp_path, policy):
+    df, _ = make_data(n_per_class=10, flips=0)
+    df = pl.concat([df.filter(pl.col("label") != "cancel"),
+                    pl.DataFrame({"id": ["gift-0"], "text": ["gift card balance expired"], "label": ["gift"],
+                                  "split": ["train"]})])
+    led = curate(tmp_path, df, policy=policy, relabel_threshold=0.0)
+    assert led.height == 31
+    row = led.filter(pl.col("row_id") == "gift-0").row(0, named=True)
+    assert (row["fate"], row["final_label"], row["reasons"], row["is_label_issue"]) == ("kept", "gift", [], False)
+    assert (row["label_quality"], row["label_issue_rank"], row["suggested_label"], row["suggested_confidence"],
+            row["label_issues_score"]) == (None, None, None, None, None)
+    scored = led.filter(pl.col("row_id") != "gift-0")
+    assert scored["label_quality"].null_count() == 0
+    assert sorted(scored["label_issue_rank"]) == list(range(1, 31))
+    summary = step_summary(tmp_path / "out")
+    assert (summary["rows"], summary["classes"], summary["unscored_rows"], summary["unscored_labels"]) == (31, 4, 1, 1)
+
+
+def test_fewer_than_two_labels_that_can_be_cross_validated_is_a_clear_error(tmp_path):
+    df, _ = make_data(n_per_class=10, flips=0)
+    df = pl.concat([df.filter(pl.col("label") == "refund"), df.filter(pl.col("id") == "cancel-0")])
+    with pytest.raises(CuratuneError) as err:
+        curate(tmp_path, df)
+    assert str(err.value) == ("label issues need two or more labels with at least 2 rows each to cross-validate, "
+                              "found 1 (of 2 labels); add rows or give [curate.label_issues] pred_probs")
+
+
+def test_tfidf_on_a_small_set_without_shared_words_still_scores_every_row(tmp_path):
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(8)], "text": words, "label": ["a", "b"] * 4,
+                       "split": ["train"] * 8})
+    led = curate(tmp_path, df)
+    assert led.height == 8
     assert led["label_quality"].null_count() == 0
+
+
+def test_tfidf_on_texts_without_words_is_a_clear_error(cli_run, tmp_path):
+    pl.DataFrame({"text": ["a", "b", "c", "d"], "label": ["x", "y"] * 2}).write_csv(tmp_path / "d.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['label_issues']\n[curate.label_issues]\nfeatures = 'tfidf'\n")
+    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
+    assert code == 2
+    assert ("error: label issues: the texts have no words TF-IDF can use (words of two or more letters or digits); "
+            "set [curate.label_issues] features = 'embedding' or give pred_probs") in out, out
 
 
 def test_single_class_is_a_clear_error(cli_run, tmp_path):
@@ -127,22 +181,56 @@ def test_user_pred_probs(tmp_path):
     assert flagged["suggested_label"].to_list() == ["cancel"]
 
 
-@pytest.mark.parametrize(("drop", "message"), [
-    ("column", "pred_probs file lacks column 'shipping' (needs row_id and one column per label)"),
-    ("row", "pred_probs file has no row for 'refund-3'"),
-])
-def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, drop, message):
+def set_prob(col: str, row_id: str, value):
+    return lambda p: p.with_columns(pl.when(pl.col("row_id") == row_id).then(value).otherwise(col).alias(col))
+
+
+@pytest.mark.parametrize(("breaks", "message"), [
+    (lambda p: p.drop("shipping"), ": pred_probs file lacks column 'shipping' (needs row_id and one column per label)"),
+    (lambda p: p.filter(pl.col("row_id") != "refund-3"), ": pred_probs file has no row for 'refund-3'"),
+    (None, ": pred_probs file not found"),
+    (lambda p: pl.concat([p, p.filter(pl.col("row_id").is_in(["cancel-4", "refund-1"]))]),
+     ": pred_probs file has more than one row for 'refund-1'"),
+    (set_prob("shipping", "refund-2", None),
+     ", column 'shipping': no probability (null, NaN or not a number) for row 'refund-2'"),
+    (set_prob("password", "cancel-1", float("nan")),
+     ", column 'password': no probability (null, NaN or not a number) for row 'cancel-1'"),
+    (lambda p: set_prob("cancel", "shipping-5", pl.lit("high"))(p.with_columns(pl.col("cancel").cast(pl.String))),
+     ", column 'cancel': no probability (null, NaN or not a number) for row 'shipping-5'"),
+    (set_prob("cancel", "shipping-5", 1.5), ", column 'cancel': 1.5 for row 'shipping-5' is not a probability "
+                                            "(must be in [0, 1])"),
+    (set_prob("refund", "refund-0", -0.25), ", column 'refund': -0.25 for row 'refund-0' is not a probability "
+                                            "(must be in [0, 1])"),
+    (lambda p: p.with_columns(pl.when(pl.col("row_id") == "password-7").then(0.0).otherwise(c).alias(c)
+                              for c in VOCAB),
+     ": pred_probs file gives row 'password-7' no probability for any of the dataset's labels"),
+], ids=["column", "row", "missing_file", "duplicate_row", "null", "nan", "not_a_number", "above_1", "negative",
+        "all_zero"])
+def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, breaks, message):
     df, _ = make_data(n_per_class=10, flips=0)
     probs = df.select(pl.col("id").alias("row_id"), *[pl.lit(0.25).alias(c) for c in VOCAB])
-    probs = probs.drop("shipping") if drop == "column" else probs.filter(pl.col("row_id") != "refund-3")
-    probs.write_parquet(tmp_path / "probs.parquet")
+    if breaks is not None:
+        breaks(probs).write_parquet(tmp_path / "probs.parquet")
     df.write_parquet(tmp_path / "d.parquet")
     cfg = tmp_path / "c.toml"
     cfg.write_text("[data]\nid_col = 'id'\n[curate]\nsteps = ['label_issues']\n"
                    "[curate.label_issues]\nfeatures = 'tfidf'\npred_probs = 'probs.parquet'\n")
     code, out = cli_run("curate", tmp_path / "d.parquet", "--out", tmp_path / "out", "--config", cfg)
-    assert code == 2 and f"error: {tmp_path / 'probs.parquet'}: {message}" in out, out
+    assert code == 2 and f"error: {tmp_path / 'probs.parquet'}{message}" in out, out
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_user_pred_probs_are_renormalised_over_the_labels_in_play(tmp_path):
+    """The user's model may know labels no row here has: its columns are ignored, the rest renormalised."""
+    df, _ = make_data(n_per_class=10, flips=0)
+    probs = df.select(pl.col("id").alias("row_id"), pl.lit(0.5).alias("other"),
+                      *[pl.when(pl.col("id").str.starts_with(c)).then(0.35).otherwise(0.05).alias(c) for c in VOCAB])
+    probs.write_parquet(tmp_path / "probs.parquet")
+    led = curate(tmp_path, df, pred_probs=str(tmp_path / "probs.parquet"))
+    assert led["label_quality"].round(6).unique().to_list() == [0.7]
+    assert led["suggested_confidence"].round(6).unique().to_list() == [0.7]
+    assert not led["is_label_issue"].any()
+    assert step_summary(tmp_path / "out")["unscored_rows"] == 0
 
 
 @pytest.mark.slow
@@ -187,3 +275,11 @@ def test_combined_cutoff_finds_flips_to_a_confusable_class_that_chance_misses():
     combined = flag_issues(y, probs, "combined")
     assert combined[truth].mean() >= 0.9
     assert combined[~truth].sum() == 0
+
+
+def test_a_config_built_in_code_is_checked_too(tmp_path):
+    df, _ = make_data(n_per_class=10, flips=0)
+    with pytest.raises(CuratuneError) as err:
+        curate(tmp_path, df, folds=1)
+    assert str(err.value) == "[curate.label_issues] folds must be >= 2 (cross-validation needs a held-out fold), got 1"
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
