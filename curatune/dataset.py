@@ -22,13 +22,16 @@ from pathlib import Path
 import polars as pl
 
 from curatune.config import DataConfig
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, first_line
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
 # Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
 # column of the same name would be overwritten, or dropped from curated.parquet without a word.
 BOOKKEEPING = ("active", "original_label", "dropped_by", "drop_reason", "duplicate_of", "reasons")
 LEDGER_ONLY = ("fate", "final_label", "reason")
+# Columns every ledger has (one row per input row; steps add their own score columns beside them).
+LEDGER_BASE = ("row_id", "source", "split", "fate", "reasons", "dropped_by", "duplicate_of", "original_label",
+               "final_label")
 SPLITS = ("train", "validation", "test")
 TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
 DEFAULT_SPLIT = "train"
@@ -80,8 +83,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except CuratuneError:
         raise
     except Exception as exc:  # polars raises many types; the user needs the file and the reason
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CuratuneError(f"cannot read file: {msg}", file=str(path)) from None
+        raise CuratuneError(f"cannot read file: {first_line(exc)}", file=str(path)) from None
     if df.height == 0:
         raise CuratuneError("input file has no rows", file=str(path))
     return df

@@ -30,3 +30,9 @@ class GateFailed(CuratuneError):
     """A configured quality gate failed (leak scan, forgetting, fairness ...)."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages run to many lines), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

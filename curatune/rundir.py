@@ -30,6 +30,8 @@ from typing import Any
 
 import polars as pl
 
+from curatune.errors import CuratuneError, first_line
+
 STAGES = ("curate", "train", "evaluate", "report")
 MANIFEST = "manifest.json"
 
@@ -93,8 +95,40 @@ def write_text(text: str, path: str | Path) -> Path:
     return path
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A run file holding one JSON object (manifest, metrics); a damaged one is named, not a traceback."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CuratuneError(f"cannot read JSON ({first_line(exc)}); re-run the stage that wrote it",
+                            file=str(path)) from None
+    if not isinstance(doc, dict):
+        raise CuratuneError(f"expected a JSON object, found a {type(doc).__name__}; re-run the stage that wrote it",
+                            file=str(path))
+    return doc
+
+
+def scan_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",)) -> pl.LazyFrame:
+    """A Parquet table of the run directory, checked to be readable and to hold ``required``."""
+    try:
+        schema = pl.read_parquet_schema(path)
+    except Exception as exc:  # polars raises several types for a damaged file; the user needs the file
+        raise CuratuneError(f"cannot read Parquet table ({first_line(exc)}); re-run the stage that wrote it",
+                            file=str(path)) from None
+    missing = [c for c in required if c not in schema]
+    if missing:
+        raise CuratuneError("table lacks a column every run directory has; re-run the stage that wrote it",
+                            file=str(path), column=missing[0])
+    return pl.scan_parquet(path)
+
+
+def read_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",)) -> pl.DataFrame:
+    lf = scan_run_table(path, required)
+    try:
+        return lf.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise CuratuneError(f"cannot read Parquet table ({first_line(exc)}); re-run the stage that wrote it",
+                            file=str(path)) from None
 
 
 def _finite(obj: Any) -> Any:

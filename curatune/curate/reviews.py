@@ -29,7 +29,8 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepResult, register_step
-from curatune.errors import CuratuneError
+from curatune.dataset import LEDGER_BASE
+from curatune.errors import CuratuneError, first_line
 from curatune.rundir import MANIFEST, find_stage_dir, read_json, sha256_file, write_json, write_parquet, write_text
 
 DROP = "drop"
@@ -68,8 +69,7 @@ def read_reviews(path: str | Path) -> pl.DataFrame:
     try:
         df = pl.read_parquet(path)
     except Exception as exc:  # polars raises several types for a damaged file
-        raise CuratuneError(f"cannot read reviews: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                            file=str(path)) from None
+        raise CuratuneError(f"cannot read reviews: {first_line(exc)}", file=str(path)) from None
     missing = [c for c in ("row_id", "decision", "annotator", "ground_truth") if c not in df.columns]
     if missing:
         raise CuratuneError(f"reviews file lacks column(s) {', '.join(missing)}; pull again", file=str(path))
@@ -254,8 +254,7 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     excluded = pl.read_parquet(curate_dir / EXCLUDED)
     ledger = pl.read_parquet(curate_dir / LEDGER)
     group_cols = list(manifest.get("group_cols") or [])
-    base = {"row_id", "source", "split", *group_cols, "fate", "reasons", "dropped_by", "duplicate_of",
-            "original_label", "final_label"}
+    base = {*LEDGER_BASE, *group_cols}
     previous = [c for c in ledger.columns if c in LEDGER_COLUMNS or c == f"{STEP}_score"]
     other_extra = [c for c in ledger.columns if c not in base and c not in previous]
 

@@ -23,20 +23,24 @@ from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
 from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
-from curatune.rundir import MANIFEST, Manifest, read_json, write_json, write_parquet
+from curatune.rundir import MANIFEST, Manifest, read_json, read_run_table, write_json, write_parquet
 
 METRICS = "metrics.json"
 
 
-def _read(path: Path, what: str) -> pl.DataFrame:
+def _read(path: Path, what: str, required: tuple[str, ...]) -> pl.DataFrame:
     if not path.is_file():
         raise CuratuneError(f"{what} not found; run the earlier stage first", file=str(path))
-    return pl.read_parquet(path)
+    return read_run_table(path, required)
 
 
-def _eval_split(pred: pl.DataFrame) -> str:
-    splits = set(pred["split"].unique().to_list())
-    return "test" if "test" in splits else "validation"
+def _eval_split(pred: pl.DataFrame, path: Path) -> str:
+    """Test when it has labelled rows (an unlabelled holdout cannot be scored), else validation."""
+    labelled = set(pred.filter(pl.col("label").is_not_null())["split"].unique().to_list())
+    for split in ("test", "validation"):
+        if split in labelled:
+            return split
+    raise CuratuneError("no labelled test or validation row to evaluate on", file=str(path))
 
 
 def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Path, *, fail_on_gate: bool = False,
@@ -51,22 +55,24 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     if train_manifest is None:
         raise CuratuneError("train stage is not complete (no manifest.json)", file=str(train_dir))
     labels: list[str] = train_manifest["labels"]
-    tuned = _read(train_dir / "predictions.parquet", "predictions.parquet")
-    base = _read(train_dir / "base_predictions.parquet", "base_predictions.parquet")
-    curated = _read(curate_dir / "curated.parquet", "curated.parquet")
-    ledger = _read(curate_dir / "ledger.parquet", "ledger.parquet")
+    prediction_cols = ("row_id", "split", "label", "predicted", "confidence")
+    tuned = _read(train_dir / "predictions.parquet", "predictions.parquet", prediction_cols)
+    base = _read(train_dir / "base_predictions.parquet", "base_predictions.parquet", prediction_cols)
+    curated = _read(curate_dir / "curated.parquet", "curated.parquet", ("row_id", "text"))
+    ledger = _read(curate_dir / "ledger.parquet", "ledger.parquet", ("row_id", "fate", "reasons"))
     for p in (train_dir / "predictions.parquet", train_dir / "base_predictions.parquet",
               curate_dir / "curated.parquet", curate_dir / "ledger.parquet"):
         manifest.add_input(p)
     group_cols = (read_json(curate_dir / MANIFEST).get("group_cols") or []) if (curate_dir / MANIFEST).is_file() else []
 
-    split = _eval_split(tuned)
+    split = _eval_split(tuned, train_dir / "predictions.parquet")
     t = tuned.filter((pl.col("split") == split) & pl.col("label").is_not_null())
     b = base.filter(pl.col("split") == split).select("row_id", pl.col("predicted").alias("base_predicted"))
-    t = t.join(b, on="row_id", how="left")
-    if t["base_predicted"].null_count():
-        raise CuratuneError(f"base_predictions.parquet lacks {t['base_predicted'].null_count()} {split} rows of "
+    missing = t.join(b, on="row_id", how="anti").height
+    if missing:
+        raise CuratuneError(f"base_predictions.parquet lacks {missing} {split} rows of "
                             "predictions.parquet: the two must cover the same rows", file=str(train_dir))
+    t = t.join(b, on="row_id", how="left")
     t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
                how="left")
     # The saved model is loaded at most once, and only by the parts that run it.
@@ -79,6 +85,12 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     unknown = sorted(set(t["label"]) - set(index))
     if unknown:
         raise CuratuneError(f"label '{unknown[0]}' in the {split} split is not one the model was trained on")
+    for col, file in (("predicted", "predictions.parquet"), ("base_predicted", "base_predictions.parquet")):
+        bad = t.filter(~pl.col(col).is_in(labels) | pl.col(col).is_null())
+        if bad.height:
+            raise CuratuneError(f"row '{bad['row_id'][0]}' has prediction {bad[col][0]!r}, not one of the train "
+                                "manifest's labels; re-run the train stage", file=str(train_dir / file),
+                                column="predicted")
     y = np.array([index[v] for v in t["label"]])
     yp = np.array([index[v] for v in t["predicted"]])
     yb = np.array([index[v] for v in t["base_predicted"]])

@@ -23,7 +23,9 @@ from typing import Any
 import polars as pl
 
 from curatune.config import ReportConfig
-from curatune.rundir import MANIFEST, read_json
+from curatune.dataset import LEDGER_BASE
+from curatune.errors import CuratuneError, first_line
+from curatune.rundir import MANIFEST, read_json, scan_run_table
 
 SCHEMA_VERSION = 1
 STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
@@ -136,7 +138,7 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     group_cols = list(m.get("group_cols") or [])
     text_ok, withheld = _text_allowed(by_name, m, cfg)
     ledger_path = cdir / "ledger.parquet"
-    ledger = pl.scan_parquet(ledger_path) if ledger_path.is_file() else None
+    ledger = scan_run_table(ledger_path, LEDGER_BASE) if ledger_path.is_file() else None
     ledger_cols = ledger.collect_schema().names() if ledger is not None else []
     texts = _TextSource(cdir, text_ok, cfg.text_chars)
 
@@ -205,7 +207,7 @@ class _TextSource:
             return {}
         found: dict[str, str] = {}
         for p in self.paths:
-            lf = pl.scan_parquet(p)
+            lf = scan_run_table(p)
             if "text" not in lf.collect_schema().names():
                 continue
             rows = lf.filter(pl.col("row_id").is_in(row_ids)).select("row_id", "text").collect()
@@ -468,12 +470,19 @@ def _curves(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"available": False}
     series: dict[str, list[list[Any]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CuratuneError(f"cannot read the training log ({first_line(exc)}); re-run the train stage",
+                            file=str(path)) from None
+    for line in lines:
         if not line.strip():
             continue
         try:
             e = json.loads(line)
         except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted run
+        if not isinstance(e, dict):
             continue
         step = e.get("step")
         if not isinstance(step, int | float) or e.get("event"):

@@ -166,8 +166,58 @@ def _base_missing_a_row(d):
         d / "base_predictions.parquet")
 
 
+def _prediction_not_a_label(d):
+    pred = pl.read_parquet(d / "predictions.parquet")
+    first = pred.filter(pl.col("split") == "test")["row_id"][0]
+    pred.with_columns(pl.when(pl.col("row_id") == first).then(pl.lit("zzz")).otherwise("predicted")
+                      .alias("predicted")).write_parquet(d / "predictions.parquet")
+
+
+def _null_base_prediction(d):
+    base = pl.read_parquet(d / "base_predictions.parquet")
+    first = base.filter(pl.col("split") == "test")["row_id"][0]
+    base.with_columns(pl.when(pl.col("row_id") == first).then(None).otherwise("predicted")
+                      .alias("predicted")).write_parquet(d / "base_predictions.parquet")
+
+
+def _unlabelled_holdout(d):
+    for name in ("predictions.parquet", "base_predictions.parquet"):
+        pl.read_parquet(d / name).with_columns(pl.lit(None, pl.String).alias("label")).write_parquet(d / name)
+
+
+def _garbage_predictions(d):
+    (d / "predictions.parquet").write_bytes(b"PAR1 not a parquet file")
+
+
+def _predictions_without_confidence(d):
+    pl.read_parquet(d / "predictions.parquet").drop("confidence").write_parquet(d / "predictions.parquet")
+
+
+def _manifest_not_an_object(d):
+    (d / "manifest.json").write_text("[1, 2]")
+
+
+def _manifest_cut_short(d):
+    (d / "manifest.json").write_text('{"labels": ["a"')
+
+
+def _test_row(d):
+    return pl.read_parquet(d / "predictions.parquet").filter(pl.col("split") == "test")["row_id"][0]
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (_without_manifest, "{train}: train stage is not complete (no manifest.json)"),
+    (_prediction_not_a_label, "{train}/predictions.parquet, column 'predicted': row '{row}' has prediction 'zzz', "
+                              "not one of the train manifest's labels; re-run the train stage"),
+    (_null_base_prediction, "{train}/base_predictions.parquet, column 'predicted': row '{row}' has prediction "
+                            "None, not one of the train manifest's labels; re-run the train stage"),
+    (_unlabelled_holdout, "{train}/predictions.parquet: no labelled test or validation row to evaluate on"),
+    (_garbage_predictions, "{train}/predictions.parquet: cannot read Parquet table ("),
+    (_predictions_without_confidence, "{train}/predictions.parquet, column 'confidence': table lacks a column "
+                                      "every run directory has; re-run the stage that wrote it"),
+    (_manifest_not_an_object, "{train}/manifest.json: expected a JSON object, found a list; re-run the stage "
+                              "that wrote it"),
+    (_manifest_cut_short, "{train}/manifest.json: cannot read JSON ("),
     (_without_predictions, "{train}/predictions.parquet: predictions.parquet not found; run the earlier stage first"),
     (_base_missing_a_row, "{train}: base_predictions.parquet lacks 1 test rows of predictions.parquet: the two must "
                           "cover the same rows"),
@@ -176,10 +226,13 @@ def test_an_incomplete_train_stage_is_named(trained, tmp_path, damage, message):
     cfg, cur, train_dir, _ = trained
     copy_dir = tmp_path / "train"
     shutil.copytree(train_dir, copy_dir)
+    row = _test_row(copy_dir)
     damage(copy_dir)
     with pytest.raises(CuratuneError) as err:
         evaluate_run(cfg, cur, copy_dir, tmp_path / "evaluate")
-    assert str(err.value) == message.format(train=copy_dir)
+    expected = message.format(train=copy_dir, row=row)
+    assert str(err.value) == expected if not expected.endswith("(") else str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
 
 

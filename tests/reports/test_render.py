@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from curatune.reports import REPORT_FILES, collect, render_reports
+from tests.conftest import error_lines
 from tests.reports.fixture_run import HOSTILE, build_run
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -341,6 +342,36 @@ def test_cli_report_missing_run_dir(cli_run, tmp_path):
     code, out = cli_run("report", tmp_path / "nope")
     assert code == 2
     assert "run directory not found" in out and "Traceback" not in out
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _ledger_without_dropped_by(path: Path) -> None:
+    pl.read_parquet(path).drop("dropped_by").write_parquet(path)
+
+
+@pytest.mark.parametrize(("file", "damage", "message"), [
+    ("evaluate/metrics.json", _truncate, "cannot read JSON ("),
+    ("evaluate/metrics.json", lambda p: p.write_text("[1, 2]"),
+     "expected a JSON object, found a list; re-run the stage that wrote it"),
+    ("train/manifest.json", _truncate, "cannot read JSON ("),
+    ("curate/ledger.parquet", lambda p: p.write_bytes(b"PAR1 garbage"), "cannot read Parquet table ("),
+    ("curate/curated.parquet", lambda p: p.write_bytes(b"PAR1 garbage"), "cannot read Parquet table ("),
+    ("curate/ledger.parquet", _ledger_without_dropped_by,
+     "column 'dropped_by': table lacks a column every run directory has; re-run the stage that wrote it"),
+    ("train/trainer_log.jsonl", lambda p: p.write_bytes(b'{"step": 1}\n\xff\xfe'),
+     "cannot read the training log ("),
+])
+def test_a_damaged_run_file_is_named_in_one_line_with_exit_code_2(cli_run, tmp_path, file, damage, message):
+    run = build_run(tmp_path / "run")
+    damage(run / file)
+    code, out = cli_run("report", run)
+    assert code == 2, out
+    assert "Traceback" not in out
+    [line] = error_lines(out)
+    assert line.startswith(f"error: {run / file}") and message in line
 
 
 def test_records_holding_tables_are_drawn_as_tables(tmp_path):
