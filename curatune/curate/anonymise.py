@@ -3,12 +3,15 @@ consistently per conversation, then re-scan everything written for leaks.
 
 Runs on every row, dropped ones included (``sees_all_rows``), so excluded.parquet holds no
 personal data either. Detection runs once per conversation on its rendered text ("speaker: text"
-lines); each finding is clipped to the turn it lies in and replaced inside that turn, so ``turns``
-and ``text`` stay in step even when a turn holds line breaks. The ledger gets counts per entity
-type, never values. Leak scan: the rewritten texts are scanned again with the same detectors,
-ignoring the positions we wrote ourselves; findings are replaced in a second pass, the rows that
-changed are scanned once more, and what remains is reported per type in the manifest and the
-ledger and fails the run unless ``fail_on_leak`` is off.
+lines); each finding is clipped to the speaker or turn text it lies in and replaced there, so
+``turns`` and ``text`` stay in step even when a turn holds line breaks. A speaker that is not a
+role such as "customer" or "agent 2" is replaced whole as a person, detected or not: a speaker
+column holds the customer's or the agent's name, in any case.
+The ledger gets counts per entity type, never values. Leak scan: the rewritten texts, speakers
+included, are scanned again with the same detectors, ignoring the positions we wrote ourselves;
+findings are replaced in a second pass, the rows that changed are scanned once more, and what
+remains is reported per type in the manifest and the ledger and fails the run unless
+``fail_on_leak`` is off.
 """
 
 from __future__ import annotations
@@ -35,6 +38,21 @@ WINDOW, OVERLAP = 20_000, 400
 
 Span = tuple[int, int, str]
 
+# Words of a speaker that names a role, not a person. NER calls some of them a person at a line
+# start ("Caller: ...", "User: ..."); a speaker made only of these (and digits, single letters) is
+# left as it is.
+ROLE_WORDS = frozenset({
+    "customer", "client", "caller", "user", "member", "guest", "visitor", "buyer", "patient", "agent", "representative",
+    "rep", "csr", "advisor", "adviser", "operator", "support", "service", "helpdesk", "desk", "help", "staff", "team",
+    "specialist", "associate", "technician", "tech", "supervisor", "manager", "assistant", "bot", "chatbot", "virtual",
+    "ai", "ivr", "automated", "auto", "system", "human", "live", "speaker", "host", "moderator", "interviewer",
+    "participant", "unknown",
+})
+
+
+def is_role(speaker: str) -> bool:
+    return all(len(w) == 1 or w in ROLE_WORDS for w in re.findall(r"[^\W\d_]+", speaker.casefold()))
+
 
 def _secret(cfg: AnonymiseConfig) -> bytes:
     ops = {cfg.operator, *cfg.operators.values()}
@@ -49,12 +67,24 @@ def _secret(cfg: AnonymiseConfig) -> bytes:
     return value.encode()
 
 
+def _check_operator_keys(cfg: AnonymiseConfig, known: list[str]) -> None:
+    # An override under a misspelt type would leave that type on the default operator without a word.
+    unknown = sorted(set(cfg.operators) - set(known))
+    if unknown:
+        raise CuratuneError(f"config key 'curate.anonymise.operators.{unknown[0]}' is not an entity type "
+                            f"(known: {', '.join(known)})")
+
+
 @dataclass
 class Conversation:
-    """One row as segments (its turns' texts, or the whole text) and where we wrote replacements."""
+    """One row as segments and where we wrote replacements. A row with turns has two segments per
+    turn, its speaker then its text; a row without turns has one, its text."""
 
-    speakers: list[str] | None
     segments: list[str]
+    has_turns: bool = False
+    # Turns without a speaker: rendered as their text alone, as the dataset renders them.
+    no_speaker: frozenset[int] = frozenset()
+    roles: frozenset[int] = frozenset()  # segments that are a role speaker
     written: list[list[tuple[int, int]]] = field(default_factory=list)
     book: EntityBook = field(default_factory=EntityBook)
     counts: Counter = field(default_factory=Counter)
@@ -62,24 +92,27 @@ class Conversation:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Conversation:
         turns = row.get("turns")
-        if turns:
-            conv = cls([t["speaker"] for t in turns], [t["text"] or "" for t in turns])
-        else:
-            conv = cls(None, [row["text"]])
-        conv.written = [[] for _ in conv.segments]
-        return conv
+        if not turns:
+            return cls([row["text"]], written=[[]])
+        segments = [value or "" for t in turns for value in (t["speaker"], t["text"])]
+        roles = frozenset(i for i in range(0, len(segments), 2) if is_role(segments[i]))
+        # A role's span counts as written, so neither pass nor the leak scan calls "Caller" a person.
+        written = [[(0, len(seg))] if i in roles else [] for i, seg in enumerate(segments)]
+        return cls(segments, has_turns=True, written=written, roles=roles,
+                   no_speaker=frozenset(i for i, t in enumerate(turns) if t["speaker"] is None))
 
     def rendered(self) -> tuple[str, list[int]]:
         """The text as the dataset contract renders it, and where each segment starts in it."""
-        if self.speakers is None:
+        if not self.has_turns:
             return self.segments[0], [0]
-        parts, starts, pos = [], [], 0
-        for speaker, seg in zip(self.speakers, self.segments, strict=True):
-            prefix = f"{speaker}: "
-            starts.append(pos + len(prefix))
-            parts.append(prefix + seg)
-            pos += len(prefix) + len(seg) + 1
-        return "\n".join(parts), starts
+        lines, starts, pos = [], [], 0
+        for i in range(len(self.segments) // 2):
+            speaker, text = self.segments[2 * i:2 * i + 2]
+            prefix = "" if i in self.no_speaker else f"{speaker}: "
+            starts += [pos, pos + len(prefix)]
+            lines.append(prefix + text)
+            pos += len(prefix) + len(text) + 1
+        return "\n".join(lines), starts
 
     def by_segment(self, results: list, starts: list[int]) -> list[list[Span]]:
         """Findings in rendered coordinates -> per segment, clipped to it, minus what we wrote."""
@@ -91,19 +124,35 @@ class Conversation:
                     out[i].append((s, e, r.entity_type))
         return out
 
-    def turns(self) -> list[dict[str, str]] | None:
-        if self.speakers is None:
+    def speakers_as_persons(self, spans: list[list[Span]]) -> list[list[Span]]:
+        """A speaker that is not a role names a person (the customer, the agent) whether or not NER
+        sees it ("MARIA GONZALEZ" in capitals is missed): the whole speaker becomes one PERSON."""
+        for i in range(0, len(self.segments) if self.has_turns else 0, 2):
+            seg = self.segments[i]
+            # What we have not written ourselves: "Agent " is left of "Agent <PERSON_3>", a role.
+            rest = "".join(" " if any(s <= k < e for s, e in self.written[i]) else ch for k, ch in enumerate(seg))
+            if i not in self.roles and i // 2 not in self.no_speaker and not is_role(rest):
+                spans[i] = [(0, len(seg), "PERSON")]
+        return spans
+
+    def turns(self) -> list[dict[str, str | None]] | None:
+        if not self.has_turns:
             return None
-        return [{"speaker": s, "text": t} for s, t in zip(self.speakers, self.segments, strict=True)]
+        return [{"speaker": None if i in self.no_speaker else self.segments[2 * i], "text": self.segments[2 * i + 1]}
+                for i in range(len(self.segments) // 2)]
 
 
 class Anonymiser:
     def __init__(self, cfg: AnonymiseConfig, detector: Detector | None = None) -> None:
         self.cfg = cfg
         self.detector = detector or build_detector(cfg)
+        _check_operator_keys(cfg, self.detector.supported)
         self.replacer = Replacer(cfg.operator, dict(cfg.operators), _secret(cfg))
 
-    def find(self, texts: list[str]) -> list[list]:
+    def find(self, texts: list[str], ignore: list[list[tuple[int, int]]] | None = None) -> list[list]:
+        """Findings per text; those lying wholly inside an ``ignore`` span are dropped before other
+        mentions of a found name are looked for, so a role speaker NER calls a person ("Caller:")
+        does not make "Caller ID" in the text a name."""
         flat, owner, offset = [], [], []
         for i, t in enumerate(texts):
             for start in range(0, max(len(t) - OVERLAP, 1), WINDOW):
@@ -116,13 +165,17 @@ class Anonymiser:
             for r in res:
                 r.start += off
                 r.end += off
-                out[i].append(r)
+                if not any(s <= r.start and r.end <= e for s, e in (ignore[i] if ignore else ())):
+                    out[i].append(r)
         return [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
 
     def scan(self, convs: list[Conversation]) -> list[list[list[Span]]]:
         rendered = [c.rendered() for c in convs]
-        found = self.find([t for t, _ in rendered])
-        return [c.by_segment(res, starts) for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
+        roles = [[(starts[i], starts[i] + len(c.segments[i])) for i in c.roles] for c, (_, starts) in
+                 zip(convs, rendered, strict=True)]
+        found = self.find([t for t, _ in rendered], roles)
+        return [c.speakers_as_persons(c.by_segment(res, starts))
+                for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
 
     def rewrite(self, conv: Conversation, spans: list[list[Span]]) -> int:
         """Replace ``spans`` in every segment; return how many were replaced. Mentions of one person

@@ -9,9 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curatune.config import Config, load_config
+from curatune.config import AnonymiseConfig, Config, load_config
+from curatune.curate.anonymise import Anonymiser, Conversation, is_role
 from curatune.curate.pipeline import run_curation
 from curatune.demo import generate_demo
+from curatune.errors import CuratuneError
 from tests.conftest import error_lines
 
 TURNS = [
@@ -32,9 +34,10 @@ def _write(tmp_path: Path) -> Path:
     return src
 
 
-def _curate(tmp_path: Path, src: Path, **anon) -> Path:
+def _curate(tmp_path: Path, src: Path, steps: tuple[str, ...] = ("anonymise",), **anon) -> Path:
     cfg = Config()
-    cfg.curate.steps = ["anonymise"]
+    cfg.curate.steps = list(steps)
+    cfg.curate.dedup.embedding = False  # exact copies are enough here; the encoder only adds minutes
     cfg.data.conversation_col = "conversation_id"
     for k, v in anon.items():
         setattr(cfg.curate.anonymise, k, v)
@@ -102,6 +105,13 @@ def test_surrogate_without_secret_is_a_clear_error(cli_run, tmp_path, monkeypatc
      "config key 'curate.anonymise.operators' has unknown operator 'redact' (use one of "),
     ("[curate.anonymise.id_patterns]\nORDER_ID = 'ORD-[0-9'\n",
      "config key 'curate.anonymise.id_patterns.ORDER_ID' is not a valid regex: "),
+    ("[curate.anonymise]\nlanguage = 'de'\n",
+     "config key 'curate.anonymise.language' is 'de', but only 'en' is supported: the name cues, context words "
+     "and spaCy model are English"),
+    ("[curate.anonymise]\nentities = ['PERSON', 'PERSN']\n",
+     "config key 'curate.anonymise.entities' has unknown entity type 'PERSN' (supported: ACCOUNT_ID, AGE, "),
+    ("[curate.anonymise.operators]\nPERSN = 'mask'\n",
+     "config key 'curate.anonymise.operators.PERSN' is not an entity type (known: ACCOUNT_ID, AGE, "),
 ])
 def test_unusable_anonymise_settings_are_named(cli_run, tmp_path, section, message):
     cfg = tmp_path / "c.toml"
@@ -184,3 +194,105 @@ def test_value_across_a_scan_window_edge_is_found(tmp_path):
     cfg.curate.steps = ["anonymise"]
     run_curation(cfg, tmp_path / "o", [str(src)])
     assert "maria.gonzalez@example.com" not in pl.read_parquet(tmp_path / "o" / "curated.parquet")["text"][0]
+
+
+def test_unknown_entity_types_name_every_supported_one():
+    # The lists are what the registry supports, id_patterns' own types included.
+    cfg = AnonymiseConfig(entities=["PERSN"], id_patterns={"LOYALTY_ID": r"\bLOY-\d{4}\b"})
+    with pytest.raises(CuratuneError) as err:
+        Anonymiser(cfg)
+    supported = str(err.value).split("(supported: ")[1].rstrip(")").split(", ")
+    assert {"PERSON", "EMAIL_ADDRESS", "STREET_ADDRESS", "SPOKEN_DIGITS", "ORDER_ID", "LOYALTY_ID"} <= set(supported)
+    assert "PERSN" not in supported and supported == sorted(supported)
+    cfg = AnonymiseConfig(operators={"LOYALTY_ID": "mask", "PERSN": "mask"}, id_patterns=cfg.id_patterns)
+    with pytest.raises(CuratuneError) as err:
+        Anonymiser(cfg)
+    known = str(err.value).split("(known: ")[1].rstrip(")").split(", ")
+    assert known == supported
+
+
+def test_an_operator_for_an_id_pattern_type_is_used():
+    anon = Anonymiser(AnonymiseConfig(operators={"LOYALTY_ID": "mask"}, id_patterns={"LOYALTY_ID": r"\bLOY-\d{4}\b"}))
+    conv = Conversation.from_row({"text": "my card is LOY-1234", "turns": None})
+    anon.rewrite(conv, anon.scan([conv])[0])
+    assert conv.segments == ["my card is ********"]
+
+
+SPEAKER_TURNS = [
+    ("Maria Gonzalez", "Hi my card was stolen yesterday, my name is Maria Gonzalez"),
+    ("agent", "Sorry to hear that Maria, I have blocked it"),
+    ("Maria Gonzalez", "great, thanks"),
+]
+
+
+def _speaker_rows(tmp_path: Path) -> Path:
+    # c2 is an exact copy of c1: dedup drops it, so excluded.parquet gets a speaker to anonymise too.
+    rows = [{"conversation_id": c, "turn": i, "speaker": sp, "text": t, "label": "card"}
+            for c in ("c1", "c2") for i, (sp, t) in enumerate(SPEAKER_TURNS)]
+    src = tmp_path / "speakers.parquet"
+    pl.DataFrame(rows).write_parquet(src)
+    return src
+
+
+def test_a_speaker_that_is_a_name_is_replaced_like_the_text(tmp_path):
+    out = _curate(tmp_path, _speaker_rows(tmp_path), steps=("dedup", "anonymise"))
+    cur, exc = pl.read_parquet(out / "curated.parquet"), pl.read_parquet(out / "excluded.parquet")
+    assert cur.height == 1 and exc.height == 1
+    expected = [{"speaker": "<PERSON_1>", "text": "Hi my card was stolen yesterday, my name is <PERSON_1>"},
+                {"speaker": "agent", "text": "Sorry to hear that <PERSON_1>, I have blocked it"},
+                {"speaker": "<PERSON_1>", "text": "great, thanks"}]
+    for table in (cur, exc):
+        assert table["turns"][0].to_list() == expected
+        assert table["text"][0] == "\n".join(f"{t['speaker']}: {t['text']}" for t in expected)
+    led = pl.read_parquet(out / "ledger.parquet").sort("row_id")
+    assert [json.loads(c) for c in led["pii_counts"]] == [{"PERSON": 4}, {"PERSON": 4}]
+    assert led["pii_leaked"].to_list() == [0, 0]
+    assert [f for f, blob in _all_text(out).items() if "Maria" in blob or "Gonzalez" in blob] == []
+
+
+@pytest.fixture(scope="module")
+def anonymiser() -> Anonymiser:
+    return Anonymiser(AnonymiseConfig())
+
+
+def _conversation(turns: list[tuple[str | None, str]]) -> Conversation:
+    return Conversation.from_row({"text": "", "turns": [{"speaker": sp, "text": t} for sp, t in turns]})
+
+
+def test_the_leak_scan_counts_a_speaker_left_as_it_was(anonymiser):
+    conv = _conversation(SPEAKER_TURNS)
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["speaker"] for t in conv.turns()] == ["<PERSON_1>", "agent", "<PERSON_1>"]
+    assert anonymiser.scan([conv]) == [[[], [], [], [], [], []]]
+    # Undo the first speaker's replacement, as a detector that missed it would leave it.
+    conv.segments[0], conv.written[0] = "Maria Gonzalez", []
+    assert anonymiser.scan([conv]) == [[[(0, 14, "PERSON")], [], [], [], [], []]]
+
+
+def test_role_speakers_stay_as_they_are(anonymiser):
+    # NER calls "Caller" and "User" a person at a line start, and "SPEAKER_00" a place.
+    roles = ["customer", "agent", "bot", "Caller", "User", "SPEAKER_00", "Agent 2", None]
+    conv = _conversation([(sp, "my card was declined again today") for sp in roles])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["speaker"] for t in conv.turns()] == roles
+    assert conv.counts == {}
+    assert conv.rendered()[0].splitlines()[-1] == "my card was declined again today"  # no speaker, no prefix
+    # Nor is a role NER took for a name looked for in the text.
+    conv = _conversation([("customer", "my card was declined again today"), ("Caller", "the Caller ID is blank")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert conv.turns()[1] == {"speaker": "Caller", "text": "the Caller ID is blank"}
+    assert [is_role(s) for s in ("Virtual Assistant", "customer_3", "Agent Daniel", "Maria")] == [
+        True, True, False, False]
+
+
+def test_a_speaker_that_is_not_a_role_is_replaced_even_where_detection_misses_it(anonymiser):
+    # Upper-case names and handles are not found by NER or the gazetteer; as a speaker they still name someone.
+    conv = _conversation([("MARIA GONZALEZ", "my card was declined again today"), ("agent", "let me check"),
+                          ("xx_mgonz_77", "still declined"), ("Agent Daniel", "try now")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    speakers = [t["speaker"] for t in conv.turns()]
+    assert speakers[1] == "agent"
+    assert all(re.fullmatch(r"<PERSON_\d+>", s) for s in (speakers[0], speakers[2])), speakers
+    assert re.fullmatch(r"Agent <PERSON_\d+>", speakers[3])  # the role word stays, as in the text
+    assert conv.counts["PERSON"] == 3
+    assert anonymiser.scan([conv]) == [[[]] * 8]  # nothing left for the leak scan

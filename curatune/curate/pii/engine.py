@@ -24,7 +24,13 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine  # noqa: E402
 
 from curatune.config import AnonymiseConfig  # noqa: E402
-from curatune.curate.pii.recognizers import ContextNameRecognizer, custom_recognizers, stop_words  # noqa: E402
+from curatune.curate.pii.recognizers import (  # noqa: E402
+    LANGUAGE,
+    ContextNameRecognizer,
+    custom_recognizers,
+    stop_words,
+)
+from curatune.errors import CuratuneError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +62,14 @@ class Detector:
     batch_size: int
     n_process: int = 1
 
+    @property
+    def supported(self) -> list[str]:
+        """Every entity type the registry can find, asked for or not: id_patterns add theirs."""
+        return sorted(self.analyzer.get_supported_entities(LANGUAGE))
+
     def detect(self, texts: list[str]) -> list[list[RecognizerResult]]:
         """Entities found in each text, overlapping results resolved (longest, then highest score)."""
-        nlp = self.nlp_engine.nlp["en"]
+        nlp = self.nlp_engine.nlp[LANGUAGE]
         needs_ner = [self.has_ner and may_hold_name(t) for t in texts]
         docs: list = [None] * len(texts)
         for flag in (True, False):
@@ -75,10 +86,10 @@ class Detector:
                 docs[i] = doc
         out = []
         for text, doc in zip(texts, docs, strict=True):
-            artifacts: NlpArtifacts = self.nlp_engine._doc_to_nlp_artifact(doc, "en")
+            artifacts: NlpArtifacts = self.nlp_engine._doc_to_nlp_artifact(doc, LANGUAGE)
             # Without the lemmatizer, context words are matched on lower-cased tokens.
             artifacts.lemmas = [t.lower_ for t in doc]
-            results = self.analyzer.analyze(text, "en", entities=self.entities, score_threshold=self.threshold,
+            results = self.analyzer.analyze(text, LANGUAGE, entities=self.entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
             out.append(join_address_parts(text, resolve_overlaps(_one_line_names(text, results))))
         return out
@@ -174,27 +185,38 @@ def _load_spacy(model: str):
                 "spaCy model %r is not installed: person names are found by context cues and the name "
                 "gazetteer only (install the package, or set [curate.anonymise] spacy_model)", model)
             _warned_missing_model = True
-        return spacy.blank("en"), False
+        return spacy.blank(LANGUAGE), False
 
 
 def build_detector(cfg: AnonymiseConfig) -> Detector:
+    if cfg.language != LANGUAGE:
+        raise CuratuneError(f"config key 'curate.anonymise.language' is {cfg.language!r}, but only {LANGUAGE!r} is "
+                            "supported: the name cues, context words and spaCy model are English, so other "
+                            "languages would keep most of their personal data")
     nlp, has_ner = _load_spacy(cfg.spacy_model)
     # spaCy labels that are not personal data are ignored outright: Presidio otherwise keeps them and
     # logs a warning per occurrence, which floods the logs of any real run.
     ner = NerModelConfiguration(labels_to_ignore=NON_PII_NER_LABELS)
-    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": cfg.spacy_model}], ner_model_configuration=ner)
-    engine.nlp = {"en": nlp}  # already loaded: Presidio's own load() would try to download it
-    registry = RecognizerRegistry(supported_languages=["en"])
+    engine = SpacyNlpEngine(models=[{"lang_code": LANGUAGE, "model_name": cfg.spacy_model}],
+                            ner_model_configuration=ner)
+    engine.nlp = {LANGUAGE: nlp}  # already loaded: Presidio's own load() would try to download it
+    registry = RecognizerRegistry(supported_languages=[LANGUAGE])
     presidio_log = logging.getLogger("presidio-analyzer")
     presidio_log.addFilter(_drop_language_skips)
     try:
-        registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+        registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=engine)
     finally:
         presidio_log.removeFilter(_drop_language_skips)
     for rec in custom_recognizers(cfg.id_patterns):
         registry.add_recognizer(rec)
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
     id_entities = sorted({r.supported_entities[0] for r in registry.recognizers
                           if r.name.endswith("IdRecognizer") or r.supported_entities[0].endswith("_ID")})
     entities = list(cfg.entities) if cfg.entities else [*DEFAULT_ENTITIES, *id_entities]
-    return Detector(analyzer, engine, entities, cfg.score_threshold, has_ner, cfg.batch_size, cfg.n_process)
+    detector = Detector(analyzer, engine, entities, cfg.score_threshold, has_ner, cfg.batch_size, cfg.n_process)
+    # Here rather than at the first text: Presidio's own error for an unknown type names none of them.
+    unknown = [e for e in entities if e not in detector.supported]
+    if unknown:
+        raise CuratuneError(f"config key 'curate.anonymise.entities' has unknown entity type '{unknown[0]}' "
+                            f"(supported: {', '.join(detector.supported)})")
+    return detector

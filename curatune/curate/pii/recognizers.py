@@ -14,6 +14,9 @@ from functools import lru_cache
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 
+# The one language detection supports: the cue and context words here, Presidio's predefined
+# recognizers as loaded, and the spaCy model are English. ``[curate.anonymise] language`` must say so.
+LANGUAGE = "en"
 DIGIT_WORDS = "zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple"
 DEFAULT_ID_PATTERNS = {
     "ORDER_ID": r"\b(?:ORD|ORDER|ORDR)[-#: ]?\d{5,10}\b",
@@ -128,7 +131,7 @@ class CueRecognizer(EntityRecognizer):
     not part of the value. Presidio's PatternRecognizer can only report whole matches."""
 
     def __init__(self, entity: str, patterns: list[tuple[str, float]], name: str, flags: int = 0) -> None:
-        super().__init__(supported_entities=[entity], name=name, supported_language="en")
+        super().__init__(supported_entities=[entity], name=name, supported_language=LANGUAGE)
         self._patterns = [(re.compile(p, flags), score) for p, score in patterns]
 
     def load(self) -> None:  # compiled in __init__
@@ -269,7 +272,7 @@ class ContextNameRecognizer(EntityRecognizer):
                            "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid"})
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)
         # The cues say [A-Z] for readability; a name may start with any upper-case letter.
         self._cues = [re.compile(c.replace("[A-Z]", UPPER), re.MULTILINE) for c in self.CUES]
         firsts, lasts = name_gazetteer()
