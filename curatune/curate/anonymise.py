@@ -30,6 +30,7 @@ from curatune.curate.base import CurationStep, Gate, StepResult, register_step
 from curatune.curate.pii.engine import Detector, build_detector, repeated_names, resolve_overlaps
 from curatune.curate.pii.operators import OPERATORS, EntityBook, Replacer
 from curatune.curate.pii.recognizers import ContextNameRecognizer
+from curatune.dataset import BOOKKEEPING, CANONICAL
 from curatune.errors import CuratuneError
 
 # Long texts are scanned in overlapping windows: spaCy's cost grows with document length, and the
@@ -236,16 +237,28 @@ class Anonymise(CurationStep):
         cfg: AnonymiseConfig = self.ctx.config.curate.anonymise
         anon = Anonymiser(cfg)
         convs = [Conversation.from_row(r) for r in table.select("row_id", "text", "turns").to_dicts()]
-        for conv, spans in zip(convs, anon.scan(convs), strict=True):
+        # Other text columns pass through to every written table, so they are anonymised too, each
+        # value with its row's entity book: "Maria Gonzalez" in a name column is the text's <PERSON_1>.
+        fields = [c for c, dtype in table.schema.items()
+                  if dtype == pl.String and c not in (*CANONICAL, *BOOKKEEPING, *self.ctx.group_cols)]
+        values = {c: table[c].to_list() for c in fields}
+        placed = [(c, i) for c in fields for i, v in enumerate(values[c]) if v is not None and v.strip()]
+        every = convs + [Conversation([values[c][i]], written=[[]], book=convs[i].book) for c, i in placed]
+        owner = list(range(len(convs))) + [i for _, i in placed]
+        for conv, spans in zip(every, anon.scan(every), strict=True):  # texts first: they number the people
             anon.rewrite(conv, spans)
-        # Leak scan over every rewritten text; findings get a second pass; changed rows are scanned again.
-        second = [i for i, spans in enumerate(anon.scan(convs)) if any(spans) and anon.rewrite(convs[i], spans)]
+        # Leak scan over everything rewritten; findings get a second pass; changed values are scanned again.
+        second = [k for k, spans in enumerate(anon.scan(every)) if any(spans) and anon.rewrite(every[k], spans)]
         leaks: dict[int, Counter] = {}
-        if second:
-            for i, spans in zip(second, anon.scan([convs[i] for i in second]), strict=True):
-                found = Counter(t for sp in spans for _, _, t in sp)
-                if found:
-                    leaks[i] = found
+        for k, spans in zip(second, anon.scan([every[k] for k in second]), strict=True):
+            found = Counter(t for sp in spans for _, _, t in sp)
+            if found:
+                leaks.setdefault(owner[k], Counter()).update(found)
+        by_column: Counter = Counter()
+        for (c, i), conv in zip(placed, every[len(convs):], strict=True):
+            convs[i].counts.update(conv.counts)
+            by_column[c] += sum(conv.counts.values())
+            values[c][i] = conv.segments[0]
         total = [sum(c.counts.values()) for c in convs]
         leaked = [sum(leaks.get(i, Counter()).values()) for i in range(len(convs))]
         result_rows = pl.DataFrame({
@@ -259,7 +272,8 @@ class Anonymise(CurationStep):
             "pii_leaked": leaked,
         }, schema_overrides={"reason": pl.String})
         text_table = pl.DataFrame({"row_id": table["row_id"], "text": [c.rendered()[0] for c in convs],
-                                   "turns": pl.Series([c.turns() for c in convs], dtype=table.schema["turns"])})
+                                   "turns": pl.Series([c.turns() for c in convs], dtype=table.schema["turns"]),
+                                   **{c: pl.Series(values[c], dtype=pl.String) for c in fields}})
         by_type: Counter = sum((c.counts for c in convs), Counter())
         leak_by_type: Counter = sum(leaks.values(), Counter())
         n_leaked = sum(leaked)
@@ -268,7 +282,10 @@ class Anonymise(CurationStep):
             "rows_with_pii": int(sum(1 for n in total if n)),
             "entities_by_type": dict(sorted(by_type.items())),
             "leak_scan": {"remaining_by_type": dict(sorted(leak_by_type.items())), "remaining": n_leaked,
-                          "rows_scanned": len(convs), "rows_given_a_second_pass": len(second), "passed": passed},
+                          "rows_scanned": len(convs), "rows_given_a_second_pass": len({owner[k] for k in second}),
+                          "passed": passed},
+            # Entities found per other text column (names only: never values).
+            "other_columns": {c: by_column[c] for c in fields},
             "operator": cfg.operator,
             "spacy_model": cfg.spacy_model if anon.detector.has_ner else f"{cfg.spacy_model} (missing: no NER)",
         }

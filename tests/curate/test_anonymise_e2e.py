@@ -296,3 +296,34 @@ def test_a_speaker_that_is_not_a_role_is_replaced_even_where_detection_misses_it
     assert re.fullmatch(r"Agent <PERSON_\d+>", speakers[3])  # the role word stays, as in the text
     assert conv.counts["PERSON"] == 3
     assert anonymiser.scan([conv]) == [[[]] * 8]  # nothing left for the leak scan
+
+
+def test_other_text_columns_are_anonymised_with_their_rows_people_but_group_columns_are_not(tmp_path):
+    src = tmp_path / "tickets.jsonl"
+    rows = [{"conversation_id": "t1", "turn": 1, "speaker": "customer", "region": "London",
+             "text": "Hi, this is Maria Gonzalez, my parcel never arrived", "label": "delivery",
+             "customer_name": "Maria Gonzalez", "contact": "maria.gonzalez@example.com", "ticket_ref": "T-1"},
+            {"conversation_id": "t2", "turn": 1, "speaker": "customer", "region": "Leeds",
+             "text": "Where is my refund?", "label": "refund", "customer_name": None, "contact": "call 07700 900123",
+             "ticket_ref": "T-2"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    cfg.data.conversation_col = "conversation_id"
+    cfg.data.group_cols = ["region"]
+    out = tmp_path / "out"
+    run_curation(cfg, out, [str(src)])
+    cur = pl.read_parquet(out / "curated.parquet").sort("row_id")
+    t1, t2 = cur.row(0, named=True), cur.row(1, named=True)
+    assert t1["text"] == "customer: Hi, this is <PERSON_1>, my parcel never arrived"
+    assert t1["customer_name"] == "<PERSON_1>"  # the same person as in the text
+    assert t1["contact"] == "<EMAIL_ADDRESS_1>" and t2["contact"] == "call <PHONE_NUMBER_1>"
+    assert t2["customer_name"] is None
+    assert (t1["ticket_ref"], t1["region"], t2["region"]) == ("T-1", "London", "Leeds")  # groups untouched
+    led = pl.read_parquet(out / "ledger.parquet").sort("row_id")
+    assert [json.loads(c) for c in led["pii_counts"]] == [{"EMAIL_ADDRESS": 1, "PERSON": 2}, {"PHONE_NUMBER": 1}]
+    assert led["pii_leaked"].to_list() == [0, 0]
+    step = next(s for s in json.loads((out / "manifest.json").read_text())["steps"] if s["name"] == "anonymise")
+    assert step["summary"]["other_columns"] == {"customer_name": 1, "contact": 2, "ticket_ref": 0}
+    leaked = [f for f, blob in _all_text(out).items() if "Gonzalez" in blob or "07700" in blob or "maria." in blob]
+    assert leaked == []
