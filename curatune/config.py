@@ -158,6 +158,14 @@ class CurateConfig:
     # Reviews pulled from Label Studio are applied when this file exists in the curate dir.
     apply_reviews: bool = True
 
+    def check(self) -> None:
+        """Refuse a step order that silently gives wrong results; the loader and run_curation call this."""
+        if "dedup" in self.steps and "anonymise" in self.steps \
+                and self.steps.index("anonymise") < self.steps.index("dedup"):
+            raise CuratuneError("[curate] steps: dedup must come before anonymise (after anonymisation, different "
+                                "customers' messages that differ only in names or numbers read as copies)")
+        self.label_issues.check()
+
 
 # --------------------------------------------------------------------------------------------
 # train
@@ -379,7 +387,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg: Config = _build(Config, raw, "")
     cfg.train.check()
-    cfg.curate.label_issues.check()
+    cfg.curate.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg

@@ -124,3 +124,27 @@ def test_validate_cli_refuses_an_unusable_label_issues_value(cli_run, tmp_path):
     code, out = cli_run("validate", write(tmp_path, "[curate.label_issues]\nfolds = 1\n"))
     assert code == 2
     assert "[curate.label_issues] folds must be >= 2 (cross-validation needs a held-out fold), got 1" in out
+
+
+def test_anonymise_before_dedup_is_refused_where_it_would_merge_different_customers(tmp_path, cli_run):
+    p = write(tmp_path, '[curate]\nsteps = ["anonymise", "dedup"]\n')
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == (f"{p}: [curate] steps: dedup must come before anonymise (after anonymisation, "
+                              "different customers' messages that differ only in names or numbers read as copies)")
+    code, out = cli_run("validate", p)
+    assert code == 2 and "dedup must come before anonymise" in out
+    ok = load_config(write(tmp_path, '[curate]\nsteps = ["dedup", "label_issues", "anonymise"]\n'))
+    assert ok.curate.steps == ["dedup", "label_issues", "anonymise"]
+
+
+def test_a_curation_config_built_in_code_is_checked_when_curation_runs(tmp_path):
+    from curatune.config import Config
+    from curatune.curate.pipeline import run_curation
+
+    (tmp_path / "d.csv").write_text("text\nhello\n")
+    cfg = Config()
+    cfg.curate.steps = ["anonymise", "dedup"]
+    with pytest.raises(CuratuneError, match="dedup must come before anonymise"):
+        run_curation(cfg, tmp_path / "out", [str(tmp_path / "d.csv")])
+    assert not (tmp_path / "out" / "ledger.parquet").exists()

@@ -52,6 +52,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = list(inputs) if inputs else list(config.data.inputs)
+    config.curate.check()  # a Config built in code never passed through the loader
     steps_wanted = [s for s in config.curate.steps if s]
     # Reviews pulled from Label Studio into the output directory are applied last (curate/reviews.py).
     if config.curate.apply_reviews and (out / REVIEWS).is_file() and "human_review" not in steps_wanted:
