@@ -548,14 +548,6 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _annotators(server: Server) -> dict[int, str]:
-    try:
-        users = server.call("list users", server.client.users.list)
-    except _Forbidden:  # a non-admin token may not list users: keep the ids
-        return {}
-    return {u.id: u.email or u.username or f"user:{u.id}" for u in users}
-
-
 def _project_ref(cfg: LabelStudioConfig, curate_dir: Path) -> str:
     if cfg.project.strip():
         return cfg.project.strip()
@@ -580,7 +572,6 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
         raise CuratuneError(f"Label Studio at {server.url} has no project titled '{ref}'")
     say(f"labelstudio: exporting annotations of project '{project.title}' (id {project.id})")
     tasks = _export(server, project.id)
-    names = _annotators(server)
     known = set(pl.read_parquet(curate_dir / LEDGER, columns=["row_id"])["row_id"].to_list())
     records: list[dict[str, Any]] = []
     skipped = unknown = 0
@@ -598,7 +589,9 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
             who_id = who.get("id") if isinstance(who, dict) else who
             records.append({
                 "row_id": str(row_id), "decision": decision,
-                "annotator": names.get(who_id, f"user:{who_id}"), "annotator_id": who_id,
+                # The Label Studio user id, never the e-mail or name: reviewers are people too, and the
+                # ledger and the audit report are read far more widely than the Label Studio project.
+                "annotator": f"user:{who_id}", "annotator_id": who_id,
                 "annotation_id": ann.get("id"), "task_id": task.get("id"),
                 "ground_truth": bool(ann.get("ground_truth")),
                 "created_at": _when(ann.get("created_at")), "updated_at": _when(ann.get("updated_at")),

@@ -88,6 +88,7 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
 
     # Reviewers decide, through the API as the labeling UI would.
     ann1, ann2 = _user(client, "ann1@example.com"), _user(client, "ann2@example.com")
+    me = client.users.whoami().id  # the token's user: annotations made without user=
     rows = flagged.head(7).to_dicts()
     a, b, c, d, e, f, g = rows
     labels = sorted(curated["label"].unique().to_list())
@@ -113,7 +114,9 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
     assert g["row_id"] not in reviews["row_id"].to_list()
     by_row = reviews.group_by("row_id").agg("decision", "annotator", "ground_truth")
     b_row = by_row.filter(pl.col("row_id") == b["row_id"]).row(0, named=True)
-    assert b_row["decision"] == ["drop"] and b_row["annotator"] == ["ann1@example.com"]
+    # Reviewers are named by their Label Studio user id: no e-mail address leaves Label Studio.
+    assert b_row["decision"] == ["drop"] and b_row["annotator"] == [f"user:{ann1}"]
+    assert set(reviews["annotator"]) <= {f"user:{u}" for u in (ann1, ann2, me)}
     assert reviews.filter(pl.col("ground_truth"))["row_id"].to_list() == [e["row_id"]]
     assert reviews["annotation_id"].n_unique() == 9 and reviews["created_at"].null_count() == 0
     # A second pull of the same annotations writes the same bytes (`curatune run` compares hashes);
@@ -129,13 +132,13 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
     assert ledger[a["row_id"]]["fate"] == "relabelled"
     assert ledger[a["row_id"]]["final_label"] == a["suggested_label"]
     assert "human_review" in ledger[a["row_id"]]["reasons"]
-    assert ledger[a["row_id"]]["reviewed_by"] == "reviewer@example.com"
+    assert ledger[a["row_id"]]["reviewed_by"] == f"user:{me}"
     assert isinstance(ledger[a["row_id"]]["reviewed_at"], datetime)
     assert ledger[b["row_id"]]["fate"] == "dropped" and ledger[b["row_id"]]["dropped_by"] == "human_review"
     assert ledger[c["row_id"]]["fate"] == "kept" and ledger[c["row_id"]]["review_decision"] == c["final_label"]
     assert ledger[d["row_id"]]["fate"] == "kept" and ledger[d["row_id"]]["review_decision"] == "conflict"
     assert ledger[e["row_id"]]["final_label"] == other(e["final_label"], 1)
-    assert ledger[e["row_id"]]["reviewed_by"] == "ann1@example.com, ann2@example.com, reviewer@example.com"
+    assert ledger[e["row_id"]]["reviewed_by"] == ", ".join(sorted(f"user:{u}" for u in (ann1, ann2, me)))
     assert ledger[f["row_id"]]["fate"] == "kept" and ledger[f["row_id"]]["review_decision"] == "unsure"
     assert ledger[g["row_id"]]["reviewed_by"] is None
 
