@@ -192,6 +192,8 @@ def _text_allowed(steps: dict[str, dict], m: dict[str, Any], cfg: ReportConfig) 
     leak = (anon.get("summary") or {}).get("leak_scan") or {}
     if failed or leak.get("passed") is False:
         return False, "text withheld: the leak scan still found personal data after anonymisation"
+    if leak.get("passed") is not True:  # shown only on a recorded pass, never on a missing record
+        return False, "text withheld: the anonymise step recorded no leak-scan result"
     return True, None
 
 

@@ -291,6 +291,20 @@ def test_text_withheld_when_leak_scan_failed(tmp_path):
     assert json.loads(read(run, "audit.json"))["verdict"]["overall"] == "fail"
 
 
+def test_text_withheld_when_the_anonymise_step_recorded_no_leak_scan(tmp_path):
+    run = build_run(tmp_path / "run")
+    manifest_path = run / "curate" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    step = next(s for s in manifest["steps"] if s["name"] == "anonymise")
+    step["summary"].pop("leak_scan")
+    step["gates"] = []
+    manifest_path.write_text(json.dumps(manifest))
+    render_reports(run)
+    html = read(run)
+    assert "question 1 about" not in html and "recorded no leak-scan result" in html
+    assert json.loads(read(run, "audit.json"))["curation"]["text_shown"] is False
+
+
 def test_show_text_without_anonymisation_setting(tmp_path):
     from curatune.config import ReportConfig
 
