@@ -87,11 +87,13 @@ def identity_flip_rates(predict, texts: list[str]) -> dict[str, Any]:
     A term's rate is over the rows the swap changes (rows that already use only that term are left out).
     """
     categories = []
+    mentioning: set[int] = set()
     for category, terms in IDENTITY_TERMS.items():
         pattern = _term_pattern(terms)
         rows = [i for i, t in enumerate(texts) if pattern.search(t)]
         if not rows:
             continue
+        mentioning.update(rows)
         subset = [texts[i] for i in rows]
         reference = np.asarray(predict(subset))
         per_term = []
@@ -107,5 +109,6 @@ def identity_flip_rates(predict, texts: list[str]) -> dict[str, Any]:
                              "flip_rate": float(flips.mean())})
         categories.append({"category": category, "rows": len(rows), "terms": per_term,
                            "max_flip_rate": max(t["flip_rate"] for t in per_term)})
-    return {"categories": categories, "rows": sum(c["rows"] for c in categories),
+    # Rows, not mentions: a row naming a religion and a gendered role counts once.
+    return {"categories": categories, "rows": len(mentioning),
             "max_flip_rate": max((c["max_flip_rate"] for c in categories), default=None)}

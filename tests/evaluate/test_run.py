@@ -88,6 +88,8 @@ def test_identity_terms_flip_rate_per_term():
     assert cats["gendered role"]["max_flip_rate"] == 1.0
     assert out["max_flip_rate"] == 1.0
     assert out["rows"] == 4
+    both = identity_flip_rates(predict, ["as a Muslim customer my wife wants a refund"])
+    assert [c["rows"] for c in both["categories"]] == [1, 1] and both["rows"] == 1  # one row, two categories
 
 
 def test_gates_pass_fail_and_fail_on_gate(trained):
