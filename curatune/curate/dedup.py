@@ -176,8 +176,11 @@ class Dedup(CurationStep):
 
         stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
         pairs = self._near_pairs(key_text, cfg, stats) if cfg.near else []
-        key_rank = rows.group_by("key").agg(pl.min_horizontal("prio").min().alias("p"), pl.col("ord").min())
-        key_rank = key_rank.sort("key").select(pl.struct("p", "ord").rank("ordinal").cast(pl.Int64))
+        # A key ranks by its best row (test over validation over train, then the first): the leader of a
+        # cluster then holds the cluster's best row, which represents it, so every dropped row was
+        # compared with the key of the row it names in duplicate_of.
+        best_row = rows.sort("prio", "ord").unique("key", keep="first").sort("key")
+        key_rank = best_row.select(pl.struct("prio", "ord").rank("ordinal").cast(pl.Int64))
         cluster_of_key = leader_clusters(len(key_text), pairs, key_rank.to_series().to_numpy())
         dist_of_key = np.zeros(len(key_text))
         for p in pairs:  # distance to the closest partner, for the ledger

@@ -93,6 +93,21 @@ def test_leakage_drops_the_train_copy(tmp_path):
     assert tr2["reasons"] == ["leakage"] and tr2["duplicate_of"] == "va"
 
 
+def test_every_dropped_row_names_a_representative_it_was_compared_with(tmp_path):
+    # Texts: A = a/c ("how do I just top up my card"), B = b (A less one word), M = m (A plus two words;
+    # three edits from B). The test row b is the best row, so B leads and takes A, its near copy. Before,
+    # A led (it holds the first row) and took B and M, while b still represented the cluster: m was dropped
+    # as a copy of b, a text it was never compared with and is not a near copy of.
+    df = pl.DataFrame({"id": ["a", "b", "m", "c"],
+                       "text": ["how do I just top up my card", "How do I top up my card?",
+                                "how do I just top up my card today please", "how do I just top up my card"],
+                       "split": ["train", "test", "train", "test"], "label": ["top_up"] * 4})
+    led = curate(tmp_path, df, embedding=True)
+    got = {r: (fate(led, r)["fate"], fate(led, r)["reasons"], fate(led, r)["duplicate_of"]) for r in "abcm"}
+    assert got == {"a": ("dropped", ["leakage"], "b"), "b": ("kept", [], None),
+                   "c": ("dropped", ["near_duplicate"], "b"), "m": ("kept", [], None)}
+
+
 def test_no_text_in_ledger(tmp_path):
     df = pl.DataFrame({"id": ["a", "b"], "text": ["secret words here", "secret words here"], "label": ["x", "x"]})
     led = curate(tmp_path, df, embedding=False)
