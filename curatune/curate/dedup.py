@@ -159,6 +159,11 @@ def knn(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return index.search(vecs, k)
 
 
+# The row that represents copies: a test row over a validation row over a train row (so leakage
+# drops the train copy), a labelled row over an unlabelled one (so the label is kept), then the first.
+BEST_ROW = ("prio", "unlabelled", "ord")
+
+
 @register_step
 class Dedup(CurationStep):
     name = "dedup"
@@ -169,6 +174,7 @@ class Dedup(CurationStep):
         rows = table.select(
             "row_id", "label", "split", normalise_expr().alias("norm"),
             pl.col("split").replace_strict(SPLIT_PRIORITY, default=2, return_dtype=pl.Int64).alias("prio"),
+            pl.col("label").is_null().alias("unlabelled"),
         ).with_row_index("ord")
         # One key per normalised text: exact duplicates share a key.
         rows = rows.with_columns(pl.col("norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
@@ -179,8 +185,8 @@ class Dedup(CurationStep):
         # A key ranks by its best row (test over validation over train, then the first): the leader of a
         # cluster then holds the cluster's best row, which represents it, so every dropped row was
         # compared with the key of the row it names in duplicate_of.
-        best_row = rows.sort("prio", "ord").unique("key", keep="first").sort("key")
-        key_rank = best_row.select(pl.struct("prio", "ord").rank("ordinal").cast(pl.Int64))
+        best_row = rows.sort(*BEST_ROW).unique("key", keep="first").sort("key")
+        key_rank = best_row.select(pl.struct(*BEST_ROW).rank("ordinal").cast(pl.Int64))
         cluster_of_key = leader_clusters(len(key_text), pairs, key_rank.to_series().to_numpy())
         dist_of_key = np.zeros(len(key_text))
         for p in pairs:  # distance to the closest partner, for the ledger
@@ -193,8 +199,7 @@ class Dedup(CurationStep):
             pl.col("key").map_batches(lambda k: pl.Series(1.0 - dist_of_key[k.to_numpy()]),
                                       return_dtype=pl.Float64).alias("near_score"),
         )
-        # The representative: a test row over a validation row over a train row, then the first one.
-        rep = rows.sort("prio", "ord").unique("cluster", keep="first").select(
+        rep = rows.sort(*BEST_ROW).unique("cluster", keep="first").select(
             "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
             pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
         n_labels = rows.group_by("key").agg(pl.col("label").drop_nulls().n_unique().alias("n_labels"))
@@ -205,7 +210,9 @@ class Dedup(CurationStep):
         is_rep = pl.col("row_id") == pl.col("rep")
         exact = pl.col("key") == pl.col("rep_key")
         other_split = pl.lit(has_split and cfg.leakage) & (pl.col("split") != pl.col("rep_split"))
-        label_differs = pl.col("label").fill_null("") != pl.col("rep_label").fill_null("")
+        # A copy without a label does not contradict one with a label.
+        label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
+            & (pl.col("label") != pl.col("rep_label"))
         reason = (
             pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit("conflicting_label_duplicate"))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))

@@ -135,3 +135,12 @@ def test_leader_clusters_do_not_chain():
     clusters = leader_clusters(3, pairs, np.array([0, 1, 2]))
     assert clusters[1] == clusters[0]
     assert clusters[2] != clusters[0]
+
+
+def test_a_labelled_copy_represents_an_unlabelled_one_and_no_conflict_is_reported(tmp_path):
+    df = pl.DataFrame({"id": ["a", "b", "c"], "text": ["freeze my card", "Freeze my card!", "unfreeze it"],
+                       "label": [None, "freeze", None]})
+    led = curate(tmp_path, df, embedding=False)
+    a, b = fate(led, "a"), fate(led, "b")
+    assert (b["fate"], b["reasons"]) == ("kept", [])
+    assert (a["fate"], a["reasons"], a["duplicate_of"]) == ("dropped", ["exact_duplicate"], "b")
