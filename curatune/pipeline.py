@@ -68,6 +68,9 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
 def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     resolved = cfg.resolved()
     section = {k: resolved[k] for k in SECTIONS[stage]}
+    if stage == "curate":
+        # Applying pulled reviews is part of curation; the server's address and project are not.
+        section["_conflict_rule"] = cfg.labelstudio.conflict_rule
     paths = stage_inputs(stage, cfg, run)
     # Names relative to the run (or absolute for data), so adding a file also changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else str(p) for p in paths]

@@ -173,3 +173,17 @@ def test_stale_outputs_of_a_stage_that_cannot_run_are_marked_incomplete(tmp_path
     _invalidate_if_stale("evaluate", cfg, run, said.append, "evaluate")
     assert not (run / "evaluate" / "manifest.json").exists()
     assert said == ["evaluate: earlier outputs are out of date; marked incomplete"]
+
+
+def test_the_review_conflict_rule_redoes_curation_but_the_label_studio_address_does_not(tmp_path):
+    from curatune.config import Config
+    from curatune.pipeline import fingerprint
+
+    (tmp_path / "d.csv").write_text("text\nhello\n")
+    cfg = Config()
+    cfg.data.inputs = [str(tmp_path / "d.csv")]
+    before = fingerprint("curate", cfg, tmp_path / "run")
+    cfg.labelstudio.url = "http://10.0.0.5:8080"
+    assert fingerprint("curate", cfg, tmp_path / "run") == before
+    cfg.labelstudio.conflict_rule = "keep"
+    assert fingerprint("curate", cfg, tmp_path / "run") != before
