@@ -229,8 +229,13 @@ class LabelIssues(CurationStep):
             return [None] * len(row_ids)
         from curatune.curate.dedup import knn
 
-        sims, nbrs = knn(x, 2)
-        return [row_ids[j] if s >= threshold and j >= 0 else None for s, j in zip(sims[:, 1], nbrs[:, 1], strict=True)]
+        # The row itself is usually its own first neighbour, but not when another row has the same vector.
+        sims, nbrs = knn(x, min(3, len(x)))
+        out: list[str | None] = []
+        for i, (row_sims, row_nbrs) in enumerate(zip(sims, nbrs, strict=True)):
+            s, j = next(((s, j) for s, j in zip(row_sims, row_nbrs, strict=True) if j not in (i, -1)), (0.0, -1))
+            out.append(row_ids[j] if s >= threshold else None)
+        return out
 
     def _by_group(self, table: pl.DataFrame, is_issue: np.ndarray) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -283,3 +284,12 @@ def test_a_config_built_in_code_is_checked_too(tmp_path):
         curate(tmp_path, df, folds=1)
     assert str(err.value) == "[curate.label_issues] folds must be >= 2 (cross-validation needs a held-out fold), got 1"
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_an_embedding_near_duplicate_is_never_the_row_itself():
+    from curatune.curate.label_issues import LabelIssues
+
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # three identical vectors
+    near = LabelIssues._embedding_near_duplicates(x, ["a", "b", "c", "d"])
+    assert [n != rid for n, rid in zip(near, "abc", strict=False)] == [True, True, True]
+    assert set(near[:3]) <= {"a", "b", "c"} and near[3] is None
