@@ -143,9 +143,11 @@ class LabelIssues(CurationStep):
         cfg: LabelIssuesConfig = self.ctx.config.curate.label_issues
         cfg.check()  # a Config built in code never passed through the loader
         classes = sorted(table["label"].unique().to_list())
+        if not classes:
+            raise CuratuneError("label issues need labelled rows; no row with text has a label")
         if len(classes) < 2:
             raise CuratuneError(f"label issues need at least two classes; every labelled row has label "
-                                f"'{classes[0] if classes else ''}'")
+                                f"'{classes[0]}'")
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in table["label"].to_list()])
         counts = np.bincount(y, minlength=len(classes))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curatune.config import Config
 from curatune.curate.pipeline import run_curation
+from curatune.errors import CuratuneError
+from tests.conftest import error_lines
 
 WORDS = ["refund", "card", "late", "order", "hello", "please", "my", "the", "broken", "where"]
 
@@ -102,3 +105,24 @@ def test_missing_truth_file_is_a_clear_error(cli_run, tmp_path):
     code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
     assert code == 2 and f"error: {tmp_path / 'truth.parquet'}: truth file not found" in out, out
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_label_issues_on_a_dataset_with_no_text_says_why(cli_run, tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["  ", None, ""], "label": ["x", "y", "x"]}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedup', 'label_issues']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2
+    assert error_lines(out) == ["error: label issues need labelled rows; no row with text has a label"]
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_label_issues_without_any_label_says_so(tmp_path):
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["hello", "bye"], "label": [None, None]}).write_csv(src)
+    cfg = Config()
+    cfg.curate.steps = ["label_issues"]
+    with pytest.raises(CuratuneError) as err:
+        run_curation(cfg, tmp_path / "out", [str(src)])
+    assert str(err.value) == "label issues need labelled rows; no row with text has a label"
