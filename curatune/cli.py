@@ -235,12 +235,19 @@ def main() -> None:
         console.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code 2
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _usage_errors()):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's exception base, and the one typer raises: typer >= 0.20 bundles its own copy of click,
+    whose errors are not ``click.ClickException``s (a usage mistake was shown as a traceback)."""
+    import click
+
+    bundled = next((c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"), click.ClickException)
+    return (click.ClickException, bundled)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,14 @@ def test_python_dash_m_works(tmp_path):
     assert proc.returncode == 2
     assert "config file not found" in proc.stderr
     assert proc.stderr.count("\n") <= 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("train", "--bogus"), "No such option: --bogus"),
+    (("train",), "Missing argument 'curated'"),
+    (("nosuchcommand",), "No such command 'nosuchcommand'"),
+])
+def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
+    code, out = cli_run(*args)
+    assert code == 2, out
+    assert message in out and "Traceback" not in out
