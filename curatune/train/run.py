@@ -163,6 +163,9 @@ def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: fl
         save_steps=tc.eval_steps or 500,
         save_total_limit=2,
         load_best_model_at_end=True,
+        # Early stopping's patience count lives in a callback: without this a resumed run starts it
+        # at zero, trains longer and keeps another checkpoint than the uninterrupted run would.
+        restore_callback_states_from_checkpoint=True,
         metric_for_best_model="macro_f1",
         greater_is_better=True,
         logging_strategy="steps",

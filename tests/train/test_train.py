@@ -251,6 +251,22 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model,
     assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
 
 
+def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny_model, tmp_path):
+    # Patience is callback state: it must come back with the checkpoint, or the resumed run trains on.
+    rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
+    cur = write_curated(tmp_path / "curate", rows)
+    cfg = tiny_config(tiny_model, epochs=4, eval_steps=1, early_stopping_patience=2, lp_init=False, head_lr=0.3,
+                      lr=5e-3)
+    train_model(cfg, cur, tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, cur, tmp_path / "resumed", callbacks=[_SendSigintAt(1)])
+    train_model(cfg, cur, tmp_path / "resumed", resume=True)
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "resumed"))
+    assert a["global_step"] < a["max_steps"]  # early stopping did stop the uninterrupted run
+    assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
+    assert np.allclose(_probs(tmp_path / "resumed"), _probs(tmp_path / "whole"), atol=1e-4)
+
+
 _KILL_CHILD = """
 import os, signal, sys
 from pathlib import Path
