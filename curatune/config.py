@@ -195,7 +195,9 @@ class TrainConfig:
     head_lr: float = 0.0
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
-    scheduler: str = "linear"
+    # transformers' schedulers that need no arguments of their own.
+    scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                       "inverse_sqrt"] = "linear"
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1

@@ -101,6 +101,20 @@ def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
     return last
 
 
+def _check_trackers(names: list[str]) -> None:
+    """Before any work: the Trainer refuses an unknown or uninstalled tracker only once it is built."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    for name in names:
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise CuratuneError(f"[train] report_to: unknown tracker '{name}' (known: "
+                                f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))})")
+        if name not in get_available_reporting_integrations():
+            raise CuratuneError(f"[train] report_to: '{name}' is not installed in this environment "
+                                f"(pip install {name})")
+
+
 @contextlib.contextmanager
 def quiet_peft_deprecation():
     """peft calls a transformers method deprecated in v5 when it wraps or loads a model; the warning is
@@ -214,6 +228,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     if (curate_dir / MANIFEST).is_file():
         manifest.add_input(curate_dir / MANIFEST)
     base_path = resolve_model_path(tc.model)
+    _check_trackers(tc.report_to)
     from curatune.train.device import choose_device
 
     choice = choose_device(tc.device, tc.precision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -357,6 +358,10 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
 
 @pytest.mark.parametrize(("setting", "message"), [
     ("max_length = 1000", "[train] max_length = 1000 exceeds what the model takes (128)"),
+    ('scheduler = "cosin"', "config key 'train.scheduler' must be one of ['linear', 'cosine', "),
+    ('report_to = ["nosuch"]', "[train] report_to: unknown tracker 'nosuch' (known: "),
+    pytest.param('report_to = ["wandb"]', "[train] report_to: 'wandb' is not installed in this environment",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")),
     ('method = "lora"\nlora_target_modules = ["no_such_layer"]', "[train] lora_target_modules do not match this model"),
     ('precision = "bf16"\ndevice = "cpu"', "[train] precision = 'bf16' needs a CUDA GPU; use 'auto' or 'fp32' on cpu"),
     pytest.param('device = "cuda"', "[train] device = 'cuda' but no CUDA GPU is visible to torch",
