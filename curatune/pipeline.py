@@ -172,7 +172,9 @@ def _run_stage(stage: str, fn: Callable[..., Any] | None, cfg: Config, run: Path
 
         run_curation(cfg, run / "curate", progress=say)
     elif stage == "train":
-        fn(cfg, run / "curate", run / "train", progress=say)
+        from curatune.train.run import can_resume
+
+        fn(cfg, run / "curate", run / "train", progress=say, resume=can_resume(cfg, run / "curate", run / "train"))
     elif stage == "evaluate":
         fn(cfg, run / "curate", run / "train", run / "evaluate", fail_on_gate=False, progress=say)
     elif stage == "report":

@@ -75,6 +75,22 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _run_fingerprint(config: Config, curate_dir: Path) -> str:
+    """What a checkpoint was trained on: the curated table and the [train] config."""
+    return inputs_fingerprint([curate_dir / CURATED], config.resolved()["train"])
+
+
+def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a checkpoint of an interrupted run on the same data and [train]
+    config: ``curatune run`` then resumes the train stage instead of starting it again."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt, state = Path(out_dir) / CHECKPOINTS, Path(out_dir) / CHECKPOINTS / RUN_STATE
+    if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or get_last_checkpoint(str(ckpt)) is None:
+        return False
+    return json.loads(state.read_text()).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
+
+
 def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
     """Fresh runs start from an empty checkpoint folder; resumed runs need a matching one."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -233,7 +249,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
 
     choice = choose_device(tc.device, tc.precision)
     body_lr, head_lr = learning_rates(tc)
-    resume_from = _prepare_out_dir(out, inputs_fingerprint([curate_dir / CURATED], config.resolved()["train"]), resume)
+    resume_from = _prepare_out_dir(out, _run_fingerprint(config, curate_dir), resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
@@ -325,7 +341,8 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
             raise TrainingInterrupted(
                 f"interrupted at step {trainer.state.global_step}/{trainer.state.max_steps}; a checkpoint is in "
-                f"{out / CHECKPOINTS}: run the same command with --resume to continue")
+                f"{out / CHECKPOINTS}: continue with `curatune train ... --resume`, or run `curatune run` again "
+                "(it resumes)")
 
     if not trainer.is_world_process_zero():
         return {"out_dir": str(out)}

@@ -253,6 +253,23 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model,
     assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
 
 
+def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir, tmp_path, lora_run):
+    from curatune.pipeline import _run_stage
+    from curatune.train.run import can_resume
+
+    run = tmp_path / "run"
+    shutil.copytree(curated_dir, run / "curate")
+    cfg = tiny_config(tiny_model)
+    with pytest.raises(TrainingInterrupted, match="or run `curatune run` again"):
+        train_model(cfg, run / "curate", run / "train", callbacks=[_SendSigintAt(4)])
+    assert can_resume(cfg, run / "curate", run / "train")
+    assert not can_resume(tiny_config(tiny_model, lr=1e-2), run / "curate", run / "train")  # another config
+    _run_stage("train", train_model, cfg, run, lambda _m: None)
+    assert json.loads((run / "train" / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-5"
+    assert np.allclose(_probs(run / "train"), _probs(lora_run), atol=1e-4)
+    assert not can_resume(cfg, run / "curate", run / "train")  # complete: a forced rerun starts afresh
+
+
 def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny_model, tmp_path):
     # Patience is callback state: it must come back with the checkpoint, or the resumed run trains on.
     rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
