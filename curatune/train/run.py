@@ -83,21 +83,28 @@ def _run_fingerprint(config: Config, curate_dir: Path) -> str:
 def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> bool:
     """True when ``out_dir`` holds a checkpoint of an interrupted run on the same data and [train]
     config: ``curatune run`` then resumes the train stage instead of starting it again."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt, state = Path(out_dir) / CHECKPOINTS, Path(out_dir) / CHECKPOINTS / RUN_STATE
-    if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or get_last_checkpoint(str(ckpt)) is None:
+    if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or _last_complete_checkpoint(ckpt) is None:
         return False
     return json.loads(state.read_text()).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
 
 
+def _last_complete_checkpoint(ckpt: Path) -> str | None:
+    """The newest checkpoint with its trainer state and weights: a kill during a save leaves the
+    newest one half written, and resuming from it fails inside the Trainer."""
+    found = sorted((int(p.name.split("-")[-1]), p) for p in ckpt.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-")[-1].isdigit())
+    for _, p in reversed(found):
+        if (p / "trainer_state.json").is_file() and (any(p.glob("*.safetensors")) or any(p.glob("*.bin"))):
+            return str(p)
+    return None
+
+
 def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
     """Fresh runs start from an empty checkpoint folder; resumed runs need a matching one."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt = out / CHECKPOINTS
     if not _is_main_process():
-        return get_last_checkpoint(str(ckpt)) if resume and ckpt.is_dir() else None
+        return _last_complete_checkpoint(ckpt) if resume else None
     (out / MANIFEST).unlink(missing_ok=True)  # a rerun is incomplete until it writes its manifest
     if not resume:
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -106,9 +113,9 @@ def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
         write_json({"fingerprint": fingerprint}, ckpt / RUN_STATE)
         return None
     state = ckpt / RUN_STATE
-    last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+    last = _last_complete_checkpoint(ckpt)
     if last is None:
-        raise CuratuneError("nothing to resume: no checkpoint in this output directory "
+        raise CuratuneError("nothing to resume: no complete checkpoint in this output directory "
                             "(run without --resume to start)", file=str(ckpt))
     recorded = json.loads(state.read_text()).get("fingerprint") if state.is_file() else None
     if recorded != fingerprint:

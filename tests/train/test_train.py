@@ -253,6 +253,26 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model,
     assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
 
 
+def test_resume_skips_a_checkpoint_a_kill_left_half_written(tiny_model, curated_dir, tmp_path, lora_run):
+    from curatune.errors import CuratuneError
+
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_model)
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(4)])
+    (out / "checkpoints" / "checkpoint-9").mkdir()  # killed while saving: nothing in it yet
+    train_model(cfg, curated_dir, out, resume=True)
+    assert json.loads((out / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-5"
+    assert np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
+
+    broken = tmp_path / "broken"
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, broken, callbacks=[_SendSigintAt(4)])
+    (broken / "checkpoints" / "checkpoint-5" / "trainer_state.json").unlink()
+    with pytest.raises(CuratuneError, match="nothing to resume: no complete checkpoint"):
+        train_model(cfg, curated_dir, broken, resume=True)
+
+
 def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir, tmp_path, lora_run):
     from curatune.pipeline import _run_stage
     from curatune.train.run import can_resume
