@@ -78,8 +78,12 @@ def paired_comparison(gold: np.ndarray, tuned: np.ndarray, base: np.ndarray, n_c
     return out
 
 
-def verdict(comparison: dict[str, Any]) -> dict[str, Any]:
-    """Whether fine-tuning beat the frozen encoder + linear probe on validation, said plainly."""
+def verdict(comparison: dict[str, Any], *, same_model: bool = False) -> dict[str, Any]:
+    """Whether fine-tuning beat the frozen encoder + linear probe on validation, said plainly.
+    ``same_model``: nothing was fine-tuned (the frozen method's head is that probe)."""
+    if same_model:
+        return {"beats_frozen_baseline": None, "metric": "accuracy", **comparison,
+                "summary": "nothing fine-tuned: method frozen with lp_init, the model is the frozen baseline"}
     if not comparison.get("rows"):
         return {"beats_frozen_baseline": None, "summary": "no labelled validation rows: nothing to compare"}
     acc = comparison["accuracy"]

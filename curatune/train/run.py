@@ -59,8 +59,15 @@ class TrainingInterrupted(CuratuneError):
 
 
 def training_epochs(tc: TrainConfig) -> float:
-    """The configured epochs, else the method's default."""
+    """The epochs trained: the configured ones, else the method's default; none when the head is the
+    linear probe itself (frozen encoder, ``lp_init``: the probe is already fit to convergence)."""
+    if probe_only(tc):
+        return 0.0
     return tc.epochs or DEFAULT_EPOCHS[tc.method]
+
+
+def probe_only(tc: TrainConfig) -> bool:
+    return tc.method == "frozen" and tc.lp_init
 
 
 def learning_rates(tc: TrainConfig) -> tuple[float, float]:
@@ -302,7 +309,10 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
     y_train = data.label_ids("train")
 
     args = _training_args(tc, choice, out / CHECKPOINTS, len(enc["train"].features),
-                          0.0 if tc.method == "frozen" and tc.lp_init else training_epochs(tc), body_lr)
+                          training_epochs(tc), body_lr)
+    if probe_only(tc) and (tc.epochs or tc.head_lr or tc.early_stopping_patience):
+        say("train: method frozen with lp_init: the head is the linear probe, so epochs, head_lr and "
+            "early_stopping_patience are not used (set lp_init = false to train a head by gradient steps)")
     device = str(args.device)
     model.to(device)
 
@@ -426,7 +436,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     gold = data.label_ids("validation")
     comparison = paired_comparison(gold, probs["validation"].argmax(1), base_probs["validation"].argmax(1),
                                    len(labels), seed=tc.seed)
-    verdict_info = verdict(comparison)
+    verdict_info = verdict(comparison, same_model=probe_only(tc))
 
     state = trainer.state
     probe_entry = {"step": 0, "epoch": 0.0, "event": "frozen_baseline", "C": probe_c,

@@ -197,13 +197,19 @@ print("reloaded")
 def test_full_and_frozen_methods(tiny_model, curated_dir, tmp_path):
     full = train_model(tiny_config(tiny_model, method="full"), curated_dir, tmp_path / "full")
     assert full["adapter_dir"] is None and not (tmp_path / "full" / "adapter").exists()
-    frozen = train_model(tiny_config(tiny_model, method="frozen"), curated_dir, tmp_path / "frozen")
+    said: list[str] = []
+    frozen = train_model(tiny_config(tiny_model, method="frozen", epochs=5.0), curated_dir, tmp_path / "frozen",
+                         progress=said.append)
     man = json.loads((tmp_path / "frozen" / "manifest.json").read_text())
     assert man["model"]["trainable_parameters"] == 3 * 32 + 3
-    # Frozen encoder + probe-initialised head, no gradient steps: the model is the frozen baseline.
+    # Frozen encoder + probe-initialised head, no gradient steps: the model is the frozen baseline,
+    # and the outputs say so rather than report the 5 epochs that were not trained.
     assert np.allclose(_probs(tmp_path / "frozen"), _probs(tmp_path / "frozen", "base_predictions.parquet"),
                        atol=1e-6)
-    assert frozen["verdict"]["beats_frozen_baseline"] is False
+    assert man["model"]["epochs"] == 0.0 and man["training"]["global_step"] == 0
+    assert frozen["verdict"]["beats_frozen_baseline"] is None
+    assert frozen["verdict"]["summary"].startswith("nothing fine-tuned: method frozen with lp_init")
+    assert any("epochs, head_lr and early_stopping_patience are not used" in m for m in said)
 
 
 def test_same_seed_same_model(tiny_model, curated_dir, tmp_path, lora_run):
