@@ -231,6 +231,8 @@ class TrainConfig:
             "warmup_ratio": (0 <= self.warmup_ratio < 1, "in [0, 1)"),
             "weight_decay": (self.weight_decay >= 0, ">= 0"),
             "lora_r": (self.lora_r >= 1, ">= 1"),
+            # The adapters' output is scaled by alpha / r: at 0 they change nothing and only the head trains.
+            "lora_alpha": (self.lora_alpha >= 1, ">= 1"),
             "lora_dropout": (0 <= self.lora_dropout < 1, "in [0, 1)"),
             "eval_steps": (self.eval_steps >= 0, ">= 0 (0 = once per epoch)"),
             "sam_rho": (self.sam_rho >= 0, ">= 0 (0 = off)"),

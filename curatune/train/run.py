@@ -296,6 +296,10 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         limit = model_length_limit(tokenizer, base_path, base_cfg)
         if tc.max_length > limit:
             raise CuratuneError(f"[train] max_length = {tc.max_length} exceeds what the model takes ({limit})")
+        specials = tokenizer.num_special_tokens_to_add()
+        if 0 < tc.max_length <= specials:
+            raise CuratuneError(f"[train] max_length = {tc.max_length} leaves no room for text: the model adds "
+                                f"{specials} special tokens to every input")
         max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
         enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
                for s in splits}

@@ -402,6 +402,8 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
 @pytest.mark.parametrize(("setting", "message"), [
     ("max_length = 1000", "[train] max_length = 1000 exceeds what the model takes (128)"),
     ('scheduler = "cosin"', "config key 'train.scheduler' must be one of ['linear', 'cosine', "),
+    ("max_length = 2", "[train] max_length = 2 leaves no room for text: the model adds 2 special tokens"),
+    ("lora_alpha = 0", "[train] lora_alpha must be >= 1, got 0"),
     ('report_to = ["nosuch"]', "[train] report_to: unknown tracker 'nosuch' (known: "),
     pytest.param('report_to = ["wandb"]', "[train] report_to: 'wandb' is not installed in this environment",
                  marks=pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")),
