@@ -82,10 +82,13 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
         raise CuratuneError(f"training needs at least two labels; the train split has only '{labels[0]}'",
                             file=str(path), column="label")
 
-    held_out = validation.filter(pl.col("label").is_not_null()).height == 0
+    # Validation must hold rows the model can score: a label it trains on. Otherwise 10% of train is
+    # held out, and the given validation rows stay in it to be predicted (never scored, never dropped).
+    held_out = validation.filter(pl.col("label").is_in(labels)).height == 0
     if held_out:
         mask = holdout_validation(train, HOLDOUT_SHARE, seed)
-        validation = train.filter(pl.Series(mask)).with_columns(pl.lit("validation").alias("split"))
+        validation = pl.concat([train.filter(pl.Series(mask)).with_columns(pl.lit("validation").alias("split")),
+                                validation])
         train = train.filter(pl.Series(~mask))
     splits = pl.concat([
         f.select("row_id", pl.lit(name).alias("split")) for name, f in

@@ -44,6 +44,22 @@ def test_existing_validation_split_is_used_and_unknown_labels_are_ignored(tmp_pa
     assert data.label_ids("validation")[-1] == IGNORE
 
 
+@pytest.mark.parametrize("given", [None, "brand_new"])
+def test_a_validation_split_the_model_cannot_score_is_kept_beside_a_held_out_one(tmp_path, given):
+    # Unlabelled validation rows, or rows whose labels train never has: 10% of train is held out to
+    # choose the checkpoint, and the given rows stay in validation, predicted but never scored.
+    rows = make_rows(90, 0, "train", "a") + [
+        {"row_id": f"v:{i}", "text": f"a question {i}", "label": given, "split": "validation", "channel": "chat"}
+        for i in range(4)]
+    data = load_train_data(write_curated(tmp_path, rows), seed=0)
+    assert data.validation_held_out and (data.train.height, data.validation.height) == (81, 13)
+    ids = data.validation["row_id"].to_list()
+    assert ids[-4:] == ["v:0", "v:1", "v:2", "v:3"] and (data.label_ids("validation")[-4:] == IGNORE).all()
+    assert (data.label_ids("validation")[:9] != IGNORE).all()
+    kept = data.splits.filter(pl.col("row_id").str.starts_with("v:"))
+    assert kept["split"].to_list() == ["validation"] * 4 and kept["source_split"].to_list() == ["validation"] * 4
+
+
 def test_bad_curated_tables_are_user_errors(tmp_path):
     with pytest.raises(CuratuneError, match="no curated.parquet"):
         load_train_data(tmp_path / "missing", seed=0)

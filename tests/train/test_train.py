@@ -212,6 +212,19 @@ def test_full_and_frozen_methods(tiny_model, curated_dir, tmp_path):
     assert any("epochs, head_lr and early_stopping_patience are not used" in m for m in said)
 
 
+def test_unlabelled_validation_rows_are_predicted_while_a_held_out_share_chooses_the_checkpoint(tiny_model, tmp_path):
+    rows = make_rows(90, 1, "train", "tr") + [
+        {"row_id": f"v:{i}", "text": f"my card question {i}", "label": None, "split": "validation", "channel": "chat"}
+        for i in range(4)]
+    cur = write_curated(tmp_path / "curate", rows)
+    train_model(tiny_config(tiny_model, epochs=1), cur, tmp_path / "out")
+    pred = pl.read_parquet(tmp_path / "out" / "predictions.parquet").filter(pl.col("split") == "validation")
+    assert pred.filter(pl.col("row_id").str.starts_with("v:"))["row_id"].to_list() == [f"v:{i}" for i in range(4)]
+    assert pred.filter(pl.col("label").is_not_null()).height == 9  # the held-out share is what is scored
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["counts"]["validation_held_out_from_train"] is True and man["verdict"]["rows"] == 9
+
+
 def test_same_seed_same_model(tiny_model, curated_dir, tmp_path, lora_run):
     train_model(tiny_config(tiny_model), curated_dir, tmp_path / "again")
     assert np.allclose(_probs(tmp_path / "again"), _probs(lora_run), atol=1e-6)
