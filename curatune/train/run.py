@@ -356,6 +356,9 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
             f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
         if choice.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        # Read before training: the checkpoint resumed from may be rotated out (save_total_limit) on the way.
+        start_epoch = json.loads((Path(resume_from) / "trainer_state.json").read_text())["epoch"] if resume_from \
+            else 0.0
         with manifest.timed("train"):
             result = trainer.train(resume_from_checkpoint=resume_from)
         train_metrics = dict(result.metrics)
@@ -390,7 +393,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
                   "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
-        base_path=base_path, saved=saved, resumed_from=resume_from,
+        base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
         measured_max=measured_max_length(enc["train"].lengths, limit),
     )
 
@@ -423,7 +426,7 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
 def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Path, manifest: Manifest, trainer,
                    probs, base_probs, probe, probe_c: float, enc, trunc, train_metrics, predict_seconds: float,
                    peak_mb, choice, settings: dict, base_path: str, saved: dict, resumed_from: str | None,
-                   measured_max: int) -> dict[str, Any]:
+                   start_epoch: float, measured_max: int) -> dict[str, Any]:
     import polars as pl
 
     from curatune.train.outputs import model_card, paired_comparison, prediction_frame, split_metrics, verdict
@@ -458,6 +461,9 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     n_train = len(enc["train"].features)
     runtime = train_metrics.get("train_runtime")
     tokens = int(sum(len(f["input_ids"]) for f in enc["train"].features))
+    # Epochs this process trained: an early stop ends before the configured ones, a resume starts after
+    # the checkpoint's (the Trainer's own samples/s assumes every configured epoch ran here).
+    epochs_run = max(0.0, (state.epoch or 0.0) - start_epoch)
     n_pred = data.validation.height + data.test.height
     manifest.counts = data.counts
     manifest.extra = {
@@ -469,8 +475,8 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "measured_max_length": measured_max,
         "truncation": {"strategy": tc.truncation, "max_length": settings["max_length"], "splits": trunc},
         "throughput": {
-            "train_examples_per_s": train_metrics.get("train_samples_per_second"),
-            "train_tokens_per_s": round(tokens * training_epochs(tc) / runtime, 1) if runtime else None,
+            "train_examples_per_s": round(n_train * epochs_run / runtime, 1) if runtime else None,
+            "train_tokens_per_s": round(tokens * epochs_run / runtime, 1) if runtime else None,
             "train_runtime_s": runtime,
             "inference_examples_per_s": round(n_pred / predict_seconds, 1) if predict_seconds else None,
             "peak_gpu_memory_mb": round(peak_mb, 1) if peak_mb is not None else None,

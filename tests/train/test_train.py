@@ -321,6 +321,11 @@ def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny
     train_model(cfg, cur, tmp_path / "resumed", resume=True)
     a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "resumed"))
     assert a["global_step"] < a["max_steps"]  # early stopping did stop the uninterrupted run
+    # Throughput counts the epochs that ran, not the 4 configured.
+    whole = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    thr = whole["throughput"]
+    assert thr["train_examples_per_s"] == pytest.approx(thr["train_rows"] * a["epoch"] / thr["train_runtime_s"],
+                                                        rel=0.02)
     assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
     assert np.allclose(_probs(tmp_path / "resumed"), _probs(tmp_path / "whole"), atol=1e-4)
 
