@@ -351,14 +351,13 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         trainer.remove_callback(cb)
 
     train_metrics: dict[str, Any] = {}
+    # Read before training: the checkpoint resumed from may be rotated out (save_total_limit) on the way.
+    start_epoch = json.loads((Path(resume_from) / "trainer_state.json").read_text())["epoch"] if resume_from else 0.0
     if args.num_train_epochs > 0:
         say(f"train: {tc.method}, {training_epochs(tc):g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
             f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
         if choice.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        # Read before training: the checkpoint resumed from may be rotated out (save_total_limit) on the way.
-        start_epoch = json.loads((Path(resume_from) / "trainer_state.json").read_text())["epoch"] if resume_from \
-            else 0.0
         with manifest.timed("train"):
             result = trainer.train(resume_from_checkpoint=resume_from)
         train_metrics = dict(result.metrics)
