@@ -124,6 +124,11 @@ class InterruptCheckpoint(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
+    def restore(self) -> None:
+        """Give the signals back; also called when training raises, so a library caller's process is
+        not left with a Ctrl-C that only sets a flag."""
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()

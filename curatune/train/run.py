@@ -359,7 +359,10 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         if choice.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         with manifest.timed("train"):
-            result = trainer.train(resume_from_checkpoint=resume_from)
+            try:
+                result = trainer.train(resume_from_checkpoint=resume_from)
+            finally:
+                interrupt.restore()
         train_metrics = dict(result.metrics)
         if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
             raise TrainingInterrupted(

@@ -272,6 +272,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model,
     assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
 
 
+def test_ctrl_c_handling_is_undone_when_training_raises(tiny_model, curated_dir, tmp_path):
+    class Boom(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            raise RuntimeError("boom")
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_model(tiny_config(tiny_model), curated_dir, tmp_path / "out", callbacks=[Boom()])
+    assert signal.getsignal(signal.SIGINT) is before  # not the trainer's flag-setting handler
+
+
 def test_resume_skips_a_checkpoint_a_kill_left_half_written(tiny_model, curated_dir, tmp_path, lora_run):
     from curatune.errors import CuratuneError
 
