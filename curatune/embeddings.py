@@ -72,12 +72,10 @@ def _checked_model_dir(p: Path) -> str:
     if json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE:
         raise CuratuneError("this is a model curatune fine-tuned, not a base encoder: train from the base model "
                             "its README.md names (base_model)", file=str(p))
-    missing = [what for what, names in (("tokenizer", TOKENIZER_FILES), ("weights", WEIGHT_FILES))
-               if not any((p / n).is_file() for n in names)]
-    if missing:
-        wanted = TOKENIZER_FILES if missing[0] == "tokenizer" else WEIGHT_FILES
-        raise CuratuneError(f"the model directory has no {missing[0]} (none of {', '.join(wanted)}); copy the "
-                            "whole model (save_pretrained writes them all)", file=str(p))
+    for what, names in (("tokenizer", TOKENIZER_FILES), ("weights", WEIGHT_FILES)):
+        if not any((p / n).is_file() for n in names):
+            raise CuratuneError(f"the model directory has no {what} (none of {', '.join(names)}); copy the whole "
+                                "model (save_pretrained writes them all)", file=str(p))
     return str(p)
 
 

@@ -31,6 +31,13 @@ class GateFailed(CuratuneError):
 
     exit_code = 3
 
+    @staticmethod
+    def outcome(failed: list[str], unchecked: list[str]) -> str:
+        """"failed: a, b; not checked: c": the gates that did not pass, by how."""
+        parts = [f"failed: {', '.join(failed)}" if failed else "",
+                 f"not checked: {', '.join(unchecked)}" if unchecked else ""]
+        return "; ".join(p for p in parts if p)
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries' messages run to many lines), or its type."""

@@ -14,6 +14,7 @@ gate fails the run after the report is written when ``[run] fail_on_gate`` is tr
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +28,10 @@ ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
 # Library entry points of the later stages, looked up when the pipeline runs.
 ENTRY_POINTS = {"train": ("curatune.train", "train_model"), "evaluate": ("curatune.evaluate", "evaluate_run"),
                 "report": ("curatune.reports", "render_reports")}
-# Each stage's config sections: a change in any of them redoes the stage.
-SECTIONS = {"curate": ("data", "curate"), "train": ("train",), "evaluate": ("data", "evaluate"),
-            "report": ("report",)}
+# Each stage's config sections (or single keys, dotted): a change in any of them redoes the stage.
+# Curation applies pulled reviews by the conflict rule; the server's address and project do not matter.
+SECTIONS = {"curate": ("data", "curate", "labelstudio.conflict_rule"), "train": ("train",),
+            "evaluate": ("data", "evaluate"), "report": ("report",)}
 FINGERPRINT_KEY = "pipeline_fingerprint"
 Progress = Callable[[str], None]
 
@@ -67,10 +69,7 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
 
 def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     resolved = cfg.resolved()
-    section = {k: resolved[k] for k in SECTIONS[stage]}
-    if stage == "curate":
-        # Applying pulled reviews is part of curation; the server's address and project are not.
-        section["_conflict_rule"] = cfg.labelstudio.conflict_rule
+    section = {k: functools.reduce(lambda node, part: node[part], k.split("."), resolved) for k in SECTIONS[stage]}
     paths = stage_inputs(stage, cfg, run)
     # Names relative to the run (or absolute for data), so adding a file also changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else str(p) for p in paths]
@@ -214,9 +213,7 @@ def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:
     failed = [g["name"] for g in gates if g.get("status") == "fail"]
     unchecked = [g["name"] for g in gates if g.get("status") == "not checked"]
     if failed or unchecked:
-        parts = [f"failed: {', '.join(failed)}" if failed else "",
-                 f"not checked: {', '.join(unchecked)}" if unchecked else ""]
-        raise GateFailed(f"gate {'; '.join(p for p in parts if p)} — audit: {audit}")
+        raise GateFailed(f"gate {GateFailed.outcome(failed, unchecked)} — audit: {audit}")
 
 
 def demo_data_dir(out: Path) -> Path:

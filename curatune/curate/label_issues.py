@@ -83,8 +83,6 @@ def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig) 
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x, y))
 
     def fit(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if np.unique(y[train]).size < 2:
-            return test, np.arange(n_classes), np.full((test.size, n_classes), 1.0 / n_classes)
         model = LogisticRegression(C=cfg.C, max_iter=2000).fit(x[train], y[train])
         return test, model.classes_, model.predict_proba(x[test])
 

@@ -28,9 +28,9 @@ from curatune.rundir import MANIFEST, Manifest, read_json, read_run_table, write
 METRICS = "metrics.json"
 
 
-def _read(path: Path, what: str, required: tuple[str, ...]) -> pl.DataFrame:
+def _read(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     if not path.is_file():
-        raise CuratuneError(f"{what} not found; run the earlier stage first", file=str(path))
+        raise CuratuneError(f"{path.name} not found; run the earlier stage first", file=str(path))
     return read_run_table(path, required)
 
 
@@ -56,10 +56,10 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         raise CuratuneError("train stage is not complete (no manifest.json)", file=str(train_dir))
     labels: list[str] = train_manifest["labels"]
     prediction_cols = ("row_id", "split", "label", "predicted", "confidence")
-    tuned = _read(train_dir / "predictions.parquet", "predictions.parquet", prediction_cols)
-    base = _read(train_dir / "base_predictions.parquet", "base_predictions.parquet", prediction_cols)
-    curated = _read(curate_dir / "curated.parquet", "curated.parquet", ("row_id", "text"))
-    ledger = _read(curate_dir / "ledger.parquet", "ledger.parquet", ("row_id", "fate", "reasons"))
+    tuned = _read(train_dir / "predictions.parquet", prediction_cols)
+    base = _read(train_dir / "base_predictions.parquet", prediction_cols)
+    curated = _read(curate_dir / "curated.parquet", ("row_id", "text"))
+    ledger = _read(curate_dir / "ledger.parquet", ("row_id", "fate", "reasons"))
     for p in (train_dir / "predictions.parquet", train_dir / "base_predictions.parquet",
               curate_dir / "curated.parquet", curate_dir / "ledger.parquet"):
         manifest.add_input(p)
@@ -145,10 +145,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     failed = [g["name"] for g in metrics["gates"] if g["passed"] is False]
     unchecked = [g["name"] for g in metrics["gates"] if g["passed"] is None]
     if (failed or unchecked) and fail_on_gate:
-        raise GateFailed("evaluation gate " + "; ".join(
-            part for part in (f"failed: {', '.join(failed)}" if failed else "",
-                              f"not checked: {', '.join(unchecked)}" if unchecked else "") if part)
-            + f" (see {out / METRICS})")
+        raise GateFailed(f"evaluation gate {GateFailed.outcome(failed, unchecked)} (see {out / METRICS})")
     return {"out_dir": str(out), "metrics": metrics, "gates_failed": failed, "gates_unchecked": unchecked}
 
 
