@@ -229,9 +229,20 @@ def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: fl
 
 
 def _base_name(model: str) -> str:
+    """What the model card and report call the base model: a hub id where one is known, else the
+    directory's own name. A local path is not a hub id, and it can name the user's home folder."""
     from curatune.train.outputs import DEFAULT_BASE_NAME
 
-    return DEFAULT_BASE_NAME if model in ("", "default") else model
+    if model in ("", "default"):
+        return DEFAULT_BASE_NAME
+    p = Path(model).expanduser()
+    if not p.is_dir():
+        return model  # a hub id, resolved from the local cache
+    # The Hugging Face cache keeps a snapshot at .../models--org--name/snapshots/<revision>.
+    cached = next((part for part in reversed(p.resolve().parts) if part.startswith("models--")), None)
+    if cached is not None:
+        return cached.removeprefix("models--").replace("--", "/")
+    return p.resolve().name
 
 
 def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool = False,

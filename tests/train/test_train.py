@@ -49,7 +49,7 @@ def _logits(model, tokenizer, texts: list[str], max_length: int = 64) -> torch.T
 # ------------------------------------------------------------------------------------------ outputs
 
 
-def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_run, curated_dir):
+def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_run, curated_dir, tiny_model):
     for rel in ("model/config.json", "model/model.safetensors", "model/label_map.json", "model/train_config.json",
                 "model/tokenizer.json", "model/README.md", "adapter/adapter_config.json",
                 "adapter/adapter_model.safetensors", "predictions.parquet", "base_predictions.parquet",
@@ -96,6 +96,20 @@ def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_ru
     assert meta["datasets"][0].startswith("curated:sha256:")
     metrics = {m["name"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
     assert metrics["validation accuracy"] == pytest.approx(man["metrics"]["validation"]["accuracy"], abs=1e-4)
+    # A local base model is named by its folder: the path (here the test's temporary folder) is
+    # not a hub id and can name a home directory; the manifest keeps it for the audit.
+    assert meta["base_model"] == tiny_model.name and str(tiny_model.parent) not in card
+    assert man["model"]["path"] == str(tiny_model)
+
+
+def test_a_base_model_in_the_hub_cache_is_named_by_its_hub_id(tiny_model, tmp_path):
+    from curatune.train.run import _base_name
+
+    snapshot = tmp_path / "hub" / "models--acme--support-bert" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model, snapshot)
+    assert _base_name(str(snapshot)) == "acme/support-bert"
+    assert _base_name("acme/support-bert") == "acme/support-bert"
+    assert _base_name("default") == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 # ------------------------------------------------------------------------------------------ reloads
