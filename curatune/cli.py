@@ -212,8 +212,11 @@ def generate(
 
 @app.command()
 def validate(config: Path) -> None:
-    """Check a config file: unknown or wrong keys are reported by name."""
-    load_config(config)
+    """Check a config file (unknown or wrong keys are reported by name) and what its stages need
+    here: entity types, operators, the base model, trackers, the device."""
+    from curatune.pipeline import check_setup
+
+    check_setup(load_config(config))
     _say(f"{config}: ok")
 
 

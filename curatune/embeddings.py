@@ -40,6 +40,10 @@ def resolve_model_path(model: str) -> str:
     p = Path(model).expanduser()
     if p.is_dir():
         return _checked_model_dir(p)
+    if not p.exists() and (p.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1):
+        # Not a hub id ("org/name"): a directory the user meant and mistyped or has not copied yet.
+        raise CuratuneError(f"model directory '{model}' does not exist: give 'default', a local directory or a "
+                            "cached hub id")
     if "/" in model and not p.exists():
         try:
             from huggingface_hub import snapshot_download

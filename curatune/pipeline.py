@@ -76,6 +76,19 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     return inputs_fingerprint(paths, section)
 
 
+def check_setup(cfg: Config) -> None:
+    """What the stages check when they start, done before any work (``curatune validate``): the
+    anonymiser's entity types, operators and secret, the base model, trackers and device."""
+    if "anonymise" in cfg.curate.steps:
+        from curatune.curate.anonymise import Anonymiser
+
+        Anonymiser(cfg.curate.anonymise)
+    if _entry("train") is not None:
+        from curatune.train.run import check_train_setup
+
+        check_train_setup(cfg.train)
+
+
 def _record(stage_out: Path, fp: str) -> None:
     manifest = read_json(stage_out / MANIFEST)
     manifest[FINGERPRINT_KEY] = fp
@@ -96,6 +109,10 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         raise CuratuneError(f"unknown stage '{unknown[0]}' for --force (stages: {', '.join(ORDER)})")
     if not config.data.inputs:
         raise CuratuneError("no input files: set [data] inputs in the config")
+    if _entry("train") is not None:
+        from curatune.train.run import check_train_setup
+
+        check_train_setup(config.train)  # a missing model would otherwise surface after curation
     run = Path(out_dir or config.run.out_dir)
     run.mkdir(parents=True, exist_ok=True)
     config.run.out_dir = str(run)

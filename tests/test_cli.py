@@ -68,3 +68,25 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
     code, out = cli_run(*args)
     assert code == 2, out
     assert message in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("[curate.anonymise]\nentities = ['PERSON', 'PASSPORT']\n",
+     "config key 'curate.anonymise.entities' has unknown entity type 'PASSPORT'"),
+    ("[curate.anonymise.operators]\nEMAIL_ADRESS = 'mask'\n",
+     "config key 'curate.anonymise.operators.EMAIL_ADRESS' is not an entity type"),
+    ("[curate.anonymise]\noperator = 'surrogate'\nsecret_env = 'CURATUNE_TEST_UNSET_SECRET'\n",
+     "need a secret key: set the environment variable CURATUNE_TEST_UNSET_SECRET"),
+    ("[train]\nmodel = 'no/such-model-here'\n", "model 'no/such-model-here' is not in the local Hugging Face cache"),
+    ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
+])
+def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path, monkeypatch, body, message):
+    """Settings only a stage's start could refuse (entity types, the model, trackers) are refused by
+    `validate`, before a run spends minutes on the stages before them."""
+    monkeypatch.setenv("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    monkeypatch.delenv("CURATUNE_TEST_UNSET_SECRET", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(body)
+    code, out = cli_run("validate", cfg)
+    assert code == 2, out
+    assert message in out.replace("\n", "") and "Traceback" not in out

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from curatune.embeddings import pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError
 from curatune.rundir import MANIFEST, Manifest, inputs_fingerprint, sha256_file, write_json, write_parquet, write_text
 from curatune.train.data import CURATED, TrainData, load_train_data
+
+if TYPE_CHECKING:
+    from curatune.train.device import DeviceChoice
 
 CHECKPOINTS = "checkpoints"
 RUN_STATE = "run.json"
@@ -129,6 +132,16 @@ def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
         raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
                             "was written (run without --resume to start again)", file=str(ckpt))
     return last
+
+
+def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:
+    """What training needs from this machine, checked before any work: the base model (a complete
+    local directory), the trackers and the device. Returns the model path and the device choice."""
+    from curatune.train.device import choose_device
+
+    base_path = resolve_model_path(tc.model)
+    _check_trackers(tc.report_to)
+    return base_path, choose_device(tc.device, tc.precision)
 
 
 def _check_trackers(names: list[str]) -> None:
@@ -268,11 +281,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     manifest.add_input(curate_dir / CURATED, rows=data.counts["rows"])
     if (curate_dir / MANIFEST).is_file():
         manifest.add_input(curate_dir / MANIFEST)
-    base_path = resolve_model_path(tc.model)
-    _check_trackers(tc.report_to)
-    from curatune.train.device import choose_device
-
-    choice = choose_device(tc.device, tc.precision)
+    base_path, choice = check_train_setup(tc)
     body_lr, head_lr = learning_rates(tc)
     resume_from = _prepare_out_dir(out, _run_fingerprint(config, curate_dir), resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "

@@ -136,6 +136,16 @@ def test_run_without_inputs_is_a_user_error(cli_run, tmp_path):
     assert "no input files" in out
 
 
+def test_a_missing_base_model_stops_the_run_before_curation(cli_run, tmp_path):
+    _setup(tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text().replace('method = "frozen"', f'method = "frozen"\nmodel = "{tmp_path / "nomodel"}"'))
+    code, out = cli_run("run", cfg)
+    assert code == 2, out
+    assert f"model directory '{tmp_path / 'nomodel'}' does not exist" in out.replace("\n", "")
+    assert not (tmp_path / "run" / "curate").exists()
+
+
 @register_step
 class _GateFailsStep(CurationStep):
     """A plug-in step whose gate always fails (the leak scan's situation, without needing a leak)."""
