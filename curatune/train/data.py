@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from curatune.errors import CuratuneError
+from curatune.rundir import read_run_table, scan_run_table
 
 CURATED = "curated.parquet"
 SPLITS = ("train", "validation", "test")
@@ -58,19 +59,34 @@ def holdout_validation(train: pl.DataFrame, share: float, seed: int) -> np.ndarr
     return mask
 
 
+def _check_rows(df: pl.DataFrame, path: Path) -> None:
+    """What curate guarantees, checked again for a table made by hand: a row without an id, text or
+    a known split would vanish from the splits, and a repeated id would make predictions ambiguous."""
+    problems = ((pl.col("row_id").is_null(), "row_id", "row without a row_id"),
+                (~pl.col("row_id").is_first_distinct(), "row_id", "row_id appears more than once"),
+                (pl.col("text").is_null(), "text", "row without text"),
+                (~pl.col("split").is_in(SPLITS) | pl.col("split").is_null(), "split",
+                 "split is not train, validation or test"))
+    for offending, column, what in problems:
+        bad = df.with_row_index("__row").filter(offending)
+        if bad.height:
+            rid, value = bad["row_id"][0], bad[column][0]
+            detail = f"row_id '{rid}'" if rid is not None else "a null row_id"
+            shown = "null" if value is None else repr(value)
+            raise CuratuneError(f"{what} ({detail}, {column} {shown})", file=str(path),
+                                row=int(bad["__row"][0]) + 1, column=column)
+
+
 def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     path = Path(curate_dir) / CURATED
     if not path.is_file():
         raise CuratuneError("no curated.parquet here; run `curatune curate` first", file=str(curate_dir))
-    df = pl.read_parquet(path)
+    schema = scan_run_table(path, required=()).collect_schema()
     for col in ("row_id", "text", "label", "split"):
-        if col not in df.columns:
+        if col not in schema:
             raise CuratuneError("curated table lacks a required column", file=str(path), column=col)
-    df = df.with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
-    unknown = sorted(set(df["split"].drop_nulls().unique().to_list()) - set(SPLITS))
-    if unknown:
-        raise CuratuneError(f"unknown split '{unknown[0]}' (expected train, validation or test)",
-                            file=str(path), column="split")
+    df = read_run_table(path).with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
+    _check_rows(df, path)
     unlabelled = df.filter(pl.col("label").is_null() & (pl.col("split") == "train")).height
     train = df.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
     validation = df.filter(pl.col("split") == "validation")

@@ -67,7 +67,7 @@ def test_bad_curated_tables_are_user_errors(tmp_path):
     with pytest.raises(CuratuneError, match="at least two labels"):
         load_train_data(one, seed=0)
     bad = write_curated(tmp_path / "bad", [{"row_id": "a", "text": "t", "label": "x", "split": "holdout2"}])
-    with pytest.raises(CuratuneError, match="unknown split 'holdout2'"):
+    with pytest.raises(CuratuneError, match="split is not train, validation or test .*split 'holdout2'"):
         load_train_data(bad, seed=0)
     nolab = write_curated(tmp_path / "nolab", [{"row_id": "a", "text": "t", "label": None, "split": "train"}])
     with pytest.raises(CuratuneError, match="no labelled training rows"):
@@ -76,3 +76,26 @@ def test_bad_curated_tables_are_user_errors(tmp_path):
     with pytest.raises(CuratuneError, match="curated table lacks a required column") as err:
         load_train_data(nocol, seed=0)
     assert err.value.column == "text"
+
+
+@pytest.mark.parametrize(("change", "message", "column"), [
+    ({"row_id": None}, "row without a row_id \\(a null row_id", "row_id"),
+    ({"row_id": "r0"}, "row_id appears more than once \\(row_id 'r0'", "row_id"),
+    ({"text": None}, "row without text \\(row_id 'r3', text null\\)", "text"),
+    ({"split": None}, "split is not train, validation or test \\(row_id 'r3', split null\\)", "split"),
+])
+def test_a_hand_made_curated_table_is_checked_row_by_row(tmp_path, change, message, column):
+    """Curate never writes such rows; a table made by hand can, and each would vanish or be ambiguous."""
+    rows = [{"row_id": f"r{i}", "text": f"text {i}", "label": "ab"[i % 2], "split": "train"} for i in range(8)]
+    rows[3] = {**rows[3], **change}
+    d = write_curated(tmp_path / "c", rows)
+    with pytest.raises(CuratuneError, match=message) as err:
+        load_train_data(d, seed=0)
+    assert err.value.row == 4 and err.value.column == column
+
+
+def test_a_damaged_curated_table_is_a_user_error(tmp_path):
+    d = write_curated(tmp_path / "c", [{"row_id": "a", "text": "t", "label": "x", "split": "train"}])
+    (d / "curated.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(CuratuneError, match="cannot read Parquet table"):
+        load_train_data(d, seed=0)
