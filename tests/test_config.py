@@ -71,6 +71,16 @@ def test_paths_relative_to_config(tmp_path):
     assert cfg.data.inputs == [str((tmp_path / "d/x.csv").resolve())]
 
 
+def test_a_spacy_model_directory_is_relative_to_the_config(tmp_path):
+    """Resolved against the current directory, a run started elsewhere lost NER (names kept)."""
+    (tmp_path / "models" / "sp").mkdir(parents=True)
+    cfg = load_config(write(tmp_path, "[curate.anonymise]\nspacy_model = 'models/sp'\n"))
+    assert cfg.curate.anonymise.spacy_model == str((tmp_path / "models" / "sp").resolve())
+    # A package name stays a package name.
+    assert load_config(write(tmp_path, "[curate.anonymise]\nspacy_model = 'en_core_web_sm'\n")) \
+        .curate.anonymise.spacy_model == "en_core_web_sm"
+
+
 def test_int_accepted_for_float(tmp_path):
     cfg = load_config(write(tmp_path, "[train]\nepochs = 2\n"))
     assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)

@@ -180,3 +180,17 @@ def test_detector_does_not_log_the_non_english_recognizers_it_leaves_out(caplog)
     # Only the loading step is filtered: the same warning afterwards still reaches the log.
     assert [r.getMessage().rsplit(" - ", 1)[1] for r in caplog.records if r.name == "presidio-analyzer"] == [
         "after loading"]
+
+
+def test_a_missing_spacy_model_is_an_error_and_no_ner_is_a_choice(monkeypatch):
+    """A missing model used to warn and go on without NER, and the leak scan, with the same
+    detectors, passed over the names it missed."""
+    from curatune.config import AnonymiseConfig
+    from curatune.curate.pii.engine import build_detector
+    from curatune.errors import CuratuneError
+
+    monkeypatch.setenv("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    with pytest.raises(CuratuneError, match="spaCy model 'en_core_web_nosuch' is not installed"):
+        build_detector(AnonymiseConfig(spacy_model="en_core_web_nosuch"))
+    assert build_detector(AnonymiseConfig(spacy_model="")).has_ner is False
+    assert build_detector(AnonymiseConfig()).has_ner is True

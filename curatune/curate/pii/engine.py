@@ -43,8 +43,6 @@ DEFAULT_ENTITIES = (
 )
 _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 
-_warned_missing_model = False
-
 
 def _drop_language_skips(record: logging.LogRecord) -> bool:
     # Presidio warns once per predefined non-English recognizer (es, it, pl, ...) that an English-only
@@ -173,19 +171,19 @@ NON_PII_NER_LABELS = ("CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY", "PR
 
 
 def _load_spacy(model: str):
-    """The configured pipeline, or a blank English tokenizer (with one clear warning) when missing."""
-    global _warned_missing_model
+    """The configured pipeline; ``""`` is a blank English tokenizer (no NER) chosen on purpose. A
+    configured model that is missing is an error: names would then be found by cues and the
+    gazetteer only, and the leak scan, using the same detectors, would not notice what it missed."""
     import spacy
 
+    if not model:
+        return spacy.blank(LANGUAGE), False
     try:
         return spacy.load(model), True
     except OSError:
-        if not _warned_missing_model:
-            log.warning(
-                "spaCy model %r is not installed: person names are found by context cues and the name "
-                "gazetteer only (install the package, or set [curate.anonymise] spacy_model)", model)
-            _warned_missing_model = True
-        return spacy.blank(LANGUAGE), False
+        raise CuratuneError(f"spaCy model '{model}' is not installed (neither a package nor a model directory): "
+                            "install it, or set [curate.anonymise] spacy_model = \"\" to run without NER (names "
+                            "found by context cues and the name gazetteer only)") from None
 
 
 def build_detector(cfg: AnonymiseConfig) -> Detector:
