@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from curatune.config import DataConfig
-from curatune.errors import CuratuneError, first_line
+from curatune.errors import CuratuneError, first_line, shown_value
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
 # Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
@@ -208,7 +208,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     dup = rows.filter(pl.col("row_id").is_duplicated())
     if dup.height:
         first = dup["row_id"][0]
-        raise CuratuneError(f"row id '{first}' occurs more than once; ids must be unique",
+        raise CuratuneError(f"row id {shown_value(first)} occurs more than once; ids must be unique",
                             column=cfg.id_col or cfg.conversation_col or "row_id")
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit("empty_text").alias("reason"))
@@ -225,10 +225,10 @@ def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
     known = ", ".join(f"{a} = {b}" for a, b in SPLIT_ALIASES.items())
     where = {"column": cfg.split_col}
     if cfg.conversation_col:
-        msg_id = f" (conversation '{df['row_id'][row - 1]}')"
+        msg_id = f" (conversation {shown_value(df['row_id'][row - 1])})"
     else:
         msg_id, where["row"] = "", row
-    raise CuratuneError(f"split '{value}'{msg_id} is not train, validation or test (also read: {known}; "
+    raise CuratuneError(f"split {shown_value(value)}{msg_id} is not train, validation or test (also read: {known}; "
                         "empty = train)", file=path, **where)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class CuratuneError(Exception):
     """A problem the user can fix (bad file, bad config, unreachable server).
@@ -43,3 +45,17 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries' messages run to many lines), or its type."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# A cell value is repeated in a message only when it reads like a category or an id: messages
+# reach terminals and CI logs, and a misconfigured column (the text as the id, say) holds text.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,40}")
+_LONG_NUMBER = re.compile(r"\d{6}")
+
+
+def shown_value(value: object) -> str:
+    """``'value'`` for a category- or id-like cell, else a note that it is withheld."""
+    text = str(value)
+    if _PLAIN_VALUE.fullmatch(text) and not _LONG_NUMBER.search(text):
+        return f"'{text}'"
+    return "(value not shown: it may hold personal data)"

@@ -39,6 +39,19 @@ def test_duplicate_source_id_is_an_error(tmp_path):
         load_dataset([tmp_path / "d.csv"], DataConfig(id_col="id"))
 
 
+@pytest.mark.parametrize("value", ["maria.g@example.com", "Maria Gonzalez called", "4111111111111111"])
+def test_error_messages_do_not_repeat_a_cell_that_may_be_personal_data(tmp_path, value):
+    """Messages reach terminals and CI logs; a misconfigured column (the text as the id or split) holds text."""
+    pl.DataFrame({"id": [value, value], "text": ["x", "y"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError, match="row id \\(value not shown: it may hold personal data\\) occurs") as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig(id_col="id"))
+    assert value not in str(err.value)
+    pl.DataFrame({"text": ["a", "b"], "split": ["train", value]}).write_csv(tmp_path / "s.csv")
+    with pytest.raises(CuratuneError, match="split \\(value not shown: it may hold personal data\\) is not") as err:
+        load_dataset([tmp_path / "s.csv"], DataConfig())
+    assert value.lower() not in str(err.value).lower() and err.value.row == 2
+
+
 def test_turns_aggregated_in_order(tmp_path):
     rows = [
         {"conversation_id": "c1", "turn": 2, "speaker": "agent", "text": "Sure.", "label": "refund", "region": "EU"},
