@@ -143,6 +143,8 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             say(f"{tag}: not built yet in this version, skipped")
             continue
         if failure is not None and stage != "report":
+            # Outputs made from the data before this curation must not be reported as this run's.
+            _invalidate_if_stale(stage, config, run, say, tag)
             say(f"{tag}: not run (an earlier gate failed)")
             continue
         fp = fingerprint(stage, config, run)
@@ -173,8 +175,9 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
 
 
 def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag: str) -> None:
-    """Outputs of a stage this version cannot run that no longer match their inputs are marked
-    incomplete, so the report shows the stage as not run instead of describing another model."""
+    """Outputs of a stage that is not run (not built in this version, or an earlier gate failed)
+    that no longer match their inputs are marked incomplete, so the report shows the stage as not
+    run instead of describing another model."""
     out = stage_dir(run, stage)
     m = read_manifest(out)
     if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):

@@ -23,7 +23,7 @@ from curatune.config import Config
 from curatune.curate.base import BUILTIN_STEPS, CurationStep, StepContext, StepResult, get_step, step_is_built
 from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
-from curatune.rundir import Manifest, write_parquet
+from curatune.rundir import MANIFEST, Manifest, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     manifest = Manifest(stage="curate", config=config.resolved())
     with manifest.timed("load"):
         loaded = load_dataset(paths, config.data, require_label=needs_labels)
+    # The input is readable: from here the old outputs are being replaced, and a run stopped midway
+    # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
+    (out / MANIFEST).unlink(missing_ok=True)
     for src in loaded.sources:
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
     run_id = run_id_for(manifest.inputs, manifest.config)

@@ -86,6 +86,29 @@ def test_no_temp_files_left(tmp_path):
         "curated.parquet", "excluded.parquet", "ledger.parquet", "manifest.json"]
 
 
+def test_a_curation_stopped_midway_leaves_no_complete_manifest_but_bad_input_keeps_it(tmp_path, monkeypatch):
+    """Ctrl-C mid-curation left the previous run's "complete" manifest beside new tables, and the
+    next stage trusted them; a run refused for bad input changes nothing."""
+    from curatune.curate.dedup import Dedup
+
+    src, out = tmp_path / "d.csv", tmp_path / "out"
+    pl.DataFrame({"text": ["a b c", "x y z"], "label": ["p", "q"]}).write_csv(src)
+    run_curation(_config(), out, [str(src)])
+    assert (out / "manifest.json").is_file()
+    (tmp_path / "bad.csv").write_text("")
+    with pytest.raises(CuratuneError):
+        run_curation(_config(), out, [str(tmp_path / "bad.csv")])
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+    def interrupted(self, table):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Dedup, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_curation(_config(), out, [str(src)])
+    assert not (out / "manifest.json").exists()
+
+
 def test_unknown_step_is_a_clear_error(cli_run, tmp_path):
     src = tmp_path / "d.csv"
     pl.DataFrame({"text": ["a"]}).write_csv(src)

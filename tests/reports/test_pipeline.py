@@ -197,3 +197,19 @@ def test_the_review_conflict_rule_redoes_curation_but_the_label_studio_address_d
     assert fingerprint("curate", cfg, tmp_path / "run") == before
     cfg.labelstudio.conflict_rule = "keep"
     assert fingerprint("curate", cfg, tmp_path / "run") != before
+
+
+def test_a_failed_curation_gate_marks_earlier_training_on_other_data_as_not_run(tmp_path):
+    """The report showed the previous run's model and evaluation beside the newly failed curation."""
+    cfg = _setup(tmp_path)
+    run_pipeline(cfg)
+    run = tmp_path / "run"
+    assert read_manifest(run / "train") is not None
+    _write_data(tmp_path / "data.csv", n=75, seed=1)
+    (tmp_path / "c.toml").write_text(CONFIG.format(steps='["dedup", "test_gate_fails"]'))
+    with pytest.raises(GateFailed):
+        run_pipeline(load_config(tmp_path / "c.toml"))
+    assert read_manifest(run / "train") is None
+    assert read_manifest(run / "evaluate") is None
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["verdict"]["overall"] == "fail"
