@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from curatune.config import Config, load_config
+from curatune.config import Config, load_config, recorded_config
 from curatune.errors import CuratuneError
 
 # Presidio's tldextract would fetch the public suffix list; nothing may be fetched at run time.
@@ -71,12 +71,25 @@ def curate(
          f"relabelled {c['relabelled']} -> {out}")
 
 
+def _run_config(config: Path | None, run_dir: Path, stages: tuple[str, ...]) -> Config:
+    """``--config``, else the config recorded in the run directory's manifests (so `evaluate RUN
+    --fail-on-gate` checks the gates the run was configured with), else the defaults."""
+    if config is not None:
+        return load_config(config)
+    found = recorded_config(Path(run_dir), stages)
+    if found is None:
+        _say("no config recorded in the run directory: using the defaults")
+        return load_config(None)
+    _say(f"using the config recorded in {found[1]}")
+    return found[0]
+
+
 @app.command("apply-reviews")
 def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     """Apply reviews pulled from Label Studio to the curated tables and the ledger."""
     from curatune.curate.reviews import apply_reviews_to_run
 
-    summary = apply_reviews_to_run(run_dir, load_config(config))
+    summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, ("curate",)))
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
          f"{summary['dropped']} dropped)")
 
@@ -146,7 +159,8 @@ def evaluate(
     from curatune.evaluate import evaluate_run
     from curatune.rundir import find_stage_dir
 
-    result = evaluate_run(load_config(config), find_stage_dir(run_dir, "curate"),
+    result = evaluate_run(_run_config(config, run_dir, ("evaluate", "train", "curate")),
+                          find_stage_dir(run_dir, "curate"),
                           find_stage_dir(run_dir, "train"), out or Path(run_dir) / "evaluate",
                           fail_on_gate=fail_on_gate, progress=_progress)
     _say(f"metrics -> {result['out_dir']}")

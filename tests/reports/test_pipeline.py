@@ -213,3 +213,18 @@ def test_a_failed_curation_gate_marks_earlier_training_on_other_data_as_not_run(
     assert read_manifest(run / "evaluate") is None
     audit = json.loads((run / "report" / "audit.json").read_text())
     assert audit["verdict"]["overall"] == "fail"
+
+
+def test_evaluate_given_only_the_run_directory_checks_the_gates_the_run_was_configured_with(cli_run, tmp_path):
+    """`curatune evaluate RUN --fail-on-gate` used the default config: no gate was checked (exit 0),
+    and the pipeline's evaluation was overwritten with gate-less metrics."""
+    _setup(tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text() + "[evaluate.gates]\nmin_accuracy = 1.01\n")
+    with pytest.raises(GateFailed):
+        run_pipeline(load_config(cfg))
+    code, out = cli_run("evaluate", tmp_path / "run", "--fail-on-gate")
+    assert code == 3, out
+    assert f"using the config recorded in {tmp_path / 'run' / 'evaluate' / 'manifest.json'}" in out.replace("\n", "")
+    gates = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())["gates"]
+    assert [g["name"] for g in gates] == ["min_accuracy"]
