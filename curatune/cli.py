@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from curatune.config import Config, load_config, recorded_config
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, first_line
 
 # Presidio's tldextract would fetch the public suffix list; nothing may be fetched at run time.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
@@ -251,6 +251,13 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # A file or folder the system refused (permissions, a file where a folder belongs, a full
+        # disk) that no earlier check caught: the path and the reason, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[red]error:[/] {escape(where + (exc.strerror or first_line(exc)))}", highlight=False,
+                      soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:  # click usage errors carry their own exit code 2
         if isinstance(exc, _usage_errors()):
             exc.show()

@@ -22,7 +22,15 @@ from typing import Any
 
 from curatune.config import Config, load_config
 from curatune.errors import CuratuneError, GateFailed
-from curatune.rundir import MANIFEST, inputs_fingerprint, read_json, read_manifest, stage_dir, write_json
+from curatune.rundir import (
+    MANIFEST,
+    inputs_fingerprint,
+    output_dir,
+    read_json,
+    read_manifest,
+    stage_dir,
+    write_json,
+)
 
 ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
 # Library entry points of the later stages, looked up when the pipeline runs.
@@ -114,7 +122,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
 
         check_train_setup(config.train)  # a missing model would otherwise surface after curation
     run = Path(out_dir or config.run.out_dir)
-    run.mkdir(parents=True, exist_ok=True)
+    output_dir(run)
     config.run.out_dir = str(run)
     say = progress or (lambda _msg: None)
     first_forced = min((ORDER.index(f) for f in force), default=len(ORDER))

@@ -57,6 +57,20 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def output_dir(path: str | Path) -> Path:
+    """``path`` created and checked writable before a stage does any work: a read-only folder was
+    found only when the first table was written, after all of the stage's work."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        what = ("the output path is a file, not a folder" if out.exists() and not out.is_dir()
+                else f"the output folder cannot be written ({exc.strerror})")
+        raise CuratuneError(what, file=str(out)) from None
+    return out
+
+
 @contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)

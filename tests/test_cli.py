@@ -8,6 +8,8 @@ import sys
 import polars as pl
 import pytest
 
+from tests.conftest import error_lines
+
 
 def test_curate_writes_tables(cli_run, tmp_path):
     src = tmp_path / "d.csv"
@@ -92,3 +94,39 @@ def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path,
     code, out = cli_run("validate", cfg)
     assert code == 2, out
     assert message in out.replace("\n", "") and "Traceback" not in out
+
+
+@pytest.mark.parametrize("command", ["curate", "generate", "train", "evaluate"])
+def test_an_output_path_that_is_a_file_is_a_one_line_error_before_any_work(cli_run, tmp_path, command):
+    """They raised FileExistsError/NotADirectoryError tracebacks (exit 1); curate did all its work first."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    src = tmp_path / "d.csv"
+    src.write_text("text,label\nhello,a\n")
+    args = {"curate": ("curate", src, "--out", afile), "generate": ("generate", "--out", afile),
+            "train": ("train", tmp_path, "--out", afile), "evaluate": ("evaluate", tmp_path, "--out", afile)}
+    if command in ("train", "evaluate"):
+        (tmp_path / "curate").mkdir()
+        (tmp_path / "curate" / "manifest.json").write_text('{"stage": "curate", "status": "complete"}')
+        (tmp_path / "curate" / "curated.parquet").write_bytes(b"")
+        (tmp_path / "train").mkdir()
+        (tmp_path / "train" / "manifest.json").write_text('{"stage": "train", "status": "complete"}')
+    code, out = cli_run(*args[command])
+    assert code == 2, out
+    assert error_lines(out) == [f"error: {afile}: the output path is a file, not a folder"]
+    assert afile.read_text() == "not a folder"
+
+
+def test_a_refused_file_operation_is_one_line_with_the_path(cli_run, tmp_path, monkeypatch):
+    """What no check before the work catches (a disk filling up, permissions changed meanwhile)."""
+    import curatune.curate.pipeline as curate_pipeline
+
+    def refused(*_a, **_k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out" / "curated.parquet"))
+
+    monkeypatch.setattr(curate_pipeline, "run_curation", refused)
+    src = tmp_path / "d.csv"
+    src.write_text("text\nhello\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in out
+    assert error_lines(out) == [f"error: {tmp_path / 'out' / 'curated.parquet'}: Permission denied"]

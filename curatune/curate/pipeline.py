@@ -23,7 +23,7 @@ from curatune.config import Config
 from curatune.curate.base import BUILTIN_STEPS, CurationStep, StepContext, StepResult, get_step, step_is_built
 from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
-from curatune.rundir import MANIFEST, Manifest, write_parquet
+from curatune.rundir import MANIFEST, Manifest, output_dir, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ def run_id_for(manifest_inputs: list[dict[str, Any]], config: dict[str, Any]) ->
 def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None = None,
                  progress: Any = None) -> CurationOutcome:
     """Curate ``inputs`` (default: ``config.data.inputs``) into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     paths = list(inputs) if inputs else list(config.data.inputs)
     config.curate.check()  # a Config built in code never passed through the loader
     steps_wanted = [s for s in config.curate.steps if s]

@@ -12,7 +12,8 @@ Writes, into one folder (which holds raw personal data, so it is never inside a 
 
 Planted problems (shares of all conversations): ~5% exact copies (half differing in case,
 whitespace or punctuation), ~5% near copies (1-2 word edits), ~2% train copies of validation or
-test conversations (leakage), ~8% wrong labels in train (half uniform, half a confusable
+test conversations (leakage), wrong labels on ~8% of all conversations, all of them in train
+(~11% of train rows; half uniform, half a confusable
 neighbour, most often the usual mistake; copies of flipped rows included, some exact copies
 disagreeing with their original), personal data in ~60% of conversations, and a customer group
 ("non-native") whose messages are vaguer and misspelt and whose labels are noisier, so a model
@@ -34,7 +35,7 @@ from curatune.demo.pii import PiiSource
 from curatune.demo.problems import exact_copy, flip_label, near_copy, weighted_sample
 from curatune.demo.reference import reference_rows
 from curatune.errors import CuratuneError
-from curatune.rundir import write_parquet, write_text
+from curatune.rundir import output_dir, write_parquet, write_text
 
 # ~2,000 conversations run the whole pipeline in a few minutes on 2 CPU cores.
 DEFAULT_CONVERSATIONS = 2000
@@ -133,8 +134,7 @@ def generate_demo(out_dir: str | Path, n_conversations: int | None = None, seed:
     n = DEFAULT_CONVERSATIONS if n_conversations is None else int(n_conversations)
     if n < MIN_CONVERSATIONS:
         raise CuratuneError(f"the demo needs at least {MIN_CONVERSATIONS} conversations, got {n}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     rng = random.Random(seed)
     writer = ConversationWriter(rng, PiiSource(seed, rng))
     counts = {k: max(1, round(share * n)) for k, share in SHARES.items()}

@@ -23,7 +23,7 @@ from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
 from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
-from curatune.rundir import MANIFEST, Manifest, read_json, read_run_table, write_json, write_parquet
+from curatune.rundir import MANIFEST, Manifest, output_dir, read_json, read_run_table, write_json, write_parquet
 
 METRICS = "metrics.json"
 
@@ -46,8 +46,7 @@ def _eval_split(pred: pl.DataFrame, path: Path) -> str:
 def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Path, *, fail_on_gate: bool = False,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = progress or (lambda _m: None)
-    curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), output_dir(out_dir)
     (out / MANIFEST).unlink(missing_ok=True)
     ec = config.evaluate
     manifest = Manifest(stage="evaluate", config=config.resolved())

@@ -26,7 +26,16 @@ import numpy as np
 from curatune.config import Config, TrainConfig
 from curatune.embeddings import pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError
-from curatune.rundir import MANIFEST, Manifest, inputs_fingerprint, sha256_file, write_json, write_parquet, write_text
+from curatune.rundir import (
+    MANIFEST,
+    Manifest,
+    inputs_fingerprint,
+    output_dir,
+    sha256_file,
+    write_json,
+    write_parquet,
+    write_text,
+)
 from curatune.train.data import CURATED, TrainData, load_train_data
 
 if TYPE_CHECKING:
@@ -268,8 +277,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     tc = config.train
     tc.check()  # configs built in code skip the loader's check
     say = progress or (lambda _msg: None)
-    out, curate_dir = Path(out_dir), Path(curate_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out, curate_dir = output_dir(out_dir), Path(curate_dir)
     manifest = Manifest(stage="train", config=config.resolved())
 
     with manifest.timed("load"):
