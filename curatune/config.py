@@ -303,7 +303,6 @@ class ReportConfig:
 @dataclass
 class RunConfig:
     out_dir: str = "runs/latest"
-    name: str = ""
     # `curatune run` exits with code 3 when an evaluation gate fails (after writing the report).
     # A failed curation gate always stops the run before training.
     fail_on_gate: bool = True

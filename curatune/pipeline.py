@@ -87,6 +87,10 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
 def check_setup(cfg: Config) -> None:
     """What the stages check when they start, done before any work (``curatune validate``): the
     anonymiser's entity types, operators and secret, the base model, trackers and device."""
+    from curatune.curate.base import get_step
+
+    for step in cfg.curate.steps:
+        get_step(step)  # a misspelt step would otherwise be refused only when curation starts
     if "anonymise" in cfg.curate.steps:
         from curatune.curate.anonymise import Anonymiser
 

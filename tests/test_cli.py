@@ -83,6 +83,8 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
      "spaCy model 'en_core_web_nosuch' is not installed"),
     ("[train]\nmodel = 'no/such-model-here'\n", "model 'no/such-model-here' is not in the local Hugging Face cache"),
     ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
+    ("[curate]\nsteps = ['dedup', 'dedupe']\n", "unknown curation step 'dedupe'"),
+    ("[run]\nname = 'nightly'\n", "unknown config key 'run.name'"),
 ])
 def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path, monkeypatch, body, message):
     """Settings only a stage's start could refuse (entity types, the model, trackers) are refused by
