@@ -80,16 +80,19 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         say(f"evaluate: re-running the saved model on {t.height} {split} rows ([evaluate] rerun_model)")
         with manifest.timed("rerun_model"):
             t = _rerun(t, tuned, labels)
-    index = {lab: i for i, lab in enumerate(labels)}
-    unknown = sorted(set(t["label"]) - set(index))
-    if unknown:
-        raise CuratuneError(f"label '{unknown[0]}' in the {split} split is not one the model was trained on")
     for col, file in (("predicted", "predictions.parquet"), ("base_predicted", "base_predictions.parquet")):
         bad = t.filter(~pl.col(col).is_in(labels) | pl.col(col).is_null())
         if bad.height:
             raise CuratuneError(f"row '{bad['row_id'][0]}' has prediction {bad[col][0]!r}, not one of the train "
                                 "manifest's labels; re-run the train stage", file=str(train_dir / file),
                                 column="predicted")
+    # A label the model was never trained on (absent from train, or too rare to survive curation)
+    # cannot be predicted: its rows are scored as errors, listed after the model's labels, and
+    # counted, rather than refusing the whole evaluation or leaving them out.
+    model_labels = labels
+    unseen = sorted(set(t["label"]) - set(model_labels))
+    labels = model_labels + unseen
+    index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[v] for v in t["label"]])
     yp = np.array([index[v] for v in t["predicted"]])
     yb = np.array([index[v] for v in t["base_predicted"]])
@@ -115,6 +118,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
                               "support": f1["support"]})
     metrics: dict[str, Any] = {
         "split": split, "rows": len(y), "labels": labels, "headline": headline, "base": base_metrics,
+        "unseen_labels": {"labels": unseen, "rows": int(t["label"].is_in(unseen).sum())},
         "comparison": comparison, "per_class": per_class.to_dicts(),
         "confusion": {"labels": labels, "matrix": confusion["confusion_matrix"]},
         "calibration": {"ece": cal["ece"], "bins": cal["bins"]},
@@ -129,7 +133,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     if ec.counterfactual:
         say("evaluate: counterfactual names")
         with manifest.timed("counterfactual"):
-            metrics["counterfactual"] = _counterfactual(tuned, t["text"].to_list(), labels, ec.seed)
+            metrics["counterfactual"] = _counterfactual(tuned, t["text"].to_list(), model_labels, ec.seed)
     if ec.forgetting:
         say("evaluate: forgetting on the reference set")
         with manifest.timed("forgetting"):

@@ -238,7 +238,9 @@ def test_an_incomplete_train_stage_is_named(trained, tmp_path, damage, message):
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
 
 
-def test_a_test_label_the_model_never_saw_is_named(tiny_model, tmp_path):  # noqa: F811
+def test_a_test_label_the_model_never_saw_is_scored_as_errors_and_counted(tiny_model, tmp_path):  # noqa: F811
+    """It refused the whole evaluation; rows the model cannot get right are errors, not a reason
+    to report nothing (or to leave them out and flatter the model)."""
     rows = make_rows(60, 1, "train", "tr") + make_rows(12, 2, "test", "te")
     rows[-1]["label"] = "chargeback"  # only in the test split
     cur = write_curated(tmp_path / "curate", rows)
@@ -246,9 +248,15 @@ def test_a_test_label_the_model_never_saw_is_named(tiny_model, tmp_path):  # noq
                   "reasons": [[] for _ in rows]}).write_parquet(cur / "ledger.parquet")
     cfg = tiny_config(tiny_model, method="lora", epochs=1)
     train_model(cfg, cur, tmp_path / "train")
-    with pytest.raises(CuratuneError) as err:
-        evaluate_run(cfg, cur, tmp_path / "train", tmp_path / "evaluate")
-    assert str(err.value) == "label 'chargeback' in the test split is not one the model was trained on"
+    evaluate_run(cfg, cur, tmp_path / "train", tmp_path / "evaluate")
+    m = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
+    assert m["unseen_labels"] == {"labels": ["chargeback"], "rows": 1}
+    assert m["labels"] == ["card", "login", "refund", "chargeback"] and m["rows"] == 12
+    preds = pl.read_parquet(tmp_path / "train" / "predictions.parquet").filter(pl.col("split") == "test")
+    right = preds.filter(pl.col("label") == pl.col("predicted")).height
+    assert m["headline"]["accuracy"]["value"] == pytest.approx(right / 12)
+    assert sum(m["confusion"]["matrix"][3]) == 1 and m["confusion"]["matrix"][3][3] == 0
+    assert next(c for c in m["per_class"] if c["label"] == "chargeback")["recall"] == 0.0
 
 
 def test_accuracy_on_rows_curation_doubts_vs_the_rest(trained):
