@@ -15,7 +15,9 @@ gate fails the run after the report is written when ``[run] fail_on_gate`` is tr
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ ENTRY_POINTS = {"train": ("curatune.train", "train_model"), "evaluate": ("curatu
 # Curation applies pulled reviews by the conflict rule; the server's address and project do not matter.
 SECTIONS = {"curate": ("data", "curate", "labelstudio.conflict_rule"), "train": ("train",),
             "evaluate": ("data", "evaluate"), "report": ("report",)}
+# Keys of those sections a stage does not read: the reference set is evaluation's alone.
+NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.reference_label_col")}
 FINGERPRINT_KEY = "pipeline_fingerprint"
 Progress = Callable[[str], None]
 
@@ -61,8 +65,10 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
         paths = [Path(p) for p in cfg.data.inputs]
         paths += [Path(p) for p in (cfg.data.truth, cfg.curate.label_issues.pred_probs) if p]
         paths.append(cur / "reviews.parquet")
+        if "anonymise" in cfg.curate.steps and Path(cfg.curate.anonymise.spacy_model).is_dir():
+            paths.append(Path(cfg.curate.anonymise.spacy_model))
     elif stage == "train":
-        paths = [cur / "curated.parquet"]
+        paths = [cur / "curated.parquet", *_model_dir(cfg)]
     elif stage == "evaluate":
         paths = [cur / "curated.parquet", cur / "ledger.parquet", tr / "predictions.parquet",
                  tr / "base_predictions.parquet", tr / "splits.parquet", tr / "model"]
@@ -75,12 +81,44 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
+def _model_dir(cfg: Config) -> list[Path]:
+    """The base model's folder: replaced in place with other weights, it must retrain. Unresolvable
+    here means training will stop with its own message."""
+    from curatune.embeddings import resolve_model_path
+
+    try:
+        return [Path(resolve_model_path(cfg.train.model))]
+    except CuratuneError:
+        return []
+
+
+def _portable(value: Any) -> Any:
+    """A path in a config section reduced to its name: the files' contents are hashed, so a project
+    moved or copied elsewhere with its data is up to date where it lands."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and Path(value).is_absolute():
+        return Path(value).name
+    return value
+
+
 def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     resolved = cfg.resolved()
+    for key in NOT_READ.get(stage, ()):
+        *parents, last = key.split(".")
+        functools.reduce(lambda node, part: node[part], parents, resolved).pop(last)
     section = {k: functools.reduce(lambda node, part: node[part], k.split("."), resolved) for k in SECTIONS[stage]}
+    section = _portable(section)
+    if stage == "curate" and {"surrogate", "hash"} & {cfg.curate.anonymise.operator,
+                                                     *cfg.curate.anonymise.operators.values()}:
+        # Another secret writes other surrogates; a digest, never the secret itself.
+        secret = os.environ.get(cfg.curate.anonymise.secret_env, "")
+        section["_secret"] = hashlib.sha256(b"curatune-fingerprint:" + secret.encode()).hexdigest()
     paths = stage_inputs(stage, cfg, run)
-    # Names relative to the run (or absolute for data), so adding a file also changes the hash.
-    section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else str(p) for p in paths]
+    # Names (relative to the run where inside it), so adding or removing a file changes the hash.
+    section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else p.name for p in paths]
     return inputs_fingerprint(paths, section)
 
 
@@ -174,8 +212,8 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             say(f"{tag}: {exc}")
             ran.append(stage)
             continue
-        # Curate may pick up reviews written meanwhile; hash what it actually read, after the fact.
-        _record(out, fingerprint(stage, config, run) if stage == "curate" else fp)
+        # The fingerprint taken before the stage read its inputs: a file edited meanwhile is redone.
+        _record(out, fp)
         ran.append(stage)
     audit = run / "report" / "audit.html"
     result = {"out_dir": str(run), "ran": ran, "skipped": skipped, "not_built": not_built,

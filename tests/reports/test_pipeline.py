@@ -228,3 +228,45 @@ def test_evaluate_given_only_the_run_directory_checks_the_gates_the_run_was_conf
     assert f"using the config recorded in {tmp_path / 'run' / 'evaluate' / 'manifest.json'}" in out.replace("\n", "")
     gates = json.loads((tmp_path / "run" / "evaluate" / "metrics.json").read_text())["gates"]
     assert [g["name"] for g in gates] == ["min_accuracy"]
+
+
+def test_a_project_moved_with_its_data_is_up_to_date_where_it_lands(tmp_path):
+    """Fingerprints held absolute paths: a copied project folder retrained from scratch."""
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    _setup(tmp_path / "a")
+    run_pipeline(load_config(tmp_path / "a" / "c.toml"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    again = run_pipeline(load_config(tmp_path / "b" / "c.toml"))
+    assert again["ran"] == [] and again["skipped"] == _built("curate", "train", "evaluate", "report")
+
+
+def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
+    from curatune.pipeline import fingerprint
+
+    cfg = _setup(tmp_path)
+    run = tmp_path / "run"
+    # The reference set is evaluation's: adding one must not redo curation.
+    before = {s: fingerprint(s, cfg, run) for s in ("curate", "evaluate")}
+    (tmp_path / "ref.csv").write_text("text\nhello\n")
+    cfg.data.reference = str(tmp_path / "ref.csv")
+    assert fingerprint("curate", cfg, run) == before["curate"]
+    assert fingerprint("evaluate", cfg, run) != before["evaluate"]
+    # Another surrogate secret writes other surrogates: curation is redone (the secret is not stored).
+    cfg.curate.steps = ["dedup", "anonymise"]
+    cfg.curate.anonymise.operator = "surrogate"
+    monkeypatch.setenv("CURATUNE_ANON_SECRET", "first secret")
+    first = fingerprint("curate", cfg, run)
+    monkeypatch.setenv("CURATUNE_ANON_SECRET", "second secret")
+    assert fingerprint("curate", cfg, run) != first
+    # A local base model replaced in place with other weights: training is redone.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "tokenizer.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights one")
+    cfg.train.model = str(model)
+    trained = fingerprint("train", cfg, run)
+    (model / "model.safetensors").write_bytes(b"weights two")
+    assert fingerprint("train", cfg, run) != trained
