@@ -219,7 +219,7 @@ class Manifest:
     started_at: float = field(default_factory=time.time)
 
     def add_input(self, path: str | Path, **info: Any) -> None:
-        path = Path(path)
+        path = Path(path).resolve()  # where it was read, whatever folder the command started in
         self.inputs.append({"path": str(path), "sha256": sha256_tree(path), **info})
 
     @contextmanager

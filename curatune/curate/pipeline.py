@@ -71,7 +71,12 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     (out / MANIFEST).unlink(missing_ok=True)
     for src in loaded.sources:
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
-    run_id = run_id_for(manifest.inputs, manifest.config)
+    run_id = run_id_for(manifest.inputs, manifest.config)  # the data's id: reviews applied do not change it
+    # The other files curation reads: planted truth, given probabilities, pulled reviews.
+    for other in (config.data.truth, config.curate.label_issues.pred_probs if "label_issues" in steps_wanted else "",
+                  str(out / REVIEWS) if "human_review" in steps_wanted else ""):
+        if other and Path(other).is_file():
+            manifest.add_input(other)
     ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols)
 
     table = loaded.rows.with_columns(

@@ -59,9 +59,12 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     base = _read(train_dir / "base_predictions.parquet", prediction_cols)
     curated = _read(curate_dir / "curated.parquet", ("row_id", "text"))
     ledger = _read(curate_dir / "ledger.parquet", ("row_id", "fate", "reasons"))
+    # Every file evaluation reads, the evaluated model and the reference set included.
     for p in (train_dir / "predictions.parquet", train_dir / "base_predictions.parquet",
-              curate_dir / "curated.parquet", curate_dir / "ledger.parquet"):
-        manifest.add_input(p)
+              curate_dir / "curated.parquet", curate_dir / "ledger.parquet", train_dir / "model",
+              *([Path(config.data.reference)] if ec.forgetting and config.data.reference else [])):
+        if p.exists():
+            manifest.add_input(p)
     group_cols = (read_json(curate_dir / MANIFEST).get("group_cols") or []) if (curate_dir / MANIFEST).is_file() else []
 
     split = _eval_split(tuned, train_dir / "predictions.parquet")

@@ -78,6 +78,22 @@ def test_manifest_records_inputs_and_steps(tmp_path):
     assert m["run_id"].startswith("cur-")
 
 
+def test_manifest_records_every_file_curation_reads_by_its_full_path(tmp_path, monkeypatch):
+    """Only the data files were recorded (not the planted truth), with the path as typed."""
+    from curatune.rundir import sha256_file
+
+    pl.DataFrame({"text": ["a b c", "x y z"], "label": ["p", "q"]}).write_csv(tmp_path / "d.csv")
+    pl.DataFrame({"row_id": ["d:0"], "is_duplicate": [False]}).write_parquet(tmp_path / "truth.parquet")
+    cfg = _config()
+    cfg.data.truth = str(tmp_path / "truth.parquet")
+    monkeypatch.chdir(tmp_path)
+    run_curation(cfg, tmp_path / "out", ["d.csv"])
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [(i["path"], i["sha256"]) for i in m["inputs"]] == [
+        (str(tmp_path / "d.csv"), sha256_file(tmp_path / "d.csv")),
+        (str(tmp_path / "truth.parquet"), sha256_file(tmp_path / "truth.parquet"))]
+
+
 def test_no_temp_files_left(tmp_path):
     src = tmp_path / "d.csv"
     pl.DataFrame({"text": ["a", "b"]}).write_csv(src)

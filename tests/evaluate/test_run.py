@@ -65,7 +65,13 @@ def test_rerun_model_reproduces_the_saved_predictions(trained):
     saved = evaluate_run(cfg, cur, train_dir, root / "evaluate-saved")["metrics"]
     assert rerun["headline"]["accuracy"]["value"] == saved["headline"]["accuracy"]["value"]
     assert rerun["confusion"] == saved["confusion"]
-    assert "rerun_model" in json.loads((root / "evaluate-rerun" / "manifest.json").read_text())["timings"]
+    manifest = json.loads((root / "evaluate-rerun" / "manifest.json").read_text())
+    assert "rerun_model" in manifest["timings"]
+    # The evaluated model is an input of the record, by its full path and a hash of its files.
+    from curatune.rundir import sha256_tree
+
+    model = (train_dir / "model").resolve()
+    assert {"path": str(model), "sha256": sha256_tree(model)} in manifest["inputs"]
 
 
 def test_identity_terms_flip_rate_per_term():
