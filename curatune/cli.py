@@ -90,8 +90,10 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     from curatune.curate.reviews import apply_reviews_to_run
 
     summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, ("curate",)))
+    set_aside = [f"{summary[k]} {what}" for k, what in (("stale_reviews", "made on text the row no longer has"),
+                                                          ("invalid_reviews", "invalid")) if summary.get(k)]
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
-         f"{summary['dropped']} dropped)")
+         f"{summary['dropped']} dropped)" + (f"; not applied: {', '.join(set_aside)}" if set_aside else ""))
 
 
 @ls_app.command("push")
@@ -112,7 +114,9 @@ def labelstudio_push(
         cfg.only = only  # validated by push
     result = push(run_dir, cfg, progress=_progress)
     _say(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
-         f"{result['updated']} updated")
+         f"{result['updated']} updated ({result['text_changed']} with new text)"
+         + (f"; {result['left_out_leaked']} rows left out (the leak scan found personal data in them)"
+            if result["left_out_leaked"] else ""))
 
 
 @ls_app.command("pull")

@@ -5,7 +5,10 @@ labeling interface is a single choice among the dataset's labels plus "drop" and
 the transcript (a conversation view when rows have turns). Every task carries the row's
 ``row_id`` in its data, the issue reasons in its meta, and two predictions: the current label
 and the suggested one (model version ``<curate run id>:current`` / ``:suggested``; score = label
-quality for the current label, 1 - quality for the suggestion).
+quality for the current label, 1 - quality for the suggestion). ``text_sha256`` in the data is the
+hash of the text shown: pull records it with each review, so that a review of a text the row no
+longer has is not applied (curate/reviews.py). Rows the leak scan still found personal data in are
+not pushed.
 
 pull: the project's annotations become ``reviews.parquet`` in the curate dir, one row per
 annotation; curate/reviews.py resolves conflicts and applies the decisions.
@@ -15,9 +18,11 @@ so a second push, or one after a killed push, never duplicates a task; after a f
 re-lists before retrying, because the server may have stored the batch before the connection
 broke. A push of a later run adds only new rows and replaces the predictions whose label,
 suggestion or score (to 2 decimals) changed (delete then import, per chunk, which is itself safe
-to repeat); an unchanged prediction keeps the id of the run that made it, because replacing one
-costs Label Studio ~30 ms a task. The SDK's own retries are off:
-they would blindly re-send a non-idempotent import.
+to repeat), and the text of tasks whose row's text changed; an unchanged prediction keeps the id
+of the run that made it, because replacing one costs Label Studio ~30 ms a task. The SDK's own
+retries are off: they would blindly re-send a non-idempotent request; creating the project and
+importing tasks or predictions are retried only after listing what the server already holds
+(_send_once).
 
 The API token comes from ``$<token_env>`` or ``token_file`` and is only ever handed to the SDK;
 messages, manifests and the push record never contain it.
@@ -47,7 +52,7 @@ from label_studio_sdk.core.api_error import ApiError
 from curatune.config import LabelStudioConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.pipeline import CURATED, LEDGER, REVIEWS
-from curatune.curate.reviews import CONFLICT_REASON, DROP, REASON, REVIEW_SCHEMA, UNSURE
+from curatune.curate.reviews import DROP, REVIEW_REASONS, REVIEW_SCHEMA, UNSURE, text_sha256
 from curatune.errors import CuratuneError
 from curatune.rundir import MANIFEST, find_stage_dir, read_json, read_manifest, write_json, write_parquet
 
@@ -58,12 +63,18 @@ Progress = Callable[[str], None] | None
 # Names inside the labeling interface; pull reads the decision from the Choices named CHOICES.
 CHOICES = "label"
 TEXT_KEY = "text"
+# sha256 of the task's text, and, for annotations made before push replaced the text, the text each
+# was made on (annotation id -> {text_sha256, updated_at}): pull records it with every review.
+TEXT_SHA = "text_sha256"
+ANNOTATED_SHA = "annotated_text_sha256"
 DIALOGUE_KEY = "dialogue"
 # What push last did, for provenance and so that pull finds the project without --project.
 PUSH_RECORD = "labelstudio.json"
 # The label_issues step's quality: its own column, else its generic per-step score; absent means "not known".
 QUALITY_COLS = ("label_quality", "label_issues_score")
 ONLY = ("flagged", "all", "sample")
+# The leak scan's per-row count of personal data left after anonymisation (anonymise step).
+LEAKED_COL = "pii_leaked"
 # Predictions this module wrote (any run); others on a task (an ML backend's) are left alone.
 OUR_MODEL_VERSION = re.compile(r"^cur-[0-9a-f]+:(current|suggested)$")
 MAX_BACKOFF_S = 30.0
@@ -86,10 +97,19 @@ class _Forbidden(CuratuneError):
     pass
 
 
+def _usable_token(value: str, source: str, file: str | None = None) -> str:
+    # An HTTP header takes only ASCII, and a second line in a token file is no part of the token:
+    # both would otherwise fail deep in httpx with a message that can quote the token.
+    if not value.isascii() or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise CuratuneError(f"the Label Studio API token from {source} has a non-ASCII character or whitespace "
+                            "inside; it must be the token alone, on one line", file=file)
+    return value
+
+
 def _token(cfg: LabelStudioConfig) -> str:
     value = os.environ.get(cfg.token_env, "").strip() if cfg.token_env else ""
     if value:
-        return value
+        return _usable_token(value, f"${cfg.token_env}")
     if cfg.token_file:
         path = Path(cfg.token_file).expanduser()
         if not path.is_file():
@@ -97,12 +117,16 @@ def _token(cfg: LabelStudioConfig) -> str:
         value = path.read_text(encoding="utf-8").strip()
         if not value:
             raise CuratuneError("Label Studio token file is empty", file=str(path))
-        return value
+        return _usable_token(value, "the token file", file=str(path))
     raise CuratuneError(f"no Label Studio API token: set the environment variable {cfg.token_env} "
                         "or [labelstudio] token_file (Account & Settings > Access Token in Label Studio)")
 
 
 def _detail(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("validation_errors"), dict) and body["validation_errors"]:
+        # Label Studio's "detail" is then only "Validation error"; the fields say what to change.
+        body = "; ".join(f"{field}: {' '.join(map(str, errs)) if isinstance(errs, list) else errs}"
+                         for field, errs in body["validation_errors"].items())
     if isinstance(body, dict):
         for key in ("detail", "validation_errors", "message"):
             if body.get(key):
@@ -210,6 +234,20 @@ def labeling_config(labels: list[str], dialogue: bool) -> str:
             f'showInline="false">\n{choices}\n  </Choices>\n</View>')
 
 
+def _offered(choices: ET.Element) -> set[str]:
+    return {str(c.get("alias") or c.get("value")) for c in choices.iter("Choice")}
+
+
+def extra_choices(xml: str, labels: list[str]) -> list[str]:
+    """Choices the project offers that are neither a dataset label nor drop / unsure (votes for them
+    are not applied)."""
+    try:
+        found = [e for e in ET.fromstring(xml).iter("Choices") if e.get("name") == CHOICES]
+    except ET.ParseError:
+        return []
+    return sorted(_offered(found[0]) - {*labels, DROP, UNSURE}) if found else []
+
+
 def check_label_config(xml: str, labels: list[str], title: str, pid: int) -> str:
     """The project's interface must offer every dataset label; returns the object tag's name."""
     where = f"label config mismatch: project '{title}' (id {pid})"
@@ -220,7 +258,10 @@ def check_label_config(xml: str, labels: list[str], title: str, pid: int) -> str
     found = [e for e in root.iter("Choices") if e.get("name") == CHOICES]
     if not found:
         raise CuratuneError(f'{where} has no <Choices name="{CHOICES}">; push to a new project')
-    offered = {c.get("alias") or c.get("value") for c in found[0].iter("Choice")}
+    if found[0].get("choice", "single") not in ("single", "single-radio"):
+        raise CuratuneError(f'{where} lets a reviewer pick several choices (choice="{found[0].get("choice")}"); '
+                            'a review decides one label: set choice="single" or push to a new project')
+    offered = _offered(found[0])
     missing = [lab for lab in labels if lab not in offered]
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
@@ -253,6 +294,16 @@ def find_project(server: Server, ref: str) -> Project | None:
         return None
     p = server.call(f"read project {found[0].id}", lambda: client.projects.get(found[0].id))
     return Project(p.id, p.title or "", _to_name(p.label_config or ""))
+
+
+def _report_extra_choices(xml: str, labels: list[str], project: Project, say: Callable[[str], None]) -> None:
+    extra = extra_choices(xml, labels)
+    if extra:
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+        log.warning("project '%s' (id %s) offers choices that are not labels of this dataset: %s; "
+                    "reviews choosing them are not applied", project.title, project.id, shown)
+        say(f"labelstudio: project '{project.title}' offers choice(s) {shown}, not labels of this dataset: "
+            "reviews choosing them are not applied")
 
 
 def _to_name(xml: str) -> str:
@@ -310,6 +361,8 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
         (pl.col(SUGGESTED_COL) if SUGGESTED_COL in ledger.columns else pl.lit(None, dtype=pl.String))
         .cast(pl.String).alias("suggested"),
         (pl.col(quality_col) if quality_col else pl.lit(None, dtype=pl.Float64)).cast(pl.Float64).alias("quality"),
+        (pl.col(LEAKED_COL) if LEAKED_COL in ledger.columns else pl.lit(0)).fill_null(0).cast(pl.Int64)
+        .alias(LEAKED_COL),
     )
     turns = pl.col("turns") if "turns" in curated.columns else pl.lit(None).alias("turns")
     rows = curated.select("row_id", "text", turns, pl.col("label").cast(pl.String)).join(info, on="row_id",
@@ -355,11 +408,11 @@ def _predictions(row: dict[str, Any], run_id: str, to_name: str) -> list[dict[st
 
 def _meta(row: dict[str, Any]) -> dict[str, Any]:
     # Reasons from earlier reviews came from Label Studio itself: sending them back would only churn.
-    return {"reasons": [r for r in row["reasons"] or [] if r not in (REASON, CONFLICT_REASON)]}
+    return {"reasons": [r for r in row["reasons"] or [] if r not in REVIEW_REASONS]}
 
 
 def _task(row: dict[str, Any], run_id: str, to_name: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"row_id": row["row_id"], TEXT_KEY: row["text"]}
+    data: dict[str, Any] = {"row_id": row["row_id"], TEXT_KEY: row["text"], TEXT_SHA: text_sha256(row["text"])}
     if to_name == DIALOGUE_KEY:
         turns = row["turns"] or [{"speaker": "", "text": row["text"]}]
         data[DIALOGUE_KEY] = [{"speaker": t["speaker"] or "", "text": t["text"] or ""} for t in turns]
@@ -371,7 +424,7 @@ def _task(row: dict[str, Any], run_id: str, to_name: str) -> dict[str, Any]:
 
 
 def _existing_tasks(server: Server, pid: int) -> dict[str, list[dict[str, Any]]]:
-    """row_id -> the project's tasks carrying it (id, meta), lowest id first."""
+    """row_id -> the project's tasks carrying it (id, meta, data), lowest id first."""
     client = server.client
 
     def fetch() -> list[Any]:
@@ -382,28 +435,92 @@ def _existing_tasks(server: Server, pid: int) -> dict[str, list[dict[str, Any]]]
     for t in server.call("list the project's tasks", fetch):
         row_id = (t.data or {}).get("row_id")
         if row_id is not None:
-            out[str(row_id)].append({"id": t.id, "meta": t.meta or {}})
+            out[str(row_id)].append({"id": t.id, "meta": t.meta or {}, "data": t.data or {}})
     for tasks in out.values():
         tasks.sort(key=lambda t: t["id"])
     return dict(out)
 
 
-def _import_batch(server: Server, pid: int, batch: list[dict[str, Any]]) -> None:
-    client = server.client
+def _send_once(server: Server, what: str, send: Callable[[], Any],
+               settle: Callable[[], Callable[[], Any] | None]) -> None:
+    """Send a request that must not reach the server twice. The server may have committed it before
+    the connection broke, so after a transient failure ``settle`` looks at what the server now holds
+    and returns the request still to send, or None when nothing is left."""
     attempts = server.cfg.retries + 1
     for attempt in range(attempts):
         try:
-            server.call("import tasks", lambda b=batch: client.projects.import_tasks(pid, request=b), retry=False)
+            server.call(what, send, retry=False)
             return
         except _Transient as exc:
             if attempt + 1 == attempts:
-                raise server.unavailable("import tasks", exc, attempts) from None
+                raise server.unavailable(what, exc, attempts) from None
             server.backoff(attempt)
-            # The server may have committed the batch before the connection broke: send only the rest.
-            present = _existing_tasks(server, pid)
-            batch = [t for t in batch if t["data"]["row_id"] not in present]
-            if not batch:
+            rest = settle()
+            if rest is None:
                 return
+            send = rest
+
+
+def _import_batch(server: Server, pid: int, batch: list[dict[str, Any]]) -> None:
+    client = server.client
+
+    def settle() -> Callable[[], Any] | None:
+        present = _existing_tasks(server, pid)
+        rest = [t for t in batch if t["data"]["row_id"] not in present]
+        return (lambda: client.projects.import_tasks(pid, request=rest)) if rest else None
+
+    _send_once(server, "import tasks", lambda: client.projects.import_tasks(pid, request=batch), settle)
+
+
+def _import_predictions(server: Server, pid: int, request: list[dict[str, Any]]) -> None:
+    client = server.client
+
+    def key(task: int, mv: str | None, result: Any, score: Any) -> tuple[Any, ...]:
+        return (task, mv, *_pred_key(mv, result, score))
+
+    def settle() -> Callable[[], Any] | None:
+        present = {key(p.task, p.model_version, p.result, p.score)
+                   for p in server.call("list predictions", lambda: client.predictions.list(project=pid))}
+        rest = [r for r in request if key(r["task"], r["model_version"], r["result"], r.get("score")) not in present]
+        return (lambda: client.projects.import_predictions(pid, request=rest)) if rest else None
+
+    _send_once(server, "import predictions", lambda: client.projects.import_predictions(pid, request=request),
+               settle)
+
+
+def _create_project(server: Server, title: str, xml: str, description: str) -> Project:
+    created: list[Any] = []
+
+    def create() -> None:
+        created.append(server.client.projects.create(title=title, label_config=xml, description=description))
+
+    # A second project of the same title would split the reviews between two projects.
+    _send_once(server, "create a project", create, lambda: None if find_project(server, title) else create)
+    if created:
+        return Project(created[-1].id, title, _to_name(xml))
+    found = find_project(server, title)
+    if found is None:  # settle saw it a moment ago
+        raise CuratuneError(f"Label Studio at {server.url}: project '{title}' disappeared while it was created")
+    return found
+
+
+def _annotation_time(value: Any) -> str:
+    when = _when(value)
+    return when.isoformat() if when else ""
+
+
+def _update_text(server: Server, tid: int, data: dict[str, Any], new: dict[str, Any]) -> None:
+    """Show the row's new text; the annotations made so far keep the hash of the text they were made on."""
+    anns = server.call("list a task's annotations", lambda: server.client.annotations.list(tid))
+    old_sha = data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))
+    seen = dict(data.get(ANNOTATED_SHA) or {})
+    for a in anns:
+        when = _annotation_time(a.updated_at or a.created_at)
+        # An entry from an earlier change stays only while its annotation is unedited since.
+        if (seen.get(str(a.id)) or {}).get("updated_at") != when:
+            seen[str(a.id)] = {TEXT_SHA: old_sha, "updated_at": when}
+    new_data = {**new, ANNOTATED_SHA: seen} if seen else new
+    server.call("update a task's text", lambda: server.client.tasks.update(str(tid), data=new_data))
 
 
 def _pred_key(mv: str | None, result: Any, score: Any) -> tuple[str, str, float | None]:
@@ -417,8 +534,10 @@ def _pred_key(mv: str | None, result: Any, score: Any) -> tuple[str, str, float 
 
 
 def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]],
-                     existing: dict[str, list[dict[str, Any]]], run_id: str, say: Callable[[str], None]) -> int:
-    """Replace predictions that changed (and meta) on tasks the project already holds; returns tasks updated."""
+                     existing: dict[str, list[dict[str, Any]]], run_id: str,
+                     say: Callable[[str], None]) -> tuple[int, int]:
+    """Replace the text, predictions and meta that changed on tasks the project already holds; returns
+    (tasks updated, tasks whose text was replaced)."""
     client = server.client
     pid = project.id
     preds = server.call("list predictions", lambda: client.predictions.list(project=pid))
@@ -427,9 +546,13 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         by_task[p.task].append(p)
     stale: list[tuple[int, list[int], bool, list[dict[str, Any]]]] = []
     metas: list[tuple[int, dict[str, Any]]] = []
+    texts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
     for row in rows:
         task = existing[row["row_id"]][0]
         tid = task["id"]
+        data = task["data"]
+        if (data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))) != text_sha256(row["text"]):
+            texts.append((tid, data, _task(row, run_id, project.to_name)["data"]))
         want = _predictions(row, run_id, project.to_name)
         ours = [p for p in by_task.get(tid, []) if OUR_MODEL_VERSION.match(p.model_version or "")]
         have = sorted((_pred_key(p.model_version, p.result, p.score) for p in ours), key=str)
@@ -439,6 +562,11 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         if task["meta"] != _meta(row):
             metas.append((tid, _meta(row)))
     size = server.cfg.batch_size
+    for i, (tid, data, new) in enumerate(texts, start=1):
+        _update_text(server, tid, data, new)
+        if i % size == 0 or i == len(texts):
+            say(f"labelstudio: replaced the text of {i}/{len(texts)} tasks whose row changed "
+                "(their earlier annotations no longer apply)")
     for start in range(0, len(stale), size):
         chunk = stale[start:start + size]
         _replace_predictions(server, pid, chunk)
@@ -447,7 +575,7 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         server.call("update task meta", lambda t=tid, m=meta: client.tasks.update(str(t), meta=m))
         if i % size == 0 or i == len(metas):
             say(f"labelstudio: updated issue reasons on {i}/{len(metas)} tasks")
-    return len({t for t, *_ in stale} | {t for t, _ in metas})
+    return len({t for t, *_ in stale} | {t for t, _ in metas} | {t for t, *_ in texts}), len(texts)
 
 
 def _replace_predictions(server: Server, pid: int, chunk: list[tuple[int, list[int], bool, list[dict]]]) -> None:
@@ -466,7 +594,7 @@ def _replace_predictions(server: Server, pid: int, chunk: list[tuple[int, list[i
                     continue
     request = [{**p, "task": tid} for tid, _, _, want in chunk for p in want]
     if request:
-        server.call("import predictions", lambda: client.projects.import_predictions(pid, request=request))
+        _import_predictions(server, pid, request)
 
 
 def push(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None) -> dict[str, Any]:
@@ -480,19 +608,24 @@ def push(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     if not ref:
         raise CuratuneError("no Label Studio project: pass --project NAME_OR_ID or set [labelstudio] project")
     rows_df, labels = review_rows(curate_dir, cfg)
+    # A leak scan allowed to pass with max_leaks > 0 still names the rows it found personal data in.
+    leaked = int((rows_df[LEAKED_COL] > 0).sum())
+    rows_df = rows_df.filter(pl.col(LEAKED_COL) == 0)
     has_turns = "turns" in rows_df.columns and rows_df["turns"].drop_nulls().len() > 0
     server = Server(cfg)
     server.check_token()
     project = find_project(server, ref)
     if project is None:
-        xml = labeling_config(labels, dialogue=has_turns)
-        created_p = server.call("create a project", lambda: server.client.projects.create(
-            title=ref, label_config=xml, description=f"curatune review of curate run {run_id}"))
-        project = Project(created_p.id, ref, DIALOGUE_KEY if has_turns else TEXT_KEY)
+        project = _create_project(server, ref, labeling_config(labels, dialogue=has_turns),
+                                  f"curatune review of curate run {run_id}")
         say(f"labelstudio: created project '{ref}' (id {project.id})")
     else:
         xml = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id)).label_config
         project.to_name = check_label_config(xml or "", labels, project.title, project.id)
+        _report_extra_choices(xml or "", labels, project, say)
+    if leaked:
+        say(f"labelstudio: left out {leaked} rows the leak scan found personal data in ({LEAKED_COL} > 0 in "
+            "the ledger)")
     rows = rows_df.to_dicts()
     say(f"labelstudio: {len(rows)} rows to review ({cfg.only}) -> project '{project.title}' (id {project.id})")
     existing = _existing_tasks(server, project.id)
@@ -506,9 +639,10 @@ def push(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
         _import_batch(server, project.id, batch)
         say(f"labelstudio: imported {start + len(batch)}/{len(new)} new tasks")
     old = [r for r in rows if r["row_id"] in existing]
-    updated = _update_existing(server, project, old, existing, run_id, say) if old else 0
+    updated, text_changed = _update_existing(server, project, old, existing, run_id, say) if old else (0, 0)
     result = {"project_id": project.id, "project": project.title, "created": len(new), "updated": updated,
-              "unchanged": len(old) - updated, "rows": len(rows), "duplicates_in_project": duplicates}
+              "text_changed": text_changed, "unchanged": len(old) - updated, "rows": len(rows),
+              "left_out_leaked": leaked, "duplicates_in_project": duplicates}
     write_json({"url": server.url, "run_id": run_id, "only": cfg.only,
                 "pushed_at": datetime.now(UTC).isoformat(timespec="seconds"), **result}, curate_dir / PUSH_RECORD)
     return result
@@ -533,13 +667,14 @@ def _export(server: Server, pid: int) -> list[dict[str, Any]]:
         raise CuratuneError(f"Label Studio at {server.url} sent an export that is not JSON") from None
 
 
-def _decision(result: Any) -> str | None:
+def _decision(result: Any) -> tuple[str | None, int]:
+    """(the choice, how many choices): the decision is None unless exactly one was made."""
     for item in result or []:
         if item.get("from_name") == CHOICES and item.get("type") == "choices":
             choices = (item.get("value") or {}).get("choices") or []
             if choices:
-                return str(choices[0])
-    return None
+                return (str(choices[0]) if len(choices) == 1 else None), len(choices)
+    return None, 0
 
 
 def _when(value: Any) -> datetime | None:
@@ -564,27 +699,43 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     say = progress or (lambda _msg: None)
     _check_options(cfg)
     curate_dir = find_stage_dir(run_dir, "curate")
+    ledger_path = curate_dir / LEDGER
+    if not ledger_path.is_file():
+        raise CuratuneError("no ledger in this curate dir (pull keeps the reviews of its rows): curate again",
+                            file=str(ledger_path))
     ref = _project_ref(cfg, curate_dir)
     server = Server(cfg)
     server.check_token()
     project = find_project(server, ref)
     if project is None:
         raise CuratuneError(f"Label Studio at {server.url} has no project titled '{ref}'")
+    ledger = pl.read_parquet(ledger_path)
+    known = set(ledger["row_id"].to_list())
+    labels = sorted({str(v) for c in ("original_label", "final_label") if c in ledger.columns
+                     for v in ledger[c].drop_nulls().to_list()})
+    xml = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id)).label_config
+    _report_extra_choices(xml or "", labels, project, say)
     say(f"labelstudio: exporting annotations of project '{project.title}' (id {project.id})")
     tasks = _export(server, project.id)
-    known = set(pl.read_parquet(curate_dir / LEDGER, columns=["row_id"])["row_id"].to_list())
     records: list[dict[str, Any]] = []
     skipped = unknown = 0
     for task in tasks:
-        row_id = (task.get("data") or {}).get("row_id")
+        data = task.get("data") or {}
+        row_id = data.get("row_id")
+        # Tasks pushed before the hash was recorded: the text they show is the text reviewed.
+        task_sha = data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))
+        earlier = data.get(ANNOTATED_SHA) or {}
         for ann in task.get("annotations") or []:
-            decision = _decision(ann.get("result"))
-            if ann.get("was_cancelled") or decision is None or row_id is None:
+            decision, n_choices = _decision(ann.get("result"))
+            if ann.get("was_cancelled") or n_choices == 0 or row_id is None:
                 skipped += 1
                 continue
             if str(row_id) not in known:
                 unknown += 1
                 continue
+            seen = earlier.get(str(ann.get("id"))) or {}
+            made_on = seen.get(TEXT_SHA) if seen.get("updated_at") == _annotation_time(
+                ann.get("updated_at") or ann.get("created_at")) else None
             who = ann.get("completed_by")
             who_id = who.get("id") if isinstance(who, dict) else who
             records.append({
@@ -595,7 +746,7 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
                 "annotation_id": ann.get("id"), "task_id": task.get("id"),
                 "ground_truth": bool(ann.get("ground_truth")),
                 "created_at": _when(ann.get("created_at")), "updated_at": _when(ann.get("updated_at")),
-                "project_id": project.id,
+                "project_id": project.id, "text_sha256": made_on or task_sha, "n_choices": n_choices,
             })
     reviews = pl.DataFrame(records, schema=REVIEW_SCHEMA).sort("row_id", "annotation_id")
     path = write_parquet(reviews, curate_dir / REVIEWS)

@@ -8,17 +8,28 @@ are resolved by ``[labelstudio] conflict_rule``; "unsure" votes abstain:
 - ``majority``: the majority (more than half) of the votes, ground truth or not; else conflict.
 - ``keep``: only a unanimous decision is applied; any disagreement is kept and reported.
 
+Before resolving, each annotator keeps one vote per row (their latest annotation, by updated_at
+then id), and votes that cannot be applied are set aside and counted: ``stale_reviews`` (the
+text the reviewer saw, ``text_sha256``, is not the row's text any more) and ``invalid_reviews``
+(several choices, or a choice that is neither a dataset label nor drop / unsure).
+
 A decided label different from the row's label relabels it, "drop" drops it (both with reason
-``human_review``); a decision equal to the label confirms it. The ledger gets ``reviewed_by``,
-``reviewed_at``, ``review_decision`` and ``review_votes`` for every reviewed row.
+``human_review``); a decision equal to the label confirms it. Rows left undecided get reason
+``review_conflict`` (votes disagree) or ``review_unsure`` (every vote was unsure). The ledger gets
+``reviewed_by``, ``reviewed_at``, ``review_decision``, ``review_votes`` and, on rows the review
+relabelled, ``label_before_review``.
 
 Two ways in: the ``human_review`` curation step (the pipeline runs it last when reviews.parquet
 is in the output directory and ``[curate] apply_reviews`` is on), and :func:`apply_reviews_to_run`
-for a finished curate dir, which rewrites curated/excluded/ledger/manifest as one commit.
+for a finished curate dir, which rewrites curated/excluded/ledger/manifest as one commit. The
+latter first undoes what earlier reviews did (rows they dropped come back, rows they relabelled get
+their ``label_before_review``), so that applying changed reviews equals curating again with them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import shutil
 import time
 from collections import Counter
@@ -33,12 +44,17 @@ from curatune.dataset import LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
 from curatune.rundir import MANIFEST, find_stage_dir, read_json, sha256_file, write_json, write_parquet, write_text
 
+log = logging.getLogger(__name__)
+
 DROP = "drop"
 UNSURE = "unsure"
 # Review outcomes that leave a row's label unsettled (no decision was applied).
 UNSETTLED = ("conflict", UNSURE)
 REASON = "human_review"
 CONFLICT_REASON = "review_conflict"
+UNSURE_REASON = "review_unsure"
+# Every reason this step gives; an apply strips them all before applying the current reviews.
+REVIEW_REASONS = (REASON, CONFLICT_REASON, UNSURE_REASON)
 STEP = "human_review"
 REVIEW_SCHEMA = {
     "row_id": pl.String,
@@ -51,9 +67,12 @@ REVIEW_SCHEMA = {
     "created_at": pl.Datetime("us", "UTC"),
     "updated_at": pl.Datetime("us", "UTC"),
     "project_id": pl.Int64,
+    # sha256 of the task text the reviewer decided on; null in files pulled before it was recorded.
+    "text_sha256": pl.String,
+    "n_choices": pl.Int64,  # choices in the annotation: decision is null when there are several
 }
 # Ledger columns this step adds (besides human_review_score).
-LEDGER_COLUMNS = ("reviewed_by", "reviewed_at", "review_decision", "review_votes")
+LEDGER_COLUMNS = ("reviewed_by", "reviewed_at", "review_decision", "review_votes", "label_before_review")
 RESOLVED_SCHEMA = {
     "row_id": pl.String,
     "decision": pl.String,  # the decision to apply; null when status is not "decided"
@@ -62,6 +81,11 @@ RESOLVED_SCHEMA = {
     "reviewed_at": pl.Datetime("us", "UTC"),
     "review_votes": pl.String,  # e.g. "billing:2, refund:1 (gt: billing)"
 }
+
+
+def text_sha256(text: str | None) -> str:
+    """What push puts in a task (and pull records with each review) to tell whether a row's text changed."""
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
 
 
 def read_reviews(path: str | Path) -> pl.DataFrame:
@@ -102,6 +126,28 @@ def decide(votes: list[tuple[str, bool]], rule: str) -> tuple[str | None, str]:
     return (winner, "decided") if winner is not None else (None, "conflict")
 
 
+def usable(reviews: pl.DataFrame, view: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The votes to count for the rows in ``view`` (row_id, text, label, original_label): each
+    annotator's latest annotation per row, less those made on another text or not a valid choice."""
+    # A reviewer who changes their mind edits or re-submits: only their latest word counts.
+    latest = (reviews.sort(pl.coalesce("updated_at", "created_at"), "annotation_id", nulls_last=False)
+              .with_columns(pl.int_range(pl.len()).reverse().over("row_id", "annotator").alias("__newer")))
+    latest = latest.filter((pl.col("__newer") == 0) | pl.col("annotator").is_null()).drop("__newer")
+    labels = set(view["label"].drop_nulls().cast(pl.String).to_list())
+    if "original_label" in view.columns:
+        labels |= set(view["original_label"].drop_nulls().cast(pl.String).to_list())
+    current = view.select("row_id", pl.Series("__sha", [text_sha256(t) for t in view["text"].to_list()],
+                                              dtype=pl.String))
+    t = latest.join(current, on="row_id", how="left")
+    # Null hash: pulled before hashes were recorded, so nothing says the text changed.
+    stale = (pl.col("text_sha256") != pl.col("__sha")).fill_null(False)
+    valid = pl.col("decision").is_in([*labels, DROP, UNSURE]).fill_null(False)
+    invalid = (pl.col("n_choices").fill_null(1) != 1) | ~valid
+    t = t.with_columns(stale.alias("__stale"), (~stale & invalid).alias("__invalid"))
+    counts = {"stale_reviews": int(t["__stale"].sum()), "invalid_reviews": int(t["__invalid"].sum())}
+    return t.filter(~pl.col("__stale") & ~pl.col("__invalid")).select(reviews.columns), counts
+
+
 def resolve(reviews: pl.DataFrame, rule: str) -> pl.DataFrame:
     """One row per reviewed row_id: the decision to apply (or why none), who and when."""
     out = []
@@ -129,6 +175,7 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
     drop = decided & (pl.col("decision") == DROP)
     relabel = decided & ~drop & (pl.col("decision") != pl.col("label").fill_null(""))
     conflict = pl.col("status").is_in(UNSETTLED)
+    unsure_reason = pl.when(pl.col("status") == UNSURE).then(pl.lit(UNSURE_REASON)).otherwise(pl.lit(CONFLICT_REASON))
     t = t.with_columns(
         pl.when(drop).then(pl.lit("drop")).when(relabel).then(pl.lit("relabel")).otherwise(pl.lit("keep"))
         .alias("action"),
@@ -139,7 +186,7 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
         (changed | conflict.fill_null(False)).alias("is_issue"),
         pl.when(changed).then(0.0).when(conflict.fill_null(False)).then(0.5).otherwise(1.0).alias("score"),
         "action",
-        pl.when(changed).then(pl.lit(REASON)).when(conflict.fill_null(False)).then(pl.lit(CONFLICT_REASON))
+        pl.when(changed).then(pl.lit(REASON)).when(conflict.fill_null(False)).then(unsure_reason)
         .otherwise(pl.lit(None, dtype=pl.String)).alias("reason"),
         pl.when(pl.col("action") == "relabel").then("decision").otherwise(pl.lit(None, dtype=pl.String))
         .alias("new_label"),
@@ -147,6 +194,9 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
         "reviewed_at",
         pl.coalesce("decision", "status").alias("review_decision"),
         "review_votes",
+        # What an apply of changed reviews puts back (original_label predates every step's relabelling).
+        pl.when(pl.col("action") == "relabel").then("label").otherwise(pl.lit(None, dtype=pl.String))
+        .alias("label_before_review"),
     )
     in_view = set(view["row_id"].to_list())
     matched = rows.filter(pl.col("review_decision").is_not_null())
@@ -185,11 +235,24 @@ class HumanReview(CurationStep):
             return _empty_result(table, "not applied ([curate] apply_reviews = false)")
         if not path.is_file():
             return _empty_result(table, f"none ({path.name} not found)")
-        reviews = read_reviews(path)
-        result = review_result(table, resolve(reviews, self.ctx.config.labelstudio.conflict_rule), path.name)
-        result.summary.update({"annotations": reviews.height, "reviews_sha256": sha256_file(path),
-                               "conflict_rule": self.ctx.config.labelstudio.conflict_rule})
-        return result
+        return apply_file(table, path, self.ctx.config.labelstudio.conflict_rule)
+
+
+def apply_file(view: pl.DataFrame, path: Path, rule: str) -> StepResult:
+    """The step result of the reviews in ``path`` for the rows in ``view``; the same for a curate and
+    for apply-reviews, which is what makes the two agree."""
+    reviews = read_reviews(path)
+    votes, set_aside = usable(reviews, view)
+    result = review_result(view, resolve(votes, rule), path.name)
+    result.summary.update({"annotations": reviews.height, **set_aside, "reviews_sha256": sha256_file(path),
+                           "conflict_rule": rule})
+    if set_aside["stale_reviews"]:
+        log.warning("%d reviews not applied: the row's text changed since the reviewer saw it (push again to "
+                    "show the new text)", set_aside["stale_reviews"])
+    if set_aside["invalid_reviews"]:
+        log.warning("%d reviews not applied: several choices, or a choice that is not one of the dataset's "
+                    "labels nor drop / unsure", set_aside["invalid_reviews"])
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,10 +300,33 @@ def _rebuild_table(curated: pl.DataFrame, excluded: pl.DataFrame, ledger: pl.Dat
     return table.join(state, on="row_id", how="left")
 
 
+def _undo_reviews(table: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
+    """The working table as it was before any review: rows reviews dropped are back, rows they
+    relabelled have their earlier label, and no row carries a review reason."""
+    before = (pl.col("label_before_review") if "label_before_review" in ledger.columns
+              else pl.lit(None, dtype=pl.String))
+    # A ledger written before label_before_review existed: the review relabelled the row from its
+    # original label unless another step relabelled it too (not recorded then).
+    by_review = (pl.col("fate") == "relabelled") & pl.col("reasons").list.contains(REASON) \
+        & (pl.col("review_decision") == pl.col("final_label")) if "review_decision" in ledger.columns \
+        else pl.lit(False)
+    prior = ledger.select("row_id", pl.coalesce(before, pl.when(by_review).then("original_label"))
+                          .cast(pl.String).alias("__before"))
+    undrop = pl.col("dropped_by") == STEP
+    return table.join(prior, on="row_id", how="left").with_columns(
+        pl.coalesce("__before", pl.col("label").cast(pl.String)).alias("label"),
+        pl.when(undrop).then(True).otherwise("active").alias("active"),
+        pl.when(undrop).then(None).otherwise("drop_reason").alias("drop_reason"),
+        pl.when(undrop).then(None).otherwise("dropped_by").alias("dropped_by"),
+        pl.col("reasons").list.eval(pl.element().filter(~pl.element().is_in(REVIEW_REASONS))),
+    ).drop("__before")
+
+
 def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     """Apply ``reviews.parquet`` to a finished curate dir: curated, excluded, ledger and manifest are
     rewritten together (staged, then moved in; an interrupted apply is finished or discarded on the
-    next call). Safe to repeat: applying the same reviews again changes nothing."""
+    next call). What earlier applies did is undone first, so the outcome is that of curating again
+    with these reviews; applying the same reviews again changes nothing."""
     from curatune.curate.pipeline import CURATED, EXCLUDED, LEDGER, REVIEWS, _apply, _counts, _ledger
 
     curate_dir = find_stage_dir(run_dir, "curate")
@@ -248,32 +334,22 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     path = curate_dir / REVIEWS
     if not path.is_file():
         raise CuratuneError("no reviews to apply: run `curatune labelstudio pull` first", file=str(path))
-    reviews = read_reviews(path)
+    read_reviews(path)  # a damaged file is reported before anything else is read
     manifest = read_json(curate_dir / MANIFEST)
     curated = pl.read_parquet(curate_dir / CURATED)
     excluded = pl.read_parquet(curate_dir / EXCLUDED)
     ledger = pl.read_parquet(curate_dir / LEDGER)
     group_cols = list(manifest.get("group_cols") or [])
     base = {*LEDGER_BASE, *group_cols}
-    previous = [c for c in ledger.columns if c in LEDGER_COLUMNS or c == f"{STEP}_score"]
-    other_extra = [c for c in ledger.columns if c not in base and c not in previous]
+    other_extra = [c for c in ledger.columns if c not in base and c not in LEDGER_COLUMNS and c != f"{STEP}_score"]
 
     t0 = time.perf_counter()
-    table = _rebuild_table(curated, excluded, ledger)
+    table = _undo_reviews(_rebuild_table(curated, excluded, ledger), ledger)
     view = table.filter("active")
     rule = config.labelstudio.conflict_rule
-    result = review_result(view, resolve(reviews, rule), path.name)
+    result = apply_file(view, path, rule)
     table = _apply(table, STEP, result)
-    # A repeated apply must not list this step's reasons twice on a row.
-    once = ~pl.element().is_in([REASON, CONFLICT_REASON]) | pl.element().is_first_distinct()
-    table = table.with_columns(pl.col("reasons").list.eval(pl.element().filter(once)))
     review_cols = result.rows.select("row_id", pl.col("score").alias(f"{STEP}_score"), *result.extra_columns)
-    if previous:  # rows an earlier apply dropped are not in this view: keep what it recorded for them
-        old = ledger.select("row_id", *previous).rename({c: f"{c}__old" for c in previous})
-        merged = ledger.select("row_id").join(review_cols, on="row_id", how="left").join(old, on="row_id",
-                                                                                       how="left")
-        review_cols = merged.select("row_id", *[pl.coalesce(c, f"{c}__old").alias(c) if c in previous else c
-                                                for c in review_cols.columns if c != "row_id"])
     new_ledger = _ledger(table, [ledger.select("row_id", *other_extra), review_cols], group_cols)
     keep_cols = curated.columns
     new_curated = table.filter("active").select(keep_cols)
@@ -282,9 +358,10 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     seconds = round(time.perf_counter() - t0, 3)
 
     rows = result.rows
-    result.summary.update({"annotations": reviews.height, "reviews_sha256": sha256_file(path),
-                           "conflict_rule": rule, "applied_by": "apply-reviews"})
-    manifest.setdefault("steps", []).append({
+    result.summary["applied_by"] = "apply-reviews"
+    # The earlier applies' entries describe what was just undone: one human_review step, as a curate writes.
+    manifest["steps"] = [s for s in manifest.get("steps") or [] if s.get("name") != STEP]
+    manifest["steps"].append({
         "name": STEP, "rows_in": view.height, "issues": int(rows["is_issue"].sum()),
         "dropped": int((rows["action"] == "drop").sum()), "relabelled": int((rows["action"] == "relabel").sum()),
         "seconds": seconds, "summary": result.summary, "gates": []})
@@ -295,4 +372,5 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     s = result.summary
     return {"applied": s["applied"], "relabelled": s["relabelled"], "dropped": s["dropped"],
             "confirmed": s["confirmed"], "conflicts": s["conflicts"], "unsure": s["unsure"],
-            "not_in_run": s["not_in_run"], "out_dir": str(curate_dir)}
+            "not_in_run": s["not_in_run"], "stale_reviews": s["stale_reviews"],
+            "invalid_reviews": s["invalid_reviews"], "out_dir": str(curate_dir)}

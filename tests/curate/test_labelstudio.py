@@ -7,12 +7,14 @@ import threading
 from collections import Counter
 from datetime import datetime
 
+import httpx
 import polars as pl
 import pytest
 from label_studio_sdk import LabelStudio
 
-from curatune.config import LabelStudioConfig
-from curatune.curate.labelstudio import CHOICES, labeling_config, push
+from curatune.config import Config, LabelStudioConfig
+from curatune.curate.labelstudio import CHOICES, labeling_config, pull, push
+from curatune.curate.reviews import apply_reviews_to_run, text_sha256
 from curatune.errors import CuratuneError
 from curatune.rundir import read_json, write_json
 
@@ -36,9 +38,10 @@ def _row_ids(client: LabelStudio, pid: int) -> Counter:
     return Counter(t.data["row_id"] for t in _tasks(client, pid))
 
 
-def _annotate(client: LabelStudio, task_id: int, choice: str, *, user: int | None = None,
+def _annotate(client: LabelStudio, task_id: int, choice: str | list[str], *, user: int | None = None,
               ground_truth: bool = False, cancelled: bool = False) -> None:
-    result = [{"from_name": CHOICES, "to_name": "dialogue", "type": "choices", "value": {"choices": [choice]}}]
+    choices = choice if isinstance(choice, list) else [choice]
+    result = [{"from_name": CHOICES, "to_name": "dialogue", "type": "choices", "value": {"choices": choices}}]
     extra = {"completed_by": user} if user is not None else {}
     client.annotations.create(task_id, result=result, ground_truth=ground_truth, was_cancelled=cancelled, **extra)
 
@@ -279,3 +282,125 @@ def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_
     assert code == 2 and "label config mismatch: project 'too few labels'" in out
     assert "has no choice for the dataset's label(s)" in out
     assert _tasks(client, _project_id(client, "too few labels")) == []
+
+    # Label Studio's field errors are shown, not only its "Validation error".
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "ab", "--only", "all")
+    assert code == 2 and "title: Ensure this field has at least 3 characters" in out, out
+
+
+def test_changed_text_replaces_the_task_text_and_its_earlier_reviews_do_not_apply(token_env, run_copy):
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="changed text", only="all")
+    curated_path = run_copy / "curate" / "curated.parquet"
+    curated = pl.read_parquet(curated_path).sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b = curated["row_id"][:2].to_list()
+    old_text, label_a = curated.filter(pl.col("row_id") == a).select("text", "label").row(0)
+    push(run_copy, cfg)
+    pid = _project_id(client, "changed text")
+    tasks = {t.data["row_id"]: t for t in _tasks(client, pid)}
+    assert tasks[a].data["text_sha256"] == text_sha256(old_text)
+    ann1, ann2 = _user(client, "ann1@example.com"), _user(client, "ann2@example.com")
+    _annotate(client, tasks[a].id, "drop", user=ann1)
+    _annotate(client, tasks[b].id, "drop", user=ann1)
+
+    # The row's text changes (curated again from changed data): the next push shows the new text.
+    new_text = "customer: a different message now sits under this row id"
+    curated.with_columns(pl.when(pl.col("row_id") == a).then(pl.lit(new_text)).otherwise("text").alias("text")) \
+        .write_parquet(curated_path)
+    said: list[str] = []
+    result = push(run_copy, cfg, progress=said.append)
+    assert (result["created"], result["text_changed"], result["updated"]) == (0, 1, 1)
+    assert "labelstudio: replaced the text of 1/1 tasks whose row changed (their earlier annotations no longer " \
+           "apply)" in said
+    task_a = client.tasks.get(tasks[a].id)
+    assert task_a.data["text"] == new_text and task_a.data["text_sha256"] == text_sha256(new_text)
+    assert push(run_copy, cfg)["text_changed"] == 0
+    relabel = next(lab for lab in labels if lab != label_a)
+    _annotate(client, tasks[a].id, relabel, user=ann2)  # made on the new text
+
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").sort("annotation_id")
+    assert reviews.filter(pl.col("row_id") == a)["text_sha256"].to_list() == [text_sha256(old_text),
+                                                                              text_sha256(new_text)]
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["stale_reviews"], summary["relabelled"], summary["dropped"]) == (1, 1, 1)
+    ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
+    # Without the hash the old "drop" would have counted: a 1:1 conflict instead of the relabel.
+    assert (ledger[a]["fate"], ledger[a]["final_label"], ledger[a]["review_votes"]) == \
+        ("relabelled", relabel, f"{relabel}:1")
+    assert ledger[b]["fate"] == "dropped"
+
+
+def test_pull_keeps_multiple_choices_and_push_reports_foreign_choices_and_leaks(token_env, run_copy):
+    server = token_env
+    client = _client(server)
+    curated = pl.read_parquet(run_copy / "curate" / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    leaky, a, b = curated["row_id"][:3].to_list()
+    client.projects.create(title="foreign choices", label_config=labeling_config([*labels, "spam"], dialogue=True))
+    ledger_path = run_copy / "curate" / "ledger.parquet"
+    # The leak scan passed (max_leaks = 1) but still found personal data in one row.
+    pl.read_parquet(ledger_path).with_columns(
+        pl.when(pl.col("row_id") == leaky).then(1).otherwise("pii_leaked").alias("pii_leaked")
+    ).write_parquet(ledger_path)
+    cfg = LabelStudioConfig(url=server.url, project="foreign choices", only="all")
+    said: list[str] = []
+    result = push(run_copy, cfg, progress=said.append)
+    assert (result["left_out_leaked"], result["created"]) == (1, curated.height - 1)
+    assert "labelstudio: left out 1 rows the leak scan found personal data in (pii_leaked > 0 in the ledger)" in said
+    assert any("offers choice(s) spam, not labels of this dataset" in m for m in said)
+    pid = _project_id(client, "foreign choices")
+    tasks = {t.data["row_id"]: t for t in _tasks(client, pid)}
+    assert leaky not in tasks
+
+    _annotate(client, tasks[a].id, ["drop", labels[0]])
+    _annotate(client, tasks[b].id, "spam")
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").sort("row_id")
+    assert reviews.select("row_id", "decision", "n_choices").rows() == [(a, None, 2), (b, "spam", 1)]
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["invalid_reviews"], summary["applied"], summary["dropped"]) == (2, 0, 0)
+
+
+def _lose_first_response(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> list[int]:
+    """The server commits the first such request but its response never arrives."""
+    real = getattr(cls, name)
+    calls: list[int] = []
+
+    def wrapped(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadError("connection reset")
+        return out
+
+    monkeypatch.setattr(cls, name, wrapped)
+    return calls
+
+
+def test_lost_responses_create_no_second_project_and_no_duplicate_predictions(token_env, run_copy, monkeypatch):
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="lost responses", only="all", retry_backoff_s=0.05)
+    projects_cls = type(client.projects)
+    with monkeypatch.context() as patched:
+        calls = _lose_first_response(patched, projects_cls, "create")
+        first = push(run_copy, cfg)
+    assert len(calls) == 1  # found after the lost response, not created again
+    assert [p.id for p in client.projects.list(title="lost responses") if p.title == "lost responses"] == \
+        [first["project_id"]]
+
+    # A later run whose every label quality changed: all predictions are replaced, in one lost request.
+    manifest = read_json(run_copy / "curate" / "manifest.json")
+    manifest["run_id"] = "cur-00000000beef"
+    write_json(manifest, run_copy / "curate" / "manifest.json")
+    ledger_path = run_copy / "curate" / "ledger.parquet"
+    pl.read_parquet(ledger_path).with_columns(pl.lit(0.5).alias("label_quality")).write_parquet(ledger_path)
+    with monkeypatch.context() as patched:
+        calls = _lose_first_response(patched, projects_cls, "import_predictions")
+        second = push(run_copy, cfg)
+    assert second["updated"] == first["created"] and len(calls) == 1
+    per_task = Counter((p.task, p.model_version) for p in client.predictions.list(project=first["project_id"]))
+    assert max(per_task.values()) == 1 and {mv.split(":")[0] for _, mv in per_task} == {"cur-00000000beef"}

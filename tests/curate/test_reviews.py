@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
+import shutil
 from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
 from curatune.config import Config, LabelStudioConfig
-from curatune.curate.labelstudio import check_label_config, labeling_config, push
+from curatune.curate.labelstudio import check_label_config, extra_choices, labeling_config, pull, push
 from curatune.curate.pipeline import REVIEWS, run_curation
-from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide
+from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide, text_sha256
 from curatune.errors import CuratuneError
 from curatune.rundir import read_json, write_json
 from tests.conftest import error_lines
@@ -67,10 +69,12 @@ def test_an_unusable_existing_label_config_is_named():
 # applying reviews to a finished curate dir
 
 
-def _reviews(rows: list[tuple[str, str, str, bool]]) -> pl.DataFrame:
+def _reviews(rows: list[tuple[str, str | None, str, bool]], extra: list[dict] | None = None) -> pl.DataFrame:
+    """reviews.parquet as pull writes it; ``extra`` overrides columns row by row."""
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     return pl.DataFrame([{"row_id": r, "decision": d, "annotator": who, "annotator_id": 1, "annotation_id": i,
-                          "task_id": i, "ground_truth": gt, "created_at": at, "updated_at": at, "project_id": 1}
+                          "task_id": i, "ground_truth": gt, "created_at": at, "updated_at": at, "project_id": 1,
+                          "text_sha256": None, "n_choices": 1, **((extra or [])[i] if extra else {})}
                          for i, (r, d, who, gt) in enumerate(rows)], schema=REVIEW_SCHEMA)
 
 
@@ -85,10 +89,10 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     a, b, c, d = curated["row_id"][:4].to_list()
     la, lc, ld = (curated.filter(pl.col("row_id") == r)["label"].item() for r in (a, c, d))
     new_a = _other_label(labels, la)
-    _reviews([(a, new_a, "x@example.com", False), (b, "drop", "y@example.com", False),
-              (c, lc, "x@example.com", False),
-              (d, _other_label(labels, ld), "x@example.com", False), (d, "drop", "y@example.com", False),
-              ("not-a-row", "drop", "x@example.com", False)]).write_parquet(curate / REVIEWS)
+    _reviews([(a, new_a, "user:1", False), (b, "drop", "user:2", False),
+              (c, lc, "user:1", False),
+              (d, _other_label(labels, ld), "user:1", False), (d, "drop", "user:2", False),
+              ("not-a-row", "drop", "user:1", False)]).write_parquet(curate / REVIEWS)
     before = read_json(curate / "manifest.json")
 
     code, out = cli_run("apply-reviews", run_copy)
@@ -97,7 +101,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     ledger = pl.read_parquet(curate / "ledger.parquet")
     row = {r["row_id"]: r for r in ledger.to_dicts()}
     assert row[a]["fate"] == "relabelled" and row[a]["final_label"] == new_a and row[a]["original_label"] == la
-    assert "human_review" in row[a]["reasons"] and row[a]["reviewed_by"] == "x@example.com"
+    assert "human_review" in row[a]["reasons"] and row[a]["reviewed_by"] == "user:1"
     assert row[a]["reviewed_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert row[b]["fate"] == "dropped" and row[b]["dropped_by"] == "human_review"
     assert row[c]["fate"] == "kept" and row[c]["review_decision"] == lc and "human_review" not in row[c]["reasons"]
@@ -117,9 +121,9 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     assert manifest["counts"]["dropped"] == before["counts"]["dropped"] + 1
     assert not (curate / ".apply-reviews").exists()
 
-    # Applying the same reviews again changes no row.
+    # Applying the same reviews again changes no row (and reports what they do to the run, as a curate would).
     code, out = cli_run("apply-reviews", run_copy)
-    assert code == 0 and "applied 2 reviews (0 relabelled, 0 dropped)" in out
+    assert code == 0 and "applied 3 reviews (1 relabelled, 1 dropped)" in out
     again = pl.read_parquet(curate / "ledger.parquet")
     cols = ["row_id", "fate", "final_label", "reasons", "dropped_by", "reviewed_by", "reviewed_at"]
     assert again.select(cols).sort("row_id").equals(ledger.select(cols).sort("row_id"))
@@ -131,7 +135,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     fresh = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
     assert fresh[a]["fate"] == "relabelled" and fresh[a]["final_label"] == new_a
     assert fresh[b]["fate"] == "dropped" and fresh[b]["dropped_by"] == "human_review"
-    assert fresh[a]["reviewed_by"] == "x@example.com"
+    assert fresh[a]["reviewed_by"] == "user:1"
     assert read_json(curate / "manifest.json")["steps"][-1]["name"] == "human_review"
 
     cfg.curate.apply_reviews = False
@@ -139,10 +143,110 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     assert [s["name"] for s in read_json(curate / "manifest.json")["steps"]][-1] == "planted_flags"
 
 
+def test_revised_reviews_applied_again_equal_curating_again(run_copy, reviewed_run, tmp_path):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b, c = curated["row_id"][:3].to_list()
+    la, lb = (curated.filter(pl.col("row_id") == r)["label"].item() for r in (a, b))
+    _reviews([(a, "drop", "user:1", False), (b, _other_label(labels, lb), "user:1", False),
+              (c, "unsure", "user:2", False)]).write_parquet(curate / REVIEWS)
+    apply_reviews_to_run(run_copy, Config())
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert row[a]["fate"] == "dropped" and row[b]["fate"] == "relabelled" and row[b]["label_before_review"] == lb
+    # Every vote unsure: its own reason, not a conflict.
+    assert "review_unsure" in row[c]["reasons"] and "review_conflict" not in row[c]["reasons"]
+
+    # The reviewer keeps a after all, and deletes the annotation on b.
+    _reviews([(a, la, "user:1", False), (c, "unsure", "user:2", False)]).write_parquet(curate / REVIEWS)
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["applied"], summary["dropped"], summary["relabelled"], summary["unsure"]) == (1, 0, 0, 1)
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert (row[a]["fate"], row[a]["final_label"], row[a]["dropped_by"], row[a]["review_decision"]) == \
+        ("kept", la, None, la)
+    assert "human_review" not in row[a]["reasons"]
+    assert (row[b]["fate"], row[b]["final_label"], row[b]["reviewed_by"], row[b]["label_before_review"]) == \
+        ("kept", lb, None, None)
+    assert a in pl.read_parquet(curate / "curated.parquet")["row_id"].to_list()
+    assert [s["name"] for s in read_json(curate / "manifest.json")["steps"]].count("human_review") == 1
+
+    # Curating again into the same directory with the same reviews.parquet gives the same tables.
+    again = tmp_path / "again"
+    shutil.copytree(run_copy, again)
+    run_curation(copy.deepcopy(reviewed_run["config"]), again / "curate")
+    for name in ("curated.parquet", "excluded.parquet", "ledger.parquet"):
+        applied, curated_again = (pl.read_parquet(d / "curate" / name).sort("row_id") for d in (run_copy, again))
+        assert applied.equals(curated_again), name
+    assert read_json(curate / "manifest.json")["counts"] == read_json(again / "curate" / "manifest.json")["counts"]
+
+
+def test_each_annotator_votes_once_with_their_latest_annotation(run_copy):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b = curated["row_id"][:2].to_list()
+    la, lb = (curated.filter(pl.col("row_id") == r)["label"].item() for r in (a, b))
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    # user:1 edited their first annotation on a (lower id, updated last); user:2 drops it: one vote each.
+    # On b user:1 submitted twice at the same time: the higher id is the later one.
+    _reviews([(a, _other_label(labels, la), "user:1", False), (a, "drop", "user:1", False),
+              (a, "drop", "user:2", False), (b, "drop", "user:1", False), (b, lb, "user:1", False)],
+             extra=[{"updated_at": late}, {"updated_at": early}, {}, {}, {}]).write_parquet(curate / REVIEWS)
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["dropped"], summary["conflicts"], summary["confirmed"]) == (0, 1, 1)
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert row[a]["review_decision"] == "conflict"
+    assert row[a]["review_votes"] == ", ".join(sorted(["drop:1", f"{_other_label(labels, la)}:1"]))
+    assert row[b]["fate"] == "kept" and row[b]["review_decision"] == lb and row[b]["review_votes"] == f"{lb}:1"
+
+
+def test_a_review_of_text_the_row_no_longer_has_is_not_applied(run_copy, caplog):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    a, b = curated["row_id"][:2].to_list()
+    text_b = curated.filter(pl.col("row_id") == b)["text"].item()
+    _reviews([(a, "drop", "user:1", False), (b, "drop", "user:1", False)],
+             extra=[{"text_sha256": text_sha256("the text row a had when it was pushed")},
+                    {"text_sha256": text_sha256(text_b)}]).write_parquet(curate / REVIEWS)
+    with caplog.at_level(logging.WARNING):
+        summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["stale_reviews"], summary["dropped"]) == (1, 1)
+    assert "1 reviews not applied: the row's text changed since the reviewer saw it" in caplog.text
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert (row[a]["fate"], row[a]["review_decision"]) == ("kept", None)
+    assert row[b]["fate"] == "dropped"
+    assert read_json(curate / "manifest.json")["steps"][-1]["summary"]["stale_reviews"] == 1
+
+
+def test_a_decision_outside_the_labels_or_with_several_choices_is_not_applied(run_copy):
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    a, b, c = curated["row_id"][:3].to_list()
+    _reviews([(a, "not_a_label", "user:1", False), (b, None, "user:1", False), (c, "drop", "user:1", False)],
+             extra=[{}, {"n_choices": 2}, {}]).write_parquet(curate / REVIEWS)
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["invalid_reviews"], summary["applied"], summary["dropped"]) == (2, 1, 1)
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert [row[r]["review_decision"] for r in (a, b, c)] == [None, None, "drop"]
+    assert row[a]["fate"] == row[b]["fate"] == "kept"
+
+
+def test_choices_outside_the_labels_are_named_and_multiple_choice_refused():
+    xml = labeling_config(["billing", "refund", "spam"], dialogue=False)
+    assert extra_choices(xml, ["billing", "refund"]) == ["spam"]
+    assert extra_choices(xml, ["billing", "refund", "spam"]) == []
+    multi = xml.replace('choice="single"', 'choice="multiple"')
+    with pytest.raises(CuratuneError) as err:
+        check_label_config(multi, ["billing"], "p", 7)
+    assert str(err.value) == ('label config mismatch: project \'p\' (id 7) lets a reviewer pick several choices '
+                              '(choice="multiple"); a review decides one label: set choice="single" or push to a '
+                              'new project')
+
+
 def test_interrupted_apply_is_finished_or_discarded(run_copy):
     curate = run_copy / "curate"
     curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
-    _reviews([(curated["row_id"][0], "drop", "x@example.com", False)]).write_parquet(curate / REVIEWS)
+    _reviews([(curated["row_id"][0], "drop", "user:1", False)]).write_parquet(curate / REVIEWS)
     # A journal that never committed is discarded; the files stay as they were.
     (curate / ".apply-reviews").mkdir()
     (curate / ".apply-reviews" / "curated.parquet").write_bytes(b"half written")
@@ -245,6 +349,36 @@ def test_push_refuses_a_label_named_like_a_review_decision(run_copy, monkeypatch
                                                     "decision in Label Studio; rename that label")
 
 
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_a_token_with_whitespace_or_non_ascii_inside_is_a_one_line_error(run_copy, cli_run, monkeypatch, tmp_path,
+                                                                         where):
+    args = ["labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p"]
+    problem = "has a non-ASCII character or whitespace inside; it must be the token alone, on one line"
+    if where == "env":
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret\u20actoken-42")
+        expected = f"error: the Label Studio API token from $LABEL_STUDIO_API_KEY {problem}"
+    else:
+        monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+        (tmp_path / "token").write_text("secret-token-42\nsecond line\n")
+        (tmp_path / "ls.toml").write_text('[labelstudio]\ntoken_file = "token"\n')
+        args += ["--config", tmp_path / "ls.toml"]
+        expected = f"error: {tmp_path / 'token'}: the Label Studio API token from the token file {problem}"
+    code, out = cli_run(*args)
+    assert code == 2 and error_lines(out) == [expected], out
+    assert "secret" not in out and "second line" not in out
+
+
+def test_pull_without_a_ledger_is_named_before_any_server_is_asked(run_copy, monkeypatch, cli_run):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    ledger = run_copy / "curate" / "ledger.parquet"
+    ledger.unlink()
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", "http://127.0.0.1:9", "--project", "p")
+    assert code == 2 and error_lines(out) == [
+        f"error: {ledger}: no ledger in this curate dir (pull keeps the reviews of its rows): curate again"], out
+    with pytest.raises(CuratuneError, match="no ledger in this curate dir"):
+        pull(run_copy, LabelStudioConfig(url="http://127.0.0.1:9", project="p"))
+
+
 def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatch, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     code, out = cli_run("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p")
@@ -270,3 +404,26 @@ def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatc
     code, out = cli_run("labelstudio", "push", run_copy, "--config", cfg_path)
     assert code == 2 and "this run has no label-issue flags" in out
     assert json.dumps(secret) not in (run_copy / "curate" / "manifest.json").read_text()
+
+
+def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(run_copy, cli_run):
+    """Given only the run directory, apply-reviews used the default conflict rule, not the run's."""
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b = curated["row_id"][:2].to_list()
+    new_a = _other_label(labels, curated.filter(pl.col("row_id") == a)["label"].item())
+    _reviews([(a, new_a, "user:1", False), (a, new_a, "user:2", False), (a, "drop", "user:3", False),
+              (b, "drop", "user:1", False)],
+             extra=[{}, {}, {}, {"text_sha256": text_sha256("the text row b had when it was pushed")}]
+             ).write_parquet(curate / REVIEWS)
+    manifest = read_json(curate / "manifest.json")
+    manifest["config"]["labelstudio"]["conflict_rule"] = "keep"  # majority would relabel row a
+    write_json(manifest, curate / "manifest.json")
+    code, out = cli_run("apply-reviews", run_copy)
+    assert code == 0, out
+    flat = out.replace("\n", "")
+    assert f"using the config recorded in {curate / 'manifest.json'}" in flat
+    assert "applied 0 reviews (0 relabelled, 0 dropped); not applied: 1 made on text the row no longer has" in flat
+    row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
+    assert (row[a]["review_decision"], row[a]["fate"]) == ("conflict", "kept")
