@@ -11,7 +11,8 @@ The ledger gets counts per entity type, never values. Leak scan: the rewritten t
 included, are scanned again with the same detectors, ignoring the positions we wrote ourselves;
 findings are replaced in a second pass, the rows that changed are scanned once more, and what
 remains is reported per type in the manifest and the ledger and fails the run unless
-``fail_on_leak`` is off.
+``fail_on_leak`` is off; then the leak scan is no gate, and its summary records the failure with
+``enforced = false``.
 """
 
 from __future__ import annotations
@@ -289,8 +290,12 @@ class Anonymise(CurationStep):
             "operator": cfg.operator,
             "spacy_model": cfg.spacy_model if anon.detector.has_ner else f"{cfg.spacy_model} (missing: no NER)",
         }
-        gates = [Gate(name="leak_scan", passed=passed or not cfg.fail_on_leak, value=n_leaked,
-                      threshold=cfg.max_leaks, detail="personal data still found after anonymisation")]
+        # The summary keeps the scan's true outcome and whether it was enforced. Only an enforced check
+        # is a gate: the pipeline stops on any failed gate, and recording a breached check as passed
+        # (so the run goes on) would tell the manifest's reader something false.
+        summary["leak_scan"].update(max_leaks=cfg.max_leaks, enforced=cfg.fail_on_leak)
+        gates = [Gate(name="leak_scan", passed=passed, value=n_leaked, threshold=cfg.max_leaks,
+                      detail="personal data still found after anonymisation")] if cfg.fail_on_leak else []
         return StepResult(rows=result_rows, summary=summary, text=text_table, gates=gates)
 
     def score_against_truth(self, result: StepResult, truth: pl.DataFrame) -> dict[str, Any]:

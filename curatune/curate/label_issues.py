@@ -237,12 +237,18 @@ class LabelIssues(CurationStep):
             out.append(row_ids[j] if s >= threshold else None)
         return out
 
-    def _by_group(self, table: pl.DataFrame, is_issue: np.ndarray) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
+    def _by_group(self, table: pl.DataFrame, is_issue: np.ndarray) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per group column, each group's flagged share with its size, highest share first (ties: the
+        larger group first), so a reader who can only be shown some groups sees the worst ones, and
+        a share on a handful of rows can be told from one on thousands."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
         flagged = table.select(pl.Series("flag", is_issue), *self.ctx.group_cols)
         for g in self.ctx.group_cols:
-            shares = flagged.group_by(g).agg(pl.col("flag").mean().alias("share"), pl.len().alias("n")).sort(g)
-            out[g] = {str(k): round(float(s), 4) for k, s, _ in shares.iter_rows()}
+            shares = (flagged.group_by(g).agg(pl.col("flag").mean().alias("share"), pl.len().alias("n"))
+                      .with_columns(pl.col(g).cast(pl.String))
+                      .sort(["share", "n", g], descending=[True, True, False], nulls_last=True))
+            out[g] = {"(missing)" if k is None else k: {"share": round(float(s), 4), "rows": int(n)}
+                      for k, s, n in shares.iter_rows()}
         return out
 
     def score_against_truth(self, result: StepResult, truth: pl.DataFrame) -> dict[str, Any]:

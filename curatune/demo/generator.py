@@ -13,11 +13,11 @@ Writes, into one folder (which holds raw personal data, so it is never inside a 
 Planted problems (shares of all conversations): ~5% exact copies (half differing in case,
 whitespace or punctuation), ~5% near copies (1-2 word edits), ~2% train copies of validation or
 test conversations (leakage), wrong labels on ~8% of all conversations, all of them in train
-(~11% of train rows; half uniform, half a confusable
-neighbour, most often the usual mistake; copies of flipped rows included, some exact copies
-disagreeing with their original), personal data in ~60% of conversations, and a customer group
-("non-native") whose messages are vaguer and misspelt and whose labels are noisier, so a model
-serves it worse. Validation and test labels are clean, so the gain from curation is measurable.
+(~11% of train rows; half uniform, half a confusable neighbour, most often the usual mistake;
+copies of flipped rows included, some exact copies disagreeing with their original), personal
+data in ~60% of conversations, and a customer group ("non-native") whose messages are vaguer and
+misspelt and whose labels are noisier, so a model serves it worse. Validation and test labels are
+clean, so the gain from curation is measurable.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ trainer_log.jsonl, Parquet tables): nothing is recomputed, a stage that is absen
 and a key a stage did not write is "not available" rather than guessed.
 
 Safety: transcript text is read only from curated/excluded tables written after the anonymise
-step and only when its leak scan passed; otherwise examples show row ids and labels, not text.
+step, only when its leak scan ran with NER, and never for a row in which the scan still found
+personal data; otherwise examples show row ids and labels, not text.
 Tables are scanned lazily and only the example rows are read, so a 1M-row run reports quickly and
 the report stays small.
 """
@@ -75,7 +76,8 @@ def iso_time(ts: Any) -> str | None:
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-safe and stable: NaN/inf become None, tuples become lists, floats keep 6 significant digits."""
+    """JSON-safe: NaN/inf become None, tuples become lists. Floats stay as the stages wrote them:
+    rounding here and again at display time made numbers on one page disagree in the last digit."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -85,7 +87,7 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, int):
         return obj
     if isinstance(obj, float):
-        return float(f"{obj:.6g}") if math.isfinite(obj) else None
+        return obj if math.isfinite(obj) else None
     if hasattr(obj, "item"):  # numpy scalars
         return _clean(obj.item())
     return str(obj)
@@ -111,6 +113,9 @@ def _run_info(run: Path, manifests: dict[str, dict | None]) -> dict[str, Any]:
     return {"name": run.resolve().name, "run_id": run_id, "stages": stages, "versions": versions or {}}
 
 
+NOT_ENFORCED = "fail (not enforced)"
+
+
 def _gate(stage: str, g: dict[str, Any], anchor: str) -> dict[str, Any]:
     name = str(g.get("name", "gate"))
     passed = g.get("passed")
@@ -119,10 +124,18 @@ def _gate(stage: str, g: dict[str, Any], anchor: str) -> dict[str, Any]:
         str(comparison), comparison)
     if not comparison:
         comparison = "≥" if name.startswith("min_") else "≤"
+    value, threshold = g.get("value"), g.get("threshold")
+    # A value past its threshold is never a pass, whatever was recorded: older runs wrote a gate that
+    # was switched off ([curate.anonymise] fail_on_leak = false) as passed.
+    breached = _is_num(value) and _is_num(threshold) and (value < threshold if comparison == "≥"
+                                                          else value > threshold)
+    if passed is False or breached:
+        status = NOT_ENFORCED if g.get("enforced") is False or passed is True else "fail"
+    else:
+        status = "pass" if passed is True else "not checked"
     return {
-        "stage": stage, "name": name,
-        "status": "pass" if passed is True else "fail" if passed is False else "not checked",
-        "value": g.get("value"), "threshold": g.get("threshold"), "comparison": comparison,
+        "stage": stage, "name": name, "status": status,
+        "value": value, "threshold": threshold, "comparison": comparison,
         "detail": g.get("detail") or g.get("description") or "", "anchor": g.get("anchor") or anchor,
     }
 
@@ -136,15 +149,15 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     by_name = {s.get("name"): s for s in steps}
     counts = m.get("counts") or {}
     group_cols = list(m.get("group_cols") or [])
-    text_ok, withheld = _text_allowed(by_name, m, cfg)
     ledger_path = cdir / "ledger.parquet"
     ledger = scan_run_table(ledger_path, LEDGER_BASE) if ledger_path.is_file() else None
     ledger_cols = ledger.collect_schema().names() if ledger is not None else []
-    texts = _TextSource(cdir, text_ok, cfg.text_chars)
+    text_ok, withheld, leaked_rows = _text_allowed(by_name, ledger, ledger_cols, cfg)
+    texts = _TextSource(cdir, text_ok, cfg.text_chars, leaked_rows)
 
     gates = []
     for s in steps:
-        for g in s.get("gates") or []:
+        for g in [*(s.get("gates") or []), *_unenforced_checks(s)]:
             gates.append(_gate("curate", g, _step_anchor(s.get("name", ""))))
     if not gates:
         gates = [_gate("curate", g, "curation") for g in m.get("gates") or []]
@@ -163,6 +176,8 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
         "group_cols": group_cols,
         "text_shown": text_ok,
         "text_withheld_reason": withheld,
+        # Rows left out of the examples because the leak scan still found personal data in them.
+        "text_left_out_rows": len(leaked_rows),
         "gates": gates,
         "truth": m.get("truth") or {},
         "timings": m.get("timings") or {},
@@ -173,6 +188,7 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     out["reviews"] = _reviews(by_name.get("human_review"), ledger, ledger_cols, cfg)
     out["changes"] = _changes(ledger, ledger_cols, texts, cfg)
     out["groups"] = _group_shares(ledger, ledger_cols, group_cols, cfg)
+    out["text_left_out"] = sorted(texts.left_out)
     return out
 
 
@@ -181,30 +197,75 @@ def _step_anchor(step: str) -> str:
             "human_review": "curation-reviews"}.get(step, "curation-steps")
 
 
-def _text_allowed(steps: dict[str, dict], m: dict[str, Any], cfg: ReportConfig) -> tuple[bool, str | None]:
+NO_NER = "(missing: no NER)"
+
+
+def _no_ner(anon: dict[str, Any] | None) -> bool:
+    """The anonymise step ran without a NER model: names were neither replaced nor looked for."""
+    return anon is not None and NO_NER in str((anon.get("summary") or {}).get("spacy_model", ""))
+
+
+def _unenforced_checks(step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The leak scan of a step run with fail_on_leak = false is no gate (it must not stop the run),
+    but the verdict still lists it, with its true outcome."""
+    leak = (step.get("summary") or {}).get("leak_scan")
+    if step.get("name") != "anonymise" or not isinstance(leak, dict) or leak.get("enforced") is not False \
+            or any(g.get("name") == "leak_scan" for g in step.get("gates") or []):
+        return []
+    return [{"name": "leak_scan", "passed": leak.get("passed"), "enforced": False, "value": leak.get("remaining"),
+             "threshold": leak.get("max_leaks"),
+             "detail": "personal data still found after anonymisation (not enforced: fail_on_leak = false)"}]
+
+
+def _text_allowed(steps: dict[str, dict], ledger: pl.LazyFrame | None, cols: list[str],
+                  cfg: ReportConfig) -> tuple[bool, str | None, frozenset[str]]:
+    """Whether transcript text may be shown, why not, and the rows whose text must be left out."""
+    none: frozenset[str] = frozenset()
     anon = steps.get("anonymise")
     if anon is None:
         if cfg.show_text_without_anonymisation:
-            return True, None
-        return False, ("text withheld: the anonymise step did not run on this data "
-                       "([report] show_text_without_anonymisation = true shows it for data without personal data)")
+            return True, None, none
+        return False, ("text withheld: the anonymise step did not run on this data ([report] "
+                       "show_text_without_anonymisation = true shows it for data without personal data)"), none
     failed = [g for g in anon.get("gates") or [] if g.get("passed") is False]
     leak = (anon.get("summary") or {}).get("leak_scan") or {}
     if failed or leak.get("passed") is False:
-        return False, "text withheld: the leak scan still found personal data after anonymisation"
+        return False, "text withheld: the leak scan still found personal data after anonymisation", none
     if leak.get("passed") is not True:  # shown only on a recorded pass, never on a missing record
-        return False, "text withheld: the anonymise step recorded no leak-scan result"
-    return True, None
+        return False, "text withheld: the anonymise step recorded no leak-scan result", none
+    if _no_ner(anon):
+        # The leak scan uses the same detectors: without NER it cannot see a name either.
+        return False, ("text withheld: the anonymise step ran without a NER model, so names were neither "
+                       "replaced nor looked for by the leak scan"), none
+    remaining = leak.get("remaining")
+    if not _is_num(remaining):
+        return False, "text withheld: the anonymise step recorded no count of what the leak scan found", none
+    if remaining == 0:
+        return True, None, none
+    # Passed only because [curate.anonymise] max_leaks allows some: the ledger names the rows.
+    unknown = (f"text withheld: the leak scan still found {remaining} personal-data entities (within "
+               "[curate.anonymise] max_leaks) and the ledger does not say in which rows")
+    if ledger is None or "pii_leaked" not in cols:
+        return False, unknown, none
+    rows = ledger.filter(pl.col("pii_leaked").fill_null(0) > 0).select("row_id", "pii_leaked").collect()
+    if rows["pii_leaked"].sum() < remaining:  # the ledger accounts for fewer than the scan found
+        return False, unknown, none
+    return True, None, frozenset(rows["row_id"].to_list())
 
 
 class _TextSource:
-    """Anonymised transcript text for a handful of row ids, read from curated/excluded tables."""
+    """Anonymised transcript text for a handful of row ids, read from curated/excluded tables; never
+    the text of a row in which the leak scan still found personal data."""
 
-    def __init__(self, cdir: Path, allowed: bool, chars: int) -> None:
+    def __init__(self, cdir: Path, allowed: bool, chars: int, leaked: frozenset[str] = frozenset()) -> None:
         self.paths = [p for p in (cdir / "curated.parquet", cdir / "excluded.parquet") if p.is_file()]
-        self.allowed, self.chars = allowed, chars
+        self.allowed, self.chars, self.leaked = allowed, chars, leaked
+        self.left_out: set[str] = set()  # example rows asked for whose text is left out
 
     def get(self, row_ids: list[str]) -> dict[str, str]:
+        if self.allowed:
+            self.left_out.update(r for r in row_ids if r in self.leaked)
+        row_ids = [r for r in row_ids if r not in self.leaked]
         if not self.allowed or not row_ids:
             return {}
         found: dict[str, str] = {}
@@ -285,7 +346,11 @@ def _pii(step: dict | None) -> dict[str, Any]:
         "operator": s.get("operator"),
         "leak_scan": {"passed": passed, "remaining": leak.get("remaining"),
                       "remaining_by_type": leak.get("remaining_by_type") or {},
-                      "rows_given_a_second_pass": leak.get("rows_given_a_second_pass")},
+                      "rows_given_a_second_pass": leak.get("rows_given_a_second_pass"),
+                      "enforced": leak.get("enforced", True if gates else None),
+                      "max_leaks": leak.get("max_leaks")},
+        "no_ner": _no_ner(step),
+        "spacy_model": s.get("spacy_model"),
         "summary": _scalars({k: v for k, v in s.items() if k not in ("entities_by_type", "leak_scan")}),
     }
 
@@ -299,13 +364,11 @@ def _label_issues(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str
     if step is None:
         return {"ran": False}
     summary = step.get("summary") or {}
-    by_group = summary.get("flagged_share_by_group") or {}
+    shares, not_shown = _flagged_shares(summary.get("flagged_share_by_group") or {}, cfg.max_groups)
     out: dict[str, Any] = {
         "ran": True, "summary": _scalars({k: v for k, v in summary.items() if k != "flagged_share_by_group"}),
         "flagged": step.get("issues"), "dropped": step.get("dropped"), "relabelled": step.get("relabelled"),
-        "flagged_share_by_group": [{"column": col, "group": g, "share": share}
-                                   for col, shares in by_group.items() if isinstance(shares, dict)
-                                   for g, share in list(shares.items())[: cfg.max_groups]],
+        "flagged_share_by_group": shares, "flagged_share_not_shown": not_shown,
         "examples": []}
     if ledger is None:
         return out
@@ -336,6 +399,27 @@ def _label_issues(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str
             "text": text.get(r["row_id"]),
         })
     return out
+
+
+def _flagged_shares(by_group: dict[str, Any], max_groups: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each column's groups, highest flagged share first (ties: the larger group), cut to
+    ``max_groups``, and how many were cut per column. Older runs wrote a bare share per group, sorted
+    by name: those have no size, and sort by share alone."""
+    rows: list[dict[str, Any]] = []
+    not_shown: dict[str, int] = {}
+    for col, groups in by_group.items():
+        if not isinstance(groups, dict):
+            continue
+        entries = []
+        for g, v in groups.items():
+            share = v.get("share") if isinstance(v, dict) else v
+            size = v.get("rows") if isinstance(v, dict) else None
+            entries.append({"column": col, "group": g, "share": share, "rows": size})
+        entries.sort(key=lambda e: (-(e["share"] if _is_num(e["share"]) else -1.0),
+                                    -(e["rows"] if _is_num(e["rows"]) else 0), e["group"]))
+        rows.extend(entries[:max_groups])
+        not_shown[col] = max(0, len(entries) - max_groups)
+    return rows, not_shown
 
 
 def _reviews(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str], cfg: ReportConfig) -> dict[str, Any]:
@@ -386,6 +470,8 @@ def _group_shares(ledger: pl.LazyFrame | None, cols: list[str], group_cols: list
                  "dropped_share": r["dropped"] / r["rows"], "relabelled_share": r["relabelled"] / r["rows"],
                  "flagged_share": r["flagged"] / r["rows"]} for r in shown.iter_rows(named=True)]
         out.append({"column": col, "groups": t.height, "rows": rows, "not_shown": t.height - shown.height})
+    for g, anchor in zip(out, unique_anchors("curation-groups", [g["column"] for g in out]), strict=True):
+        g["anchor"] = anchor
     return out
 
 
@@ -527,12 +613,22 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
         special = SPECIAL_BLOCKS.get(k)
         block = special(k, metrics, cfg, anchor) if special else None
         blocks.append(block if block is not None else to_block(k, metrics[k], cfg, anchor))
+    blocks = [b for b in blocks if b is not None]
+    # A gate whose measure is off ([evaluate] forgetting = false) links to a section that is not drawn.
+    drawn = {"evaluation", *_anchors(blocks)}
+    for g in gates:
+        if g["anchor"] not in drawn:
+            g["anchor"] = "evaluation-gates"
     labels = metrics.get("labels")
     return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
             "split": metrics.get("split"), "rows": metrics.get("rows"),
             "labels": len(labels) if isinstance(labels, list) else None,
-            "gates": gates, "blocks": [b for b in blocks if b is not None],
+            "gates": gates, "blocks": blocks,
             "tables": sorted(p.name for p in edir.glob("*.parquet"))}
+
+
+def _anchors(blocks: list[dict[str, Any]]) -> list[str]:
+    return [a for b in blocks for a in (b["anchor"], *_anchors(b.get("children") or []))]
 
 
 def _comparison_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor: str) -> dict[str, Any] | None:
@@ -561,7 +657,8 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
     if not isinstance(fair, dict) or not all(isinstance(v, dict) and "by_group" in v for v in fair.values()):
         return None
     children = []
-    for col, rep in fair.items():
+    anchors = unique_anchors(anchor, [str(col) for col in fair])
+    for (col, rep), col_anchor in zip(fair.items(), anchors, strict=True):
         groups = []
         # Ranked groups first (the gap names two of them), then by size, as [report] max_groups promises.
         by_size = sorted(rep.get("by_group") or [], key=lambda g: (bool(g.get("too_small")), -(g.get("n") or 0)))
@@ -574,6 +671,8 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
         acc = diff.get("accuracy") if isinstance(diff.get("accuracy"), dict) else {}
         dci = ci_of(acc.get("difference_ci")) if isinstance(acc.get("difference_ci"), dict) else None
         multi = rep.get("multiclass") or {}
+        f1 = diff.get("macro_f1") if isinstance(diff.get("macro_f1"), dict) else None
+        recall = rep.get("recall_gap") if isinstance(rep.get("recall_gap"), dict) else None
         worst = []
         for m in ("demographic_parity", "equalized_odds"):
             w = multi.get(f"worst_{m}")
@@ -585,7 +684,7 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
                 worst.append({"measure": m.replace("_", " "), "label": None, "value": None,
                               "note": f"no class has {multi.get('min_class_support')} rows in two ranked groups"})
         children.append({
-            "key": col, "title": col, "anchor": f"{anchor}-{_slug(col)}", "kind": "groups",
+            "key": col, "title": col, "anchor": col_anchor, "kind": "groups",
             "groups": groups, "not_shown": max(0, len(rep.get("by_group") or []) - len(groups)),
             "too_small": list(rep.get("too_small") or []), "groups_ranked": diff.get("groups_ranked"),
             "difference": {"value": acc.get("difference"), "low": dci[0] if dci else None,
@@ -593,6 +692,12 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
                            "worst": acc.get("worst")} if acc else None,
             "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
             "worst_classes": worst, "class_support": multi.get("min_class_support"),
+            "macro_f1_difference": {k: f1.get(k) for k in ("difference", "ratio", "best", "worst")} if f1 else None,
+            "recall_gap": {k: recall.get(k) for k in ("label", "difference", "best", "worst", "groups")}
+            if recall else None,
+            # Everything else evaluate wrote for this column (per-class disparities, ...) goes to the
+            # JSON twin as written, so nothing is lost to the page's summary.
+            "recorded": {k: v for k, v in rep.items() if k != "by_group"},
         })
     return {"key": key, "title": key.replace("_", " "), "anchor": anchor, "kind": "section", "rows": [],
             "children": children}
@@ -629,6 +734,22 @@ def _block_rank(key: str) -> tuple[int, str]:
 
 def _slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "x"
+
+
+def unique_anchors(prefix: str, names: list[str]) -> list[str]:
+    """``prefix-slug`` per name, numbered where names slug alike (every non-ASCII name slugs to "x"),
+    so no two elements of a page share an id."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        base = f"{prefix}-{_slug(name)}"
+        anchor, n = base, 1
+        while anchor in seen:
+            n += 1
+            anchor = f"{base}-{n}"
+        seen.add(anchor)
+        out.append(anchor)
+    return out
 
 
 def _eval_anchor(name: str) -> str:
@@ -725,8 +846,9 @@ def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 
             return {**base, "kind": "json", "text": json.dumps(value, sort_keys=True, indent=1)[:4000]}
         # Plain values of a mixed table are one small table under the heading; nested ones get their own.
         rows = [{"name": str(k).replace("_", " "), **cell(v)} for k, v in value.items() if _is_cell(v)]
-        children = [to_block(str(k), v, cfg, f"{anchor}-{_slug(str(k))}", depth + 1) for k, v in value.items()
-                    if not _is_cell(v)]
+        nested = [(str(k), v) for k, v in value.items() if not _is_cell(v)]
+        children = [to_block(k, v, cfg, a, depth + 1)
+                    for (k, v), a in zip(nested, unique_anchors(anchor, [k for k, _ in nested]), strict=True)]
         return {**base, "kind": "section", "rows": rows, "children": [c for c in children if c is not None]}
     if isinstance(value, list):
         if value and all(isinstance(v, dict) and all(_is_cell(x) for x in v.values()) for v in value):
@@ -797,12 +919,16 @@ def _confusion(v: dict[str, Any]) -> dict[str, Any] | None:
 def _heatmap_subset(cm: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
     labels, matrix = cm["labels"], cm["matrix"]
     n = len(labels)
+    # Shades are shares of the whole true-label row, also when only some columns are drawn.
+    row_totals = [sum(x for x in r if _is_num(x)) for r in matrix]
     if n <= cfg.max_heatmap_classes:
-        return {"heatmap_labels": labels, "heatmap_matrix": matrix, "heatmap_note": ""}
+        return {"heatmap_labels": labels, "heatmap_matrix": matrix, "heatmap_row_totals": row_totals,
+                "heatmap_note": ""}
     errors = [sum(matrix[i]) - matrix[i][i] + sum(matrix[j][i] for j in range(n)) - matrix[i][i] for i in range(n)]
     keep = sorted(sorted(range(n), key=lambda i: (-errors[i], i))[: cfg.max_heatmap_classes])
     return {"heatmap_labels": [labels[i] for i in keep],
             "heatmap_matrix": [[matrix[i][j] for j in keep] for i in keep],
+            "heatmap_row_totals": [row_totals[i] for i in keep],
             "heatmap_note": f"the {len(keep)} of {n} classes with the most errors"}
 
 
@@ -830,18 +956,23 @@ def _verdict(content: dict[str, Any]) -> dict[str, Any]:
     gates: list[dict[str, Any]] = []
     for section in ("curation", "evaluation"):
         gates.extend(content[section].get("gates") or [])
-    findings = _findings(content)
+    findings = [{"warning": False, **f} for f in _findings(content)]
     statuses = [g["status"] for g in gates]
     missing = [s["title"] for s in content["run"]["stages"] if s["status"] != "complete"]
     # A configured gate that could not be measured is not a pass: the reviewer asked for that check.
-    if "fail" in statuses or "not checked" in statuses:
+    # Nor is one past its threshold that was not enforced: the run went on, the data still failed it.
+    if {"fail", "not checked", NOT_ENFORCED} & set(statuses):
         overall = "fail"
     elif missing:
         overall = "incomplete"
+    elif not gates:
+        overall = "no gates"  # nothing was held to a threshold: that is not a pass
     else:
         overall = "pass"
     return {"overall": overall, "gates": gates, "findings": findings, "stages_not_run": missing,
+            "notes": [f["text"] for f in findings if f.get("warning")],
             "gates_passed": statuses.count("pass"), "gates_failed": statuses.count("fail"),
+            "gates_failed_not_enforced": statuses.count(NOT_ENFORCED),
             "gates_unchecked": statuses.count("not checked")}
 
 
@@ -864,10 +995,22 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
         if pii.get("ran"):
             leak = pii["leak_scan"]
             verdict = {True: "passed", False: "FAILED", None: "not available"}[leak.get("passed")]
+            if leak.get("passed") is False and leak.get("enforced") is False:
+                verdict = "FAILED (not enforced: [curate.anonymise] fail_on_leak = false)"
+            elif leak.get("passed") and _is_num(leak.get("remaining")) and leak["remaining"] > 0:
+                verdict = "passed within [curate.anonymise] max_leaks"
             out.append({"stage": "curate", "anchor": "curation-pii",
                         "text": f"{pii['entities_total']:,} personal-data entities replaced in "
                                 f"{pii.get('rows_with_pii') or 0:,} rows; leak scan {verdict}"
                                 + (f" ({leak['remaining']} remaining)" if leak.get("remaining") is not None else "")})
+            if pii.get("no_ner"):
+                out.append({"stage": "curate", "anchor": "curation-pii", "warning": True,
+                            "text": "warning: anonymisation ran without a NER model (spaCy model missing), so "
+                                    "names were not replaced and the leak scan could not look for them"})
+            if cur.get("text_left_out_rows"):
+                out.append({"stage": "curate", "anchor": "curation-pii", "warning": True,
+                            "text": f"warning: the leak scan still found personal data in "
+                                    f"{cur['text_left_out_rows']:,} rows; their text is left out of this report"})
         else:
             out.append({"stage": "curate", "anchor": "curation-pii",
                         "text": "anonymisation did not run: the data may hold personal data"})
@@ -884,7 +1027,7 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
             if len(rows) > 1:
                 hi = max(rows, key=lambda r: (r["dropped_share"], r["group"]))
                 lo = min(rows, key=lambda r: (r["dropped_share"], r["group"]))
-                out.append({"stage": "curate", "anchor": f"curation-groups-{_slug(g['column'])}",
+                out.append({"stage": "curate", "anchor": g["anchor"],
                             "text": f"rows dropped by {g['column']}: from {_pct(lo['dropped_share'])} "
                                     f"({lo['group']}) to {_pct(hi['dropped_share'])} ({hi['group']})"})
     tr = content["training"]

@@ -118,7 +118,7 @@ class Charts:
         total = sum(sum(r) for r in b["matrix"])
         desc = f"Confusion matrix over {n} classes: {correct:,} of {total:,} predictions on the diagonal."
         return svg.heatmap(f"chart-{b['anchor']}", "Confusion matrix", b["heatmap_labels"], b["heatmap_matrix"],
-                           desc=desc)
+                           desc=desc, row_totals=b["heatmap_row_totals"])
 
     def calibration(self, b: dict[str, Any]) -> Markup:
         bins = [(float(x["confidence"]), float(x["accuracy"]), int(x["count"] or 0)) for x in b["bins"]
@@ -141,7 +141,7 @@ class Charts:
         groups = [svg.BarGroup(r["group"], [svg.Bar("dropped", r["dropped_share"]),
                                             svg.Bar("flagged", r["flagged_share"])]) for r in g["rows"]]
         top = max([r["dropped_share"] for r in g["rows"]] + [r["flagged_share"] for r in g["rows"]] + [0.01])
-        return svg.bar_chart(f"chart-curation-groups-{slug(g['column'])}",
+        return svg.bar_chart(f"chart-{g['anchor']}",
                              f"Share of rows dropped and flagged by {g['column']}", groups,
                              series=("dropped", "flagged"), max_value=min(1.0, top * 1.15), percent=True,
                              desc=_describe(groups, percent=True))

@@ -25,6 +25,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 MARKERS = ("circle", "square", "triangle", "diamond")
 FONT = 12
+MAX_LABEL_W = 260.0
 
 
 def _f(v: float) -> str:
@@ -48,6 +49,10 @@ def _text_width(text: str, size: int = FONT) -> float:
 
 def _truncate(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# A bar label's characters that fit the widest label area, its 12 px margin left aside.
+LABEL_CHARS = int((MAX_LABEL_W - 12) // _text_width("x"))
 
 
 def _svg(chart_id: str, width: float, height: float, title: str, desc: str, body: list[str]) -> Markup:
@@ -126,7 +131,8 @@ def bar_chart(chart_id: str, title: str, groups: Sequence[BarGroup], *, series: 
     values = [b.value for g in groups for b in g.bars if b.value is not None]
     highs = [b.high for g in groups for b in g.bars if b.high is not None]
     top = max_value if max_value is not None else max([*values, *highs, 0.0]) or 1.0
-    label_w = min(260.0, max([_text_width(_truncate(g.label, 40)) for g in groups] + [40.0]) + 12)
+    # Labels are cut to what the widest label area holds, so none runs past the chart's left edge.
+    label_w = min(MAX_LABEL_W, max([_text_width(_truncate(g.label, LABEL_CHARS)) for g in groups] + [40.0]) + 12)
     plot_w, value_w = 360.0, 120.0
     bar_h, gap = 14.0, 8.0
     n_series = max((len(g.bars) for g in groups), default=1)
@@ -146,7 +152,7 @@ def bar_chart(chart_id: str, title: str, groups: Sequence[BarGroup], *, series: 
     y = legend_h + 4
     for g in groups:
         body.append(f'<text x="{_f(x0 - 6)}" y="{_f(y + n_series * bar_h / 2 + 4)}" text-anchor="end">'
-                    f'<title>{escape(g.label)}</title>{escape(_truncate(g.label, 40))}</text>')
+                    f'<title>{escape(g.label)}</title>{escape(_truncate(g.label, LABEL_CHARS))}</text>')
         for i, b in enumerate(g.bars):
             colour = PALETTE[i % len(PALETTE)]
             by = y + i * bar_h
@@ -271,8 +277,12 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], *, x_label: 
 
 
 def heatmap(chart_id: str, title: str, labels: Sequence[str], matrix: Sequence[Sequence[float]], *,
-            desc: str = "", row_title: str = "true label", col_title: str = "predicted label") -> Markup:
+            desc: str = "", row_title: str = "true label", col_title: str = "predicted label",
+            row_totals: Sequence[float] | None = None) -> Markup:
     """Confusion matrix: rows are true labels, columns predictions; shade is the row share.
+
+    ``row_totals``: each row's total over every class; a matrix cut down to some classes must pass
+    them, or a share would be of the classes drawn only.
 
     Zero cells are not drawn (the background is the zero colour), which keeps a 150-class matrix small.
     Counts are written in the cells when they fit.
@@ -296,8 +306,10 @@ def heatmap(chart_id: str, title: str, labels: Sequence[str], matrix: Sequence[S
         body.append(f'<text x="{_f(left - 4)}" y="{_f(cy)}" text-anchor="end" font-size="11">{escape(lab)}</text>')
         body.append(f'<text transform="translate({_f(cx + 4)} {_f(top - 4)}) rotate(-90)" font-size="11">'
                     f'{escape(lab)}</text>')
+    if row_totals is not None and len(row_totals) != len(matrix):
+        raise ValueError(f"heatmap: {len(row_totals)} row totals for {len(matrix)} rows")
     for i, row in enumerate(matrix):
-        total = float(sum(row)) or 1.0
+        total = float(sum(row) if row_totals is None else row_totals[i]) or 1.0
         for j, v in enumerate(row):
             if not v:
                 continue

@@ -327,3 +327,27 @@ def test_other_text_columns_are_anonymised_with_their_rows_people_but_group_colu
     assert step["summary"]["other_columns"] == {"customer_name": 1, "contact": 2, "ticket_ref": 0}
     leaked = [f for f, blob in _all_text(out).items() if "Gonzalez" in blob or "07700" in blob or "maria." in blob]
     assert leaked == []
+
+
+@pytest.mark.parametrize("fail_on_leak", [False, True])
+def test_a_leak_scan_that_finds_personal_data_is_recorded_as_failed_enforced_or_not(tmp_path, monkeypatch,
+                                                                                    fail_on_leak):
+    from curatune.errors import GateFailed
+
+    # A rewrite that changes nothing leaves every entity for the leak scan to find.
+    monkeypatch.setattr(Anonymiser, "rewrite", lambda self, conv, spans: 1)
+    src = _write(tmp_path)
+    if fail_on_leak:
+        with pytest.raises(GateFailed, match="curation gate failed: leak_scan"):
+            _curate(tmp_path, src, fail_on_leak=True)
+    else:
+        _curate(tmp_path, src, fail_on_leak=False)  # not enforced: the run goes on
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    step = next(s for s in m["steps"] if s["name"] == "anonymise")
+    leak = step["summary"]["leak_scan"]
+    assert leak["remaining"] > 0
+    assert (leak["passed"], leak["enforced"], leak["max_leaks"]) == (False, fail_on_leak, 0)
+    # Only an enforced check is a gate, and a gate past its threshold is never recorded as passed.
+    expected = [{"name": "leak_scan", "passed": False, "value": leak["remaining"], "threshold": 0,
+                 "detail": "personal data still found after anonymisation"}] if fail_on_leak else []
+    assert step["gates"] == expected and m["gates"] == expected

@@ -293,3 +293,18 @@ def test_an_embedding_near_duplicate_is_never_the_row_itself():
     near = LabelIssues._embedding_near_duplicates(x, ["a", "b", "c", "d"])
     assert [n != rid for n, rid in zip(near, "abc", strict=False)] == [True, True, True]
     assert set(near[:3]) <= {"a", "b", "c"} and near[3] is None
+
+
+def test_flagged_shares_by_group_carry_each_groups_size_highest_share_first(tmp_path):
+    from curatune.curate.base import StepContext
+    from curatune.curate.label_issues import LabelIssues
+
+    # b: 2 of 4 flagged; c: 1 of 2; a: 1 of 8; the null group: 0 of 1. Sorted by name, "a" came first.
+    groups = ["a"] * 8 + ["b"] * 4 + ["c"] * 2 + [None]
+    flags = [True] + [False] * 7 + [True, True, False, False] + [True, False] + [False]
+    table = pl.DataFrame({"channel": groups}, schema={"channel": pl.String})
+    step = LabelIssues(StepContext(config=Config(), out_dir=tmp_path, run_id="r", group_cols=["channel"]))
+    shares = step._by_group(table, np.array(flags))
+    assert list(shares["channel"].items()) == [
+        ("b", {"share": 0.5, "rows": 4}), ("c", {"share": 0.5, "rows": 2}), ("a", {"share": 0.125, "rows": 8}),
+        ("(missing)", {"share": 0.0, "rows": 1})]

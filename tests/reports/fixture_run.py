@@ -78,6 +78,9 @@ def _curate(out: Path, anonymised: bool, leak_failed: bool) -> None:
         "label_issue_rank": [1 if r["row_id"] == "r08" else 2 if r["row_id"] == "r09" else 3 + i
                              for i, r in enumerate(rows)],
     }, schema_overrides={"dropped_by": pl.String, "duplicate_of": pl.String, "suggested_label": pl.String})
+    if anonymised:  # the anonymise step's ledger column: entities the leak scan still found, per row
+        ledger = ledger.with_columns(pl.Series("pii_leaked", [2 if leak_failed and r["row_id"] == "r03" else 0
+                                                              for r in rows]))
     table = pl.DataFrame(rows)
     dropped = [k for k, v in fate.items() if v == "dropped"]
     curated = table.filter(~pl.col("row_id").is_in(dropped)).with_columns(
@@ -102,12 +105,15 @@ def _curate(out: Path, anonymised: bool, leak_failed: bool) -> None:
                           "entities_by_type": {"PERSON": 30, "ORDER_ID": 24, "EMAIL_ADDRESS": 3},
                           "leak_scan": {"passed": not leak_failed, "remaining": 2 if leak_failed else 0,
                                         "remaining_by_type": {"PERSON": 2} if leak_failed else {},
-                                        "rows_given_a_second_pass": 0, "rows_scanned": 24},
-                          "operator": "placeholder", "rows_with_pii": 24}})
+                                        "rows_given_a_second_pass": 0, "rows_scanned": 24, "max_leaks": 0,
+                                        "enforced": True},
+                          "operator": "placeholder", "rows_with_pii": 24, "spacy_model": "en_core_web_sm"}})
     steps.append({"name": "label_issues", "rows_in": 20, "issues": 2, "dropped": 0, "relabelled": 1,
                   "seconds": 2.0, "gates": [], "summary": {
                       "issues": 2, "policy": "relabel", "cutoff": "chance", "cleanlab_default_issues": 3,
-                      "flagged_share_by_group": {"channel": {"chat": 0.0, "email": 0.125, "phone": 0.125}}}})
+                      "flagged_share_by_group": {"channel": {"email": {"share": 0.125, "rows": 8},
+                                                             "phone": {"share": 0.125, "rows": 8},
+                                                             "chat": {"share": 0.0, "rows": 8}}}}})
     _write_json({
         "stage": "curate", "status": "complete", "started_at": 1700000000.0, "finished_at": 1700000004.5,
         "inputs": [{"path": "/data/d.csv", "rows": 24, "records": 24, "sha256": "ab" * 32}],
@@ -194,6 +200,7 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
                                                             "difference_ci": _ci(0.05, 0.0, 0.14)},
                            "macro_f1": {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email"}},
             "too_small": ["phone"],
+            "recall_gap": {"label": "refund", "difference": 0.15, "best": "chat", "worst": "email", "groups": 2},
             "multiclass": {"per_class": [], "groups": ["chat", "email"], "min_class_support": 10,
                            "worst_demographic_parity": {
                 "label": "refund", "demographic_parity_difference": 0.12, "equalized_odds_difference": 0.2},
