@@ -71,12 +71,12 @@ def curate(
          f"relabelled {c['relabelled']} -> {out}")
 
 
-def _run_config(config: Path | None, run_dir: Path, stages: tuple[str, ...]) -> Config:
+def _run_config(config: Path | None, run_dir: Path, section: str, stages: tuple[str, ...]) -> Config:
     """``--config``, else the config recorded in the run directory's manifests (so `evaluate RUN
     --fail-on-gate` checks the gates the run was configured with), else the defaults."""
     if config is not None:
         return load_config(config)
-    found = recorded_config(Path(run_dir), stages)
+    found = recorded_config(Path(run_dir), section, stages)
     if found is None:
         _say("no config recorded in the run directory: using the defaults")
         return load_config(None)
@@ -89,7 +89,7 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     """Apply reviews pulled from Label Studio to the curated tables and the ledger."""
     from curatune.curate.reviews import apply_reviews_to_run
 
-    summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, ("curate",)))
+    summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, "labelstudio", ("curate",)))
     set_aside = [f"{summary[k]} {what}" for k, what in (("stale_reviews", "made on text the row no longer has"),
                                                           ("invalid_reviews", "invalid")) if summary.get(k)]
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
@@ -163,7 +163,7 @@ def evaluate(
     from curatune.evaluate import evaluate_run
     from curatune.rundir import find_stage_dir
 
-    result = evaluate_run(_run_config(config, run_dir, ("evaluate", "train", "curate")),
+    result = evaluate_run(_run_config(config, run_dir, "evaluate", ("evaluate", "train", "curate")),
                           find_stage_dir(run_dir, "curate"),
                           find_stage_dir(run_dir, "train"), out or Path(run_dir) / "evaluate",
                           fail_on_gate=fail_on_gate, progress=_progress)

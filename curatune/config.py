@@ -388,15 +388,17 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def recorded_config(run: Path, stages: tuple[str, ...] = ("evaluate", "train", "curate")) -> tuple[Config, Path] | None:
+def recorded_config(run: Path, section: str,
+                    stages: tuple[str, ...] = ("evaluate", "train", "curate")) -> tuple[Config, Path] | None:
     """The config a run directory's stages were run with (the first of ``stages`` whose manifest
-    records one this version reads) and that manifest's path; None when none does. A command given
-    only the run directory uses it, so it checks the gates and rules the run was configured with."""
+    records ``section`` in a config this version reads) and that manifest's path; None when none
+    does. A command given only the run directory uses it, so it checks the gates and rules the run
+    was configured with."""
     from curatune.rundir import MANIFEST, read_manifest
 
     for stage in stages:
         recorded = (read_manifest(run / stage) or {}).get("config")
-        if isinstance(recorded, dict):
+        if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
                 return config_from_dict(recorded), run / stage / MANIFEST
             except CuratuneError:

@@ -288,7 +288,8 @@ class Anonymise(CurationStep):
             # Entities found per other text column (names only: never values).
             "other_columns": {c: by_column[c] for c in fields},
             "operator": cfg.operator,
-            "spacy_model": cfg.spacy_model if anon.detector.has_ner else f"{cfg.spacy_model} (missing: no NER)",
+            # Without NER (spacy_model = ""), names are found by cues and the gazetteer only.
+            "spacy_model": cfg.spacy_model or "none", "ner": anon.detector.has_ner,
         }
         # The summary keeps the scan's true outcome and whether it was enforced. Only an enforced check
         # is a gate: the pipeline stops on any failed gate, and recording a breached check as passed

