@@ -625,6 +625,7 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
     return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
             "split": metrics.get("split"), "rows": metrics.get("rows"),
             "labels": len(labels) if isinstance(labels, list) else None,
+            "unseen_labels": metrics.get("unseen_labels") if isinstance(metrics.get("unseen_labels"), dict) else None,
             "gates": gates, "blocks": blocks,
             "tables": sorted(p.name for p in edir.glob("*.parquet"))}
 
@@ -1038,6 +1039,12 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"stage": "train", "anchor": "training-verdict", "text": tr["verdict"]["summary"]})
     ev = content["evaluation"]
     if ev.get("status") == "complete":
+        unseen = ev.get("unseen_labels") or {}
+        if _is_num(unseen.get("rows")) and unseen["rows"] > 0:
+            names = ", ".join(str(x) for x in (unseen.get("labels") or [])[:5])
+            out.append({"stage": "evaluate", "anchor": "evaluation", "warning": True,
+                        "text": f"warning: {unseen['rows']:,} {ev.get('split') or 'evaluation'} rows have a label the "
+                                f"model was never trained on ({names}); they are scored as errors"})
         for b in ev["blocks"]:
             out.extend({"stage": "evaluate", "anchor": b["anchor"], "text": t} for t in _block_findings(b, ev))
     return out

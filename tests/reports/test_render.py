@@ -776,3 +776,14 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(cli_run, tmp_path):
     (tmp_path / "afile").write_text("x")
     code, out = cli_run("report", run, "--out", tmp_path / "afile")
     assert code == 2 and error_lines(out) == [f"error: {tmp_path / 'afile'}: the output path is a file, not a folder"]
+
+
+def test_rows_with_a_label_the_model_never_saw_are_a_warning(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as m:
+        m["unseen_labels"] = {"labels": ["chargeback"], "rows": 3}
+    render_reports(run)
+    findings = json.loads(read(run, "audit.json"))["verdict"]["findings"]
+    assert {"stage": "evaluate", "anchor": "evaluation", "warning": True,
+            "text": "warning: 3 test rows have a label the model was never trained on (chargeback); they are "
+                    "scored as errors"} in findings
