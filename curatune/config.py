@@ -8,6 +8,7 @@ manifests record.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -74,6 +75,10 @@ class DedupConfig:
     seed: int = 1
 
 
+# How the anonymiser rewrites what it finds (curate/pii/operators.py implements them).
+OPERATORS = ("placeholder", "surrogate", "mask", "hash")
+
+
 @dataclass
 class AnonymiseConfig:
     # spaCy pipeline for person names; a package name or a path (relative to the config file).
@@ -95,6 +100,20 @@ class AnonymiseConfig:
     max_leaks: int = 0
     batch_size: int = 64
     n_process: int = 2
+
+    def secret(self) -> bytes:
+        """The key the surrogate and hash operators need (from ``secret_env``); b"" when unused.
+        Checked before any work: a run without it stops here, not after curation began."""
+        ops = {self.operator, *self.operators.values()}
+        bad = ops - set(OPERATORS)
+        if bad:
+            raise CuratuneError(f"config key 'curate.anonymise.operators' has unknown operator '{sorted(bad)[0]}' "
+                                f"(use one of {', '.join(OPERATORS)})")
+        value = os.environ.get(self.secret_env, "")
+        if ops & {"surrogate", "hash"} and not value:
+            raise CuratuneError(f"the surrogate and hash operators need a secret key: set the environment variable "
+                                f"{self.secret_env} (config [curate.anonymise] secret_env)")
+        return value.encode()
 
 
 @dataclass
@@ -400,10 +419,23 @@ def recorded_config(run: Path, section: str,
         recorded = (read_manifest(run / stage) or {}).get("config")
         if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
-                return config_from_dict(recorded), run / stage / MANIFEST
+                return config_from_dict(_known_keys(Config, recorded)), run / stage / MANIFEST
             except CuratuneError:
-                continue  # recorded by another version of the config
+                continue  # a value this version reads differently
     return None
+
+
+def _known_keys(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without the keys ``cls`` lacks: a manifest written by an earlier version records
+    settings since removed (``run.name``), which a config file must not hold but a record may."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            value = raw[f.name]
+            nested = dataclasses.is_dataclass(hints[f.name]) and isinstance(value, dict)
+            out[f.name] = _known_keys(hints[f.name], value) if nested else value
+    return out
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:

@@ -65,7 +65,8 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
         paths = [Path(p) for p in cfg.data.inputs]
         paths += [Path(p) for p in (cfg.data.truth, cfg.curate.label_issues.pred_probs) if p]
         paths.append(cur / "reviews.parquet")
-        if "anonymise" in cfg.curate.steps and Path(cfg.curate.anonymise.spacy_model).is_dir():
+        spacy_model = cfg.curate.anonymise.spacy_model  # "" (no NER) is no folder, though Path("") is "."
+        if "anonymise" in cfg.curate.steps and spacy_model and Path(spacy_model).is_dir():
             paths.append(Path(cfg.curate.anonymise.spacy_model))
     elif stage == "train":
         paths = [cur / "curated.parquet", *_model_dir(cfg)]
@@ -92,25 +93,28 @@ def _model_dir(cfg: Config) -> list[Path]:
         return []
 
 
-def _portable(value: Any) -> Any:
-    """A path in a config section reduced to its name: the files' contents are hashed, so a project
-    moved or copied elsewhere with its data is up to date where it lands."""
-    if isinstance(value, dict):
-        return {k: _portable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_portable(v) for v in value]
-    if isinstance(value, str) and Path(value).is_absolute():
-        return Path(value).name
-    return value
+# Config keys that hold paths. A path counts by name: the file's contents are hashed, so a project
+# moved or copied elsewhere with its data is up to date where it lands.
+PATH_KEYS = ("data.inputs", "data.truth", "data.reference", "curate.label_issues.pred_probs",
+             "curate.anonymise.spacy_model", "train.model")
+
+
+def _portable(resolved: dict[str, Any]) -> None:
+    for key in PATH_KEYS:
+        *parents, last = key.split(".")
+        node = functools.reduce(lambda n, part: n[part], parents, resolved)
+        value = node[last]
+        names = [Path(v).name if Path(v).is_absolute() else v for v in (value if isinstance(value, list) else [value])]
+        node[last] = names if isinstance(value, list) else names[0]
 
 
 def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     resolved = cfg.resolved()
+    _portable(resolved)
     for key in NOT_READ.get(stage, ()):
         *parents, last = key.split(".")
         functools.reduce(lambda node, part: node[part], parents, resolved).pop(last)
     section = {k: functools.reduce(lambda node, part: node[part], k.split("."), resolved) for k in SECTIONS[stage]}
-    section = _portable(section)
     if stage == "curate" and {"surrogate", "hash"} & {cfg.curate.anonymise.operator,
                                                      *cfg.curate.anonymise.operators.values()}:
         # Another secret writes other surrogates; a digest, never the secret itself.
@@ -159,6 +163,8 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         raise CuratuneError(f"unknown stage '{unknown[0]}' for --force (stages: {', '.join(ORDER)})")
     if not config.data.inputs:
         raise CuratuneError("no input files: set [data] inputs in the config")
+    if "anonymise" in config.curate.steps:
+        config.curate.anonymise.secret()  # its digest is in curate's fingerprint: an unset one is no change
     if _entry("train") is not None:
         from curatune.train.run import check_train_setup
 

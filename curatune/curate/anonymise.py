@@ -18,10 +18,10 @@ remains is reported per type in the manifest and the ledger and fails the run un
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -29,7 +29,7 @@ import polars as pl
 from curatune.config import AnonymiseConfig
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
 from curatune.curate.pii.engine import Detector, build_detector, repeated_names, resolve_overlaps
-from curatune.curate.pii.operators import OPERATORS, EntityBook, Replacer
+from curatune.curate.pii.operators import EntityBook, Replacer
 from curatune.curate.pii.recognizers import ContextNameRecognizer
 from curatune.dataset import BOOKKEEPING, CANONICAL
 from curatune.errors import CuratuneError
@@ -54,19 +54,6 @@ ROLE_WORDS = frozenset({
 
 def is_role(speaker: str) -> bool:
     return all(len(w) == 1 or w in ROLE_WORDS for w in re.findall(r"[^\W\d_]+", speaker.casefold()))
-
-
-def _secret(cfg: AnonymiseConfig) -> bytes:
-    ops = {cfg.operator, *cfg.operators.values()}
-    bad = ops - set(OPERATORS)
-    if bad:
-        raise CuratuneError(f"config key 'curate.anonymise.operators' has unknown operator '{sorted(bad)[0]}' "
-                            f"(use one of {', '.join(OPERATORS)})")
-    value = os.environ.get(cfg.secret_env, "")
-    if ops & {"surrogate", "hash"} and not value:
-        raise CuratuneError(f"the surrogate and hash operators need a secret key: set the environment variable "
-                            f"{cfg.secret_env} (config [curate.anonymise] secret_env)")
-    return value.encode()
 
 
 def _check_operator_keys(cfg: AnonymiseConfig, known: list[str]) -> None:
@@ -149,7 +136,7 @@ class Anonymiser:
         self.cfg = cfg
         self.detector = detector or build_detector(cfg)
         _check_operator_keys(cfg, self.detector.supported)
-        self.replacer = Replacer(cfg.operator, dict(cfg.operators), _secret(cfg))
+        self.replacer = Replacer(cfg.operator, dict(cfg.operators), cfg.secret())
 
     def find(self, texts: list[str], ignore: list[list[tuple[int, int]]] | None = None) -> list[list]:
         """Findings per text; those lying wholly inside an ``ignore`` span are dropped before other
@@ -289,7 +276,9 @@ class Anonymise(CurationStep):
             "other_columns": {c: by_column[c] for c in fields},
             "operator": cfg.operator,
             # Without NER (spacy_model = ""), names are found by cues and the gazetteer only.
-            "spacy_model": cfg.spacy_model or "none", "ner": anon.detector.has_ner,
+            # A model folder by its name: the path, shown in the report, can name a home folder.
+            "spacy_model": Path(cfg.spacy_model).name if Path(cfg.spacy_model).is_absolute() else
+            (cfg.spacy_model or "none"), "ner": anon.detector.has_ner,
         }
         # The summary keeps the scan's true outcome and whether it was enforced. Only an enforced check
         # is a gate: the pipeline stops on any failed gate, and recording a breached check as passed

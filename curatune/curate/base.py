@@ -43,6 +43,8 @@ class StepContext:
     out_dir: Path
     run_id: str
     group_cols: list[str] = field(default_factory=list)
+    # Every label in the input, whatever rows earlier steps dropped (a reviewer may choose any).
+    labels: list[str] = field(default_factory=list)
 
     @property
     def cache_dir(self) -> Path:

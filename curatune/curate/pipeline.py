@@ -73,11 +73,13 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
     run_id = run_id_for(manifest.inputs, manifest.config)  # the data's id: reviews applied do not change it
     # The other files curation reads: planted truth, given probabilities, pulled reviews.
-    for other in (config.data.truth, config.curate.label_issues.pred_probs if "label_issues" in steps_wanted else "",
-                  str(out / REVIEWS) if "human_review" in steps_wanted else ""):
+    for role, other in (("planted truth", config.data.truth),
+                        ("pred_probs", config.curate.label_issues.pred_probs if "label_issues" in steps_wanted else ""),
+                        ("reviews", str(out / REVIEWS) if "human_review" in steps_wanted else "")):
         if other and Path(other).is_file():
-            manifest.add_input(other)
-    ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols)
+            manifest.add_input(other, role=role)
+    ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols,
+                      labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()))
 
     table = loaded.rows.with_columns(
         pl.lit(True).alias("active"),

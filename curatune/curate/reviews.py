@@ -126,16 +126,15 @@ def decide(votes: list[tuple[str, bool]], rule: str) -> tuple[str | None, str]:
     return (winner, "decided") if winner is not None else (None, "conflict")
 
 
-def usable(reviews: pl.DataFrame, view: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The votes to count for the rows in ``view`` (row_id, text, label, original_label): each
-    annotator's latest annotation per row, less those made on another text or not a valid choice."""
+def usable(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The votes to count for the rows in ``view`` (row_id, text, label): each annotator's latest
+    annotation per row, less those made on another text or not a choice among ``labels`` (every
+    label of the data, as push offers them: one whose rows were all dropped is still a label),
+    drop and unsure."""
     # A reviewer who changes their mind edits or re-submits: only their latest word counts.
     latest = (reviews.sort(pl.coalesce("updated_at", "created_at"), "annotation_id", nulls_last=False)
               .with_columns(pl.int_range(pl.len()).reverse().over("row_id", "annotator").alias("__newer")))
     latest = latest.filter((pl.col("__newer") == 0) | pl.col("annotator").is_null()).drop("__newer")
-    labels = set(view["label"].drop_nulls().cast(pl.String).to_list())
-    if "original_label" in view.columns:
-        labels |= set(view["original_label"].drop_nulls().cast(pl.String).to_list())
     current = view.select("row_id", pl.Series("__sha", [text_sha256(t) for t in view["text"].to_list()],
                                               dtype=pl.String))
     t = latest.join(current, on="row_id", how="left")
@@ -235,14 +234,14 @@ class HumanReview(CurationStep):
             return _empty_result(table, "not applied ([curate] apply_reviews = false)")
         if not path.is_file():
             return _empty_result(table, f"none ({path.name} not found)")
-        return apply_file(table, path, self.ctx.config.labelstudio.conflict_rule)
+        return apply_file(table, path, self.ctx.config.labelstudio.conflict_rule, self.ctx.labels)
 
 
-def apply_file(view: pl.DataFrame, path: Path, rule: str) -> StepResult:
+def apply_file(view: pl.DataFrame, path: Path, rule: str, labels: list[str]) -> StepResult:
     """The step result of the reviews in ``path`` for the rows in ``view``; the same for a curate and
     for apply-reviews, which is what makes the two agree."""
     reviews = read_reviews(path)
-    votes, set_aside = usable(reviews, view)
+    votes, set_aside = usable(reviews, view, labels)
     result = review_result(view, resolve(votes, rule), path.name)
     result.summary.update({"annotations": reviews.height, **set_aside, "reviews_sha256": sha256_file(path),
                            "conflict_rule": rule})
@@ -347,7 +346,9 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     table = _undo_reviews(_rebuild_table(curated, excluded, ledger), ledger)
     view = table.filter("active")
     rule = config.labelstudio.conflict_rule
-    result = apply_file(view, path, rule)
+    labels = sorted({str(v) for c in ("label", "original_label") if c in table.columns
+                     for v in table[c].drop_nulls().to_list()})
+    result = apply_file(view, path, rule, labels)
     table = _apply(table, STEP, result)
     review_cols = result.rows.select("row_id", pl.col("score").alias(f"{STEP}_score"), *result.extra_columns)
     new_ledger = _ledger(table, [ledger.select("row_id", *other_extra), review_cols], group_cols)

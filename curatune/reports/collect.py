@@ -283,8 +283,8 @@ class _TextSource:
 
 
 def _input_summary(m: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str]) -> dict[str, Any]:
-    files = [{"name": Path(str(i.get("path", ""))).name, "rows": i.get("rows"), "records": i.get("records"),
-              "sha256": i.get("sha256")} for i in m.get("inputs") or []]
+    files = [{"name": Path(str(i.get("path", ""))).name, "role": i.get("role", "data"), "rows": i.get("rows"),
+              "records": i.get("records"), "sha256": i.get("sha256")} for i in m.get("inputs") or []]
     out: dict[str, Any] = {"files": files, "rows": (m.get("counts") or {}).get("input")}
     if ledger is not None and "split" in cols:
         splits = ledger.group_by("split").len().sort("split").collect()
@@ -607,7 +607,7 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
         gates_raw = [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in gates_raw.items()]
     gates = [_gate("evaluate", g, _eval_anchor(str(g.get("name", "")))) for g in gates_raw]
     # Keys shown in the section's header or merged into another block rather than drawn alone.
-    consumed = {"gates", "labels", "split", "rows"} | ({"base"} if "comparison" in metrics else set())
+    consumed = {"gates", "labels", "split", "rows", "unseen_labels"} | ({"base"} if "comparison" in metrics else set())
     keys = sorted((k for k in metrics if k not in consumed), key=_block_rank)
     blocks = []
     for k in keys:

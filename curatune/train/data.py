@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, shown_value
 from curatune.rundir import read_run_table, scan_run_table
 
 CURATED = "curated.parquet"
@@ -71,8 +71,8 @@ def _check_rows(df: pl.DataFrame, path: Path) -> None:
         bad = df.with_row_index("__row").filter(offending)
         if bad.height:
             rid, value = bad["row_id"][0], bad[column][0]
-            detail = f"row_id '{rid}'" if rid is not None else "a null row_id"
-            shown = "null" if value is None else repr(value)
+            detail = f"row_id {shown_value(rid)}" if rid is not None else "a null row_id"
+            shown = "null" if value is None else shown_value(value)
             raise CuratuneError(f"{what} ({detail}, {column} {shown})", file=str(path),
                                 row=int(bad["__row"][0]) + 1, column=column)
 

@@ -427,3 +427,11 @@ def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(r
     assert "applied 0 reviews (0 relabelled, 0 dropped); not applied: 1 made on text the row no longer has" in flat
     row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
     assert (row[a]["review_decision"], row[a]["fate"]) == ("conflict", "kept")
+
+
+def test_a_vote_for_a_label_whose_rows_were_all_dropped_is_still_a_label():
+    from curatune.curate.reviews import usable
+
+    view = pl.DataFrame({"row_id": ["r1"], "text": ["t"], "label": ["a"]})
+    votes, counts = usable(_reviews([("r1", "b", "user:1", False)]), view, ["a", "b"])
+    assert votes["decision"].to_list() == ["b"] and counts == {"stale_reviews": 0, "invalid_reviews": 0}

@@ -270,3 +270,53 @@ def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
     trained = fingerprint("train", cfg, run)
     (model / "model.safetensors").write_bytes(b"weights two")
     assert fingerprint("train", cfg, run) != trained
+
+
+def test_fingerprints_shorten_only_paths_and_never_hash_the_working_folder(tmp_path, monkeypatch):
+    from curatune.pipeline import fingerprint, stage_inputs
+
+    cfg = _setup(tmp_path)
+    run = tmp_path / "run"
+    cfg.curate.steps = ["dedup", "anonymise"]
+    # A regex that looks like an absolute path is a setting, not a file: changing it redoes curation.
+    cfg.curate.anonymise.id_patterns = {"ACCOUNT": "/account/\\d+"}
+    before = fingerprint("curate", cfg, run)
+    cfg.curate.anonymise.id_patterns = {"ACCOUNT": "/orders/\\d+"}
+    assert fingerprint("curate", cfg, run) != before
+    # No NER on purpose (spacy_model = ""): Path("") is the working folder, which is no model.
+    cfg.curate.anonymise.spacy_model = ""
+    monkeypatch.chdir(tmp_path)
+    assert Path(".") not in stage_inputs("curate", cfg, run) and Path("") not in stage_inputs("curate", cfg, run)
+
+
+def test_a_run_without_the_surrogate_secret_stops_before_touching_a_complete_curation(cli_run, tmp_path,
+                                                                                      monkeypatch):
+    """The secret's digest is in curate's fingerprint: without it the run looked stale, removed the
+    complete curation's manifest, then failed."""
+    _setup(tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text() + "[curate.anonymise]\noperator = 'surrogate'\n")
+    monkeypatch.setenv("CURATUNE_ANON_SECRET", "s3cret")
+    monkeypatch.setenv("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    (tmp_path / "run" / "curate").mkdir(parents=True)
+    (tmp_path / "run" / "curate" / "manifest.json").write_text('{"stage": "curate", "status": "complete"}')
+    monkeypatch.delenv("CURATUNE_ANON_SECRET")
+    cfg.write_text(cfg.read_text().replace('steps = ["dedup"]', 'steps = ["dedup", "anonymise"]'))
+    code, out = cli_run("run", cfg)
+    assert code == 2 and "need a secret key: set the environment variable CURATUNE_ANON_SECRET" in out
+    assert (tmp_path / "run" / "curate" / "manifest.json").is_file()
+
+
+def test_a_config_recorded_by_an_earlier_version_is_still_read(tmp_path):
+    """Manifests of earlier runs record [run] name, since removed; reading them failed, so evaluate,
+    apply-reviews and report fell back to the defaults."""
+    from curatune.config import Config, recorded_config
+
+    recorded = Config().resolved()
+    recorded["run"]["name"] = "nightly"
+    recorded["report"]["max_groups"] = 3
+    (tmp_path / "curate").mkdir()
+    (tmp_path / "curate" / "manifest.json").write_text(json.dumps({"stage": "curate", "status": "complete",
+                                                                   "config": recorded}))
+    found = recorded_config(tmp_path, "report")
+    assert found is not None and found[0].report.max_groups == 3

@@ -787,3 +787,11 @@ def test_rows_with_a_label_the_model_never_saw_are_a_warning(tmp_path):
     assert {"stage": "evaluate", "anchor": "evaluation", "warning": True,
             "text": "warning: 3 test rows have a label the model was never trained on (chargeback); they are "
                     "scored as errors"} in findings
+
+
+def test_no_unseen_labels_draw_no_section(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as m:
+        m["unseen_labels"] = {"labels": [], "rows": 0}
+    render_reports(run)
+    assert "unseen" not in read(run).lower()

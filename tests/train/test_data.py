@@ -94,6 +94,16 @@ def test_a_hand_made_curated_table_is_checked_row_by_row(tmp_path, change, messa
     assert err.value.row == 4 and err.value.column == column
 
 
+def test_a_hand_made_table_s_cell_values_are_not_repeated_when_they_may_be_personal_data(tmp_path):
+    rows = [{"row_id": f"r{i}", "text": f"text {i}", "label": "ab"[i % 2], "split": "train"} for i in range(4)]
+    rows[2] = {**rows[2], "row_id": "jane.doe@example.com", "split": "Hi, I'm Jane Doe"}
+    d = write_curated(tmp_path / "c", rows)
+    with pytest.raises(CuratuneError) as err:
+        load_train_data(d, seed=0)
+    assert "Jane" not in str(err.value) and "jane" not in str(err.value)
+    assert "split is not train, validation or test (row_id (value not shown" in str(err.value)
+
+
 def test_a_damaged_curated_table_is_a_user_error(tmp_path):
     d = write_curated(tmp_path / "c", [{"row_id": "a", "text": "t", "label": "x", "split": "train"}])
     (d / "curated.parquet").write_bytes(b"PAR1 not really")

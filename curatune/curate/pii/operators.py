@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
-OPERATORS = ("placeholder", "surrogate", "mask", "hash")
-
 
 def canonical(entity: str, value: str) -> str:
     if entity in ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "SPOKEN_DIGITS"):
