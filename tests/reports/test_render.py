@@ -293,12 +293,10 @@ def test_text_withheld_when_leak_scan_failed(tmp_path):
 
 def test_text_withheld_when_the_anonymise_step_recorded_no_leak_scan(tmp_path):
     run = build_run(tmp_path / "run")
-    manifest_path = run / "curate" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    step = next(s for s in manifest["steps"] if s["name"] == "anonymise")
-    step["summary"].pop("leak_scan")
-    step["gates"] = []
-    manifest_path.write_text(json.dumps(manifest))
+    with edited_curate_manifest(run) as manifest:
+        step = _step(manifest, "anonymise")
+        step["summary"].pop("leak_scan")
+        step["gates"] = []
     render_reports(run)
     html = read(run)
     assert "question 1 about" not in html and "recorded no leak-scan result" in html
@@ -477,11 +475,22 @@ def test_evaluation_content_from_metrics_json(fixture_run):
 # findings of the report review: each test fails on the code before its fix
 
 
-def _edit_curate_manifest(run: Path, edit) -> None:
+@contextlib.contextmanager
+def edited_curate_manifest(run: Path):
+    """The run's curate/manifest.json as a dict; what the block changes is written back."""
     path = run / "curate" / "manifest.json"
     manifest = json.loads(path.read_text())
-    edit(manifest, next(s for s in manifest["steps"] if s["name"] == "anonymise"))
+    yield manifest
     path.write_text(json.dumps(manifest))
+
+
+def _step(manifest: dict, name: str) -> dict:
+    return next(s for s in manifest["steps"] if s["name"] == name)
+
+
+def _edit_curate_manifest(run: Path, edit) -> None:
+    with edited_curate_manifest(run) as manifest:
+        edit(manifest, _step(manifest, "anonymise"))
 
 
 def _all_report_text(run: Path) -> str:
@@ -652,16 +661,13 @@ def test_fairness_recall_gap_and_macro_f1_gap_are_shown_and_every_key_is_kept(tm
 
 def test_flagged_shares_by_group_keep_the_worst_groups_and_say_how_many_are_not_shown(tmp_path):
     run = build_run(tmp_path / "run")
-    path = run / "curate" / "manifest.json"
-    m = json.loads(path.read_text())
     # As label_issues.py wrote them before: sorted by name, the worst group last.
     shares: dict = {f"g{i:02d}": {"share": 0.01, "rows": 10 + i} for i in range(60)}
     shares["g59"] = {"share": 0.9, "rows": 20}
     shares["g00"] = {"share": 0.2, "rows": 5}
     shares["g01"] = {"share": 0.2, "rows": 500}
-    step = next(s for s in m["steps"] if s["name"] == "label_issues")
-    step["summary"]["flagged_share_by_group"] = {"channel": shares}
-    path.write_text(json.dumps(m))
+    with edited_curate_manifest(run) as m:
+        _step(m, "label_issues")["summary"]["flagged_share_by_group"] = {"channel": shares}
     render_reports(run)
     li = json.loads(read(run, "audit.json"))["curation"]["label_issues"]
     rows = li["flagged_share_by_group"]
@@ -705,10 +711,8 @@ def test_group_columns_whose_names_slug_alike_get_distinct_anchors(tmp_path):
     ledger = run / "curate" / "ledger.parquet"
     pl.read_parquet(ledger).with_columns(pl.col("channel").alias("地域"), pl.col("channel").alias("年齢")).drop(
         "channel").write_parquet(ledger)
-    path = run / "curate" / "manifest.json"
-    m = json.loads(path.read_text())
-    m["group_cols"] = ["地域", "年齢"]
-    path.write_text(json.dumps(m))
+    with edited_curate_manifest(run) as m:
+        m["group_cols"] = ["地域", "年齢"]
     with edited_metrics(run) as metrics:
         channel = metrics["fairness"].pop("channel")
         metrics["fairness"].update({"地域": channel, "年齢": channel})
