@@ -21,8 +21,11 @@ from benchmarks.common import header, table
 from curatune.config import load_config
 from curatune.curate.pipeline import run_curation
 from curatune.demo import generate_demo
+from curatune.demo.generator import DEFAULT_CONVERSATIONS
 from curatune.train import train_model
 from curatune.train.outputs import paired_comparison
+
+QUICK_CONVERSATIONS = 600
 
 VARIANTS = {"raw (anonymised only)": (["anonymise"], "flag"),
             "curated (dedup + anonymise + label issues dropped)": (["dedup", "anonymise", "label_issues"], "drop")}
@@ -31,7 +34,8 @@ VARIANTS = {"raw (anonymised only)": (["anonymise"], "flag"),
 def run(data_dir: Path, quick: bool = False) -> str:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        paths = generate_demo(tmp / "data", n_conversations=600 if quick else None, seed=7)
+        conversations = QUICK_CONVERSATIONS if quick else DEFAULT_CONVERSATIONS
+        paths = generate_demo(tmp / "data", n_conversations=conversations, seed=7)
         out, preds, rows = {}, {}, []
         for name, (steps, policy) in VARIANTS.items():
             cfg = load_config(paths["config"])
@@ -57,7 +61,7 @@ def run(data_dir: Path, quick: bool = False) -> str:
             r += [f"{(pred == gold).mean():.4f}", f"{out[r[0]]:.0f}"]
         a = cmp["accuracy"]
     return (header("Curation pays on the demo data")
-            + f"Demo transcripts (seed 7, {'600' if quick else 'default 2,000'} conversations), LoRA with the "
+            + f"Demo transcripts (seed 7, {conversations:,} conversations), LoRA with the "
               f"trainer's defaults; scored on the {len(gold):,} test rows both runs kept (clean labels). CPU cores: "
               f"{os.cpu_count()}.\n\n"
             + table(("training set", "train rows", "test accuracy", "curate + train s"), rows)

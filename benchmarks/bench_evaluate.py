@@ -30,8 +30,7 @@ def _data(n: int, k: int, acc: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return y, pred
 
 
-def _anchor(y: np.ndarray, pred: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    m = metric_modules()
+def _anchor(m: dict, y: np.ndarray, pred: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     accs, f1s = [], []
     for row in idx:
         accs.append(m["accuracy"].compute(predictions=pred[row], references=y[row])["accuracy"])
@@ -56,8 +55,10 @@ def run(data_dir: Path, quick: bool = False) -> str:
     acc, f1 = boot.accuracy(y, pred), boot.macro_f1(y, pred, k)
     ours = time.perf_counter() - t0
     first = boot.idx[:ANCHOR_RESAMPLES]
+    # Loaded once, outside the timer: the time is scaled to all resamples, and a load is paid once.
+    modules = metric_modules()
     t0 = time.perf_counter()
-    a_acc, a_f1 = _anchor(y, pred, first, k)
+    a_acc, a_f1 = _anchor(modules, y, pred, first, k)
     anchor = (time.perf_counter() - t0) * resamples / ANCHOR_RESAMPLES
     # Both must score each resample identically: compare per resample, not only the intervals.
     gap = max(np.abs((y[first] == pred[first]).mean(axis=1) - a_acc).max(),
@@ -68,7 +69,8 @@ def run(data_dir: Path, quick: bool = False) -> str:
     cov = _coverage(trials, 500, 0.8)
     return (header("Evaluation statistics")
             + f"{n:,} rows, {k} classes, {resamples:,} seeded resamples, accuracy and macro-F1 95% intervals "
-              f"(the anchor is timed on the first {ANCHOR_RESAMPLES} resamples and scaled to {resamples:,}). Goal: "
+              f"(the anchor's compute() calls are timed on the first {ANCHOR_RESAMPLES} resamples and scaled to "
+              f"{resamples:,}; its modules are loaded before the timer). Goal: "
               "under 2 s.\n\n"
             + table(("method", "seconds for accuracy + macro-F1 intervals", "speed-up"), rows)
             + f"\nIntervals: accuracy {acc.value:.4f} [{acc.low:.4f}, {acc.high:.4f}], macro-F1 {f1.value:.4f} "

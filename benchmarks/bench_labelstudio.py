@@ -60,6 +60,18 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
+
+def _server_version() -> str:
+    """The Label Studio release the server runs, read from its own virtual environment."""
+    import subprocess
+
+    from tests.curate.labelstudio_server import BINARY
+
+    out = subprocess.run([str(BINARY.parent / "python"), "-c",
+                          "import importlib.metadata as m; print(m.version('label-studio'))"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
 def run(data_dir: Path, quick: bool) -> str:
     from label_studio_sdk import LabelStudio
 
@@ -141,7 +153,7 @@ def run(data_dir: Path, quick: bool) -> str:
     # The server and this client share the machine's cores with whatever else runs: say how busy it was.
     out += (f"- load average (1 min) at start / end: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
             f"on {os.cpu_count()} cores\n\n")
-    out += ("Local Label Studio 1.23.2 (Community, SQLite, Django development server) on 127.0.0.1; "
+    out += (f"Local Label Studio {_server_version()} (Community, SQLite, Django development server) on 127.0.0.1; "
             f"first start {t_start:.0f} s. Banking77 train texts; every task carries 1-2 predictions and "
             "its issue reasons. Anchor for push: one `client.projects.import_tasks` call with the same payloads; "
             "for pull: `client.projects.exports.as_json`. Ratio = our time / anchor time. "

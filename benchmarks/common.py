@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def machine() -> str:
@@ -35,10 +37,23 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
 
 
+def code_version() -> str:
+    """The commit measured (and whether the tree had changes), so a stale section can be told apart."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return rev + (" with uncommitted changes" if dirty else "")
+
+
 def header(title: str, command: str | None = None) -> str:
     cmd = command or "python -m benchmarks.run_all " + " ".join(sys.argv[1:])
     return (f"## {title}\n\n- command: `{cmd.strip()}`\n- machine: {machine()}\n"
-            f"- date: {dt.date.today().isoformat()}\n\n")
+            f"- date: {dt.date.today().isoformat()}\n- code: {code_version()}\n\n")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
