@@ -109,8 +109,10 @@ class AnonymiseConfig:
         if bad:
             raise CuratuneError(f"config key 'curate.anonymise.operators' has unknown operator '{sorted(bad)[0]}' "
                                 f"(use one of {', '.join(OPERATORS)})")
+        if not ops & {"surrogate", "hash"}:
+            return b""
         value = os.environ.get(self.secret_env, "")
-        if ops & {"surrogate", "hash"} and not value:
+        if not value:
             raise CuratuneError(f"the surrogate and hash operators need a secret key: set the environment variable "
                                 f"{self.secret_env} (config [curate.anonymise] secret_env)")
         return value.encode()
@@ -460,12 +462,13 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> None:
     cfg.curate.label_issues.pred_probs = res(cfg.curate.label_issues.pred_probs)
     cfg.labelstudio.token_file = res(cfg.labelstudio.token_file)
     cfg.run.out_dir = res(cfg.run.out_dir)
-    spacy_model = cfg.curate.anonymise.spacy_model
-    if spacy_model.startswith((".", "/", "~")) or (spacy_model and (base_dir / spacy_model).exists()):
-        cfg.curate.anonymise.spacy_model = res(spacy_model)
-    model = cfg.train.model
-    if model != "default" and (model.startswith(".") or model.startswith("/") or (base_dir / model).exists()):
-        cfg.train.model = res(model)
+    def res_model(name: str) -> str:
+        # A model is a package, hub id or "default" by name, or a folder: a path, or a name found beside the config.
+        local = name.startswith((".", "/", "~")) or (name not in ("", "default") and (base_dir / name).exists())
+        return res(name) if local else name
+
+    cfg.curate.anonymise.spacy_model = res_model(cfg.curate.anonymise.spacy_model)
+    cfg.train.model = res_model(cfg.train.model)
 
 
 def load_config(path: str | Path | None) -> Config:

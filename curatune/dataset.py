@@ -117,13 +117,13 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
                       (cfg.speaker_col, "speaker"), (cfg.text_col, "text")):
         _require(df, col, path, role)
     df = df.with_columns(pl.col(cfg.turn_col).cast(pl.Int64, strict=False).alias("__turn"))
-    row = _first_row(df, pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null())
+    row = first_row(df, pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null())
     if row is not None:
         raise CuratuneError("turn order must be an integer", file=path, row=row, column=cfg.turn_col)
     passthrough = [c for c in df.columns
                    if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
     conv = pl.col(cfg.conversation_col).cast(pl.String)
-    row = _first_row(df, conv.is_null() | (conv.str.strip_chars() == ""))
+    row = first_row(df, conv.is_null() | (conv.str.strip_chars() == ""))
     if row is not None:
         # Grouping would merge every id-less turn into one conversation whose row_id is null.
         raise CuratuneError("conversation id is empty", file=path, row=row, column=cfg.conversation_col)
@@ -156,7 +156,7 @@ def render_turns(turns: pl.Expr) -> pl.Expr:
     return turns.list.eval(line).list.join("\n")
 
 
-def _first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
+def first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
     """1-based data row number (header not counted) of the first row where ``offending`` holds; None if none."""
     # By position, not by matching the row's values: a join never matches the null an empty cell reads as.
     idx = df.with_row_index("__i").filter(offending)["__i"]
@@ -197,7 +197,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
             _require(raw, g, path, "group")
         df = raw.with_columns(id_expr.alias("row_id"))
         if cfg.id_col and not cfg.conversation_col:
-            row = _first_row(df, pl.col("row_id").is_null())
+            row = first_row(df, pl.col("row_id").is_null())
             if row is not None:
                 raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
         df = _canonical(df, cfg, src)
@@ -218,7 +218,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
 def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
     """Refuse split names no stage knows, here rather than after curation has run: dedup would treat
     "training" and "train" as different splits (dropping copies as leakage) and training would stop."""
-    row = _first_row(df, ~pl.col("split").is_in(SPLITS))
+    row = first_row(df, ~pl.col("split").is_in(SPLITS))
     if row is None:
         return
     value = df["split"][row - 1]

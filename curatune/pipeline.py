@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,7 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
         paths.append(cur / "reviews.parquet")
         spacy_model = cfg.curate.anonymise.spacy_model  # "" (no NER) is no folder, though Path("") is "."
         if "anonymise" in cfg.curate.steps and spacy_model and Path(spacy_model).is_dir():
-            paths.append(Path(cfg.curate.anonymise.spacy_model))
+            paths.append(Path(spacy_model))
     elif stage == "train":
         paths = [cur / "curated.parquet", *_model_dir(cfg)]
     elif stage == "evaluate":
@@ -99,10 +98,15 @@ PATH_KEYS = ("data.inputs", "data.truth", "data.reference", "curate.label_issues
              "curate.anonymise.spacy_model", "train.model")
 
 
+def _holder(resolved: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+    """The dict holding a dotted key ("data.inputs") of a resolved config, and the key's last part."""
+    *parents, last = key.split(".")
+    return functools.reduce(lambda node, part: node[part], parents, resolved), last
+
+
 def _portable(resolved: dict[str, Any]) -> None:
     for key in PATH_KEYS:
-        *parents, last = key.split(".")
-        node = functools.reduce(lambda n, part: n[part], parents, resolved)
+        node, last = _holder(resolved, key)
         value = node[last]
         names = [Path(v).name if Path(v).is_absolute() else v for v in (value if isinstance(value, list) else [value])]
         node[last] = names if isinstance(value, list) else names[0]
@@ -112,14 +116,16 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     resolved = cfg.resolved()
     _portable(resolved)
     for key in NOT_READ.get(stage, ()):
-        *parents, last = key.split(".")
-        functools.reduce(lambda node, part: node[part], parents, resolved).pop(last)
-    section = {k: functools.reduce(lambda node, part: node[part], k.split("."), resolved) for k in SECTIONS[stage]}
-    if stage == "curate" and {"surrogate", "hash"} & {cfg.curate.anonymise.operator,
-                                                     *cfg.curate.anonymise.operators.values()}:
+        node, last = _holder(resolved, key)
+        node.pop(last)
+    section = {}
+    for key in SECTIONS[stage]:
+        node, last = _holder(resolved, key)
+        section[key] = node[last]
+    secret = cfg.curate.anonymise.secret() if stage == "curate" and "anonymise" in cfg.curate.steps else b""
+    if secret:
         # Another secret writes other surrogates; a digest, never the secret itself.
-        secret = os.environ.get(cfg.curate.anonymise.secret_env, "")
-        section["_secret"] = hashlib.sha256(b"curatune-fingerprint:" + secret.encode()).hexdigest()
+        section["_secret"] = hashlib.sha256(b"curatune-fingerprint:" + secret).hexdigest()
     paths = stage_inputs(stage, cfg, run)
     # Names (relative to the run where inside it), so adding or removing a file changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else p.name for p in paths]
@@ -137,6 +143,10 @@ def check_setup(cfg: Config) -> None:
         from curatune.curate.anonymise import Anonymiser
 
         Anonymiser(cfg.curate.anonymise)
+    _check_train_setup(cfg)
+
+
+def _check_train_setup(cfg: Config) -> None:
     if _entry("train") is not None:
         from curatune.train.run import check_train_setup
 
@@ -165,10 +175,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         raise CuratuneError("no input files: set [data] inputs in the config")
     if "anonymise" in config.curate.steps:
         config.curate.anonymise.secret()  # its digest is in curate's fingerprint: an unset one is no change
-    if _entry("train") is not None:
-        from curatune.train.run import check_train_setup
-
-        check_train_setup(config.train)  # a missing model would otherwise surface after curation
+    _check_train_setup(config)  # a missing model would otherwise surface after curation
     run = Path(out_dir or config.run.out_dir)
     output_dir(run)
     config.run.out_dir = str(run)

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curatune.dataset import SPLITS, first_row
 from curatune.errors import CuratuneError, shown_value
-from curatune.rundir import read_run_table, scan_run_table
+from curatune.rundir import read_run_table
 
 CURATED = "curated.parquet"
-SPLITS = ("train", "validation", "test")
 HOLDOUT_SHARE = 0.1
 # Class id of rows the model has no class for; the loss ignores it (torch's default ignore_index).
 IGNORE = -100
@@ -68,24 +68,23 @@ def _check_rows(df: pl.DataFrame, path: Path) -> None:
                 (~pl.col("split").is_in(SPLITS) | pl.col("split").is_null(), "split",
                  "split is not train, validation or test"))
     for offending, column, what in problems:
-        bad = df.with_row_index("__row").filter(offending)
-        if bad.height:
-            rid, value = bad["row_id"][0], bad[column][0]
+        row = first_row(df, offending)
+        if row is not None:
+            rid, value = df["row_id"][row - 1], df[column][row - 1]
             detail = f"row_id {shown_value(rid)}" if rid is not None else "a null row_id"
             shown = "null" if value is None else shown_value(value)
-            raise CuratuneError(f"{what} ({detail}, {column} {shown})", file=str(path),
-                                row=int(bad["__row"][0]) + 1, column=column)
+            raise CuratuneError(f"{what} ({detail}, {column} {shown})", file=str(path), row=row, column=column)
 
 
 def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     path = Path(curate_dir) / CURATED
     if not path.is_file():
         raise CuratuneError("no curated.parquet here; run `curatune curate` first", file=str(curate_dir))
-    schema = scan_run_table(path, required=()).collect_schema()
+    df = read_run_table(path, required=())
     for col in ("row_id", "text", "label", "split"):
-        if col not in schema:
+        if col not in df.columns:
             raise CuratuneError("curated table lacks a required column", file=str(path), column=col)
-    df = read_run_table(path).with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
+    df = df.with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
     _check_rows(df, path)
     unlabelled = df.filter(pl.col("label").is_null() & (pl.col("split") == "train")).height
     train = df.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
