@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import pytest
 
 from curatune.curate.pii.places import PlaceRecognizer
@@ -122,11 +125,58 @@ def test_places_after_travel_words(text, places):
     assert found == places
 
 
-def _detect(text: str) -> list[tuple[str, str]]:
+@functools.cache
+def _default_detector():
     from curatune.config import AnonymiseConfig
     from curatune.curate.pii.engine import build_detector
 
-    return [(r.entity_type, text[r.start:r.end]) for r in build_detector(AnonymiseConfig()).detect([text])[0]]
+    return build_detector(AnonymiseConfig())
+
+
+def _detect(text: str) -> list[tuple[str, str]]:
+    return [(r.entity_type, text[r.start:r.end]) for r in _default_detector().detect([text])[0]]
+
+
+def test_context_words_raise_a_weak_match_over_the_threshold():
+    """A bare five-digit number is too weak a postcode (0.3 < 0.4) unless a context word such as
+    "address" is near. The context never counted: without the lemmatizer Presidio's keywords were empty."""
+    assert ("ZIP_CODE", "90210") in _detect("The address on file ends with 90210 I think")
+    assert not [e for e in _detect("I waited 90210 seconds for it") if e[0] == "ZIP_CODE"]
+
+
+def test_texts_without_a_digit_skip_only_types_that_need_one():
+    from presidio_analyzer import PatternRecognizer
+
+    from curatune.curate.pii.engine import DIGIT_TYPES
+
+    detector = _default_detector()
+    # Every recognizer of those types, on digit-free text shaped like their values, finds nothing.
+    shapes = ["ABCDEFGHIJKL", "AB CD EF GH IJ", "+ (ABC) DEF-GHIJ", "GB AB CDEF GHIJ KLMN", "XAB-CD-EFGH",
+              "my passport is ABCDEFGHI", "card number abcd efgh ijkl mnop", "zip code SWA AA",
+              "call me on five five five one two three four"]
+    for rec in detector.analyzer.registry.recognizers:
+        if DIGIT_TYPES & set(rec.supported_entities):
+            for text in shapes:
+                found = [r for r in rec.analyze(text, rec.supported_entities, None) if r.score > 0]
+                assert not found, (rec.name, text, found)
+            if isinstance(rec, PatternRecognizer):
+                assert all(any(d in p.regex for d in (r"\d", "[0-9]", "0-9")) for p in rec.patterns), rec.name
+    digitless = ["mail jo@example.com or visit https://example.org", "my name is Aantje Mourik",
+                 "five five five one two three four", "Send it to Kiannonkatu, Espoo, Finland"]
+    full = dataclasses.replace(detector, digitless_entities=None)
+    for text in digitless:
+        assert [(r.entity_type, r.start, r.end) for r in detector.detect([text])[0]] == \
+            [(r.entity_type, r.start, r.end) for r in full.detect([text])[0]]
+    assert ("PHONE_NUMBER", "+1 415 555 0134") in _detect("call me on +1 415 555 0134")
+
+
+def test_an_id_pattern_that_redefines_a_digit_type_still_runs_on_text_without_digits():
+    from curatune.config import AnonymiseConfig
+    from curatune.curate.pii.engine import build_detector
+
+    detector = build_detector(AnonymiseConfig(id_patterns={"US_PASSPORT": r"\bPP[A-Z]{6}\b"}))
+    text = "my passport is PPABCDEF"
+    assert [(r.entity_type, text[r.start:r.end]) for r in detector.detect([text])[0]] == [("US_PASSPORT", "PPABCDEF")]
 
 
 def test_one_postal_address_is_one_entity():
