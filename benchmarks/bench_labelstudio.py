@@ -111,12 +111,12 @@ def run(data_dir: Path, quick: bool) -> str:
             t_pull, pulled = _timed(lambda: pull(run_dir, cfg))
             t_anchor_pull, exported = _timed(lambda: client.projects.exports.as_json(anchor.id))
             n_exported = sum(len(t["annotations"]) for t in exported)
-            # The action turns each prediction into an annotation: flagged rows get two, which disagree.
+            # The action turns each prediction into an annotation: flagged rows get two, by the same user.
             assert pulled["rows"] == n and pulled["reviews"] == n_exported
             t_apply, applied = _timed(lambda: apply_reviews_to_run(run_dir, Config()))
 
             # A later curate run (new run id) whose label quality moved on one row in ten: those tasks
-            # get new predictions, and the rows apply-reviews marked as conflicts new reasons (meta).
+            # get new predictions; tasks of rows whose data apply-reviews changed are updated too.
             manifest = read_json(curate_dir / "manifest.json")
             manifest["run_id"] = "cur-00000000a1a7"
             write_json(manifest, curate_dir / "manifest.json")
@@ -144,7 +144,7 @@ def run(data_dir: Path, quick: bool) -> str:
         ("pull (annotations -> reviews.parquet)", n, f"{t_pull:.1f}", rate(t_pull), f"{t_anchor_pull:.1f}",
          rate(t_anchor_pull), f"{t_pull / t_anchor_pull:.2f}x", "yes" if t_pull <= GOAL_S else "no"),
         ("push again (nothing to do)", n, f"{t_repush:.1f}", rate(t_repush), "-", "-", "-", "-"),
-        (f"push of a later run ({later['updated']:,} tasks updated, {n_moved:,} with new predictions)", n,
+        (f"push of a later run ({later['updated']:,} tasks updated, {n_moved:,} of them for new predictions)", n,
          f"{t_later:.1f}", rate(t_later),
          "-", "-", "-", "-"),
         ("apply-reviews (local)", n, f"{t_apply:.2f}", rate(t_apply), "-", "-", "-", "-"),
@@ -163,6 +163,7 @@ def run(data_dir: Path, quick: bool) -> str:
     out += (f"\nPush sends batches of {cfg.batch_size}; it first lists the row_ids the project holds, so a "
             "second push creates nothing. Making the reviews (bulk action, both projects) took "
             f"{t_annotate:.1f} s ({pulled['reviews']:,} annotations on {n:,} rows: flagged rows get one per "
-            f"prediction); apply-reviews confirmed {applied['confirmed']:,} rows and kept {applied['conflicts']:,} "
-            "conflicts for a person to settle.\n")
+            "prediction, all by the one benchmark user, and a reviewer's latest annotation of a row is their vote); "
+            f"apply-reviews confirmed {applied['confirmed']:,} rows, relabelled {applied['relabelled']:,}, dropped "
+            f"{applied['dropped']:,} and kept {applied['conflicts']:,} conflicts for a person to settle.\n")
     return out
