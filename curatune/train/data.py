@@ -84,6 +84,13 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     for col in ("row_id", "text", "label", "split"):
         if col not in df.columns:
             raise CuratuneError("curated table lacks a required column", file=str(path), column=col)
+    # A hand-made table: the tokenizer needs strings, and a list or struct cannot be a label or split.
+    if df.schema["text"] != pl.String:
+        raise CuratuneError(f"column must hold text (strings), not {df.schema['text']}", file=str(path), column="text")
+    for col in ("label", "split"):
+        if df.schema[col].is_nested():
+            raise CuratuneError(f"column must hold one value per row, not {df.schema[col]}", file=str(path),
+                                column=col)
     df = df.with_columns(pl.col("label").cast(pl.String), pl.col("split").cast(pl.String))
     _check_rows(df, path)
     unlabelled = df.filter(pl.col("label").is_null() & (pl.col("split") == "train")).height

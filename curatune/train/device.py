@@ -25,6 +25,14 @@ def _cuda_name() -> str:
     return f"{n} x {torch.cuda.get_device_name(0)}" if n else "cuda"
 
 
+def _native_bf16() -> bool:
+    # torch counts bf16 emulated in fp32 on pre-Ampere GPUs (T4, V100) as supported; there it is slow,
+    # and fp16 is the mixed precision those GPUs have.
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def choose_device(device: str, precision: str) -> DeviceChoice:
     import torch
 
@@ -38,10 +46,10 @@ def choose_device(device: str, precision: str) -> DeviceChoice:
         raise CuratuneError("[train] device = 'mps' but Apple MPS is not available here (set device = 'auto')")
     if precision == "auto":
         # Mixed precision on CPU and MPS is slower or unsupported for these models.
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else "fp32"
+        precision = ("bf16" if _native_bf16() else "fp16") if device == "cuda" else "fp32"
     if precision in ("bf16", "fp16") and device != "cuda":
         raise CuratuneError(f"[train] precision = '{precision}' needs a CUDA GPU; use 'auto' or 'fp32' on {device}")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and not _native_bf16():
         raise CuratuneError("[train] precision = 'bf16' is not supported by this GPU; use 'fp16' or 'auto'")
     if device == "cuda":
         name = _cuda_name()

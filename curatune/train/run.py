@@ -119,28 +119,37 @@ def _last_complete_checkpoint(ckpt: Path) -> str | None:
     return None
 
 
-def _prepare_out_dir(out: Path, fingerprint: str, resume: bool) -> str | None:
-    """Fresh runs start from an empty checkpoint folder; resumed runs need a matching one."""
-    ckpt = out / CHECKPOINTS
-    if not _is_main_process():
-        return _last_complete_checkpoint(ckpt) if resume else None
-    (out / MANIFEST).unlink(missing_ok=True)  # a rerun is incomplete until it writes its manifest
+def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
+    """The checkpoint a resumed run continues from (None for a fresh run); refuses a resume that
+    cannot reach the interrupted run's result. Reads only: a refused resume changes nothing."""
     if not resume:
-        shutil.rmtree(ckpt, ignore_errors=True)
-        (out / TRAINER_LOG).unlink(missing_ok=True)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        write_json({"fingerprint": fingerprint}, ckpt / RUN_STATE)
         return None
-    state = ckpt / RUN_STATE
+    ckpt = out / CHECKPOINTS
     last = _last_complete_checkpoint(ckpt)
     if last is None:
         raise CuratuneError("nothing to resume: no complete checkpoint in this output directory "
                             "(run without --resume to start)", file=str(ckpt))
+    state = ckpt / RUN_STATE
     recorded = json.loads(state.read_text()).get("fingerprint") if state.is_file() else None
     if recorded != fingerprint:
         raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
                             "was written (run without --resume to start again)", file=str(ckpt))
     return last
+
+
+def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
+    """Once every setting is checked and training is about to start: the earlier run's manifest goes
+    (a rerun is incomplete until it writes its own), and a fresh run starts from an empty checkpoint folder."""
+    if not _is_main_process():
+        return
+    (out / MANIFEST).unlink(missing_ok=True)
+    if resume:
+        return
+    ckpt = out / CHECKPOINTS
+    shutil.rmtree(ckpt, ignore_errors=True)
+    (out / TRAINER_LOG).unlink(missing_ok=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    write_json({"fingerprint": fingerprint}, ckpt / RUN_STATE)
 
 
 def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:
@@ -282,27 +291,30 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
 
     with manifest.timed("load"):
         data = load_train_data(curate_dir, seed=tc.seed)
-    if data.validation.height == 0:
-        raise CuratuneError("no validation rows: add a validation split or more training rows per label "
-                            "(10% of train per label is held out when there is no validation split)",
-                            file=str(curate_dir / CURATED))
+    # Rows it cannot score (no label, or one it never trains on) leave every evaluation at macro-F1 0,
+    # and the "best" checkpoint would silently be the first.
+    if not data.validation["label"].is_in(data.labels).any():
+        raise CuratuneError("no validation rows with a label the model trains on: add a validation split or more "
+                            "training rows per label (10% of train per label is held out when there is no "
+                            "validation split)", file=str(curate_dir / CURATED))
     manifest.add_input(curate_dir / CURATED, rows=data.counts["rows"])
     if (curate_dir / MANIFEST).is_file():
         manifest.add_input(curate_dir / MANIFEST)
     base_path, choice = check_train_setup(tc)
     body_lr, head_lr = learning_rates(tc)
-    resume_from = _prepare_out_dir(out, _run_fingerprint(config, curate_dir), resume)
+    fingerprint = _run_fingerprint(config, curate_dir)
+    resume_from = _resume_point(out, fingerprint, resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
     with quiet_peft_deprecation():
         return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
-                      resume_from, callbacks or [])
+                      resume_from, callbacks or [], fingerprint)
 
 
 def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[float, float], out: Path,
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
-           extra_callbacks: list) -> dict[str, Any]:
+           extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
     from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -331,6 +343,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
         enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
                for s in splits}
+    _start_out_dir(out, fingerprint, resume_from is not None)
     trunc = {s: enc[s].stats() for s in splits}
     if trunc["train"]["truncated"]:
         say(f"train: max_length {max_length} ({'set' if tc.max_length else 'measured'}) truncates "
@@ -437,6 +450,11 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
         shutil.rmtree(out / name, ignore_errors=True)
     label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
     resolved = {**{k: v for k, v in vars(tc).items()}, **settings}
+
+    # The saved tokenizer cuts where training cut, so plain transformers reproduces the predictions
+    # (head and tail; head_tail needs curatune.train.tokens.encode, as the model card says).
+    tokenizer.model_max_length = settings["max_length"]
+    tokenizer.truncation_side = "left" if tc.truncation == "tail" else "right"
 
     def save(m, where: Path) -> str:
         # Each saved directory carries its tokenizer, label map and config: it loads on its own.

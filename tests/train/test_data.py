@@ -94,6 +94,20 @@ def test_a_hand_made_curated_table_is_checked_row_by_row(tmp_path, change, messa
     assert err.value.row == 4 and err.value.column == column
 
 
+@pytest.mark.parametrize(("column", "values", "message"), [
+    ("text", [7, 8], "column must hold text \\(strings\\), not Int64"),
+    ("text", [["a"], ["b"]], "column must hold text \\(strings\\), not List"),
+    ("label", [["x"], ["y"]], "column must hold one value per row, not List"),
+])
+def test_a_hand_made_table_with_columns_of_the_wrong_kind_is_a_user_error(tmp_path, column, values, message):
+    # The tokenizer's ValueError, or polars' cast error, was a traceback.
+    rows = [{"row_id": f"r{i}", "text": f"text {i}", "label": "ab"[i % 2], "split": "train"} for i in range(2)]
+    d = write_curated(tmp_path / "c", [{**r, column: v} for r, v in zip(rows, values, strict=True)])
+    with pytest.raises(CuratuneError, match=message) as err:
+        load_train_data(d, seed=0)
+    assert err.value.column == column
+
+
 def test_a_hand_made_table_s_cell_values_are_not_repeated_when_they_may_be_personal_data(tmp_path):
     rows = [{"row_id": f"r{i}", "text": f"text {i}", "label": "ab"[i % 2], "split": "train"} for i in range(4)]
     rows[2] = {**rows[2], "row_id": "jane.doe@example.com", "split": "Hi, I'm Jane Doe"}

@@ -527,8 +527,44 @@ def test_cli_train_refuses_a_table_with_no_validation_rows(cli_run, tiny_model, 
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[train]\nmodel = "{tiny_model}"\n')
     code, text = cli_run("train", curated, "--out", tmp_path / "out", "-c", cfg)
-    assert code == 2 and "no validation rows: add a validation split or more training rows per label" in text
+    assert code == 2 and "no validation rows with a label the model trains on: add a validation split" in text
     assert (curated / "curated.parquet").read_bytes() == before
+
+
+def test_cli_train_refuses_validation_rows_it_cannot_score(cli_run, tiny_model, tmp_path):
+    # Too few train rows to hold any out, and validation rows without a label: every evaluation read
+    # macro-F1 0 and the first checkpoint was silently kept as the best.
+    rows = make_rows(12, 3, "train", "tr") + [{**r, "label": None} for r in make_rows(9, 4, "validation", "va")]
+    curated = write_curated(tmp_path / "curate", rows)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\n')
+    code, text = cli_run("train", curated, "--out", tmp_path / "out", "-c", cfg)
+    assert code == 2 and "no validation rows with a label the model trains on" in text
+
+
+def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tiny_model, curated_dir, tmp_path, lora_run):
+    """A resume with nothing to resume, or a setting only checked once the tokenizer is loaded, removed
+    the finished run's manifest (and a fresh rerun its log) before refusing."""
+    from curatune.errors import CuratuneError
+
+    out = tmp_path / "run"
+    shutil.copytree(lora_run, out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a finished run keeps none
+    before = {p: (out / p).read_bytes() for p in ("manifest.json", "trainer_log.jsonl")}
+    with pytest.raises(CuratuneError, match="nothing to resume"):
+        train_model(tiny_config(tiny_model, epochs=1), curated_dir, out, resume=True)
+    with pytest.raises(CuratuneError, match="exceeds what the model takes"):
+        train_model(tiny_config(tiny_model, max_length=100_000), curated_dir, out)
+    assert {p: (out / p).read_bytes() for p in before} == before
+
+
+def test_the_saved_tokenizer_cuts_where_training_cut(lora_run, tiny_model):
+    from transformers import AutoTokenizer
+
+    max_length = json.loads((lora_run / "model" / "train_config.json").read_text())["max_length"]
+    tok = AutoTokenizer.from_pretrained(lora_run / "model")
+    assert tok.model_max_length == max_length < AutoTokenizer.from_pretrained(tiny_model).model_max_length
+    assert len(tok("word " * 500, truncation=True)["input_ids"]) == max_length
 
 
 def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
