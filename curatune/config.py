@@ -299,6 +299,16 @@ class EvaluateConfig:
     rerun_model: bool = False
     gates: GatesConfig = field(default_factory=GatesConfig)
 
+    def check(self) -> None:
+        """Refuse values that would crash the evaluation or write numbers that mislead (no resamples:
+        intervals of null; no bins: a calibration error of 0 that reads as perfect)."""
+        _refuse_unusable(self, "evaluate", {
+            "bootstrap": (self.bootstrap >= 1, ">= 1 (resamples for each interval)"),
+            "confidence": (0 < self.confidence < 1, "in (0, 1), e.g. 0.95"),
+            "ece_bins": (self.ece_bins >= 1, ">= 1"),
+            "min_group_size": (self.min_group_size >= 0, ">= 0"),
+        })
+
 
 # --------------------------------------------------------------------------------------------
 # report / run
@@ -444,6 +454,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Confi
     cfg: Config = _build(Config, raw, "")
     cfg.train.check()
     cfg.curate.check()
+    cfg.evaluate.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg

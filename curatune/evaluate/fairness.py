@@ -66,7 +66,7 @@ class GroupReport:
             for name in self.metrics:
                 row[name] = float(values[name])
             if resampled is not None and g in resampled:
-                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g]).to_dict()
+                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g], n=self.sizes[g]).to_dict()
             rows.append(row)
         return rows
 
@@ -90,7 +90,8 @@ class GroupReport:
         if resampled is not None and "accuracy" in out:
             acc = out["accuracy"]
             acc["difference_ci"] = self.bootstrap.interval(
-                acc["difference"], resampled[acc["best"]] - resampled[acc["worst"]]).to_dict()
+                acc["difference"], resampled[acc["best"]] - resampled[acc["worst"]],
+                n=self.sizes[acc["best"]] + self.sizes[acc["worst"]]).to_dict()
         return out
 
     def _resampled_accuracy(self) -> dict[str, np.ndarray] | None:
@@ -133,8 +134,11 @@ def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.S
         t, q = (y == i).astype(int), (p == i).astype(int)
         if t.sum() == 0 and q.sum() == 0:
             continue
+        # Both rates need rows: without negatives a group's false-positive rate is undefined, and
+        # fairlearn would read it as 0 and report a gap no group has.
         support = pd.Series(t).groupby(g).sum()
-        enough = support.index[support >= min_class_support]
+        negatives = pd.Series(1 - t).groupby(g).sum()
+        enough = support.index[(support >= min_class_support) & (negatives >= min_class_support)]
         eligible = g.isin(enough).to_numpy()
         dp = demographic_parity_difference(t, q, sensitive_features=g)
         eo = (float(equalized_odds_difference(t[eligible], q[eligible], sensitive_features=g[eligible]))

@@ -47,8 +47,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = progress or (lambda _m: None)
     curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), output_dir(out_dir)
-    (out / MANIFEST).unlink(missing_ok=True)
     ec = config.evaluate
+    ec.check()  # a Config built in code never passed through the loader
     manifest = Manifest(stage="evaluate", config=config.resolved())
     train_manifest = read_json(train_dir / MANIFEST) if (train_dir / MANIFEST).is_file() else None
     if train_manifest is None:
@@ -75,6 +75,11 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         raise CuratuneError(f"base_predictions.parquet lacks {missing} {split} rows of "
                             "predictions.parquet: the two must cover the same rows", file=str(train_dir))
     t = t.join(b, on="row_id", how="left")
+    # Rows curated away since training (apply-reviews dropped them) have no text or group here.
+    gone = t.join(curated.select("row_id"), on="row_id", how="anti").height
+    if gone:
+        raise CuratuneError(f"curated.parquet no longer holds {gone} {split} rows of predictions.parquet (curated "
+                            "again or reviews applied after training): re-run the train stage", file=str(curate_dir))
     t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
                how="left")
     # The saved model is loaded at most once, and only by the parts that run it.
@@ -142,6 +147,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         with manifest.timed("forgetting"):
             metrics["forgetting"] = _forgetting(config, train_dir, tuned)
     metrics["gates"] = _gates(metrics, ec)
+    # From here the earlier evaluation's files are replaced: it is incomplete until the new manifest.
+    (out / MANIFEST).unlink(missing_ok=True)
     write_parquet(per_class, out / "per_class.parquet")
     write_parquet(per_class_by_group, out / "fairness_per_class.parquet")
     write_json(metrics, out / METRICS)
@@ -304,7 +311,8 @@ def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str
     col, lab = config.data.reference_text_col, config.data.reference_label_col
     if col not in df.columns:
         raise CuratuneError("reference set lacks its text column", file=ref, column=col)
-    df = df.filter(pl.col(col).is_not_null())  # texts and labels stay aligned
+    # Texts and labels stay aligned; an unlabelled row cannot be probed, so with a label column it is left out.
+    df = df.filter(pl.col(col).is_not_null() & (pl.col(lab).is_not_null() if lab in df.columns else True))
     texts = df[col].cast(pl.String).to_list()
     labels = df[lab].cast(pl.String).to_list() if lab in df.columns else None
     t0 = time.perf_counter()

@@ -35,11 +35,12 @@ class Bootstrap:
         rng = np.random.default_rng(seed)
         self.idx = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), dtype=np.int64)
 
-    def interval(self, point: float, samples: np.ndarray) -> Estimate:
+    def interval(self, point: float, samples: np.ndarray, n: int | None = None) -> Estimate:
+        """``n``: the rows the estimate rests on, when a subset of the resampled rows (one group)."""
         samples = samples[np.isfinite(samples)]
         a = (1 - self.confidence) / 2
         lo, hi = (np.quantile(samples, [a, 1 - a]) if samples.size else (np.nan, np.nan))
-        return Estimate(float(point), float(lo), float(hi), self.n, self.confidence)
+        return Estimate(float(point), float(lo), float(hi), self.n if n is None else n, self.confidence)
 
     def mean(self, values: np.ndarray) -> Estimate:
         values = np.asarray(values, dtype=float)

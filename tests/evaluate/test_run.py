@@ -160,6 +160,58 @@ def test_a_reference_set_without_its_text_column_is_named(trained, tmp_path):
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
 
 
+def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path):
+    """apply-reviews can drop rows after training: they were scored without text, in a '(missing)'
+    group, and the counterfactual check crashed on their null text."""
+    cfg, cur, train_dir, _ = trained
+    cur2 = tmp_path / "curate"
+    shutil.copytree(cur, cur2)
+    out = tmp_path / "evaluate"
+    evaluate_run(cfg, cur2, train_dir, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    curated = pl.read_parquet(cur2 / "curated.parquet")
+    gone = curated.filter(pl.col("split") == "test")["row_id"][:3].to_list()
+    curated.filter(~pl.col("row_id").is_in(gone)).write_parquet(cur2 / "curated.parquet")
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur2, train_dir, out)
+    assert str(err.value) == (f"{cur2}: curated.parquet no longer holds 3 test rows of predictions.parquet (curated "
+                              "again or reviews applied after training): re-run the train stage")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("confidence", 95, "[evaluate] confidence must be in (0, 1), e.g. 0.95"),
+    ("bootstrap", 0, "[evaluate] bootstrap must be >= 1 (resamples for each interval)"),
+    ("ece_bins", 0, "[evaluate] ece_bins must be >= 1"),
+    ("min_group_size", -1, "[evaluate] min_group_size must be >= 0"),
+])
+def test_evaluate_settings_that_crash_or_mislead_are_refused(trained, tmp_path, key, value, message):
+    # confidence = 95 was a numpy traceback; bootstrap = 0 wrote null intervals; ece_bins = 0 an ECE of 0.
+    from curatune.config import config_from_dict
+
+    with pytest.raises(CuratuneError) as err:
+        config_from_dict({"evaluate": {key: value}})
+    assert str(err.value).startswith(f"{message}, got {value}")
+    cfg, cur, train_dir, _ = trained
+    cfg = copy.deepcopy(cfg)
+    setattr(cfg.evaluate, key, value)
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")
+    assert str(err.value) == f"{message}, got {value!r}"
+
+
+def test_unlabelled_reference_rows_are_left_out_of_the_forgetting_probe(trained, tmp_path):
+    cfg, cur, train_dir, _ = trained
+    ref = tmp_path / "reference.parquet"
+    texts = [f"{w} please {i}" for i in range(12) for w in ("book a flight", "set an alarm")]
+    pl.DataFrame({"text": texts + ["what time is it", "play some jazz"],
+                  "label": ["travel", "alarm"] * 12 + [None, None]}).write_parquet(ref)
+    cfg = copy.deepcopy(cfg)
+    cfg.evaluate.forgetting, cfg.data.reference = True, str(ref)
+    metrics = evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")["metrics"]
+    assert metrics["forgetting"]["reference_rows"] == 24 and metrics["forgetting"]["probe_retention"] > 0
+
+
 def _without_manifest(d):
     (d / "manifest.json").unlink()
 

@@ -118,6 +118,28 @@ def test_multiclass_disparity_leaves_out_small_groups_and_thin_classes():
     assert one["per_class"] == [] and one["worst_equalized_odds"] is None
 
 
+def test_equalized_odds_leaves_out_groups_without_negatives_of_a_class():
+    # Group b holds only class-0 rows: its false-positive rate for class 0 is undefined, which
+    # fairlearn reads as 0, reporting a 0.5 gap where the true-positive rates agree (both 1.0).
+    y = np.array([0] * 20 + [1] * 20 + [0] * 40)
+    p = np.array([0] * 20 + [0] * 10 + [1] * 10 + [0] * 40)
+    g = pd.Series(["a"] * 40 + ["b"] * 40)
+    assert equalized_odds_difference((y == 0).astype(int), (p == 0).astype(int), sensitive_features=g) == 0.5
+    result = multiclass_disparity(y_true=y, y_pred=p, groups=g, labels=["c0", "c1"], ranked=["a", "b"],
+                                  min_class_support=10)
+    ours = {r["label"]: r for r in result["per_class"]}
+    assert ours["c0"]["equalized_odds_difference"] is None and ours["c0"]["equalized_odds_groups"] == 1
+    assert result["worst_equalized_odds"] is None
+
+
+def test_a_group_interval_records_the_rows_it_rests_on():
+    y, p, g = _groups_with_accuracy({"a": 0.9, "b": 0.6}, n=100)
+    y, p, g = y[:160], p[:160], g[:160]  # group b keeps 60 rows
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(len(y), seed=0))
+    assert {row["group"]: row["accuracy_ci"]["n"] for row in r.by_group} == {"a": 100, "b": 60}
+    assert r.difference()["accuracy"]["difference_ci"]["n"] == 160
+
+
 def test_group_report_small_groups_not_ranked():
     y = np.array([0, 1] * 50 + [0, 1])
     p = np.array([0, 1] * 50 + [1, 0])
