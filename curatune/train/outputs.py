@@ -115,6 +115,18 @@ def _yaml_str(s: str) -> str:
     return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _truncation_note(settings: dict[str, Any]) -> str:
+    """How inputs were cut in training, and how to cut them the same way."""
+    strategy, max_length = settings.get("truncation", "head"), settings.get("max_length")
+    if max_length is None:
+        return ""
+    if strategy == "head_tail":
+        return (f"Training kept the head and tail of inputs longer than {max_length} tokens; the tokenizer alone "
+                "cannot: cut them with `curatune.train.tokens.encode` to reproduce the predictions.")
+    return (f"Inputs were cut to {max_length} tokens ({'the end' if strategy == 'tail' else 'the start'} kept); "
+            "the saved tokenizer cuts the same way with `truncation=True`.")
+
+
 def model_card(*, base_name: str, method: str, labels: list[str], data_sha256: str, metrics: dict[str, Any],
                base_metrics: dict[str, Any], verdict_info: dict[str, Any], settings: dict[str, Any]) -> str:
     """A Hugging Face model card: YAML metadata (base model, data hash, metrics) and a short text."""
@@ -171,6 +183,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained("model")
 tokenizer = AutoTokenizer.from_pretrained("model")
 ```
+
+{_truncation_note(settings)}
 
 Labels (class id order): {", ".join(f"`{lab}`" for lab in labels[:50])}{" …" if len(labels) > 50 else ""}
 """

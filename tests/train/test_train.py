@@ -100,6 +100,7 @@ def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_ru
     # not a hub id and can name a home directory; the manifest keeps it for the audit.
     assert meta["base_model"] == tiny_model.name and str(tiny_model.parent) not in card
     assert man["model"]["path"] == str(tiny_model)
+    assert f"Inputs were cut to {man['model']['max_length']} tokens (the start kept)" in card
 
 
 def test_a_base_model_in_the_hub_cache_is_named_by_its_hub_id(tiny_model, tmp_path):
