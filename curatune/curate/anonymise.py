@@ -41,8 +41,8 @@ WINDOW, OVERLAP = 20_000, 400
 Span = tuple[int, int, str]
 
 # Words of a speaker that names a role, not a person. NER calls some of them a person at a line
-# start ("Caller: ...", "User: ..."); a speaker made only of these (and digits, single letters) is
-# left as it is.
+# start ("Caller: ...", "User: ..."); a speaker made only of these, with at most one letter or short
+# number as a tag ("Agent B", "SPEAKER_00"), is left as it is.
 ROLE_WORDS = frozenset({
     "customer", "client", "caller", "user", "member", "guest", "visitor", "buyer", "patient", "agent", "representative",
     "rep", "csr", "advisor", "adviser", "operator", "support", "service", "helpdesk", "desk", "help", "staff", "team",
@@ -53,7 +53,11 @@ ROLE_WORDS = frozenset({
 
 
 def is_role(speaker: str) -> bool:
-    return all(len(w) == 1 or w in ROLE_WORDS for w in re.findall(r"[^\W\d_]+", speaker.casefold()))
+    folded = speaker.casefold()
+    # A role is never scanned (its span counts as written), so a phone number, handle or address
+    # beside the role words ("Caller +44 7700 900123", "customer j@x.io") must make it a non-role.
+    tags = [w for w in re.findall(r"[^\W\d_]+", folded) if w not in ROLE_WORDS] + re.findall(r"\d+", folded)
+    return "@" not in folded and len(tags) <= 1 and all(len(t) <= (1 if t.isalpha() else 3) for t in tags)
 
 
 def _check_operator_keys(cfg: AnonymiseConfig, known: list[str]) -> None:
@@ -82,7 +86,7 @@ class Conversation:
     def from_row(cls, row: dict[str, Any]) -> Conversation:
         turns = row.get("turns")
         if not turns:
-            return cls([row["text"]], written=[[]])
+            return cls([row["text"] or ""], written=[[]])  # a row without text can hold personal data elsewhere
         segments = [value or "" for t in turns for value in (t["speaker"], t["text"])]
         roles = frozenset(i for i in range(0, len(segments), 2) if is_role(segments[i]))
         # A role's span counts as written, so neither pass nor the leak scan calls "Caller" a person.
@@ -203,6 +207,22 @@ class Anonymiser:
         return "".join(pieces), new_written, n
 
 
+def _other_columns(table: pl.DataFrame, skip: tuple[str, ...]) -> list[str]:
+    """Columns besides the transcript that are written out and can hold personal data: text, and
+    numbers or categories (a phone number stored as an integer). Nested values cannot be scanned
+    reliably, so a list or struct column is refused rather than written out as it came."""
+    out = []
+    for c, dtype in table.schema.items():
+        if c in skip:
+            continue
+        if dtype.is_nested():
+            raise CuratuneError(f"column '{c}' holds nested values ({dtype}) that anonymisation cannot scan: flatten "
+                                "it into text columns, or leave it out of the input")
+        if dtype == pl.String or dtype.is_integer() or isinstance(dtype, pl.Categorical | pl.Enum):
+            out.append(c)
+    return out
+
+
 def _trim_person(text: str, start: int, end: int) -> Span:
     """NER sometimes takes the greeting with the name ("Sorry Maria"): keep only the name, so the
     mention links to the same person and the greeting stays readable."""
@@ -221,15 +241,18 @@ class Anonymise(CurationStep):
     name = "anonymise"
     sees_all_rows = True
 
+    @classmethod
+    def check_input(cls, rows: pl.DataFrame, group_cols: list[str]) -> None:
+        _other_columns(rows, (*CANONICAL, *BOOKKEEPING, *group_cols))
+
     def run(self, table: pl.DataFrame) -> StepResult:
         cfg: AnonymiseConfig = self.ctx.config.curate.anonymise
         anon = Anonymiser(cfg)
         convs = [Conversation.from_row(r) for r in table.select("row_id", "text", "turns").to_dicts()]
         # Other text columns pass through to every written table, so they are anonymised too, each
         # value with its row's entity book: "Maria Gonzalez" in a name column is the text's <PERSON_1>.
-        fields = [c for c, dtype in table.schema.items()
-                  if dtype == pl.String and c not in (*CANONICAL, *BOOKKEEPING, *self.ctx.group_cols)]
-        values = {c: table[c].to_list() for c in fields}
+        fields = _other_columns(table, (*CANONICAL, *BOOKKEEPING, *self.ctx.group_cols))
+        values = {c: table[c].cast(pl.String).to_list() for c in fields}
         placed = [(c, i) for c in fields for i, v in enumerate(values[c]) if v is not None and v.strip()]
         every = convs + [Conversation([values[c][i]], written=[[]], book=convs[i].book) for c, i in placed]
         owner = list(range(len(convs))) + [i for _, i in placed]
@@ -259,9 +282,14 @@ class Anonymise(CurationStep):
             "pii_counts": [json.dumps(dict(sorted(c.counts.items()))) for c in convs],
             "pii_leaked": leaked,
         }, schema_overrides={"reason": pl.String})
-        text_table = pl.DataFrame({"row_id": table["row_id"], "text": [c.rendered()[0] for c in convs],
+        # A row without text keeps none (it stays unusable); a number or category column changes type
+        # only where something in it was replaced.
+        rewritten = [c for c in fields if table.schema[c] == pl.String or by_column[c]]
+        text_table = pl.DataFrame({"row_id": table["row_id"],
+                                   "text": [None if t is None else c.rendered()[0]
+                                            for t, c in zip(table["text"], convs, strict=True)],
                                    "turns": pl.Series([c.turns() for c in convs], dtype=table.schema["turns"]),
-                                   **{c: pl.Series(values[c], dtype=pl.String) for c in fields}})
+                                   **{c: pl.Series(values[c], dtype=pl.String) for c in rewritten}})
         by_type: Counter = sum((c.counts for c in convs), Counter())
         leak_by_type: Counter = sum(leaks.values(), Counter())
         n_leaked = sum(leaked)

@@ -93,10 +93,16 @@ class CurationStep(ABC):
     """One curation check. Subclasses set ``name`` and are registered with :func:`register_step`."""
 
     name: ClassVar[str]
-    # True for steps that rewrite text: they see dropped rows too, so excluded.parquet is clean.
+    # True for steps that rewrite text: they see dropped and unusable rows (null text) too, so
+    # excluded.parquet is clean.
     sees_all_rows: ClassVar[bool] = False
     # True for steps that need labels (rows with a null label are excluded before them).
     needs_labels: ClassVar[bool] = False
+
+    @classmethod
+    def check_input(cls, rows: pl.DataFrame, group_cols: list[str]) -> None:
+        """Refuse input this step cannot handle, before any output is touched (raise CuratuneError)."""
+        return None  # most steps take any input the loader accepts
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx

@@ -66,6 +66,8 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     manifest = Manifest(stage="curate", config=config.resolved())
     with manifest.timed("load"):
         loaded = load_dataset(paths, config.data, require_label=needs_labels)
+    for cls in step_classes:
+        cls.check_input(loaded.rows, loaded.group_cols)
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)
@@ -110,7 +112,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         step: CurationStep = cls(ctx)
         if progress is not None:
             progress(f"curate: {step.name} ({i + 1}/{len(step_classes)})")
-        view = table.filter(pl.col("text").is_not_null()) if cls.sees_all_rows else table.filter("active")
+        view = table if cls.sees_all_rows else table.filter("active")
         t0 = time.perf_counter()
         result = step.run(view)
         seconds = time.perf_counter() - t0

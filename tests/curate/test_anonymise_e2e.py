@@ -283,6 +283,12 @@ def test_role_speakers_stay_as_they_are(anonymiser):
     assert conv.turns()[1] == {"speaker": "Caller", "text": "the Caller ID is blank"}
     assert [is_role(s) for s in ("Virtual Assistant", "customer_3", "Agent Daniel", "Maria")] == [
         True, True, False, False]
+    # A role is never scanned: personal data beside the role words makes the speaker a non-role.
+    assert [is_role(s) for s in ("SPEAKER_00", "Agent B", "Caller +44 7700 900123", "Customer (07700 900456)",
+                                 "customer j@x.io")] == [True, True, False, False, False]
+    conv = _conversation([("Caller +44 7700 900123", "my card was declined again today")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert "7700" not in conv.turns()[0]["speaker"] and "7700" not in conv.rendered()[0]
 
 
 def test_a_speaker_that_is_not_a_role_is_replaced_even_where_detection_misses_it(anonymiser):
@@ -327,6 +333,46 @@ def test_other_text_columns_are_anonymised_with_their_rows_people_but_group_colu
     assert step["summary"]["other_columns"] == {"customer_name": 1, "contact": 2, "ticket_ref": 0}
     leaked = [f for f, blob in _all_text(out).items() if "Gonzalez" in blob or "07700" in blob or "maria." in blob]
     assert leaked == []
+
+
+def _curate_jsonl(tmp_path: Path, rows: list[dict], name: str = "out") -> Path:
+    src = tmp_path / "tickets.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    out = tmp_path / name
+    run_curation(cfg, out, [str(src)])
+    return out
+
+
+def test_a_row_without_text_has_its_other_columns_anonymised_too(tmp_path):
+    """Rows with no text go to excluded.parquet as unusable; the anonymise step never saw them, so a
+    name, phone or card in their other columns was written out as it came."""
+    rows = [{"id": "t1", "text": "my card was declined", "label": "billing", "customer_name": "Maria Gonzalez",
+             "card": "4012888888881881"},
+            {"id": "t2", "text": None, "label": "billing", "customer_name": "Piotr Zielinski",
+             "card": "4012888888881881"}]
+    out = _curate_jsonl(tmp_path, rows)
+    excluded = pl.read_parquet(out / "excluded.parquet").row(0, named=True)
+    assert (excluded["id"], excluded["text"]) == ("t2", None)
+    assert (excluded["customer_name"], excluded["card"]) == ("<PERSON_1>", "<CREDIT_CARD_1>")
+    assert [f for f, blob in _all_text(out).items() if "Zielinski" in blob or "4012888888881881" in blob] == []
+
+
+def test_number_columns_are_scanned_and_nested_columns_refused(tmp_path):
+    # JSONL keeps types: a phone number stored as an integer passed through unscanned.
+    rows = [{"id": "t1", "text": "call me back please", "label": "billing", "phone": 4155550132, "priority": 2},
+            {"id": "t2", "text": "where is my refund", "label": "refund", "phone": None, "priority": 1}]
+    out = _curate_jsonl(tmp_path, rows)
+    cur = pl.read_parquet(out / "curated.parquet").sort("row_id")
+    assert cur["phone"].to_list() == ["<PHONE_NUMBER_1>", None] and cur.schema["phone"] == pl.String
+    assert cur["priority"].to_list() == [2, 1] and cur.schema["priority"] == pl.Int64  # nothing found: untouched
+    before = (out / "manifest.json").read_bytes()
+    nested = [{**rows[0], "customer": {"name": "Maria Gonzalez", "email": "maria.gonzalez@example.com"}}]
+    with pytest.raises(CuratuneError, match="column 'customer' holds nested values .* that anonymisation cannot "
+                                            "scan: flatten it into text columns, or leave it out of the input"):
+        _curate_jsonl(tmp_path, nested)
+    assert (out / "manifest.json").read_bytes() == before  # refused before the earlier run was touched
 
 
 @pytest.mark.parametrize("fail_on_leak", [False, True])
