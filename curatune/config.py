@@ -182,6 +182,9 @@ class CurateConfig:
 
     def check(self) -> None:
         """Refuse a step order that silently gives wrong results; the loader and run_curation call this."""
+        repeated = sorted({s for s in self.steps if s and self.steps.count(s) > 1})
+        if repeated:
+            raise CuratuneError(f"[curate] steps: '{repeated[0]}' is listed more than once (each step runs once)")
         if "dedup" in self.steps and "anonymise" in self.steps \
                 and self.steps.index("anonymise") < self.steps.index("dedup"):
             raise CuratuneError("[curate] steps: dedup must come before anonymise (after anonymisation, different "

@@ -35,6 +35,14 @@ from curatune.curate.minhash import (
 SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
 
 
+def key_expr(col: str = "text") -> pl.Expr:
+    """The text copies share: normalised, or the text itself where normalising leaves nothing (emoji,
+    "???"), which would otherwise make every such message one text. No normalised text holds a
+    symbol, so the two kinds of key never meet."""
+    norm = normalise_expr(col)
+    return pl.when(norm == "").then(pl.col(col)).otherwise(norm)
+
+
 def normalise_expr(col: str = "text") -> pl.Expr:
     """Unicode NFKC, case-folded, apostrophes dropped ("I'm" -> "im", so contractions stay one
     word), other punctuation and symbols removed, whitespace collapsed."""
@@ -56,6 +64,10 @@ class NearPairs:
     similarity: np.ndarray
     source: np.ndarray  # "minhash" | "embedding"
 
+    def renumbered(self, index: np.ndarray) -> NearPairs:
+        """The same pairs with item ``i`` called ``index[i]``."""
+        return NearPairs(index[self.left], index[self.right], self.similarity, self.source)
+
 
 def minhash_signatures(texts: list[str], cfg: DedupConfig) -> np.ndarray:
     """Character k-grams by default: robust to 1-2 word edits in both short and long texts."""
@@ -73,28 +85,52 @@ def minhash_pairs(texts: list[str], cfg: DedupConfig) -> NearPairs:
     return NearPairs(pairs[:, 0], pairs[:, 1], sim, np.full(len(sim), "minhash"))
 
 
+# Words that turn a message into its opposite ("my card has (not) arrived"): never an edit a copy may have.
+NEGATORS = frozenset({
+    "not", "no", "never", "nor", "none", "nothing", "nobody", "nowhere", "cannot", "cant", "dont", "doesnt", "didnt",
+    "isnt", "arent", "wasnt", "werent", "wont", "wouldnt", "shouldnt", "couldnt", "havent", "hasnt", "hadnt", "aint",
+    "without", "neither",
+})
+
+
+# sklearn's stop words, less those that carry meaning in a support message ("top up", "call back",
+# "bill", "amount", "two"), which sklearn lists because they are frequent in general prose.
+_MEANINGFUL = frozenset({
+    "top", "up", "down", "back", "bottom", "front", "side", "bill", "call", "fire", "find", "found", "get", "give",
+    "move", "show", "take", "put", "keep", "fill", "empty", "full", "name", "system", "amount", "interest", "detail",
+    "describe", "part", "made", "done", "see", "go", "first", "last", "next", "one", "two", "three", "four", "five",
+    "six", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty", "forty", "fifty", "sixty", "hundred",
+    "third", "off", "out", "on",
+})
+
+
+def _function_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) - _MEANINGFUL - NEGATORS
+
+
 def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
     """True when ``b`` is ``a`` after at most ``max_edits`` word swaps, insertions or deletions.
 
-    A content word replaced in place is the mark of a paraphrase, not a copy ("top up my card"
-    vs "top up my account": Banking77 alone has about a thousand such pairs), so an edit script
-    that needs a substitution is rejected unless one side of it is a function word (a filler
-    inserted where a word was deleted).
+    A content word exchanged for another is the mark of a paraphrase, not a copy ("top up my card"
+    vs "top up my account": Banking77 alone has about a thousand such pairs), whether in place or
+    elsewhere in the text ("cancel my card now" vs "my card now frozen"), so content words only one
+    side has must all be on one side: added or left out, not exchanged. A negation added or left
+    out is never a copy's edit.
     """
-    from rapidfuzz.distance import OSA, Levenshtein
+    from rapidfuzz.distance import OSA
 
     ta, tb = a.split(), b.split()
     if OSA.distance(ta, tb) > max_edits:
         return False
-    if Counter(ta) == Counter(tb):  # only word order differs
-        return True
     only_a, only_b = Counter(ta) - Counter(tb), Counter(tb) - Counter(ta)
-    if not only_a or not only_b:  # pure insertions or deletions (plus swaps)
-        return True
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return all(ta[op.src_pos] in ENGLISH_STOP_WORDS or tb[op.dest_pos] in ENGLISH_STOP_WORDS
-               for op in Levenshtein.editops(ta, tb) if op.tag == "replace")
+    if NEGATORS & (set(only_a) | set(only_b)):
+        return False
+    function = _function_words()
+    content_a = [w for w in only_a if w not in function]
+    content_b = [w for w in only_b if w not in function]
+    return not (content_a and content_b)
 
 
 def word_set_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig) -> NearPairs:
@@ -172,7 +208,7 @@ class Dedup(CurationStep):
         cfg: DedupConfig = self.ctx.config.curate.dedup
         has_split = table["split"].n_unique() > 1
         rows = table.select(
-            "row_id", "label", "split", normalise_expr().alias("norm"),
+            "row_id", "label", "split", key_expr().alias("norm"),
             pl.col("split").replace_strict(SPLIT_PRIORITY, default=2, return_dtype=pl.Int64).alias("prio"),
             pl.col("label").is_null().alias("unlabelled"),
         ).with_row_index("ord")
@@ -181,13 +217,17 @@ class Dedup(CurationStep):
         key_text = rows.unique("key").sort("key")["norm"].to_list()
 
         stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
-        pairs = self._near_pairs(key_text, cfg, stats) if cfg.near else []
         # A key ranks by its best row (test over validation over train, then the first): the leader of a
         # cluster then holds the cluster's best row, which represents it, so every dropped row was
         # compared with the key of the row it names in duplicate_of.
         best_row = rows.sort(*BEST_ROW).unique("key", keep="first").sort("key")
-        key_rank = best_row.select(pl.struct(*BEST_ROW).rank("ordinal").cast(pl.Int64))
-        cluster_of_key = leader_clusters(len(key_text), pairs, key_rank.to_series().to_numpy())
+        key_rank = best_row.select(pl.struct(*BEST_ROW).rank("ordinal").cast(pl.Int64)).to_series().to_numpy()
+        # Near pairs are searched with the keys numbered best first: a huge LSH bucket is linked to its
+        # lowest-numbered member only (minhash.candidate_pairs), which must be the one that leads it.
+        best_first = np.argsort(key_rank, kind="stable")
+        pairs = [p.renumbered(best_first) for p in
+                 self._near_pairs([key_text[i] for i in best_first], cfg, stats)] if cfg.near else []
+        cluster_of_key = leader_clusters(len(key_text), pairs, key_rank)
         dist_of_key = np.zeros(len(key_text))
         for p in pairs:  # distance to the closest partner, for the ledger
             for a, b, sim in zip(p.left, p.right, p.similarity, strict=True):

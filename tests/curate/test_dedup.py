@@ -121,9 +121,46 @@ def test_no_text_in_ledger(tmp_path):
     ("why havent i gotten my payment yet", "why havent i gotten my again yet", True),
     ("a b c d e f", "a c e f", True),
     ("a b c d e f", "c e f", False),
+    # A negation added or left out turns the message round (Banking77: card_arrival vs card_not_arrived).
+    ("my card has arrived", "my card has not arrived", False),
+    ("i want to cancel my transfer", "i do not want to cancel my transfer", False),
+    # A content word exchanged elsewhere in the text is a paraphrase, as one exchanged in place.
+    ("cancel my card now", "my card now frozen", False),
+    ("how long will my top up be pending", "how long will my atm withdrawal be pending", False),
 ])
 def test_word_edit_copy(a, b, ok):
     assert is_word_edit_copy(a, b, 2) is ok
+
+
+def test_texts_that_normalise_to_nothing_are_not_one_text(tmp_path):
+    # Normalising drops symbols: every emoji-only or "???" message was one text, dropped as conflicting copies.
+    df = pl.DataFrame({"id": ["a", "b", "c", "d", "e"], "text": ["👍", "👎", "???", "!!!", "👍"],
+                       "label": ["happy", "unhappy", "confused", "angry", "happy"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert [fate(led, r)["fate"] for r in "abcde"] == ["kept", "kept", "kept", "kept", "dropped"]
+    assert fate(led, "e")["reasons"] == ["exact_duplicate"] and fate(led, "a")["reasons"] == []
+
+
+def test_a_test_row_leads_a_bucket_of_hundreds_of_near_copies(tmp_path):
+    """Over 200 near-identical texts share an LSH bucket, which is linked to one member only; that
+    member was the alphabetically first text, not the test row, and 284 of 600 train copies of the
+    test row were kept (the rest dropped as near_duplicate, not leakage)."""
+    texts = [f"{LONG} order number {900000 - i}" for i in range(600)]
+    df = pl.DataFrame({"id": [f"r{i:03d}" for i in range(600)], "text": texts, "label": ["ship"] * 600,
+                       "split": ["test"] + ["train"] * 599})
+    led = curate(tmp_path, df, embedding=False)
+    assert fate(led, "r000")["fate"] == "kept"
+    rest = led.filter(pl.col("row_id") != "r000")
+    assert rest["fate"].unique().to_list() == ["dropped"] and rest["duplicate_of"].unique().to_list() == ["r000"]
+    assert rest["reasons"].list.first().unique().to_list() == ["leakage"]
+
+
+def test_a_step_listed_twice_is_refused():
+    from curatune.config import config_from_dict
+    from curatune.errors import CuratuneError
+
+    with pytest.raises(CuratuneError, match="^\\[curate\\] steps: 'dedup' is listed more than once"):
+        config_from_dict({"curate": {"steps": ["dedup", "anonymise", "dedup"]}})
 
 
 def test_leader_clusters_do_not_chain():
