@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from curatune.config import AnonymiseConfig
+from curatune.config import AnonymiseConfig, Config
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
 from curatune.curate.pii.engine import Detector, build_detector, repeated_names, resolve_overlaps
 from curatune.curate.pii.operators import EntityBook, Replacer
@@ -242,7 +242,7 @@ class Anonymise(CurationStep):
     sees_all_rows = True
 
     @classmethod
-    def check_input(cls, rows: pl.DataFrame, group_cols: list[str]) -> None:
+    def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
         _other_columns(rows, (*CANONICAL, *BOOKKEEPING, *group_cols))
 
     def run(self, table: pl.DataFrame) -> StepResult:

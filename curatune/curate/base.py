@@ -100,7 +100,7 @@ class CurationStep(ABC):
     needs_labels: ClassVar[bool] = False
 
     @classmethod
-    def check_input(cls, rows: pl.DataFrame, group_cols: list[str]) -> None:
+    def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
         """Refuse input this step cannot handle, before any output is touched (raise CuratuneError)."""
         return None  # most steps take any input the loader accepts
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.config import LabelIssuesConfig
+from curatune.config import Config, LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.dataset import read_table
 from curatune.errors import CuratuneError
@@ -129,10 +129,35 @@ def user_probs(path: str, row_ids: list[str], classes: list[str]) -> np.ndarray:
     return probs / total[:, None]
 
 
+def _scorable_labels(labels: pl.Series, *, with_pred_probs: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The classes, each row's class id, and which classes can be scored; refuses data with fewer than
+    two scorable classes. Only cross-validation leaves a rare label out of its own training fold; the
+    user's probabilities come from a model trained elsewhere, so they score every row."""
+    classes = sorted(labels.cast(pl.String).unique().to_list())
+    if not classes:
+        raise CuratuneError("label issues need labelled rows; no row with text has a label")
+    if len(classes) < 2:
+        raise CuratuneError(f"label issues need at least two classes; every labelled row has label '{classes[0]}'")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[v] for v in labels.cast(pl.String).to_list()])
+    scorable = np.bincount(y, minlength=len(classes)) >= (1 if with_pred_probs else MIN_ROWS_PER_LABEL)
+    if scorable.sum() < 2:
+        raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} rows each "
+                            f"to cross-validate, found {int(scorable.sum())} (of {len(classes)} labels); add rows "
+                            "or give [curate.label_issues] pred_probs")
+    return classes, y, scorable
+
+
 @register_step
 class LabelIssues(CurationStep):
     name = "label_issues"
     needs_labels = True
+
+    @classmethod
+    def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
+        # The input as loaded, before any output is touched; run() checks again what earlier steps left.
+        _scorable_labels(rows.filter(pl.col("text").is_not_null() & pl.col("label").is_not_null())["label"],
+                         with_pred_probs=bool(config.curate.label_issues.pred_probs))
 
     def run(self, table: pl.DataFrame) -> StepResult:
         from cleanlab.filter import find_label_issues
@@ -140,22 +165,7 @@ class LabelIssues(CurationStep):
 
         cfg: LabelIssuesConfig = self.ctx.config.curate.label_issues
         cfg.check()  # a Config built in code never passed through the loader
-        classes = sorted(table["label"].unique().to_list())
-        if not classes:
-            raise CuratuneError("label issues need labelled rows; no row with text has a label")
-        if len(classes) < 2:
-            raise CuratuneError(f"label issues need at least two classes; every labelled row has label "
-                                f"'{classes[0]}'")
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[v] for v in table["label"].to_list()])
-        counts = np.bincount(y, minlength=len(classes))
-        # Only cross-validation leaves a rare label out of its own training fold; the user's
-        # probabilities come from a model trained elsewhere, so they score every row.
-        scorable = counts >= (1 if cfg.pred_probs else MIN_ROWS_PER_LABEL)
-        if scorable.sum() < 2:
-            raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} rows each "
-                                f"to cross-validate, found {int(scorable.sum())} (of {len(classes)} labels); add rows "
-                                "or give [curate.label_issues] pred_probs")
+        classes, y, scorable = _scorable_labels(table["label"], with_pred_probs=bool(cfg.pred_probs))
         scored = scorable[y]
         at = np.flatnonzero(scored)
         kept_classes = np.flatnonzero(scorable)

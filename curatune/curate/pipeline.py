@@ -23,7 +23,7 @@ from curatune.config import Config
 from curatune.curate.base import BUILTIN_STEPS, CurationStep, StepContext, StepResult, get_step, step_is_built
 from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
-from curatune.rundir import MANIFEST, Manifest, output_dir, write_parquet
+from curatune.rundir import MANIFEST, Manifest, output_dir, read_run_table, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     with manifest.timed("load"):
         loaded = load_dataset(paths, config.data, require_label=needs_labels)
     for cls in step_classes:
-        cls.check_input(loaded.rows, loaded.group_cols)
+        cls.check_input(loaded.rows, config, loaded.group_cols)
+    truth = _load_truth(config.data.truth)
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)
@@ -105,7 +106,6 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         table = _exclude_unlabelled(table)
 
     ledger_extra: list[pl.DataFrame] = []
-    truth = _load_truth(config.data.truth)
     truth_scores: dict[str, Any] = {}
     gates = []
     for i, cls in enumerate(step_classes):
@@ -257,4 +257,4 @@ def _load_truth(path: str) -> pl.DataFrame | None:
     p = Path(path)
     if not p.is_file():
         raise CuratuneError("truth file not found", file=path)
-    return pl.read_parquet(p)
+    return read_run_table(p)

@@ -146,6 +146,32 @@ def test_missing_truth_file_is_a_clear_error(cli_run, tmp_path):
     assert not (tmp_path / "out" / "ledger.parquet").exists()
 
 
+def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
+    """The earlier manifest was removed once the input was read, before the truth file was opened or
+    label issues found too few labels: a refused command left a run that later stages called incomplete."""
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": [f"message number {i} about my {w}" for i, w in enumerate(["card", "loan"] * 6)],
+                  "label": ["card", "loan"] * 6}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    out = tmp_path / "out"
+    assert cli_run("curate", src, "--out", out, "--config", cfg)[0] == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    not_parquet = tmp_path / "truth.parquet"
+    not_parquet.write_text("row_id,is_dup\n1,true\n")
+    code, text = cli_run("curate", src, "--out", out, "--config", cfg, "--truth", not_parquet)
+    errors = error_lines(text)
+    assert code == 2 and len(errors) == 1, text
+    assert errors[0].startswith(f"error: {not_parquet}: cannot read Parquet table (")
+    one_label = tmp_path / "one.csv"
+    pl.DataFrame({"text": ["a b c", "d e f", "g h i"], "label": ["card", "card", "loan"]}).write_csv(one_label)
+    cfg2 = tmp_path / "c2.toml"
+    cfg2.write_text("[curate]\nsteps = ['label_issues']\n")
+    code, text = cli_run("curate", one_label, "--out", out, "--config", cfg2)
+    assert code == 2 and "label issues need two or more labels with at least 2 rows each" in text
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
 def test_label_issues_on_a_dataset_with_no_text_says_why(cli_run, tmp_path):
     src = tmp_path / "d.csv"
     pl.DataFrame({"text": ["  ", None, ""], "label": ["x", "y", "x"]}).write_csv(src)
