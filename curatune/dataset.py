@@ -127,6 +127,9 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
     if row is not None:
         # Grouping would merge every id-less turn into one conversation whose row_id is null.
         raise CuratuneError("conversation id is empty", file=path, row=row, column=cfg.conversation_col)
+    # One conversation is one row: turns that disagree on its label, split or group cannot be resolved
+    # (a conversation partly marked test would land in train on its first turn's word).
+    agreeing = [c for c in dict.fromkeys((cfg.label_col, cfg.split_col, *cfg.group_cols)) if c in passthrough]
     turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).str.strip_chars().replace("", None)
                             .alias("speaker"),
                             pl.col(cfg.text_col).cast(pl.String).alias("text"))
@@ -140,12 +143,30 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
             turn_struct.filter(pl.col(cfg.text_col).cast(pl.String).str.strip_chars().fill_null("") != "")
             .alias("turns"),
             *[pl.col(c).drop_nulls().first().alias(c) for c in passthrough],
+            *[pl.col(c).drop_nulls().n_unique().alias(f"__n_{c}") for c in agreeing],
         )
         .sort("__first")
         .drop("__first")
     )
+    for c in agreeing:
+        row = first_row(agg, pl.col(f"__n_{c}") > 1)
+        if row is not None:
+            conv_id = shown_value(agg[cfg.conversation_col][row - 1])
+            raise CuratuneError(f"the turns of conversation {conv_id} disagree on their {c}: give every turn of a "
+                                "conversation the same value", file=path, column=c)
+    agg = agg.drop([f"__n_{c}" for c in agreeing])
     return agg.with_columns(render_turns(pl.col("turns")).alias(cfg.text_col)).rename(
         {cfg.conversation_col: "__conv_id"})
+
+
+def _label_text(dtype: pl.DataType) -> pl.Expr:
+    """Labels as text. A float column is what pandas writes for integer labels with gaps: NaN is a
+    missing label (not a class called "NaN"), and 1.0 is the label 1, as a CSV of the same data says."""
+    label = pl.col("label")
+    if not dtype.is_float():
+        return label.cast(pl.String)
+    label = label.fill_nan(None)
+    return pl.when(label == label.round()).then(label.cast(pl.Int64).cast(pl.String)).otherwise(label.cast(pl.String))
 
 
 def render_turns(turns: pl.Expr) -> pl.Expr:
@@ -280,7 +301,7 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
         df = df.with_columns(pl.lit(None, dtype=TURN_TYPE).alias("turns"))
     df = df.with_columns(
         pl.col("text").cast(pl.String),
-        pl.col("label").cast(pl.String).str.strip_chars().replace("", None),
+        _label_text(df.schema["label"]).str.strip_chars().replace("", None),
         pl.col("split").cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None)
         .fill_null(DEFAULT_SPLIT).replace(SPLIT_ALIASES),
         pl.lit(src).alias("source"),

@@ -246,3 +246,25 @@ def test_two_files_with_one_stem_are_refused_unless_rows_carry_their_own_ids(tmp
     assert str(err.value) == (f"'{a}' and '{b}' would both number their rows 'train:N'; rename one, or set "
                               "[data] id_col to a column of unique ids")
     assert load_dataset([a, b], DataConfig(id_col="id")).rows["row_id"].to_list() == ["2023-1", "2024-1"]
+
+
+@pytest.mark.parametrize(("column", "values"), [("label", ["refund", "return"]), ("split", ["train", "test"]),
+                                                ("region", ["EU", "NA"])])
+def test_turns_of_one_conversation_that_disagree_on_label_split_or_group_are_refused(tmp_path, column, values):
+    # The first turn's value won without a word: a conversation partly marked test could land in train.
+    rows = [{"conversation_id": "c1", "turn": i + 1, "speaker": "customer", "text": f"turn {i}", "label": "refund",
+             "split": "train", "region": "EU", column: v} for i, v in enumerate(values)]
+    path = _turns_file(tmp_path, rows)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conversation_id", group_cols=["region"]))
+    assert str(err.value) == (f"{path}, column '{column}': the turns of conversation 'c1' disagree on their {column}: "
+                              "give every turn of a conversation the same value")
+
+
+def test_float_labels_read_as_their_integer_and_nan_as_missing(tmp_path):
+    # pandas writes an integer label column with gaps as floats: NaN became a class named "NaN".
+    pl.DataFrame({"text": ["a", "b", "c", "d"], "label": [1.0, float("nan"), 2.0, 2.5]}).write_parquet(
+        tmp_path / "d.parquet")
+    out = load_dataset([tmp_path / "d.parquet"], DataConfig())
+    labels = pl.concat([out.rows, out.unusable], how="diagonal_relaxed").sort("row_id")["label"].to_list()
+    assert labels == ["1", None, "2", "2.5"]
