@@ -74,6 +74,21 @@ class DedupConfig:
     max_word_edits: int = 2
     seed: int = 1
 
+    def check(self) -> None:
+        """Values that crash the step (negative permutations) or quietly change what it does (a threshold
+        outside (0, 1] turns near-dedup off or merges unrelated texts; 0-grams make every text one)."""
+        _refuse_unusable(self, "curate.dedup", {
+            "num_perm": (self.num_perm >= 1, ">= 1"),
+            "threshold": (0 < self.threshold <= 1, "in (0, 1]"),
+            "embedding_threshold": (0 < self.embedding_threshold <= 1, "in (0, 1]"),
+            "word_set_threshold": (0 < self.word_set_threshold <= 1, "in (0, 1]"),
+            "word_shingle": (self.word_shingle >= 1, ">= 1"),
+            "char_shingle": (self.char_shingle >= 1, ">= 1"),
+            "short_text_words": (self.short_text_words >= 0, ">= 0"),
+            "max_word_edits": (self.max_word_edits >= 0, ">= 0"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
+        })
+
 
 # How the anonymiser rewrites what it finds (curate/pii/operators.py implements them).
 OPERATORS = ("placeholder", "surrogate", "mask", "hash")
@@ -170,6 +185,15 @@ class LabelStudioConfig:
     # Set false only for data that holds no personal data at all (a public benchmark).
     require_anonymised: bool = True
 
+    def check(self) -> None:
+        _refuse_unusable(self, "labelstudio", {
+            "sample_size": (self.sample_size >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "retries": (self.retries >= 0, ">= 0"),
+            "retry_backoff_s": (self.retry_backoff_s >= 0, ">= 0"),
+            "timeout_s": (self.timeout_s > 0, "> 0"),
+        })
+
 
 @dataclass
 class CurateConfig:
@@ -190,6 +214,7 @@ class CurateConfig:
             raise CuratuneError("[curate] steps: dedup must come before anonymise (after anonymisation, different "
                                 "customers' messages that differ only in names or numbers read as copies)")
         self.label_issues.check()
+        self.dedup.check()
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +335,15 @@ class EvaluateConfig:
             "confidence": (0 < self.confidence < 1, "in (0, 1), e.g. 0.95"),
             "ece_bins": (self.ece_bins >= 1, ">= 1"),
             "min_group_size": (self.min_group_size >= 0, ">= 0"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
         })
+        g = self.gates
+        # A gate that can never pass (an accuracy above 1) is a typo for a percentage.
+        _refuse_unusable(g, "evaluate.gates", {
+            name: (0 <= getattr(g, name) <= 1, "in [0, 1] (0 = not checked)")
+            for name in ("min_accuracy", "min_probe_retention", "max_group_accuracy_difference",
+                         "max_counterfactual_flip_rate")
+        } | {"min_similarity_retention": (-1 <= g.min_similarity_retention <= 1, "in [-1, 1] (0 = not checked)")})
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,6 +365,14 @@ class ReportConfig:
     # Text is shown only from anonymised tables whose leak scan passed. Set true only for data that holds
     # no personal data at all (a public benchmark run without the anonymise step).
     show_text_without_anonymisation: bool = False
+
+    def check(self) -> None:
+        _refuse_unusable(self, "report", {
+            "max_examples": (self.max_examples >= 0, ">= 0"),
+            "text_chars": (self.text_chars >= 1, ">= 1"),
+            "max_groups": (self.max_groups >= 1, ">= 1"),
+            "max_heatmap_classes": (self.max_heatmap_classes >= 1, ">= 1"),
+        })
 
 
 @dataclass
@@ -455,9 +496,8 @@ def _known_keys(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     cfg: Config = _build(Config, raw, "")
-    cfg.train.check()
-    cfg.curate.check()
-    cfg.evaluate.check()
+    for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report):
+        section.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from curatune.config import Config, load_config
+from curatune.config import Config, config_from_dict, load_config
 from curatune.errors import CuratuneError
 
 
@@ -158,3 +158,27 @@ def test_a_curation_config_built_in_code_is_checked_when_curation_runs(tmp_path)
     with pytest.raises(CuratuneError, match="dedup must come before anonymise"):
         run_curation(cfg, tmp_path / "out", [str(tmp_path / "d.csv")])
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("curate.dedup", "num_perm", -3, "[curate.dedup] num_perm must be >= 1, got -3"),
+    ("curate.dedup", "threshold", 5.0, "[curate.dedup] threshold must be in (0, 1], got 5.0"),
+    ("curate.dedup", "char_shingle", 0, "[curate.dedup] char_shingle must be >= 1, got 0"),
+    ("report", "max_examples", -1, "[report] max_examples must be >= 0, got -1"),
+    ("report", "text_chars", -5, "[report] text_chars must be >= 1, got -5"),
+    ("evaluate", "seed", -1, "[evaluate] seed must be in [0, 2**32), got -1"),
+    ("evaluate.gates", "min_accuracy", 5.0,
+     "[evaluate.gates] min_accuracy must be in [0, 1] (0 = not checked), got 5.0"),
+    ("labelstudio", "sample_size", -5, "[labelstudio] sample_size must be >= 1, got -5"),
+])
+def test_settings_that_crash_a_stage_or_quietly_change_it_are_refused_at_load(section, key, value, message):
+    """Each was accepted by `curatune validate`: num_perm = -3 was a traceback, threshold = 5 turned
+    near-dedup off, char_shingle = 0 made every text one, max_examples = -1 crashed the report."""
+    raw: dict = {}
+    node = raw
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = value
+    with pytest.raises(CuratuneError) as err:
+        config_from_dict(raw)
+    assert str(err.value) == message

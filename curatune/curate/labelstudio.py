@@ -324,8 +324,7 @@ def _check_options(cfg: LabelStudioConfig) -> None:
         raise CuratuneError(f"--only must be one of {', '.join(ONLY)}, got {cfg.only!r}")
     if not re.match(r"^https?://[^/\s]+", cfg.url or ""):
         raise CuratuneError(f"not a usable Label Studio URL: {cfg.url!r} (expected http://host:port)")
-    if cfg.batch_size < 1 or cfg.retries < 0:
-        raise CuratuneError("[labelstudio] batch_size must be >= 1 and retries >= 0")
+    cfg.check()  # a config built in code never passed through the loader
 
 
 def check_publishable(manifest: dict[str, Any], cfg: LabelStudioConfig, curate_dir: Path) -> str:

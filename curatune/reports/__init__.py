@@ -44,6 +44,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     if not run.is_dir():
         raise CuratuneError("run directory not found", file=str(run))
     cfg = config or _recorded_config(run)
+    cfg.check()  # a config built in code never passed through the loader
     out = output_dir(Path(out_dir) if out_dir is not None else run / "report")
     manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
     for p in report_inputs(run):

@@ -327,8 +327,9 @@ def test_push_refuses_a_run_that_was_not_anonymised(run_copy, monkeypatch):
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"batch_size": 0}, "[labelstudio] batch_size must be >= 1 and retries >= 0"),
-    ({"retries": -1}, "[labelstudio] batch_size must be >= 1 and retries >= 0"),
+    ({"batch_size": 0}, "[labelstudio] batch_size must be >= 1, got 0"),
+    ({"retries": -1}, "[labelstudio] retries must be >= 0, got -1"),
+    ({"timeout_s": 0.0}, "[labelstudio] timeout_s must be > 0, got 0.0"),
 ])
 def test_push_refuses_unusable_options(run_copy, monkeypatch, change, message):
     assert _push_refusal(run_copy, monkeypatch, **change) == message
