@@ -88,7 +88,9 @@ def _run_config(config: Path | None, run_dir: Path, section: str, stages: tuple[
 def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     """Apply reviews pulled from Label Studio to the curated tables and the ledger."""
     from curatune.curate.reviews import apply_reviews_to_run
+    from curatune.rundir import find_stage_dir
 
+    find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, "labelstudio", ("curate",)))
     set_aside = [f"{summary[k]} {what}" for k, what in (("stale_reviews", "made on text the row no longer has"),
                                                           ("invalid_reviews", "invalid")) if summary.get(k)]
@@ -163,9 +165,10 @@ def evaluate(
     from curatune.evaluate import evaluate_run
     from curatune.rundir import find_stage_dir
 
+    # The stages first: for a mistyped run directory, their error is the one line to print.
+    curate_dir, train_dir = find_stage_dir(run_dir, "curate"), find_stage_dir(run_dir, "train")
     result = evaluate_run(_run_config(config, run_dir, "evaluate", ("evaluate", "train", "curate")),
-                          find_stage_dir(run_dir, "curate"),
-                          find_stage_dir(run_dir, "train"), out or Path(run_dir) / "evaluate",
+                          curate_dir, train_dir, out or Path(run_dir) / "evaluate",
                           fail_on_gate=fail_on_gate, progress=_progress)
     _say(f"metrics -> {result['out_dir']}")
 

@@ -301,6 +301,7 @@ def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:
 
 def demo_data_dir(out: Path) -> Path:
     """The demo's raw transcripts (with personal data) live beside the run directory, never inside it."""
+    out = out.resolve()  # "." has no name of its own: the data folder would land inside the run
     return out.parent / f"{out.name}-data"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -132,3 +133,21 @@ def test_a_refused_file_operation_is_one_line_with_the_path(cli_run, tmp_path, m
     code, out = cli_run("curate", src, "--out", tmp_path / "out")
     assert code == 2 and "Traceback" not in out
     assert error_lines(out) == [f"error: {tmp_path / 'out' / 'curated.parquet'}: Permission denied"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "apply-reviews"])
+def test_a_mistyped_run_directory_is_one_line(cli_run, tmp_path, command):
+    # A note about using the default config came first, then the error: two lines for one mistake.
+    code, text = cli_run(command, tmp_path / "nope")
+    assert code == 2 and len(error_lines(text)) == 1 and "no config recorded" not in text, text
+    assert "no completed 'curate' stage here" in text
+
+
+def test_the_demo_data_folder_is_beside_a_run_directory_given_as_dot(tmp_path, monkeypatch):
+    from curatune.pipeline import demo_data_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    # "." has no name: the data went to "./-data", inside the run it must stay out of.
+    assert demo_data_dir(Path(".")) == tmp_path / "run-data"
