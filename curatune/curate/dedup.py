@@ -188,8 +188,9 @@ def knn(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # The row that represents copies: a test row over a validation row over a train row (so leakage
-# drops the train copy), a labelled row over an unlabelled one (so the label is kept), then the first.
-BEST_ROW = ("prio", "unlabelled", "ord")
+# drops the train copy), a labelled row over an unlabelled one (so the label is kept), among exact
+# copies with different labels one whose label most of them share, then the first.
+BEST_ROW = ("prio", "unlabelled", "tier_first", "minority", "ord")
 
 
 @register_step
@@ -206,6 +207,13 @@ class Dedup(CurationStep):
         ).with_row_index("ord")
         # One key per normalised text: exact duplicates share a key.
         rows = rows.with_columns(pl.col("norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
+        votes = pl.len().over("key", "label").cast(pl.Int64)
+        rows = rows.with_columns((-votes).alias("minority"),
+                                 # The label vote only orders copies of one text in one tier; between
+                                 # texts, the first row of the tier still decides.
+                                 pl.col("ord").min().over("key", "prio", "unlabelled").alias("tier_first"),
+                                 # Of the key's labelled rows, the share that agree with this row's label.
+                                 (votes / pl.col("label").count().over("key")).alias("agreement"))
         key_text = rows.unique("key").sort("key")["norm"].to_list()
 
         stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
@@ -258,6 +266,8 @@ class Dedup(CurationStep):
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
             .when(pl.col("drop") & exact).then(0.0)
+            # A kept row whose exact copies disagree with its label: the less they agree, the lower.
+            .when(is_rep).then(pl.min_horizontal("agreement", "near_score"))
             .otherwise(pl.col("near_score")).alias("score"),
         )
         result_rows = rows.select(

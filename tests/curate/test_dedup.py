@@ -52,6 +52,18 @@ def test_conflicting_labels_reported(tmp_path):
     assert a["fate"] == "kept" and a["reasons"] == ["conflicting_label_duplicate"]
 
 
+def test_exact_copies_that_disagree_keep_the_label_most_share_and_score_by_agreement(tmp_path):
+    # The first row's label survived even as the minority, and the flagged survivor scored 1.0, as a clean row.
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"], "text": ["card declined"] * 4,
+                       "label": ["refund", "declined_card", "declined_card", "declined_card"]})
+    led = curate(tmp_path, df, embedding=False)
+    kept = led.filter(pl.col("fate") == "kept")
+    assert kept["row_id"].to_list() == ["b"] and kept["reasons"].to_list() == [["conflicting_label_duplicate"]]
+    assert kept["dedup_score"].to_list() == [0.75]
+    assert fate(led, "a")["reasons"] == ["conflicting_label_duplicate"]
+    assert [fate(led, r)["reasons"] for r in "cd"] == [["exact_duplicate"]] * 2
+
+
 def test_near_duplicate_long_text_by_minhash(tmp_path):
     edited = LONG.replace("three weeks ago", "three weeks ago now").replace("right away", "away right")
     df = pl.DataFrame({"id": ["a", "b", "c"], "text": [LONG, edited, LONG.replace("running shoes", "a laptop bag")
