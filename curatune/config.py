@@ -54,7 +54,8 @@ class DataConfig:
 @dataclass
 class DedupConfig:
     near: bool = True
-    # Drop train rows that duplicate a validation/test row (exactly or nearly).
+    # Drop train rows that duplicate a validation/test row (exactly or nearly). Off: each split is
+    # deduplicated on its own, and copies across splits are kept.
     leakage: bool = True
     # MinHash + LSH (datasketch-compatible). Character 5-grams find 1-2 word edits in long
     # transcripts at threshold 0.8; word shingles are cheaper on very long texts.

@@ -68,6 +68,9 @@ class NearPairs:
         """The same pairs with item ``i`` called ``index[i]``."""
         return NearPairs(index[self.left], index[self.right], self.similarity, self.source)
 
+    def where(self, keep: np.ndarray) -> NearPairs:
+        return NearPairs(self.left[keep], self.right[keep], self.similarity[keep], self.source[keep])
+
 
 def minhash_signatures(texts: list[str], cfg: DedupConfig) -> np.ndarray:
     """Character k-grams by default: robust to 1-2 word edits in both short and long texts."""
@@ -205,8 +208,11 @@ class Dedup(CurationStep):
             pl.col("split").replace_strict(SPLIT_PRIORITY, default=2, return_dtype=pl.Int64).alias("prio"),
             pl.col("label").is_null().alias("unlabelled"),
         ).with_row_index("ord")
-        # One key per normalised text: exact duplicates share a key.
-        rows = rows.with_columns(pl.col("norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
+        # One key per normalised text: exact duplicates share a key. Without the leakage check, copies
+        # in different splits are left alone: each split is deduplicated on its own.
+        leakage = has_split and cfg.leakage
+        own_split = pl.lit("") if leakage or not has_split else pl.col("split")
+        rows = rows.with_columns(pl.struct(own_split, "norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
         votes = pl.len().over("key", "label").cast(pl.Int64)
         rows = rows.with_columns((-votes).alias("minority"),
                                  # The label vote only orders copies of one text in one tier; between
@@ -214,7 +220,8 @@ class Dedup(CurationStep):
                                  pl.col("ord").min().over("key", "prio", "unlabelled").alias("tier_first"),
                                  # Of the key's labelled rows, the share that agree with this row's label.
                                  (votes / pl.col("label").count().over("key")).alias("agreement"))
-        key_text = rows.unique("key").sort("key")["norm"].to_list()
+        keys = rows.unique("key").sort("key")
+        key_text, key_split = keys["norm"].to_list(), keys["split"].to_numpy()
 
         stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
         # A key ranks by its best row (test over validation over train, then the first): the leader of a
@@ -227,6 +234,8 @@ class Dedup(CurationStep):
         best_first = np.argsort(key_rank, kind="stable")
         pairs = [p.renumbered(best_first) for p in
                  self._near_pairs([key_text[i] for i in best_first], cfg, stats)] if cfg.near else []
+        if has_split and not leakage:
+            pairs = [p.where(key_split[p.left] == key_split[p.right]) for p in pairs]
         cluster_of_key = leader_clusters(len(key_text), pairs, key_rank)
         dist_of_key = np.zeros(len(key_text))
         for p in pairs:  # distance to the closest partner, for the ledger
@@ -249,7 +258,7 @@ class Dedup(CurationStep):
 
         is_rep = pl.col("row_id") == pl.col("rep")
         exact = pl.col("key") == pl.col("rep_key")
-        other_split = pl.lit(has_split and cfg.leakage) & (pl.col("split") != pl.col("rep_split"))
+        other_split = pl.lit(leakage) & (pl.col("split") != pl.col("rep_split"))
         # A copy without a label does not contradict one with a label.
         label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
             & (pl.col("label") != pl.col("rep_label"))
@@ -284,7 +293,7 @@ class Dedup(CurationStep):
             "dropped_by_reason": {r: int(n) for r, n in counts.iter_rows()},
             "clusters": int(rows.filter(pl.col("size") > 1)["cluster"].n_unique()),
             "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("n_labels") > 1)).height),
-            "leakage_checked": bool(has_split and cfg.leakage),
+            "leakage_checked": bool(leakage),
         })
         return StepResult(rows=result_rows, summary=stats)
 

@@ -105,6 +105,25 @@ def test_leakage_drops_the_train_copy(tmp_path):
     assert tr2["reasons"] == ["leakage"] and tr2["duplicate_of"] == "va"
 
 
+def test_without_the_leakage_check_each_split_is_deduplicated_on_its_own(tmp_path):
+    # With leakage = false the train copy of a test row was still dropped, as an exact_duplicate of the test row.
+    df = pl.DataFrame({"id": ["tr", "te", "tr2", "te2"],
+                       "text": ["where is my refund", "Where is my refund?", "where is my refund!", LONG],
+                       "split": ["train", "test", "train", "test"], "label": ["refund"] * 3 + ["ship"]})
+    src = tmp_path / "d.parquet"
+    df.write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["dedup"]
+    cfg.curate.dedup.leakage = False
+    cfg.data.id_col = "id"
+    outcome = run_curation(cfg, tmp_path / "out", [str(src)])
+    led = pl.read_parquet(tmp_path / "out" / "ledger.parquet")
+    assert [fate(led, r)["fate"] for r in ("tr", "te", "tr2", "te2")] == ["kept", "kept", "dropped", "kept"]
+    assert fate(led, "tr2")["reasons"] == ["exact_duplicate"] and fate(led, "tr2")["duplicate_of"] == "tr"
+    summary = next(s for s in outcome.manifest["steps"] if s["name"] == "dedup")["summary"]
+    assert summary["leakage_checked"] is False
+
+
 def test_every_dropped_row_names_a_representative_it_was_compared_with(tmp_path):
     # Texts: A = a/c ("how do I just top up my card"), B = b (A less one word), M = m (A plus two words;
     # three edits from B). The test row b is the best row, so B leads and takes A, its near copy. Before,
