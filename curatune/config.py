@@ -338,13 +338,6 @@ class EvaluateConfig:
             "min_group_size": (self.min_group_size >= 0, ">= 0"),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
         })
-        g = self.gates
-        # A gate that can never pass (an accuracy above 1) is a typo for a percentage.
-        _refuse_unusable(g, "evaluate.gates", {
-            name: (0 <= getattr(g, name) <= 1, "in [0, 1] (0 = not checked)")
-            for name in ("min_accuracy", "min_probe_retention", "max_group_accuracy_difference",
-                         "max_counterfactual_flip_rate")
-        } | {"min_similarity_retention": (-1 <= g.min_similarity_retention <= 1, "in [-1, 1] (0 = not checked)")})
 
 
 # --------------------------------------------------------------------------------------------

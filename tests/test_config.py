@@ -167,8 +167,6 @@ def test_a_curation_config_built_in_code_is_checked_when_curation_runs(tmp_path)
     ("report", "max_examples", -1, "[report] max_examples must be >= 0, got -1"),
     ("report", "text_chars", -5, "[report] text_chars must be >= 1, got -5"),
     ("evaluate", "seed", -1, "[evaluate] seed must be in [0, 2**32), got -1"),
-    ("evaluate.gates", "min_accuracy", 5.0,
-     "[evaluate.gates] min_accuracy must be in [0, 1] (0 = not checked), got 5.0"),
     ("labelstudio", "sample_size", -5, "[labelstudio] sample_size must be >= 1, got -5"),
 ])
 def test_settings_that_crash_a_stage_or_quietly_change_it_are_refused_at_load(section, key, value, message):
