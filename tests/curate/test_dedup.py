@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -14,12 +16,14 @@ LONG = ("customer: hello, I ordered a pair of running shoes three weeks ago and 
         "agent: I am sorry to hear that, let me look into the shipment for you right away")
 
 
-def curate(tmp_path, df: pl.DataFrame, embedding: bool = True) -> pl.DataFrame:
+def curate(tmp_path, df: pl.DataFrame, embedding: bool = True, **dedup) -> pl.DataFrame:
     src = tmp_path / "d.parquet"
     df.write_parquet(src)
     cfg = Config()
     cfg.curate.steps = ["dedup"]
     cfg.curate.dedup.embedding = embedding
+    for k, v in dedup.items():
+        setattr(cfg.curate.dedup, k, v)
     cfg.data.id_col = "id"
     run_curation(cfg, tmp_path / "out", [str(src)])
     return pl.read_parquet(tmp_path / "out" / "ledger.parquet").sort("row_id")
@@ -110,18 +114,11 @@ def test_without_the_leakage_check_each_split_is_deduplicated_on_its_own(tmp_pat
     df = pl.DataFrame({"id": ["tr", "te", "tr2", "te2"],
                        "text": ["where is my refund", "Where is my refund?", "where is my refund!", LONG],
                        "split": ["train", "test", "train", "test"], "label": ["refund"] * 3 + ["ship"]})
-    src = tmp_path / "d.parquet"
-    df.write_parquet(src)
-    cfg = Config()
-    cfg.curate.steps = ["dedup"]
-    cfg.curate.dedup.leakage = False
-    cfg.data.id_col = "id"
-    outcome = run_curation(cfg, tmp_path / "out", [str(src)])
-    led = pl.read_parquet(tmp_path / "out" / "ledger.parquet")
+    led = curate(tmp_path, df, embedding=False, leakage=False)
     assert [fate(led, r)["fate"] for r in ("tr", "te", "tr2", "te2")] == ["kept", "kept", "dropped", "kept"]
     assert fate(led, "tr2")["reasons"] == ["exact_duplicate"] and fate(led, "tr2")["duplicate_of"] == "tr"
-    summary = next(s for s in outcome.manifest["steps"] if s["name"] == "dedup")["summary"]
-    assert summary["leakage_checked"] is False
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert next(s for s in manifest["steps"] if s["name"] == "dedup")["summary"]["leakage_checked"] is False
 
 
 def test_every_dropped_row_names_a_representative_it_was_compared_with(tmp_path):
