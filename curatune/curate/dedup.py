@@ -13,6 +13,7 @@ copy whose label differs (the representative is then flagged too: one of the lab
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,7 @@ NEGATORS = frozenset({
 })
 
 
+@functools.cache  # asked once per candidate pair: thousands of times per run
 def _function_words() -> frozenset[str]:
     # sklearn's list, less the negators. It also holds words that carry meaning in support text ("top",
     # "up", "bill"); leaving those out as well was measured worse on injected copies (near precision

@@ -133,13 +133,14 @@ def _scorable_labels(labels: pl.Series, *, with_pred_probs: bool) -> tuple[list[
     """The classes, each row's class id, and which classes can be scored; refuses data with fewer than
     two scorable classes. Only cross-validation leaves a rare label out of its own training fold; the
     user's probabilities come from a model trained elsewhere, so they score every row."""
-    classes = sorted(labels.cast(pl.String).unique().to_list())
+    labels = labels.cast(pl.String)
+    classes = sorted(labels.unique().to_list())
     if not classes:
         raise CuratuneError("label issues need labelled rows; no row with text has a label")
     if len(classes) < 2:
         raise CuratuneError(f"label issues need at least two classes; every labelled row has label '{classes[0]}'")
     index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in labels.cast(pl.String).to_list()])
+    y = np.array([index[v] for v in labels.to_list()])
     scorable = np.bincount(y, minlength=len(classes)) >= (1 if with_pred_probs else MIN_ROWS_PER_LABEL)
     if scorable.sum() < 2:
         raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} rows each "
