@@ -28,7 +28,13 @@ import polars as pl
 
 from curatune.config import AnonymiseConfig, Config
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
-from curatune.curate.pii.engine import Detector, build_detector, repeated_names, resolve_overlaps
+from curatune.curate.pii.engine import (  # RecognizerResult through engine: it sets Presidio up offline first
+    Detector,
+    RecognizerResult,
+    build_detector,
+    repeated_names,
+    resolve_overlaps,
+)
 from curatune.curate.pii.operators import EntityBook, Replacer
 from curatune.curate.pii.recognizers import ContextNameRecognizer
 from curatune.dataset import BOOKKEEPING, CANONICAL
@@ -117,6 +123,12 @@ class Conversation:
                     out[i].append((s, e, r.entity_type))
         return out
 
+    def person_speakers(self) -> list[int]:
+        """Segments of speakers that name a person and are not yet replaced."""
+        return [i for i in range(0, len(self.segments) if self.has_turns else 0, 2)
+                if i not in self.roles and i // 2 not in self.no_speaker and self.segments[i].strip()
+                and not self.written[i]]
+
     def speakers_as_persons(self, spans: list[list[Span]]) -> list[list[Span]]:
         """A speaker that is not a role names a person (the customer, the agent) whether or not NER
         sees it ("MARIA GONZALEZ" in capitals is missed): the whole speaker becomes one PERSON."""
@@ -142,10 +154,12 @@ class Anonymiser:
         _check_operator_keys(cfg, self.detector.supported)
         self.replacer = Replacer(cfg.operator, dict(cfg.operators), cfg.secret())
 
-    def find(self, texts: list[str], ignore: list[list[tuple[int, int]]] | None = None) -> list[list]:
+    def find(self, texts: list[str], ignore: list[list[tuple[int, int]]] | None = None,
+             persons: list[list[tuple[int, int]]] | None = None) -> list[list]:
         """Findings per text; those lying wholly inside an ``ignore`` span are dropped before other
         mentions of a found name are looked for, so a role speaker NER calls a person ("Caller:")
-        does not make "Caller ID" in the text a name."""
+        does not make "Caller ID" in the text a name. ``persons`` spans are names whatever NER says
+        (a speaker that is not a role), so their other mentions are looked for too."""
         flat, owner, offset = [], [], []
         for i, t in enumerate(texts):
             for start in range(0, max(len(t) - OVERLAP, 1), WINDOW):
@@ -160,13 +174,19 @@ class Anonymiser:
                 r.end += off
                 if not any(s <= r.start and r.end <= e for s, e in (ignore[i] if ignore else ())):
                     out[i].append(r)
+        for i, spans in enumerate(persons or ()):
+            out[i] += [RecognizerResult("PERSON", s, e, 1.0) for s, e in spans]
         return [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
 
     def scan(self, convs: list[Conversation]) -> list[list[list[Span]]]:
         rendered = [c.rendered() for c in convs]
         roles = [[(starts[i], starts[i] + len(c.segments[i])) for i in c.roles] for c, (_, starts) in
                  zip(convs, rendered, strict=True)]
-        found = self.find([t for t, _ in rendered], roles)
+        # The words of a person's name; role words beside it ("Maria, support specialist") are not names.
+        persons = [[(starts[i] + m.start(), starts[i] + m.end()) for i in c.person_speakers()
+                    for m in re.finditer(r"[^\W\d_][\w'’-]+", c.segments[i]) if m.group(0).casefold() not in ROLE_WORDS]
+                   for c, (_, starts) in zip(convs, rendered, strict=True)]
+        found = self.find([t for t, _ in rendered], roles, persons)
         return [c.speakers_as_persons(c.by_segment(res, starts))
                 for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
 

@@ -304,6 +304,26 @@ def test_a_speaker_that_is_not_a_role_is_replaced_even_where_detection_misses_it
     assert anonymiser.scan([conv]) == [[[]] * 8]  # nothing left for the leak scan
 
 
+def test_a_speakers_name_is_found_in_the_texts_too_and_a_known_name_in_lower_case_where_only_a_name_fits(
+        anonymiser):
+    # No detector finds "QUORNBY" or "Quornby"; the speaker says it is a person, so its mentions are too.
+    conv = _conversation([("ZYLPHA QUORNBY", "my card is blocked"), ("agent", "checking the Quornby account"),
+                          ("ZYLPHA QUORNBY", "yes zylpha here"), ("agent", "thanks zylpha, done")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert conv.turns() == [
+        {"speaker": "<PERSON_1>", "text": "my card is blocked"},
+        {"speaker": "agent", "text": "checking the <PERSON_1> account"},
+        {"speaker": "<PERSON_1>", "text": "yes <PERSON_1> here"},
+        {"speaker": "agent", "text": "thanks <PERSON_1>, done"}]
+    # Elsewhere a lower-case mention of a name can be a word; role words beside a name are not names.
+    conv = _conversation([("Bill Hart", "my bill is wrong"), ("agent", "hi bill, which bill?"),
+                          ("Maria, Support Specialist", "hello"), ("agent", "our Specialist team will call")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["my bill is wrong", "hi <PERSON_1>, which bill?", "hello",
+                                                 "our Specialist team will call"]
+    assert anonymiser.scan([conv]) == [[[]] * 8]
+
+
 def test_other_text_columns_are_anonymised_with_their_rows_people_but_group_columns_are_not(tmp_path):
     src = tmp_path / "tickets.jsonl"
     rows = [{"conversation_id": "t1", "turn": 1, "speaker": "customer", "region": "London",

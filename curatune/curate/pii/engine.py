@@ -118,20 +118,32 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
     return [r for r in results if r.end - r.start > 1]
 
 
+# Where only a name fits, a name already found in the text counts in lower case too ("thanks
+# bramwell", "zylpha here"); elsewhere a lower-case mention may be a word ("my bill" beside a Bill).
+_LOWER_NAME_BEFORE = re.compile(r"(?i:\b(?:thanks|thank you|thx|hi|hello|hey|dear|bye|cheers|sorry|welcome|"
+                                r"this is|i'?m|i am|it'?s)[,!]?[ \t]+)$")
+_LOWER_NAME_AFTER = re.compile(r"(?i:,?[ \t]+here\b)")
+
+
 def repeated_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Every other mention of a name found in this text ("Thanks Kelly" after "Kelly Carroll", "calls
-    me Aantje" after "My name is Aantje Mourik"): written as found, or capitalised. A conversation is
-    one text here, so this links mentions across its turns. Returns all results, sorted."""
+    me Aantje" after "My name is Aantje Mourik"): written as found, capitalised, or in lower case
+    where only a name fits. A conversation is one text here, so this links mentions across its
+    turns. Returns all results, sorted."""
     tokens = {w for r in results if r.entity_type == "PERSON"
               for w in re.findall(r"[^\W\d_][\w'’-]+", text[r.start:r.end])
               if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
     extra = []
     for token in sorted(tokens):
         for m in re.finditer(rf"(?<![\w'’-]){re.escape(token)}(?![\w-])", text, flags=re.IGNORECASE):
-            if (m.group(0) == token or m.group(0)[0].isupper()) and all(
+            if (m.group(0) == token or m.group(0)[0].isupper() or _named_here(text, m.start(), m.end())) and all(
                     m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
                 extra.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
     return sorted(results + extra, key=lambda r: r.start)
+
+
+def _named_here(text: str, start: int, end: int) -> bool:
+    return bool(_LOWER_NAME_BEFORE.search(text, max(start - 20, 0), start) or _LOWER_NAME_AFTER.match(text, end))
 
 
 def may_hold_name(text: str) -> bool:
