@@ -49,7 +49,7 @@ demo: install
 test: install-dev labelstudio browser
 	$(PY) -m pytest -q
 
-bench: install-dev
+bench: install-dev labelstudio
 	$(PY) -m benchmarks.run_all --data ../shared/data
 
 lint: install-dev

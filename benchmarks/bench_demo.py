@@ -24,6 +24,7 @@ from curatune.demo import generate_demo
 from curatune.demo.generator import DEFAULT_CONVERSATIONS
 from curatune.train import train_model
 from curatune.train.outputs import paired_comparison
+from curatune.train.run import training_epochs
 
 QUICK_CONVERSATIONS = 600
 
@@ -61,9 +62,10 @@ def run(data_dir: Path, quick: bool = False) -> str:
             r += [f"{(pred == gold).mean():.4f}", f"{out[r[0]]:.0f}"]
         a = cmp["accuracy"]
     return (header("Curation pays on the demo data")
-            + f"Demo transcripts (seed 7, {conversations:,} conversations), LoRA with the "
-              f"trainer's defaults; scored on the {len(gold):,} test rows both runs kept (clean labels). CPU cores: "
-              f"{os.cpu_count()}.\n\n"
+            + f"Demo transcripts (seed 7, {conversations:,} conversations), the demo config's training "
+              f"settings (method {cfg.train.method}, {training_epochs(cfg.train):g} epochs, batch "
+              f"{cfg.train.batch_size}, the rest the trainer's defaults); scored on the {len(gold):,} test rows both "
+              f"runs kept (clean labels). CPU cores: {os.cpu_count()}.\n\n"
             + table(("training set", "train rows", "test accuracy", "curate + train s"), rows)
             + f"\nCurated minus raw, test accuracy: {a['difference']:+.3f} [{a['ci'][0]:+.3f}, {a['ci'][1]:+.3f}] "
               "(paired bootstrap 95% CI).\n")

@@ -90,8 +90,10 @@ def run(data_dir: Path, quick: bool = False) -> str:
     rows += _rows("CLINC150 train+val", [t for t, _ in clinc], [y for _, y in clinc])
     return (header("Label issues")
             + f"Rows: Banking77 {len(bank):,}, CLINC150 {len(clinc):,}. Seeded flips (seed 0): uniform to any other "
-              "class, or confusable to the class with the nearest embedding centroid. precision@k: the k rows of "
-              "lowest label quality, k = the number of flipped rows, at most 1,000. Seconds: the embeddings, "
+              "class, or confusable to the class with the nearest embedding centroid. AUROC and precision@k rank "
+              "rows by cleanlab's self-confidence label quality, which every rule shares, so they repeat on each "
+              "rule's row of a setting. precision@k: the k rows of lowest label quality, k = the number of "
+              "flipped rows, at most 1,000. Seconds: the embeddings, "
               "computed once per dataset (cached after the first run) and counted in each noise setting, plus that "
               "setting's 5-fold cross-validation.\n\n"
             + table(("dataset", "noise", "rule", "precision", "recall", "F1", "F1 vs anchor", "AUROC",

@@ -1,8 +1,9 @@
 """Shared by every benchmark: the header (command, machine, date) and markdown tables.
 
-Each benchmark module ``bench_<name>.py`` defines ``run(data_dir: Path, quick: bool) -> str`` that
-measures our code and its anchor tool side by side in the same process and returns a markdown
-section; ``run_all`` writes it to ``benchmarks/results/<name>.md`` and rebuilds BENCHMARKS.md.
+Each benchmark module ``bench_<name>.py`` defines ``run(data_dir: Path, quick: bool) -> str | None``
+that measures our code and its anchor tool side by side in the same process and returns a markdown
+section (None when it cannot be measured on this machine, which keeps the earlier results); ``run_all`` writes it to
+``benchmarks/results/<name>.md`` and rebuilds BENCHMARKS.md.
 Numbers come only from these runs, never typed by hand.
 """
 

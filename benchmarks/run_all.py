@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,12 +34,30 @@ def rebuild() -> Path:
     for name in available():
         frag = RESULTS / f"{name}.md"
         if frag.is_file():
-            parts.append(frag.read_text())
+            parts.append(frag.read_text() + staleness(name, frag.read_text()))
         else:
             parts.append(f"## {name}\n\nNot measured yet: run `python -m benchmarks.run_all --only {name}`.\n")
     out = ROOT / "BENCHMARKS.md"
     out.write_text("\n".join(parts))
     return out
+
+
+def staleness(name: str, section: str, root: Path = ROOT) -> str:
+    """A line saying so when the benchmark's script changed after the section was measured: its prose
+    and tables are written by that script, so the section may no longer be what it would write."""
+    m = re.search(r"^- code: ([0-9a-f]{7,40})", section, re.MULTILINE)
+    script = f"benchmarks/bench_{name}.py"
+    if not m:
+        return f"\n_Stale?_ This section records no commit; `{script}` may have changed since it was measured.\n"
+    try:
+        later = subprocess.run(["git", "log", "--format=%h", f"{m.group(1)}..HEAD", "--", script], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return ""  # not a git checkout, or the commit is unknown here: nothing to compare
+    if not later:
+        return ""
+    return (f"\n_Stale:_ `{script}` changed after this run ({', '.join(reversed(later))}); re-run "
+            f"`python -m benchmarks.run_all --only {name}`.\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = ap.parse_args(argv)
+    # A misspelt name would stop the run when its turn came, after hours of the others, before the rebuild.
+    unknown = sorted(set(args.only or ()) - set(available()))
+    if args.only is not None and (unknown or not args.only):
+        print(f"error: --only takes benchmark names ({', '.join(available())})"
+              + (f"; unknown: {', '.join(unknown)}" if unknown else ""), file=sys.stderr)
+        return 2
     if not args.data.is_dir():
         print(f"error: benchmark data not found at {args.data} (pass --data)", file=sys.stderr)
         return 2
@@ -57,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
         section = mod.run(args.data, quick=args.quick)
+        if section is None:  # could not be measured here (it says why): the earlier results stay
+            continue
         (out_dir / f"{name}.md").write_text(section.rstrip() + "\n")
         print(f"   {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"quick results in {out_dir} (BENCHMARKS.md unchanged)" if args.quick else rebuild())

@@ -70,6 +70,8 @@ def test_metric_modules_match_sklearn():
     f = m["f1"].compute(predictions=p, references=y, labels=[0, 1, 2, 3])
     assert f["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
     assert f["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
+    macro = m["f1"].compute(predictions=p, references=y, labels=[0, 1, 2, 3], average="macro")
+    assert macro == {"macro_f1": pytest.approx(f["macro_f1"])}
     cm = m["confusion_matrix"].compute(predictions=p, references=y, labels=[0, 1, 2, 3])["confusion_matrix"]
     assert cm == confusion_matrix(y, p).tolist()
     ece = m["ece"].compute(predictions=[0, 0, 1, 1], references=[0, 1, 1, 1], confidences=[1.0, 1.0, 0.5, 0.5],

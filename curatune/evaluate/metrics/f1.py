@@ -1,4 +1,5 @@
-"""F1 (macro, micro, weighted) and per-class precision/recall/F1 as an `evaluate.Metric` (loaded by path)."""
+"""F1 (macro, micro, weighted) and per-class precision/recall/F1 as an `evaluate.Metric` (loaded by path);
+``average=`` asks for one average alone."""
 
 import datasets
 import evaluate
@@ -12,7 +13,11 @@ class F1(evaluate.Metric):
             inputs_description="",
             features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}))
 
-    def _compute(self, predictions, references, labels=None):
+    def _compute(self, predictions, references, labels=None, average=None):
+        # One average only (as the hub's f1 module computes) when asked: a bootstrap loop needs no more.
+        if average is not None:
+            return {f"{average}_f1": float(f1_score(references, predictions, labels=labels, average=average,
+                                                     zero_division=0))}
         out = {f"{avg}_f1": float(f1_score(references, predictions, labels=labels, average=avg, zero_division=0))
                for avg in ("macro", "micro", "weighted")}
         p, r, f, s = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
