@@ -8,6 +8,7 @@ manifests record.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -191,8 +192,8 @@ class LabelStudioConfig:
             "sample_size": (self.sample_size >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "retries": (self.retries >= 0, ">= 0"),
-            "retry_backoff_s": (self.retry_backoff_s >= 0, ">= 0"),
-            "timeout_s": (self.timeout_s > 0, "> 0"),
+            "retry_backoff_s": (0 <= self.retry_backoff_s < math.inf, ">= 0, finite"),
+            "timeout_s": (0 < self.timeout_s < math.inf, "> 0, finite"),
         })
 
 
@@ -426,6 +427,8 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CuratuneError(f"config key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has inf and nan; no setting means them
+            raise CuratuneError(f"config key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

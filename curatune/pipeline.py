@@ -273,11 +273,16 @@ def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
     curate_dir = run / "curate"
     push(curate_dir, cfg.labelstudio, progress=say)
     pulled = pull(curate_dir, cfg.labelstudio, progress=say)
-    if not pulled["reviews"] or not cfg.curate.apply_reviews:
+    if not cfg.curate.apply_reviews:
+        return False
+    applied = [s for s in (read_manifest(curate_dir) or {}).get("steps", []) if s.get("name") == "human_review"]
+    last = (applied[-1].get("summary") or {}) if applied else {}
+    # No reviews now and none applied before: nothing to do. Reviews withdrawn since (annotations
+    # deleted) must still be applied: that undoes the decisions they made.
+    if not pulled["reviews"] and not last.get("annotations"):
         return False
     sha = sha256_file(pulled["path"])
-    applied = [s for s in (read_manifest(curate_dir) or {}).get("steps", []) if s.get("name") == "human_review"]
-    if applied and (applied[-1].get("summary") or {}).get("reviews_sha256") == sha:
+    if last.get("reviews_sha256") == sha:
         say("labelstudio: no new decisions since they were last applied")
         return False
     summary = apply_reviews_to_run(curate_dir, cfg)

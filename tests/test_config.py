@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from curatune.config import Config, config_from_dict, load_config
+from curatune.config import Config, LabelStudioConfig, config_from_dict, load_config
 from curatune.errors import CuratuneError
 
 
@@ -180,3 +180,17 @@ def test_settings_that_crash_a_stage_or_quietly_change_it_are_refused_at_load(se
     with pytest.raises(CuratuneError) as err:
         config_from_dict(raw)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("text", ["[labelstudio]\ntimeout_s = inf\n", "[train]\nlr = nan\n",
+                                  "[evaluate.gates]\nmin_accuracy = -inf\n"])
+def test_toml_inf_and_nan_are_refused_with_their_key(tmp_path, text):
+    """`timeout_s = inf` passed the "> 0" check, then socket.settimeout raised OverflowError."""
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    key = text.split("\n")[1].split(" =")[0]
+    with pytest.raises(CuratuneError, match=f"'.*{key}' must be a finite number"):
+        load_config(p)
+    cfg = LabelStudioConfig(timeout_s=float("inf"))  # built in code: its check says so too
+    with pytest.raises(CuratuneError, match="timeout_s must be > 0, finite"):
+        cfg.check()

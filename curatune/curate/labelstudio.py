@@ -508,16 +508,34 @@ def _annotation_time(value: Any) -> str:
     return when.isoformat() if when else ""
 
 
+def _review_key(result: Any, lead_time: Any) -> str:
+    """What a reviewer changes when they review a task again: the choices, and the time spent on it
+    (Label Studio adds to it on every submit). Marking an annotation ground truth, or any other edit
+    through the API, moves ``updated_at`` but is no new look at the text."""
+    choices = [sorted(map(str, (item.get("value") or {}).get("choices") or [])) for item in result or []
+               if isinstance(item, dict) and item.get("from_name") == CHOICES]
+    return json.dumps([choices, lead_time])
+
+
+def _made_on(entry: dict[str, Any], result: Any, lead_time: Any, updated_at: Any) -> str | None:
+    """The text hash an annotation was made on when it is unchanged since the text was replaced."""
+    if "review" in entry:
+        return entry.get(TEXT_SHA) if entry["review"] == _review_key(result, lead_time) else None
+    # Entries written by earlier versions of push have only the time.
+    return entry.get(TEXT_SHA) if entry.get("updated_at") == _annotation_time(updated_at) else None
+
+
 def _update_text(server: Server, tid: int, data: dict[str, Any], new: dict[str, Any]) -> None:
     """Show the row's new text; the annotations made so far keep the hash of the text they were made on."""
     anns = server.call("list a task's annotations", lambda: server.client.annotations.list(tid))
     old_sha = data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))
     seen = dict(data.get(ANNOTATED_SHA) or {})
     for a in anns:
-        when = _annotation_time(a.updated_at or a.created_at)
-        # An entry from an earlier change stays only while its annotation is unedited since.
-        if (seen.get(str(a.id)) or {}).get("updated_at") != when:
-            seen[str(a.id)] = {TEXT_SHA: old_sha, "updated_at": when}
+        when = a.updated_at or a.created_at
+        # An entry from an earlier change stays only while its annotation is not reviewed again since.
+        if _made_on(seen.get(str(a.id)) or {}, a.result, a.lead_time, when) is None:
+            seen[str(a.id)] = {TEXT_SHA: old_sha, "updated_at": _annotation_time(when),
+                               "review": _review_key(a.result, a.lead_time)}
     new_data = {**new, ANNOTATED_SHA: seen} if seen else new
     server.call("update a task's text", lambda: server.client.tasks.update(str(tid), data=new_data))
 
@@ -732,9 +750,8 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
             if str(row_id) not in known:
                 unknown += 1
                 continue
-            seen = earlier.get(str(ann.get("id"))) or {}
-            made_on = seen.get(TEXT_SHA) if seen.get("updated_at") == _annotation_time(
-                ann.get("updated_at") or ann.get("created_at")) else None
+            made_on = _made_on(earlier.get(str(ann.get("id"))) or {}, ann.get("result"), ann.get("lead_time"),
+                               ann.get("updated_at") or ann.get("created_at"))
             who = ann.get("completed_by")
             who_id = who.get("id") if isinstance(who, dict) else who
             records.append({

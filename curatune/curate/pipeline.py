@@ -69,6 +69,10 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     for cls in step_classes:
         cls.check_input(loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
+    if "human_review" in steps_wanted and config.curate.apply_reviews and (out / REVIEWS).is_file():
+        from curatune.curate.reviews import read_reviews  # reviews.py imports this module
+
+        read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)

@@ -100,7 +100,13 @@ def read_reviews(path: str | Path) -> pl.DataFrame:
     for col, dtype in REVIEW_SCHEMA.items():
         if col not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=dtype).alias(col))
-    return df.select([pl.col(c).cast(t) for c, t in REVIEW_SCHEMA.items()])
+        elif df.schema[col] != dtype:
+            try:
+                df = df.with_columns(pl.col(col).cast(dtype))
+            except pl.exceptions.PolarsError:
+                raise CuratuneError(f"reviews file: column '{col}' holds {df.schema[col]} values that are not "
+                                    f"{dtype}; pull again", file=str(path)) from None
+    return df.select(list(REVIEW_SCHEMA))
 
 
 def _majority(votes: list[str]) -> str | None:

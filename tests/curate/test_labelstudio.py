@@ -332,6 +332,23 @@ def test_changed_text_replaces_the_task_text_and_its_earlier_reviews_do_not_appl
         ("relabelled", relabel, f"{relabel}:1")
     assert ledger[b]["fate"] == "dropped"
 
+    # Marking the old annotation ground truth moves its updated_at but is no look at the new text:
+    # it stays a review of the old text (it counted as made on the new text, and dropped the row).
+    old_ann = reviews.filter((pl.col("row_id") == a) & (pl.col("text_sha256") == text_sha256(old_text)))
+    old_id = old_ann["annotation_id"].item()
+    client.annotations.update(old_id, ground_truth=True)
+    pull(run_copy, cfg)
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["stale_reviews"], summary["relabelled"], summary["dropped"]) == (1, 1, 1)
+    ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
+    assert (ledger[a]["fate"], ledger[a]["final_label"]) == ("relabelled", relabel)
+    # Submitted again in the labelling UI (which adds the time spent): now a review of the new text.
+    ann = client.annotations.get(old_id)
+    client.annotations.update(old_id, result=ann.result, lead_time=(ann.lead_time or 0) + 5.0)
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").filter(pl.col("row_id") == a)
+    assert reviews["text_sha256"].to_list() == [text_sha256(new_text)] * 2
+
 
 def test_pull_keeps_multiple_choices_and_push_reports_foreign_choices_and_leaks(token_env, run_copy):
     server = token_env
@@ -404,3 +421,35 @@ def test_lost_responses_create_no_second_project_and_no_duplicate_predictions(to
     assert second["updated"] == first["created"] and len(calls) == 1
     per_task = Counter((p.task, p.model_version) for p in client.predictions.list(project=first["project_id"]))
     assert max(per_task.values()) == 1 and {mv.split(":")[0] for _, mv in per_task} == {"cur-00000000beef"}
+
+
+def test_a_run_round_applies_new_decisions_once_and_withdrawn_ones_too(token_env, run_copy):
+    """`curatune run`'s Label Studio round skipped apply when the pull held no reviews, so a decision
+    withdrawn in Label Studio (its annotation deleted) stayed applied, and the run fingerprint then
+    said curate was up to date."""
+    from curatune.pipeline import _labelstudio_round
+
+    server = token_env
+    client = _client(server)
+    cfg = Config()
+    cfg.labelstudio = LabelStudioConfig(url=server.url, project="run rounds", only="all")
+    said: list[str] = []
+    assert _labelstudio_round(cfg, run_copy, said.append) is False  # pushed; nothing reviewed yet
+    pid = _project_id(client, "run rounds")
+    task = sorted(_tasks(client, pid), key=lambda t: t.data["row_id"])[0]
+    row = task.data["row_id"]
+    _annotate(client, task.id, "drop")
+
+    def fate() -> str:
+        ledger = pl.read_parquet(run_copy / "curate" / "ledger.parquet")
+        return ledger.filter(pl.col("row_id") == row)["fate"].item()
+
+    before = fate()
+    assert _labelstudio_round(cfg, run_copy, said.append) is True and fate() == "dropped"
+    assert _labelstudio_round(cfg, run_copy, said.append) is False
+    assert said[-1] == "labelstudio: no new decisions since they were last applied"
+    (ann,) = client.annotations.list(task.id)
+    client.annotations.delete(ann.id)
+    assert _labelstudio_round(cfg, run_copy, said.append) is True
+    assert fate() == before
+    assert row in pl.read_parquet(run_copy / "curate" / "curated.parquet")["row_id"].to_list()

@@ -264,6 +264,10 @@ def test_apply_without_reviews_is_a_clear_error(run_copy, cli_run):
     (lambda p: p.write_bytes(b"PAR1 not a parquet file"), "cannot read reviews: "),
     (lambda p: pl.DataFrame({"row_id": ["x"], "decision": ["billing"]}).write_parquet(p),
      "reviews file lacks column(s) annotator, ground_truth; pull again"),
+    # Edited by hand or written by another tool: a polars cast error (traceback, exit 1) before.
+    (lambda p: pl.DataFrame({"row_id": ["x"], "decision": ["billing"], "annotator": ["user:1"],
+                             "ground_truth": ["no"]}).write_parquet(p),
+     "reviews file: column 'ground_truth' holds String values that are not Boolean; pull again"),
 ])
 def test_apply_with_an_unusable_reviews_file_is_a_clear_error(run_copy, cli_run, write, message):
     curate_dir = run_copy / "curate"
@@ -274,6 +278,18 @@ def test_apply_with_an_unusable_reviews_file_is_a_clear_error(run_copy, cli_run,
     assert code == 2 and len(errors) == 1, out
     assert errors[0].startswith(f"error: {curate_dir / REVIEWS}: {message}")
     # Nothing in the run changed.
+    assert {p.name: p.read_bytes() for p in curate_dir.iterdir() if p.is_file()} == before
+
+
+def test_curate_refuses_an_unusable_reviews_file_before_touching_the_earlier_run(run_copy, reviewed_run, cli_run):
+    """The reviews were read last, after the manifest was removed: push and apply-reviews then
+    refused the folder as an incomplete curate stage."""
+    curate_dir = run_copy / "curate"
+    pl.DataFrame({"row_id": ["x"], "decision": ["billing"], "annotator": ["user:1"],
+                  "ground_truth": ["no"]}).write_parquet(curate_dir / REVIEWS)
+    before = {p.name: p.read_bytes() for p in curate_dir.iterdir() if p.is_file()}
+    with pytest.raises(CuratuneError, match="column 'ground_truth' holds String values"):
+        run_curation(copy.deepcopy(reviewed_run["config"]), curate_dir)
     assert {p.name: p.read_bytes() for p in curate_dir.iterdir() if p.is_file()} == before
 
 
@@ -329,7 +345,7 @@ def test_push_refuses_a_run_that_was_not_anonymised(run_copy, monkeypatch):
 @pytest.mark.parametrize(("change", "message"), [
     ({"batch_size": 0}, "[labelstudio] batch_size must be >= 1, got 0"),
     ({"retries": -1}, "[labelstudio] retries must be >= 0, got -1"),
-    ({"timeout_s": 0.0}, "[labelstudio] timeout_s must be > 0, got 0.0"),
+    ({"timeout_s": 0.0}, "[labelstudio] timeout_s must be > 0, finite, got 0.0"),
 ])
 def test_push_refuses_unusable_options(run_copy, monkeypatch, change, message):
     assert _push_refusal(run_copy, monkeypatch, **change) == message
