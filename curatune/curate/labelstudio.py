@@ -528,7 +528,7 @@ def _made_on(entry: dict[str, Any], result: Any, lead_time: Any, updated_at: Any
 def _update_text(server: Server, tid: int, data: dict[str, Any], new: dict[str, Any]) -> None:
     """Show the row's new text; the annotations made so far keep the hash of the text they were made on."""
     anns = server.call("list a task's annotations", lambda: server.client.annotations.list(tid))
-    old_sha = data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))
+    old_sha = text_sha256(data.get(TEXT_KEY))
     seen = dict(data.get(ANNOTATED_SHA) or {})
     for a in anns:
         when = a.updated_at or a.created_at
@@ -568,8 +568,12 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         task = existing[row["row_id"]][0]
         tid = task["id"]
         data = task["data"]
-        if (data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))) != text_sha256(row["text"]):
-            texts.append((tid, data, _task(row, run_id, project.to_name)["data"]))
+        new_data = _task(row, run_id, project.to_name)["data"]
+        # The text the task shows, not the hash push recorded: a task edited in Label Studio is shown
+        # the row's text again (and its dialogue, which the reviewer reads).
+        if text_sha256(data.get(TEXT_KEY)) != new_data[TEXT_SHA] or \
+                data.get(DIALOGUE_KEY, new_data.get(DIALOGUE_KEY)) != new_data.get(DIALOGUE_KEY):
+            texts.append((tid, data, new_data))
         want = _predictions(row, run_id, project.to_name)
         ours = [p for p in by_task.get(tid, []) if OUR_MODEL_VERSION.match(p.model_version or "")]
         have = sorted((_pred_key(p.model_version, p.result, p.score) for p in ours), key=str)
@@ -731,6 +735,9 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     labels = sorted({str(v) for c in ("original_label", "final_label") if c in ledger.columns
                      for v in ledger[c].drop_nulls().to_list()})
     xml = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id)).label_config
+    # Without the choices push made (renamed, or made several-choice), every annotation would read as
+    # empty and an empty reviews file would undo the decisions applied so far.
+    check_label_config(xml or "", [], project.title, project.id)
     _report_extra_choices(xml or "", labels, project, say)
     say(f"labelstudio: exporting annotations of project '{project.title}' (id {project.id})")
     tasks = _export(server, project.id)
@@ -739,8 +746,9 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     for task in tasks:
         data = task.get("data") or {}
         row_id = data.get("row_id")
-        # Tasks pushed before the hash was recorded: the text they show is the text reviewed.
-        task_sha = data.get(TEXT_SHA) or text_sha256(data.get(TEXT_KEY))
+        # The text the task shows is the text reviewed (not the hash push recorded: the text can be
+        # edited in Label Studio).
+        task_sha = text_sha256(data.get(TEXT_KEY))
         earlier = data.get(ANNOTATED_SHA) or {}
         for ann in task.get("annotations") or []:
             decision, n_choices = _decision(ann.get("result"))

@@ -42,7 +42,16 @@ from curatune.config import Config
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.dataset import LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
-from curatune.rundir import MANIFEST, find_stage_dir, read_json, sha256_file, write_json, write_parquet, write_text
+from curatune.rundir import (
+    MANIFEST,
+    find_stage_dir,
+    read_json,
+    sha256_file,
+    sha256_tree,
+    write_json,
+    write_parquet,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +367,9 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     table = _apply(table, STEP, result)
     review_cols = result.rows.select("row_id", pl.col("score").alias(f"{STEP}_score"), *result.extra_columns)
     new_ledger = _ledger(table, [ledger.select("row_id", *other_extra), review_cols], group_cols)
+    # In the earlier ledger's row order (curate's), so applying the same reviews again writes the same file.
+    order = ledger.select("row_id").with_row_index("__order")
+    new_ledger = new_ledger.join(order, on="row_id", how="left").sort("__order").drop("__order")
     keep_cols = curated.columns
     new_curated = table.filter("active").select(keep_cols)
     new_excluded = table.filter(~pl.col("active")).select(
@@ -373,6 +385,9 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
         "dropped": int((rows["action"] == "drop").sum()), "relabelled": int((rows["action"] == "relabel").sum()),
         "seconds": seconds, "summary": result.summary, "gates": []})
     manifest.setdefault("timings", {})[STEP] = seconds
+    # The reviews file read now, not the one the curate (or an earlier apply) read.
+    manifest["inputs"] = [i for i in manifest.get("inputs") or [] if i.get("role") != "reviews"] + [
+        {"path": str(path.resolve()), "sha256": sha256_tree(path), "role": "reviews"}]
     manifest["counts"] = _counts(new_ledger)
     manifest["finished_at"] = time.time()
     _commit(curate_dir, {CURATED: new_curated, EXCLUDED: new_excluded, LEDGER: new_ledger}, manifest)

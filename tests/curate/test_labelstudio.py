@@ -282,6 +282,15 @@ def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_
     assert code == 2 and "label config mismatch: project 'too few labels'" in out
     assert "has no choice for the dataset's label(s)" in out
     assert _tasks(client, _project_id(client, "too few labels")) == []
+    # Pull refuses a project whose choices are no longer the ones push made (an empty reviews file
+    # would undo every decision applied so far).
+    renamed = labeling_config(["refund"], dialogue=True).replace(f'name="{CHOICES}"', 'name="intent"')
+    client.projects.create(title="renamed choices", label_config=renamed)
+    (run_copy / "curate" / "reviews.parquet").unlink(missing_ok=True)
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "renamed choices")
+    assert code == 2 and "label config mismatch: project 'renamed choices'" in out and \
+        f'has no <Choices name="{CHOICES}">' in out, out
+    assert not (run_copy / "curate" / "reviews.parquet").exists()
 
     # Label Studio's field errors are shown, not only its "Validation error".
     code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "ab", "--only", "all")
@@ -453,3 +462,24 @@ def test_a_run_round_applies_new_decisions_once_and_withdrawn_ones_too(token_env
     assert _labelstudio_round(cfg, run_copy, said.append) is True
     assert fate() == before
     assert row in pl.read_parquet(run_copy / "curate" / "curated.parquet")["row_id"].to_list()
+
+
+def test_a_task_text_edited_in_label_studio_is_what_its_reviews_were_made_on(token_env, run_copy):
+    """Pull and push trusted the hash push had stored in the task, so a decision made on a task whose
+    text someone edited in Label Studio was applied to the row's own text."""
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="edited text", only="all")
+    push(run_copy, cfg)
+    task = sorted(_tasks(client, _project_id(client, "edited text")), key=lambda t: t.data["row_id"])[0]
+    row_text = pl.read_parquet(run_copy / "curate" / "curated.parquet").filter(
+        pl.col("row_id") == task.data["row_id"])["text"].item()
+    client.tasks.update(str(task.id), data={**task.data, "text": "customer: edited by hand"})
+    _annotate(client, task.id, "drop")
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet")
+    assert reviews["text_sha256"].to_list() == [text_sha256("customer: edited by hand")]
+    assert apply_reviews_to_run(run_copy, Config())["stale_reviews"] == 1
+    # The next push shows the row's text again.
+    assert push(run_copy, cfg)["text_changed"] == 1
+    assert client.tasks.get(task.id).data["text"] == row_text

@@ -17,7 +17,7 @@ from curatune.curate.labelstudio import check_label_config, extra_choices, label
 from curatune.curate.pipeline import REVIEWS, run_curation
 from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide, text_sha256
 from curatune.errors import CuratuneError
-from curatune.rundir import read_json, write_json
+from curatune.rundir import read_json, sha256_tree, write_json
 from tests.conftest import error_lines
 from tests.curate.labelstudio_server import free_port
 
@@ -94,6 +94,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
               (d, _other_label(labels, ld), "user:1", False), (d, "drop", "user:2", False),
               ("not-a-row", "drop", "user:1", False)]).write_parquet(curate / REVIEWS)
     before = read_json(curate / "manifest.json")
+    order = pl.read_parquet(curate / "ledger.parquet")["row_id"].to_list()
 
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 0, out
@@ -120,6 +121,10 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     assert step["summary"]["conflict_rows"] == [d]
     assert manifest["counts"]["dropped"] == before["counts"]["dropped"] + 1
     assert not (curate / ".apply-reviews").exists()
+    # The audit's list of inputs names the reviews file applied, and the ledger keeps curate's row order.
+    (reviews_input,) = [i for i in manifest["inputs"] if i.get("role") == "reviews"]
+    assert reviews_input["sha256"] == sha256_tree(curate / REVIEWS)
+    assert ledger["row_id"].to_list() == order
 
     # Applying the same reviews again changes no row (and reports what they do to the run, as a curate would).
     code, out = cli_run("apply-reviews", run_copy)
@@ -127,6 +132,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     again = pl.read_parquet(curate / "ledger.parquet")
     cols = ["row_id", "fate", "final_label", "reasons", "dropped_by", "reviewed_by", "reviewed_at"]
     assert again.select(cols).sort("row_id").equals(ledger.select(cols).sort("row_id"))
+    assert again.equals(ledger)  # in the same order too
     assert pl.read_parquet(curate / "curated.parquet").sort("row_id").equals(new_curated.sort("row_id"))
 
     # The next `curate` into the same directory applies them as its last step.
