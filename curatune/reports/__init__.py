@@ -38,14 +38,27 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     Returns the paths written, keyed ``audit_html``, ``audit_json``, ``curation_html`` ...
     """
     from curatune.errors import CuratuneError
-    from curatune.rundir import MANIFEST, Manifest, output_dir, write_text
+    from curatune.reports.collect import STAGE_TITLES
+    from curatune.rundir import MANIFEST, Manifest, output_dir, read_manifest, write_text
 
     run = Path(run_dir)
     if not run.is_dir():
         raise CuratuneError("run directory not found", file=str(run))
+    own = read_manifest(run)
+    if own is not None and own.get("stage") in STAGE_TITLES:
+        raise CuratuneError(f"this is the {own['stage']} stage's folder, not a run directory: pass the folder "
+                            "that holds curate/, train/ and evaluate/", file=str(run))
     cfg = config or _recorded_config(run)
     cfg.check()  # a config built in code never passed through the loader
-    out = output_dir(Path(out_dir) if out_dir is not None else run / "report")
+    target = Path(out_dir) if out_dir is not None else run / "report"
+    # The report replaces the manifest of its folder: never a stage's (its counts, gates and input
+    # hashes would be lost, and the next report's verdict read from what is left).
+    theirs = read_manifest(target) if target.is_dir() else None
+    if (theirs is not None and theirs.get("stage") != "report") or any(
+            target.resolve() == (run / s).resolve() for s in STAGE_TITLES):
+        raise CuratuneError("the report's folder must not be a stage's folder: choose another --out",
+                            file=str(target))
+    out = output_dir(target)
     manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
     for p in report_inputs(run):
         manifest.add_input(p)

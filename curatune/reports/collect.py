@@ -2,8 +2,9 @@
 
 This dict is ``audit.json`` and is what every HTML page renders, so the JSON twin and the pages
 say the same thing. It is built only from the run directory's files (manifests, metrics.json,
-trainer_log.jsonl, Parquet tables): nothing is recomputed, a stage that is absent is "not run",
-and a key a stage did not write is "not available" rather than guessed.
+trainer_log.jsonl, Parquet tables): nothing is recomputed, a stage that is absent is "not run", one
+whose inputs from another stage changed after it ran is "out of date", and a key a stage did not
+write is "not available" rather than guessed.
 
 Safety: transcript text is read only from curated/excluded tables written after the anonymise
 step, only when its leak scan ran with NER, and never for a row in which the scan still found
@@ -26,7 +27,7 @@ import polars as pl
 from curatune.config import ReportConfig
 from curatune.dataset import LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
-from curatune.rundir import MANIFEST, read_json, scan_run_table
+from curatune.rundir import MANIFEST, read_json, scan_run_table, sha256_tree
 
 SCHEMA_VERSION = 1
 STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
@@ -39,15 +40,38 @@ NOT_RUN = {"status": "not run"}
 def collect(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[str, Any]:
     run = Path(run_dir)
     cfg = cfg or ReportConfig()
+    try:
+        return _collect(run, cfg)
+    except pl.exceptions.PolarsError as exc:
+        # A table damaged past its footer (its schema read fine): name it. Any other polars error is ours.
+        for path in sorted(run.glob("*/*.parquet")):
+            try:
+                pl.read_parquet(path)
+            except Exception:  # polars raises several types for a damaged file
+                raise CuratuneError(f"cannot read Parquet table ({first_line(exc)}); re-run the stage that wrote "
+                                    "it", file=str(path)) from None
+        raise
+
+
+def _collect(run: Path, cfg: ReportConfig) -> dict[str, Any]:
     manifests = {s: _manifest(run / s) for s in STAGE_TITLES}
-    curation = _curation(run / "curate", manifests["curate"], cfg) if manifests["curate"] else dict(NOT_RUN)
-    training = _training(run / "train", manifests["train"]) if manifests["train"] else dict(NOT_RUN)
+    # A stage whose inputs changed after it ran (curate again, apply-reviews after training) describes
+    # other data: shown as out of date, as `curatune run` would mark it, never beside this data's figures.
+    stale = {s: why for s, m in manifests.items() if m and (why := _out_of_date(run, m))}
+    for s in stale:
+        manifests[s] = None
+
+    def absent(stage: str) -> dict[str, Any]:
+        return {"status": "out of date", "reason": stale[stage]} if stage in stale else dict(NOT_RUN)
+
+    curation = _curation(run / "curate", manifests["curate"], cfg) if manifests["curate"] else absent("curate")
+    training = _training(run / "train", manifests["train"]) if manifests["train"] else absent("train")
     evaluation = _evaluation(run / "evaluate", manifests["evaluate"], cfg) if manifests["evaluate"] \
-        else dict(NOT_RUN)
+        else absent("evaluate")
     content = {
         "schema_version": SCHEMA_VERSION,
         "title": cfg.title,
-        "run": _run_info(run, manifests),
+        "run": _run_info(run, manifests, stale),
         "curation": curation,
         "training": training,
         "evaluation": evaluation,
@@ -65,7 +89,26 @@ def _manifest(stage_dir: Path) -> dict[str, Any] | None:
     if not p.is_file():
         return None
     doc = read_json(p)
+    # Another stage's manifest in this folder (written there by hand, or by a report sent into it).
+    if doc.get("stage", stage_dir.name) != stage_dir.name:
+        return None
     return doc if doc.get("status", "complete") == "complete" else None
+
+
+def _out_of_date(run: Path, manifest: dict[str, Any]) -> str | None:
+    """Why a stage no longer describes this run's files: an input it read from another stage of this
+    run (by stage folder and file name) has changed since. None when all match, or none is recorded."""
+    for item in manifest.get("inputs") or []:
+        recorded = Path(str(item.get("path", "")))
+        stage = recorded.parent.name
+        # Manifests are left out: a stage re-run to the same tables rewrites only its timings.
+        if stage not in STAGE_TITLES or stage == manifest.get("stage") or recorded.name == MANIFEST \
+                or not item.get("sha256"):
+            continue
+        current = run / stage / recorded.name
+        if current.exists() and sha256_tree(current) != item["sha256"]:
+            return f"{stage}/{recorded.name} changed after this stage ran: run it again"
+    return None
 
 
 def iso_time(ts: Any) -> str | None:
@@ -93,13 +136,13 @@ def _clean(obj: Any) -> Any:
     return str(obj)
 
 
-def _run_info(run: Path, manifests: dict[str, dict | None]) -> dict[str, Any]:
+def _run_info(run: Path, manifests: dict[str, dict | None], stale: dict[str, str]) -> dict[str, Any]:
     stages = []
     for stage, title in STAGE_TITLES.items():
         m = manifests[stage]
         if m is None:
-            stages.append({"stage": stage, "title": title, "status": "not run", "started_at": None,
-                           "finished_at": None, "seconds": None})
+            stages.append({"stage": stage, "title": title, "status": "out of date" if stage in stale else "not run",
+                           "started_at": None, "finished_at": None, "seconds": None})
             continue
         started, finished = m.get("started_at"), m.get("finished_at")
         stages.append({
@@ -685,7 +728,9 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
             elif multi.get("per_class"):
                 # Classes were compared, but none on enough rows: say so rather than drop the row.
                 worst.append({"measure": m.replace("_", " "), "label": None, "value": None,
-                              "note": f"no class has {multi.get('min_class_support')} rows in two ranked groups"})
+                              "note": f"no class has {multi['min_class_support']} rows in two ranked groups"
+                              if _is_num(multi.get("min_class_support")) else
+                              "no class has enough rows in two ranked groups"})
         children.append({
             "key": col, "title": col, "anchor": col_anchor, "kind": "groups",
             "groups": groups, "not_shown": max(0, len(rep.get("by_group") or []) - len(groups)),
@@ -702,8 +747,10 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
             # JSON twin as written, so nothing is lost to the page's summary.
             "recorded": {k: v for k, v in rep.items() if k != "by_group"},
         })
+    # Evaluate writes no column at all when the data names no group column.
+    note = {} if children else {"note": "No group column ([data] group_cols): accuracy is not compared across groups."}
     return {"key": key, "title": key.replace("_", " "), "anchor": anchor, "kind": "section", "rows": [],
-            "children": children}
+            "children": children, **note}
 
 
 def _forgetting_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor: str) -> dict[str, Any] | None:
@@ -714,10 +761,15 @@ def _forgetting_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anch
     scalars = {k: v for k, v in f.items() if k != "cka_by_layer"}
     block = to_block(key, scalars, cfg, anchor) or {"key": key, "title": key, "anchor": anchor, "kind": "scalars",
                                                     "rows": []}
-    if isinstance(layers, list) and layers and all(_is_num(v) for v in layers):
-        block["line"] = {"title": "Representation similarity (linear CKA) between base and tuned, by layer",
+    layers = layers if isinstance(layers, list) else []
+    points = [[i, float(v)] for i, v in enumerate(layers) if _is_num(v) and math.isfinite(v)]
+    if points:
+        # A layer whose CKA evaluate could not compute (null) is left out of the line, and said so.
+        missing = [i for i, v in enumerate(layers) if not (_is_num(v) and math.isfinite(v))]
+        block["line"] = {"title": "Representation similarity (linear CKA) between base and tuned, by layer"
+                                  + (f" (not available for layer {', '.join(map(str, missing))})" if missing else ""),
                          "x_label": "layer (0 = embeddings)", "y_label": "linear CKA",
-                         "series": [{"name": "linear CKA", "points": [[i, float(v)] for i, v in enumerate(layers)]}]}
+                         "series": [{"name": "linear CKA", "points": points}]}
     return block
 
 
@@ -961,7 +1013,8 @@ def _verdict(content: dict[str, Any]) -> dict[str, Any]:
         gates.extend(content[section].get("gates") or [])
     findings = [{"warning": False, **f} for f in _findings(content)]
     statuses = [g["status"] for g in gates]
-    missing = [s["title"] for s in content["run"]["stages"] if s["status"] != "complete"]
+    missing = [s["title"] + (" (out of date)" if s["status"] == "out of date" else "")
+               for s in content["run"]["stages"] if s["status"] != "complete"]
     # A configured gate that could not be measured is not a pass: the reviewer asked for that check.
     # Nor is one past its threshold that was not enforced: the run went on, the data still failed it.
     if {"fail", "not checked", NOT_ENFORCED} & set(statuses):
@@ -1073,6 +1126,8 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         return lines
     if b["kind"] == "section" and b["key"] == "fairness":
         ranked = [c for c in b["children"] if c.get("difference") and _is_num(c["difference"].get("value"))]
+        if not b["children"]:
+            return ["fairness not measured: the data has no group column ([data] group_cols)"]
         if not ranked:
             return ["no group is large enough to compare accuracy across groups (see [evaluate] min_group_size)"]
         # The first column on a tie, as the group-gap gate picks it.
@@ -1103,7 +1158,10 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
             top = ""
             if groups and "flip rate" in groups["columns"]:
                 i = groups["columns"].index("flip rate")
-                best = max(groups["rows"], key=lambda r: (r[i]["value"] or 0))
-                top = f" ({best[0]['value']} names)"
+                rates = [(r[0]["value"], r[i]["value"]) for r in groups["rows"] if _is_num(r[i]["value"])]
+                most = max((v for _, v in rates), default=0)
+                # Every group at the largest rate (they tie often on small sets); none when nothing flipped.
+                if most > 0:
+                    top = f" ({', '.join(str(g) for g, v in rates if v == most)} names)"
             return [f"largest prediction flip rate when names are swapped: {100 * scal['max flip rate']:.1f}%{top}"]
     return []

@@ -50,6 +50,16 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def fmt_beside(v: Any, other: Any) -> str:
+    """``v`` with as many digits as it takes to differ from ``other`` when they differ: a failed gate
+    must not read "0.800 | >= 0.800"."""
+    digits = 3
+    while _number(v) and _number(other) and v != other and fmt_num(v, digits) == fmt_num(other, digits) \
+            and digits < 12:
+        digits += 1
+    return fmt_num(v, digits)
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -180,7 +190,7 @@ def environment(strict: bool = False) -> Environment:
     run this way, so a misspelt key in a template cannot hide behind the lenient default)."""
     env = Environment(loader=PackageLoader("curatune.reports", "templates"), autoescape=True,
                       undefined=StrictUndefined if strict else NotAvailable, keep_trailing_newline=True)
-    env.filters.update(num=fmt_num, pct=fmt_pct, signed=fmt_signed, slug=slug)
+    env.filters.update(num=fmt_num, beside=fmt_beside, pct=fmt_pct, signed=fmt_signed, slug=slug)
     env.globals["charts"] = Charts()
     return env
 

@@ -51,6 +51,14 @@ def _truncate(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _shorten_middle(text: str, n: int) -> str:
+    """Both ends of a long label: class names share their beginnings ("balance_not_updated_after_…")."""
+    if len(text) <= n:
+        return text
+    head = (n - 1) // 2
+    return text[:head] + "…" + text[len(text) - (n - 1 - head):]
+
+
 # A bar label's characters that fit the widest label area, its 12 px margin left aside.
 LABEL_CHARS = int((MAX_LABEL_W - 12) // _text_width("x"))
 
@@ -221,7 +229,10 @@ def line_chart(chart_id: str, title: str, series: Sequence[Series], *, x_label: 
     if not xs:
         return _svg(chart_id, width, 60, title, "no data points", ['<text x="8" y="30">no data points</text>'])
     x_ticks = nice_ticks(min(xs), max(xs), 6)
-    y_ticks = nice_ticks(min(ys) if y_min is None else y_min, max(ys) if y_max is None else y_max, 5)
+    lo, hi = min(ys) if y_min is None else y_min, max(ys) if y_max is None else y_max
+    if hi <= lo and y_max is not None:  # flat at a fixed top (accuracy 1.0 throughout): widen downwards
+        lo = hi - (abs(hi) or 1.0)
+    y_ticks = nice_ticks(lo, hi, 5)
     x_lo, x_hi, y_lo, y_hi = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
     y_step0 = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
     # Room for the widest tick label plus the rotated axis title.
@@ -288,7 +299,7 @@ def heatmap(chart_id: str, title: str, labels: Sequence[str], matrix: Sequence[S
     Counts are written in the cells when they fit.
     """
     n = len(labels)
-    short = [_truncate(str(lab), 24) for lab in labels]
+    short = [_shorten_middle(str(lab), 24) for lab in labels]
     label_w = max([_text_width(s, 11) for s in short] + [30.0]) + 10
     cell = max(8.0, min(34.0, 520.0 / max(n, 1)))
     show_counts = cell >= 22

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from curatune.rundir import sha256_tree
+
 LABELS = ["billing", "cancel", "refund"]
 GROUPS = ["chat", "email", "phone"]
 # Transcript text a browser must show as text: markup, a script tag and an attribute injection.
@@ -129,6 +131,11 @@ def _curate(out: Path, anonymised: bool, leak_failed: bool) -> None:
     }, out / "manifest.json")
 
 
+def _curated_sha(train_dir: Path) -> str:
+    curated = train_dir.parent / "curate" / "curated.parquet"
+    return sha256_tree(curated) if curated.is_file() else "cd" * 32
+
+
 def _train(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = [{"step": 0, "epoch": 0.0, "event": "frozen_baseline", "C": 10.0}]
@@ -141,7 +148,8 @@ def _train(out: Path) -> None:
     (out / "trainer_log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log), encoding="utf-8")
     _write_json({
         "stage": "train", "status": "complete", "started_at": 1700000010.0, "finished_at": 1700000070.0,
-        "inputs": [{"path": "/run/curate/curated.parquet", "rows": 20, "sha256": "cd" * 32}],
+        # The curated table it read, as train records it: a report checks it is still the run's.
+        "inputs": [{"path": "/run/curate/curated.parquet", "rows": 20, "sha256": _curated_sha(out)}],
         "config": {"train": {"method": "lora", "epochs": 2.0, "lr": 0.001, "lora_target_modules": []},
                    "report": {"max_examples": 5, "title": "fixture audit"}},
         "versions": VERSIONS, "counts": {"rows": 20, "train": 13, "validation": 4, "test": 3},

@@ -111,3 +111,26 @@ def test_stage_pages_load_cleanly(browser, fixture_run, name):
     assert page.locator(f"#{stage}-h").is_visible()
     assert sideways_overflow(page) == 0
     page.close()
+
+
+def test_a_long_unbroken_group_name_does_not_make_the_page_scroll_sideways(browser, tmp_path):
+    """A hashed segment id as a group: paragraphs and findings naming it pushed the page 720 px wide."""
+    import json
+
+    from curatune.reports import render_reports
+    from tests.reports.fixture_run import build_run
+
+    run = build_run(tmp_path / "run")
+    long_name = "segment_" + "a1b2c3d4" * 12
+    path = run / "evaluate" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    channel = metrics["fairness"]["channel"]
+    for g in channel["by_group"]:
+        g["group"] = long_name if g["group"] == "chat" else g["group"]
+    channel["difference"]["accuracy"]["best"] = long_name
+    path.write_text(json.dumps(metrics))
+    render_reports(run)
+    page, _ = open_page(browser, run / "report" / "audit.html")
+    assert long_name in page.content()
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert sideways_overflow(page) == 0

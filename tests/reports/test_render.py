@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from curatune.reports import REPORT_FILES, collect, render_reports
+from curatune.rundir import sha256_tree
 from tests.conftest import error_lines
 from tests.reports.fixture_run import HOSTILE, build_run
 
@@ -67,8 +68,11 @@ def test_writes_every_file(fixture_run):
 
 def test_golden_snapshot(fixture_run):
     """A fixed run renders to these bytes; regenerate with CURATUNE_UPDATE_GOLDEN=1 after a wanted change."""
+    # The hash of the fixture's curated table (recorded by its train manifest) depends on how this
+    # polars version writes Parquet, not on the report.
+    curated_sha = sha256_tree(fixture_run / "curate" / "curated.parquet")
     for name in ("audit.html", "audit.json"):
-        got = read(fixture_run, name)
+        got = read(fixture_run, name).replace(curated_sha, "<sha256 of curate/curated.parquet>")
         golden = GOLDEN / name
         if UPDATE:
             golden.write_text(got, encoding="utf-8")
@@ -360,6 +364,13 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
 
+def _damage_pages(path: Path) -> None:
+    """Header and footer intact, data pages overwritten (a bad disk block): the schema still reads."""
+    data = bytearray(path.read_bytes())
+    data[8:len(data) // 2] = b"\xab" * (len(data) // 2 - 8)
+    path.write_bytes(bytes(data))
+
+
 def _ledger_without_dropped_by(path: Path) -> None:
     pl.read_parquet(path).drop("dropped_by").write_parquet(path)
 
@@ -371,6 +382,8 @@ def _ledger_without_dropped_by(path: Path) -> None:
     ("train/manifest.json", _truncate, "cannot read JSON ("),
     ("curate/ledger.parquet", lambda p: p.write_bytes(b"PAR1 garbage"), "cannot read Parquet table ("),
     ("curate/curated.parquet", lambda p: p.write_bytes(b"PAR1 garbage"), "cannot read Parquet table ("),
+    ("curate/ledger.parquet", _damage_pages, "cannot read Parquet table ("),
+    ("curate/curated.parquet", _damage_pages, "cannot read Parquet table ("),
     ("curate/ledger.parquet", _ledger_without_dropped_by,
      "column 'dropped_by': table lacks a column every run directory has; re-run the stage that wrote it"),
     ("train/trainer_log.jsonl", lambda p: p.write_bytes(b'{"step": 1}\n\xff\xfe'),
@@ -799,3 +812,90 @@ def test_no_unseen_labels_draw_no_section(tmp_path):
         m["unseen_labels"] = {"labels": [], "rows": 0}
     render_reports(run)
     assert "unseen" not in read(run).lower()
+
+
+def test_a_stage_whose_input_changed_after_it_ran_is_out_of_date_not_this_runs(tmp_path):
+    """Curating again (or apply-reviews) after training: the report showed the old model's figures
+    beside the new data's counts."""
+    run = build_run(tmp_path / "run")
+    render_reports(run)
+    assert json.loads(read(run, "audit.json"))["training"]["status"] == "complete"
+    curated = run / "curate" / "curated.parquet"
+    pl.read_parquet(curated).head(5).write_parquet(curated)
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    assert content["training"] == {"status": "out of date",
+                                   "reason": "curate/curated.parquet changed after this stage ran: run it again"}
+    assert [s["status"] for s in content["run"]["stages"]] == ["complete", "out of date", "complete"]
+    assert content["verdict"]["overall"] != "pass" and "Training (out of date)" in content["verdict"]["stages_not_run"]
+    html = read(run, "training.html")
+    assert "OUT OF DATE" in html and "curate/curated.parquet changed after this stage ran" in html
+    # Re-curated to the same table: only its manifest is new (train records it as read, as train
+    # does), and training still describes the data.
+    run2 = build_run(tmp_path / "run2")
+    train_manifest = json.loads((run2 / "train" / "manifest.json").read_text())
+    train_manifest["inputs"].append({"path": "/run/curate/manifest.json", "sha256": "ef" * 32})
+    (run2 / "train" / "manifest.json").write_text(json.dumps(train_manifest))
+    render_reports(run2)
+    assert json.loads(read(run2, "audit.json"))["training"]["status"] == "complete"
+
+
+def test_the_report_never_replaces_a_stage_manifest_and_a_stage_folder_is_not_a_run(cli_run, tmp_path):
+    """`--out RUN/curate` replaced the curate manifest with the report's (its gates lost, so the next
+    verdict read pass); `report RUN/curate` rendered an all-"not run" audit into RUN/curate/report."""
+    run = build_run(tmp_path / "run")
+    before = (run / "curate" / "manifest.json").read_bytes()
+    for out in (run / "curate", run / "train", tmp_path / "elsewhere"):
+        if out.name == "elsewhere":  # any folder holding another stage's manifest
+            out.mkdir()
+            (out / "manifest.json").write_bytes(before)
+        code, text = cli_run("report", run, "--out", out)
+        assert code == 2 and error_lines(text) == [
+            f"error: {out}: the report's folder must not be a stage's folder: choose another --out"], text
+    assert (run / "curate" / "manifest.json").read_bytes() == before
+    code, text = cli_run("report", run / "curate")
+    assert code == 2 and "this is the curate stage's folder, not a run directory" in text, text
+    assert not (run / "curate" / "report").exists()
+
+
+def test_review_findings_ties_empty_fairness_gate_digits_flat_curves_and_null_cka(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        # Two groups tie at the largest name-swap flip rate: both are named.
+        metrics["counterfactual"]["groups"].append(
+            {"group": "Yoruba", "locale": "yo_NG", "rows": 40, "flips": 2, "flip_rate": 0.05})
+        metrics["fairness"] = {}  # no [data] group_cols: evaluate writes no column
+        metrics["forgetting"]["cka_by_layer"] = [1.0, None, 0.995, 0.98]
+        gate = {"name": "min_accuracy", "passed": False, "value": 0.7996, "threshold": 0.8, "direction": ">="}
+        metrics["gates"] = [gate]
+    manifest = json.loads((run / "evaluate" / "manifest.json").read_text())
+    (run / "evaluate" / "manifest.json").write_text(json.dumps({**manifest, "gates": [gate]}))
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    findings = [f["text"] for f in content["verdict"]["findings"]]
+    assert "largest prediction flip rate when names are swapped: 5.0% (Polish, Yoruba names)" in findings
+    assert "fairness not measured: the data has no group column ([data] group_cols)" in findings
+    html = read(run)
+    assert "No group column ([data] group_cols): accuracy is not compared across groups." in html
+    # A failed gate never reads as equal to its threshold.
+    assert '<td class="num">0.7996</td><td class="num">≥ 0.8000</td>' in html
+    forgetting = next(b for b in content["evaluation"]["blocks"] if b["key"] == "forgetting")
+    assert forgetting["line"]["series"][0]["points"] == [[0, 1.0], [2, 0.995], [3, 0.98]]
+    assert forgetting["line"]["title"].endswith("(not available for layer 1)")
+    # Nothing flipped anywhere: no group is named as the largest.
+    with edited_metrics(run) as metrics:
+        for g in metrics["counterfactual"]["groups"]:
+            g.update(flips=0, flip_rate=0.0)
+        metrics["counterfactual"]["max_flip_rate"] = 0.0
+    render_reports(run)
+    findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
+    assert "largest prediction flip rate when names are swapped: 0.0%" in findings
+
+
+def test_a_flat_curve_at_a_fixed_top_widens_the_axis_downwards():
+    from curatune.reports import svg
+
+    chart = str(svg.line_chart("c", "t", [svg.Series("validation accuracy", [(1, 1.0), (2, 1.0)])],
+                               x_label="step", y_label="accuracy", y_max=1.0))
+    y_labels = re.findall(r'text-anchor="end"[^>]*>([^<]+)</text>', chart)
+    assert y_labels[0] == "0.0" and y_labels[-1] == "1.0", y_labels
