@@ -245,7 +245,13 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("CURATUNE_LOG", "WARNING"),
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode typer returns an exit code instead of raising: its typer.Exit, and
+        # 130 for a Ctrl-C it caught (it turns KeyboardInterrupt into Exit(130)).
+        code = app(standalone_mode=False)
+        if code == 130:
+            console.print("interrupted")
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except CuratuneError as exc:
         # Errors name config tables ("[train] batch_size"): text, not rich markup.
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

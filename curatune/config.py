@@ -492,7 +492,10 @@ def _known_keys(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
+    from curatune.dataset import check_group_cols  # dataset.py imports this module
+
     cfg: Config = _build(Config, raw, "")
+    check_group_cols(cfg.data)
     for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report):
         section.check()
     if base_dir is not None:

@@ -184,8 +184,25 @@ def first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
     return int(idx[0]) + 1 if len(idx) else None
 
 
+def check_group_cols(cfg: DataConfig) -> None:
+    """A group column is passed through beside the canonical and bookkeeping columns: one that is
+    the text, label, split or id column (or named like a column curation writes) would collide with
+    them, or copy the transcript text into the ledger."""
+    roles = {cfg.text_col: "text_col", cfg.label_col: "label_col", cfg.split_col: "split_col", cfg.id_col: "id_col",
+             cfg.conversation_col: "conversation_col"}
+    if cfg.conversation_col:
+        roles |= {cfg.turn_col: "turn_col", cfg.speaker_col: "speaker_col"}
+    for g in cfg.group_cols:
+        if g in roles and g:
+            raise CuratuneError(f"[data] group_cols: '{g}' is the {roles[g]} column, not a customer group")
+        if g in (*CANONICAL, *BOOKKEEPING, *LEDGER_ONLY):
+            raise CuratuneError(f"[data] group_cols: '{g}' is a column curatune writes itself; rename it in the "
+                                "input")
+
+
 def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: bool = False) -> Loaded:
     """Load and normalise every input file into the canonical table (see module docstring)."""
+    check_group_cols(cfg)
     if not paths:
         raise CuratuneError("no input files given (pass INPUT paths or set [data] inputs)")
     if not cfg.id_col and not cfg.conversation_col:

@@ -39,11 +39,18 @@ ENTRY_POINTS = {"train": ("curatune.train", "train_model"), "evaluate": ("curatu
                 "report": ("curatune.reports", "render_reports")}
 # Each stage's config sections (or single keys, dotted): a change in any of them redoes the stage.
 # Curation applies pulled reviews by the conflict rule; the server's address and project do not matter.
+# Evaluation takes the data through the curate outputs; of [data] it reads only the reference set.
 SECTIONS = {"curate": ("data", "curate", "labelstudio.conflict_rule"), "train": ("train",),
-            "evaluate": ("data", "evaluate"), "report": ("report",)}
+            "evaluate": ("data.reference", "data.reference_text_col", "data.reference_label_col", "evaluate"),
+            "report": ("report",)}
 # Keys of those sections a stage does not read: the reference set is evaluation's alone.
 NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.reference_label_col")}
 FINGERPRINT_KEY = "pipeline_fingerprint"
+# What later stages and the reader take from each stage: a stage whose manifest is complete but one
+# of these is gone (deleted to save space, a copy that left it out) is not up to date.
+OUTPUTS = {"curate": ("curated.parquet", "excluded.parquet", "ledger.parquet"),
+           "train": ("predictions.parquet", "base_predictions.parquet", "splits.parquet", "model"),
+           "evaluate": ("metrics.json",), "report": ("audit.html", "audit.json")}
 Progress = Callable[[str], None]
 
 
@@ -159,9 +166,10 @@ def _record(stage_out: Path, fp: str) -> None:
     write_json(manifest, stage_out / MANIFEST)
 
 
-def _up_to_date(stage_out: Path, fp: str) -> bool:
+def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
     m = read_manifest(stage_out)
-    return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp
+    return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
+        (stage_out / name).exists() for name in OUTPUTS[stage])
 
 
 def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Path | None = None,
@@ -211,7 +219,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             say(f"{tag}: not run (an earlier gate failed)")
             continue
         fp = fingerprint(stage, config, run)
-        if idx < first_forced and _up_to_date(out, fp):
+        if idx < first_forced and _up_to_date(stage, out, fp):
             skipped.append(stage)
             say(f"{tag}: up to date, skipped")
             continue

@@ -151,3 +151,18 @@ def test_the_demo_data_folder_is_beside_a_run_directory_given_as_dot(tmp_path, m
     monkeypatch.chdir(run)
     # "." has no name: the data went to "./-data", inside the run it must stay out of.
     assert demo_data_dir(Path(".")) == tmp_path / "run-data"
+
+
+def test_ctrl_c_outside_training_exits_130_and_says_so(cli_run, tmp_path, monkeypatch):
+    """typer turns KeyboardInterrupt into an exit code it returns (not raises) outside standalone
+    mode: every command exited 0 after Ctrl-C, so `curatune run && next-step` went on."""
+    import curatune.curate.pipeline as curate_pipeline
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curate_pipeline, "run_curation", interrupted)
+    src = tmp_path / "d.csv"
+    src.write_text("text\nhello\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out")
+    assert code == 130 and "interrupted" in out and "Traceback" not in out

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
 
-from curatune.config import DataConfig
+from curatune.config import DataConfig, config_from_dict
 from curatune.dataset import load_dataset
 from curatune.errors import CuratuneError
 
@@ -268,3 +269,21 @@ def test_float_labels_read_as_their_integer_and_nan_as_missing(tmp_path):
     out = load_dataset([tmp_path / "d.parquet"], DataConfig())
     labels = pl.concat([out.rows, out.unusable], how="diagonal_relaxed").sort("row_id")["label"].to_list()
     assert labels == ["1", None, "2", "2.5"]
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    (DataConfig(group_cols=["split"]), "[data] group_cols: 'split' is the split_col column, not a customer group"),
+    (DataConfig(id_col="id", group_cols=["id"]), "'id' is the id_col column"),
+    (DataConfig(group_cols=["text"]), "'text' is the text_col column"),  # the transcript copied into the ledger
+    (DataConfig(text_col="body", group_cols=["text"]), "'text' is a column curatune writes itself"),
+    (DataConfig(group_cols=["fate"]), "'fate' is a column curatune writes itself"),
+])
+def test_a_group_column_that_is_another_role_is_refused_before_loading(tmp_path, cfg, message):
+    """group_cols = ["split"] was a polars DuplicateError and ["id"] a ColumnNotFoundError, after the
+    curation work; ["text"] wrote every transcript into ledger.parquet."""
+    (tmp_path / "d.csv").write_text("id,text,body,label,split,fate\n1,hi,hi,a,train,x\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], cfg)
+    assert message in str(err.value)
+    with pytest.raises(CuratuneError, match=re.escape(message)):
+        config_from_dict({"data": {k: v for k, v in vars(cfg).items() if v}})

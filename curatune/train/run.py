@@ -95,8 +95,10 @@ def _is_main_process() -> bool:
 
 
 def _run_fingerprint(config: Config, curate_dir: Path) -> str:
-    """What a checkpoint was trained on: the curated table and the [train] config."""
-    return inputs_fingerprint([curate_dir / CURATED], config.resolved()["train"])
+    """What a checkpoint was trained on: the curated table, the base model's files (a folder whose
+    weights were replaced in place starts afresh) and the [train] config."""
+    return inputs_fingerprint([curate_dir / CURATED, Path(resolve_model_path(config.train.model))],
+                              config.resolved()["train"])
 
 
 def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> bool:

@@ -89,6 +89,15 @@ def test_run_skip_force_and_changes(tmp_path):
     again = run_pipeline(load_config(tmp_path / "c.toml"))
     assert again["ran"] == [] and again["skipped"] == _built("curate", "train", "evaluate", "report")
 
+    # A stage whose outputs are gone is redone although its manifest is complete (train was skipped
+    # and evaluate then failed; a deleted audit.json skipped the evaluation gate check).
+    (run / "train" / "predictions.parquet").unlink()
+    (run / "report" / "audit.json").unlink()
+    redone = run_pipeline(load_config(tmp_path / "c.toml"))
+    # (Training again writes the same predictions here, so evaluation is still up to date.)
+    assert redone["ran"][0] == "train" and redone["ran"][-1] == "report" and redone["skipped"][0] == "curate"
+    assert (run / "report" / "audit.json").is_file()
+
     # A [report] change redoes the report only.
     (tmp_path / "c.toml").write_text(CONFIG.format(steps='["dedup"]').replace("pipeline test", "renamed"))
     changed = run_pipeline(load_config(tmp_path / "c.toml"))
@@ -253,6 +262,12 @@ def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
     cfg.data.reference = str(tmp_path / "ref.csv")
     assert fingerprint("curate", cfg, run) == before["curate"]
     assert fingerprint("evaluate", cfg, run) != before["evaluate"]
+    # A curation-only [data] key (the planted truth) redoes curation, not evaluation (which reads the
+    # data through curation's outputs: unchanged outputs, nothing to redo).
+    before = {s: fingerprint(s, cfg, run) for s in ("curate", "evaluate")}
+    cfg.data.truth = str(tmp_path / "truth.parquet")
+    assert fingerprint("curate", cfg, run) != before["curate"]
+    assert fingerprint("evaluate", cfg, run) == before["evaluate"]
     # Another surrogate secret writes other surrogates: curation is redone (the secret is not stored).
     cfg.curate.steps = ["dedup", "anonymise"]
     cfg.curate.anonymise.operator = "surrogate"

@@ -568,6 +568,22 @@ def test_the_saved_tokenizer_cuts_where_training_cut(lora_run, tiny_model):
     assert len(tok("word " * 500, truncation=True)["input_ids"]) == max_length
 
 
+def test_a_base_model_changed_in_place_is_not_resumed(tiny_model, curated_dir, tmp_path):
+    """`curatune run` saw the model folder change and re-ran train, but continued the checkpoint made
+    from the old weights (the frozen baseline came from the new ones)."""
+    from curatune.train.run import can_resume
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    cfg, out = tiny_config(model), tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
+    assert can_resume(cfg, curated_dir, out)
+    config_json = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config_json, "initializer_range": 0.03}))
+    assert not can_resume(cfg, curated_dir, out)
+
+
 def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
