@@ -205,8 +205,10 @@ def set_prob(col: str, row_id: str, value):
     (lambda p: p.with_columns(pl.when(pl.col("row_id") == "password-7").then(0.0).otherwise(c).alias(c)
                               for c in VOCAB),
      ": pred_probs file gives row 'password-7' no probability for any of the dataset's labels"),
+    (lambda p: p.with_columns(pl.concat_list("refund", "cancel").alias("refund")),
+     ", column 'refund': pred_probs column holds List(Float64) values, not numbers"),  # a traceback before
 ], ids=["column", "row", "missing_file", "duplicate_row", "null", "nan", "not_a_number", "above_1", "negative",
-        "all_zero"])
+        "all_zero", "nested"])
 def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, breaks, message):
     df, _ = make_data(n_per_class=10, flips=0)
     probs = df.select(pl.col("id").alias("row_id"), *[pl.lit(0.25).alias(c) for c in VOCAB])
@@ -219,6 +221,63 @@ def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, breaks, message):
     code, out = cli_run("curate", tmp_path / "d.parquet", "--out", tmp_path / "out", "--config", cfg)
     assert code == 2 and f"error: {tmp_path / 'probs.parquet'}{message}" in out, out
     assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_a_missing_pred_probs_file_is_refused_before_the_earlier_run_is_touched(cli_run, tmp_path):
+    """It was found missing inside the step, after the earlier run's manifest was removed."""
+    df, _ = make_data(n_per_class=10, flips=0)
+    df.write_parquet(tmp_path / "d.parquet")
+    base = "[data]\nid_col = 'id'\n[curate]\nsteps = ['label_issues']\n[curate.label_issues]\nfeatures = 'tfidf'\n"
+    (tmp_path / "c.toml").write_text(base)
+    args = ("curate", tmp_path / "d.parquet", "--out", tmp_path / "out", "--config", tmp_path / "c.toml")
+    assert cli_run(*args)[0] == 0
+    before = (tmp_path / "out" / "manifest.json").read_bytes()
+    (tmp_path / "c.toml").write_text(base + "pred_probs = 'typo.parquet'\n")
+    code, out = cli_run(*args)
+    assert code == 2 and "pred_probs file not found" in out
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == before
+
+
+def test_a_label_named_row_id_cannot_have_a_pred_probs_column(tmp_path):
+    df, _ = make_data(n_per_class=10, flips=0)
+    df = df.with_columns(pl.col("label").replace({"cancel": "row_id"}))
+    df.select(pl.col("id").alias("row_id"), *[pl.lit(0.25).alias(c) for c in VOCAB]).write_parquet(
+        tmp_path / "probs.parquet")
+    with pytest.raises(CuratuneError, match="a label is named 'row_id'"):
+        curate(tmp_path, df, pred_probs=str(tmp_path / "probs.parquet"))
+
+
+@pytest.mark.parametrize("policy", ["drop", "relabel"])
+def test_a_rare_label_is_flagged_for_review_but_never_dropped_or_relabelled(tmp_path, policy):
+    """Each fold model learns a two-row label from one row: its correct rows look wrong, and drop
+    erased the class (Banking77: 80% of such rows flagged)."""
+    df, _ = make_data(n_per_class=30, flips=0)
+    # Correct but rare: text of its own, and words another class uses, so the models doubt it.
+    rare = pl.DataFrame({"id": ["w1", "w2", "w3"], "text": ["warranty claim refund money back",
+                                                            "warranty repair charged payment", "warranty broken"],
+                         "label": ["warranty"] * 3, "split": ["train"] * 3})
+    led = curate(tmp_path, pl.concat([df, rare]), policy=policy, relabel_threshold=0.0)
+    rows = led.filter(pl.col("row_id").is_in(["w1", "w2", "w3"]))
+    assert rows["is_label_issue"].any()  # the models do doubt them ...
+    assert set(rows["fate"]) == {"kept"} and set(rows["final_label"]) == {"warranty"}  # ... and nothing acts
+    summary = step_summary(tmp_path / "out")
+    assert summary["flagged_rare_label_rows"] == int(rows["is_label_issue"].sum())
+    assert summary["min_rows_to_act"] == 10
+
+
+def test_evaluation_labels_never_train_the_models_that_change_train_labels(tmp_path):
+    """A label only test rows carry was suggested for a train row and given to it (relabel)."""
+    df, _ = make_data(n_per_class=20, flips=0)
+    df = df.with_columns(pl.when(pl.col("label") == "cancel").then(pl.lit("test")).otherwise("split").alias("split"))
+    df = df.with_columns(
+        pl.when(pl.col("id") == "refund-0").then(pl.lit("cancel subscription plan stop end membership terminate"))
+        .otherwise("text").alias("text"))
+    led = curate(tmp_path, df, policy="relabel", relabel_threshold=0.5)
+    train = led.filter(pl.col("split") == "train")
+    assert "cancel" not in set(train["final_label"]) and "cancel" not in set(train["suggested_label"].drop_nulls())
+    assert set(led.filter(pl.col("split") == "test")["label_quality"].to_list()) == {None}  # no train row to learn
+    summary = step_summary(tmp_path / "out")
+    assert summary["fit_on"] == "train rows"
 
 
 def test_user_pred_probs_are_renormalised_over_the_labels_in_play(tmp_path):
