@@ -368,5 +368,5 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
     add("max_counterfactual_flip_rate", (cf or {}).get("max_flip_rate"), g.max_counterfactual_flip_rate, False,
         "largest share of predictions that change when names change",
         "counterfactual names were not tested ([evaluate] counterfactual = false)" if cf is None else
-        "no evaluated text holds a name placeholder such as <PERSON_1> (anonymise with the replace operator)")
+        "no evaluated text holds a name placeholder such as <PERSON_1> (anonymise with the placeholder operator)")
     return checks
