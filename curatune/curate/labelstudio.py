@@ -537,7 +537,10 @@ def _update_text(server: Server, tid: int, data: dict[str, Any], new: dict[str, 
             seen[str(a.id)] = {TEXT_SHA: old_sha, "updated_at": _annotation_time(when),
                                "review": _review_key(a.result, a.lead_time)}
     new_data = {**new, ANNOTATED_SHA: seen} if seen else new
-    server.call("update a task's text", lambda: server.client.tasks.update(str(tid), data=new_data))
+    # An annotated task counts as done and the labelling queue would not serve it again: its new text
+    # would go unreviewed unless someone looked for it. Marked not done, it comes back.
+    extra = {"is_labeled": False} if anns else {}
+    server.call("update a task's text", lambda: server.client.tasks.update(str(tid), data=new_data, **extra))
 
 
 def _pred_key(mv: str | None, result: Any, score: Any) -> tuple[str, str, float | None]:
@@ -587,7 +590,7 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         _update_text(server, tid, data, new)
         if i % size == 0 or i == len(texts):
             say(f"labelstudio: replaced the text of {i}/{len(texts)} tasks whose row changed "
-                "(their earlier annotations no longer apply)")
+                "(their earlier annotations no longer apply; annotated ones are back in the labelling queue)")
     for start in range(0, len(stale), size):
         chunk = stale[start:start + size]
         _replace_predictions(server, pid, chunk)

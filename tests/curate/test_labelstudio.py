@@ -322,9 +322,11 @@ def test_changed_text_replaces_the_task_text_and_its_earlier_reviews_do_not_appl
     result = push(run_copy, cfg, progress=said.append)
     assert (result["created"], result["text_changed"], result["updated"]) == (0, 1, 1)
     assert "labelstudio: replaced the text of 1/1 tasks whose row changed (their earlier annotations no longer " \
-           "apply)" in said
+           "apply; annotated ones are back in the labelling queue)" in said
     task_a = client.tasks.get(tasks[a].id)
     assert task_a.data["text"] == new_text and task_a.data["text_sha256"] == text_sha256(new_text)
+    # Annotated, it counted as done and the queue would not serve its new text: it is open again.
+    assert task_a.is_labeled is False and client.tasks.get(tasks[b].id).is_labeled is True
     assert push(run_copy, cfg)["text_changed"] == 0
     relabel = next(lab for lab in labels if lab != label_a)
     _annotate(client, tasks[a].id, relabel, user=ann2)  # made on the new text
