@@ -571,20 +571,20 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         task = existing[row["row_id"]][0]
         tid = task["id"]
         data = task["data"]
-        new_data = _task(row, run_id, project.to_name)["data"]
+        wanted = _task(row, run_id, project.to_name)
+        new_data, want = wanted["data"], wanted["predictions"]
         # The text the task shows, not the hash push recorded: a task edited in Label Studio is shown
         # the row's text again (and its dialogue, which the reviewer reads).
         if text_sha256(data.get(TEXT_KEY)) != new_data[TEXT_SHA] or \
                 data.get(DIALOGUE_KEY, new_data.get(DIALOGUE_KEY)) != new_data.get(DIALOGUE_KEY):
             texts.append((tid, data, new_data))
-        want = _predictions(row, run_id, project.to_name)
         ours = [p for p in by_task.get(tid, []) if OUR_MODEL_VERSION.match(p.model_version or "")]
         have = sorted((_pred_key(p.model_version, p.result, p.score) for p in ours), key=str)
         if have != sorted((_pred_key(w["model_version"], w["result"], w.get("score")) for w in want), key=str):
             foreign = len(ours) < len(by_task.get(tid, []))
             stale.append((tid, [p.id for p in ours], foreign, want))
-        if task["meta"] != _meta(row):
-            metas.append((tid, _meta(row)))
+        if task["meta"] != wanted["meta"]:
+            metas.append((tid, wanted["meta"]))
     size = server.cfg.batch_size
     for i, (tid, data, new) in enumerate(texts, start=1):
         _update_text(server, tid, data, new)
