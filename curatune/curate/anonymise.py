@@ -29,6 +29,7 @@ import polars as pl
 from curatune.config import AnonymiseConfig, Config
 from curatune.curate.base import CurationStep, Gate, StepResult, register_step
 from curatune.curate.pii.engine import (  # RecognizerResult through engine: it sets Presidio up offline first
+    NAME_TOKEN,
     Detector,
     RecognizerResult,
     build_detector,
@@ -184,7 +185,7 @@ class Anonymiser:
                  zip(convs, rendered, strict=True)]
         # The words of a person's name; role words beside it ("Maria, support specialist") are not names.
         persons = [[(starts[i] + m.start(), starts[i] + m.end()) for i in c.person_speakers()
-                    for m in re.finditer(r"[^\W\d_][\w'’-]+", c.segments[i]) if m.group(0).casefold() not in ROLE_WORDS]
+                    for m in NAME_TOKEN.finditer(c.segments[i]) if m.group(0).casefold() not in ROLE_WORDS]
                    for c, (_, starts) in zip(convs, rendered, strict=True)]
         found = self.find([t for t, _ in rendered], roles, persons)
         return [c.speakers_as_persons(c.by_segment(res, starts))

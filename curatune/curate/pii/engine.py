@@ -118,6 +118,8 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
     return [r for r in results if r.end - r.start > 1]
 
 
+# A word that can be part of a name: a letter, then letters, digits, apostrophes or hyphens.
+NAME_TOKEN = re.compile(r"[^\W\d_][\w'’-]+")
 # Where only a name fits, a name already found in the text counts in lower case too ("thanks
 # bramwell", "zylpha here"); elsewhere a lower-case mention may be a word ("my bill" beside a Bill).
 _LOWER_NAME_BEFORE = re.compile(r"(?i:\b(?:thanks|thank you|thx|hi|hello|hey|dear|bye|cheers|sorry|welcome|"
@@ -131,7 +133,7 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     where only a name fits. A conversation is one text here, so this links mentions across its
     turns. Returns all results, sorted."""
     tokens = {w for r in results if r.entity_type == "PERSON"
-              for w in re.findall(r"[^\W\d_][\w'’-]+", text[r.start:r.end])
+              for w in NAME_TOKEN.findall(text, r.start, r.end)
               if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
     extra = []
     for token in sorted(tokens):
