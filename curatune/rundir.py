@@ -175,12 +175,29 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+# A stage hashes the same inputs more than once (the run fingerprint, the checkpoint fingerprint,
+# the manifest; a report checks each stage's inputs), and a base model is hundreds of MB. Hashes
+# are kept per process, keyed by what stat() says of the file. ctime is in the key because no
+# one can set it by hand (os.utime can put mtime back after a rewrite). As in git's "racy" rule,
+# a file changed within the last seconds is not cached: a rewrite in the same timestamp tick
+# would leave every stat field alike.
+_HASH_CACHE: dict[tuple[str, int, int, int, int, int], str] = {}
+_RACY_S = 2.0
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if (cached := _HASH_CACHE.get(key)) is not None:
+        return cached
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _RACY_S:
+        _HASH_CACHE[key] = digest
+    return digest
 
 
 def sha256_tree(path: str | Path) -> str:

@@ -34,3 +34,43 @@ def test_undefined_statistics_are_written_as_null_so_strict_json_parsers_accept_
 
     assert json.loads(text, parse_constant=refuse) == {"probe_retention": None, "gap": None, "ok": 0.5,
                                                         "bins": [1.0, None], "arr": [None, 2.0], "n": 3}
+
+
+def test_a_file_is_hashed_once_per_process_until_it_changes_even_when_its_mtime_is_put_back(tmp_path, monkeypatch):
+    import hashlib
+
+    from curatune import rundir
+
+    reads: list[str] = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        reads.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    p = tmp_path / "model.bin"
+    p.write_bytes(b"a" * 1000)
+    monkeypatch.setattr(rundir, "_RACY_S", -1.0)  # the file was just written: cache it all the same
+    monkeypatch.setattr(rundir, "open", counting_open, raising=False)
+    first = rundir.sha256_file(p)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert rundir.sha256_file(p) == first and rundir.sha256_tree(tmp_path) == rundir.sha256_tree(tmp_path)
+    assert reads == [str(p)]  # every later call answered from the cache
+
+    # Same size, and mtime set back by hand (as cp -p or a careless tool would): ctime still moves.
+    before = os.stat(p)
+    p.write_bytes(b"b" * 1000)
+    os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert rundir.sha256_file(p) == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+def test_a_file_changed_in_the_last_seconds_is_not_cached(tmp_path):
+    import hashlib
+
+    from curatune import rundir
+
+    p = tmp_path / "curated.parquet"
+    p.write_bytes(b"x" * 10)
+    assert rundir.sha256_file(p) == hashlib.sha256(b"x" * 10).hexdigest()
+    # Written just now: a rewrite in the same timestamp tick could leave every stat field alike.
+    assert not [k for k in rundir._HASH_CACHE if k[0] == os.path.realpath(p)]
