@@ -118,6 +118,18 @@ class AnonymiseConfig:
     batch_size: int = 64
     n_process: int = 2
 
+    def check(self) -> None:
+        """Refuse values no run can use; the loader calls this, and so does run_curation."""
+        _refuse_unusable(self, "curate.anonymise", {
+            # Detector scores are in [0, 1]: above 1 nothing is found, and the leak scan (same
+            # detectors, same threshold) then passes text that was never anonymised.
+            "score_threshold": (0 <= self.score_threshold <= 1, "in [0, 1]"),
+            # spaCy's pipe with batch size 0 never returns.
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "n_process": (self.n_process >= 1, ">= 1"),
+            "max_leaks": (self.max_leaks >= 0, ">= 0"),
+        })
+
     def secret(self) -> bytes:
         """The key the surrogate and hash operators need (from ``secret_env``); b"" when unused.
         Checked before any work: a run without it stops here, not after curation began."""
@@ -215,6 +227,7 @@ class CurateConfig:
                 and self.steps.index("anonymise") < self.steps.index("dedup"):
             raise CuratuneError("[curate] steps: dedup must come before anonymise (after anonymisation, different "
                                 "customers' messages that differ only in names or numbers read as copies)")
+        self.anonymise.check()
         self.label_issues.check()
         self.dedup.check()
 
@@ -492,10 +505,10 @@ def _known_keys(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
-    from curatune.dataset import check_group_cols  # dataset.py imports this module
+    from curatune.dataset import check_data_columns  # dataset.py imports this module
 
     cfg: Config = _build(Config, raw, "")
-    check_group_cols(cfg.data)
+    check_data_columns(cfg.data)
     for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report):
         section.check()
     if base_dir is not None:

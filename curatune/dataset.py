@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from curatune.config import DataConfig
-from curatune.errors import CuratuneError, first_line, shown_value
+from curatune.errors import CuratuneError, first_line, shown_value, values_withheld
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
 # Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
@@ -83,10 +83,27 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except CuratuneError:
         raise
     except Exception as exc:  # polars raises many types; the user needs the file and the reason
-        raise CuratuneError(f"cannot read file: {first_line(exc)}", file=str(path)) from None
+        raise CuratuneError(f"cannot read file: {values_withheld(first_line(exc))}", file=str(path)) from None
     if df.height == 0:
         raise CuratuneError("input file has no rows", file=str(path))
+    if suffix == ".tsv":
+        _check_no_joined_lines(df, path)
     return df
+
+
+def _check_no_joined_lines(df: pl.DataFrame, path: Path) -> None:
+    """TSV is read with CSV quoting (spreadsheets and csv writers quote a value holding a tab or a
+    line break), so in a file written without quoting a value that starts with '"' swallows the
+    lines after it, up to the next '"', into one row: rows lost without a word. A tab inside a
+    value is the trace of that."""
+    strings = [c for c, t in df.schema.items() if t == pl.String]
+    if not strings:
+        return
+    row = first_row(df, pl.any_horizontal(pl.col(strings).str.contains("\t", literal=True)))
+    if row is not None:
+        raise CuratuneError(f"record {row} holds a tab inside a value: a value that opens with '\"' and never "
+                            "closes it joined the lines after it into one row; quote such values as CSV does, "
+                            "or write the file as CSV or JSONL", file=str(path))
 
 
 def _check_utf8(path: Path) -> None:
@@ -166,7 +183,9 @@ def _label_text(dtype: pl.DataType) -> pl.Expr:
     if not dtype.is_float():
         return label.cast(pl.String)
     label = label.fill_nan(None)
-    return pl.when(label == label.round()).then(label.cast(pl.Int64).cast(pl.String)).otherwise(label.cast(pl.String))
+    # Whole numbers past 2**53 (or inf) are not integer labels and do not fit an Int64: kept as written.
+    whole = (label == label.round()) & (label.abs() < 2.0**53)
+    return pl.when(whole).then(label.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(label.cast(pl.String))
 
 
 def render_turns(turns: pl.Expr) -> pl.Expr:
@@ -184,10 +203,19 @@ def first_row(df: pl.DataFrame, offending: pl.Expr) -> int | None:
     return int(idx[0]) + 1 if len(idx) else None
 
 
-def check_group_cols(cfg: DataConfig) -> None:
-    """A group column is passed through beside the canonical and bookkeeping columns: one that is
+def check_data_columns(cfg: DataConfig) -> None:
+    """Refuse column mappings that cannot hold, before any input is read.
+
+    A group column is passed through beside the canonical and bookkeeping columns: one that is
     the text, label, split or id column (or named like a column curation writes) would collide with
     them, or copy the transcript text into the ledger."""
+    if cfg.conversation_col and cfg.id_col:
+        # The conversation is the row, and its id the row id: an id column would be read from no row.
+        raise CuratuneError("[data] id_col cannot be used with conversation_col (each conversation's id is its row "
+                            "id); leave id_col empty")
+    repeated = sorted({g for g in cfg.group_cols if cfg.group_cols.count(g) > 1})
+    if repeated:
+        raise CuratuneError(f"[data] group_cols: '{repeated[0]}' is listed more than once")
     roles = {cfg.text_col: "text_col", cfg.label_col: "label_col", cfg.split_col: "split_col", cfg.id_col: "id_col",
              cfg.conversation_col: "conversation_col"}
     if cfg.conversation_col:
@@ -202,7 +230,7 @@ def check_group_cols(cfg: DataConfig) -> None:
 
 def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: bool = False) -> Loaded:
     """Load and normalise every input file into the canonical table (see module docstring)."""
-    check_group_cols(cfg)
+    check_data_columns(cfg)
     if not paths:
         raise CuratuneError("no input files given (pass INPUT paths or set [data] inputs)")
     if not cfg.id_col and not cfg.conversation_col:
@@ -242,6 +270,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         _check_splits(df, cfg, path)
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
+    _check_same_types(frames, [s["path"] for s in sources])
     rows = pl.concat(frames, how="diagonal_relaxed")
     dup = rows.filter(pl.col("row_id").is_duplicated())
     if dup.height:
@@ -251,6 +280,18 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit("empty_text").alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
+
+
+def _check_same_types(frames: list[pl.DataFrame], paths: list[str]) -> None:
+    """Numbers in one file and text in another are joined as text; a list or struct in one file and
+    plain values in another cannot be joined (or would be flattened to garbled text), so refuse."""
+    seen: dict[str, tuple[pl.DataType, str]] = {}
+    for df, path in zip(frames, paths, strict=True):
+        for col, dtype in df.schema.items():
+            first, first_path = seen.setdefault(col, (dtype, path))
+            if dtype != first and (dtype.is_nested() or first.is_nested()):
+                raise CuratuneError(f"column '{col}' holds {first} values in {first_path} but {dtype} in {path}; "
+                                    "give it one type in every input file")
 
 
 def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
@@ -299,9 +340,16 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
         renames[cfg.label_col] = "label"
     if cfg.split_col in df.columns:
         renames[cfg.split_col] = "split"
-    # A column already named like a canonical one, but not mapped onto it, would be overwritten.
-    mapped = {v: k for k, v in renames.items()}
-    clash = [c for c in ("text", "label", "split", "source") if c in df.columns and mapped.get(c, c) != c]
+    # A column already named like a canonical one, but not mapped onto it, would be overwritten
+    # (or, where the mapped column is absent from this file, silently read in its place).
+    configured = {"text": cfg.text_col, "label": cfg.label_col, "split": cfg.split_col}
+    absent = [c for c, col in configured.items() if c in df.columns and col != c and col not in df.columns]
+    if absent:
+        key = f"{absent[0]}_col"
+        raise CuratuneError(f"[data] {key} is '{configured[absent[0]]}', which this file lacks, but it has a column "
+                            f"'{absent[0]}': set {key} = \"{absent[0]}\" or rename that column", file=src,
+                            column=absent[0])
+    clash = [c for c in ("text", "label", "split") if c in df.columns and configured[c] != c]
     clash += [c for c in ("source",) if c in df.columns]
     if clash:
         raise CuratuneError(f"input column '{clash[0]}' clashes with a reserved column name; rename it",

@@ -59,3 +59,9 @@ def shown_value(value: object) -> str:
     if _PLAIN_VALUE.fullmatch(text) and not _LONG_NUMBER.search(text):
         return f"'{text}'"
     return "(value not shown: it may hold personal data)"
+
+
+def values_withheld(message: str) -> str:
+    """A library's message with the cell values it quotes in backticks (polars: "could not parse
+    `<cell>` as dtype `str`") shown only where ``shown_value`` would show them."""
+    return re.sub(r"`([^`]*)`", lambda m: shown_value(m.group(1)), message)

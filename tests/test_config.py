@@ -136,6 +136,28 @@ def test_validate_cli_refuses_an_unusable_label_issues_value(cli_run, tmp_path):
     assert "[curate.label_issues] folds must be >= 2 (cross-validation needs a held-out fold), got 1" in out
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    # Above 1 no detector fires, and the leak scan (same detectors) passes the raw text.
+    ("score_threshold = 1.5", "score_threshold must be in [0, 1], got 1.5"),
+    ("score_threshold = -0.1", "score_threshold must be in [0, 1], got -0.1"),
+    ("batch_size = 0", "batch_size must be >= 1, got 0"),  # spaCy's pipe never returned
+    ("n_process = 0", "n_process must be >= 1, got 0"),
+    ("max_leaks = -1", "max_leaks must be >= 0, got -1"),  # failed the gate with no leak at all
+])
+def test_unusable_anonymise_value_named_with_its_key(tmp_path, cli_run, text, message):
+    p = write(tmp_path, f"[curate.anonymise]\n{text}\n")
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}: [curate.anonymise] {message}"
+    code, out = cli_run("validate", p)
+    assert code == 2 and f"[curate.anonymise] {message}" in out
+
+
+def test_anonymise_edge_values_accepted(tmp_path):
+    cfg = load_config(write(tmp_path, "[curate.anonymise]\nscore_threshold = 1\nmax_leaks = 0\nn_process = 1\n"))
+    assert (cfg.curate.anonymise.score_threshold, cfg.curate.anonymise.n_process) == (1.0, 1)
+
+
 def test_anonymise_before_dedup_is_refused_where_it_would_merge_different_customers(tmp_path, cli_run):
     p = write(tmp_path, '[curate]\nsteps = ["anonymise", "dedup"]\n')
     with pytest.raises(CuratuneError) as err:

@@ -277,6 +277,10 @@ def test_float_labels_read_as_their_integer_and_nan_as_missing(tmp_path):
     (DataConfig(group_cols=["text"]), "'text' is the text_col column"),  # the transcript copied into the ledger
     (DataConfig(text_col="body", group_cols=["text"]), "'text' is a column curatune writes itself"),
     (DataConfig(group_cols=["fate"]), "'fate' is a column curatune writes itself"),
+    # Selected twice into the ledger: a polars DuplicateError after the earlier manifest was removed.
+    (DataConfig(group_cols=["channel", "channel"]), "[data] group_cols: 'channel' is listed more than once"),
+    # The conversation id is the row id: the id column was silently dropped.
+    (DataConfig(conversation_col="text", id_col="id"), "[data] id_col cannot be used with conversation_col"),
 ])
 def test_a_group_column_that_is_another_role_is_refused_before_loading(tmp_path, cfg, message):
     """group_cols = ["split"] was a polars DuplicateError and ["id"] a ColumnNotFoundError, after the
@@ -287,3 +291,57 @@ def test_a_group_column_that_is_another_role_is_refused_before_loading(tmp_path,
     assert message in str(err.value)
     with pytest.raises(CuratuneError, match=re.escape(message)):
         config_from_dict({"data": {k: v for k, v in vars(cfg).items() if v}})
+
+
+def test_a_tsv_value_opening_with_a_quote_that_swallowed_lines_is_refused_not_read_as_fewer_rows(tmp_path):
+    """TSV is read with CSV quoting: in a file written without it, '"my card ...' took the next two
+    lines into one row (4 records read as 2, one with a later row's label)."""
+    p = tmp_path / "q.tsv"
+    p.write_text('text\tlabel\n"my card was declined\tcard\nhello there\tgreet\nok thanks"\tthanks\nbye\tbye\n')
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([p], DataConfig())
+    assert str(err.value).startswith(f"{p}: record 1 holds a tab inside a value")
+    # The same values quoted as a csv writer quotes them read as four rows.
+    df = pl.DataFrame({"text": ['"my card was declined', "hello there", 'ok thanks"', "bye"],
+                       "label": ["card", "greet", "thanks", "bye"]})
+    df.write_csv(p, separator="\t")
+    assert load_dataset([p], DataConfig()).rows["text"].to_list() == df["text"].to_list()
+
+
+def test_a_file_polars_cannot_parse_is_refused_without_the_cell_it_quotes(tmp_path, cli_run):
+    p = tmp_path / "d.csv"
+    p.write_text('text,label\n"Maria Gonzalez" maria@example.com 415-555-0134,billing\nok,other\n')
+    code, out = cli_run("curate", p, "--out", tmp_path / "out")
+    assert code == 2
+    assert "cannot read file: could not parse (value not shown: it may hold personal data) as dtype 'str'" in out
+    assert "Maria" not in out and "415-555" not in out
+
+
+def test_a_configured_label_or_split_column_missing_is_not_replaced_by_one_named_label_or_split(tmp_path):
+    (tmp_path / "s.csv").write_text("text,label,split\nhello there,spam,test\nmy card,ham,test\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "s.csv"], DataConfig(label_col="category"))
+    assert "[data] label_col is 'category', which this file lacks, but it has a column 'label'" in str(err.value)
+    with pytest.raises(CuratuneError, match=r"\[data\] split_col is 'fold', which this file lacks"):
+        load_dataset([tmp_path / "s.csv"], DataConfig(split_col="fold"))
+    # A file with neither is unlabelled, as before.
+    (tmp_path / "u.csv").write_text("text\nhello there\n")
+    assert load_dataset([tmp_path / "u.csv"], DataConfig(label_col="category")).rows["label"].to_list() == [None]
+
+
+def test_a_column_nested_in_one_file_and_plain_in_another_is_refused(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a", "order": {"id": "ORD-1"}}\n')
+    (tmp_path / "b.jsonl").write_text('{"text": "b", "order": "ORD-2"}\n')
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], DataConfig())
+    assert "column 'order' holds Struct" in str(err.value) and "but String in" in str(err.value)
+    # Numbers in one file and text in another are still joined as text.
+    (tmp_path / "c.jsonl").write_text('{"text": "c", "ticket": 7}\n')
+    (tmp_path / "d.csv").write_text("text,ticket\nd,T-8\n")
+    rows = load_dataset([tmp_path / "c.jsonl", tmp_path / "d.csv"], DataConfig()).rows
+    assert rows["ticket"].to_list() == ["7", "T-8"]
+
+
+def test_float_labels_too_large_for_an_integer_are_kept_as_written(tmp_path):
+    pl.DataFrame({"text": ["a", "b", "c"], "label": [1e20, float("inf"), 3.0]}).write_parquet(tmp_path / "d.parquet")
+    assert load_dataset([tmp_path / "d.parquet"], DataConfig()).rows["label"].to_list() == ["1e+20", "inf", "3"]
