@@ -257,6 +257,26 @@ def test_class_weights_and_head_tail_truncation_are_applied_and_reported(tiny_mo
     expected = sum(1 for r in rows if len(r["text"].split()) > 14)  # one token a word here
     assert sum(trunc["splits"][s]["truncated"] for s in ("train", "validation", "test")) == expected > 0
     assert man["config"]["train"]["class_weights"] is True
+    # Each setting changes the model: the same run without the weights, or cutting the head alone,
+    # gives other probabilities (a setting recorded but not applied would give the same ones).
+    for name, change in (("unweighted", {"class_weights": False}), ("head", {"truncation": "head"})):
+        settings = {"class_weights": True, "truncation": "head_tail", "max_length": 16, **change}
+        train_model(tiny_config(tiny_model, **settings), cur, tmp_path / name)
+        assert not np.allclose(_probs(tmp_path / name), _probs(out), atol=1e-4), name
+
+
+def test_class_weights_are_inverse_label_frequencies_and_zero_for_a_label_without_train_rows():
+    from curatune.train.run import _class_weights
+
+    # sklearn's "balanced": n_rows / (n_classes * count).
+    assert np.allclose(_class_weights(np.array([0, 0, 0, 1]), 3), [4 / 9, 4 / 3, 0.0])
+
+
+def test_sam_rho_reaches_the_trainer(tiny_model, curated_dir, tmp_path, lora_run):
+    out = tmp_path / "sam"
+    train_model(tiny_config(tiny_model, sam_rho=0.05), curated_dir, out)
+    assert json.loads((out / "manifest.json").read_text())["config"]["train"]["sam_rho"] == 0.05
+    assert not np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------ interrupt, resume
