@@ -31,6 +31,7 @@ from curatune.rundir import (
     Manifest,
     inputs_fingerprint,
     output_dir,
+    package_versions,
     sha256_file,
     write_json,
     write_parquet,
@@ -451,7 +452,8 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
     for name in (MODEL_DIR, ADAPTER_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
     label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
-    resolved = {**{k: v for k, v in vars(tc).items()}, **settings}
+    # As peft's adapter_config.json records peft_version: the versions a reader needs to load it alike.
+    resolved = {**{k: v for k, v in vars(tc).items()}, **settings, "versions": package_versions()}
 
     # The saved tokenizer cuts where training cut, so plain transformers reproduces the predictions
     # (head and tail; head_tail needs curatune.train.tokens.encode, as the model card says).

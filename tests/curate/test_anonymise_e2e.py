@@ -82,13 +82,26 @@ def test_ledger_counts_not_values(tmp_path):
 def test_mask_and_surrogate_operators(tmp_path, monkeypatch):
     src = _write(tmp_path)
     out = _curate(tmp_path / "m", src, operator="mask")
-    assert "***" in pl.read_parquet(out / "curated.parquet")["text"][0]
+    masked = pl.read_parquet(out / "curated.parquet").sort("row_id")["text"][0]
+    assert "Maria" not in masked and "4111" not in masked and "example.com" not in masked
+    # A mask keeps each value's length (the card, the email).
+    assert "my card " + "*" * len("4111 1111 1111 1111") + " was" in masked
+    assert "It is " + "*" * len("maria.gonzalez@example.com") + " and" in masked
+
+    def surrogate_text(folder: str) -> str:
+        return pl.read_parquet(_curate(tmp_path / folder, src, operator="surrogate") / "curated.parquet").sort(
+            "row_id")["text"][0]
+
     monkeypatch.setenv("CURATUNE_ANON_SECRET", "s3cret")
-    a = _curate(tmp_path / "s1", src, operator="surrogate")
-    b = _curate(tmp_path / "s2", src, operator="surrogate")
-    ta = pl.read_parquet(a / "curated.parquet").sort("row_id")["text"][0]
-    assert ta == pl.read_parquet(b / "curated.parquet").sort("row_id")["text"][0]  # deterministic from the key
-    assert "Maria" not in ta and "<PERSON" not in ta
+    ta = surrogate_text("s1")
+    assert ta == surrogate_text("s2")  # deterministic from the key
+    assert "Maria" not in ta and "<PERSON" not in ta and "maria.gonzalez" not in ta
+    # Linked mentions keep their link: the full name and the later first name agree.
+    first = re.search(r"my name is (\w+) \w+ and", ta).group(1)
+    assert f"Sorry {first}," in ta and f"Thanks {first}," in ta
+    assert re.search(r"It is \S+@\S+\.\w+ and", ta)  # an email for the email
+    monkeypatch.setenv("CURATUNE_ANON_SECRET", "another key")
+    assert surrogate_text("s3") != ta  # the surrogates come from the key, not from the value alone
 
 
 def test_surrogate_without_secret_is_a_clear_error(cli_run, tmp_path, monkeypatch):

@@ -305,9 +305,16 @@ def test_embedding_features_and_group_shares(tmp_path):
     cfg.data.group_cols = ["channel"]
     out = run_curation(cfg, tmp_path / "out", [str(src)])
     summary = next(s for s in out.manifest["steps"] if s["name"] == "label_issues")["summary"]
-    assert set(summary["flagged_share_by_group"]["channel"]) == {"chat", "email"}
     assert summary["features"] == "embedding"
     assert list((tmp_path / "out" / "cache").glob("embeddings-*.parquet"))
+    led = pl.read_parquet(tmp_path / "out" / "ledger.parquet")
+    flagged = led.with_columns(pl.col("reasons").list.contains("label_issue").alias("flag"))
+    assert len(set(flagged.filter("flag")["row_id"]) & flipped) / len(flipped) >= 0.8  # the encoder's features work
+    # Each group's share is its flagged rows over its rows, from the ledger.
+    for channel in ("chat", "email"):
+        rows = flagged.filter(pl.col("channel") == channel)
+        assert summary["flagged_share_by_group"]["channel"][channel] == {
+            "share": round(float(rows["flag"].mean()), 4), "rows": rows.height}
 
 
 def test_combined_cutoff_finds_flips_to_a_confusable_class_that_chance_misses():

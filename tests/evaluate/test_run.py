@@ -65,6 +65,24 @@ def test_rerun_model_reproduces_the_saved_predictions(trained):
     saved = evaluate_run(cfg, cur, train_dir, root / "evaluate-saved")["metrics"]
     assert rerun["headline"]["accuracy"]["value"] == saved["headline"]["accuracy"]["value"]
     assert rerun["confusion"] == saved["confusion"]
+    # Scored from the model, not the file: with every saved test prediction made wrong, the rerun
+    # still scores what the model says, and the saved-file path scores the wrong labels.
+    tampered = root / "train-tampered"
+    shutil.copytree(train_dir, tampered)
+    preds = pl.read_parquet(tampered / "predictions.parquet")
+    labels = sorted(set(preds["label"].drop_nulls()))
+    wrong = pl.col("label").replace_strict({a: b for a, b in zip(labels, labels[1:] + labels[:1], strict=True)},
+                                           default=None)
+    preds.with_columns(pl.when(pl.col("split") == "test").then(wrong).otherwise(pl.col("predicted"))
+                       .alias("predicted")).write_parquet(tampered / "predictions.parquet")
+    cfg.evaluate.rerun_model = True
+    try:
+        again = evaluate_run(cfg, cur, tampered, root / "evaluate-tampered-rerun")["metrics"]
+    finally:
+        cfg.evaluate.rerun_model = False
+    assert again["headline"]["accuracy"]["value"] == saved["headline"]["accuracy"]["value"] > 0
+    from_file = evaluate_run(cfg, cur, tampered, root / "evaluate-tampered")["metrics"]
+    assert from_file["headline"]["accuracy"]["value"] == 0.0
     manifest = json.loads((root / "evaluate-rerun" / "manifest.json").read_text())
     assert "rerun_model" in manifest["timings"]
     # The evaluated model is an input of the record, by its full path and a hash of its files.

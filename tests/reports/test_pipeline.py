@@ -16,11 +16,10 @@ import pytest
 from curatune.config import load_config
 from curatune.curate.base import CurationStep, Gate, StepResult, issue_rows, register_step
 from curatune.errors import GateFailed
-from curatune.pipeline import FINGERPRINT_KEY, _entry, _invalidate_if_stale, run_pipeline
+from curatune.pipeline import FINGERPRINT_KEY, _invalidate_if_stale, run_pipeline
 from curatune.rundir import read_manifest
 
 LABELS = ("billing", "delivery", "refund")
-EVALUATE_BUILT = _entry("evaluate") is not None
 
 
 def _write_data(path: Path, n: int = 90, seed: int = 0) -> None:
@@ -63,20 +62,16 @@ def _setup(tmp_path: Path, steps: str = '["dedup"]'):
     return load_config(tmp_path / "c.toml")
 
 
-def _built(*stages: str) -> list[str]:
-    return [s for s in stages if s != "evaluate" or EVALUATE_BUILT]
-
-
 def test_run_skip_force_and_changes(tmp_path):
     cfg = _setup(tmp_path)
     messages: list[str] = []
     first = run_pipeline(cfg, progress=messages.append)
     run = tmp_path / "run"
     assert first["out_dir"] == str(run)
-    assert first["ran"] == _built("curate", "train", "evaluate", "report")
-    assert first["not_built"] == ([] if EVALUATE_BUILT else ["evaluate"])
+    assert first["ran"] == ["curate", "train", "evaluate", "report"]
+    assert first["not_built"] == []
     assert first["audit_html"] == str(run / "report" / "audit.html")
-    for stage in _built("curate", "train", "evaluate", "report"):
+    for stage in ["curate", "train", "evaluate", "report"]:
         assert read_manifest(run / stage)[FINGERPRINT_KEY]
     # Progress names the stage and the step within it.
     assert "[1/5] curate: running" in messages and "curate: dedup (1/1)" in messages
@@ -87,7 +82,7 @@ def test_run_skip_force_and_changes(tmp_path):
     assert audit["curation"]["outcome"]["input"] == 90
 
     again = run_pipeline(load_config(tmp_path / "c.toml"))
-    assert again["ran"] == [] and again["skipped"] == _built("curate", "train", "evaluate", "report")
+    assert again["ran"] == [] and again["skipped"] == ["curate", "train", "evaluate", "report"]
 
     # A stage whose outputs are gone is redone although its manifest is complete (train was skipped
     # and evaluate then failed; a deleted audit.json skipped the evaluation gate check).
@@ -106,16 +101,14 @@ def test_run_skip_force_and_changes(tmp_path):
 
     # --force train redoes train and everything after it.
     forced = run_pipeline(load_config(tmp_path / "c.toml"), force=["train"])
-    assert forced["ran"] == _built("train", "evaluate", "report") and forced["skipped"] == ["curate"]
+    assert forced["ran"] == ["train", "evaluate", "report"] and forced["skipped"] == ["curate"]
 
     # New input data redoes curation; the model retrains because the curated table changed.
     _write_data(tmp_path / "data.csv", n=84, seed=1)
     new_data = run_pipeline(load_config(tmp_path / "c.toml"))
-    assert new_data["ran"] == _built("curate", "train", "evaluate", "report")
+    assert new_data["ran"] == ["curate", "train", "evaluate", "report"]
     assert json.loads((run / "report" / "audit.json").read_text())["curation"]["outcome"]["input"] == 84
 
-    if not EVALUATE_BUILT:
-        return
     # A failed evaluation gate (this easy data is classified perfectly, so only an unreachable threshold
     # fails): the report is written, then the run fails (exit code 3) ...
     gated = CONFIG.format(steps='["dedup"]') + "[evaluate.gates]\nmin_accuracy = 1.01\n"
@@ -248,7 +241,7 @@ def test_a_project_moved_with_its_data_is_up_to_date_where_it_lands(tmp_path):
     run_pipeline(load_config(tmp_path / "a" / "c.toml"))
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     again = run_pipeline(load_config(tmp_path / "b" / "c.toml"))
-    assert again["ran"] == [] and again["skipped"] == _built("curate", "train", "evaluate", "report")
+    assert again["ran"] == [] and again["skipped"] == ["curate", "train", "evaluate", "report"]
 
 
 def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):

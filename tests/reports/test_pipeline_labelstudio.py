@@ -12,11 +12,10 @@ from label_studio_sdk import LabelStudio
 
 from curatune.config import load_config
 from curatune.curate.labelstudio import CHOICES
-from curatune.pipeline import _entry, run_pipeline
+from curatune.pipeline import run_pipeline
 from tests.reports.test_pipeline import CONFIG, _write_data
 
 pytestmark = pytest.mark.labelstudio
-EVALUATE_BUILT = _entry("evaluate") is not None
 
 LS_SECTION = """
 [labelstudio]
@@ -54,10 +53,10 @@ def test_run_pushes_pulls_applies_and_retrains(live_label_studio, monkeypatch, t
     dropped = ledger.filter(pl.col("row_id") == to_drop.data["row_id"])
     assert dropped["fate"].item() == "dropped" and dropped["dropped_by"].item() == "human_review"
     assert second["skipped"] == ["curate"]
-    assert second["ran"] == ["labelstudio", "train", *(["evaluate"] if EVALUATE_BUILT else []), "report"]
+    assert second["ran"] == ["labelstudio", "train", "evaluate", "report"]
     audit = json.loads((run / "report" / "audit.json").read_text())
     assert audit["curation"]["reviews"]["ran"] is True
 
     third = run_pipeline(load_config(tmp_path / "c.toml"))
     assert third["ran"] == ["labelstudio"]
-    assert set(third["skipped"]) == {"curate", "train", "report", *(["evaluate"] if EVALUATE_BUILT else [])}
+    assert set(third["skipped"]) == {"curate", "train", "evaluate", "report"}

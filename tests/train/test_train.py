@@ -156,7 +156,14 @@ def test_adapter_and_merged_reload_give_the_same_logits(tiny_model, curated_dir,
 
 def test_saved_run_reloads_reproduce_its_predictions(lora_run):
     preds = pl.read_parquet(lora_run / "predictions.parquet")
-    max_length = json.loads((lora_run / "model" / "train_config.json").read_text())["max_length"]
+    settings = json.loads((lora_run / "model" / "train_config.json").read_text())
+    max_length = settings["max_length"]
+    # The model's own record of what made it, as peft's adapter config records peft_version.
+    import peft
+
+    import curatune
+
+    assert (settings["versions"]["curatune"], settings["versions"]["peft"]) == (curatune.__version__, peft.__version__)
     cur = pl.read_parquet(Path(json.loads((lora_run / "manifest.json").read_text())["inputs"][0]["path"]))
     texts_by_id = dict(zip(cur["row_id"].to_list(), cur["text"].to_list(), strict=True))
     texts = [texts_by_id[r] for r in preds["row_id"].to_list()]
