@@ -109,7 +109,7 @@ def labelstudio_push(
     """Send rows (anonymised text only) to a Label Studio project for review."""
     from curatune.curate.labelstudio import push
 
-    cfg = load_config(config).labelstudio
+    cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
     cfg.url = url or cfg.url
     cfg.project = project or cfg.project
     if only:
@@ -131,7 +131,7 @@ def labelstudio_pull(
     """Fetch reviewers' decisions into reviews.parquet."""
     from curatune.curate.labelstudio import pull
 
-    cfg = load_config(config).labelstudio
+    cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
     cfg.url = url or cfg.url
     cfg.project = project or cfg.project
     result = pull(run_dir, cfg, progress=_progress)
@@ -210,8 +210,6 @@ def demo(
 
 
 def _summary(result: dict) -> None:
-    if result["not_built"]:
-        _say(f"stages not built yet: {', '.join(result['not_built'])}")
     if result["audit_html"]:
         print(result["audit_html"])
     else:

@@ -54,14 +54,10 @@ OUTPUTS = {"curate": ("curated.parquet", "excluded.parquet", "ledger.parquet"),
 Progress = Callable[[str], None]
 
 
-def _entry(stage: str) -> Callable[..., Any] | None:
+def _entry(stage: str) -> Callable[..., Any]:
+    # Imported when the stage runs: torch and transformers load only for the stages that need them.
     module, name = ENTRY_POINTS[stage]
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
+    return getattr(importlib.import_module(module), name)
 
 
 def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
@@ -154,10 +150,9 @@ def check_setup(cfg: Config) -> None:
 
 
 def _check_train_setup(cfg: Config) -> None:
-    if _entry("train") is not None:
-        from curatune.train.run import check_train_setup
+    from curatune.train.run import check_train_setup
 
-        check_train_setup(cfg.train)
+    check_train_setup(cfg.train)
 
 
 def _record(stage_out: Path, fp: str) -> None:
@@ -191,7 +186,6 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
     first_forced = min((ORDER.index(f) for f in force), default=len(ORDER))
     ran: list[str] = []
     skipped: list[str] = []
-    not_built: list[str] = []
     failure: GateFailed | None = None
     total = len(ORDER)
     for idx, stage in enumerate(ORDER):
@@ -208,11 +202,6 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             continue
         out = stage_dir(run, stage)
         fn = None if stage == "curate" else _entry(stage)
-        if fn is None and stage != "curate":
-            not_built.append(stage)
-            _invalidate_if_stale(stage, config, run, say, tag)
-            say(f"{tag}: not built yet in this version, skipped")
-            continue
         if failure is not None and stage != "report":
             # Outputs made from the data before this curation must not be reported as this run's.
             _invalidate_if_stale(stage, config, run, say, tag)
@@ -237,7 +226,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         _record(out, fp)
         ran.append(stage)
     audit = run / "report" / "audit.html"
-    result = {"out_dir": str(run), "ran": ran, "skipped": skipped, "not_built": not_built,
+    result = {"out_dir": str(run), "ran": ran, "skipped": skipped,
               "audit_html": str(audit) if audit.is_file() else None}
     if failure is not None:
         raise GateFailed(f"{failure} — audit: {audit}")
@@ -246,7 +235,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
 
 
 def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag: str) -> None:
-    """Outputs of a stage that is not run (not built in this version, or an earlier gate failed)
+    """Outputs of a stage that is not run (an earlier gate failed)
     that no longer match their inputs are marked incomplete, so the report shows the stage as not
     run instead of describing another model."""
     out = stage_dir(run, stage)

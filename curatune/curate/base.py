@@ -135,14 +135,6 @@ def registered_steps() -> dict[str, type[CurationStep]]:
     return dict(_REGISTRY)
 
 
-# Steps this package defines; one whose module is not written yet is reported, not guessed.
-BUILTIN_STEPS = ("dedup", "anonymise", "label_issues", "human_review")
-
-
-def step_is_built(name: str) -> bool:
-    return name in registered_steps()
-
-
 def get_step(name: str) -> type[CurationStep]:
     steps = registered_steps()
     if name not in steps:
@@ -157,12 +149,7 @@ def _load_builtin_steps() -> None:
     import importlib
 
     for mod in ("dedup", "anonymise", "label_issues", "reviews"):
-        try:
-            importlib.import_module(f"curatune.curate.{mod}")
-        except ModuleNotFoundError as exc:
-            # Only a step module that is not written yet may be absent; a missing dependency must fail.
-            if exc.name != f"curatune.curate.{mod}":
-                raise
+        importlib.import_module(f"curatune.curate.{mod}")
 
 
 def issue_rows(row_ids: pl.Series, *, is_issue: Any, score: Any, reason: Any, action: Any = "keep",

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from curatune.config import Config
-from curatune.curate.base import BUILTIN_STEPS, CurationStep, StepContext, StepResult, get_step, step_is_built
+from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
 from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import MANIFEST, Manifest, output_dir, read_run_table, write_parquet
@@ -56,12 +56,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     # Reviews pulled from Label Studio into the output directory are applied last (curate/reviews.py).
     if config.curate.apply_reviews and (out / REVIEWS).is_file() and "human_review" not in steps_wanted:
         steps_wanted.append("human_review")
-    not_built = [s for s in steps_wanted if s in BUILTIN_STEPS and not step_is_built(s)]
-    for name in not_built:
-        log.warning("curation step %r is not built in this version; skipped", name)
-        if progress is not None:
-            progress(f"curate: step '{name}' is not built in this version, skipped")
-    step_classes = [get_step(s) for s in steps_wanted if s not in not_built]
+    step_classes = [get_step(s) for s in steps_wanted]
     needs_labels = any(c.needs_labels for c in step_classes)
     manifest = Manifest(stage="curate", config=config.resolved())
     with manifest.timed("load"):
@@ -151,7 +146,6 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     counts = _counts(ledger)
     manifest.counts = counts
     manifest.extra["run_id"] = run_id
-    manifest.extra["steps_not_built"] = not_built
     manifest.extra["gates"] = [g.__dict__ for g in gates]
     manifest.extra["group_cols"] = loaded.group_cols
     if truth_scores:

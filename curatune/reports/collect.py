@@ -215,7 +215,6 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
                                                                        key=lambda kv: (-kv[1], kv[0]))],
         },
         "steps": [_step_row(s) for s in steps],
-        "steps_not_built": list(m.get("steps_not_built") or []),
         "group_cols": group_cols,
         "text_shown": text_ok,
         "text_withheld_reason": withheld,
@@ -1071,10 +1070,6 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             out.append({"stage": "curate", "anchor": "curation-pii",
                         "text": "anonymisation did not run: the data may hold personal data"})
-        if cur["steps_not_built"]:
-            out.append({"stage": "curate", "anchor": "curation-steps",
-                        "text": f"configured steps not built in this version, so not run: "
-                                f"{', '.join(cur['steps_not_built'])}"})
         li = cur["label_issues"]
         if li.get("ran"):
             out.append({"stage": "curate", "anchor": "curation-label-issues",

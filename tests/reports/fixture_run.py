@@ -125,7 +125,7 @@ def _curate(out: Path, anonymised: bool, leak_failed: bool) -> None:
                    "by_reason": {"exact_duplicate": 2, "near_duplicate": 1, "leakage": 1, "label_issue": 2,
                                  **({"pii_found": 24} if anonymised else {})}},
         "steps": steps, "timings": {"load": 0.1, "dedup": 0.5},
-        "run_id": "cur-000000000001", "steps_not_built": [], "gates": [leak_gate] if anonymised else [],
+        "run_id": "cur-000000000001", "gates": [leak_gate] if anonymised else [],
         "group_cols": ["channel"],
         "truth": {"dedup": {"exact_dup_recall": 1.0, "near_dup_recall": 0.5}},
     }, out / "manifest.json")

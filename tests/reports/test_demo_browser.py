@@ -1,7 +1,6 @@
 """The real demo run (`curatune demo` on a small dataset) opened in headless Chromium.
 
-Runs every stage built so far for real, once per session; a stage not built yet must show as
-"not run", and these tests start checking it as soon as it lands.
+Runs every stage for real, once per session.
 """
 
 from __future__ import annotations
