@@ -17,8 +17,9 @@ export TOKENIZERS_PARALLELISM := false
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# Pinned CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(PIP) install -q torch==2.13.0
+	# Pinned CPU build first: a bare `torch` requirement would pull a multi-GB CUDA build. A torch
+	# already in the venv (a CUDA build a GPU user installed first) is kept.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e .
 	touch $@
 

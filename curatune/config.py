@@ -478,14 +478,16 @@ def recorded_config(run: Path, section: str,
     """The config a run directory's stages were run with (the first of ``stages`` whose manifest
     records ``section`` in a config this version reads) and that manifest's path; None when none
     does. A command given only the run directory uses it, so it checks the gates and rules the run
-    was configured with."""
+    was configured with. ``run`` may also be one stage's own folder (``RUN/curate``)."""
     from curatune.rundir import MANIFEST, read_manifest
 
+    own = read_manifest(run) or {}
     for stage in stages:
-        recorded = (read_manifest(run / stage) or {}).get("config")
+        folder = run if own.get("stage") == stage else run / stage
+        recorded = (read_manifest(folder) or {}).get("config")
         if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
-                return config_from_dict(_known_keys(Config, recorded)), run / stage / MANIFEST
+                return config_from_dict(_known_keys(Config, recorded)), folder / MANIFEST
             except CuratuneError:
                 continue  # a value this version reads differently
     return None

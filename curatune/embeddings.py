@@ -44,7 +44,7 @@ def resolve_model_path(model: str) -> str:
         # Not a hub id ("org/name"): a directory the user meant and mistyped or has not copied yet.
         raise CuratuneError(f"model directory '{model}' does not exist: give 'default', a local directory or a "
                             "cached hub id")
-    if "/" in model and not p.exists():
+    if not p.exists():  # a hub id: "org/name", or a name without an organisation ("bert-base-uncased")
         try:
             from huggingface_hub import snapshot_download
 
@@ -55,7 +55,8 @@ def resolve_model_path(model: str) -> str:
                 "time: download it once elsewhere (huggingface-cli download) or point to a local directory"
             ) from None
         return _checked_model_dir(Path(found))
-    raise CuratuneError(f"model '{model}' not found: give 'default', a local directory or a cached hub id")
+    raise CuratuneError(f"model '{model}' is a file, not a model directory: give 'default', a local directory or "
+                        "a cached hub id")
 
 
 # Any one of these makes a tokenizer; without them transformers builds a 5-token one that reads

@@ -170,10 +170,11 @@ class Server:
 
     def unavailable(self, what: str, failure: Exception, attempts: int) -> CuratuneError:
         reason = self._clean(str(failure))
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if reason.startswith("HTTP"):
-            return CuratuneError(f"Label Studio at {self.url} failed to {what} ({reason}) after {attempts} "
-                                 "attempts; try again later")
-        return CuratuneError(f"Label Studio at {self.url} is unreachable ({reason}) after {attempts} attempts: "
+            return CuratuneError(f"Label Studio at {self.url} failed to {what} ({reason}) after {tries}; "
+                                 "try again later")
+        return CuratuneError(f"Label Studio at {self.url} is unreachable ({reason}) after {tries}: "
                              "is the server running and the URL right?")
 
     def call(self, what: str, fn: Callable[[], Any], *, retry: bool = True) -> Any:

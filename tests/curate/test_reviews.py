@@ -429,8 +429,30 @@ def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatc
     assert json.dumps(secret) not in (run_copy / "curate" / "manifest.json").read_text()
 
 
-def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(run_copy, cli_run):
-    """Given only the run directory, apply-reviews used the default conflict rule, not the run's."""
+def test_push_and_pull_without_config_use_the_labelstudio_settings_the_run_recorded(run_copy, cli_run, monkeypatch,
+                                                                                    tmp_path):
+    """docs/labelstudio.md: `[labelstudio] token_file` instead of the environment variable; push and
+    pull without --config read the defaults, so the run's token file, server and project were ignored."""
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    (tmp_path / "token").write_text("a-token\n")
+    port = free_port()
+
+    def configure(doc):
+        doc["config"]["labelstudio"].update(token_file=str(tmp_path / "token"), url=f"http://127.0.0.1:{port}",
+                                            project="p", retries=0)
+
+    _edit_manifest(run_copy, configure)
+    for command in ("push", "pull"):
+        code, out = cli_run("labelstudio", command, run_copy / "curate")
+        assert code == 2, out
+        assert f"using the config recorded in {run_copy / 'curate' / 'manifest.json'}" in out.replace("\n", "")
+        assert f"Label Studio at http://127.0.0.1:{port} is unreachable (ConnectError) after 1 attempt" in out, out
+
+
+@pytest.mark.parametrize("given", ["run", "curate folder"])
+def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(run_copy, cli_run, given):
+    """Given only the run directory, apply-reviews used the default conflict rule, not the run's
+    (given the curate folder itself, as docs/labelstudio.md allows, it still did)."""
     curate = run_copy / "curate"
     curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
     labels = sorted(curated["label"].unique().to_list())
@@ -443,7 +465,7 @@ def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(r
     manifest = read_json(curate / "manifest.json")
     manifest["config"]["labelstudio"]["conflict_rule"] = "keep"  # majority would relabel row a
     write_json(manifest, curate / "manifest.json")
-    code, out = cli_run("apply-reviews", run_copy)
+    code, out = cli_run("apply-reviews", run_copy if given == "run" else curate)
     assert code == 0, out
     flat = out.replace("\n", "")
     assert f"using the config recorded in {curate / 'manifest.json'}" in flat

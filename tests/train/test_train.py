@@ -17,6 +17,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from curatune.errors import CuratuneError
 from curatune.train import TrainingInterrupted, load_base_encoder, load_tuned_encoder, load_tuned_model, train_model
 from tests.conftest import error_lines
 from tests.train.conftest import make_rows, tiny_config, write_curated
@@ -111,6 +112,23 @@ def test_a_base_model_in_the_hub_cache_is_named_by_its_hub_id(tiny_model, tmp_pa
     assert _base_name(str(snapshot)) == "acme/support-bert"
     assert _base_name("acme/support-bert") == "acme/support-bert"
     assert _base_name("default") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("hub_id", ["acme/support-bert", "support-bert"])
+def test_a_cached_hub_id_resolves_with_or_without_an_organisation(tiny_model, tmp_path, monkeypatch, hub_id):
+    """README: "a hub id already in the local cache works"; one without "org/" was refused as not found."""
+    import huggingface_hub.constants
+
+    from curatune.embeddings import resolve_model_path
+
+    folder = tmp_path / "hub" / ("models--" + hub_id.replace("/", "--"))
+    shutil.copytree(tiny_model, folder / "snapshots" / "0123abcd")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model_path(hub_id) == str(folder / "snapshots" / "0123abcd")
+    with pytest.raises(CuratuneError, match="'not-cached-model' is not in the local Hugging Face cache"):
+        resolve_model_path("not-cached-model")
 
 
 # ------------------------------------------------------------------------------------------ reloads
