@@ -52,16 +52,23 @@ class Bootstrap:
         return self.mean(np.asarray(y_true) == np.asarray(y_pred))
 
     def macro_f1(self, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> Estimate:
-        point = macro_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :])[0]
-        return self.interval(point, macro_f1_resampled(y_true, y_pred, n_classes, self.idx))
+        # Every resample averages over the classes of the whole sample: a resample that happens to
+        # miss a rare (and badly predicted) class would otherwise average over one class fewer,
+        # and the interval's upper end would measure that class's absence, not sampling noise.
+        classes = np.isin(np.arange(n_classes), np.union1d(y_true, y_pred))
+        point = macro_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :], classes)[0]
+        return self.interval(point, macro_f1_resampled(y_true, y_pred, n_classes, self.idx, classes))
 
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
         """Mean of a - b (e.g. tuned hit minus base hit) on the same resampled rows."""
         return self.mean(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
 
 
-def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
-    """Macro-F1 (over classes present in truth or prediction, as sklearn) for each row of ``idx``."""
+def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray,
+                       classes: np.ndarray | None = None) -> np.ndarray:
+    """Macro-F1 for each row of ``idx``: over ``classes`` (a mask of the k classes; an absent one
+    scores 0, as sklearn's ``labels=``), or by default over the classes present in that resample's
+    truth or prediction (sklearn without ``labels``)."""
     r = idx.shape[0]
     t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]
     hit = t == p
@@ -70,9 +77,9 @@ def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.n
     fp = np.bincount((off + p)[~hit], minlength=r * k).reshape(r, k)
     fn = np.bincount((off + t)[~hit], minlength=r * k).reshape(r, k)
     denom = 2 * tp + fp + fn
-    present = denom > 0
-    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
-    return f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    counted = denom > 0 if classes is None else np.broadcast_to(np.asarray(classes, bool), denom.shape)
+    f1 = np.where(counted & (denom > 0), 2 * tp / np.maximum(denom, 1), 0.0)
+    return f1.sum(axis=1) / np.maximum(counted.sum(axis=1), 1)
 
 
 def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
@@ -87,7 +94,8 @@ def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
         p = float(sps.binomtest(only_a, n, 0.5).pvalue)
         return {"a_only_correct": only_a, "b_only_correct": only_b, "statistic": float(min(only_a, only_b)),
                 "p_value": p, "method": "exact binomial"}
-    stat = (abs(only_a - only_b) - 1) ** 2 / n
+    # The continuity correction never makes the statistic negative: equal counts give 0 (p = 1).
+    stat = max(abs(only_a - only_b) - 1, 0) ** 2 / n
     return {"a_only_correct": only_a, "b_only_correct": only_b, "statistic": float(stat),
             "p_value": float(sps.chi2.sf(stat, 1)), "method": "chi-square with continuity correction"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats as sps
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
@@ -55,6 +56,29 @@ def test_mcnemar_hand_computed():
     assert r["p_value"] == pytest.approx(0.002663, abs=1e-5)
     small = mcnemar(np.array([True] * 6 + [False] * 1), np.array([False] * 6 + [True] * 1))
     assert small["method"] == "exact binomial" and small["p_value"] == pytest.approx(0.125)
+
+
+def test_mcnemar_equal_counts_above_the_exact_range_give_p_1():
+    # (|15 - 15| - 1)^2 / 30 read 0.033 (p 0.855) where the models do equally well.
+    r = mcnemar(np.array([True] * 15 + [False] * 15), np.array([False] * 15 + [True] * 15))
+    assert (r["statistic"], r["p_value"]) == (0.0, 1.0)
+    assert r["p_value"] == pytest.approx(sps.binomtest(15, 30, 0.5).pvalue)
+
+
+def test_macro_f1_interval_averages_every_resample_over_the_whole_sample_s_classes():
+    """A rare, always-missed class drops out of the resamples that miss it: they averaged over one
+    class fewer, and the interval's top read 0.909 for a macro-F1 of 0.66."""
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.integers(0, 3, 198), [3, 3]])
+    p = np.where(rng.random(200) < 0.9, y, rng.integers(0, 3, 200))
+    p[-2:] = 0  # class 3: both rows predicted as class 0
+    b = Bootstrap(200, resamples=2000, seed=0)
+    f1 = b.macro_f1(y, p, 4)
+    per_resample = np.array([f1_score(y[i], p[i], labels=[0, 1, 2, 3], average="macro", zero_division=0)
+                             for i in b.idx])
+    assert f1.value == pytest.approx(f1_score(y, p, average="macro"))
+    assert (f1.low, f1.high) == pytest.approx(tuple(np.quantile(per_resample, [0.025, 0.975])))
+    assert f1.high < 0.75
 
 
 def test_mcnemar_no_disagreement():
