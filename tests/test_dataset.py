@@ -340,6 +340,11 @@ def test_a_column_nested_in_one_file_and_plain_in_another_is_refused(tmp_path):
     (tmp_path / "d.csv").write_text("text,ticket\nd,T-8\n")
     rows = load_dataset([tmp_path / "c.jsonl", tmp_path / "d.csv"], DataConfig()).rows
     assert rows["ticket"].to_list() == ["7", "T-8"]
+    # A file where the column holds no value at all joins a file where it holds lists.
+    (tmp_path / "e.jsonl").write_text('{"text": "e", "tags": null}\n')
+    (tmp_path / "f.jsonl").write_text('{"text": "f", "tags": ["x"]}\n')
+    rows = load_dataset([tmp_path / "e.jsonl", tmp_path / "f.jsonl"], DataConfig()).rows
+    assert rows["tags"].to_list() == [None, ["x"]]
 
 
 def test_float_labels_too_large_for_an_integer_are_kept_as_written(tmp_path):
