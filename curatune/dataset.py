@@ -94,16 +94,17 @@ def read_table(path: str | Path) -> pl.DataFrame:
 def _check_no_joined_lines(df: pl.DataFrame, path: Path) -> None:
     """TSV is read with CSV quoting (spreadsheets and csv writers quote a value holding a tab or a
     line break), so in a file written without quoting a value that starts with '"' swallows the
-    lines after it, up to the next '"', into one row: rows lost without a word. A tab inside a
-    value is the trace of that."""
+    lines after it, up to the next '"', into one row: rows lost without a word. A tab and a line
+    break inside one value are the trace of that (a quoted value may hold either alone)."""
     strings = [c for c, t in df.schema.items() if t == pl.String]
     if not strings:
         return
-    row = first_row(df, pl.any_horizontal(pl.col(strings).str.contains("\t", literal=True)))
+    joined = [pl.col(c).str.contains("\t", literal=True) & pl.col(c).str.contains("\n", literal=True) for c in strings]
+    row = first_row(df, pl.any_horizontal(joined))
     if row is not None:
-        raise CuratuneError(f"record {row} holds a tab inside a value: a value that opens with '\"' and never "
-                            "closes it joined the lines after it into one row; quote such values as CSV does, "
-                            "or write the file as CSV or JSONL", file=str(path))
+        raise CuratuneError(f"record {row} holds tabs and line breaks inside a value: a value that opens with '\"' "
+                            "and never closes it joined the lines after it into one row; quote such values as CSV "
+                            "does, or write the file as CSV or JSONL", file=str(path))
 
 
 def _check_utf8(path: Path) -> None:

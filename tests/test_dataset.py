@@ -300,9 +300,10 @@ def test_a_tsv_value_opening_with_a_quote_that_swallowed_lines_is_refused_not_re
     p.write_text('text\tlabel\n"my card was declined\tcard\nhello there\tgreet\nok thanks"\tthanks\nbye\tbye\n')
     with pytest.raises(CuratuneError) as err:
         load_dataset([p], DataConfig())
-    assert str(err.value).startswith(f"{p}: record 1 holds a tab inside a value")
-    # The same values quoted as a csv writer quotes them read as four rows.
-    df = pl.DataFrame({"text": ['"my card was declined', "hello there", 'ok thanks"', "bye"],
+    assert str(err.value).startswith(f"{p}: record 1 holds tabs and line breaks inside a value")
+    # The same values quoted as a csv writer quotes them read as four rows; a quoted value may hold
+    # a tab (or a line break) of its own.
+    df = pl.DataFrame({"text": ['"my card was declined', "hello\tthere", 'ok thanks"', "bye\nnow"],
                        "label": ["card", "greet", "thanks", "bye"]})
     df.write_csv(p, separator="\t")
     assert load_dataset([p], DataConfig()).rows["text"].to_list() == df["text"].to_list()
