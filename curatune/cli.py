@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from curatune.config import Config, load_config, recorded_config
+from curatune.config import Config, LabelStudioConfig, load_config, recorded_config
 from curatune.errors import CuratuneError, first_line
 
 # Presidio's tldextract would fetch the public suffix list; nothing may be fetched at run time.
@@ -98,6 +98,14 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
          f"{summary['dropped']} dropped)" + (f"; not applied: {', '.join(set_aside)}" if set_aside else ""))
 
 
+def _labelstudio_config(config: Path | None, run_dir: Path, url: str | None, project: str | None) -> LabelStudioConfig:
+    """The run's [labelstudio] settings (``--config``, else as recorded), with --url/--project over them."""
+    cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
+    cfg.url = url or cfg.url
+    cfg.project = project or cfg.project
+    return cfg
+
+
 @ls_app.command("push")
 def labelstudio_push(
     run_dir: Path,
@@ -109,9 +117,7 @@ def labelstudio_push(
     """Send rows (anonymised text only) to a Label Studio project for review."""
     from curatune.curate.labelstudio import push
 
-    cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
-    cfg.url = url or cfg.url
-    cfg.project = project or cfg.project
+    cfg = _labelstudio_config(config, run_dir, url, project)
     if only:
         cfg.only = only  # validated by push
     result = push(run_dir, cfg, progress=_progress)
@@ -131,9 +137,7 @@ def labelstudio_pull(
     """Fetch reviewers' decisions into reviews.parquet."""
     from curatune.curate.labelstudio import pull
 
-    cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
-    cfg.url = url or cfg.url
-    cfg.project = project or cfg.project
+    cfg = _labelstudio_config(config, run_dir, url, project)
     result = pull(run_dir, cfg, progress=_progress)
     _say(f"pulled {result['reviews']} reviews -> {result['path']}")
 

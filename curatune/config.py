@@ -484,7 +484,7 @@ def recorded_config(run: Path, section: str,
     own = read_manifest(run) or {}
     for stage in stages:
         folder = run if own.get("stage") == stage else run / stage
-        recorded = (read_manifest(folder) or {}).get("config")
+        recorded = (own if folder == run else read_manifest(folder) or {}).get("config")
         if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
                 return config_from_dict(_known_keys(Config, recorded)), folder / MANIFEST

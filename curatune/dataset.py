@@ -263,7 +263,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         for g in cfg.group_cols:
             _require(raw, g, path, "group")
         df = raw.with_columns(id_expr.alias("row_id"))
-        if cfg.id_col and not cfg.conversation_col:
+        if cfg.id_col:  # never with conversation_col (check_data_columns)
             row = first_row(df, pl.col("row_id").is_null())
             if row is not None:
                 raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
@@ -316,7 +316,7 @@ def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
 
 def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
     """Refuse input columns the loader would silently overwrite or mangle."""
-    if "row_id" in raw.columns and (cfg.id_col != "row_id" or cfg.conversation_col):
+    if "row_id" in raw.columns and cfg.id_col != "row_id":
         hint = "" if cfg.conversation_col else ", or set [data] id_col = \"row_id\" to use it as the ids"
         raise CuratuneError(f"input column 'row_id' would be replaced by curatune's own ids; rename it{hint}",
                             file=path, column="row_id")

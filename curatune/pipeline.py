@@ -235,9 +235,9 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
 
 
 def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag: str) -> None:
-    """Outputs of a stage that is not run (an earlier gate failed)
-    that no longer match their inputs are marked incomplete, so the report shows the stage as not
-    run instead of describing another model."""
+    """Outputs of a stage that is not run (an earlier gate failed) that no longer match their
+    inputs are marked incomplete, so the report shows the stage as not run instead of describing
+    another model."""
     out = stage_dir(run, stage)
     m = read_manifest(out)
     if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):

@@ -453,7 +453,7 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
         shutil.rmtree(out / name, ignore_errors=True)
     label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
     # As peft's adapter_config.json records peft_version: the versions a reader needs to load it alike.
-    resolved = {**{k: v for k, v in vars(tc).items()}, **settings, "versions": package_versions()}
+    resolved = {**vars(tc), **settings, "versions": package_versions()}
 
     # The saved tokenizer cuts where training cut, so plain transformers reproduces the predictions
     # (head and tail; head_tail needs curatune.train.tokens.encode, as the model card says).
