@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ from curatune.rundir import (
 
 ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
 # Library entry points of the later stages, looked up when the pipeline runs.
-ENTRY_POINTS = {"train": ("curatune.train", "train_model"), "evaluate": ("curatune.evaluate", "evaluate_run"),
-                "report": ("curatune.reports", "render_reports")}
 # Each stage's config sections (or single keys, dotted): a change in any of them redoes the stage.
 # Curation applies pulled reviews by the conflict rule; the server's address and project do not matter.
 # Evaluation takes the data through the curate outputs; of [data] it reads only the reference set.
@@ -52,12 +49,6 @@ OUTPUTS = {"curate": ("curated.parquet", "excluded.parquet", "ledger.parquet"),
            "train": ("predictions.parquet", "base_predictions.parquet", "splits.parquet", "model"),
            "evaluate": ("metrics.json",), "report": ("audit.html", "audit.json")}
 Progress = Callable[[str], None]
-
-
-def _entry(stage: str) -> Callable[..., Any]:
-    # Imported when the stage runs: torch and transformers load only for the stages that need them.
-    module, name = ENTRY_POINTS[stage]
-    return getattr(importlib.import_module(module), name)
 
 
 def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
@@ -201,7 +192,6 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
                 ran.append(stage)
             continue
         out = stage_dir(run, stage)
-        fn = None if stage == "curate" else _entry(stage)
         if failure is not None and stage != "report":
             # Outputs made from the data before this curation must not be reported as this run's.
             _invalidate_if_stale(stage, config, run, say, tag)
@@ -214,7 +204,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             continue
         say(f"{tag}: running")
         try:
-            _run_stage(stage, fn, config, run, say)
+            _run_stage(stage, config, run, say)
         except GateFailed as exc:
             if stage != "curate":
                 raise
@@ -245,19 +235,26 @@ def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag:
         say(f"{tag}: earlier outputs are out of date; marked incomplete")
 
 
-def _run_stage(stage: str, fn: Callable[..., Any] | None, cfg: Config, run: Path, say: Progress) -> None:
+def _run_stage(stage: str, cfg: Config, run: Path, say: Progress) -> None:
+    # Imported when the stage runs: torch and transformers load only for the stages that need them.
     if stage == "curate":
         from curatune.curate.pipeline import run_curation
 
         run_curation(cfg, run / "curate", progress=say)
     elif stage == "train":
+        from curatune.train import train_model
         from curatune.train.run import can_resume
 
-        fn(cfg, run / "curate", run / "train", progress=say, resume=can_resume(cfg, run / "curate", run / "train"))
+        train_model(cfg, run / "curate", run / "train", progress=say,
+                    resume=can_resume(cfg, run / "curate", run / "train"))
     elif stage == "evaluate":
-        fn(cfg, run / "curate", run / "train", run / "evaluate", fail_on_gate=False, progress=say)
+        from curatune.evaluate import evaluate_run
+
+        evaluate_run(cfg, run / "curate", run / "train", run / "evaluate", fail_on_gate=False, progress=say)
     elif stage == "report":
-        paths = fn(run, None, config=cfg.report)
+        from curatune.reports import render_reports
+
+        paths = render_reports(run, None, config=cfg.report)
         say(f"report: {paths['audit_html']}")
 
 

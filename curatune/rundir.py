@@ -180,8 +180,10 @@ def _json_default(o: Any) -> Any:
 # are kept per process, keyed by what stat() says of the file. ctime is in the key because no
 # one can set it by hand (os.utime can put mtime back after a rewrite). As in git's "racy" rule,
 # a file changed within the last seconds is not cached: a rewrite in the same timestamp tick
-# would leave every stat field alike.
+# would leave every stat field alike. The oldest entries go first past a bound, so a long-lived
+# process hashing many files does not grow without end.
 _HASH_CACHE: dict[tuple[str, int, int, int, int, int], str] = {}
+_HASH_CACHE_MAX = 4096
 _RACY_S = 2.0
 
 
@@ -196,6 +198,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
             h.update(block)
     digest = h.hexdigest()
     if time.time() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _RACY_S:
+        if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
+            del _HASH_CACHE[next(iter(_HASH_CACHE))]
         _HASH_CACHE[key] = digest
     return digest
 

@@ -77,3 +77,20 @@ def test_a_file_changed_in_the_last_seconds_is_not_cached(tmp_path):
     assert rundir.sha256_file(p) == hashlib.sha256(b"x" * 10).hexdigest()
     # Written just now: a rewrite in the same timestamp tick could leave every stat field alike.
     assert not [k for k in rundir._HASH_CACHE if k[0] == os.path.realpath(p)]
+
+
+def test_the_hash_cache_keeps_at_most_its_bound_dropping_the_oldest_first(tmp_path, monkeypatch):
+    import hashlib
+
+    from curatune import rundir
+
+    monkeypatch.setattr(rundir, "_RACY_S", -1.0)
+    monkeypatch.setattr(rundir, "_HASH_CACHE", {})
+    monkeypatch.setattr(rundir, "_HASH_CACHE_MAX", 3)
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(bytes([i]) * 10)
+        paths.append(os.path.realpath(p))
+        assert rundir.sha256_file(p) == hashlib.sha256(bytes([i]) * 10).hexdigest()
+    assert [k[0] for k in rundir._HASH_CACHE] == paths[2:]
