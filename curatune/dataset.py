@@ -95,16 +95,24 @@ def _check_no_joined_lines(df: pl.DataFrame, path: Path) -> None:
     """TSV is read with CSV quoting (spreadsheets and csv writers quote a value holding a tab or a
     line break), so in a file written without quoting a value that starts with '"' swallows the
     lines after it, up to the next '"', into one row: rows lost without a word. A tab and a line
-    break inside one value are the trace of that (a quoted value may hold either alone)."""
+    break inside one value are the trace of that; it is refused when the file's lines are also
+    whole records as written (each with the header's number of tabs), the shape of a file written
+    without quoting. A quoted value holding tabs and line breaks of its own breaks that shape."""
     strings = [c for c, t in df.schema.items() if t == pl.String]
     if not strings:
         return
     joined = [pl.col(c).str.contains("\t", literal=True) & pl.col(c).str.contains("\n", literal=True) for c in strings]
     row = first_row(df, pl.any_horizontal(joined))
-    if row is not None:
+    if row is not None and _lines_are_unquoted_records(path, df.width):
         raise CuratuneError(f"record {row} holds tabs and line breaks inside a value: a value that opens with '\"' "
                             "and never closes it joined the lines after it into one row; quote such values as CSV "
                             "does, or write the file as CSV or JSONL", file=str(path))
+
+
+def _lines_are_unquoted_records(path: Path, width: int) -> bool:
+    # Only the line break is cut: a last field left empty ends the line with its tab.
+    with open(path, encoding="utf-8", newline="") as fh:
+        return all(line.count("\t") == width - 1 for line in (raw.rstrip("\r\n") for raw in fh) if line)
 
 
 def _check_utf8(path: Path) -> None:

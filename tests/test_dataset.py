@@ -297,14 +297,16 @@ def test_a_tsv_value_opening_with_a_quote_that_swallowed_lines_is_refused_not_re
     """TSV is read with CSV quoting: in a file written without it, '"my card ...' took the next two
     lines into one row (4 records read as 2, one with a later row's label)."""
     p = tmp_path / "q.tsv"
-    p.write_text('text\tlabel\n"my card was declined\tcard\nhello there\tgreet\nok thanks"\tthanks\nbye\tbye\n')
+    # The last record's label left empty: its line ends with the tab.
+    p.write_text('text\tlabel\n"my card was declined\tcard\nhello there\tgreet\nok thanks"\tthanks\nbye\t\n')
     with pytest.raises(CuratuneError) as err:
         load_dataset([p], DataConfig())
     assert str(err.value).startswith(f"{p}: record 1 holds tabs and line breaks inside a value")
     # The same values quoted as a csv writer quotes them read as four rows; a quoted value may hold
-    # a tab (or a line break) of its own.
-    df = pl.DataFrame({"text": ['"my card was declined', "hello\tthere", 'ok thanks"', "bye\nnow"],
-                       "label": ["card", "greet", "thanks", "bye"]})
+    # a tab, a line break, or both, of its own.
+    df = pl.DataFrame({"text": ['"my card was declined', "hello\tthere", 'ok thanks"', "bye\nnow",
+                                "order:\t1234\nstatus:\tlost"],
+                       "label": ["card", "greet", "thanks", "bye", "lost"]})
     df.write_csv(p, separator="\t")
     assert load_dataset([p], DataConfig()).rows["text"].to_list() == df["text"].to_list()
 
