@@ -124,20 +124,23 @@ class Conversation:
                     out[i].append((s, e, r.entity_type))
         return out
 
+    def _speakers_not_roles(self) -> list[int]:
+        """Segments of the speakers present that are not a role ("Agent", "Caller")."""
+        return [i for i in range(0, len(self.segments) if self.has_turns else 0, 2)
+                if i not in self.roles and i // 2 not in self.no_speaker]
+
     def person_speakers(self) -> list[int]:
         """Segments of speakers that name a person and are not yet replaced."""
-        return [i for i in range(0, len(self.segments) if self.has_turns else 0, 2)
-                if i not in self.roles and i // 2 not in self.no_speaker and self.segments[i].strip()
-                and not self.written[i]]
+        return [i for i in self._speakers_not_roles() if self.segments[i].strip() and not self.written[i]]
 
     def speakers_as_persons(self, spans: list[list[Span]]) -> list[list[Span]]:
         """A speaker that is not a role names a person (the customer, the agent) whether or not NER
         sees it ("MARIA GONZALEZ" in capitals is missed): the whole speaker becomes one PERSON."""
-        for i in range(0, len(self.segments) if self.has_turns else 0, 2):
+        for i in self._speakers_not_roles():
             seg = self.segments[i]
             # What we have not written ourselves: "Agent " is left of "Agent <PERSON_3>", a role.
             rest = "".join(" " if any(s <= k < e for s, e in self.written[i]) else ch for k, ch in enumerate(seg))
-            if i not in self.roles and i // 2 not in self.no_speaker and not is_role(rest):
+            if not is_role(rest):
                 spans[i] = [(0, len(seg), "PERSON")]
         return spans
 
