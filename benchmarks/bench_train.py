@@ -217,7 +217,8 @@ def train_ours(train: pl.DataFrame, val: pl.DataFrame, tmp: Path, name: str, **o
 
 def _validation_predictions(out_dir: str, row_ids: list[str]) -> tuple[list[str], np.ndarray, list[str]]:
     """A train run's validation labels and probabilities in ``row_ids`` order, and its label order."""
-    from curatune.train.run import LABEL_MAP, MODEL_DIR, PREDICTIONS
+    from curatune.rundir import MODEL_DIR, PREDICTIONS
+    from curatune.train.run import LABEL_MAP
 
     preds = pl.read_parquet(Path(out_dir) / PREDICTIONS).filter(pl.col("split") == "validation")
     by_id = {r: i for i, r in enumerate(preds["row_id"].to_list())}

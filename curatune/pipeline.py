@@ -23,7 +23,18 @@ from typing import Any
 from curatune.config import Config, load_config
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
+    AUDIT_HTML,
+    AUDIT_JSON,
+    BASE_PREDICTIONS,
+    CURATED,
+    EXCLUDED,
+    LEDGER,
     MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    PREDICTIONS,
+    REVIEWS,
+    SPLITS,
     inputs_fingerprint,
     output_dir,
     read_json,
@@ -33,7 +44,6 @@ from curatune.rundir import (
 )
 
 ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
-# Library entry points of the later stages, looked up when the pipeline runs.
 # Each stage's config sections (or single keys, dotted): a change in any of them redoes the stage.
 # Curation applies pulled reviews by the conflict rule; the server's address and project do not matter.
 # Evaluation takes the data through the curate outputs; of [data] it reads only the reference set.
@@ -45,9 +55,8 @@ NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.refere
 FINGERPRINT_KEY = "pipeline_fingerprint"
 # What later stages and the reader take from each stage: a stage whose manifest is complete but one
 # of these is gone (deleted to save space, a copy that left it out) is not up to date.
-OUTPUTS = {"curate": ("curated.parquet", "excluded.parquet", "ledger.parquet"),
-           "train": ("predictions.parquet", "base_predictions.parquet", "splits.parquet", "model"),
-           "evaluate": ("metrics.json",), "report": ("audit.html", "audit.json")}
+OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PREDICTIONS, SPLITS, MODEL_DIR),
+           "evaluate": (METRICS,), "report": (AUDIT_HTML, AUDIT_JSON)}
 Progress = Callable[[str], None]
 
 
@@ -57,15 +66,14 @@ def stage_inputs(stage: str, cfg: Config, run: Path) -> list[Path]:
     if stage == "curate":
         paths = [Path(p) for p in cfg.data.inputs]
         paths += [Path(p) for p in (cfg.data.truth, cfg.curate.label_issues.pred_probs) if p]
-        paths.append(cur / "reviews.parquet")
+        paths.append(cur / REVIEWS)
         spacy_model = cfg.curate.anonymise.spacy_model  # "" (no NER) is no folder, though Path("") is "."
         if "anonymise" in cfg.curate.steps and spacy_model and Path(spacy_model).is_dir():
             paths.append(Path(spacy_model))
     elif stage == "train":
-        paths = [cur / "curated.parquet", *_model_dir(cfg)]
+        paths = [cur / CURATED, *_model_dir(cfg)]
     elif stage == "evaluate":
-        paths = [cur / "curated.parquet", cur / "ledger.parquet", tr / "predictions.parquet",
-                 tr / "base_predictions.parquet", tr / "splits.parquet", tr / "model"]
+        paths = [cur / CURATED, cur / LEDGER, *(tr / name for name in OUTPUTS["train"])]
         if cfg.data.reference:
             paths.append(Path(cfg.data.reference))
     else:
@@ -215,7 +223,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         # The fingerprint taken before the stage read its inputs: a file edited meanwhile is redone.
         _record(out, fp)
         ran.append(stage)
-    audit = run / "report" / "audit.html"
+    audit = run / "report" / AUDIT_HTML
     result = {"out_dir": str(run), "ran": ran, "skipped": skipped,
               "audit_html": str(audit) if audit.is_file() else None}
     if failure is not None:
@@ -288,7 +296,7 @@ def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
 def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:
     if not cfg.run.fail_on_gate:
         return
-    report = run / "report" / "audit.json"
+    report = run / "report" / AUDIT_JSON
     if not report.is_file():
         return
     gates = read_json(report).get("verdict", {}).get("gates", [])

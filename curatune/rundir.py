@@ -34,6 +34,19 @@ from curatune.errors import CuratuneError, first_line
 
 STAGES = ("curate", "train", "evaluate", "report")
 MANIFEST = "manifest.json"
+# The files one stage hands to the next (and the report reads), named once for every reader.
+CURATED = "curated.parquet"
+EXCLUDED = "excluded.parquet"
+LEDGER = "ledger.parquet"
+REVIEWS = "reviews.parquet"
+MODEL_DIR = "model"
+PREDICTIONS = "predictions.parquet"
+BASE_PREDICTIONS = "base_predictions.parquet"
+SPLITS = "splits.parquet"
+TRAINER_LOG = "trainer_log.jsonl"
+METRICS = "metrics.json"
+AUDIT_HTML = "audit.html"
+AUDIT_JSON = "audit.json"
 
 # Versions recorded in every manifest, so a reader knows what produced a run.
 _TRACKED_PACKAGES = (

@@ -51,10 +51,19 @@ from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
-from curatune.curate.pipeline import CURATED, LEDGER, REVIEWS
 from curatune.curate.reviews import DROP, REVIEW_REASONS, REVIEW_SCHEMA, UNSURE, text_sha256
 from curatune.errors import CuratuneError
-from curatune.rundir import MANIFEST, find_stage_dir, read_json, read_manifest, write_json, write_parquet
+from curatune.rundir import (
+    CURATED,
+    LEDGER,
+    MANIFEST,
+    REVIEWS,
+    find_stage_dir,
+    read_json,
+    read_manifest,
+    write_json,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 

@@ -23,15 +23,19 @@ from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
 from curatune.dataset import BOOKKEEPING, load_dataset
 from curatune.errors import CuratuneError, GateFailed
-from curatune.rundir import MANIFEST, Manifest, output_dir, read_run_table, write_parquet
+from curatune.rundir import (
+    CURATED,
+    EXCLUDED,
+    LEDGER,
+    MANIFEST,
+    REVIEWS,
+    Manifest,
+    output_dir,
+    read_run_table,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
-
-CURATED = "curated.parquet"
-EXCLUDED = "excluded.parquet"
-LEDGER = "ledger.parquet"
-REVIEWS = "reviews.parquet"
-
 
 @dataclass
 class CurationOutcome:

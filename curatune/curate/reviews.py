@@ -242,7 +242,7 @@ class HumanReview(CurationStep):
     name = STEP
 
     def run(self, table: pl.DataFrame) -> StepResult:
-        from curatune.curate.pipeline import REVIEWS
+        from curatune.rundir import REVIEWS
 
         path = self.ctx.out_dir / REVIEWS
         if not self.ctx.config.curate.apply_reviews:
@@ -341,7 +341,8 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     rewritten together (staged, then moved in; an interrupted apply is finished or discarded on the
     next call). What earlier applies did is undone first, so the outcome is that of curating again
     with these reviews; applying the same reviews again changes nothing."""
-    from curatune.curate.pipeline import CURATED, EXCLUDED, LEDGER, REVIEWS, _apply, _counts, _ledger
+    from curatune.curate.pipeline import _apply, _counts, _ledger
+    from curatune.rundir import CURATED, EXCLUDED, LEDGER, REVIEWS
 
     curate_dir = find_stage_dir(run_dir, "curate")
     _roll_forward(curate_dir)

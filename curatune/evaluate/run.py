@@ -23,9 +23,21 @@ from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
 from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
-from curatune.rundir import MANIFEST, Manifest, output_dir, read_json, read_run_table, write_json, write_parquet
-
-METRICS = "metrics.json"
+from curatune.rundir import (
+    BASE_PREDICTIONS,
+    CURATED,
+    LEDGER,
+    MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    PREDICTIONS,
+    Manifest,
+    output_dir,
+    read_json,
+    read_run_table,
+    write_json,
+    write_parquet,
+)
 
 
 def _read(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
@@ -55,19 +67,19 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         raise CuratuneError("train stage is not complete (no manifest.json)", file=str(train_dir))
     labels: list[str] = train_manifest["labels"]
     prediction_cols = ("row_id", "split", "label", "predicted", "confidence")
-    tuned = _read(train_dir / "predictions.parquet", prediction_cols)
-    base = _read(train_dir / "base_predictions.parquet", prediction_cols)
-    curated = _read(curate_dir / "curated.parquet", ("row_id", "text"))
-    ledger = _read(curate_dir / "ledger.parquet", ("row_id", "fate", "reasons"))
+    tuned = _read(train_dir / PREDICTIONS, prediction_cols)
+    base = _read(train_dir / BASE_PREDICTIONS, prediction_cols)
+    curated = _read(curate_dir / CURATED, ("row_id", "text"))
+    ledger = _read(curate_dir / LEDGER, ("row_id", "fate", "reasons"))
     # Every file evaluation reads, the evaluated model and the reference set included.
-    for p in (train_dir / "predictions.parquet", train_dir / "base_predictions.parquet",
-              curate_dir / "curated.parquet", curate_dir / "ledger.parquet", train_dir / "model",
+    for p in (train_dir / PREDICTIONS, train_dir / BASE_PREDICTIONS, curate_dir / CURATED, curate_dir / LEDGER,
+              train_dir / MODEL_DIR,
               *([Path(config.data.reference)] if ec.forgetting and config.data.reference else [])):
         if p.exists():
             manifest.add_input(p)
     group_cols = (read_json(curate_dir / MANIFEST).get("group_cols") or []) if (curate_dir / MANIFEST).is_file() else []
 
-    split = _eval_split(tuned, train_dir / "predictions.parquet")
+    split = _eval_split(tuned, train_dir / PREDICTIONS)
     t = tuned.filter((pl.col("split") == split) & pl.col("label").is_not_null())
     b = base.filter(pl.col("split") == split).select("row_id", pl.col("predicted").alias("base_predicted"))
     missing = t.join(b, on="row_id", how="anti").height
@@ -88,7 +100,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         say(f"evaluate: re-running the saved model on {t.height} {split} rows ([evaluate] rerun_model)")
         with manifest.timed("rerun_model"):
             t = _rerun(t, tuned, labels)
-    for col, file in (("predicted", "predictions.parquet"), ("base_predicted", "base_predictions.parquet")):
+    for col, file in (("predicted", PREDICTIONS), ("base_predicted", BASE_PREDICTIONS)):
         bad = t.filter(~pl.col(col).is_in(labels) | pl.col(col).is_null())
         if bad.height:
             raise CuratuneError(f"row '{bad['row_id'][0]}' has prediction {bad[col][0]!r}, not one of the train "

@@ -14,11 +14,13 @@ from typing import Any
 from curatune.config import ReportConfig
 from curatune.reports.collect import collect
 from curatune.reports.render import PAGES, render_pages
+from curatune.rundir import AUDIT_JSON, CURATED, EXCLUDED, LEDGER, MANIFEST, METRICS, TRAINER_LOG
 
-REPORT_FILES = (*PAGES, "audit.json")
+REPORT_FILES = (*PAGES, AUDIT_JSON)
 # What a report reads: a change in any of these (and only these) makes a report out of date.
-INPUT_FILES = ("curate/manifest.json", "curate/ledger.parquet", "curate/curated.parquet", "curate/excluded.parquet",
-               "train/manifest.json", "train/trainer_log.jsonl", "evaluate/manifest.json", "evaluate/metrics.json")
+INPUT_FILES = tuple(f"{stage}/{name}" for stage, names in (("curate", (MANIFEST, LEDGER, CURATED, EXCLUDED)),
+                                                           ("train", (MANIFEST, TRAINER_LOG)),
+                                                           ("evaluate", (MANIFEST, METRICS))) for name in names)
 
 __all__ = ["REPORT_FILES", "collect", "render_reports", "report_inputs"]
 

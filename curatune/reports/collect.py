@@ -27,7 +27,17 @@ import polars as pl
 from curatune.config import ReportConfig
 from curatune.dataset import LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
-from curatune.rundir import MANIFEST, read_json, scan_run_table, sha256_tree
+from curatune.rundir import (
+    CURATED,
+    EXCLUDED,
+    LEDGER,
+    MANIFEST,
+    METRICS,
+    TRAINER_LOG,
+    read_json,
+    scan_run_table,
+    sha256_tree,
+)
 
 SCHEMA_VERSION = 1
 STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
@@ -192,7 +202,7 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     by_name = {s.get("name"): s for s in steps}
     counts = m.get("counts") or {}
     group_cols = list(m.get("group_cols") or [])
-    ledger_path = cdir / "ledger.parquet"
+    ledger_path = cdir / LEDGER
     ledger = scan_run_table(ledger_path, LEDGER_BASE) if ledger_path.is_file() else None
     ledger_cols = ledger.collect_schema().names() if ledger is not None else []
     text_ok, withheld, leaked_rows = _text_allowed(by_name, ledger, ledger_cols, cfg)
@@ -302,7 +312,7 @@ class _TextSource:
     the text of a row in which the leak scan still found personal data."""
 
     def __init__(self, cdir: Path, allowed: bool, chars: int, leaked: frozenset[str] = frozenset()) -> None:
-        self.paths = [p for p in (cdir / "curated.parquet", cdir / "excluded.parquet") if p.is_file()]
+        self.paths = [p for p in (cdir / CURATED, cdir / EXCLUDED) if p.is_file()]
         self.allowed, self.chars, self.leaked = allowed, chars, leaked
         self.left_out: set[str] = set()  # example rows asked for whose text is left out
 
@@ -545,8 +555,8 @@ def _scalars(d: dict[str, Any]) -> list[dict[str, Any]]:
 def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
     cfg_train = (m.get("config") or {}).get("train") or {}
     model = m.get("model") or {}
-    curated_input = next((i for i in m.get("inputs") or [] if Path(str(i.get("path", ""))).name
-                          == "curated.parquet"), None)
+    curated_input = next((i for i in m.get("inputs") or [] if Path(str(i.get("path", ""))).name == CURATED),
+                         None)
     metrics, base = m.get("metrics") or {}, m.get("base_metrics") or {}
     split_rows = []
     for split in sorted(set(metrics) | set(base)):
@@ -568,7 +578,7 @@ def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
         "config": [{"key": k, "value": v if not isinstance(v, list | dict) else json.dumps(v, sort_keys=True)}
                    for k, v in sorted(cfg_train.items())],
         "settings": _scalars({k: v for k, v in model.items() if k not in ("path",)}),
-        "curves": _curves(tdir / "trainer_log.jsonl"),
+        "curves": _curves(tdir / TRAINER_LOG),
         "timings": m.get("timings") or {},
         "throughput": m.get("throughput") or {},
         "training": m.get("training") or {},
@@ -642,7 +652,7 @@ def _thin(points: list[list[Any]]) -> list[list[Any]]:
 
 
 def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
-    path = edir / "metrics.json"
+    path = edir / METRICS
     metrics = read_json(path) if path.is_file() else {}
     gates_raw = metrics.get("gates") or m.get("gates") or []
     if isinstance(gates_raw, dict):

@@ -18,9 +18,10 @@ from jinja2 import ChainableUndefined, Environment, PackageLoader, StrictUndefin
 from markupsafe import Markup
 
 from curatune.reports import svg
+from curatune.rundir import AUDIT_HTML, AUDIT_JSON
 
 PAGES = {
-    "audit.html": ("Audit report", ("verdict", "curation", "training", "evaluation")),
+    AUDIT_HTML: ("Audit report", ("verdict", "curation", "training", "evaluation")),
     "curation.html": ("Curation report", ("curation",)),
     "training.html": ("Training report", ("training",)),
     "evaluation.html": ("Evaluation report", ("evaluation",)),
@@ -205,5 +206,5 @@ def render_pages(content: dict[str, Any], *, strict: bool = False) -> dict[str, 
     for name, (title, parts) in PAGES.items():
         others = [(PAGES[o][0], o) for o in PAGES if o != name]
         out[name] = page.render(c=content, m=macros, css=css, page_title=title, parts=parts, others=others)
-    out["audit.json"] = json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    out[AUDIT_JSON] = json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     return out

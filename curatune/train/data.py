@@ -17,9 +17,8 @@ import polars as pl
 
 from curatune.dataset import SPLITS, first_row
 from curatune.errors import CuratuneError, shown_value
-from curatune.rundir import read_run_table
+from curatune.rundir import CURATED, read_run_table
 
-CURATED = "curated.parquet"
 HOLDOUT_SHARE = 0.1
 # Class id of rows the model has no class for; the loss ignores it (torch's default ignore_index).
 IGNORE = -100

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from curatune.embeddings import Encoder
-from curatune.rundir import find_stage_dir
-from curatune.train.run import ADAPTER_DIR, LABEL_MAP, MODEL_DIR, TRAIN_CONFIG, quiet_peft_deprecation
+from curatune.rundir import MODEL_DIR, find_stage_dir
+from curatune.train.run import ADAPTER_DIR, LABEL_MAP, TRAIN_CONFIG, quiet_peft_deprecation
 
 
 def _train_dir(path: str | Path) -> Path:

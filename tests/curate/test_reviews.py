@@ -14,10 +14,10 @@ import pytest
 
 from curatune.config import Config, LabelStudioConfig
 from curatune.curate.labelstudio import check_label_config, extra_choices, labeling_config, pull, push
-from curatune.curate.pipeline import REVIEWS, run_curation
+from curatune.curate.pipeline import run_curation
 from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide, text_sha256
 from curatune.errors import CuratuneError
-from curatune.rundir import read_json, sha256_tree, write_json
+from curatune.rundir import REVIEWS, read_json, sha256_tree, write_json
 from tests.conftest import error_lines
 from tests.curate.labelstudio_server import free_port
 
