@@ -21,25 +21,33 @@ SEEDS = (0, 1, 2)
 RHO = 0.05
 
 
-def run(data_dir: Path, quick: bool = False) -> str:
+def seed_runs_section(data_dir: Path, quick: bool, *, title: str, setting: str, value: float) -> str:
+    """Full fine-tuning with ``[train] setting = value`` and the defaults otherwise, seeds 0-2, each set
+    beside the frozen-encoder anchor (paired bootstrap) and the frozen baseline the run computes."""
     train, val = banking77_splits(data_dir, QUICK_PER_LABEL if quick else None)
     seeds = SEEDS[:2] if quick else SEEDS
     anchor = frozen_anchor(train, val)
     rows, acc = [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         for seed in seeds:
-            r = train_ours(train, val, Path(tmp_name), f"full sam seed {seed}", method="full", seed=seed, sam_rho=RHO)
+            r = train_ours(train, val, Path(tmp_name), f"full {setting} seed {seed}", method="full", seed=seed,
+                           **{setting: value})
             acc.append(r["acc"])
             rows.append((seed, f"{r['acc']:.4f}", f"{r['f1']:.4f}", vs_anchor(val, r, anchor),
                          f"{r['base_acc']:.4f}", f"{r['acc'] - r['base_acc']:+.4f}", f"{r['wall']:.0f}"))
     summary = [(len(acc), f"{statistics.mean(acc):.4f}", f"{statistics.stdev(acc):.4f}", f"{min(acc):.4f}",
                 f"{max(acc):.4f}", sum(x >= 0.94 for x in acc))]
-    return (header(f"Trainer: full fine-tuning with SAM (Banking77, sam_rho = {RHO})")
+    return (header(f"{title} (Banking77, {setting} = {value})")
             + f"{train.height:,} train rows, {val.height:,} validation rows (the trainer benchmark's split); "
-            f"`method = \"full\"`, `sam_rho = {RHO}`, other settings default, seeds "
-            + ", ".join(map(str, seeds)) + ". The same seeds without SAM are the seed-spread section's full "
+            f"`method = \"full\"`, `{setting} = {value}`, other settings default, seeds "
+            + ", ".join(map(str, seeds)) + ". The same seeds without it are the seed-spread section's full "
             f"fine-tuning rows. Anchor: frozen encoder + logistic regression C=10, accuracy {anchor['acc']:.4f} "
             "on the same validation rows.\n\n"
             + table(("seed", "val accuracy", "val macro-F1", "accuracy - anchor [95% CI, paired bootstrap]",
                      "frozen baseline (same run)", "tuned - frozen", "wall s"), rows)
             + "\n" + table(("runs", "mean accuracy", "std", "min", "max", "runs >= 0.94"), summary))
+
+
+def run(data_dir: Path, quick: bool = False) -> str:
+    return seed_runs_section(data_dir, quick, title="Trainer: full fine-tuning with SAM", setting="sam_rho",
+                             value=RHO)

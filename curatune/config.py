@@ -281,6 +281,10 @@ class TrainConfig:
     # Sharpness-aware minimisation radius; 0 = off. Each step costs two forward/backward passes.
     # 0.05 measured on Banking77 full fine-tuning in benchmarks/bench_train_sam.py.
     sam_rho: float = 0.0
+    # Adversarial training on the word embeddings (FGM), radius of the move; 0 = off. Full
+    # fine-tuning only (the other methods freeze the embeddings); each step costs two passes.
+    # 1.0 measured on Banking77 full fine-tuning in benchmarks/bench_train_adversarial.py.
+    adversarial_eps: float = 0.0
     seed: int = 0
     report_to: list[str] = field(default_factory=list)
 
@@ -301,9 +305,13 @@ class TrainConfig:
             "lora_dropout": (0 <= self.lora_dropout < 1, "in [0, 1)"),
             "eval_steps": (self.eval_steps >= 0, ">= 0 (0 = once per epoch)"),
             "sam_rho": (self.sam_rho >= 0, ">= 0 (0 = off)"),
+            "adversarial_eps": (self.adversarial_eps >= 0, ">= 0 (0 = off)"),
             "early_stopping_patience": (self.early_stopping_patience >= 0, ">= 0 (0 = never stop early)"),
         }
         _refuse_unusable(self, "train", rules)
+        if self.adversarial_eps > 0 and self.method != "full":
+            raise CuratuneError(f'[train] adversarial_eps = {self.adversarial_eps} moves the word embeddings, which '
+                                f'method = "{self.method}" keeps frozen: set method = "full", or adversarial_eps = 0')
 
 
 def _refuse_unusable(section: Any, table: str, rules: dict[str, tuple[bool, str]]) -> None:

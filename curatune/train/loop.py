@@ -8,7 +8,10 @@ Small departures from the stock Trainer, each for a measured reason:
 - metrics are accuracy and macro-F1 over rows whose label the model knows;
 - optional sharpness-aware minimisation (SAM, Foret et al. 2021): each batch's gradient is taken
   at the weights moved ``sam_rho`` up that batch's own gradient, which favours flat minima and
-  resists the wrong labels a support set has (benchmarks/bench_train_sam.py measures it).
+  resists the wrong labels a support set has (benchmarks/bench_train_sam.py measures it);
+- optional adversarial training on the word embeddings (FGM, Miyato et al. 2017): each batch's
+  gradient gains that of the same batch with the embedding matrix moved ``adversarial_eps`` along
+  its own gradient (benchmarks/bench_train_adversarial.py measures it).
 Everything else (checkpointing, resumption, mixed precision, ``report_to`` trackers,
 ``accelerate launch``/``torchrun`` multi-GPU) is the Trainer's own.
 """
@@ -79,39 +82,46 @@ def is_head_parameter(name: str) -> bool:
     return "classifier" in name.split(".")
 
 
-def check_sam_supported(sam_rho: float, *, deepspeed: bool, fsdp: bool) -> None:
-    """Refuses SAM where its step would be silently wrong.
+def check_two_pass_supported(settings: dict[str, float], *, deepspeed: bool, fsdp: bool) -> None:
+    """Refuses SAM and FGM (``settings``: name -> value, 0 = off) where their step would be silently wrong.
 
-    DeepSpeed steps the optimizer inside ``backward`` (SAM's two passes would be two steps) and ZeRO
-    keeps no full ``p.grad``; FSDP shards parameters, so the ascent norm would be one shard's.
+    DeepSpeed steps the optimizer inside ``backward`` (their two passes would be two steps) and ZeRO
+    keeps no full ``p.grad``; FSDP shards parameters, so a gradient norm would be one shard's.
     """
-    if sam_rho > 0 and (deepspeed or fsdp):
-        wrapper = "DeepSpeed" if deepspeed else "FSDP"
-        raise CuratuneError(f"[train] sam_rho = {sam_rho} does not work under {wrapper}: set sam_rho = 0, "
-                            "or launch with plain DDP (accelerate launch / torchrun without a "
-                            f"{wrapper} config)")
+    for name, value in settings.items():
+        if value > 0 and (deepspeed or fsdp):
+            wrapper = "DeepSpeed" if deepspeed else "FSDP"
+            raise CuratuneError(f"[train] {name} = {value} does not work under {wrapper}: set {name} = 0, "
+                                "or launch with plain DDP (accelerate launch / torchrun without a "
+                                f"{wrapper} config)")
 
 
 class CuratuneTrainer(Trainer):
     def __init__(self, *args, head_lr: float, length_sampler: SeededLengthSampler | None = None,
-                 sam_rho: float = 0.0, **kwargs) -> None:
+                 sam_rho: float = 0.0, adversarial_eps: float = 0.0, **kwargs) -> None:
         self.head_lr = head_lr
         self.length_sampler = length_sampler
         self.sam_rho = sam_rho
+        self.adversarial_eps = adversarial_eps
         super().__init__(*args, **kwargs)
-        check_sam_supported(sam_rho, deepspeed=self.is_deepspeed_enabled, fsdp=self.is_fsdp_enabled)
+        check_two_pass_supported({"sam_rho": sam_rho, "adversarial_eps": adversarial_eps},
+                                 deepspeed=self.is_deepspeed_enabled, fsdp=self.is_fsdp_enabled)
+        embeddings = self.accelerator.unwrap_model(self.model).get_input_embeddings()
+        if adversarial_eps > 0 and not embeddings.weight.requires_grad:
+            raise CuratuneError(f"[train] adversarial_eps = {adversarial_eps} moves the word embeddings, which "
+                                'this model keeps frozen: set method = "full", or adversarial_eps = 0')
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
         if self.sam_rho <= 0:
-            return super().training_step(model, inputs, num_items_in_batch)
+            return self._gradient_step(model, inputs, num_items_in_batch)
         params = [p for p in model.parameters() if p.requires_grad]
         # Gradients of earlier micro-batches (gradient accumulation) are set aside, so the ascent
         # direction is this batch's alone; they are added back at the end.
         earlier = [None if p.grad is None else p.grad.detach().clone() for p in params]
         # In place rather than set to None: DDP's gradient buckets may be views of these tensors.
         model.zero_grad(set_to_none=False)
-        loss = super().training_step(model, inputs, num_items_in_batch)
+        loss = self._gradient_step(model, inputs, num_items_in_batch)
         moved = [p for p in params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm([p.grad for p in moved]) if moved else None
         # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
@@ -122,7 +132,7 @@ class CuratuneTrainer(Trainer):
                     p.add_(e)
             model.zero_grad(set_to_none=False)
             # The step is taken with the gradient at the moved weights; the loss logged is the unmoved one's.
-            super().training_step(model, inputs, num_items_in_batch)
+            self._gradient_step(model, inputs, num_items_in_batch)
             with torch.no_grad():
                 for p, e in zip(moved, ascent, strict=True):
                     p.sub_(e)
@@ -130,6 +140,29 @@ class CuratuneTrainer(Trainer):
             for p, g in zip(params, earlier, strict=True):
                 if g is not None:
                     p.grad.add_(g)
+        return loss
+
+    def _gradient_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                       num_items_in_batch: torch.Tensor | int | None) -> torch.Tensor:
+        """The stock step; with ``adversarial_eps`` > 0 it adds the gradient of the same batch taken
+        with the word-embedding matrix moved ``adversarial_eps`` along this batch's own gradient of it.
+        Returns the unmoved loss."""
+        if self.adversarial_eps <= 0:
+            return super().training_step(model, inputs, num_items_in_batch)
+        emb = self.accelerator.unwrap_model(model).get_input_embeddings().weight
+        # Earlier micro-batches' gradient (gradient accumulation) is not this batch's direction.
+        earlier = None if emb.grad is None else emb.grad.detach().clone()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        direction = emb.grad if earlier is None else emb.grad - earlier
+        norm = torch.linalg.vector_norm(direction)
+        # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
+        if torch.isfinite(norm) and norm > 0:
+            with torch.no_grad():
+                shift = direction * (self.adversarial_eps / norm)
+                emb.add_(shift)
+            super().training_step(model, inputs, num_items_in_batch)
+            with torch.no_grad():
+                emb.sub_(shift)
         return loss
 
     def _get_train_sampler(self, train_dataset=None):

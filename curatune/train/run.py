@@ -27,7 +27,13 @@ from curatune.config import Config, TrainConfig
 from curatune.embeddings import pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError
 from curatune.rundir import (
+    BASE_PREDICTIONS,
+    CURATED,
     MANIFEST,
+    MODEL_DIR,
+    PREDICTIONS,
+    SPLITS,
+    TRAINER_LOG,
     Manifest,
     inputs_fingerprint,
     output_dir,
@@ -37,19 +43,14 @@ from curatune.rundir import (
     write_parquet,
     write_text,
 )
-from curatune.train.data import CURATED, TrainData, load_train_data
+from curatune.train.data import TrainData, load_train_data
 
 if TYPE_CHECKING:
     from curatune.train.device import DeviceChoice
 
 CHECKPOINTS = "checkpoints"
 RUN_STATE = "run.json"
-MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
-PREDICTIONS = "predictions.parquet"
-BASE_PREDICTIONS = "base_predictions.parquet"
-SPLITS_FILE = "splits.parquet"
-TRAINER_LOG = "trainer_log.jsonl"
 LABEL_MAP = "label_map.json"
 TRAIN_CONFIG = "train_config.json"
 
@@ -390,7 +391,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
     trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
                               eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
                               callbacks=callbacks, head_lr=head_lr, length_sampler=sampler,
-                              sam_rho=tc.sam_rho)
+                              sam_rho=tc.sam_rho, adversarial_eps=tc.adversarial_eps)
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
 
@@ -489,7 +490,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     base = pl.concat([prediction_frame(data.frame(s), s, base_probs[s], labels) for s in ("validation", "test")])
     write_parquet(preds, out / PREDICTIONS)
     write_parquet(base, out / BASE_PREDICTIONS)
-    write_parquet(data.splits, out / SPLITS_FILE)
+    write_parquet(data.splits, out / SPLITS)
     metrics = {s: split_metrics(preds.filter(pl.col("split") == s)) for s in ("validation", "test")}
     base_metrics = {s: split_metrics(base.filter(pl.col("split") == s)) for s in ("validation", "test")}
     gold = data.label_ids("validation")
@@ -548,7 +549,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "verdict": verdict_info,
         "validation_held_out_from_train": data.validation_held_out,
         "outputs": {"model": MODEL_DIR, "adapter": ADAPTER_DIR if "adapter" in saved else None,
-                    "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
+                    "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS,
                     "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}"},
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]

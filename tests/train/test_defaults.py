@@ -32,10 +32,19 @@ def test_a_fresh_head_gets_the_large_head_learning_rate():
     ("batch_size", 0, ">= 1"), ("epochs", -1.0, ">= 0 (0 = the method's default)"), ("warmup_ratio", 1.0, "in [0, 1)"),
     ("lr", -1e-4, ">= 0"), ("grad_accum", 0, ">= 1"), ("eval_steps", -5, ">= 0 (0 = once per epoch)"),
     ("lora_dropout", 1.0, "in [0, 1)"), ("sam_rho", -0.05, ">= 0 (0 = off)"),
+    ("adversarial_eps", -1.0, ">= 0 (0 = off)"),
 ])
 def test_unusable_settings_are_refused_by_name(key, value, rule):
     with pytest.raises(CuratuneError, match=re.escape(f"[train] {key} must be {rule}, got {value!r}")):
         TrainConfig(**{key: value}).check()
+
+
+@pytest.mark.parametrize("method", ["lora", "frozen"])
+def test_adversarial_training_is_refused_where_the_word_embeddings_are_frozen(method):
+    with pytest.raises(CuratuneError, match=re.escape(f'adversarial_eps = 1.0 moves the word embeddings, which '
+                                                      f'method = "{method}" keeps frozen')):
+        TrainConfig(method=method, adversarial_eps=1.0).check()
+    TrainConfig(method="full", adversarial_eps=1.0).check()
 
 
 def test_the_defaults_pass_the_check():

@@ -1,5 +1,5 @@
 """What CuratuneTrainer changes in the stock Trainer: the head and the body at their own learning rates,
-and the sharpness-aware step."""
+the sharpness-aware step and the adversarial (FGM) step."""
 
 from __future__ import annotations
 
@@ -92,15 +92,66 @@ def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_
         assert not torch.allclose(expected[0], g[0], atol=1e-5)
 
 
-@pytest.mark.parametrize(("deepspeed", "fsdp", "wrapper"), [(True, False, "DeepSpeed"), (False, True, "FSDP")])
-def test_sam_is_refused_under_deepspeed_and_fsdp(deepspeed, fsdp, wrapper):
-    from curatune.errors import CuratuneError
-    from curatune.train.loop import check_sam_supported
+@pytest.mark.parametrize("eps", [0.0, 0.5])
+def test_the_adversarial_step_adds_the_gradient_at_the_moved_embeddings_and_keeps_earlier_micro_batches(
+        tiny_model, tmp_path, eps):
+    from transformers import TrainingArguments
 
-    with pytest.raises(CuratuneError, match=f"sam_rho = 0.05 does not work under {wrapper}"):
-        check_sam_supported(0.05, deepspeed=deepspeed, fsdp=fsdp)
-    check_sam_supported(0.0, deepspeed=deepspeed, fsdp=fsdp)  # plain training under either wrapper is fine
-    check_sam_supported(0.05, deepspeed=False, fsdp=False)  # one device or DDP
+    model = _no_dropout_classifier(tiny_model, tmp_path)
+    batch = _batch(tiny_model)
+    emb = model.get_input_embeddings().weight
+    weights = [p.detach().clone() for p in model.parameters()]
+    plain = _grads(model, batch)
+    g_emb = emb.grad.detach().clone()
+    with torch.no_grad():
+        emb.add_(g_emb * (eps / g_emb.norm()))
+    moved = _grads(model, batch)  # every parameter's gradient with only the embedding matrix moved
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights, strict=True):
+            p.copy_(w)
+    # A gradient already accumulated from an earlier micro-batch: it must not steer the move.
+    earlier = [torch.full_like(w, 0.25) for w in weights]
+    for p, e in zip(model.parameters(), earlier, strict=True):
+        p.grad = e.clone()
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, adversarial_eps=eps)
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer.training_step(model, dict(batch))
+
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the unmoved loss
+    for p, w in zip(model.parameters(), weights, strict=True):
+        assert torch.allclose(p.detach(), w, atol=1e-7)  # the embeddings are put back
+    for (name, p), e, g, m in zip(model.named_parameters(), earlier, plain, moved, strict=True):
+        expected = e + g + m if eps else e + g  # eps 0 is the stock step: one pass
+        assert torch.allclose(p.grad, expected, atol=1e-5, rtol=1e-4), name
+    if eps:
+        assert not torch.allclose(moved[0], plain[0], atol=1e-5)  # the move changed the gradient
+
+
+def test_the_adversarial_step_is_refused_when_the_word_embeddings_do_not_train(tiny_model, tmp_path):
+    from transformers import TrainingArguments
+
+    from curatune.errors import CuratuneError
+
+    model = build_classifier(str(tiny_model), ["a", "b", "c"], pooling="mean")
+    model.get_input_embeddings().weight.requires_grad_(False)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    with pytest.raises(CuratuneError, match="adversarial_eps = 1.0 moves the word embeddings, which this model "
+                                            "keeps frozen"):
+        CuratuneTrainer(model=model, args=args, head_lr=1e-3, adversarial_eps=1.0)
+
+
+@pytest.mark.parametrize(("deepspeed", "fsdp", "wrapper"), [(True, False, "DeepSpeed"), (False, True, "FSDP")])
+@pytest.mark.parametrize("name", ["sam_rho", "adversarial_eps"])
+def test_two_pass_steps_are_refused_under_deepspeed_and_fsdp(deepspeed, fsdp, wrapper, name):
+    from curatune.errors import CuratuneError
+    from curatune.train.loop import check_two_pass_supported
+
+    with pytest.raises(CuratuneError, match=f"{name} = 0.05 does not work under {wrapper}"):
+        check_two_pass_supported({name: 0.05}, deepspeed=deepspeed, fsdp=fsdp)
+    check_two_pass_supported({name: 0.0}, deepspeed=deepspeed, fsdp=fsdp)  # plain training under either is fine
+    check_two_pass_supported({name: 0.05}, deepspeed=False, fsdp=False)  # one device or DDP
 
 
 def test_a_sam_trainer_on_one_device_is_built(tiny_model, tmp_path):

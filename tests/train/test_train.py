@@ -304,6 +304,16 @@ def test_sam_rho_reaches_the_trainer(tiny_model, curated_dir, tmp_path, lora_run
     assert not np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
 
 
+def test_adversarial_eps_reaches_the_trainer(tiny_model, curated_dir, tmp_path):
+    runs = {}
+    for eps in (0.0, 1.0):
+        out = tmp_path / f"fgm{eps}"
+        train_model(tiny_config(tiny_model, method="full", adversarial_eps=eps), curated_dir, out)
+        assert json.loads((out / "manifest.json").read_text())["config"]["train"]["adversarial_eps"] == eps
+        runs[eps] = _probs(out)
+    assert not np.allclose(runs[0.0], runs[1.0], atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ interrupt, resume
 
 
@@ -374,7 +384,7 @@ def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir
         train_model(cfg, run / "curate", run / "train", callbacks=[_SendSigintAt(4)])
     assert can_resume(cfg, run / "curate", run / "train")
     assert not can_resume(tiny_config(tiny_model, lr=1e-2), run / "curate", run / "train")  # another config
-    _run_stage("train", train_model, cfg, run, lambda _m: None)
+    _run_stage("train", cfg, run, lambda _m: None)
     assert json.loads((run / "train" / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-5"
     assert np.allclose(_probs(run / "train"), _probs(lora_run), atol=1e-4)
     assert not can_resume(cfg, run / "curate", run / "train")  # complete: a forced rerun starts afresh
