@@ -55,11 +55,31 @@ def _grads(model, batch):
     return [p.grad.detach().clone() for p in model.parameters()]
 
 
+def _step_after_an_earlier_micro_batch(model, batch, weights, tmp_path, **trainer_kwargs) -> list[torch.Tensor]:
+    """Puts ``weights`` back, plants a gradient of an earlier micro-batch, takes one trainer step and
+    checks it logs the unmoved weights' loss and leaves the weights as they were; returns the planted
+    gradient."""
+    from transformers import TrainingArguments
+
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights, strict=True):
+            p.copy_(w)
+    earlier = [torch.full_like(w, 0.25) for w in weights]
+    for p, e in zip(model.parameters(), earlier, strict=True):
+        p.grad = e.clone()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, **trainer_kwargs)
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop, which this test skips
+    loss = trainer.training_step(model, dict(batch))
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+    for p, w in zip(model.parameters(), weights, strict=True):
+        assert torch.allclose(p.detach(), w, atol=1e-7)
+    return earlier
+
+
 @pytest.mark.parametrize("rho", [0.0, 0.5])
 def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_micro_batches(
         tiny_model, tmp_path, rho):
-    from transformers import TrainingArguments
-
     model = _no_dropout_classifier(tiny_model, tmp_path)
     batch = _batch(tiny_model)
     weights = [p.detach().clone() for p in model.parameters()]
@@ -69,22 +89,7 @@ def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_
         for p, x in zip(model.parameters(), g, strict=True):
             p.add_(x * (rho / norm))
     expected = _grads(model, batch)  # at w + rho * g / |g|; at w itself when rho = 0
-    with torch.no_grad():
-        for p, w in zip(model.parameters(), weights, strict=True):
-            p.copy_(w)
-    # A gradient already accumulated from an earlier micro-batch.
-    earlier = [torch.full_like(w, 0.25) for w in weights]
-    for p, e in zip(model.parameters(), earlier, strict=True):
-        p.grad = e.clone()
-
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, sam_rho=rho)
-    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop, which this test skips
-    loss = trainer.training_step(model, dict(batch))
-
-    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the unmoved weights' loss
-    for p, w in zip(model.parameters(), weights, strict=True):
-        assert torch.equal(p.detach(), w) or torch.allclose(p.detach(), w, atol=1e-7)
+    earlier = _step_after_an_earlier_micro_batch(model, batch, weights, tmp_path, sam_rho=rho)
     for (name, p), e, x in zip(model.named_parameters(), earlier, expected, strict=True):
         assert torch.allclose(p.grad, e + x, atol=1e-5, rtol=1e-4), name
     if rho:
@@ -95,8 +100,6 @@ def test_the_sam_step_takes_the_gradient_at_the_moved_weights_and_keeps_earlier_
 @pytest.mark.parametrize("eps", [0.0, 0.5])
 def test_the_adversarial_step_adds_the_gradient_at_the_moved_embeddings_and_keeps_earlier_micro_batches(
         tiny_model, tmp_path, eps):
-    from transformers import TrainingArguments
-
     model = _no_dropout_classifier(tiny_model, tmp_path)
     batch = _batch(tiny_model)
     emb = model.get_input_embeddings().weight
@@ -106,22 +109,8 @@ def test_the_adversarial_step_adds_the_gradient_at_the_moved_embeddings_and_keep
     with torch.no_grad():
         emb.add_(g_emb * (eps / g_emb.norm()))
     moved = _grads(model, batch)  # every parameter's gradient with only the embedding matrix moved
-    with torch.no_grad():
-        for p, w in zip(model.parameters(), weights, strict=True):
-            p.copy_(w)
-    # A gradient already accumulated from an earlier micro-batch: it must not steer the move.
-    earlier = [torch.full_like(w, 0.25) for w in weights]
-    for p, e in zip(model.parameters(), earlier, strict=True):
-        p.grad = e.clone()
-
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, adversarial_eps=eps)
-    trainer.current_gradient_accumulation_steps = 1
-    loss = trainer.training_step(model, dict(batch))
-
-    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the unmoved loss
-    for p, w in zip(model.parameters(), weights, strict=True):
-        assert torch.allclose(p.detach(), w, atol=1e-7)  # the embeddings are put back
+    # The earlier micro-batch's gradient must not steer the move either.
+    earlier = _step_after_an_earlier_micro_batch(model, batch, weights, tmp_path, adversarial_eps=eps)
     for (name, p), e, g, m in zip(model.named_parameters(), earlier, plain, moved, strict=True):
         expected = e + g + m if eps else e + g  # eps 0 is the stock step: one pass
         assert torch.allclose(p.grad, expected, atol=1e-5, rtol=1e-4), name
