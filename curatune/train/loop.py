@@ -106,10 +106,12 @@ class CuratuneTrainer(Trainer):
         super().__init__(*args, **kwargs)
         check_two_pass_supported({"sam_rho": sam_rho, "adversarial_eps": adversarial_eps},
                                  deepspeed=self.is_deepspeed_enabled, fsdp=self.is_fsdp_enabled)
-        embeddings = self.accelerator.unwrap_model(self.model).get_input_embeddings()
-        if adversarial_eps > 0 and not embeddings.weight.requires_grad:
-            raise CuratuneError(f"[train] adversarial_eps = {adversarial_eps} moves the word embeddings, which "
-                                'this model keeps frozen: set method = "full", or adversarial_eps = 0')
+        if adversarial_eps > 0:
+            # Looked up only when used: a model without input embeddings trains fine without FGM.
+            embeddings = self.accelerator.unwrap_model(self.model).get_input_embeddings()
+            if not embeddings.weight.requires_grad:
+                raise CuratuneError(f"[train] adversarial_eps = {adversarial_eps} moves the word embeddings, which "
+                                    'this model keeps frozen: set method = "full", or adversarial_eps = 0')
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
