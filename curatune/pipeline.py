@@ -34,7 +34,7 @@ from curatune.rundir import (
     MODEL_DIR,
     PREDICTIONS,
     REVIEWS,
-    SPLITS,
+    SPLITS_FILE,
     inputs_fingerprint,
     output_dir,
     read_json,
@@ -55,7 +55,7 @@ NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.refere
 FINGERPRINT_KEY = "pipeline_fingerprint"
 # What later stages and the reader take from each stage: a stage whose manifest is complete but one
 # of these is gone (deleted to save space, a copy that left it out) is not up to date.
-OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PREDICTIONS, SPLITS, MODEL_DIR),
+OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PREDICTIONS, SPLITS_FILE, MODEL_DIR),
            "evaluate": (METRICS,), "report": (AUDIT_HTML, AUDIT_JSON)}
 Progress = Callable[[str], None]
 

@@ -37,6 +37,7 @@ from curatune.rundir import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class CurationOutcome:
     out_dir: Path

@@ -32,7 +32,7 @@ from curatune.rundir import (
     MANIFEST,
     MODEL_DIR,
     PREDICTIONS,
-    SPLITS,
+    SPLITS_FILE,
     TRAINER_LOG,
     Manifest,
     inputs_fingerprint,
@@ -490,7 +490,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     base = pl.concat([prediction_frame(data.frame(s), s, base_probs[s], labels) for s in ("validation", "test")])
     write_parquet(preds, out / PREDICTIONS)
     write_parquet(base, out / BASE_PREDICTIONS)
-    write_parquet(data.splits, out / SPLITS)
+    write_parquet(data.splits, out / SPLITS_FILE)
     metrics = {s: split_metrics(preds.filter(pl.col("split") == s)) for s in ("validation", "test")}
     base_metrics = {s: split_metrics(base.filter(pl.col("split") == s)) for s in ("validation", "test")}
     gold = data.label_ids("validation")
@@ -549,7 +549,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "verdict": verdict_info,
         "validation_held_out_from_train": data.validation_held_out,
         "outputs": {"model": MODEL_DIR, "adapter": ADAPTER_DIR if "adapter" in saved else None,
-                    "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS,
+                    "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
                     "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}"},
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
