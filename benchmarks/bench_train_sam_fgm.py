@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import statistics
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from benchmarks.bench_train import QUICK_PER_LABEL, banking77_splits, frozen_anchor, train_ours, vs_anchor
-from benchmarks.common import header, table
+from benchmarks.bench_train import QUICK_PER_LABEL, banking77_splits, frozen_anchor, train_ours
+from benchmarks.bench_train_sam import seed_runs_tables
+from benchmarks.common import header
 
 SEEDS = (0, 1, 2)
 SETTINGS = {"sam_rho": 0.05, "adversarial_eps": 1.0}
@@ -44,15 +45,10 @@ def run(data_dir: Path, quick: bool = False) -> str:
     train, val = banking77_splits(data_dir, QUICK_PER_LABEL if quick else None)
     seeds = SEEDS[:2] if quick else SEEDS
     anchor = frozen_anchor(train, val)
-    # spawn: a forked child would inherit this process's torch thread pool (built by the anchor).
+    # spawn: a child forked after the anchor started torch's OpenMP threads can hang in its first parallel op.
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp_name, ProcessPoolExecutor(len(seeds), mp_context=ctx) as pool:
-        runs = list(pool.map(_seed_run, *zip(*[(train, val, Path(tmp_name), s) for s in seeds], strict=True)))
-    acc = [r["acc"] for r in runs]
-    rows = [(seed, f"{r['acc']:.4f}", f"{r['f1']:.4f}", vs_anchor(val, r, anchor), f"{r['base_acc']:.4f}",
-             f"{r['acc'] - r['base_acc']:+.4f}", f"{r['wall']:.0f}") for seed, r in zip(seeds, runs, strict=True)]
-    summary = [(len(acc), f"{statistics.mean(acc):.4f}", f"{statistics.stdev(acc):.4f}", f"{min(acc):.4f}",
-                f"{max(acc):.4f}", sum(x >= 0.94 for x in acc))]
+        runs = list(pool.map(partial(_seed_run, train, val, Path(tmp_name)), seeds))
     given = ", ".join(f"`{k} = {v}`" for k, v in SETTINGS.items())
     return (header("Trainer: full fine-tuning with SAM and FGM together (Banking77)")
             + f"{train.height:,} train rows, {val.height:,} validation rows (the trainer benchmark's split); "
@@ -61,6 +57,4 @@ def run(data_dir: Path, quick: bool = False) -> str:
             f"fine-tuning rows (the same seeds with one or neither). Anchor: frozen encoder + logistic regression "
             f"C=10, accuracy {anchor['acc']:.4f} on the same validation rows. The seeds trained side by side, "
             f"{len(seeds)} processes of one thread each on {os.cpu_count()} cores: wall s includes that contention.\n\n"
-            + table(("seed", "val accuracy", "val macro-F1", "accuracy - anchor [95% CI, paired bootstrap]",
-                     "frozen baseline (same run)", "tuned - frozen", "wall s"), rows)
-            + "\n" + table(("runs", "mean accuracy", "std", "min", "max", "runs >= 0.94"), summary))
+            + seed_runs_tables(val, seeds, runs, anchor))
