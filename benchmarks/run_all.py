@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import pkgutil
 import re
@@ -42,22 +43,50 @@ def rebuild() -> Path:
     return out
 
 
+def script_files(name: str, root: Path = ROOT) -> list[str]:
+    """The benchmark's script and every `benchmarks` module it imports, directly or through another:
+    a helper it shares (a training run, a table) writes its section as much as the script does."""
+    todo, seen = [f"benchmarks/bench_{name}.py"], []
+    while todo:
+        rel = todo.pop()
+        if rel in seen or not (root / rel).is_file():
+            continue
+        seen.append(rel)
+        for node in ast.walk(ast.parse((root / rel).read_text(), filename=rel)):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # `from benchmarks import common` names a module; `from benchmarks.common import x` a member,
+                # whose would-be file does not exist and is skipped above.
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            todo += [n.replace(".", "/") + ".py" for n in names if n.startswith("benchmarks.")]
+    return seen
+
+
 def staleness(name: str, section: str, root: Path = ROOT) -> str:
-    """A line saying so when the benchmark's script changed after the section was measured: its prose
-    and tables are written by that script, so the section may no longer be what it would write."""
+    """A line saying so when the code that writes the section (its script and the benchmark modules that
+    script imports) changed after the section was measured: it may no longer be what that code would write."""
     m = re.search(r"^- code: ([0-9a-f]{7,40})", section, re.MULTILINE)
     script = f"benchmarks/bench_{name}.py"
     if not m:
         return f"\n_Stale?_ This section records no commit; `{script}` may have changed since it was measured.\n"
+    files = script_files(name, root)
+    if not files:
+        return ""
     try:
-        later = subprocess.run(["git", "log", "--format=%h", f"{m.group(1)}..HEAD", "--", script], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.split()
+        # The net difference decides (a change undone later leaves the code as measured); the log names when.
+        changed = subprocess.run(["git", "diff", "--name-only", m.group(1), "HEAD", "--", *files], cwd=root,
+                                 capture_output=True, text=True, check=True).stdout.split()
+        later = subprocess.run(["git", "log", "--format=%h", f"{m.group(1)}..HEAD", "--", *changed], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.split() if changed else []
     except (OSError, subprocess.CalledProcessError):
         return ""  # not a git checkout, or the commit is unknown here: nothing to compare
-    if not later:
+    if not changed:
         return ""
-    return (f"\n_Stale:_ `{script}` changed after this run ({', '.join(reversed(later))}); re-run "
-            f"`python -m benchmarks.run_all --only {name}`.\n")
+    return (f"\n_Stale:_ {', '.join(f'`{f}`' for f in changed)} changed after this run "
+            f"({', '.join(reversed(later))}); re-run `python -m benchmarks.run_all --only {name}`.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

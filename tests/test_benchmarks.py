@@ -3,7 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from benchmarks.run_all import available, main, staleness
+from benchmarks.run_all import available, main, script_files, staleness
 from tests.conftest import error_lines
 
 
@@ -20,10 +20,14 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _init_repo(root: Path) -> None:
+    _git(root, "init", "-q")
+    _git(root, "config", "user.email", "t@example.com")
+    _git(root, "config", "user.name", "t")
+
+
 def test_a_section_is_marked_stale_when_its_script_changed_after_the_run(tmp_path):
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "config", "user.email", "t@example.com")
-    _git(tmp_path, "config", "user.name", "t")
+    _init_repo(tmp_path)
     script = tmp_path / "benchmarks" / "bench_x.py"
     script.parent.mkdir()
     script.write_text("A = 1\n")
@@ -42,3 +46,35 @@ def test_a_section_is_marked_stale_when_its_script_changed_after_the_run(tmp_pat
     note = staleness("x", section, tmp_path)
     assert note.startswith("\n_Stale:_") and later in note and "--only x" in note
     assert "records no commit" in staleness("x", "## X\n\n- date: 2026-12-02\n", tmp_path)
+
+
+def test_a_change_to_a_benchmark_module_the_script_imports_makes_its_section_stale(tmp_path):
+    _init_repo(tmp_path)
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "bench_x.py").write_text("from benchmarks.shared import table\nimport benchmarks.other_x\n")
+    (bench / "bench_y.py").write_text("from benchmarks import shared\nimport polars\n")
+    (bench / "shared.py").write_text("from benchmarks.deep import row\n")  # reached only through shared
+    (bench / "deep.py").write_text("R = 1\n")
+    (bench / "other_x.py").write_text("")
+    (bench / "unused.py").write_text("")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    assert sorted(script_files("x", tmp_path)) == ["benchmarks/bench_x.py", "benchmarks/deep.py",
+                                                   "benchmarks/other_x.py", "benchmarks/shared.py"]
+    assert sorted(script_files("y", tmp_path)) == ["benchmarks/bench_y.py", "benchmarks/deep.py",
+                                                   "benchmarks/shared.py"]
+    section = f"## X\n\n- code: {_git(tmp_path, 'rev-parse', '--short', 'HEAD')}\n"
+    (bench / "unused.py").write_text("U = 1\n")  # no section imports it
+    _git(tmp_path, "commit", "-q", "-am", "two")
+    assert staleness("x", section, tmp_path) == "" and staleness("y", section, tmp_path) == ""
+    (bench / "deep.py").write_text("R = 2\n")
+    _git(tmp_path, "commit", "-q", "-am", "three")
+    later = _git(tmp_path, "rev-parse", "--short", "HEAD")
+    for name in ("x", "y"):
+        note = staleness(name, section, tmp_path)
+        assert "`benchmarks/deep.py`" in note and later in note and f"--only {name}" in note
+        assert "bench_" not in note.split("re-run")[0]  # names the module that changed, not the script
+    (bench / "deep.py").write_text("R = 1\n")  # undone: the code is as it was measured
+    _git(tmp_path, "commit", "-q", "-am", "four")
+    assert staleness("x", section, tmp_path) == "" and staleness("y", section, tmp_path) == ""
