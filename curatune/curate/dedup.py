@@ -7,8 +7,10 @@ conversations); only row ids, cluster ids and similarities are written, never te
 Which row survives a cluster: a test row over a validation row over a train row (so evaluation
 stays honest and leaked training copies are what is removed), then the first occurrence.
 A removed row is ``exact_duplicate`` / ``near_duplicate`` when it shares its representative's
-split, ``leakage`` when it does not, and ``conflicting_label_duplicate`` when it is an exact
-copy whose label differs (the representative is then flagged too: one of the labels is wrong).
+split, ``leakage`` when it does not, and ``conflicting_label_duplicate`` when it is a copy, exact
+or near, whose label differs (the representative is then flagged too: one of the labels is wrong).
+A text close enough to be dropped as a copy carries one meaning, so two labels on it are a
+contradiction for a person to settle, whether the copy is exact or near.
 """
 
 from __future__ import annotations
@@ -215,13 +217,10 @@ class Dedup(CurationStep):
         leakage = has_split and cfg.leakage
         own_split = pl.lit("") if leakage or not has_split else pl.col("split")
         rows = rows.with_columns(pl.struct(own_split, "norm").rank("dense").cast(pl.Int64).sub(1).alias("key"))
-        votes = pl.len().over("key", "label").cast(pl.Int64)
-        rows = rows.with_columns((-votes).alias("minority"),
+        rows = rows.with_columns((-pl.len().over("key", "label").cast(pl.Int64)).alias("minority"),
                                  # The label vote only orders copies of one text in one tier; between
                                  # texts, the first row of the tier still decides.
-                                 pl.col("ord").min().over("key", "prio", "unlabelled").alias("tier_first"),
-                                 # Of the key's labelled rows, the share that agree with this row's label.
-                                 (votes / pl.col("label").count().over("key")).alias("agreement"))
+                                 pl.col("ord").min().over("key", "prio", "unlabelled").alias("tier_first"))
         keys = rows.unique("key").sort("key")
         key_text, key_split = keys["norm"].to_list(), keys["split"].to_numpy()
 
@@ -253,10 +252,12 @@ class Dedup(CurationStep):
         rep = rows.sort(*BEST_ROW).unique("cluster", keep="first").select(
             "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
             pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
-        n_labels = rows.group_by("key").agg(pl.col("label").drop_nulls().n_unique().alias("n_labels"))
         sizes = rows.group_by("cluster").len("size")
-        rows = (rows.join(rep, on="cluster", how="left").join(n_labels, on="key", how="left")
-                .join(sizes, on="cluster", how="left").sort("ord"))
+        rows = (rows.join(rep, on="cluster", how="left").join(sizes, on="cluster", how="left").sort("ord")
+                .with_columns(pl.col("label").drop_nulls().n_unique().over("cluster").alias("n_labels"),
+                              # Of the cluster's labelled rows, the share that agree with this row's label.
+                              (pl.len().over("cluster", "label") / pl.col("label").count().over("cluster"))
+                              .alias("agreement")))
 
         is_rep = pl.col("row_id") == pl.col("rep")
         exact = pl.col("key") == pl.col("rep_key")
@@ -268,7 +269,7 @@ class Dedup(CurationStep):
             pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit("conflicting_label_duplicate"))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))
             .when(other_split).then(pl.lit("leakage"))
-            .when(exact & label_differs).then(pl.lit("conflicting_label_duplicate"))
+            .when(label_differs).then(pl.lit("conflicting_label_duplicate"))
             .when(exact).then(pl.lit("exact_duplicate"))
             .otherwise(pl.lit("near_duplicate"))
         )
@@ -277,7 +278,7 @@ class Dedup(CurationStep):
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
             .when(pl.col("drop") & exact).then(0.0)
-            # A kept row whose exact copies disagree with its label: the less they agree, the lower.
+            # A kept row whose copies disagree with its label: the less they agree, the lower.
             .when(is_rep).then(pl.min_horizontal("agreement", "near_score"))
             .otherwise(pl.col("near_score")).alias("score"),
         )
@@ -381,7 +382,9 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
         out[c.replace("_of", "") + "_recall"] = round(found / planted.height, 4) if planted.height else None
         out[c.replace("_of", "") + "_planted"] = planted.height
     removed = t.filter(pl.col("duplicate_of").is_not_null())
-    near_removed = removed.filter(pl.col("reason") == "near_duplicate")
+    # A near copy whose label differs is removed as a label conflict: still a near-copy decision to score.
+    # (An exact copy with another label lands here too; planted copies keep their original's label.)
+    near_removed = removed.filter(pl.col("reason").is_in(["near_duplicate", "conflicting_label_duplicate"]))
 
     def precision(df: pl.DataFrame) -> float | None:
         if df.height == 0:

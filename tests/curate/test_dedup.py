@@ -68,6 +68,22 @@ def test_exact_copies_that_disagree_keep_the_label_most_share_and_score_by_agree
     assert [fate(led, r)["reasons"] for r in "cd"] == [["exact_duplicate"]] * 2
 
 
+def test_a_near_copy_with_another_label_is_a_label_conflict_not_a_plain_duplicate(tmp_path):
+    # It was dropped as near_duplicate and its survivor went unflagged, so the contradiction reached no reviewer.
+    edited = LONG.replace("three weeks ago", "three weeks ago now")
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"], "text": [LONG, edited, edited, LONG + " thanks"],
+                       "label": ["refund", "delivery", "refund", None]})
+    led = curate(tmp_path, df, embedding=False)
+    b, c, d = fate(led, "b"), fate(led, "c"), fate(led, "d")
+    assert b["fate"] == "dropped" and b["reasons"] == ["conflicting_label_duplicate"] and b["duplicate_of"] == "a"
+    # c copies b exactly but is named a copy of a, whose label it shares; an unlabelled copy contradicts nothing.
+    assert c["reasons"] == ["near_duplicate"] and c["duplicate_of"] == "a" and d["reasons"][0] == "near_duplicate"
+    a = fate(led, "a")
+    assert a["fate"] == "kept" and a["reasons"] == ["conflicting_label_duplicate"]
+    # Its score is the lower of the label agreement (2 of 3) and 1 - similarity to its closest copy (d).
+    assert a["dedup_score"] == pytest.approx(d["dedup_score"]) and a["dedup_score"] < 2 / 3
+
+
 def test_near_duplicate_long_text_by_minhash(tmp_path):
     edited = LONG.replace("three weeks ago", "three weeks ago now").replace("right away", "away right")
     df = pl.DataFrame({"id": ["a", "b", "c"], "text": [LONG, edited, LONG.replace("running shoes", "a laptop bag")
