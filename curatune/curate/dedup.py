@@ -252,9 +252,9 @@ class Dedup(CurationStep):
         rep = rows.sort(*BEST_ROW).unique("cluster", keep="first").select(
             "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
             pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
-        sizes = rows.group_by("cluster").len("size")
-        rows = (rows.join(rep, on="cluster", how="left").join(sizes, on="cluster", how="left").sort("ord")
-                .with_columns(pl.col("label").drop_nulls().n_unique().over("cluster").alias("n_labels"),
+        rows = (rows.join(rep, on="cluster", how="left").sort("ord")
+                .with_columns(pl.len().over("cluster").alias("size"),
+                              pl.col("label").drop_nulls().n_unique().over("cluster").alias("n_labels"),
                               # Of the cluster's labelled rows, the share that agree with this row's label.
                               (pl.len().over("cluster", "label") / pl.col("label").count().over("cluster"))
                               .alias("agreement")))
