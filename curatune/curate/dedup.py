@@ -7,10 +7,12 @@ conversations); only row ids, cluster ids and similarities are written, never te
 Which row survives a cluster: a test row over a validation row over a train row (so evaluation
 stays honest and leaked training copies are what is removed), then the first occurrence.
 A removed row is ``exact_duplicate`` / ``near_duplicate`` when it shares its representative's
-split, ``leakage`` when it does not, and ``conflicting_label_duplicate`` when it is a copy, exact
-or near, whose label differs (the representative is then flagged too: one of the labels is wrong).
-A text close enough to be dropped as a copy carries one meaning, so two labels on it are a
-contradiction for a person to settle, whether the copy is exact or near.
+split, ``leakage`` when it does not, and ``conflicting_label_duplicate`` when it is an exact copy
+whose label differs (the representative is then flagged too: one text, two labels, one is wrong).
+A near copy whose label differs is kept, and flagged with the same reason as its representative:
+a one-word edit of a short query often is another intent ("order a card" / "order a virtual
+card"), so the labels may both be right and dropping either would lose the example that tells the
+two apart; a person settles which it is.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from curatune.curate.minhash import (
 )
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
+LABEL_CONFLICT = "conflicting_label_duplicate"
 
 
 def key_expr(col: str = "text") -> pl.Expr:
@@ -266,20 +269,22 @@ class Dedup(CurationStep):
         label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
             & (pl.col("label") != pl.col("rep_label"))
         reason = (
-            pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit("conflicting_label_duplicate"))
+            pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))
             .when(other_split).then(pl.lit("leakage"))
-            .when(label_differs).then(pl.lit("conflicting_label_duplicate"))
+            .when(label_differs).then(pl.lit(LABEL_CONFLICT))
             .when(exact).then(pl.lit("exact_duplicate"))
             .otherwise(pl.lit("near_duplicate"))
         )
+        # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
+        kept_conflict = (pl.col("reason") == LABEL_CONFLICT) & ~exact
         rows = rows.with_columns(reason.alias("reason")).with_columns(
-            (pl.col("reason").is_not_null() & ~is_rep).alias("drop"))
+            (pl.col("reason").is_not_null() & ~is_rep & ~kept_conflict).alias("drop"))
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
             .when(pl.col("drop") & exact).then(0.0)
-            # A kept row whose copies disagree with its label: the less they agree, the lower.
-            .when(is_rep).then(pl.min_horizontal("agreement", "near_score"))
+            # A kept row whose cluster disagrees with its label: the less they agree, the lower.
+            .when(~pl.col("drop")).then(pl.min_horizontal("agreement", "near_score"))
             .otherwise(pl.col("near_score")).alias("score"),
         )
         result_rows = rows.select(
@@ -296,6 +301,7 @@ class Dedup(CurationStep):
             "dropped_by_reason": {r: int(n) for r, n in counts.iter_rows()},
             "clusters": int(rows.filter(pl.col("size") > 1)["cluster"].n_unique()),
             "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("n_labels") > 1)).height),
+            "label_conflicts_kept": int(rows.filter(kept_conflict & ~is_rep).height),
             "leakage_checked": bool(leakage),
         })
         return StepResult(rows=result_rows, summary=stats)
@@ -382,9 +388,9 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
         out[c.replace("_of", "") + "_recall"] = round(found / planted.height, 4) if planted.height else None
         out[c.replace("_of", "") + "_planted"] = planted.height
     removed = t.filter(pl.col("duplicate_of").is_not_null())
-    # A near copy whose label differs is removed as a label conflict: still a near-copy decision to score.
-    # (An exact copy with another label lands here too; planted copies keep their original's label.)
-    near_removed = removed.filter(pl.col("reason").is_in(["near_duplicate", "conflicting_label_duplicate"]))
+    # A near copy whose label differs is kept, so every near copy removed is a near_duplicate (the label
+    # conflicts removed are exact copies).
+    near_removed = removed.filter(pl.col("reason") == "near_duplicate")
 
     def precision(df: pl.DataFrame) -> float | None:
         if df.height == 0:

@@ -50,6 +50,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
+from curatune.curate.dedup import LABEL_CONFLICT
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import DROP, REVIEW_REASONS, REVIEW_SCHEMA, UNSURE, text_sha256
 from curatune.errors import CuratuneError
@@ -377,10 +378,13 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
     rows = curated.select("row_id", "text", turns, pl.col("label").cast(pl.String)).join(info, on="row_id",
                                                                                          how="left")
     if cfg.only == "flagged":
-        if FLAG_COL not in ledger.columns:
-            raise CuratuneError("this run has no label-issue flags (the label_issues step did not run): "
-                                "push with --only all or --only sample", file=str(curate_dir / LEDGER))
-        rows = rows.filter(pl.col("flagged").fill_null(False))
+        # Doubtful labels come from two steps: label_issues' flags, and dedup's copies with another label.
+        conflict = pl.col("reasons").list.contains(LABEL_CONFLICT).fill_null(False)
+        if FLAG_COL not in ledger.columns and not ledger.select(conflict.any()).item():
+            raise CuratuneError("this run has no label-issue flags (the label_issues step did not run) and no "
+                                "label conflicts from dedup: push with --only all or --only sample",
+                                file=str(curate_dir / LEDGER))
+        rows = rows.filter(pl.col("flagged").fill_null(False) | conflict)
     elif cfg.only == "sample" and rows.height > cfg.sample_size:
         rows = rows.sort("row_id").sample(n=cfg.sample_size, seed=cfg.sample_seed)
     rows = rows.sort("row_id")

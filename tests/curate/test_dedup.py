@@ -68,20 +68,37 @@ def test_exact_copies_that_disagree_keep_the_label_most_share_and_score_by_agree
     assert [fate(led, r)["reasons"] for r in "cd"] == [["exact_duplicate"]] * 2
 
 
-def test_a_near_copy_with_another_label_is_a_label_conflict_not_a_plain_duplicate(tmp_path):
-    # It was dropped as near_duplicate and its survivor went unflagged, so the contradiction reached no reviewer.
+def test_a_near_copy_with_another_label_is_kept_and_flagged_with_its_representative(tmp_path):
+    # Dropped, it took with it the example that tells two intents apart; unflagged, no reviewer saw the pair.
     edited = LONG.replace("three weeks ago", "three weeks ago now")
     df = pl.DataFrame({"id": ["a", "b", "c", "d"], "text": [LONG, edited, edited, LONG + " thanks"],
                        "label": ["refund", "delivery", "refund", None]})
     led = curate(tmp_path, df, embedding=False)
     b, c, d = fate(led, "b"), fate(led, "c"), fate(led, "d")
-    assert b["fate"] == "dropped" and b["reasons"] == ["conflicting_label_duplicate"] and b["duplicate_of"] == "a"
+    assert b["fate"] == "kept" and b["reasons"] == ["conflicting_label_duplicate"]
+    assert b["duplicate_of"] is None and b["dedup_cluster"] == "a"
     # c copies b exactly but is named a copy of a, whose label it shares; an unlabelled copy contradicts nothing.
-    assert c["reasons"] == ["near_duplicate"] and c["duplicate_of"] == "a" and d["reasons"][0] == "near_duplicate"
+    assert c["fate"] == "dropped" and c["reasons"] == ["near_duplicate"] and c["duplicate_of"] == "a"
+    assert d["fate"] == "dropped" and d["reasons"] == ["near_duplicate"]
     a = fate(led, "a")
     assert a["fate"] == "kept" and a["reasons"] == ["conflicting_label_duplicate"]
     # Its score is the lower of the label agreement (2 of 3) and 1 - similarity to its closest copy (d).
     assert a["dedup_score"] == pytest.approx(d["dedup_score"]) and a["dedup_score"] < 2 / 3
+    # b's label is 1 of the cluster's 3.
+    assert b["dedup_score"] <= 1 / 3
+
+
+def test_a_one_word_edit_that_changes_the_intent_keeps_both_rows(tmp_path):
+    df = pl.DataFrame({"id": ["a", "b", "c"],
+                       "text": ["How do I order a card?", "How do I order a virtual card?", "how do I order a card"],
+                       "label": ["order_physical_card", "getting_virtual_card", "order_physical_card"]})
+    led = curate(tmp_path, df, embedding=True)
+    assert [fate(led, r)["fate"] for r in "abc"] == ["kept", "kept", "dropped"]
+    assert fate(led, "a")["reasons"] == fate(led, "b")["reasons"] == ["conflicting_label_duplicate"]
+    assert fate(led, "c")["reasons"] == ["exact_duplicate"]
+    steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
+    summary = next(s for s in steps if s["name"] == "dedup")["summary"]
+    assert summary["label_conflicts_kept"] == 1 and summary["dropped_by_reason"] == {"exact_duplicate": 1}
 
 
 def test_near_duplicate_long_text_by_minhash(tmp_path):

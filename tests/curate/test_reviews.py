@@ -13,7 +13,14 @@ import polars as pl
 import pytest
 
 from curatune.config import Config, LabelStudioConfig
-from curatune.curate.labelstudio import check_label_config, extra_choices, labeling_config, pull, push
+from curatune.curate.labelstudio import (
+    check_label_config,
+    extra_choices,
+    labeling_config,
+    pull,
+    push,
+    review_rows,
+)
 from curatune.curate.pipeline import run_curation
 from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide, text_sha256
 from curatune.errors import CuratuneError
@@ -427,6 +434,24 @@ def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatc
     code, out = cli_run("labelstudio", "push", run_copy, "--config", cfg_path)
     assert code == 2 and "this run has no label-issue flags" in out
     assert json.dumps(secret) not in (run_copy / "curate" / "manifest.json").read_text()
+
+
+def test_flagged_rows_include_the_label_conflicts_dedup_kept(tmp_path):
+    # Without label_issues, dedup's label conflicts are the run's doubtful rows; before, push refused them.
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"id": ["a", "b", "c", "d"],
+                  "text": ["How do I order a card?", "How do I order a virtual card?", "how do I order a card",
+                           "I want to close my account"],
+                  "label": ["order_physical_card", "getting_virtual_card", "order_physical_card", "close"]}
+                 ).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["dedup"]
+    cfg.data.id_col = "id"
+    run_curation(cfg, tmp_path / "curate", [str(src)])
+    rows, labels = review_rows(tmp_path / "curate", LabelStudioConfig())
+    assert rows["row_id"].to_list() == ["a", "b"]
+    assert rows["reasons"].to_list() == [["conflicting_label_duplicate"]] * 2
+    assert labels == ["close", "getting_virtual_card", "order_physical_card"]
 
 
 def test_push_and_pull_without_config_use_the_labelstudio_settings_the_run_recorded(run_copy, cli_run, monkeypatch,
