@@ -43,7 +43,8 @@ SCHEMA_VERSION = 1
 STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
 # Reasons that describe a row rather than flag a problem with it (every anonymised row has one).
 INFORMATIONAL_REASONS = ("pii_found",)
-DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", "conflicting_label_duplicate", "leakage")
+LABEL_CONFLICT = "conflicting_label_duplicate"
+DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", LABEL_CONFLICT, "leakage")
 NOT_RUN = {"status": "not run"}
 
 
@@ -358,27 +359,38 @@ def _duplicates(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str],
         return {"ran": False}
     summary = step.get("summary") or {}
     out: dict[str, Any] = {"ran": True, "summary": _scalars(summary),
-                           "dropped_by_reason": summary.get("dropped_by_reason") or {}, "examples": []}
+                           "dropped_by_reason": summary.get("dropped_by_reason") or {}, "examples": [],
+                           "kept_label_conflicts": []}
     if ledger is None or "reasons" not in cols:
         return out
     for reason in DUPLICATE_REASONS:
         sel = (ledger.filter(pl.col("reasons").list.contains(reason) & (pl.col("fate") == "dropped"))
                .select("row_id", "split", "duplicate_of", "original_label").sort("row_id")
                .head(cfg.max_examples).collect())
-        if sel.height == 0:
-            continue
-        ids = sel["row_id"].to_list()
-        partners = [d for d in sel["duplicate_of"].to_list() if d]
-        partner_rows = (ledger.filter(pl.col("row_id").is_in(partners))
-                        .select("row_id", "split", "original_label").collect())
-        partner_info = {r: (s, lab) for r, s, lab in partner_rows.iter_rows()}
-        text = texts.get(ids + partners)
-        out["examples"].append({"reason": reason, "rows": [
-            {"row_id": rid, "split": split, "label": label, "text": text.get(rid),
+        if sel.height:
+            out["examples"].append({"reason": reason, "rows": _pairs(sel, ledger, texts)})
+    if "dedup_cluster" in cols:
+        # Near copies with another label stay for a person to settle (curate/dedup.py): shown beside the
+        # row that represents their cluster, whose label they contradict.
+        sel = (ledger.filter(pl.col("reasons").list.contains(LABEL_CONFLICT) & (pl.col("fate") != "dropped")
+                             & pl.col("dedup_cluster").is_not_null() & (pl.col("dedup_cluster") != pl.col("row_id")))
+               .select("row_id", "split", pl.col("dedup_cluster").alias("duplicate_of"), "original_label")
+               .sort("row_id").head(cfg.max_examples).collect())
+        out["kept_label_conflicts"] = _pairs(sel, ledger, texts)
+    return out
+
+
+def _pairs(sel: pl.DataFrame, ledger: pl.LazyFrame, texts: _TextSource) -> list[dict[str, Any]]:
+    """Rows (row_id, split, duplicate_of, original_label) beside the row each names, with both texts."""
+    ids = sel["row_id"].to_list()
+    partners = [d for d in sel["duplicate_of"].to_list() if d]
+    partner_rows = ledger.filter(pl.col("row_id").is_in(partners)).select("row_id", "split", "original_label").collect()
+    partner_info = {r: (s, lab) for r, s, lab in partner_rows.iter_rows()}
+    text = texts.get(ids + partners)
+    return [{"row_id": rid, "split": split, "label": label, "text": text.get(rid),
              "duplicate_of": dup, "duplicate_split": partner_info.get(dup, (None, None))[0],
              "duplicate_label": partner_info.get(dup, (None, None))[1], "duplicate_text": text.get(dup)}
-            for rid, split, dup, label in sel.iter_rows()]})
-    return out
+            for rid, split, dup, label in sel.iter_rows()]
 
 
 def _pii(step: dict | None) -> dict[str, Any]:

@@ -229,6 +229,28 @@ def test_json_twin_is_the_content(fixture_run):
     assert tr["verdict"]["outcome"] == "better"
 
 
+def test_near_copies_kept_for_their_label_conflict_are_shown_beside_their_representative(tmp_path):
+    # Dedup keeps a near copy whose label differs; listing only dropped rows hid the pair from the reviewer.
+    run = build_run(tmp_path / "run")
+    path = run / "curate" / "ledger.parquet"
+    flagged = pl.col("row_id").is_in(["r10", "r12"])
+    pl.read_parquet(path).with_columns(
+        pl.col("row_id").replace_strict({"r10": "r12", "r12": "r12"}, default=None).alias("dedup_cluster"),
+        pl.when(flagged).then(pl.col("reasons").list.concat(pl.lit(["conflicting_label_duplicate"])))
+        .otherwise("reasons").alias("reasons"),
+    ).write_parquet(path)
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    kept = content["curation"]["duplicates"]["kept_label_conflicts"]
+    assert [(r["row_id"], r["label"], r["duplicate_of"], r["duplicate_label"]) for r in kept] == [
+        ("r10", "cancel", "r12", "billing")]
+    assert kept[0]["text"].startswith("customer: question 10") and kept[0]["duplicate_text"].startswith(
+        "customer: question 12")
+    html = read(run)
+    table = html[html.index('id="curation-duplicates-kept-label-conflicts"'):]
+    assert "<th scope=\"row\">r10</th>" in table[:table.index("</table>")]
+
+
 def _cfg(run: Path):
     from curatune.reports import _recorded_config
 
