@@ -277,12 +277,21 @@ class Dedup(CurationStep):
             .otherwise(pl.lit("near_duplicate"))
         )
         # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
-        kept_conflict = (pl.col("reason") == LABEL_CONFLICT) & ~exact
+        # Of a near copy's own exact copies with its label, the first is kept and the others are its copies.
         rows = rows.with_columns(reason.alias("reason")).with_columns(
-            (pl.col("reason").is_not_null() & ~is_rep & ~kept_conflict).alias("drop"))
+            ((pl.col("reason") == LABEL_CONFLICT) & ~exact & ~is_rep).alias("kept_conflict"))
+        rows = rows.with_columns(
+            pl.col("row_id").filter("kept_conflict").first().over("key", "label").alias("twin_of"))
+        twin = pl.col("kept_conflict") & (pl.col("row_id") != pl.col("twin_of"))
+        rows = rows.with_columns(
+            pl.when(twin).then(pl.lit("exact_duplicate")).otherwise("reason").alias("reason"),
+            pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
+            (exact | twin).alias("exact_copy"),
+            (pl.col("kept_conflict") & ~twin).alias("kept_conflict"),
+        ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
-            .when(pl.col("drop") & exact).then(0.0)
+            .when(pl.col("drop") & pl.col("exact_copy")).then(0.0)
             # A kept row whose cluster disagrees with its label: the less they agree, the lower.
             .when(~pl.col("drop")).then(pl.min_horizontal("agreement", "near_score"))
             .otherwise(pl.col("near_score")).alias("score"),
@@ -293,7 +302,7 @@ class Dedup(CurationStep):
             "score",
             pl.when(pl.col("drop")).then(pl.lit("drop")).otherwise(pl.lit("keep")).alias("action"),
             "reason",
-            pl.when(pl.col("drop")).then(pl.col("rep")).otherwise(None).alias("duplicate_of"),
+            pl.when(pl.col("drop")).then(pl.col("copy_of")).otherwise(None).alias("duplicate_of"),
             pl.when(pl.col("size") > 1).then(pl.col("rep")).otherwise(None).alias("dedup_cluster"),
         )
         counts = rows.filter(pl.col("drop")).group_by("reason").len().sort("reason")
@@ -301,7 +310,7 @@ class Dedup(CurationStep):
             "dropped_by_reason": {r: int(n) for r, n in counts.iter_rows()},
             "clusters": int(rows.filter(pl.col("size") > 1)["cluster"].n_unique()),
             "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("n_labels") > 1)).height),
-            "label_conflicts_kept": int(rows.filter(kept_conflict & ~is_rep).height),
+            "label_conflicts_kept": int(rows["kept_conflict"].sum()),
             "leakage_checked": bool(leakage),
         })
         return StepResult(rows=result_rows, summary=stats)

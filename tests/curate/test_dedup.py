@@ -89,16 +89,24 @@ def test_a_near_copy_with_another_label_is_kept_and_flagged_with_its_representat
 
 
 def test_a_one_word_edit_that_changes_the_intent_keeps_both_rows(tmp_path):
-    df = pl.DataFrame({"id": ["a", "b", "c"],
-                       "text": ["How do I order a card?", "How do I order a virtual card?", "how do I order a card"],
-                       "label": ["order_physical_card", "getting_virtual_card", "order_physical_card"]})
+    df = pl.DataFrame({"id": ["a", "b", "c", "d", "e"],
+                       "text": ["How do I order a card?", "How do I order a virtual card?", "how do I order a card",
+                                "how do I order a VIRTUAL card", "How do I order a virtual card?"],
+                       "label": ["order_physical_card", "getting_virtual_card", "order_physical_card",
+                                 "getting_virtual_card", "order_physical_card"]})
     led = curate(tmp_path, df, embedding=True)
-    assert [fate(led, r)["fate"] for r in "abc"] == ["kept", "kept", "dropped"]
+    assert [fate(led, r)["fate"] for r in "abcde"] == ["kept", "kept", "dropped", "dropped", "dropped"]
     assert fate(led, "a")["reasons"] == fate(led, "b")["reasons"] == ["conflicting_label_duplicate"]
-    assert fate(led, "c")["reasons"] == ["exact_duplicate"]
+    assert fate(led, "c")["reasons"] == ["exact_duplicate"] and fate(led, "c")["duplicate_of"] == "a"
+    # The kept copy's own exact copy with its label is a plain copy of it, not a second row to keep.
+    d = fate(led, "d")
+    assert d["reasons"] == ["exact_duplicate"] and d["duplicate_of"] == "b" and d["dedup_score"] == 0.0
+    # The same text as b with a's label: a near copy of a whose label agrees, so a near duplicate.
+    assert fate(led, "e")["reasons"] == ["near_duplicate"] and fate(led, "e")["duplicate_of"] == "a"
     steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
     summary = next(s for s in steps if s["name"] == "dedup")["summary"]
-    assert summary["label_conflicts_kept"] == 1 and summary["dropped_by_reason"] == {"exact_duplicate": 1}
+    assert summary["label_conflicts_kept"] == 1
+    assert summary["dropped_by_reason"] == {"exact_duplicate": 2, "near_duplicate": 1}
 
 
 def test_near_duplicate_long_text_by_minhash(tmp_path):
