@@ -268,26 +268,25 @@ class Dedup(CurationStep):
         # A copy without a label does not contradict one with a label.
         label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
             & (pl.col("label") != pl.col("rep_label"))
+        # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
+        # Of such a near copy's own exact copies with its label, the first is kept, the others are its copies.
+        near_conflict = ~is_rep & ~other_split & label_differs & ~exact
+        rows = rows.with_columns(pl.col("row_id").filter(near_conflict).first().over("key", "label").alias("twin_of"))
+        twin = near_conflict & (pl.col("row_id") != pl.col("twin_of"))
         reason = (
             pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))
             .when(other_split).then(pl.lit("leakage"))
+            .when(twin).then(pl.lit("exact_duplicate"))
             .when(label_differs).then(pl.lit(LABEL_CONFLICT))
             .when(exact).then(pl.lit("exact_duplicate"))
             .otherwise(pl.lit("near_duplicate"))
         )
-        # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
-        # Of a near copy's own exact copies with its label, the first is kept and the others are its copies.
-        rows = rows.with_columns(reason.alias("reason")).with_columns(
-            ((pl.col("reason") == LABEL_CONFLICT) & ~exact & ~is_rep).alias("kept_conflict"))
         rows = rows.with_columns(
-            pl.col("row_id").filter("kept_conflict").first().over("key", "label").alias("twin_of"))
-        twin = pl.col("kept_conflict") & (pl.col("row_id") != pl.col("twin_of"))
-        rows = rows.with_columns(
-            pl.when(twin).then(pl.lit("exact_duplicate")).otherwise("reason").alias("reason"),
-            pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
+            reason.alias("reason"),
+            (near_conflict & ~twin).alias("kept_conflict"),
             (exact | twin).alias("exact_copy"),
-            (pl.col("kept_conflict") & ~twin).alias("kept_conflict"),
+            pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
         ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
