@@ -32,6 +32,26 @@ LEDGER_ONLY = ("fate", "final_label", "reason")
 # Columns every ledger has (one row per input row; steps add their own score columns beside them).
 LEDGER_BASE = ("row_id", "source", "split", "fate", "reasons", "dropped_by", "duplicate_of", "original_label",
                "final_label")
+# Reason codes: what a ledger row's `reasons` (and its `drop_reason`) can hold, one code per cause.
+# Loading and the pipeline write the first two, then dedup, anonymise, label_issues and the human
+# review step theirs; the report and the evaluation read them by these names, never by literals.
+EMPTY_TEXT = "empty_text"
+MISSING_LABEL = "missing_label"
+EXACT_DUPLICATE = "exact_duplicate"
+NEAR_DUPLICATE = "near_duplicate"
+# A copy whose label differs from its representative's (kept and flagged when it is a near copy).
+LABEL_CONFLICT = "conflicting_label_duplicate"
+LEAKAGE = "leakage"
+PII_FOUND = "pii_found"
+LABEL_ISSUE = "label_issue"
+HUMAN_REVIEW = "human_review"
+REVIEW_CONFLICT = "review_conflict"
+REVIEW_UNSURE = "review_unsure"
+DUPLICATE_REASONS = (EXACT_DUPLICATE, NEAR_DUPLICATE, LABEL_CONFLICT, LEAKAGE)
+# Every reason the review step gives; an apply strips them all before applying the current reviews.
+REVIEW_REASONS = (HUMAN_REVIEW, REVIEW_CONFLICT, REVIEW_UNSURE)
+# Reasons that describe a row rather than doubt it (every anonymised row has one).
+INFORMATIONAL_REASONS = (PII_FOUND,)
 SPLITS = ("train", "validation", "test")
 TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
 DEFAULT_SPLIT = "train"
@@ -287,7 +307,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         raise CuratuneError(f"row id {shown_value(first)} occurs more than once; ids must be unique",
                             column=cfg.id_col or cfg.conversation_col or "row_id")
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
-    unusable = rows.filter(empty).with_columns(pl.lit("empty_text").alias("reason"))
+    unusable = rows.filter(empty).with_columns(pl.lit(EMPTY_TEXT).alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
 
 

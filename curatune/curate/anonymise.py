@@ -38,7 +38,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
 )
 from curatune.curate.pii.operators import EntityBook, Replacer
 from curatune.curate.pii.recognizers import ContextNameRecognizer
-from curatune.dataset import BOOKKEEPING, CANONICAL
+from curatune.dataset import BOOKKEEPING, CANONICAL, PII_FOUND
 from curatune.errors import CuratuneError
 
 # Long texts are scanned in overlapping windows: spaCy's cost grows with document length, and the
@@ -301,7 +301,7 @@ class Anonymise(CurationStep):
             "is_issue": [n > 0 for n in total],
             "score": [1.0 / (1.0 + n) for n in total],
             "action": ["keep"] * len(convs),
-            "reason": ["pii_found" if n else None for n in total],
+            "reason": [PII_FOUND if n else None for n in total],
             "pii_total": total,
             "pii_counts": [json.dumps(dict(sorted(c.counts.items()))) for c in convs],
             "pii_leaked": leaked,

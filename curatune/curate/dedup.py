@@ -36,9 +36,9 @@ from curatune.curate.minhash import (
     signatures,
     word_shingles,
 )
+from curatune.dataset import EXACT_DUPLICATE, LABEL_CONFLICT, LEAKAGE, NEAR_DUPLICATE
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
-LABEL_CONFLICT = "conflicting_label_duplicate"
 
 
 def key_expr(col: str = "text") -> pl.Expr:
@@ -276,11 +276,11 @@ class Dedup(CurationStep):
         reason = (
             pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))
-            .when(other_split).then(pl.lit("leakage"))
-            .when(twin).then(pl.lit("exact_duplicate"))
+            .when(other_split).then(pl.lit(LEAKAGE))
+            .when(twin).then(pl.lit(EXACT_DUPLICATE))
             .when(label_differs).then(pl.lit(LABEL_CONFLICT))
-            .when(exact).then(pl.lit("exact_duplicate"))
-            .otherwise(pl.lit("near_duplicate"))
+            .when(exact).then(pl.lit(EXACT_DUPLICATE))
+            .otherwise(pl.lit(NEAR_DUPLICATE))
         )
         rows = rows.with_columns(
             reason.alias("reason"),
@@ -398,7 +398,7 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
     removed = t.filter(pl.col("duplicate_of").is_not_null())
     # A near copy whose label differs is kept, so every near copy removed is a near_duplicate (the label
     # conflicts removed are exact copies).
-    near_removed = removed.filter(pl.col("reason") == "near_duplicate")
+    near_removed = removed.filter(pl.col("reason") == NEAR_DUPLICATE)
 
     def precision(df: pl.DataFrame) -> float | None:
         if df.height == 0:
@@ -412,5 +412,5 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
     if "leak_of" in cols:
         leaks = t.filter(pl.col("leak_of").is_not_null())
         out["leakage_dropped_recall"] = round(
-            leaks.filter(pl.col("reason") == "leakage").height / leaks.height, 4) if leaks.height else None
+            leaks.filter(pl.col("reason") == LEAKAGE).height / leaks.height, 4) if leaks.height else None
     return out

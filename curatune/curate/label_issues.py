@@ -49,7 +49,7 @@ import polars as pl
 
 from curatune.config import Config, LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
-from curatune.dataset import read_table
+from curatune.dataset import LABEL_ISSUE, read_table
 from curatune.errors import CuratuneError
 
 # Ledger columns this step writes that later stages read (Label Studio push, evaluation).
@@ -248,7 +248,7 @@ class LabelIssues(CurationStep):
             "is_issue": is_issue,
             "score": quality_col,
             "action": action.tolist(),
-            "reason": np.where(is_issue, "label_issue", None).tolist(),
+            "reason": np.where(is_issue, LABEL_ISSUE, None).tolist(),
             "new_label": [s if a == "relabel" else None for s, a in zip(suggested_col, action, strict=True)],
             FLAG_COL: is_issue,
             "label_quality": quality_col,

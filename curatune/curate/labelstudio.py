@@ -50,9 +50,9 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
-from curatune.curate.dedup import LABEL_CONFLICT
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
-from curatune.curate.reviews import DROP, REVIEW_REASONS, REVIEW_SCHEMA, UNSURE, text_sha256
+from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSURE, text_sha256
+from curatune.dataset import LABEL_CONFLICT, REVIEW_REASONS
 from curatune.errors import CuratuneError
 from curatune.rundir import (
     CURATED,

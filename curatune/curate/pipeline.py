@@ -21,7 +21,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
-from curatune.dataset import BOOKKEEPING, load_dataset
+from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, load_dataset
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
     CURATED,
@@ -101,9 +101,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
             pl.lit(False).alias("active"),
             pl.col("label").alias("original_label"),
             pl.lit("load").alias("dropped_by"),
-            pl.lit("empty_text").alias("drop_reason"),
+            pl.lit(EMPTY_TEXT).alias("drop_reason"),
             pl.lit(None, dtype=pl.String).alias("duplicate_of"),
-            pl.lit(["empty_text"], dtype=pl.List(pl.String)).alias("reasons"),
+            pl.lit([EMPTY_TEXT], dtype=pl.List(pl.String)).alias("reasons"),
         )
         table = pl.concat([table, unusable], how="diagonal_relaxed")
     if needs_labels:
@@ -172,9 +172,9 @@ def _exclude_unlabelled(table: pl.DataFrame) -> pl.DataFrame:
     """Rows without a label cannot be checked for label errors: exclude them with a reason, never guess."""
     no_label = pl.col("active") & pl.col("label").is_null()
     return table.with_columns(
-        pl.when(no_label).then(pl.lit("missing_label")).otherwise("drop_reason").alias("drop_reason"),
+        pl.when(no_label).then(pl.lit(MISSING_LABEL)).otherwise("drop_reason").alias("drop_reason"),
         pl.when(no_label).then(pl.lit("load")).otherwise("dropped_by").alias("dropped_by"),
-        pl.when(no_label).then(pl.col("reasons").list.concat(pl.lit(["missing_label"])))
+        pl.when(no_label).then(pl.col("reasons").list.concat(pl.lit([MISSING_LABEL])))
         .otherwise("reasons").alias("reasons"),
         pl.when(no_label).then(False).otherwise("active").alias("active"),
     )

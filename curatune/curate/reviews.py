@@ -40,7 +40,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepResult, register_step
-from curatune.dataset import LEDGER_BASE
+from curatune.dataset import HUMAN_REVIEW, LEDGER_BASE, REVIEW_CONFLICT, REVIEW_REASONS, REVIEW_UNSURE
 from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
     MANIFEST,
@@ -59,11 +59,6 @@ DROP = "drop"
 UNSURE = "unsure"
 # Review outcomes that leave a row's label unsettled (no decision was applied).
 UNSETTLED = ("conflict", UNSURE)
-REASON = "human_review"
-CONFLICT_REASON = "review_conflict"
-UNSURE_REASON = "review_unsure"
-# Every reason this step gives; an apply strips them all before applying the current reviews.
-REVIEW_REASONS = (REASON, CONFLICT_REASON, UNSURE_REASON)
 STEP = "human_review"
 REVIEW_SCHEMA = {
     "row_id": pl.String,
@@ -189,7 +184,7 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
     drop = decided & (pl.col("decision") == DROP)
     relabel = decided & ~drop & (pl.col("decision") != pl.col("label").fill_null(""))
     conflict = pl.col("status").is_in(UNSETTLED)
-    unsure_reason = pl.when(pl.col("status") == UNSURE).then(pl.lit(UNSURE_REASON)).otherwise(pl.lit(CONFLICT_REASON))
+    unsure_reason = pl.when(pl.col("status") == UNSURE).then(pl.lit(REVIEW_UNSURE)).otherwise(pl.lit(REVIEW_CONFLICT))
     t = t.with_columns(
         pl.when(drop).then(pl.lit("drop")).when(relabel).then(pl.lit("relabel")).otherwise(pl.lit("keep"))
         .alias("action"),
@@ -200,7 +195,7 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
         (changed | conflict.fill_null(False)).alias("is_issue"),
         pl.when(changed).then(0.0).when(conflict.fill_null(False)).then(0.5).otherwise(1.0).alias("score"),
         "action",
-        pl.when(changed).then(pl.lit(REASON)).when(conflict.fill_null(False)).then(unsure_reason)
+        pl.when(changed).then(pl.lit(HUMAN_REVIEW)).when(conflict.fill_null(False)).then(unsure_reason)
         .otherwise(pl.lit(None, dtype=pl.String)).alias("reason"),
         pl.when(pl.col("action") == "relabel").then("decision").otherwise(pl.lit(None, dtype=pl.String))
         .alias("new_label"),
@@ -321,7 +316,7 @@ def _undo_reviews(table: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
               else pl.lit(None, dtype=pl.String))
     # A ledger written before label_before_review existed: the review relabelled the row from its
     # original label unless another step relabelled it too (not recorded then).
-    by_review = (pl.col("fate") == "relabelled") & pl.col("reasons").list.contains(REASON) \
+    by_review = (pl.col("fate") == "relabelled") & pl.col("reasons").list.contains(HUMAN_REVIEW) \
         & (pl.col("review_decision") == pl.col("final_label")) if "review_decision" in ledger.columns \
         else pl.lit(False)
     prior = ledger.select("row_id", pl.coalesce(before, pl.when(by_review).then("original_label"))

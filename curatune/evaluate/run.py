@@ -19,6 +19,7 @@ import polars as pl
 from curatune.config import Config
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import UNSETTLED
+from curatune.dataset import LABEL_ISSUE
 from curatune.errors import CuratuneError, GateFailed
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
@@ -254,7 +255,7 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     out: dict[str, Any] = {}
     # Named for what it counts: rows the label_issues step doubted, whatever became of them. (The
     # curation section's "flagged" is another count: kept rows with any problem reason.)
-    doubted = pl.col("reasons").list.contains("label_issue")
+    doubted = pl.col("reasons").list.contains(LABEL_ISSUE)
     for g in [c for c in group_cols if c in ledger.columns]:
         rows = []
         stats = ledger.group_by(g).agg(pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),

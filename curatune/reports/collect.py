@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from curatune.config import ReportConfig
-from curatune.dataset import LEDGER_BASE
+from curatune.dataset import DUPLICATE_REASONS, INFORMATIONAL_REASONS, LABEL_CONFLICT, LABEL_ISSUE, LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
     CURATED,
@@ -41,10 +41,6 @@ from curatune.rundir import (
 
 SCHEMA_VERSION = 1
 STAGE_TITLES = {"curate": "Curation", "train": "Training", "evaluate": "Evaluation"}
-# Reasons that describe a row rather than flag a problem with it (every anonymised row has one).
-INFORMATIONAL_REASONS = ("pii_found",)
-LABEL_CONFLICT = "conflicting_label_duplicate"
-DUPLICATE_REASONS = ("exact_duplicate", "near_duplicate", LABEL_CONFLICT, "leakage")
 NOT_RUN = {"status": "not run"}
 
 
@@ -446,7 +442,7 @@ def _label_issues(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str
     if flag_col:
         flagged = pl.col(flag_col).fill_null(False)
     elif "reasons" in cols:
-        flagged = pl.col("reasons").list.eval(pl.element().str.contains("label_issue|mislabel")).list.any()
+        flagged = pl.col("reasons").list.eval(pl.element().str.contains(f"{LABEL_ISSUE}|mislabel")).list.any()
     else:
         return out
     extra = [c for c in (score_col, rank_col, suggest_col, conf_col, "review_decision", "reviewed_by") if c in cols]
