@@ -7,6 +7,11 @@ lines); each finding is clipped to the speaker or turn text it lies in and repla
 ``turns`` and ``text`` stay in step even when a turn holds line breaks. A speaker that is not a
 role such as "customer" or "agent 2" is replaced whole as a person, detected or not: a speaker
 column holds the customer's or the agent's name, in any case.
+A value typed over a speaker's successive turns ("my card is 4111 1111" / "1111 1111") lies on no
+one line of the rendered text: the seams between each speaker's turns are scanned again with the
+turns joined (by a space, or by nothing where a turn ends or starts inside a word), and a value found
+across a seam replaces what was found of it in each turn, every piece by the whole value's
+replacement, counted once.
 The ledger gets counts per entity type, never values. Leak scan: the rewritten texts, speakers
 included, are scanned again with the same detectors, ignoring the positions we wrote ourselves;
 findings are replaced in a second pass, the rows that changed are scanned once more, and what
@@ -46,6 +51,21 @@ from curatune.errors import CuratuneError
 WINDOW, OVERLAP = 20_000, 400
 
 Span = tuple[int, int, str]
+# A turn in a speaker's joined turns: (segment, where it starts there, length, whether its join with
+# the turn before may be inside a value).
+Part = tuple[int, int, int, bool]
+# Characters either side of a seam between a speaker's turns that its scan sees: an IBAN, a card or
+# phone number or an e-mail address split anywhere fits.
+SEAM = 64
+# Where a turn's first or last word may be part of a value: a digit or "@", or a dot, hyphen or
+# underscore inside a word.
+_VALUE_PART = re.compile(r"[\d@]|\w[.\-_]\w")
+# A turn ending in one of these, or the next starting in one, split a word ("maria.gonzalez@" /
+# "example.com"); a dot ends a sentence more often than it splits an address.
+_ENDS_IN_WORD, _STARTS_IN_WORD = frozenset("@-_+/"), frozenset("@.-_")
+# Types only NER finds: it runs a name at a turn's end on into the next turn's greeting ("Angela
+# Okonkwo Hi"), so across a seam these would replace words; a name split over turns is not looked for.
+_NER_TYPES = frozenset({"PERSON", "LOCATION"})
 
 # Words of a speaker that names a role, not a person. NER calls some of them a person at a line
 # start ("Caller: ...", "User: ..."); a speaker made only of these, with at most one letter or short
@@ -88,6 +108,9 @@ class Conversation:
     written: list[list[tuple[int, int]]] = field(default_factory=list)
     book: EntityBook = field(default_factory=EntityBook)
     counts: Counter = field(default_factory=Counter)
+    # (segment, start, end) of a piece of a value split over turns -> (the whole value, first piece?);
+    # set by a scan, used by the rewrite that follows it.
+    split_values: dict[tuple[int, int, int], tuple[str, bool]] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Conversation:
@@ -113,6 +136,62 @@ class Conversation:
             lines.append(prefix + text)
             pos += len(prefix) + len(text) + 1
         return "\n".join(lines), starts
+
+    def seams(self) -> list[tuple[str, int, list[Part]]]:
+        """Texts to scan for a value that runs on from a turn into the same speaker's next one (turns
+        of others between them left out): the speaker's turns joined, cut to SEAM characters either
+        side of each join whose two sides both may be part of a value. Each comes as (text, where it
+        starts in the joined turns, the turns as parts)."""
+        by_speaker: dict[str | None, list[int]] = {}
+        for i in range(len(self.segments) // 2 if self.has_turns else 0):
+            by_speaker.setdefault(None if i in self.no_speaker else self.segments[2 * i], []).append(2 * i + 1)
+        out = []
+        for texts in by_speaker.values():
+            parts: list[Part] = []
+            joined = ""
+            for k in texts:
+                seg, prev = self.segments[k], self.segments[parts[-1][0]] if parts else ""
+                # A turn that ends or starts inside a word ("maria.gonzalez@" / "example.com") joins
+                # the next without a space.
+                joined += "" if not parts or prev[-1:] in _ENDS_IN_WORD or seg[:1] in _STARTS_IN_WORD else " "
+                joins = bool(parts) and _value_part(prev.split()[-1:]) and _value_part(seg.split()[:1])
+                parts.append((k, len(joined), len(seg), joins))
+                joined += seg
+            windows: list[tuple[int, int]] = []
+            for _, start, _, joins in parts:
+                if not joins:
+                    continue
+                lo, hi = max(start - 1 - SEAM, 0), min(start + SEAM, len(joined))
+                while lo > 0 and not joined[lo - 1].isspace():  # whole words only
+                    lo -= 1
+                while hi < len(joined) and not joined[hi].isspace():
+                    hi += 1
+                if windows and lo <= windows[-1][1]:
+                    windows[-1] = (windows[-1][0], hi)
+                else:
+                    windows.append((lo, hi))
+            out += [(joined[lo:hi], lo, parts) for lo, hi in windows]
+        return out
+
+    def across_turns(self, results: list, text: str, offset: int, parts: list[Part],
+                     spans: list[list[Span]]) -> None:
+        """Findings in a seam text that span turns, over joins that both may be part of a value,
+        replace what was found of them in each turn; each piece is remembered with the whole value
+        it belongs to (``split_values``)."""
+        for r in results:
+            if r.entity_type in _NER_TYPES:
+                continue
+            over = [(k, s, e, joins) for k, at, n, joins in parts
+                    for s, e in [(max(r.start + offset, at) - at, min(r.end + offset, at + n) - at)] if e > s]
+            pieces = [(k, s, e) for k, s, e, _ in over if self.segments[k][s:e].strip()]
+            # Within one turn the line scan saw it; over what we wrote it is our own writing; over a
+            # join of words no value continues it ran on by chance ("number 11" / "Poem" / "7").
+            if len(pieces) < 2 or not all(joins for *_, joins in over[1:]) or any(
+                    s < we and ws < e for k, s, e in pieces for ws, we in self.written[k]):
+                continue
+            for j, (k, s, e) in enumerate(pieces):
+                spans[k] = [sp for sp in spans[k] if sp[1] <= s or sp[0] >= e] + [(s, e, r.entity_type)]
+                self.split_values[(k, s, e)] = (text[r.start:r.end], j == 0)
 
     def by_segment(self, results: list, starts: list[int]) -> list[list[Span]]:
         """Findings in rendered coordinates -> per segment, clipped to it, minus what we wrote."""
@@ -191,28 +270,40 @@ class Anonymiser:
                     for m in NAME_TOKEN.finditer(c.segments[i]) if m.group(0).casefold() not in ROLE_WORDS]
                    for c, (_, starts) in zip(convs, rendered, strict=True)]
         found = self.find([t for t, _ in rendered], roles, persons)
-        return [c.speakers_as_persons(c.by_segment(res, starts))
-                for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
+        spans = [c.speakers_as_persons(c.by_segment(res, starts))
+                 for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
+        for c in convs:
+            c.split_values = {}
+        seams = [(c, sp, text, offset, parts) for c, sp in zip(convs, spans, strict=True)
+                 for text, offset, parts in c.seams()]
+        for (c, sp, text, offset, parts), res in zip(
+                seams, self.find([t for _, _, t, _, _ in seams]) if seams else [], strict=True):
+            c.across_turns(res, text, offset, parts, sp)
+        return spans
 
     def rewrite(self, conv: Conversation, spans: list[list[Span]]) -> int:
         """Replace ``spans`` in every segment; return how many were replaced. Mentions of one person
         share a number: the book links them by name tokens."""
         spans = [[_trim_person(seg, s, e) if t == "PERSON" else (s, e, t) for s, e, t in sp]
                  for seg, sp in zip(conv.segments, spans, strict=True)]
-        for seg, sp in zip(conv.segments, spans, strict=True):  # learn every full name before numbering
+        split = conv.split_values
+        for i, (seg, sp) in enumerate(zip(conv.segments, spans, strict=True)):  # learn every full name first
             for s, e, t in sp:
                 if t == "PERSON" and e > s:
-                    conv.book.key("PERSON", seg[s:e])
+                    conv.book.key("PERSON", split.get((i, s, e), (seg[s:e],))[0])
         n = 0
         for i, seg in enumerate(conv.segments):
             todo = [sp for sp in spans[i] if sp[1] > sp[0]]
-            conv.segments[i], conv.written[i], done = self._replace(seg, sorted(set(todo)), conv.written[i],
-                                                                    conv.book, conv.counts)
+            conv.segments[i], conv.written[i], done = self._replace(
+                seg, sorted(set(todo)), conv.written[i], conv.book, conv.counts,
+                {(s, e): v for (k, s, e), v in split.items() if k == i})
             n += done
+        conv.split_values = {}
         return n
 
     def _replace(self, text: str, spans: list[Span], written: list[tuple[int, int]], book: EntityBook,
-                 counts: Counter) -> tuple[str, list[tuple[int, int]], int]:
+                 counts: Counter, split: dict[tuple[int, int], tuple[str, bool]]) -> tuple[
+                     str, list[tuple[int, int]], int]:
         events = sorted([(s, e, t) for s, e, t in spans] + [(s, e, None) for s, e in written])
         pieces, new_written, last, n = [], [], 0, 0
         for s, e, entity in events:
@@ -220,15 +311,22 @@ class Anonymiser:
                 continue
             pieces.append(text[last:s])
             pos = sum(len(p) for p in pieces)
-            value = text[s:e] if entity is None else self.replacer(entity, text[s:e], book)
+            whole, first = split.get((s, e), (None, True))
+            value = text[s:e] if entity is None else self.replacer(entity, whole or text[s:e], book,
+                                                                   piece=text[s:e] if whole else None)
             pieces.append(value)
             new_written.append((pos, pos + len(value)))
             if entity is not None:
-                counts[entity] += 1
+                if first:  # a value split over turns is one entity
+                    counts[entity] += 1
                 n += 1
             last = e
         pieces.append(text[last:])
         return "".join(pieces), new_written, n
+
+
+def _value_part(words: list[str]) -> bool:
+    return bool(words) and bool(_VALUE_PART.search(words[0].strip("\"'()[],;:!?")))
 
 
 def _other_columns(table: pl.DataFrame, skip: tuple[str, ...]) -> list[str]:

@@ -430,3 +430,66 @@ def test_a_leak_scan_that_finds_personal_data_is_recorded_as_failed_enforced_or_
     expected = [{"name": "leak_scan", "passed": False, "value": leak["remaining"], "threshold": 0,
                  "detail": "personal data still found after anonymisation"}] if fail_on_leak else []
     assert step["gates"] == expected and m["gates"] == expected
+
+
+def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_entity(anonymiser):
+    cases = [  # (turns, expected texts, entity counts)
+        ([("customer", "my card is 4111 1111"), ("customer", "1111 1111"), ("agent", "thanks")],
+         ["my card is <CREDIT_CARD_1>", "<CREDIT_CARD_1>", "thanks"], {"CREDIT_CARD": 1}),
+        # The agent's turn between the two pieces is not part of the value.
+        ([("customer", "card 4111 1111"), ("agent", "go on"), ("customer", "1111 1111")],
+         ["card <CREDIT_CARD_1>", "go on", "<CREDIT_CARD_1>"], {"CREDIT_CARD": 1}),
+        # Split inside a word: joined without a space ("example.com" alone reads as a URL).
+        ([("customer", "my email is maria.gonzalez@"), ("customer", "example.com"), ("agent", "thanks")],
+         ["my email is <EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>", "thanks"], {"EMAIL_ADDRESS": 1}),
+        # The second half alone reads as a phone number: the whole IBAN wins in both turns.
+        ([("customer", "my iban is DE89 3704 0044"), ("customer", "0532 0130 00"), ("agent", "ok")],
+         ["my iban is <IBAN_CODE_1>", "<IBAN_CODE_1>", "ok"], {"IBAN_CODE": 1}),
+        # Numbers that merely end and start turns are no value; nor is a name run on into a greeting, nor
+        # an address pattern run over a join with a plain word on one side (answers in a quiz game).
+        ([("customer", "I paid 20"), ("customer", "3 days ago"), ("customer", "Regards,\nAngela Okonkwo"),
+          ("customer", "Hi again"), ("customer", "that was question number 11"), ("customer", "Poem"),
+          ("customer", "7"), ("customer", "6")],
+         ["I paid 20", "3 days ago", "Regards,\n<PERSON_1>", "Hi again", "that was question number 11", "Poem",
+          "7", "6"], {"PERSON": 1}),
+    ]
+    for turns, texts, counts in cases:
+        conv = _conversation(turns)
+        anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+        assert [t["text"] for t in conv.turns()] == texts
+        assert dict(conv.counts) == counts
+        assert anonymiser.scan([conv]) == [[[]] * len(conv.segments)]  # the leak scan finds nothing left
+    # The whole value is the one numbered: a later full mention of the same card is the same entity.
+    conv = _conversation([("customer", "my card is 4111 1111"), ("customer", "1111 1111"),
+                          ("agent", "is it 4111-1111-1111-1111?")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["my card is <CREDIT_CARD_1>", "<CREDIT_CARD_1>",
+                                                 "is it <CREDIT_CARD_1>?"]
+
+
+def test_a_masked_value_typed_over_turns_keeps_each_turns_length():
+    anonymiser = Anonymiser(AnonymiseConfig(operator="mask"))
+    conv = _conversation([("customer", "my card is 4111 1111"), ("customer", "1111 1111 thanks")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["my card is " + "*" * 9, "*" * 9 + " thanks"]
+    assert dict(conv.counts) == {"CREDIT_CARD": 1}
+
+
+def test_a_value_typed_over_turns_is_in_no_file_of_the_run(tmp_path):
+    rows = [("c1", 1, "customer", "hi, refund to my card please, it is 4111 1111"),
+            ("c1", 2, "customer", "1111 1111, and mail me at maria.gonzalez@"),
+            ("c1", 3, "customer", "example.com"),
+            ("c1", 4, "agent", "done")]
+    df = pl.DataFrame([dict(zip(("conversation_id", "turn", "speaker", "text"), r, strict=True)) for r in rows])
+    src = tmp_path / "t.parquet"
+    df.with_columns(pl.lit("refund").alias("label")).write_parquet(src)
+    out = _curate(tmp_path, src)
+    turns = pl.read_parquet(out / "curated.parquet")["turns"][0].to_list()
+    assert [t["text"] for t in turns] == ["hi, refund to my card please, it is <CREDIT_CARD_1>",
+                                          "<CREDIT_CARD_1>, and mail me at <EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>",
+                                          "done"]
+    led = pl.read_parquet(out / "ledger.parquet")
+    assert json.loads(led["pii_counts"][0]) == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}
+    assert led["pii_leaked"].to_list() == [0]
+    blobs = _all_text(out)
+    assert [f for f, b in blobs.items() if re.search(r"4111|1111 1111|gonzalez|example\.com", b)] == []

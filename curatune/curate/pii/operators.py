@@ -55,13 +55,15 @@ class Replacer:
     def __init__(self, default: str, per_entity: dict[str, str], secret: bytes) -> None:
         self.default, self.per_entity, self.secret = default, per_entity, secret
 
-    def __call__(self, entity: str, value: str, book: EntityBook) -> str:
+    def __call__(self, entity: str, value: str, book: EntityBook, piece: str | None = None) -> str:
+        """The replacement of ``value``; of a value split over turns, each ``piece`` is replaced by the
+        whole value's replacement (one placeholder, hash or surrogate), a mask by its own length."""
         op = self.per_entity.get(entity, self.default)
         n, key = book.number(entity, value)
         if op == "placeholder":
             return f"<{entity}_{n}>"
         if op == "mask":
-            return "*" * len(value)
+            return "*" * len(value if piece is None else piece)
         digest = hmac.new(self.secret, f"{entity}|{key}".encode(), hashlib.sha256).hexdigest()
         if op == "hash":
             return f"<{entity}_{digest[:10]}>"
