@@ -9,9 +9,9 @@ role such as "customer" or "agent 2" is replaced whole as a person, detected or 
 column holds the customer's or the agent's name, in any case.
 A value typed over a speaker's successive turns ("my card is 4111 1111" / "1111 1111") lies on no
 one line of the rendered text: the seams between each speaker's turns are scanned again with the
-turns joined (by a space, or by nothing where a turn ends or starts inside a word), and a value found
-across a seam replaces what was found of it in each turn, every piece by the whole value's
-replacement, counted once.
+turns joined (by a space, or by nothing where a turn ends or starts inside a word; and glued), and a
+value found across a seam replaces what was found of it in each turn, every piece by the whole
+value's replacement, counted once.
 The ledger gets counts per entity type, never values. Leak scan: the rewritten texts, speakers
 included, are scanned again with the same detectors, ignoring the positions we wrote ourselves;
 findings are replaced in a second pass, the rows that changed are scanned once more, and what
@@ -141,37 +141,46 @@ class Conversation:
         """Texts to scan for a value that runs on from a turn into the same speaker's next one (turns
         of others between them left out): the speaker's turns joined, cut to SEAM characters either
         side of each join whose two sides both may be part of a value. Each comes as (text, where it
-        starts in the joined turns, the turns as parts)."""
+        starts in the joined turns, the turns as parts). Such joins are read twice: with a space, and
+        glued (a value cut inside a word: "GB29NWBK601" / "61331926819")."""
         by_speaker: dict[str | None, list[int]] = {}
         for i in range(len(self.segments) // 2 if self.has_turns else 0):
             by_speaker.setdefault(None if i in self.no_speaker else self.segments[2 * i], []).append(2 * i + 1)
         out = []
         for texts in by_speaker.values():
-            parts: list[Part] = []
-            joined = ""
-            for k in texts:
-                seg, prev = self.segments[k], self.segments[parts[-1][0]] if parts else ""
-                # A turn that ends or starts inside a word ("maria.gonzalez@" / "example.com") joins
-                # the next without a space.
-                joined += "" if not parts or prev[-1:] in _ENDS_IN_WORD or seg[:1] in _STARTS_IN_WORD else " "
-                joins = bool(parts) and _value_part(prev.split()[-1:]) and _value_part(seg.split()[:1])
-                parts.append((k, len(joined), len(seg), joins))
-                joined += seg
-            windows: list[tuple[int, int]] = []
-            for _, start, _, joins in parts:
-                if not joins:
+            for glue in (False, True):
+                joined, parts = self._joined(texts, glue)
+                if glue and joined == self._joined(texts, False)[0]:
                     continue
-                lo, hi = max(start - 1 - SEAM, 0), min(start + SEAM, len(joined))
-                while lo > 0 and not joined[lo - 1].isspace():  # whole words only
-                    lo -= 1
-                while hi < len(joined) and not joined[hi].isspace():
-                    hi += 1
-                if windows and lo <= windows[-1][1]:
-                    windows[-1] = (windows[-1][0], hi)
-                else:
-                    windows.append((lo, hi))
-            out += [(joined[lo:hi], lo, parts) for lo, hi in windows]
+                windows: list[tuple[int, int]] = []
+                for _, start, _, joins in parts:
+                    if not joins:
+                        continue
+                    lo, hi = max(start - 1 - SEAM, 0), min(start + SEAM, len(joined))
+                    while lo > 0 and not joined[lo - 1].isspace():  # whole words only
+                        lo -= 1
+                    while hi < len(joined) and not joined[hi].isspace():
+                        hi += 1
+                    if windows and lo <= windows[-1][1]:
+                        windows[-1] = (windows[-1][0], hi)
+                    else:
+                        windows.append((lo, hi))
+                out += [(joined[lo:hi], lo, parts) for lo, hi in windows]
         return out
+
+    def _joined(self, texts: list[int], glue: bool) -> tuple[str, list[Part]]:
+        parts: list[Part] = []
+        joined = ""
+        for k in texts:
+            seg, prev = self.segments[k], self.segments[parts[-1][0]] if parts else ""
+            joins = bool(parts) and _value_part(prev.split()[-1:]) and _value_part(seg.split()[:1])
+            # A turn that ends or starts inside a word ("maria.gonzalez@" / "example.com") joins the
+            # next without a space.
+            inside = prev[-1:] in _ENDS_IN_WORD or seg[:1] in _STARTS_IN_WORD or (glue and joins)
+            joined += "" if not parts or inside else " "
+            parts.append((k, len(joined), len(seg), joins))
+            joined += seg
+        return joined, parts
 
     def across_turns(self, results: list, text: str, offset: int, parts: list[Part],
                      spans: list[list[Span]]) -> None:

@@ -445,6 +445,9 @@ def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_ent
         # The second half alone reads as a phone number: the whole IBAN wins in both turns.
         ([("customer", "my iban is DE89 3704 0044"), ("customer", "0532 0130 00"), ("agent", "ok")],
          ["my iban is <IBAN_CODE_1>", "<IBAN_CODE_1>", "ok"], {"IBAN_CODE": 1}),
+        # Cut inside a word with no separator: the join is also read glued.
+        ([("customer", "my iban is GB29NWBK601"), ("customer", "61331926819 thanks")],
+         ["my iban is <IBAN_CODE_1>", "<IBAN_CODE_1> thanks"], {"IBAN_CODE": 1}),
         # Numbers that merely end and start turns are no value; nor is a name run on into a greeting, nor
         # an address pattern run over a join with a plain word on one side (answers in a quiz game).
         ([("customer", "I paid 20"), ("customer", "3 days ago"), ("customer", "Regards,\nAngela Okonkwo"),
