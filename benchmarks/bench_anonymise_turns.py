@@ -61,8 +61,15 @@ def run(data_dir: Path, quick: bool = False) -> str:
     plain, _ = _plain_presidio(cfg.spacy_model)
     entities = list(set(TYPES.values()) & set(plain.get_supported_entities("en")))
 
-    def presidio(text: str) -> list[tuple[int, int]]:
-        return [(r.start, r.end) for r in plain.analyze(text, "en", entities=entities)]
+    # What plain Presidio, turn by turn, called the pieces of cut values, by the value's type.
+    piece_types: dict[str, Counter] = {}
+
+    def presidio(text: str, start: int = 0, end: int = 0, kind: str = "") -> list[tuple[int, int]]:
+        found = plain.analyze(text, "en", entities=entities)
+        if kind:
+            piece_types.setdefault(kind, Counter()).update(r.entity_type for r in found
+                                                           if r.start < end and start < r.end)
+        return [(r.start, r.end) for r in found]
 
     whole = [Conversation([text], written=[[]]) for _, text, _, _ in cases]
     split = []
@@ -82,7 +89,7 @@ def run(data_dir: Path, quick: bool = False) -> str:
         pieces = [(i, t, s, e) for i, t, s, e in pieces if e > s]
         removed["presidio whole"][kind] += _removed(text, start, end, presidio(text))
         removed["ours whole"][kind] += _removed(text, start, end, ours_whole[k])
-        turn_found = [presidio(first), presidio(second)]
+        turn_found = {i: presidio(t, s, e, kind) for i, t, s, e in pieces}
         removed["presidio turns"][kind] += all(_removed(t, s, e, turn_found[i]) for i, t, s, e in pieces)
         removed["ours turns"][kind] += all(_removed(t, s, e, ours_split[k][2 * i + 1]) for i, t, s, e in pieces)
 
@@ -100,6 +107,9 @@ def run(data_dir: Path, quick: bool = False) -> str:
             "every letter and digit of the value, in both turns, inside something the detector found (any type). "
             "Plain Presidio (AnalyzerEngine, default recognizers, same spaCy model) scans each turn on its own; "
             "curatune scans the conversation (both turns and the join between them). The uncut sentence, for both, is "
-            "the reference.\n\n"
+            "the reference. Any type counts; what plain Presidio called the pieces, turn by turn, by the cut "
+            "value's type: " + "; ".join(f"{kind}: " + (", ".join(f"{t} {c}" for t, c in called.most_common())
+                                                      or "nothing") for kind, called in sorted(piece_types.items()))
+            + ".\n\n"
             + table(("type", "values", "Presidio, uncut", "Presidio, turn by turn", "curatune, uncut",
                      "curatune, two turns"), rows))
