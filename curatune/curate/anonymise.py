@@ -148,10 +148,9 @@ class Conversation:
             by_speaker.setdefault(None if i in self.no_speaker else self.segments[2 * i], []).append(2 * i + 1)
         out = []
         for texts in by_speaker.values():
-            for glue in (False, True):
-                joined, parts = self._joined(texts, glue)
-                if glue and joined == self._joined(texts, False)[0]:
-                    continue
+            spaced = self._joined(texts, glue=False)
+            glued = self._joined(texts, glue=True)
+            for joined, parts in [spaced] + ([glued] if glued[0] != spaced[0] else []):
                 windows: list[tuple[int, int]] = []
                 for _, start, _, joins in parts:
                     if not joins:
@@ -169,6 +168,8 @@ class Conversation:
         return out
 
     def _joined(self, texts: list[int], glue: bool) -> tuple[str, list[Part]]:
+        """These text segments joined in order, and where each lies in the result; with ``glue``, a
+        join whose sides may both hold a value takes no space."""
         parts: list[Part] = []
         joined = ""
         for k in texts:
@@ -295,17 +296,16 @@ class Anonymiser:
         share a number: the book links them by name tokens."""
         spans = [[_trim_person(seg, s, e) if t == "PERSON" else (s, e, t) for s, e, t in sp]
                  for seg, sp in zip(conv.segments, spans, strict=True)]
-        split = conv.split_values
-        for i, (seg, sp) in enumerate(zip(conv.segments, spans, strict=True)):  # learn every full name first
+        for seg, sp in zip(conv.segments, spans, strict=True):  # learn every full name before numbering
             for s, e, t in sp:
                 if t == "PERSON" and e > s:
-                    conv.book.key("PERSON", split.get((i, s, e), (seg[s:e],))[0])
+                    conv.book.key("PERSON", seg[s:e])
         n = 0
         for i, seg in enumerate(conv.segments):
             todo = [sp for sp in spans[i] if sp[1] > sp[0]]
             conv.segments[i], conv.written[i], done = self._replace(
                 seg, sorted(set(todo)), conv.written[i], conv.book, conv.counts,
-                {(s, e): v for (k, s, e), v in split.items() if k == i})
+                {(s, e): v for (k, s, e), v in conv.split_values.items() if k == i})
             n += done
         conv.split_values = {}
         return n
