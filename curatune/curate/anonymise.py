@@ -42,7 +42,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     resolve_overlaps,
 )
 from curatune.curate.pii.operators import EntityBook, Replacer
-from curatune.curate.pii.recognizers import ContextNameRecognizer
+from curatune.curate.pii.recognizers import DIGIT_WORDS, ContextNameRecognizer
 from curatune.dataset import BOOKKEEPING, CANONICAL, PII_FOUND
 from curatune.errors import CuratuneError
 
@@ -60,6 +60,9 @@ SEAM = 64
 # Where a turn's first or last word may be part of a value: a digit or "@", or a dot, hyphen or
 # underscore inside a word.
 _VALUE_PART = re.compile(r"[\d@]|\w[.\-_]\w")
+# Spoken digits ("four one" / "one one two two" in a call transcript) count at a turn's edge only two
+# together: one word alone is too often "Oh, thanks" or "One more thing".
+_DIGIT_WORD = re.compile(rf"(?:{DIGIT_WORDS})", re.IGNORECASE)
 # A turn ending in one of these, or the next starting in one, split a word ("maria.gonzalez@" /
 # "example.com"); a dot ends a sentence more often than it splits an address.
 _ENDS_IN_WORD, _STARTS_IN_WORD = frozenset("@-_+/"), frozenset("@.-_")
@@ -174,7 +177,7 @@ class Conversation:
         joined = ""
         for k in texts:
             seg, prev = self.segments[k], self.segments[parts[-1][0]] if parts else ""
-            joins = bool(parts) and _value_part(prev.split()[-1:]) and _value_part(seg.split()[:1])
+            joins = bool(parts) and _value_part(prev.split()[-2:][::-1]) and _value_part(seg.split()[:2])
             # A turn that ends or starts inside a word ("maria.gonzalez@" / "example.com") joins the
             # next without a space.
             inside = prev[-1:] in _ENDS_IN_WORD or seg[:1] in _STARTS_IN_WORD or (glue and joins)
@@ -335,7 +338,11 @@ class Anonymiser:
 
 
 def _value_part(words: list[str]) -> bool:
-    return bool(words) and bool(_VALUE_PART.search(words[0].strip("\"'()[],;:!?")))
+    """Whether the turn's edge may be inside a value: ``words`` are its two words nearest the join,
+    the nearest first."""
+    words = [w.strip("\"'()[],;:!?") for w in words]
+    return bool(words) and (bool(_VALUE_PART.search(words[0])) or (
+        len(words) == 2 and all(_DIGIT_WORD.fullmatch(w) for w in words)))
 
 
 def _other_columns(table: pl.DataFrame, skip: tuple[str, ...]) -> list[str]:

@@ -448,13 +448,22 @@ def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_ent
         # Cut inside a word with no separator: the join is also read glued.
         ([("customer", "my iban is GB29NWBK601"), ("customer", "61331926819 thanks")],
          ["my iban is <IBAN_CODE_1>", "<IBAN_CODE_1> thanks"], {"IBAN_CODE": 1}),
+        # Digits read out in a call, the agent's "mm-hmm" between.
+        ([("customer", "my card number is four one"), ("agent", "mm-hmm"),
+          ("customer", "one one two two three three four four")],
+         ["my card number is <SPOKEN_DIGITS_1>", "mm-hmm", "<SPOKEN_DIGITS_1>"], {"SPOKEN_DIGITS": 1}),
+        # One digit word at a turn's edge is no join: "Oh" and "One" here open a sentence.
+        ([("customer", "call me back on seven five zero six zero six"), ("customer", "Oh, thanks"),
+          ("customer", "it was two two"), ("customer", "One more thing")],
+         ["call me back on <SPOKEN_DIGITS_1>", "Oh, thanks", "it was two two", "One more thing"],
+         {"SPOKEN_DIGITS": 1}),
         # Numbers that merely end and start turns are no value; nor is a name run on into a greeting, nor
         # an address pattern run over a join with a plain word on one side (answers in a quiz game).
         ([("customer", "I paid 20"), ("customer", "3 days ago"), ("customer", "Regards,\nAngela Okonkwo"),
           ("customer", "Hi again"), ("customer", "that was question number 11"), ("customer", "Poem"),
-          ("customer", "7"), ("customer", "6")],
+          ("customer", "7"), ("customer", "6"), ("customer", "I want the blue one"), ("customer", "oh and two more")],
          ["I paid 20", "3 days ago", "Regards,\n<PERSON_1>", "Hi again", "that was question number 11", "Poem",
-          "7", "6"], {"PERSON": 1}),
+          "7", "6", "I want the blue one", "oh and two more"], {"PERSON": 1}),
     ]
     for turns, texts, counts in cases:
         conv = _conversation(turns)
