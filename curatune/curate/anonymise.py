@@ -38,6 +38,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     Detector,
     RecognizerResult,
     build_detector,
+    repeated_handles,
     repeated_names,
     resolve_overlaps,
 )
@@ -79,6 +80,9 @@ ROLE_WORDS = frozenset({
     "specialist", "associate", "technician", "tech", "supervisor", "manager", "assistant", "bot", "chatbot", "virtual",
     "ai", "ivr", "automated", "auto", "system", "human", "live", "speaker", "host", "moderator", "interviewer",
     "participant", "unknown",
+    # Lines a system writes into the transcript: ABCD's "action: Account has been pulled up for …", a
+    # help desk's internal "note" or "event".
+    "action", "event", "note",
 })
 
 
@@ -187,22 +191,35 @@ class Conversation:
         return joined, parts
 
     def across_turns(self, results: list, text: str, offset: int, parts: list[Part],
-                     spans: list[list[Span]]) -> None:
+                     spans: list[list[Span]], alone: list[list[Span]]) -> None:
         """Findings in a seam text that span turns, over joins that both may be part of a value,
-        replace what was found of them in each turn; each piece is remembered with the whole value
-        it belongs to (``split_values``)."""
+        replace what was found of them in each turn (``spans``; ``alone``: what each turn's line
+        scan found, before any join was read); each piece is remembered with the whole value it
+        belongs to (``split_values``)."""
         for r in results:
             if r.entity_type in _NER_TYPES:
                 continue
-            over = [(k, s, e, joins) for k, at, n, joins in parts
+            over = [(k, at, s, e, joins) for k, at, n, joins in parts
                     for s, e in [(max(r.start + offset, at) - at, min(r.end + offset, at + n) - at)] if e > s]
-            pieces = [(k, s, e) for k, s, e, _ in over if self.segments[k][s:e].strip()]
+            pieces = [(k, s, e) for k, _, s, e, _ in over if self.segments[k][s:e].strip()]
             # Within one turn the line scan saw it; over what we wrote it is our own writing; over a
             # join of words no value continues it ran on by chance ("number 11" / "Poem" / "7").
             if len(pieces) < 2 or not all(joins for *_, joins in over[1:]) or any(
                     s < we and ws < e for k, s, e in pieces for ws, we in self.written[k]):
                 continue
+            # Read glued, values each whole in its own turn can read as one ("7916676427" /
+            # "aphoenix939@email.com": one address). Where the lines found every piece, one of them
+            # as this type, the join only stuck a neighbour on. (A piece no line found is what the
+            # join is for; with a space between, digit groups and digit words do run on.)
+            glued = any(not text[at - offset - 1].isspace() for _, at, *_ in over[1:])
+            found = [[t for a, b, t in alone[k] if a <= s and e <= b] for k, s, e in pieces]
+            if glued and all(found) and any(r.entity_type in types for types in found):
+                continue
             for j, (k, s, e) in enumerate(pieces):
+                # What a line found and a piece only cuts into ("+1 415 555 0132" / "maria@…" read glued
+                # as "0132maria@…") would be left in part: the piece takes it in whole.
+                cut = [(a, b) for a, b, _ in spans[k] if a < e and s < b]
+                s, e = min([s, *(a for a, _ in cut)]), max([e, *(b for _, b in cut)])
                 spans[k] = [sp for sp in spans[k] if sp[1] <= s or sp[0] >= e] + [(s, e, r.entity_type)]
                 self.split_values[(k, s, e)] = (text[r.start:r.end], j == 0)
 
@@ -272,7 +289,10 @@ class Anonymiser:
                     out[i].append(r)
         for i, spans in enumerate(persons or ()):
             out[i] += [RecognizerResult("PERSON", s, e, 1.0) for s, e in spans]
-        return [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
+        found = [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
+        if "HANDLE" not in self.detector.entities:  # handles left out by config: none from e-mail addresses either
+            return found
+        return [repeated_handles(t, r) for t, r in zip(texts, found, strict=True)]
 
     def scan(self, convs: list[Conversation]) -> list[list[list[Span]]]:
         rendered = [c.rendered() for c in convs]
@@ -287,11 +307,11 @@ class Anonymiser:
                  for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
         for c in convs:
             c.split_values = {}
-        seams = [(c, sp, text, offset, parts) for c, sp in zip(convs, spans, strict=True)
+        seams = [(c, sp, [list(x) for x in sp], text, offset, parts) for c, sp in zip(convs, spans, strict=True)
                  for text, offset, parts in c.seams()]
-        for (c, sp, text, offset, parts), res in zip(
-                seams, self.find([t for _, _, t, _, _ in seams]) if seams else [], strict=True):
-            c.across_turns(res, text, offset, parts, sp)
+        for (c, sp, alone, text, offset, parts), res in zip(
+                seams, self.find([t for *_, t, _, _ in seams]) if seams else [], strict=True):
+            c.across_turns(res, text, offset, parts, sp, alone)
         return spans
 
     def rewrite(self, conv: Conversation, spans: list[list[Span]]) -> int:

@@ -284,7 +284,7 @@ def test_the_leak_scan_counts_a_speaker_left_as_it_was(anonymiser):
 
 def test_role_speakers_stay_as_they_are(anonymiser):
     # NER calls "Caller" and "User" a person at a line start, and "SPEAKER_00" a place.
-    roles = ["customer", "agent", "bot", "Caller", "User", "SPEAKER_00", "Agent 2", None]
+    roles = ["customer", "agent", "bot", "Caller", "User", "SPEAKER_00", "Agent 2", "action", None]
     conv = _conversation([(sp, "my card was declined again today") for sp in roles])
     anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
     assert [t["speaker"] for t in conv.turns()] == roles
@@ -442,6 +442,9 @@ def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_ent
         # Split inside a word: joined without a space ("example.com" alone reads as a URL).
         ([("customer", "my email is maria.gonzalez@"), ("customer", "example.com"), ("agent", "thanks")],
          ["my email is <EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>", "thanks"], {"EMAIL_ADDRESS": 1}),
+        # Cut in its first part, the second half alone still reads as an address: the whole one wins.
+        ([("customer", "my email is maria.gon"), ("customer", "zalez@example.com")],
+         ["my email is <EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>"], {"EMAIL_ADDRESS": 1}),
         # The second half alone reads as a phone number: the whole IBAN wins in both turns.
         ([("customer", "my iban is DE89 3704 0044"), ("customer", "0532 0130 00"), ("agent", "ok")],
          ["my iban is <IBAN_CODE_1>", "<IBAN_CODE_1>", "ok"], {"IBAN_CODE": 1}),
@@ -477,6 +480,84 @@ def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_ent
     anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
     assert [t["text"] for t in conv.turns()] == ["my card is <CREDIT_CARD_1>", "<CREDIT_CARD_1>",
                                                  "is it <CREDIT_CARD_1>?"]
+
+
+def test_whole_values_in_successive_turns_stay_apart(anonymiser):
+    """Read glued, a number ending one turn and an e-mail address opening the next are one address
+    ("7916676427aphoenix939@email.com"): the number took the address's placeholder, and a phone
+    number's last group taken into the address left the rest of the number in the text."""
+    cases = [  # (turns, expected texts, entity counts)
+        ([("customer", "my phone is +1 415 555 0132"), ("customer", "maria.gonzalez@example.com")],
+         ["my phone is <PHONE_NUMBER_1>", "<EMAIL_ADDRESS_1>"], {"PHONE_NUMBER": 1, "EMAIL_ADDRESS": 1}),
+        # As ABCD's customers answer "your order ID and e-mail?" (the number passes the NHS check).
+        ([("customer", "7916676427"), ("customer", "aphoenix939@email.com")],
+         ["<UK_NHS_1>", "<EMAIL_ADDRESS_1>"], {"UK_NHS": 1, "EMAIL_ADDRESS": 1}),
+        ([("customer", "card 4012888888881881"), ("customer", "4111-1111-1111-1111")],
+         ["card <CREDIT_CARD_1>", "<CREDIT_CARD_2>"], {"CREDIT_CARD": 2}),
+        # An address typed over two turns after a phone number: its reading takes the number's last
+        # group, and takes the whole number in rather than leave "+1 415 555" behind.
+        ([("customer", "+1 415 555 0132"), ("customer", "maria.gonzalez@"), ("customer", "example.com")],
+         ["<EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>", "<EMAIL_ADDRESS_1>"], {"EMAIL_ADDRESS": 1}),
+    ]
+    for turns, texts, counts in cases:
+        conv = _conversation(turns)
+        anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+        assert [t["text"] for t in conv.turns()] == texts
+        assert dict(conv.counts) == counts
+        assert anonymiser.scan([conv]) == [[[]] * len(conv.segments)]
+
+
+def test_a_user_name_is_replaced_where_asked_for_and_where_its_e_mail_address_gives_it_away(anonymiser):
+    # As ABCD's customers answer: a user name after its cue, and one typed alone that is the part of
+    # their e-mail address before the "@". Both were written out as typed.
+    conv = _conversation([("agent", "may I have your username and email address please?"),
+                          ("customer", "Username: cminh730"), ("customer", "cminh730@email.com"),
+                          ("agent", "and your account ID?"), ("customer", "aphoenix939"),
+                          ("customer", "it's aphoenix939@email.com, login: m.gonzalez")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == [
+        "may I have your username and email address please?", "Username: <HANDLE_1>", "<EMAIL_ADDRESS_1>",
+        "and your account ID?", "<HANDLE_2>", "it's <EMAIL_ADDRESS_2>, login: <HANDLE_3>"]
+    assert conv.counts == {"HANDLE": 3, "EMAIL_ADDRESS": 2}
+    assert anonymiser.scan([conv]) == [[[]] * len(conv.segments)]
+    # A word is no user name, though it stand after the cue or before an "@"; nor is a name said
+    # elsewhere the start of an e-mail address.
+    words = [("customer", "my username is locked and support@shop.com did not answer"),
+             ("agent", "support will call you, the login ID is on the card")]
+    conv = _conversation(words)
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["my username is locked and <EMAIL_ADDRESS_1> did not answer",
+                                                 "support will call you, the login ID is on the card"]
+
+
+def test_a_handle_and_its_user_name_are_one_entity_and_keep_their_form_as_surrogates():
+    from curatune.curate.pii.operators import EntityBook, Replacer
+
+    book = EntityBook()
+    placeholder = Replacer("placeholder", {}, b"k")
+    assert [placeholder("HANDLE", v, book) for v in ("@cminh730", "cminh730", "aphoenix939")] == [
+        "<HANDLE_1>", "<HANDLE_1>", "<HANDLE_2>"]
+    surrogate = Replacer("surrogate", {}, b"k")
+    at, bare = surrogate("HANDLE", "@cminh730", book), surrogate("HANDLE", "cminh730", book)
+    assert at == "@" + bare and "cminh730" not in at  # the same fake user; "@" only where it was written
+
+
+def test_user_names_are_left_alone_when_handles_are_not_asked_for():
+    anonymiser = Anonymiser(AnonymiseConfig(entities=["EMAIL_ADDRESS"]))
+    conv = _conversation([("customer", "Username: cminh730, mail cminh730@email.com")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["Username: cminh730, mail <EMAIL_ADDRESS_1>"]
+
+
+def test_a_system_speaker_is_no_person(anonymiser):
+    # ABCD writes the agent's tool actions as a speaker "action"; taken for a person's name it was
+    # replaced, and so was "Action" wherever the text said it.
+    conv = _conversation([("customer", "Crystal Minh"), ("action", "Account has been pulled up for Crystal Minh."),
+                          ("action", "System Action: search timing")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["speaker"] for t in conv.turns()] == ["customer", "action", "action"]
+    assert conv.turns()[2]["text"] == "System Action: search timing"
+    assert "crystal" not in conv.rendered()[0].casefold()
 
 
 def test_a_masked_value_typed_over_turns_keeps_each_turns_length():

@@ -27,6 +27,7 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
     LANGUAGE,
+    USER_NAME,
     ContextNameRecognizer,
     custom_recognizers,
     stop_words,
@@ -50,6 +51,7 @@ _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 DIGIT_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_BANK_NUMBER", "US_PASSPORT",
                          "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE"})
 _DIGIT = re.compile(r"\d")
+_USER_NAME = re.compile(USER_NAME)
 
 
 def _drop_language_skips(record: logging.LogRecord) -> bool:
@@ -141,6 +143,26 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
             if (m.group(0) == token or m.group(0)[0].isupper() or _named_here(text, m.start(), m.end())) and all(
                     m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
                 extra.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+    return sorted(results + extra, key=lambda r: r.start)
+
+
+def repeated_handles(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Every other mention, as a word of its own, of a found handle (without its "@") or of the part
+    of a found e-mail address before its "@": a user name is told as often as the address it was
+    made from ("Username: cminh730" beside cminh730@email.com; "aphoenix939" in answer to "your
+    account ID?"). Only one no word is spelt like counts. Returns all results, sorted."""
+    names = set()
+    for r in results:
+        value = text[r.start:r.end]
+        if r.entity_type == "HANDLE":
+            names.add(value.lstrip("@"))
+        elif r.entity_type == "EMAIL_ADDRESS" and "@" in value:
+            names.add(value.rsplit("@", 1)[0])
+    extra: list[RecognizerResult] = []
+    for name in sorted(n for n in names if _USER_NAME.fullmatch(n)):
+        for m in re.finditer(rf"(?<![\w.@+-]){re.escape(name)}(?![\w@-]|\.\w)", text, flags=re.IGNORECASE):
+            if all(m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
+                extra.append(RecognizerResult("HANDLE", m.start(), m.end(), 0.6))
     return sorted(results + extra, key=lambda r: r.start)
 
 

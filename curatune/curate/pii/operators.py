@@ -18,6 +18,8 @@ from faker import Faker
 def canonical(entity: str, value: str) -> str:
     if entity in ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "SPOKEN_DIGITS"):
         return re.sub(r"[^0-9a-z]", "", value.lower())
+    if entity == "HANDLE":  # "@cminh730" and the user name "cminh730" are one person's
+        value = value.lstrip("@")
     return " ".join(re.sub(r"[^\w@.+-]", " ", value.lower()).split())
 
 
@@ -80,6 +82,7 @@ class Replacer:
         makers = {"EMAIL_ADDRESS": fake.email, "PHONE_NUMBER": fake.phone_number,
                   "CREDIT_CARD": lambda: fake.credit_card_number(card_type="visa16"), "IBAN_CODE": fake.iban,
                   "STREET_ADDRESS": fake.street_address, "ZIP_CODE": fake.postcode, "LOCATION": fake.city,
-                  "IP_ADDRESS": fake.ipv4, "URL": fake.url, "HANDLE": lambda: "@" + fake.user_name(),
-                  "US_SSN": fake.ssn}
+                  "IP_ADDRESS": fake.ipv4, "URL": fake.url, "US_SSN": fake.ssn,
+                  # "@" only where it was written: "Username: cminh730" gets a bare user name.
+                  "HANDLE": lambda: "@"[:value.startswith("@")] + fake.user_name()}
         return makers.get(entity, lambda: fake.bothify("??-########").upper())()

@@ -227,6 +227,19 @@ def handle_recognizer() -> PatternRecognizer:
                              name="HandleRecognizer")
 
 
+# A user name no word is spelt like: it holds a digit, or a dot, hyphen or underscore between letters
+# ("cminh730", "j.smith", "maria_g"). A plain word after a cue is a word: "my username is locked".
+USER_NAME = r"(?=[\w.-]*(?:\d|[^\W_][._-][^\W_]))[^\W_][\w.-]{2,38}\w"
+
+
+def cued_handle_recognizer() -> CueRecognizer:
+    # "Username: cminh730", "my user ID is jsmith_42", "login: m.gonzalez": a support chat asks for it.
+    return CueRecognizer("HANDLE", [
+        (rf"(?i:\b(?:user[ _-]?(?:name|id)|log[ -]?in(?:[ _-]?(?:name|id))?|screen[ _-]?name)\b(?:\s+(?:is|was))?"
+         rf"\s*[:=#]?\s*)(?P<v>{USER_NAME})(?![\w@-]|\.\w)", 0.6),
+    ], "CuedHandleRecognizer")
+
+
 def loose_phone_recognizer() -> PatternRecognizer:
     return PatternRecognizer(
         supported_entity="PHONE_NUMBER",
@@ -356,6 +369,7 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
     from curatune.curate.pii.places import PlaceRecognizer
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
-            spoken_digits_recognizer(), handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(),
+            spoken_digits_recognizer(), handle_recognizer(), cued_handle_recognizer(), loose_phone_recognizer(),
+            cued_phone_recognizer(),
             cued_address_recognizer(), cued_place_recognizer(),
             luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
