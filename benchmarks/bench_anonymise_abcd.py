@@ -1,0 +1,143 @@
+"""Anonymisation on real support chats: the ABCD sample, against its scenario's personal values.
+
+ABCD (Chen et al. 2021) dialogues are chats between crowd workers playing customer and agent from a
+scenario that holds the customer's personal values (name, e-mail address, user name, phone, order
+ID, address), so what a dialogue says of them is known. The shared folder has 3 dialogues, each
+with its original turns and ABCD's own de-identified ("delexed") turns. Every word of a scenario
+value that the original turns hold is a mention; a mention is removed when the anonymised turn
+holds that word fewer times than the original. Words removed that belong to no scenario value
+count what was replaced beside them (a system line's "Action", a FAQ id), correctly or not.
+
+Side by side: ABCD's delexed turns; plain Presidio (AnalyzerEngine, default recognizers, the same
+spaCy model and entity types) on each turn, and on each whole dialogue (turns joined by line
+breaks), its findings replaced by "<TYPE>"; curatune's anonymise step on the dialogues as a
+per-turn input file, through ``run_curation``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from benchmarks.bench_anonymise import _plain_presidio
+from benchmarks.common import header, table
+
+# Scenario fields that identify the customer; the rest (member level, product, purchase date,
+# state) is shared with thousands of others.
+FIELDS = {
+    "personal": ("customer_name", "email", "username", "phone", "account_id"),
+    "order": ("order_id", "street_address", "full_address", "city", "zip_code"),
+}
+_WORD = re.compile(r"[a-z0-9@._]+")
+
+
+def words(text: str) -> Counter:
+    return Counter(w.strip("._") for w in _WORD.findall(text.lower()) if w.strip("._"))
+
+
+def _value_words(scenario: dict) -> dict[str, str]:
+    """Word -> the field it is part of, for words of 3 or more characters."""
+    out: dict[str, str] = {}
+    for part, names in FIELDS.items():
+        for name in names:
+            value = (scenario.get(part) or {}).get(name)
+            if isinstance(value, str):
+                for w in words(value):
+                    if len(w) >= 3:
+                        out.setdefault(w, "address" if name in ("street_address", "full_address", "city",
+                                                                "zip_code") else name)
+    return out
+
+
+def _replace(text: str, found) -> str:
+    for r in sorted(found, key=lambda r: -r.start):
+        text = text[:r.start] + f"<{r.entity_type}>" + text[r.end:]
+    return text
+
+
+def _curatune(dialogues: list[dict]) -> list[list[str]]:
+    from curatune.config import Config
+    from curatune.curate.pipeline import run_curation
+
+    rows = [{"conversation_id": str(d["convo_id"]), "turn": i, "speaker": speaker, "text": text,
+             "label": d["scenario"]["flow"]} for d in dialogues for i, (speaker, text) in enumerate(d["original"])]
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    cfg.data.conversation_col, cfg.data.turn_col, cfg.data.speaker_col = "conversation_id", "turn", "speaker"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "abcd.jsonl"
+        pl.DataFrame(rows).write_ndjson(src)
+        run_curation(cfg, Path(tmp) / "out", [str(src)])
+        cur = pl.read_parquet(Path(tmp) / "out" / "curated.parquet")
+    by_id = {r["row_id"]: [t["text"] for t in r["turns"]] for r in cur.iter_rows(named=True)}
+    return [by_id[str(d["convo_id"])] for d in dialogues]
+
+
+def run(data_dir: Path, quick: bool = False) -> str:
+    from presidio_analyzer import RecognizerResult
+
+    from curatune.config import AnonymiseConfig
+    from curatune.curate.pii.engine import DEFAULT_ENTITIES
+
+    dialogues = json.loads((data_dir / "abcd_sample" / "abcd_sample.json").read_text())
+    plain, _ = _plain_presidio(AnonymiseConfig().spacy_model)
+    entities = sorted(set(DEFAULT_ENTITIES) & set(plain.get_supported_entities("en")))
+
+    def presidio_turns(d: dict) -> list[str]:
+        return [_replace(t, plain.analyze(t, "en", entities=entities)) for _, t in d["original"]]
+
+    def presidio_whole(d: dict) -> list[str]:
+        turns = [t for _, t in d["original"]]
+        text = "\n".join(turns)
+        found = plain.analyze(text, "en", entities=entities)
+        out, start = [], 0
+        for t in turns:  # each finding clipped to the turns it lies in
+            end = start + len(t)
+            out.append(_replace(t, [RecognizerResult(r.entity_type, max(r.start, start) - start,
+                                                     min(r.end, end) - start, r.score)
+                                    for r in found if r.start < end and start < r.end]))
+            start = end + 1
+        return out
+
+    outputs = {
+        "ABCD's own delexed turns": [[t["text"] for t in d["delexed"]] for d in dialogues],
+        "plain Presidio, turn by turn": [presidio_turns(d) for d in dialogues],
+        "plain Presidio, whole dialogue": [presidio_whole(d) for d in dialogues],
+        "curatune (anonymise step)": _curatune(dialogues),
+    }
+    mentions: Counter = Counter()
+    removed: dict[str, Counter] = {k: Counter() for k in outputs}
+    other: Counter = Counter()
+    for n, d in enumerate(dialogues):
+        field = _value_words(d["scenario"])
+        for name, out in outputs.items():
+            assert len(out[n]) == len(d["original"]), f"{name}: turns out of step"
+            for (_, before), after in zip(d["original"], out[n], strict=True):
+                was, now = words(before), words(after)
+                for w, c in was.items():
+                    gone = max(c - now[w], 0)
+                    if w in field:
+                        removed[name][field[w]] += gone
+                        if name == "curatune (anonymise step)":
+                            mentions[field[w]] += c
+                    else:
+                        other[name] += gone
+    kinds = sorted(mentions)
+    rows = [(name, *(f"{removed[name][k]} / {mentions[k]}" for k in kinds),
+             f"{sum(removed[name].values())} / {sum(mentions.values())}", other[name]) for name in outputs]
+    return (header("Anonymisation on real support chats (ABCD sample)")
+            + f"The {len(dialogues)} ABCD dialogues of `abcd_sample/abcd_sample.json` "
+            f"({sum(len(d['original']) for d in dialogues)} turns), scored against each scenario's personal "
+            "values (customer name, e-mail address, user name, phone, account and order ID, address): a mention "
+            "is a word of 3 or more characters of such a value in an original turn, removed when the anonymised "
+            "turn holds that word fewer times. Plain Presidio asks for the types curatune asks for that it has "
+            f"({', '.join(entities)}), its findings replaced by `<TYPE>`; curatune runs its anonymise step on "
+            "the dialogues as a per-turn file. The last column counts removed words that belong to no scenario "
+            "value (replaced beside them, correctly or not).\n\n"
+            + table(("anonymised by", *(f"{k} mentions removed" for k in kinds), "all mentions removed",
+                     "other words removed"), rows))
