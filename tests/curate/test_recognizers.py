@@ -68,6 +68,19 @@ def test_names_in_fields_and_on_their_own_line(text, names):
     assert _found(ContextNameRecognizer(), text) == names
 
 
+@pytest.mark.parametrize(("text", "names"), [
+    # A transcript's turn that is only a name, as ABCD's customers give it: the line keeps its speaker.
+    ("agent: hi\ncustomer: Alessandro Phoenix\nagent: thanks", ["Alessandro Phoenix"]),
+    # The answer to the agent's question about a name, in the next turn, when that turn is only a name.
+    ("agent: may I have your name please?\ncustomer: Xochitl Quennell", ["Xochitl Quennell"]),
+    ("agent: what name is on the order?\ncustomer: Dear support team, it is urgent", []),
+    ("agent: what name is on the order?\ncustomer: I've no idea", []),
+    ("customer: Dear support team,\nagent: Hope that helps", []),
+])
+def test_names_given_as_a_turn_of_their_own(text, names):
+    assert _found(ContextNameRecognizer(), text) == names
+
+
 @pytest.mark.parametrize(("text", "addresses"), [
     ("He lives on the north side of Rua Diadema 1903.", ["Rua Diadema 1903"]),
     # The building number before the street's own joins it, and so does the unit.

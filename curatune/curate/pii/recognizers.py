@@ -273,9 +273,13 @@ class ContextNameRecognizer(EntityRecognizer):
         r"(?:[Mm]y|[Oo]ur|[Hh]is|[Hh]er) (?:wife|husband|son|daughter|kid|child|mother|mom|father|dad|brother|sister|"
         r"partner|colleague|manager))\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
         r"\b[Aa]dd\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})\s+as\b",
-        # The answer to a question about a name: "What's the name on the account? User: Maja S Hermansen".
+        # The answer to a question about a name: "What's the name on the account? User: Maja S Hermansen";
+        # or the next turn of a transcript when it is only a name ("…your name please?\ncustomer: Crystal
+        # Minh"), since a turn starting "I've been waiting" or "Dear support team," answers something else.
         r"(?i:\bname\b[^?\n]{0,30}\?)[ \t]*(?:[A-Z]\w+:[ \t]*)?"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
+        r"(?i:\bname\b[^?\n]{0,30}\?)[ \t]*\n(?i:[^\W\d_][\w ]{0,20}):[ \t]*"
+        r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})[ \t.!]*$",
         r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
     ]
@@ -297,8 +301,10 @@ class ContextNameRecognizer(EntityRecognizer):
         # A first name opening a sentence is a name when a verb follows it ("Nora is very reliable").
         self._verb_after = re.compile(r"\s+(?:is|was|has|had|lives|lived|said|says|will|can|did|does|began|wants|"
                                       r"called|wrote|asked|told|moved|works|worked)\b")
+        # A line that is a transcript turn keeps its speaker: "customer: Alessandro Phoenix".
         self._name_line = re.compile(
-            r"(?m)^[^\w\n]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:\s+[^\W\d_][\w'-]+){1,2})[ \t]*$")
+            r"(?m)^(?:[^\W\d_][\w ]{0,20}:[ \t]*)?[^\w\n]*"
+            r"(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:\s+[^\W\d_][\w'-]+){1,2})[ \t]*$")
         # A list of three or more single words, most of them first names: "Romi, Erik, Amy and Donald".
         word = r"[^\W\d_][\w'-]*"
         self._list = re.compile(rf"(?<![\w,] )\b{word}(?:(?:,[ \t]+{word}){{2,}}(?:,?[ \t]+and[ \t]+{word})?|"
@@ -357,7 +363,9 @@ class ContextNameRecognizer(EntityRecognizer):
             words = m.group("n").split()
             if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
-        return out
+        # One result a span: a field's name ("Name: Kamila Červinková") is a cue's and, with its label
+        # read as a speaker, a name line's too; the cue's, listed first, is kept.
+        return list({(r.start, r.end): r for r in reversed(out)}.values())[::-1]
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
