@@ -115,16 +115,16 @@ def run(data_dir: Path, quick: bool = False) -> str:
     other: Counter = Counter()
     for n, d in enumerate(dialogues):
         field = _value_words(d["scenario"])
+        was = [words(before) for _, before in d["original"]]
+        mentions.update(field[w] for turn in was for w in turn.elements() if w in field)
         for name, out in outputs.items():
             assert len(out[n]) == len(d["original"]), f"{name}: turns out of step"
-            for (_, before), after in zip(d["original"], out[n], strict=True):
-                was, now = words(before), words(after)
-                for w, c in was.items():
+            for before, after in zip(was, out[n], strict=True):
+                now = words(after)
+                for w, c in before.items():
                     gone = max(c - now[w], 0)
                     if w in field:
                         removed[name][field[w]] += gone
-                        if name == "curatune (anonymise step)":
-                            mentions[field[w]] += c
                     else:
                         other[name] += gone
     kinds = sorted(mentions)

@@ -307,8 +307,9 @@ class Anonymiser:
                  for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
         for c in convs:
             c.split_values = {}
-        seams = [(c, sp, [list(x) for x in sp], text, offset, parts) for c, sp in zip(convs, spans, strict=True)
-                 for text, offset, parts in c.seams()]
+        # ``alone``: what each turn's own scan found, copied once a conversation before any join edits it.
+        seams = [(c, sp, alone, text, offset, parts) for c, sp in zip(convs, spans, strict=True)
+                 for alone in [[list(x) for x in sp]] for text, offset, parts in c.seams()]
         for (c, sp, alone, text, offset, parts), res in zip(
                 seams, self.find([t for *_, t, _, _ in seams]) if seams else [], strict=True):
             c.across_turns(res, text, offset, parts, sp, alone)

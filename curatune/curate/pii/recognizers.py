@@ -256,6 +256,10 @@ UPPER = "[" + "".join(c for c in map(chr, range(0x41, 0x530)) if c.isupper()) + 
 _LOWER = "[^\\W\\d_A-ZÀ-Þ]"
 
 
+# A transcript line's speaker before its text: "customer: ", "Agent 2: ".
+SPEAKER_PREFIX = r"[^\W\d_][\w ]{0,20}:[ \t]*"
+
+
 class ContextNameRecognizer(EntityRecognizer):
     """Person names from what surrounds them, and from the name gazetteer."""
 
@@ -278,7 +282,7 @@ class ContextNameRecognizer(EntityRecognizer):
         # Minh"), since a turn starting "I've been waiting" or "Dear support team," answers something else.
         r"(?i:\bname\b[^?\n]{0,30}\?)[ \t]*(?:[A-Z]\w+:[ \t]*)?"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
-        r"(?i:\bname\b[^?\n]{0,30}\?)[ \t]*\n(?i:[^\W\d_][\w ]{0,20}):[ \t]*"
+        rf"(?i:\bname\b[^?\n]{{0,30}}\?)[ \t]*\n{SPEAKER_PREFIX}"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})[ \t.!]*$",
         r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
@@ -303,7 +307,7 @@ class ContextNameRecognizer(EntityRecognizer):
                                       r"called|wrote|asked|told|moved|works|worked)\b")
         # A line that is a transcript turn keeps its speaker: "customer: Alessandro Phoenix".
         self._name_line = re.compile(
-            r"(?m)^(?:[^\W\d_][\w ]{0,20}:[ \t]*)?[^\w\n]*"
+            rf"(?m)^(?:{SPEAKER_PREFIX})?[^\w\n]*"
             r"(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:\s+[^\W\d_][\w'-]+){1,2})[ \t]*$")
         # A list of three or more single words, most of them first names: "Romi, Erik, Amy and Donald".
         word = r"[^\W\d_][\w'-]*"
@@ -361,11 +365,12 @@ class ContextNameRecognizer(EntityRecognizer):
         for m in self._name_line.finditer(text):
             # A line that is only a name (signature blocks, address labels), in any case.
             words = m.group("n").split()
+            # A field's name ("Name: Kamila Červinková", its label read as a speaker) a cue has found already.
+            if any(r.start == m.start("n") and r.end == m.end("n") for r in out):
+                continue
             if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
-        # One result a span: a field's name ("Name: Kamila Červinková") is a cue's and, with its label
-        # read as a speaker, a name line's too; the cue's, listed first, is kept.
-        return list({(r.start, r.end): r for r in reversed(out)}.values())[::-1]
+        return out
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
