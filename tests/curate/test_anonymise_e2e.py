@@ -560,6 +560,16 @@ def test_a_system_speaker_is_no_person(anonymiser):
     assert "crystal" not in conv.rendered()[0].casefold()
 
 
+def test_a_surname_the_gazetteer_lacks_goes_with_its_first_name_and_one_person_stays_one(anonymiser):
+    # Alone, each turn left a surname behind ("pulled up for <PERSON_1> Phoenix", "thanks <PERSON_1>
+    # Minh"), and spaCy's place reading of "my name is Crystal Minh" split one customer in two.
+    conv = _conversation([("agent", "I have your account pulled up for Alessandro Phoenix."),
+                          ("customer", "my name is Crystal Minh"), ("agent", "thanks Crystal Minh")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == ["I have your account pulled up for <PERSON_1>.",
+                                                 "my name is <PERSON_2>", "thanks <PERSON_2>"]
+
+
 def test_a_masked_value_typed_over_turns_keeps_each_turns_length():
     anonymiser = Anonymiser(AnonymiseConfig(operator="mask"))
     conv = _conversation([("customer", "my card is 4111 1111"), ("customer", "1111 1111 thanks")])

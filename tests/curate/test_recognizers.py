@@ -81,6 +81,22 @@ def test_names_given_as_a_turn_of_their_own(text, names):
     assert _found(ContextNameRecognizer(), text) == names
 
 
+@pytest.mark.parametrize(("text", "names"), [
+    # A known first name takes the capitalised word after it, a surname the gazetteer lacks: the
+    # first name alone left "<PERSON_1> Phoenix" in ABCD's "pulled up for Alessandro Phoenix."
+    ("I have your account pulled up for Alessandro Phoenix.", ["Alessandro Phoenix"]),
+    ("thanks Crystal Minh", ["Crystal Minh", "Crystal Minh"]),
+    ("Maria Phoenix is my wife", ["Maria Phoenix"]),
+    # An ordinary word or a day after the first name is not a surname.
+    ("I spoke with Maria Monday about it", ["Maria"]),
+    ("Hi Maria Thanks for the help", ["Maria"]),
+    ("Hello Crystal Minh, welcome back", ["Crystal Minh", "Minh"]),
+    ("Hey Maria Will you call me", ["Maria"]),
+])
+def test_a_first_name_takes_the_surname_after_it(text, names):
+    assert _found(ContextNameRecognizer(), text) == names
+
+
 @pytest.mark.parametrize(("text", "addresses"), [
     ("He lives on the north side of Rua Diadema 1903.", ["Rua Diadema 1903"]),
     # The building number before the street's own joins it, and so does the unit.
@@ -155,6 +171,12 @@ def test_context_words_raise_a_weak_match_over_the_threshold():
     "address" is near. The context never counted: without the lemmatizer Presidio's keywords were empty."""
     assert ("ZIP_CODE", "90210") in _detect("The address on file ends with 90210 I think")
     assert not [e for e in _detect("I waited 90210 seconds for it") if e[0] == "ZIP_CODE"]
+
+
+def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
+    """spaCy calls "Crystal Minh" a place; after "my name is" the same words are a person, so the
+    placeholder says PERSON and links with "Crystal" in a later turn."""
+    assert _detect("my name is Crystal Minh") == [("PERSON", "Crystal Minh")]
 
 
 def test_texts_without_a_digit_skip_only_types_that_need_one():
