@@ -310,6 +310,7 @@ class ContextNameRecognizer(EntityRecognizer):
         self._cues = [re.compile(c.replace("[A-Z]", UPPER), re.MULTILINE) for c in self.CUES]
         firsts, lasts = name_gazetteer()
         self._firsts, self._lasts = firsts, lasts
+        self._streets = frozenset(street_suffixes())
         self._cap = re.compile(rf"\b{UPPER}(?:{_LOWER}|['’-])+(?:\s+{UPPER}(?:{_LOWER}|['’-])+)?\b")
         # An unknown word opening a sentence is a name when only a person can do what follows.
         self._person_verb_after = re.compile(r"\s+(?:lives|lived|shouted|whispered|began writing|spent a year|"
@@ -362,7 +363,8 @@ class ContextNameRecognizer(EntityRecognizer):
                                or text.startswith(",", m.start() + len(words[0]))):
                 # Inside a sentence, before a verb, or addressed ("Cora, can I speak to ..."); with the
                 # capitalised word after it, which is the surname the gazetteer lacks ("pulled up for
-                # Alessandro Phoenix"), unless it is an ordinary word ("Maria Thanks", "Maria Monday").
+                # Alessandro Phoenix"), unless it is an ordinary or a street word ("Maria Thanks", "Maria
+                # Monday", "Victoria Street").
                 end = m.end() if len(words) == 2 and self._may_be_surname(words[1]) else m.start() + len(words[0])
                 out.append(RecognizerResult("PERSON", m.start(), end, 0.5))
             elif (len(words) == 1 and self._person_verb_after.match(text, m.end())
@@ -390,7 +392,9 @@ class ContextNameRecognizer(EntityRecognizer):
         return out
 
     def _may_be_surname(self, word: str) -> bool:
-        return word not in self.NOT_NAMES and word not in CALENDAR_WORDS and word.casefold() not in stop_words()
+        # "Victoria Street" is a place: a street word after a first name is left to the address rules.
+        return (word not in self.NOT_NAMES and word not in CALENDAR_WORDS and word not in self._streets
+                and word.casefold() not in stop_words())
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
