@@ -568,6 +568,11 @@ def test_a_surname_the_gazetteer_lacks_goes_with_its_first_name_and_one_person_s
     anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
     assert [t["text"] for t in conv.turns()] == ["I have your account pulled up for <PERSON_1>.",
                                                  "my name is <PERSON_2>", "thanks <PERSON_2>"]
+    # spaCy reads ABCD's "pulled up for Crystal Minh." as a place; the name asked for before is a person.
+    conv = _conversation([("agent", "may I have your name please?"), ("customer", "Crystal Minh"),
+                          ("action", "Account has been pulled up for Crystal Minh.")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()][1:] == ["<PERSON_1>", "Account has been pulled up for <PERSON_1>."]
 
 
 def test_a_masked_value_typed_over_turns_keeps_each_turns_length():

@@ -137,6 +137,12 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     tokens = {w for r in results if r.entity_type == "PERSON"
               for w in NAME_TOKEN.findall(text, r.start, r.end)
               if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
+    # NER may call a name it read as a person in one turn a place in another ("Crystal Minh" /
+    # "pulled up for Crystal Minh."): the same words are the same person, with one placeholder.
+    for r in results:
+        if r.entity_type == "LOCATION" and (words := NAME_TOKEN.findall(text, r.start, r.end)) and all(
+                w in tokens for w in words):
+            r.entity_type = "PERSON"
     extra = []
     for token in sorted(tokens):
         for m in re.finditer(rf"(?<![\w'’-]){re.escape(token)}(?![\w-])", text, flags=re.IGNORECASE):
