@@ -89,6 +89,7 @@ def test_names_given_as_a_turn_of_their_own(text, names):
     ("Maria Phoenix is my wife", ["Maria Phoenix"]),
     # An ordinary word or a day after the first name is not a surname.
     ("I spoke with Maria Monday about it", ["Maria"]),
+    ("spoke to Kevin Yesterday about it", ["Kevin"]),
     ("the shop on Victoria Street", ["Victoria"]),
     ("Hi Maria Thanks for the help", ["Maria"]),
     ("Hello Crystal Minh, welcome back", ["Crystal Minh", "Minh"]),

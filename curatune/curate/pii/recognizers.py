@@ -259,7 +259,8 @@ _LOWER = "[^\\W\\d_A-ZÀ-Þ]"
 # Capitalised words that follow a first name without being a surname ("see you Maria Monday").
 CALENDAR_WORDS = frozenset({"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January",
                             "February", "March", "April", "May", "June", "July", "August", "September", "October",
-                            "November", "December", "Christmas", "Easter"})
+                            "November", "December", "Christmas", "Easter", "Today", "Tonight", "Tomorrow",
+                            "Yesterday"})
 
 
 # A transcript line's speaker before its text: "customer: ", "Agent 2: ".
