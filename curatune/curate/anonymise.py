@@ -307,9 +307,10 @@ class Anonymiser:
                  for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
         for c in convs:
             c.split_values = {}
-        # ``alone``: what each turn's own scan found, copied once a conversation before any join edits it.
-        seams = [(c, sp, alone, text, offset, parts) for c, sp in zip(convs, spans, strict=True)
-                 for alone in [[list(x) for x in sp]] for text, offset, parts in c.seams()]
+        seams = []
+        for c, sp in zip(convs, spans, strict=True):
+            alone = [list(x) for x in sp]  # what each turn's own scan found, before any join edits it
+            seams += [(c, sp, alone, text, offset, parts) for text, offset, parts in c.seams()]
         for (c, sp, alone, text, offset, parts), res in zip(
                 seams, self.find([t for *_, t, _, _ in seams]) if seams else [], strict=True):
             c.across_turns(res, text, offset, parts, sp, alone)

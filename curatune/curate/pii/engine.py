@@ -133,7 +133,8 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     """Every other mention of a name found in this text ("Thanks Kelly" after "Kelly Carroll", "calls
     me Aantje" after "My name is Aantje Mourik"): written as found, capitalised, or in lower case
     where only a name fits. A conversation is one text here, so this links mentions across its
-    turns. Returns all results, sorted."""
+    turns. A place whose words are all such a name is retyped as that person. Returns all results,
+    sorted."""
     tokens = {w for r in results if r.entity_type == "PERSON"
               for w in NAME_TOKEN.findall(text, r.start, r.end)
               if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}

@@ -340,7 +340,7 @@ class ContextNameRecognizer(EntityRecognizer):
         for cue in self._cues:
             for m in cue.finditer(text):
                 start, end = m.span("n")
-                if "surname" in cue.groupindex and m.group("surname") and self._may_be_surname(m.group("surname")):
+                if (surname := m.groupdict().get("surname")) and self._may_be_surname(surname):
                     end = m.end("surname")
                 words = text[start:end].split()
                 while words and words[-1] in self.NOT_NAMES:
