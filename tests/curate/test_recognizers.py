@@ -181,6 +181,34 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     assert _detect("my name is Crystal Minh") == [("PERSON", "Crystal Minh")]
 
 
+@pytest.mark.parametrize(("text", "found"), [
+    # Told after their name: missed before ("48291048"), or typed by shape as a phone or NHS number.
+    ("my order number is 48291048", [("ORDER_ID", "48291048")]),
+    ("Order ID: 3348917502", [("ORDER_ID", "3348917502")]),
+    ("the order number is 4829104823", [("ORDER_ID", "4829104823")]),
+    ("order no. 99887766 please", [("ORDER_ID", "99887766")]),
+    ("order #A12345 arrived broken", [("ORDER_ID", "A12345")]),
+    ("the tracking number is 1Z999AA10123456784", [("ORDER_ID", "1Z999AA10123456784")]),
+    ("ticket number is 123456", [("TICKET_ID", "123456")]),
+    ("claim number CLM-88231", [("TICKET_ID", "CLM-88231")]),
+    ("booking reference AB1234", [("TICKET_ID", "AB1234")]),
+    ("my account number is 12345678", [("ACCOUNT_ID", "12345678")]),
+    ("customer id: cminh730", [("ACCOUNT_ID", "cminh730")]),
+    # Numbers after those words that are no identifier: too short, a date, an amount, a year.
+    ("order number is 123", []),
+    ("order 2024-03-12", []),
+    ("the order is 3 days late", []),
+    ("my account balance is 1500", []),
+    ("order of 1500 pens", []),
+    ("customer since 2015", []),
+])
+def test_an_identifier_named_before_it_is_told(text, found):
+    detected = _detect(text)
+    assert [f for f in detected if f[0].endswith("_ID")] == found
+    # The cue decides the type: no phone or NHS number is left on the same digits.
+    assert not [f for f in detected if f not in found and f[1] in {v for _, v in found}]
+
+
 def test_texts_without_a_digit_skip_only_types_that_need_one():
     from presidio_analyzer import PatternRecognizer
 

@@ -1,6 +1,7 @@
 """Recognizers that support transcripts need and Presidio does not ship.
 
-Street addresses and postcodes, order/ticket/account numbers (patterns from config), digits
+Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
+before they are told: "my order number is …"), digits
 spoken in call transcripts, @handles, a looser phone pattern for formats the phonenumbers library
 rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
@@ -183,6 +184,35 @@ def cued_phone_recognizer() -> CueRecognizer:
          rf"(?P<v>{number})", 0.6),
         (rf"(?P<v>{number})(?i:\s*-?\s*(?:office|fax|mobile|mobil|home|work|cell)\b)", 0.6),
     ], "CuedPhoneRecognizer")
+
+
+# Words that name an identifier of each type. A number told after its name ("my order number is
+# 48291048", "Order ID: 3348917502") is as identifying as one with its prefix glued on (ORD-123456,
+# what the patterns above need); without the cue it is typed by its shape alone (phone, NHS) or missed.
+# A tracking number points at one delivery, as an order number does.
+ID_CUES = {
+    "ORDER_ID": "order|purchase|invoice|tracking|shipment|parcel",
+    "TICKET_ID": "ticket|case|incident|complaint|claim|reference|confirmation|booking",
+    "ACCOUNT_ID": "account|acct|customer|member|membership|loyalty|client",
+}
+_ID_NOUN = r"(?:number|no\.?|num|nr|id|code|ref(?:erence)?)"
+_ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
+# One token of letters, digits and inner hyphens holding at least ``n`` digits; an ISO date is not one.
+_ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
+             r"[A-Za-z0-9](?:[A-Za-z0-9-]{{2,28}}[A-Za-z0-9])(?![\w-])")
+
+
+def cued_id_recognizers() -> list[CueRecognizer]:
+    """Order, ticket and account numbers named before they are told: after the name and its noun
+    ("order number is", "case no.", "customer ID:") a token with 3 or more digits; after the bare
+    name ("order 48291048", "account: 12345678") one with 4 or more."""
+    out = []
+    for entity, cues in ID_CUES.items():
+        out.append(CueRecognizer(entity, [
+            (rf"(?i:\b(?:{cues})[\s-]*{_ID_NOUN}\b\.?){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=3)})", 0.85),
+            (rf"(?i:\b(?:{cues})\b){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=4)})", 0.85),
+        ], f"Cued{entity.title().replace('_', '')}Recognizer"))
+    return out
 
 
 def id_recognizers(patterns: dict[str, str]) -> list[PatternRecognizer]:
@@ -407,7 +437,6 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
     from curatune.curate.pii.places import PlaceRecognizer
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
-            spoken_digits_recognizer(), handle_recognizer(), cued_handle_recognizer(), loose_phone_recognizer(),
-            cued_phone_recognizer(),
-            cued_address_recognizer(), cued_place_recognizer(),
+            *cued_id_recognizers(), spoken_digits_recognizer(), handle_recognizer(), cued_handle_recognizer(),
+            loose_phone_recognizer(), cued_phone_recognizer(), cued_address_recognizer(), cued_place_recognizer(),
             luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
