@@ -542,6 +542,30 @@ def test_a_handle_and_its_user_name_are_one_entity_and_keep_their_form_as_surrog
     assert at == "@" + bare and "cminh730" not in at  # the same fake user; "@" only where it was written
 
 
+def test_a_pin_surrogate_is_a_pin_of_its_length_and_a_password_surrogate_is_no_copy():
+    from curatune.curate.pii.operators import EntityBook, Replacer
+
+    surrogate, book = Replacer("surrogate", {}, b"k"), EntityBook()
+    pin, password = surrogate("PASSCODE", "9503", book), surrogate("PASSCODE", "hunter2", book)
+    assert pin.isdigit() and len(pin) == 4 and pin != "9503"
+    assert len(password) == 8 and "hunter2" not in password
+    assert surrogate("PASSCODE", "9503", book) == pin  # the same secret, the same surrogate
+
+
+def test_an_answer_that_is_a_found_user_name_stays_that_user_name(anonymiser):
+    """Asked for an account ID, the customer gives their user name, the part of their e-mail address
+    before the "@": one placeholder for both mentions, not an ACCOUNT_ID beside a HANDLE."""
+    conv = _conversation([("agent", "and your account ID?"), ("customer", "aphoenix939"),
+                          ("customer", "my mail is aphoenix939@email.com")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()][1] == "<HANDLE_1>"
+    assert dict(conv.counts) == {"HANDLE": 1, "EMAIL_ADDRESS": 1}
+    # Without the address it is the account ID the agent asked for.
+    conv = _conversation([("agent", "and your account ID?"), ("customer", "aphoenix939")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()][1] == "<ACCOUNT_ID_1>"
+
+
 def test_user_names_are_left_alone_when_handles_are_not_asked_for():
     anonymiser = Anonymiser(AnonymiseConfig(entities=["EMAIL_ADDRESS"]))
     conv = _conversation([("customer", "Username: cminh730, mail cminh730@email.com")])

@@ -201,12 +201,50 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     ("my account balance is 1500", []),
     ("order of 1500 pens", []),
     ("customer since 2015", []),
+    # The answer to a line naming it, in a transcript; a speaker called "customer" names nothing.
+    ("agent: Can you tell me your account number, please?\ncustomer: Yes it is 95381901.",
+     [("ACCOUNT_ID", "95381901")]),
+    ("agent: What's your order number?\ncustomer: 48291048", [("ORDER_ID", "48291048")]),
+    ("agent: How much was the order?\ncustomer: 1500", []),
+    ("agent: What year did you open the account?\ncustomer: 2015", []),
+    ("agent: Can I have your flight ID, please?\ncustomer: 605", []),
 ])
 def test_an_identifier_named_before_it_is_told(text, found):
     detected = _detect(text)
     assert [f for f in detected if f[0].endswith("_ID")] == found
     # The cue decides the type: no phone or NHS number is left on the same digits.
     assert not [f for f in detected if f not in found and f[1] in {v for _, v in found}]
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("My pin is 9503", ["9503"]),
+    ("Sarah Brown, PIN is 9503", ["9503"]),
+    ("Clearance code 031431", ["031431"]),
+    ("cvv: 123", ["123"]),
+    ("my password is hunter2.", ["hunter2"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: 9431", ["9431"]),
+    ("agent: Please enter the code.\ncustomer: 639431", ["639431"]),
+    ("agent: What is the access code?\ncustomer: It's 031431", ["031431"]),
+    # No digit, too few, or the code of a place rather than a secret.
+    ("my password is not working", []),
+    ("the pin is in the post", []),
+    ("verification code 3 times", []),
+    ("agent: What's your zip code?\ncustomer: 90210", []),
+])
+def test_pins_codes_and_passwords_after_their_name(text, found):
+    assert [v for t, v in _detect(text) if t == "PASSCODE"] == found
+
+
+@pytest.mark.parametrize(("text", "codes"), [
+    ("Frankfurt am Main 60311", ["60311"]),
+    ("ASKER 1386", ["1386"]),
+    # A stop word makes the line a sentence ending in a number, no address's last line.
+    ("my account balance is 1500", []),
+    ("customer since 2015", []),
+    ("Not more than 1600", []),
+])
+def test_a_line_ending_in_a_number_is_a_postcode_only_without_stop_words(text, codes):
+    assert [v for t, v in _detect(text) if t == "ZIP_CODE"] == codes
 
 
 def test_texts_without_a_digit_skip_only_types_that_need_one():

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ENTITIES = (
     "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
     "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "LOCATION",
-    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE",
+    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE",
 )
 _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 # Types every recognizer of which (Presidio's patterns and phonenumbers, and ours in recognizers.py)
@@ -49,7 +49,7 @@ _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 # phonenumbers also read): texts without one skip them, which saves a quarter of detection on chat
 # turns. Spoken digits, IP addresses (IPv6 can be all letters) and crypto addresses are not here.
 DIGIT_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_BANK_NUMBER", "US_PASSPORT",
-                         "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE"})
+                         "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE", "PASSCODE"})
 _DIGIT = re.compile(r"\d")
 _USER_NAME = re.compile(USER_NAME)
 
@@ -157,7 +157,9 @@ def repeated_handles(text: str, results: list[RecognizerResult]) -> list[Recogni
     """Every other mention, as a word of its own, of a found handle (without its "@") or of the part
     of a found e-mail address before its "@": a user name is told as often as the address it was
     made from ("Username: cminh730" beside cminh730@email.com; "aphoenix939" in answer to "your
-    account ID?"). Only one no word is spelt like counts. Returns all results, sorted."""
+    account ID?"). Only one no word is spelt like counts. Such a mention found as another type (the
+    answer to "your account ID?" is an ACCOUNT_ID by its cue) is retyped, so one user name keeps one
+    placeholder. Returns all results, sorted."""
     names = set()
     for r in results:
         value = text[r.start:r.end]
@@ -165,8 +167,13 @@ def repeated_handles(text: str, results: list[RecognizerResult]) -> list[Recogni
             names.add(value.lstrip("@"))
         elif r.entity_type == "EMAIL_ADDRESS" and "@" in value:
             names.add(value.rsplit("@", 1)[0])
+    names = {n for n in names if _USER_NAME.fullmatch(n)}
+    folded = {n.casefold() for n in names}
+    results = [RecognizerResult("HANDLE", r.start, r.end, r.score)
+               if r.entity_type not in ("HANDLE", "EMAIL_ADDRESS") and text[r.start:r.end].casefold() in folded
+               else r for r in results]
     extra: list[RecognizerResult] = []
-    for name in sorted(n for n in names if _USER_NAME.fullmatch(n)):
+    for name in sorted(names):
         for m in re.finditer(rf"(?<![\w.@+-]){re.escape(name)}(?![\w@-]|\.\w)", text, flags=re.IGNORECASE):
             if all(m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
                 extra.append(RecognizerResult("HANDLE", m.start(), m.end(), 0.6))

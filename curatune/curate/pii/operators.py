@@ -84,5 +84,8 @@ class Replacer:
                   "STREET_ADDRESS": fake.street_address, "ZIP_CODE": fake.postcode, "LOCATION": fake.city,
                   "IP_ADDRESS": fake.ipv4, "URL": fake.url, "US_SSN": fake.ssn,
                   # "@" only where it was written: "Username: cminh730" gets a bare user name.
-                  "HANDLE": lambda: "@"[:value.startswith("@")] + fake.user_name()}
+                  "HANDLE": lambda: "@"[:value.startswith("@")] + fake.user_name(),
+                  # A PIN stays a PIN of its length, so a reader still sees what was asked for.
+                  "PASSCODE": lambda: fake.numerify("#" * len(value)) if value.isdigit() else fake.password(
+                      length=max(8, len(value)), special_chars=False)}
         return makers.get(entity, lambda: fake.bothify("??-########").upper())()

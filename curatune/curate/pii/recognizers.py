@@ -1,7 +1,7 @@
 """Recognizers that support transcripts need and Presidio does not ship.
 
 Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
-before they are told: "my order number is …"), digits
+before they are told: "my order number is …"), PINs, codes and passwords after their name, digits
 spoken in call transcripts, @handles, a looser phone pattern for formats the phonenumbers library
 rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
@@ -66,6 +66,16 @@ def stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS
 
     return frozenset(STOP_WORDS) | {"calling", "writing", "trying", "looking", "waiting", "sorry", "happy", "glad"}
+
+
+# Stop words that are words of place names too: "Frankfurt am Main", "Burton upon Trent", "Isle of Man".
+PLACE_STOP_WORDS = frozenset({"am", "an", "on", "upon", "of"})
+
+
+def _no_stop_word() -> str:
+    """A look-ahead refusing a word that is a stop word (but PLACE_STOP_WORDS), in any case."""
+    words = sorted((w for w in stop_words() - PLACE_STOP_WORDS if w[:1].isalpha()), key=len, reverse=True)
+    return rf"(?!(?i:{'|'.join(map(re.escape, words))})\b)"
 
 
 def address_recognizer() -> PatternRecognizer:
@@ -148,8 +158,10 @@ def cued_postcode_recognizer() -> CueRecognizer:
     postcode = r"\d{3,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d"
     return CueRecognizer("ZIP_CODE", [
         (rf"(?i:\b(?:zip|post(?:al)?)(?:\s*code)?\s*(?:is|:|#)?\s*)(?P<v>{postcode})\b", 0.7),
-        # The last line of an address: "Finland 80896", "ASKER 1386", "Lake Michelle, 65953".
-        (r"(?m)^[^\w\n]*(?:[^\W\d_][\w'.-]*[ ,]+){1,4}(?P<v>\d{4,6}(?:-\d{3,4})?)[ \t]*$", 0.55),
+        # The last line of an address: "Finland 80896", "ASKER 1386", "Lake Michelle, 65953". A stop
+        # word makes it a sentence ending in a number: "balance is 1500", "customer since 2015".
+        (rf"(?m)^[^\w\n]*(?:{_no_stop_word()}[^\W\d_][\w'.-]*[ ,]+){{1,4}}(?P<v>\d{{4,6}}(?:-\d{{3,4}})?)[ \t]*$",
+         0.55),
         (r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2},?\s(?P<v>\d{5}(?:-\d{4})?)\b", 0.5),
     ], "CuedPostcodeRecognizer")
 
@@ -189,30 +201,63 @@ def cued_phone_recognizer() -> CueRecognizer:
 # Words that name an identifier of each type. A number told after its name ("my order number is
 # 48291048", "Order ID: 3348917502") is as identifying as one with its prefix glued on (ORD-123456,
 # what the patterns above need); without the cue it is typed by its shape alone (phone, NHS) or missed.
-# A tracking number points at one delivery, as an order number does.
+# A tracking number points at one delivery, as an order number does. Words that are also speaker
+# roles (customer, client, member) name an identifier only with a noun after them: in a transcript
+# "customer: 9431" is who spoke.
 ID_CUES = {
-    "ORDER_ID": "order|purchase|invoice|tracking|shipment|parcel",
-    "TICKET_ID": "ticket|case|incident|complaint|claim|reference|confirmation|booking",
-    "ACCOUNT_ID": "account|acct|customer|member|membership|loyalty|client",
+    "ORDER_ID": ("order|purchase|invoice|tracking|shipment|parcel", ""),
+    "TICKET_ID": ("ticket|case|incident|complaint|claim|reference|confirmation|booking", ""),
+    "ACCOUNT_ID": ("account|acct|membership|loyalty", "customer|member|client"),
 }
 _ID_NOUN = r"(?:number|no\.?|num|nr|id|code|ref(?:erence)?)"
 _ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
 # One token of letters, digits and inner hyphens holding at least ``n`` digits; an ISO date is not one.
 _ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
              r"[A-Za-z0-9](?:[A-Za-z0-9-]{{2,28}}[A-Za-z0-9])(?![\w-])")
+# What an answer may say around the value it gives: "Yes it is 95381901.", "sure, my pin is 9431".
+_ANSWER_FILLER = (r"(?i:(?:yes|yeah|yep|sure|ok(?:ay)?|oh|um|uh|right|of course|here you go|it'?s|its|it is|"
+                  r"that'?s|that is|my [a-z]+(?: [a-z]+)? is)[ \t,.!:-]*)*")
+
+
+def _answer(cue: str, value: str) -> str:
+    """A line naming what it asks for near its end ("…your account number, please?", "Right, and
+    your PIN as well please."), then a transcript's next turn that gives only the value."""
+    return rf"(?i:\b(?:{cue})\b)[^\n]{{0,60}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}(?P<v>{value})[ \t.!]*$"
 
 
 def cued_id_recognizers() -> list[CueRecognizer]:
     """Order, ticket and account numbers named before they are told: after the name and its noun
-    ("order number is", "case no.", "customer ID:") a token with 3 or more digits; after the bare
-    name ("order 48291048", "account: 12345678") one with 4 or more."""
+    ("order number is", "case no.", "customer ID:"), or as the next turn's whole answer to a line
+    that names them, a token with 3 or more digits; after the bare name ("order 48291048",
+    "account: 12345678") one with 4 or more."""
     out = []
-    for entity, cues in ID_CUES.items():
+    for entity, (bare, noun_only) in ID_CUES.items():
+        named = rf"(?:{'|'.join(filter(None, (bare, noun_only)))})[\s-]*{_ID_NOUN}"
         out.append(CueRecognizer(entity, [
-            (rf"(?i:\b(?:{cues})[\s-]*{_ID_NOUN}\b\.?){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=3)})", 0.85),
-            (rf"(?i:\b(?:{cues})\b){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=4)})", 0.85),
-        ], f"Cued{entity.title().replace('_', '')}Recognizer"))
+            (rf"(?i:\b{named}\b\.?){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=3)})", 0.85),
+            (rf"(?i:\b(?:{bare})\b){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=4)})", 0.85),
+            (_answer(named, _ID_VALUE.format(n=3)), 0.8),
+        ], f"Cued{entity.title().replace('_', '')}Recognizer", re.MULTILINE))
     return out
+
+
+def cued_passcode_recognizer() -> CueRecognizer:
+    """PINs, access and one-time codes, card security codes and passwords, after their name ("My pin
+    is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2"), or as the next
+    turn's whole answer to a line that names them ("Please enter the code." / "639431"). A credential
+    in a training set is worse than a name in it. Every value holds a digit: a password told without
+    one ("my password is not working") cannot be told from the words around it."""
+    code = (r"pin(?:[\s-]*(?:code|number|no\.?))?|pass[\s-]*code|otp|cvv2?|cvc2?|csc|"
+            r"(?:access|security|verification|clearance|one[\s-]time|auth(?:entication|orization)?|sms|login)"
+            r"[\s-]*code")
+    # Asked for, "the code" is one, but for the codes of a place, a phone line or a discount.
+    asked = rf"{code}|password|passwd|(?<!zip )(?<!post )(?<!postal )(?<!area )(?<!country )(?<!promo )code"
+    return CueRecognizer("PASSCODE", [
+        (rf"(?i:\b(?:{code})\b){_ID_JOIN}(?P<v>\d{{3,12}})(?![\w-])", 0.85),
+        # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
+        (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
+        (_answer(asked, r"\d{3,12}"), 0.8),
+    ], "CuedPasscodeRecognizer", re.MULTILINE)
 
 
 def id_recognizers(patterns: dict[str, str]) -> list[PatternRecognizer]:
@@ -437,6 +482,6 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
     from curatune.curate.pii.places import PlaceRecognizer
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
-            *cued_id_recognizers(), spoken_digits_recognizer(), handle_recognizer(), cued_handle_recognizer(),
-            loose_phone_recognizer(), cued_phone_recognizer(), cued_address_recognizer(), cued_place_recognizer(),
-            luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
+            *cued_id_recognizers(), cued_passcode_recognizer(), spoken_digits_recognizer(), handle_recognizer(),
+            cued_handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(), cued_address_recognizer(),
+            cued_place_recognizer(), luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
