@@ -73,9 +73,10 @@ PLACE_STOP_WORDS = frozenset({"am", "an", "on", "upon", "of"})
 
 
 def _no_stop_word() -> str:
-    """A look-ahead refusing a word that is a stop word (but PLACE_STOP_WORDS), in any case."""
+    """A look-ahead refusing a word that is a stop word (but PLACE_STOP_WORDS), in any case but two
+    capitals: a country or state code ("Aalborg NO 9100", "Dusino San Michele, AT 31295")."""
     words = sorted((w for w in stop_words() - PLACE_STOP_WORDS if w[:1].isalpha()), key=len, reverse=True)
-    return rf"(?!(?i:{'|'.join(map(re.escape, words))})\b)"
+    return rf"(?!(?![A-Z]{{2}}\b)(?i:{'|'.join(map(re.escape, words))})\b)"
 
 
 def address_recognizer() -> PatternRecognizer:
