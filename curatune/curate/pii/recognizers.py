@@ -21,7 +21,8 @@ LANGUAGE = "en"
 DIGIT_WORDS = "zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple"
 DEFAULT_ID_PATTERNS = {
     "ORDER_ID": r"\b(?:ORD|ORDER|ORDR)[-#: ]?\d{5,10}\b",
-    "TICKET_ID": r"\b(?:TKT|TICKET|CASE|INC)[-#: ]?\d{4,10}\b",
+    # Not "in case 2020 comes round again".
+    "TICKET_ID": r"\b(?:TKT|TICKET|(?<!\bin )CASE|INC)[-#: ]?\d{4,10}\b",
     "ACCOUNT_ID": r"\b(?:ACC|ACCT|ACCOUNT|CUST)[-#: ]?\d{6,12}\b",
 }
 
@@ -207,7 +208,7 @@ def cued_phone_recognizer() -> CueRecognizer:
 # "customer: 9431" is who spoke.
 ID_CUES = {
     "ORDER_ID": ("order|purchase|invoice|tracking|shipment|parcel", ""),
-    "TICKET_ID": ("ticket|case|incident|complaint|claim|reference|confirmation|booking", ""),
+    "TICKET_ID": (r"ticket|(?<!\bin )case|incident|complaint|claim|reference|confirmation|booking", ""),
     "ACCOUNT_ID": ("account|acct|membership|loyalty", "customer|member|client"),
 }
 _ID_NOUN = r"(?:number|no\.?|num|nr|id|code|ref(?:erence)?)"
