@@ -542,7 +542,7 @@ def test_a_handle_and_its_user_name_are_one_entity_and_keep_their_form_as_surrog
     assert at == "@" + bare and "cminh730" not in at  # the same fake user; "@" only where it was written
 
 
-def test_a_pin_surrogate_is_a_pin_of_its_length_and_a_password_surrogate_is_no_copy():
+def test_passcode_and_birth_date_surrogates_keep_their_form_and_nothing_of_the_value():
     from curatune.curate.pii.operators import EntityBook, Replacer
 
     surrogate, book = Replacer("surrogate", {}, b"k"), EntityBook()
@@ -550,6 +550,8 @@ def test_a_pin_surrogate_is_a_pin_of_its_length_and_a_password_surrogate_is_no_c
     assert pin.isdigit() and len(pin) == 4 and pin != "9503"
     assert len(password) == 8 and "hunter2" not in password
     assert surrogate("PASSCODE", "9503", book) == pin  # the same secret, the same surrogate
+    born = surrogate("DATE_OF_BIRTH", "04/04/1990", book)
+    assert re.fullmatch(r"\d\d/\d\d/\d{4}", born) and born != "04/04/1990"
 
 
 def test_an_answer_that_is_a_found_user_name_stays_that_user_name(anonymiser):

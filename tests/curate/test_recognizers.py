@@ -224,8 +224,10 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("cvv: 123", ["123"]),
     ("my password is hunter2.", ["hunter2"]),
     ("agent: Right, and your PIN as well please.\ncustomer: 9431", ["9431"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: You got it! It's 0314", ["0314"]),
     ("agent: Please enter the code.\ncustomer: 639431", ["639431"]),
     ("agent: What is the access code?\ncustomer: It's 031431", ["031431"]),
+    ("I remembered my PIN. It's either 0314 or 9503.", ["0314", "9503"]),
     # No digit, too few, or the code of a place rather than a secret.
     ("my password is not working", []),
     ("the pin is in the post", []),
@@ -234,6 +236,24 @@ def test_an_identifier_named_before_it_is_told(text, found):
 ])
 def test_pins_codes_and_passwords_after_their_name(text, found):
     assert [v for t, v in _detect(text) if t == "PASSCODE"] == found
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("my date of birth is 04/04/1990", ["04/04/1990"]),
+    ("DOB: 12/12/2001", ["12/12/2001"]),
+    ("I was born on 12 March 1990.", ["12 March 1990"]),
+    ("birthday is March 5, 1990", ["March 5, 1990"]),
+    ("agent: Could you provide your date of birth, please?\ncustomer: Sure, it is 31/06/1996.", ["31/06/1996"]),
+    # The answer opens the turn; the question asked for more than the date.
+    ("agent: Can I have your date of birth, your mother's maiden name and the name of your pet?\n"
+     "customer: 12/12/2001. Mother's maiden is Smith", ["12/12/2001"]),
+    # Dates not of a birth, and a year alone.
+    ("the order was placed on 12/03/2024", []),
+    ("my birthday party is on Saturday", []),
+    ("I was born in 1990", []),
+])
+def test_a_date_of_birth_after_its_name(text, found):
+    assert [v for t, v in _detect(text) if t == "DATE_OF_BIRTH"] == found
 
 
 @pytest.mark.parametrize(("text", "codes"), [

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ENTITIES = (
     "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
     "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "LOCATION",
-    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE",
+    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE", "DATE_OF_BIRTH",
 )
 _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 # Types every recognizer of which (Presidio's patterns and phonenumbers, and ours in recognizers.py)
@@ -49,7 +49,8 @@ _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 # phonenumbers also read): texts without one skip them, which saves a quarter of detection on chat
 # turns. Spoken digits, IP addresses (IPv6 can be all letters) and crypto addresses are not here.
 DIGIT_TYPES = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_BANK_NUMBER", "US_PASSPORT",
-                         "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE", "PASSCODE"})
+                         "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE", "PASSCODE",
+                         "DATE_OF_BIRTH"})
 _DIGIT = re.compile(r"\d")
 _USER_NAME = re.compile(USER_NAME)
 

@@ -87,5 +87,12 @@ class Replacer:
                   "HANDLE": lambda: "@"[:value.startswith("@")] + fake.user_name(),
                   # A PIN stays a PIN of its length, so a reader still sees what was asked for.
                   "PASSCODE": lambda: fake.numerify("#" * len(value)) if value.isdigit() else fake.password(
-                      length=max(8, len(value)), special_chars=False)}
+                      length=max(8, len(value)), special_chars=False),
+                  "DATE_OF_BIRTH": lambda: _birth_date(fake, value)}
         return makers.get(entity, lambda: fake.bothify("??-########").upper())()
+
+
+def _birth_date(fake: Faker, value: str) -> str:
+    """A fake adult's birth date, written with the original's separator where it has one."""
+    sep = re.search(r"\d([/.-])\d", value)
+    return fake.date_of_birth(minimum_age=18).strftime(f"%d{sep.group(1)}%m{sep.group(1)}%Y" if sep else "%d %B %Y")

@@ -1,9 +1,9 @@
 """Recognizers that support transcripts need and Presidio does not ship.
 
 Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
-before they are told: "my order number is …"), PINs, codes and passwords after their name, digits
-spoken in call transcripts, @handles, a looser phone pattern for formats the phonenumbers library
-rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
+before they are told: "my order number is …"), PINs, codes, passwords and dates of birth after
+their name, digits spoken in call transcripts, @handles, a looser phone pattern for formats the
+phonenumbers library rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
 locale name lists), so names are still found when the spaCy model is missing or misses them.
 """
@@ -217,14 +217,17 @@ _ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
 _ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
              r"[A-Za-z0-9](?:[A-Za-z0-9-]{{2,28}}[A-Za-z0-9])(?![\w-])")
 # What an answer may say around the value it gives: "Yes it is 95381901.", "sure, my pin is 9431".
-_ANSWER_FILLER = (r"(?i:(?:yes|yeah|yep|sure|ok(?:ay)?|oh|um|uh|right|of course|here you go|it'?s|its|it is|"
-                  r"that'?s|that is|my [a-z]+(?: [a-z]+)? is)[ \t,.!:-]*)*")
+_ANSWER_FILLER = (r"(?i:(?:yes|yeah|yep|sure(?: thing)?|ok(?:ay)?|oh|um|uh|right|of course|certainly|no problem|"
+                  r"you got it|here you go|here it is|it'?s|its|it is|that'?s|that is|my [a-z]+(?: [a-z]+)? is)"
+                  r"[ \t,.!:-]*)*")
 
 
-def _answer(cue: str, value: str) -> str:
-    """A line naming what it asks for near its end ("…your account number, please?", "Right, and
-    your PIN as well please."), then a transcript's next turn that gives only the value."""
-    return rf"(?i:\b(?:{cue})\b)[^\n]{{0,60}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}(?P<v>{value})[ \t.!]*$"
+def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60) -> str:
+    """A line naming what it asks for within ``reach`` characters of its end ("…your account number,
+    please?", "Right, and your PIN as well please."), then a transcript's next turn that gives only
+    the value, or (``whole`` false) opens with it."""
+    end = r"[^\w\n]*$" if whole else r"(?!\w)"
+    return rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}(?P<v>{value}){end}"
 
 
 def cued_id_recognizers() -> list[CueRecognizer]:
@@ -254,12 +257,38 @@ def cued_passcode_recognizer() -> CueRecognizer:
             r"[\s-]*code")
     # Asked for, "the code" is one, but for the codes of a place, a phone line or a discount.
     asked = rf"{code}|password|passwd|(?<!zip )(?<!post )(?<!postal )(?<!area )(?<!country )(?<!promo )code"
+    # A PIN half remembered: "my pin! its either 3941 or 0314", "I remembered my PIN. It's 0314".
+    join = (r"(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|\bits\b|\bit\b|\beither\b|\bmaybe\b|\bprobably\b|"
+            r"[:#=.!,]))*[ \t]*")
     return CueRecognizer("PASSCODE", [
-        (rf"(?i:\b(?:{code})\b){_ID_JOIN}(?P<v>\d{{3,12}})(?![\w-])", 0.85),
+        (rf"(?i:\b(?:{code})\b){join}(?P<v>\d{{3,12}})(?![\w-])", 0.85),
+        (rf"(?i:\b(?:{code})\b){join}\d{{3,12}}[ \t]+or[ \t]+(?P<v>\d{{3,12}})(?![\w-])", 0.85),
         # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
         (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
         (_answer(asked, r"\d{3,12}"), 0.8),
     ], "CuedPasscodeRecognizer", re.MULTILINE)
+
+
+_MONTH = r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|" \
+         r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+# 12/12/2001, 4.1.27, 1990-04-04, 12th of March 1990, March 12, 1990.
+_DATE = (r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}|"
+         rf"\d{{1,2}}(?:st|nd|rd|th)?(?:[ \t]+of)?[ \t]+(?:{_MONTH})\.?,?[ \t]+\d{{4}}|"
+         rf"(?:{_MONTH})\.?[ \t]+\d{{1,2}}(?:st|nd|rd|th)?,?[ \t]+\d{{4}}")
+
+
+def cued_birth_date_recognizer() -> CueRecognizer:
+    """A date of birth after its name ("my date of birth is 04/04/1990", "DOB: 12/12/2001", "born on
+    12 March 1990"), or opening the next turn after a line asking for it ("…your date of birth,
+    please?" / "Sure, it is 31/06/1996."). Dates in general are left alone (most are not about a
+    person: DATE_TIME is not asked for by default); a birth date, with a postcode, singles people out."""
+    cue = r"date[ \t]+of[ \t]+birth|d\.?o\.?b|birth[ \t]*date|birthday|born(?:[ \t]+on)?"
+    join = r"(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|[:#=,.]))*[ \t]*"
+    return CueRecognizer("DATE_OF_BIRTH", [
+        (rf"(?i:\b(?:{cue})\b\.?){join}(?P<v>(?i:{_DATE}))(?!\w)", 0.85),
+        # The question may ask for several things: "…date of birth, your mother's maiden name and …?"
+        (_answer(cue, rf"(?i:{_DATE})", whole=False, reach=80), 0.8),
+    ], "CuedBirthDateRecognizer", re.MULTILINE)
 
 
 def id_recognizers(patterns: dict[str, str]) -> list[PatternRecognizer]:
@@ -484,6 +513,7 @@ def custom_recognizers(id_patterns: dict[str, str]) -> list[EntityRecognizer]:
     from curatune.curate.pii.places import PlaceRecognizer
 
     return [address_recognizer(), postcode_recognizer(), cued_postcode_recognizer(), *id_recognizers(id_patterns),
-            *cued_id_recognizers(), cued_passcode_recognizer(), spoken_digits_recognizer(), handle_recognizer(),
+            *cued_id_recognizers(), cued_passcode_recognizer(), cued_birth_date_recognizer(),
+            spoken_digits_recognizer(), handle_recognizer(),
             cued_handle_recognizer(), loose_phone_recognizer(), cued_phone_recognizer(), cued_address_recognizer(),
             cued_place_recognizer(), luhn_card_recognizer(), ContextNameRecognizer(), PlaceRecognizer()]
