@@ -60,41 +60,39 @@ def _replace(text: str, found) -> str:
     return text
 
 
-def _curatune(dialogues: list[dict]) -> list[list[str]]:
+def anonymised_by_curatune(dialogues: list[list[tuple[str, str]]]) -> list[list[str]]:
+    """Each dialogue's turns (speaker, text) through curatune's anonymise step, as a per-turn input
+    file; the anonymised texts, turn for turn."""
     from curatune.config import Config
     from curatune.curate.pipeline import run_curation
 
-    rows = [{"conversation_id": str(d["convo_id"]), "turn": i, "speaker": speaker, "text": text,
-             "label": d["scenario"]["flow"]} for d in dialogues for i, (speaker, text) in enumerate(d["original"])]
+    rows = [{"conversation_id": f"d{n}", "turn": i, "speaker": speaker, "text": text, "label": "x"}
+            for n, turns in enumerate(dialogues) for i, (speaker, text) in enumerate(turns)]
     cfg = Config()
     cfg.curate.steps = ["anonymise"]
     cfg.data.conversation_col, cfg.data.turn_col, cfg.data.speaker_col = "conversation_id", "turn", "speaker"
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "abcd.jsonl"
+        src = Path(tmp) / "dialogues.jsonl"
         pl.DataFrame(rows).write_ndjson(src)
         run_curation(cfg, Path(tmp) / "out", [str(src)])
         cur = pl.read_parquet(Path(tmp) / "out" / "curated.parquet")
     by_id = {r["row_id"]: [t["text"] for t in r["turns"]] for r in cur.iter_rows(named=True)}
-    return [by_id[str(d["convo_id"])] for d in dialogues]
+    return [by_id[f"d{n}"] for n in range(len(dialogues))]
 
 
-def run(data_dir: Path, quick: bool = False) -> str:
+def by_plain_presidio(dialogues: list[list[tuple[str, str]]]) -> tuple[dict[str, list[list[str]]], list[str]]:
+    """Plain Presidio's anonymisation of each dialogue, turn by turn and as one text (turns joined by
+    line breaks), for the types curatune asks for that it has; and those types."""
     from presidio_analyzer import RecognizerResult
 
     from curatune.config import AnonymiseConfig
     from curatune.curate.pii.engine import DEFAULT_ENTITIES
 
-    dialogues = json.loads((data_dir / "abcd_sample" / "abcd_sample.json").read_text())
     plain, _ = _plain_presidio(AnonymiseConfig().spacy_model)
     entities = sorted(set(DEFAULT_ENTITIES) & set(plain.get_supported_entities("en")))
 
-    def presidio_turns(d: dict) -> list[str]:
-        return [_replace(t, plain.analyze(t, "en", entities=entities)) for _, t in d["original"]]
-
-    def presidio_whole(d: dict) -> list[str]:
-        turns = [t for _, t in d["original"]]
-        text = "\n".join(turns)
-        found = plain.analyze(text, "en", entities=entities)
+    def whole(turns: list[str]) -> list[str]:
+        found = plain.analyze("\n".join(turns), "en", entities=entities)
         out, start = [], 0
         for t in turns:  # each finding clipped to the turns it lies in
             end = start + len(t)
@@ -104,21 +102,24 @@ def run(data_dir: Path, quick: bool = False) -> str:
             start = end + 1
         return out
 
-    outputs = {
-        "ABCD's own delexed turns": [[t["text"] for t in d["delexed"]] for d in dialogues],
-        "plain Presidio, turn by turn": [presidio_turns(d) for d in dialogues],
-        "plain Presidio, whole dialogue": [presidio_whole(d) for d in dialogues],
-        "curatune (anonymise step)": _curatune(dialogues),
-    }
+    texts = [[t for _, t in turns] for turns in dialogues]
+    return {"plain Presidio, turn by turn": [[_replace(t, plain.analyze(t, "en", entities=entities)) for t in ts]
+                                             for ts in texts],
+            "plain Presidio, whole dialogue": [whole(ts) for ts in texts]}, entities
+
+
+def removal_rows(originals: list[list[str]], fields: list[dict[str, str]],
+                 outputs: dict[str, list[list[str]]]) -> tuple[list[tuple], list[str]]:
+    """Per output, mentions removed per field (``fields``: per dialogue, value word -> field), all
+    mentions removed, and removed words of no value; and the fields, sorted."""
     mentions: Counter = Counter()
     removed: dict[str, Counter] = {k: Counter() for k in outputs}
     other: Counter = Counter()
-    for n, d in enumerate(dialogues):
-        field = _value_words(d["scenario"])
-        was = [words(before) for _, before in d["original"]]
+    for n, (turns, field) in enumerate(zip(originals, fields, strict=True)):
+        was = [words(before) for before in turns]
         mentions.update(field[w] for turn in was for w in turn.elements() if w in field)
         for name, out in outputs.items():
-            assert len(out[n]) == len(d["original"]), f"{name}: turns out of step"
+            assert len(out[n]) == len(turns), f"{name}: turns out of step"
             for before, after in zip(was, out[n], strict=True):
                 now = words(after)
                 for w, c in before.items():
@@ -130,6 +131,17 @@ def run(data_dir: Path, quick: bool = False) -> str:
     kinds = sorted(mentions)
     rows = [(name, *(f"{removed[name][k]} / {mentions[k]}" for k in kinds),
              f"{sum(removed[name].values())} / {sum(mentions.values())}", other[name]) for name in outputs]
+    return rows, kinds
+
+
+def run(data_dir: Path, quick: bool = False) -> str:
+    dialogues = json.loads((data_dir / "abcd_sample" / "abcd_sample.json").read_text())
+    turns = [[(speaker, text) for speaker, text in d["original"]] for d in dialogues]
+    plain, entities = by_plain_presidio(turns)
+    outputs = {"ABCD's own delexed turns": [[t["text"] for t in d["delexed"]] for d in dialogues], **plain,
+               "curatune (anonymise step)": anonymised_by_curatune(turns)}
+    rows, kinds = removal_rows([[t for _, t in ts] for ts in turns], [_value_words(d["scenario"]) for d in dialogues],
+                               outputs)
     return (header("Anonymisation on real support chats (ABCD sample)")
             + f"The {len(dialogues)} ABCD dialogues of `abcd_sample/abcd_sample.json` "
             f"({sum(len(d['original']) for d in dialogues)} turns), scored against each scenario's personal "

@@ -51,6 +51,11 @@ def test_cued_phone_numbers(text, numbers):
     ("my name is vitoria", ["vitoria"]),
     ("hello, my name is john smith and I need help", ["john smith"]),
     ("my name is not important", []),
+    # A security answer, in any case.
+    ("I forgot my PIN, my mother's maiden is Sanchez", ["Sanchez"]),
+    ("153531981. forgot my pin. maiden name cooper", ["cooper"]),
+    ("my mother's maiden name is not something I remember", []),
+    ("agent: What was your mother's maiden name?\ncustomer: sanders", ["sanders"]),
     ("Nora is very reliable.", ["Nora"]),
     ("Maybe the parcel is lost.", []),
 ])
@@ -202,6 +207,10 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     ("order of 1500 pens", []),
     ("customer since 2015", []),
     ("just in case 2020 comes round again", []),
+    # Told first, named after.
+    ("Sarah Brown, 95381901 is my account #", [("ACCOUNT_ID", "95381901")]),
+    ("Jane Doe, 68318931 is my account number, and I forgot my PIN.", [("ACCOUNT_ID", "68318931")]),
+    ("1500 is my account balance", []),
     # The answer to a line naming it, in a transcript; a speaker called "customer" names nothing.
     ("agent: Can you tell me your account number, please?\ncustomer: Yes it is 95381901.",
      [("ACCOUNT_ID", "95381901")]),
@@ -228,6 +237,17 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("agent: Please enter the code.\ncustomer: 639431", ["639431"]),
     ("agent: What is the access code?\ncustomer: It's 031431", ["031431"]),
     ("I remembered my PIN. It's either 0314 or 9503.", ["0314", "9503"]),
+    ("The pin is actually 0314.", ["0314"]),
+    ("I think my PIN might be 1596 or 9431. Try those", ["1596", "9431"]),
+    ("ok, 9503 is my PIN", ["9503"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: 9431 or 3100", ["9431", "3100"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: It might be 3100.", ["3100"]),
+    ("I forgot my PIN and I have $300 missing", []),
+    ("My PIN's either 0314 or 1596.", ["0314", "1596"]),
+    ("I remember my pin - it's either 5380 or maybe 1596", ["5380", "1596"]),
+    ("wait wait try either 3100 or 5380 for my PIN, sorry", ["3100", "5380"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: I think it's either 9431 or 3100, my memory is fuzzy.",
+     ["9431", "3100"]),
     # No digit, too few, or the code of a place rather than a secret.
     ("my password is not working", []),
     ("the pin is in the post", []),

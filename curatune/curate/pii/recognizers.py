@@ -217,17 +217,23 @@ _ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
 _ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
              r"[A-Za-z0-9](?:[A-Za-z0-9-]{{2,28}}[A-Za-z0-9])(?![\w-])")
 # What an answer may say around the value it gives: "Yes it is 95381901.", "sure, my pin is 9431".
+# Words that hedge a value the customer half remembers: "It might be 3100", "either 3941 or 0314".
+_HEDGE = (r"either|maybe|perhaps|probably|actually|now|just|i think|i believe|"
+          r"(?:it )?(?:might|may|could|should|must|would) be|try")
+# What an answer may say around the value it gives: "Yes it is 95381901.", "sure, my pin is 9431".
 _ANSWER_FILLER = (r"(?i:(?:yes|yeah|yep|sure(?: thing)?|ok(?:ay)?|oh|um|uh|right|of course|certainly|no problem|"
-                  r"you got it|here you go|here it is|it'?s|its|it is|that'?s|that is|my [a-z]+(?: [a-z]+)? is)"
-                  r"[ \t,.!:-]*)*")
+                  rf"you got it|here you go|here it is|it'?s|its|it is|it was|that'?s|that is|{_HEDGE}|"
+                  r"my [a-z]+(?: [a-z]+)? is)[ \t,.!:-]*)*")
 
 
-def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60) -> str:
+def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60, before: str = "", after: str = "") -> str:
     """A line naming what it asks for within ``reach`` characters of its end ("…your account number,
     please?", "Right, and your PIN as well please."), then a transcript's next turn that gives only
-    the value, or (``whole`` false) opens with it."""
+    the value, or (``whole`` false) opens with it; ``before`` and ``after`` may stand beside the value
+    in that turn ("9431 or 3100")."""
     end = r"[^\w\n]*$" if whole else r"(?!\w)"
-    return rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}(?P<v>{value}){end}"
+    return (rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}{before}(?P<v>{value}){after}"
+            rf"{end}")
 
 
 def cued_id_recognizers() -> list[CueRecognizer]:
@@ -242,6 +248,11 @@ def cued_id_recognizers() -> list[CueRecognizer]:
             (rf"(?i:\b{named}\b\.?){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=3)})", 0.85),
             (rf"(?i:\b(?:{bare})\b){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=4)})", 0.85),
             (_answer(named, _ID_VALUE.format(n=3)), 0.8),
+            # Told first, named after: "Sarah Brown, 95381901 is my account #".
+            # Tried at word starts only: at every letter of a long word, the value's digit count would
+            # read on to the word's end.
+            (rf"(?<![\w-])(?P<v>{_ID_VALUE.format(n=4)})[ \t]+(?i:is|was)[ \t]+(?i:my|the|our)[ \t]+"
+             rf"(?i:{named}\b|(?:{bare})[ \t]*(?:#|[.,!?]|$))", 0.85),
         ], f"Cued{entity.title().replace('_', '')}Recognizer", re.MULTILINE))
     return out
 
@@ -257,15 +268,24 @@ def cued_passcode_recognizer() -> CueRecognizer:
             r"[\s-]*code")
     # Asked for, "the code" is one, but for the codes of a place, a phone line or a discount.
     asked = rf"{code}|password|passwd|(?<!zip )(?<!post )(?<!postal )(?<!area )(?<!country )(?<!promo )code"
-    # A PIN half remembered: "my pin! its either 3941 or 0314", "I remembered my PIN. It's 0314".
-    join = (r"(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|\bits\b|\bit\b|\beither\b|\bmaybe\b|\bprobably\b|"
-            r"[:#=.!,]))*[ \t]*")
+    # A PIN half remembered: "my pin! its either 3941 or 0314", "I remembered my PIN. It's 0314", "The
+    # pin is actually 0314", "my PIN might be 1596 or 9431".
+    join = (rf"(?i:'s\b)?(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|\bits\b|\bit\b|\b(?:{_HEDGE})(?=\W|\d)|"
+            r"[:#=.!,-]))*[ \t]*")
+    digits = r"\d{3,12}(?![\w-])"
+    alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?)"
+    # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
+    named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
     return CueRecognizer("PASSCODE", [
-        (rf"(?i:\b(?:{code})\b){join}(?P<v>\d{{3,12}})(?![\w-])", 0.85),
-        (rf"(?i:\b(?:{code})\b){join}\d{{3,12}}[ \t]+or[ \t]+(?P<v>\d{{3,12}})(?![\w-])", 0.85),
+        (rf"(?i:\b(?:{code})\b){join}(?P<v>{digits})", 0.85),
+        (rf"(?i:\b(?:{code})\b){join}{digits}{alternative}(?P<v>{digits})", 0.85),
+        (rf"(?<![\w-])(?P<v>{digits})(?:{alternative}{digits})?{named_after}", 0.85),
+        (rf"(?<![\w-]){digits}{alternative}(?P<v>{digits}){named_after}", 0.85),
         # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
         (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
-        (_answer(asked, r"\d{3,12}"), 0.8),
+        # The answer opens the turn; what follows may be anything ("…, my memory is a little fuzzy").
+        (_answer(asked, digits, whole=False), 0.8),
+        (_answer(asked, digits, whole=False, before=rf"{digits}{alternative}"), 0.8),
     ], "CuedPasscodeRecognizer", re.MULTILINE)
 
 
@@ -435,7 +455,12 @@ class ContextNameRecognizer(EntityRecognizer):
                                 rf"(?:,[ \t]+{word})+,?[ \t]+and[ \t]+{word})")
         # Names typed in lower case after an unambiguous cue ("my name is vitoria").
         self._lower_cue = re.compile(
-            r"(?i:\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|maiden|full) name(?: is|:))\s+"
+            # A security answer, in its own turn ("What was your mother's maiden name?" / "customer:
+            # sanders"; tried first, as the other cues would take "name" for the name), or after the
+            # words: "my mother's maiden is Sanchez", "maiden name cooper".
+            rf"(?i:\b(?:mother'?s )?maiden name[^\n]{{0,20}}\?[ \t]*\n{SPEAKER_PREFIX}|"
+            r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|maiden|full) name(?: is|:)|"
+            r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: was)?)\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
