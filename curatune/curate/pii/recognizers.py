@@ -1,9 +1,10 @@
 """Recognizers that support transcripts need and Presidio does not ship.
 
 Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
-before they are told: "my order number is …"), PINs, codes, passwords and dates of birth after
-their name, digits spoken in call transcripts, @handles, a looser phone pattern for formats the
-phonenumbers library rejects (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
+before or after they are told: "my order number is …"), PINs, codes, passwords and dates of birth
+by their name (in the same turn, or in the question the turn answers), digits spoken in call
+transcripts, @handles, a looser phone pattern for formats the phonenumbers library rejects
+(``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
 locale name lists), so names are still found when the spaCy model is missing or misses them.
 """
@@ -216,7 +217,6 @@ _ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
 # One token of letters, digits and inner hyphens holding at least ``n`` digits; an ISO date is not one.
 _ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
              r"[A-Za-z0-9](?:[A-Za-z0-9-]{{2,28}}[A-Za-z0-9])(?![\w-])")
-# What an answer may say around the value it gives: "Yes it is 95381901.", "sure, my pin is 9431".
 # Words that hedge a value the customer half remembers: "It might be 3100", "either 3941 or 0314".
 _HEDGE = (r"either|maybe|perhaps|probably|actually|now|just|i think|i believe|"
           r"(?:it )?(?:might|may|could|should|must|would) be|try")
@@ -240,7 +240,7 @@ def cued_id_recognizers() -> list[CueRecognizer]:
     """Order, ticket and account numbers named before they are told: after the name and its noun
     ("order number is", "case no.", "customer ID:"), or as the next turn's whole answer to a line
     that names them, a token with 3 or more digits; after the bare name ("order 48291048",
-    "account: 12345678") one with 4 or more."""
+    "account: 12345678") or before the name ("95381901 is my account #") one with 4 or more."""
     out = []
     for entity, (bare, noun_only) in ID_CUES.items():
         named = rf"(?:{'|'.join(filter(None, (bare, noun_only)))})[\s-]*{_ID_NOUN}"
@@ -259,8 +259,9 @@ def cued_id_recognizers() -> list[CueRecognizer]:
 
 def cued_passcode_recognizer() -> CueRecognizer:
     """PINs, access and one-time codes, card security codes and passwords, after their name ("My pin
-    is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2"), or as the next
-    turn's whole answer to a line that names them ("Please enter the code." / "639431"). A credential
+    is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2"), a PIN before it
+    ("9503 is my PIN"), or opening the next turn's answer to a line that names them ("Please enter
+    the code." / "639431"); both of "either 0314 or 9503". A credential
     in a training set is worse than a name in it. Every value holds a digit: a password told without
     one ("my password is not working") cannot be told from the words around it."""
     code = (r"pin(?:[\s-]*(?:code|number|no\.?))?|pass[\s-]*code|otp|cvv2?|cvc2?|csc|"
