@@ -226,14 +226,19 @@ _ANSWER_FILLER = (r"(?i:(?:yes|yeah|yep|sure(?: thing)?|ok(?:ay)?|oh|um|uh|right
                   r"my [a-z]+(?: [a-z]+)? is)[ \t,.!:-]*)*")
 
 
-def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60, before: str = "", after: str = "") -> str:
+def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60, before: str = "") -> str:
     """A line naming what it asks for within ``reach`` characters of its end ("…your account number,
     please?", "Right, and your PIN as well please."), then a transcript's next turn that gives only
-    the value, or (``whole`` false) opens with it; ``before`` and ``after`` may stand beside the value
-    in that turn ("9431 or 3100")."""
+    the value, or (``whole`` false) opens with it; ``before`` may stand before the value in that turn
+    ("9431 or 3100")."""
     end = r"[^\w\n]*$" if whole else r"(?!\w)"
-    return (rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}{before}(?P<v>{value}){after}"
-            rf"{end}")
+    return rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}{before}(?P<v>{value}){end}"
+
+
+def _join(words: str, punct: str) -> str:
+    """What may stand between a value's name and the value on one line, in any case: the ``words``
+    (alternatives that say where they end) and ``punct`` characters, with spaces between."""
+    return rf"(?i:[ \t]*(?:\b(?:{words})|[{punct}]))*[ \t]*"
 
 
 def cued_id_recognizers() -> list[CueRecognizer]:
@@ -271,8 +276,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
     asked = rf"{code}|password|passwd|(?<!zip )(?<!post )(?<!postal )(?<!area )(?<!country )(?<!promo )code"
     # A PIN half remembered: "my pin! its either 3941 or 0314", "I remembered my PIN. It's 0314", "The
     # pin is actually 0314", "my PIN might be 1596 or 9431".
-    join = (rf"(?i:'s\b)?(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|\bits\b|\bit\b|\b(?:{_HEDGE})(?=\W|\d)|"
-            r"[:#=.!,-]))*[ \t]*")
+    # A hedge may run into the digits: "either3941".
+    join = r"(?i:'s\b)?" + _join(rf"(?:is|was|it'?s|its|it)\b|(?:{_HEDGE})(?=\W|\d)", r":#=.!,-")
     digits = r"\d{3,12}(?![\w-])"
     alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?)"
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
@@ -304,7 +309,7 @@ def cued_birth_date_recognizer() -> CueRecognizer:
     please?" / "Sure, it is 31/06/1996."). Dates in general are left alone (most are not about a
     person: DATE_TIME is not asked for by default); a birth date, with a postcode, singles people out."""
     cue = r"date[ \t]+of[ \t]+birth|d\.?o\.?b|birth[ \t]*date|birthday|born(?:[ \t]+on)?"
-    join = r"(?i:[ \t]*(?:\bis\b|\bwas\b|\bit'?s\b|[:#=,.]))*[ \t]*"
+    join = _join(r"(?:is|was|it'?s)\b", ":#=,.")
     return CueRecognizer("DATE_OF_BIRTH", [
         (rf"(?i:\b(?:{cue})\b\.?){join}(?P<v>(?i:{_DATE}))(?!\w)", 0.85),
         # The question may ask for several things: "…date of birth, your mother's maiden name and …?"
@@ -460,8 +465,8 @@ class ContextNameRecognizer(EntityRecognizer):
             # sanders"; tried first, as the other cues would take "name" for the name), or after the
             # words: "my mother's maiden is Sanchez", "maiden name cooper".
             rf"(?i:\b(?:mother'?s )?maiden name[^\n]{{0,20}}\?[ \t]*\n{SPEAKER_PREFIX}|"
-            r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|maiden|full) name(?: is|:)|"
-            r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: was)?)\s+"
+            r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|full) name(?: is|:)|"
+            r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?)\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
