@@ -40,6 +40,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     build_detector,
     repeated_handles,
     repeated_names,
+    repeated_numbers,
     resolve_overlaps,
 )
 from curatune.curate.pii.operators import EntityBook, Replacer
@@ -289,7 +290,7 @@ class Anonymiser:
                     out[i].append(r)
         for i, spans in enumerate(persons or ()):
             out[i] += [RecognizerResult("PERSON", s, e, 1.0) for s, e in spans]
-        found = [repeated_names(t, resolve_overlaps(r)) for t, r in zip(texts, out, strict=True)]
+        found = [repeated_numbers(t, repeated_names(t, resolve_overlaps(r))) for t, r in zip(texts, out, strict=True)]
         if "HANDLE" not in self.detector.entities:  # handles left out by config: none from e-mail addresses either
             return found
         return [repeated_handles(t, r) for t, r in zip(texts, found, strict=True)]

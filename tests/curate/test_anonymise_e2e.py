@@ -568,6 +568,20 @@ def test_an_answer_that_is_a_found_user_name_stays_that_user_name(anonymiser):
     assert [t["text"] for t in conv.turns()][1] == "<ACCOUNT_ID_1>"
 
 
+def test_a_number_told_once_by_its_name_is_replaced_wherever_it_is_repeated(anonymiser):
+    """A PIN named once is the same secret where it is told again without its name, and where the
+    agent reads it back: every mention gets its one surrogate. An amount or a longer number that
+    holds the same digits is another thing and stays."""
+    conv = _conversation([("customer", "my pin is 7402"), ("agent", "Thanks. I will try 7402 first."),
+                          ("customer", "or 7402, then 3941?"), ("customer", "I paid $7402.50 for 174020 things")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    texts = [t["text"] for t in conv.turns()]
+    assert not any("7402" in t for t in texts[:3])
+    assert texts[1] == "Thanks. I will try <PASSCODE_1> first." and texts[2].startswith("or <PASSCODE_1>,")
+    assert texts[3] == "I paid $7402.50 for 174020 things"
+    assert dict(conv.counts) == {"PASSCODE": 3}
+
+
 def test_user_names_are_left_alone_when_handles_are_not_asked_for():
     anonymiser = Anonymiser(AnonymiseConfig(entities=["EMAIL_ADDRESS"]))
     conv = _conversation([("customer", "Username: cminh730, mail cminh730@email.com")])

@@ -248,6 +248,21 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("wait wait try either 3100 or 5380 for my PIN, sorry", ["3100", "5380"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I think it's either 9431 or 3100, my memory is fuzzy.",
      ["9431", "3100"]),
+    # Named earlier in the turn or in the question, given later by "it" or "try".
+    ("I remember my PIN again. Maybe. It was either 3100 or 7402", ["3100", "7402"]),
+    ("my pin just came back to me - i remember it was either 9431 or 3941.", ["9431", "3941"]),
+    ("I think I remember the pin now. Can you try either 0314 or 3941.", ["0314", "3941"]),
+    ("I think my pin number is 3100 or it's 7402, I'm a little frazzled", ["3100", "7402"]),
+    ("Wait, actually my PIN is either 9503, or maybe it was 5380.", ["9503", "5380"]),
+    ("the access code just came in, it is 425931", ["425931"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: I don't recall. It could be either 0314 or 9431",
+     ["0314", "9431"]),
+    # "is" alone, an amount, or no word that gives a value.
+    ("My PIN is blocked and my balance is 2500", []),
+    ("My PIN is blocked, it was 2500 dollars I lost", []),
+    ("my PIN got blocked, it was $2500 I tried to take out", []),
+    ("my PIN got blocked. Can you send 2500 to my savings?", []),
+    ("agent: Right, and your PIN as well please.\ncustomer: I lost 2500 yesterday", []),
     # No digit, too few, or the code of a place rather than a secret.
     ("my password is not working", []),
     ("the pin is in the post", []),

@@ -181,6 +181,30 @@ def repeated_handles(text: str, results: list[RecognizerResult]) -> list[Recogni
     return sorted(results + extra, key=lambda r: r.start)
 
 
+# A found value that is one number ("7402", "951 738 190", "07700-900461"): its other mentions are
+# looked for. Fewer digits than this and a repeat could be any count or amount.
+_NUMBER_VALUE = re.compile(r"(?=(?:\D*\d){4})\d[\d .-]*\d")
+
+
+def repeated_numbers(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Every other mention, as a number of its own, of a found value that is one number: a PIN or an
+    account number told once by its name is as personal where it is told again without it ("try 7402
+    or 3941" after "my PIN is 7402"), and an agent who repeats it back ("I will check 1596 first")
+    leaks it as well. Typed as the value found first. Returns all results, sorted."""
+    values: dict[str, str] = {}
+    for r in sorted(results, key=lambda r: r.start):
+        value = text[r.start:r.end]
+        if _NUMBER_VALUE.fullmatch(value):
+            values.setdefault(value, r.entity_type)
+    extra: list[RecognizerResult] = []
+    for value, entity in sorted(values.items()):
+        # Not inside a longer number, an amount ("$7402", "7402.50") or a word.
+        for m in re.finditer(rf"(?<![\w$£€.,-]){re.escape(value)}(?![\w-]|[.,]\d)", text):
+            if all(m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
+                extra.append(RecognizerResult(entity, m.start(), m.end(), 0.6))
+    return sorted(results + extra, key=lambda r: r.start)
+
+
 def _named_here(text: str, start: int, end: int) -> bool:
     return bool(_LOWER_NAME_BEFORE.search(text, max(start - 20, 0), start) or _LOWER_NAME_AFTER.match(text, end))
 

@@ -2,7 +2,8 @@
 
 Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
 before or after they are told: "my order number is …"), PINs, codes, passwords and dates of birth
-by their name (in the same turn, or in the question the turn answers), digits spoken in call
+by their name (in the same turn, or in the question the turn answers; a PIN also where the turn
+gives it later by "it was" or "try"), digits spoken in call
 transcripts, @handles, a looser phone pattern for formats the phonenumbers library rejects
 (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
@@ -279,7 +280,17 @@ def cued_passcode_recognizer() -> CueRecognizer:
     # A hedge may run into the digits: "either3941".
     join = r"(?i:'s\b)?" + _join(rf"(?:is|was|it'?s|its|it)\b|(?:{_HEDGE})(?=\W|\d)", r":#=.!,-")
     digits = r"\d{3,12}(?![\w-])"
-    alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?)"
+    # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
+    alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?(?:it(?:'?s| is| was)[ \t]+)?)"
+    # Named earlier in the turn, or in the line the turn answers, and given later by "it": "I remember my
+    # PIN again. Maybe. It was either 3100 or 7402", "my pin just came back to me - i remember it was
+    # either 9431", "Right, and your PIN as well please." / "I don't recall. It could be either 0314".
+    # Not "is" alone: "my PIN is blocked and my balance is 2500". No digit between: the value is the
+    # first number after the name.
+    it_is = (r"[^\n\d]{0,100}?(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
+             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
+    later = rf"(?:(?i:\b(?:{code})\b)|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}){it_is}"
+    amount = r"(?![ \t]*(?i:dollars|pounds|euros?|bucks|usd|gbp|eur|%))"
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
     named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
     return CueRecognizer("PASSCODE", [
@@ -287,6 +298,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
         (rf"(?i:\b(?:{code})\b){join}{digits}{alternative}(?P<v>{digits})", 0.85),
         (rf"(?<![\w-])(?P<v>{digits})(?:{alternative}{digits})?{named_after}", 0.85),
         (rf"(?<![\w-]){digits}{alternative}(?P<v>{digits}){named_after}", 0.85),
+        (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){amount}", 0.8),
+        (rf"{later}\d{{4,12}}{alternative}(?P<v>\d{{4,12}}(?![\w-])){amount}", 0.8),
         # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
         (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
         # The answer opens the turn; what follows may be anything ("…, my memory is a little fuzzy").
