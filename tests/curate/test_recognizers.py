@@ -56,6 +56,16 @@ def test_cued_phone_numbers(text, numbers):
     ("153531981. forgot my pin. maiden name cooper", ["cooper"]),
     ("my mother's maiden name is not something I remember", []),
     ("agent: What was your mother's maiden name?\ncustomer: sanders", ["sanders"]),
+    # The other common one, a pet's name; a pet's other news is not a name.
+    ("my childhood pet is buddy", ["buddy"]),
+    ("I can't remember but my childhood pets name was Buddy", ["Buddy"]),
+    ("I don't remember, I know my pet's name, it's Buddy!", ["Buddy"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: molly", ["molly"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Nemo. Poor nemo.", ["Nemo"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: ha buddy! he was good", []),
+    ("agent: Do you have any pets?\ncustomer: Yes!", []),
+    ("my pet is sick", []),
+    ("my pet's name is on the insurance form", []),
     ("Nora is very reliable.", ["Nora"]),
     ("Maybe the parcel is lost.", []),
 ])

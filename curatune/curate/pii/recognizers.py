@@ -479,8 +479,16 @@ class ContextNameRecognizer(EntityRecognizer):
             # words: "my mother's maiden is Sanchez", "maiden name cooper".
             rf"(?i:\b(?:mother'?s )?maiden name[^\n]{{0,20}}\?[ \t]*\n{SPEAKER_PREFIX}|"
             r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|full) name(?: is|:)|"
-            r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?)\s+"
+            r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?|"
+            # The other common security answer, a pet's name: "my childhood pet is buddy", "my pets name
+            # was Buddy", "I know my pet's name, it's Buddy!". Not "my pet is sick".
+            r"\b(?:(?:childhood|first)[ \t]+pet'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
+            r"(?:[ \t]*,?[ \t]*it'?s|[ \t]+is|[ \t]+was|:))\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
+        # The answer to a question about a pet, when the turn opens with one word and a stop: "And what
+        # was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was ...").
+        self._pet_answer = re.compile(rf"(?i:\bpets?\b[^\n]{{0,60}}\?)[ \t]*\n{SPEAKER_PREFIX}"
+                                      r"(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!,;]|$))", re.MULTILINE)
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
         return None
@@ -499,11 +507,11 @@ class ContextNameRecognizer(EntityRecognizer):
                 if not words or words[0] in self.NOT_NAMES or not all(w[0].isupper() for w in words):
                     continue
                 out.append(RecognizerResult("PERSON", start, end, CUE_SCORE))
-        for m in self._lower_cue.finditer(text):
+        for m in (*self._lower_cue.finditer(text), *self._pet_answer.finditer(text)):
             words = m.group("n").split()
             while words and words[-1].casefold() in stop_words():
                 words.pop()
-            if words and words[0].casefold() not in stop_words():
+            if words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES:
                 out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
         for m in self._cap.finditer(text):
             words = m.group(0).split()
