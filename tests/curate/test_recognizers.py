@@ -371,6 +371,19 @@ def test_a_name_ends_at_a_line_break():
     assert [(r.start, r.end) for r in out] == [(0, 10)]
 
 
+@pytest.mark.parametrize(("text", "name"), [
+    ("Hi John Order 1234 is late", "John"),
+    ("Hi Maria Gonzalez Ticket #48213 please", "Maria Gonzalez"),
+    ("Hi Maria Gonzalez Account number: 55102938", "Maria Gonzalez"),
+    # No number after it: the word may be the surname.
+    ("Thanks John Case, that helped", "John Case"),
+])
+def test_a_name_ends_before_the_word_naming_the_number_after_it(text, name):
+    """spaCy reads "John Order" as one name in "Hi John Order 1234"; replacing it would lose the word
+    that says what the number is."""
+    assert [v for t, v in _detect(text) if t == "PERSON"] == [name]
+
+
 def test_the_town_closing_an_address_joins_it():
     assert ("STREET_ADDRESS", "333 Golfskálinn 78, Borgarnes") in _detect(
         "Cendrillon lives at 333 Golfskálinn 78, Borgarnes.")

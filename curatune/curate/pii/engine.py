@@ -26,6 +26,8 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
+    ID_CUES,
+    ID_NOUN,
     LANGUAGE,
     USER_NAME,
     ContextNameRecognizer,
@@ -109,7 +111,8 @@ class Detector:
             artifacts: NlpArtifacts = self.nlp_engine._doc_to_nlp_artifact(doc, LANGUAGE)
             results = self.analyzer.analyze(text, LANGUAGE, entities=entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
-            out.append(join_address_parts(text, resolve_overlaps(_one_line_names(text, results))))
+            out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
+                text, _one_line_names(text, results)))))
         return out
 
 
@@ -119,6 +122,22 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
         if r.entity_type == "PERSON" and "\n" in text[r.start:r.end]:
             r.end = text.index("\n", r.start)
     return [r for r in results if r.end - r.start > 1]
+
+
+# A name's last word that names the identifier told after it: "Hi John Order 1234", "Maria Gonzalez Ticket #4821".
+_ID_WORDS = "|".join(words for words, _ in ID_CUES.values())
+_ID_WORD_ENDING = re.compile(rf"[ \t]+(?i:(?:{_ID_WORDS})(?:[ \t-]*{ID_NOUN})?)$")
+_DIGIT_NEXT = re.compile(rf"(?:[ \t-]*(?i:{ID_NOUN})\b)?[ \t:#.-]*\d")
+
+
+def _names_end_before_id_words(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """spaCy runs a name on into the capitalised word that names the number after it ("John Order"
+    in "Hi John Order 1234"): the name ends before that word, which stays as written."""
+    for r in results:
+        if r.entity_type == "PERSON" and _DIGIT_NEXT.match(text, r.end) and (
+                m := _ID_WORD_ENDING.search(text, r.start, r.end)) and m.start() > r.start:
+            r.end = m.start()
+    return results
 
 
 # A word that can be part of a name: a letter, then letters, digits, apostrophes or hyphens.

@@ -213,7 +213,7 @@ ID_CUES = {
     "TICKET_ID": (r"ticket|(?<!\bin )case|incident|complaint|claim|reference|confirmation|booking", ""),
     "ACCOUNT_ID": ("account|acct|membership|loyalty", "customer|member|client"),
 }
-_ID_NOUN = r"(?:number|no\.?|num|nr|id|code|ref(?:erence)?)"
+ID_NOUN = r"(?:number|no\.?|num|nr|id|code|ref(?:erence)?)"
 _ID_JOIN = r"(?:\s*(?:\bis\b|\bwas\b|[:#=]))*\s*"
 # One token of letters, digits and inner hyphens holding at least ``n`` digits; an ISO date is not one.
 _ID_VALUE = (r"(?!\d{{4}}-\d\d?-\d\d?\b)(?=(?:[A-Za-z-]*\d){{{n}}})"
@@ -249,7 +249,7 @@ def cued_id_recognizers() -> list[CueRecognizer]:
     "account: 12345678") or before the name ("95381901 is my account #") one with 4 or more."""
     out = []
     for entity, (bare, noun_only) in ID_CUES.items():
-        named = rf"(?:{'|'.join(filter(None, (bare, noun_only)))})[\s-]*{_ID_NOUN}"
+        named = rf"(?:{'|'.join(filter(None, (bare, noun_only)))})[\s-]*{ID_NOUN}"
         out.append(CueRecognizer(entity, [
             (rf"(?i:\b{named}\b\.?){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=3)})", 0.85),
             (rf"(?i:\b(?:{bare})\b){_ID_JOIN}(?P<v>{_ID_VALUE.format(n=4)})", 0.85),
