@@ -485,10 +485,12 @@ class ContextNameRecognizer(EntityRecognizer):
             r"\b(?:(?:childhood|first)[ \t]+pet'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
             r"(?:[ \t]*,?[ \t]*it'?s|[ \t]+is|[ \t]+was|:))\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
-        # The answer to a question about a pet, when the turn opens with one word and a stop: "And what
-        # was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was ...").
-        self._pet_answer = re.compile(rf"(?i:\bpets?\b[^\n]{{0,60}}\?)[ \t]*\n{SPEAKER_PREFIX}"
-                                      r"(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!,;]|$))", re.MULTILINE)
+        # The answer to a question about a pet's name, when the turn opens with one word and a stop: "And
+        # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
+        # ...", nor "What kind of pet do you have?" / "Dog.").
+        self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
+                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!,;]|$))",
+                                      re.MULTILINE)
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
         return None
