@@ -227,6 +227,12 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     ("agent: Can you tell me your account number, please?\ncustomer: Yes it is 95381901.",
      [("ACCOUNT_ID", "95381901")]),
     ("agent: What's your order number?\ncustomer: 48291048", [("ORDER_ID", "48291048")]),
+    # Given after free words by "it's": five digits or more, not an amount.
+    ("agent: Can you tell me your account number, please?\ncustomer: Sure I have it written down, my daughter "
+     "made me do it. It's 84318931431.", [("ACCOUNT_ID", "84318931431")]),
+    ("My order number, I have it here somewhere, it's 48291048", [("ORDER_ID", "48291048")]),
+    ("my order number is lost, it was 2500 dollars", []),
+    ("agent: What is your order number?\ncustomer: I don't know, it was 1200 pounds", []),
     ("agent: How much was the order?\ncustomer: 1500", []),
     ("agent: What year did you open the account?\ncustomer: 2015", []),
     ("agent: Can I have your flight ID, please?\ncustomer: 605", []),

@@ -242,11 +242,27 @@ def _join(words: str, punct: str) -> str:
     return rf"(?i:[ \t]*(?:\b(?:{words})|[{punct}]))*[ \t]*"
 
 
+def _given_later(named: str, asked: str) -> str:
+    """What leads to a value told after free words: its name (``named``) earlier in the turn, or a name
+    (``asked``) in the line the turn answers, then "it's", "it was", "it might be" or "try": "I
+    remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your PIN as well please." /
+    "I don't recall. It could be either 0314". Not "is" alone: "my PIN is blocked and my balance is
+    2500". No digit between: the value is the first number after the name."""
+    it_is = (r"[^\n\d]{0,100}?(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
+             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
+    return rf"(?:(?i:\b(?:{named})\b)|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}){it_is}"
+
+
+# After a value told later than its name: an amount is not such a value ("it was 2500 dollars").
+_NOT_AMOUNT = r"(?![ \t]*(?i:dollars|pounds|euros?|bucks|usd|gbp|eur|%))"
+
+
 def cued_id_recognizers() -> list[CueRecognizer]:
     """Order, ticket and account numbers named before they are told: after the name and its noun
     ("order number is", "case no.", "customer ID:"), or as the next turn's whole answer to a line
     that names them, a token with 3 or more digits; after the bare name ("order 48291048",
-    "account: 12345678") or before the name ("95381901 is my account #") one with 4 or more."""
+    "account: 12345678") or before the name ("95381901 is my account #") one with 4 or more; one with
+    5 or more where "it's" gives it later in the turn or in the answer (``_given_later``)."""
     out = []
     for entity, (bare, noun_only) in ID_CUES.items():
         named = rf"(?:{'|'.join(filter(None, (bare, noun_only)))})[\s-]*{ID_NOUN}"
@@ -259,6 +275,9 @@ def cued_id_recognizers() -> list[CueRecognizer]:
             # read on to the word's end.
             (rf"(?<![\w-])(?P<v>{_ID_VALUE.format(n=4)})[ \t]+(?i:is|was)[ \t]+(?i:my|the|our)[ \t]+"
              rf"(?i:{named}\b|(?:{bare})[ \t]*(?:#|[.,!?]|$))", 0.85),
+            # Told after free words: "…your account number, please?" / "Sure I have it written down.
+            # It's 84318931431." Five digits or more: a shorter number there is more often a count.
+            (rf"{_given_later(named, named)}(?P<v>{_ID_VALUE.format(n=5)}){_NOT_AMOUNT}", 0.8),
         ], f"Cued{entity.title().replace('_', '')}Recognizer", re.MULTILINE))
     return out
 
@@ -282,15 +301,7 @@ def cued_passcode_recognizer() -> CueRecognizer:
     digits = r"\d{3,12}(?![\w-])"
     # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
     alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?(?:it(?:'?s| is| was)[ \t]+)?)"
-    # Named earlier in the turn, or in the line the turn answers, and given later by "it": "I remember my
-    # PIN again. Maybe. It was either 3100 or 7402", "my pin just came back to me - i remember it was
-    # either 9431", "Right, and your PIN as well please." / "I don't recall. It could be either 0314".
-    # Not "is" alone: "my PIN is blocked and my balance is 2500". No digit between: the value is the
-    # first number after the name.
-    it_is = (r"[^\n\d]{0,100}?(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
-             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
-    later = rf"(?:(?i:\b(?:{code})\b)|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}){it_is}"
-    amount = r"(?![ \t]*(?i:dollars|pounds|euros?|bucks|usd|gbp|eur|%))"
+    later = _given_later(code, asked)
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
     named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
     return CueRecognizer("PASSCODE", [
@@ -298,8 +309,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
         (rf"(?i:\b(?:{code})\b){join}{digits}{alternative}(?P<v>{digits})", 0.85),
         (rf"(?<![\w-])(?P<v>{digits})(?:{alternative}{digits})?{named_after}", 0.85),
         (rf"(?<![\w-]){digits}{alternative}(?P<v>{digits}){named_after}", 0.85),
-        (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){amount}", 0.8),
-        (rf"{later}\d{{4,12}}{alternative}(?P<v>\d{{4,12}}(?![\w-])){amount}", 0.8),
+        (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){_NOT_AMOUNT}", 0.8),
+        (rf"{later}\d{{4,12}}{alternative}(?P<v>\d{{4,12}}(?![\w-])){_NOT_AMOUNT}", 0.8),
         # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
         (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
         # The answer opens the turn; what follows may be anything ("…, my memory is a little fuzzy").
