@@ -275,6 +275,12 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("the access code just came in, it is 425931", ["425931"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I don't recall. It could be either 0314 or 9431",
      ["0314", "9431"]),
+    # Named in an earlier turn: the customer could not give it when asked, then remembers.
+    ("agent: Right, and your PIN as well please.\ncustomer: I can't remember it.\nagent: Could you provide your "
+     "date of birth, please?\ncustomer: Actually I remember now. It was either 9503 or 7402", ["9503", "7402"]),
+    # ...but not past another number, nor more than 400 characters back.
+    ("customer: I forgot my PIN.\nagent: How much was taken, and at 5pm?\ncustomer: it was 2500 I think", []),
+    ("customer: I forgot my PIN.\n" + "agent: Let me look into that for you.\n" * 12 + "customer: it was 2500", []),
     # "is" alone, an amount, or no word that gives a value.
     ("My PIN is blocked and my balance is 2500", []),
     ("My PIN is blocked, it was 2500 dollars I lost", []),

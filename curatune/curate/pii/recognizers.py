@@ -2,8 +2,8 @@
 
 Street addresses and postcodes, order/ticket/account numbers (patterns from config, and named
 before or after they are told: "my order number is …"), PINs, codes, passwords and dates of birth
-by their name (in the same turn, or in the question the turn answers; a PIN also where the turn
-gives it later by "it was" or "try"), digits spoken in call
+by their name (in the same turn, or in the question the turn answers; a PIN also where a turn
+gives it later by "it was" or "try", named up to 400 characters before), digits spoken in call
 transcripts, @handles, a looser phone pattern for formats the phonenumbers library rejects
 (``(331)770-6690x7439``), and person names found from context cues ("my name is …",
 "this is … speaking", "thanks …", sign-offs) and from a first-name/surname gazetteer (Faker's
@@ -242,15 +242,19 @@ def _join(words: str, punct: str) -> str:
     return rf"(?i:[ \t]*(?:\b(?:{words})|[{punct}]))*[ \t]*"
 
 
-def _given_later(named: str, asked: str) -> str:
+def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
     """What leads to a value told after free words: its name (``named``) earlier in the turn, or a name
     (``asked``) in the line the turn answers, then "it's", "it was", "it might be" or "try": "I
     remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your PIN as well please." /
     "I don't recall. It could be either 0314". Not "is" alone: "my PIN is blocked and my balance is
-    2500". No digit between: the value is the first number after the name."""
-    it_is = (r"[^\n\d]{0,100}?(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
-             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
-    return rf"(?:(?i:\b(?:{named})\b)|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}){it_is}"
+    2500". No digit between: the value is the first number after the name. ``across_turns``: the
+    name may also stand in an earlier turn, up to 400 characters back (a customer who could not give
+    the PIN when asked, then "Actually I remember now. It was either 9503 or 7402")."""
+    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
+            + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
+    gap = r"[^\d]{0,400}?" if across_turns else r"[^\n\d]{0,100}?"
+    return (rf"(?:(?i:\b(?:{named})\b){gap}|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{0,100}}?)"
+            + lead)
 
 
 # After a value told later than its name: an amount is not such a value ("it was 2500 dollars").
@@ -286,7 +290,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
     """PINs, access and one-time codes, card security codes and passwords, after their name ("My pin
     is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2"), a PIN before it
     ("9503 is my PIN"), or opening the next turn's answer to a line that names them ("Please enter
-    the code." / "639431"); both of "either 0314 or 9503". A credential
+    the code." / "639431"), or given by "it was", "try" after free words, the name in the turn or up
+    to 400 characters before it (``_given_later``); both of "either 0314 or 9503". A credential
     in a training set is worse than a name in it. Every value holds a digit: a password told without
     one ("my password is not working") cannot be told from the words around it."""
     code = (r"pin(?:[\s-]*(?:code|number|no\.?))?|pass[\s-]*code|otp|cvv2?|cvc2?|csc|"
@@ -301,7 +306,7 @@ def cued_passcode_recognizer() -> CueRecognizer:
     digits = r"\d{3,12}(?![\w-])"
     # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
     alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?(?:it(?:'?s| is| was)[ \t]+)?)"
-    later = _given_later(code, asked)
+    later = _given_later(code, asked, across_turns=True)
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
     named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
     return CueRecognizer("PASSCODE", [
