@@ -66,6 +66,8 @@ def test_cued_phone_numbers(text, numbers):
     ("agent: Do you have any pets?\ncustomer: Yes!", []),
     ("agent: What's your pet's name?\ncustomer: kitty.", ["kitty"]),
     ("agent: What kind of pet do you have?\ncustomer: Dog.", []),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Umm, Kitty maybe.", []),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Huh.", []),
     ("my pet is sick", []),
     ("my pet's name is on the insurance form", []),
     ("Nora is very reliable.", ["Nora"]),

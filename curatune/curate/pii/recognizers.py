@@ -464,7 +464,10 @@ class ContextNameRecognizer(EntityRecognizer):
     NOT_NAMES = frozenset({"I", "The", "This", "That", "It", "We", "You", "He", "She", "They", "Sorry", "Happy",
                            "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
                            "No", "Ok", "Okay", "Good", "Great", "Sure", "Here", "Still", "Not", "Also", "Calling",
-                           "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid"})
+                           "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid",
+                           # Interjections that open an answer: "Huh, what is going on?"
+                           "Oh", "Ah", "Uh", "Um", "Umm", "Hmm", "Huh", "Wait", "Well", "Actually", "Hey", "Yeah",
+                           "Yep", "Nope", "Wow", "Ha", "Haha", "Lol"})
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)
@@ -503,9 +506,10 @@ class ContextNameRecognizer(EntityRecognizer):
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
         # The answer to a question about a pet's name, when the turn opens with one word and a stop: "And
         # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
-        # ...", nor "What kind of pet do you have?" / "Dog.").
+        # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
+        # have?" / "Dog.").
         self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
-                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!,;]|$))",
+                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$))",
                                       re.MULTILINE)
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
