@@ -582,6 +582,22 @@ def test_a_number_told_once_by_its_name_is_replaced_wherever_it_is_repeated(anon
     assert dict(conv.counts) == {"PASSCODE": 3}
 
 
+def test_what_a_bank_asks_for_is_not_a_name(anonymiser):
+    """spaCy reads "Pin" as a person in this STAR dialogue, and its other mentions ("PIN") were then
+    replaced too; the word names what is asked for and stays."""
+    conv = _conversation([
+        ("customer", "I have lost my debit card and before I could cancel it, somebody withdrew $300 at an ATM."),
+        ("agent", "Could I get your full name, please?"), ("customer", " Sarah Brown"),
+        ("agent", "Can you tell me your account number, please?"), ("customer", "85731890"),
+        ("agent", "Right, and your PIN as well please."), ("customer", "I forgot my PIN."),
+        ("agent", "Could you provide your date of birth, please?"), ("customer", "My Pin is either 1596 or 7402.")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    texts = [t["text"] for t in conv.turns()]
+    assert texts[5:7] == ["Right, and your PIN as well please.", "I forgot my PIN."]
+    assert texts[2].strip() == "<PERSON_1>" and texts[4] == "<ACCOUNT_ID_1>"
+    assert texts[8] == "My Pin is either <PASSCODE_1> or <PASSCODE_2>."
+
+
 def test_user_names_are_left_alone_when_handles_are_not_asked_for():
     anonymiser = Anonymiser(AnonymiseConfig(entities=["EMAIL_ADDRESS"]))
     conv = _conversation([("customer", "Username: cminh730, mail cminh730@email.com")])

@@ -461,13 +461,16 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
     ]
-    NOT_NAMES = frozenset({"I", "The", "This", "That", "It", "We", "You", "He", "She", "They", "Sorry", "Happy",
+    NOT_NAMES = frozenset({"I", "The", "This", "That", "It", "We", "You", "He", "She", "They", "My", "Your", "Our",
+                           "Their", "Sorry", "Happy",
                            "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
                            "No", "Ok", "Okay", "Good", "Great", "Sure", "Here", "Still", "Not", "Also", "Calling",
                            "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid",
                            # Interjections that open an answer: "Huh, what is going on?"
                            "Oh", "Ah", "Uh", "Um", "Umm", "Hmm", "Huh", "Wait", "Well", "Actually", "Hey", "Yeah",
-                           "Yep", "Nope", "Wow", "Ha", "Haha", "Lol"})
+                           "Yep", "Nope", "Wow", "Ha", "Haha", "Lol",
+                           # What a bank asks for, which spaCy reads as a person: "Right, and your PIN as well please."
+                           "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB"})
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)
