@@ -598,6 +598,14 @@ def test_what_a_bank_asks_for_is_not_a_name(anonymiser):
     assert texts[8] == "My Pin is either <PASSCODE_1> or <PASSCODE_2>."
 
 
+@pytest.mark.parametrize("text", ["Hi, I'd like to check my bank balance.", "Hi,\nMy login is not working.",
+                                  "Hello, I'm really disappointed.", "Thank goodness I checked my account."])
+def test_a_pronoun_after_a_greeting_is_not_a_name(anonymiser, text):
+    conv = _conversation([("customer", text)])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()] == [text]
+
+
 def test_user_names_are_left_alone_when_handles_are_not_asked_for():
     anonymiser = Anonymiser(AnonymiseConfig(entities=["EMAIL_ADDRESS"]))
     conv = _conversation([("customer", "Username: cminh730, mail cminh730@email.com")])
