@@ -598,6 +598,12 @@ def test_what_a_bank_asks_for_is_not_a_name(anonymiser):
     assert texts[8] == "My Pin is either <PASSCODE_1> or <PASSCODE_2>."
 
 
+def test_a_name_answered_after_its_is_replaced(anonymiser):
+    conv = _conversation([("agent", "Could I get your full name, please?"), ("customer", "Its Jane Doe")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert "Jane" not in conv.turns()[1]["text"] and "Doe" not in conv.turns()[1]["text"]
+
+
 @pytest.mark.parametrize("text", ["Hi, I'd like to check my bank balance.", "Hi,\nMy login is not working.",
                                   "Hello, I'm really disappointed.", "Thank goodness I checked my account."])
 def test_a_pronoun_after_a_greeting_is_not_a_name(anonymiser, text):

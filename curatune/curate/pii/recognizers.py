@@ -461,7 +461,8 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
     ]
-    NOT_NAMES = frozenset({"I", "I'm", "I'd", "I'll", "I've", "The", "This", "That", "It", "Its", "We", "You", "He",
+    # Not "Its": a cue that reads "Its Jane Doe" as one name would drop the whole name for its first word.
+    NOT_NAMES = frozenset({"I", "I'm", "I'd", "I'll", "I've", "The", "This", "That", "It", "We", "You", "He",
                            "She", "They", "My", "Your", "Our", "Their", "Sorry", "Happy", "Thank",
                            "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
                            "No", "Ok", "Okay", "Good", "Great", "Sure", "Here", "Still", "Not", "Also", "Calling",
