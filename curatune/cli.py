@@ -152,10 +152,12 @@ def train(
     """Fine-tune the model (LoRA, full or frozen encoder + head) on the curated set."""
     from curatune.rundir import find_stage_dir
     from curatune.train import train_model
+    from curatune.train.run import is_main_process
 
     result = train_model(load_config(config), find_stage_dir(curated, "curate"), out, resume=resume,
                          progress=_progress)
-    _say(f"model and predictions -> {result['out_dir']}")
+    if is_main_process():
+        _say(f"model and predictions -> {result['out_dir']}")
 
 
 @app.command()

@@ -91,9 +91,15 @@ def learning_rates(tc: TrainConfig) -> tuple[float, float]:
     return body, head
 
 
-def _is_main_process() -> bool:
-    # torchrun / accelerate launch set RANK; only rank 0 may clear or write the output directory.
+def is_main_process() -> bool:
+    """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK): only rank 0
+    may clear or write the output directory, or speak to the user."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _processes() -> int:
+    # What torchrun / accelerate launch start; read before the Trainer (and its world_size) exists.
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _run_fingerprint(config: Config, curate_dir: Path) -> str:
@@ -144,7 +150,7 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
 def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
     """Once every setting is checked and training is about to start: the earlier run's manifest goes
     (a rerun is incomplete until it writes its own), and a fresh run starts from an empty checkpoint folder."""
-    if not _is_main_process():
+    if not is_main_process():
         return
     (out / MANIFEST).unlink(missing_ok=True)
     if resume:
@@ -224,7 +230,7 @@ def _sorted_dataset(enc):
 def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: float, body_lr: float):
     from transformers import TrainingArguments
 
-    steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum)))
+    steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum * _processes())))
     strategy = "steps" if tc.eval_steps > 0 else "epoch"
     return TrainingArguments(
         output_dir=str(ckpt),
@@ -289,7 +295,8 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     """
     tc = config.train
     tc.check()  # configs built in code skip the loader's check
-    say = progress or (lambda _msg: None)
+    # Every process of a multi-process launch runs this; one account of it is enough.
+    say = progress if progress is not None and is_main_process() else (lambda _msg: None)
     out, curate_dir = output_dir(out_dir), Path(curate_dir)
     manifest = Manifest(stage="train", config=config.resolved())
 
@@ -310,6 +317,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     resume_from = _resume_point(out, fingerprint, resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
+        + (f" x {_processes()} processes" if _processes() > 1 else "")
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
     with quiet_peft_deprecation():
         return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
@@ -438,6 +446,9 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
                   "max_length_source": "config" if tc.max_length else "measured (99th percentile of train)",
                   "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
                   "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
+                  # Each optimizer step averages the gradient of batch_size x grad_accum rows per process.
+                  "processes": args.world_size,
+                  "effective_batch_size": tc.batch_size * tc.grad_accum * args.world_size,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
@@ -522,7 +533,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     manifest.extra = {
         "labels": labels,
         "method": tc.method,
-        "device": choice.name,
+        "device": choice.name + (f" x {settings['processes']} processes" if settings["processes"] > 1 else ""),
         "precision": choice.precision,
         "model": {"requested": tc.model, "base_model": _base_name(tc.model), "path": base_path, **settings},
         "measured_max_length": measured_max,

@@ -444,6 +444,44 @@ def test_killed_mid_epoch_then_resumed_matches_an_uninterrupted_run(tiny_model, 
     assert a["metrics"] == b["metrics"] and a["training"]["best_step"] == b["training"]["best_step"]
 
 
+@pytest.mark.parametrize("extra", ['method = "lora"', 'method = "full"\nsam_rho = 0.05\nadversarial_eps = 1.0'],
+                         ids=["lora", "full-sam-fgm"])
+def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_model, curated_dir, tmp_path, extra):
+    # The multi-GPU command the README gives, on two CPU processes (gloo): the same code path as DDP on GPUs.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n'
+                   f"{extra}\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "curatune", "train", str(curated_dir), "--out", str(out), "-c", str(cfg)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    man = json.loads((out / "manifest.json").read_text())
+    n_train = man["counts"]["train"]
+    # Each step averages 2 processes x 16 rows: half the steps one process of batch 16 would take.
+    assert (man["model"]["processes"], man["model"]["effective_batch_size"]) == (2, 32)
+    assert man["training"]["max_steps"] == 2 * -(-n_train // 32) == man["training"]["global_step"]
+    assert man["device"].endswith(" x 2 processes")
+    # One account of the run, from rank 0, though both processes ran it.
+    said = res.stderr.splitlines()
+    starts = [x for x in said if x.startswith("» train:") and " rows, " in x]
+    assert len(starts) == 1 and starts[0].endswith("threads) x 2 processes"), res.stderr[-3000:]
+    assert sum(x.startswith("model and predictions -> ") for x in said) == 1
+    # Rank 0 wrote every validation and test prediction once, and they come from the saved model.
+    preds = pl.read_parquet(out / "predictions.parquet")
+    assert preds.height == preds["row_id"].n_unique() == man["counts"]["validation"] + man["counts"]["test"]
+    cur = pl.read_parquet(curated_dir / "curated.parquet")
+    texts_by_id = dict(zip(cur["row_id"].to_list(), cur["text"].to_list(), strict=True))
+    model, tok = load_tuned_model(out)
+    logits = _logits(model, tok, [texts_by_id[r] for r in preds["row_id"].to_list()],
+                     man["model"]["max_length"]).double()
+    assert np.allclose(torch.softmax(logits, -1).numpy(), np.asarray(preds["probabilities"].to_list()), atol=1e-4)
+    assert man["metrics"]["validation"]["accuracy"] > 0.9
+    card = (out / "README.md").read_text()
+    assert "- `processes`: 2" in card and "- `effective_batch_size`: 32" in card
+
+
 # ------------------------------------------------------------------------------------------ encoders
 
 
