@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from curatune.errors import CuratuneError
@@ -22,7 +23,14 @@ def _cuda_name() -> str:
     import torch
 
     n = torch.cuda.device_count()
-    return f"{n} x {torch.cuda.get_device_name(0)}" if n else "cuda"
+    if not n:
+        return "cuda"
+    # Under torchrun / accelerate launch (WORLD_SIZE set) each process drives the one GPU of its
+    # LOCAL_RANK, though it sees them all; the manifest adds how many processes ran. One process
+    # alone spreads its batches over every visible GPU (the Trainer's DataParallel).
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.cuda.get_device_name(int(os.environ.get("LOCAL_RANK", "0")))
+    return f"{n} x {torch.cuda.get_device_name(0)}"
 
 
 def _native_bf16() -> bool:

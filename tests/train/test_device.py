@@ -37,6 +37,16 @@ def test_auto_prefers_cuda_with_the_best_mixed_precision(two_gpus, bf16, precisi
     assert choose_device("auto", "fp32").precision == "fp32"  # an explicit precision is kept
 
 
+def test_a_process_of_a_multi_process_launch_names_the_one_gpu_it_drives(two_gpus, monkeypatch):
+    two_gpus(True)
+    names = {0: "NVIDIA H100", 1: "NVIDIA A100"}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: names[i])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    # Not "2 x ...": the run's manifest says "x 2 processes" after it.
+    assert choose_device("auto", "auto") == DeviceChoice("cuda", "bf16", "NVIDIA A100")
+
+
 def test_bf16_on_a_gpu_without_it_is_refused(two_gpus):
     two_gpus(False)
     with pytest.raises(CuratuneError) as err:
