@@ -88,20 +88,24 @@ class JsonlLog(TrainerCallback):
 class InterruptCheckpoint(TrainerCallback):
     """First Ctrl-C (or SIGTERM): finish the current step, save a checkpoint, stop cleanly.
 
-    A second Ctrl-C falls through to Python's default handler and stops at once.
+    A second Ctrl-C falls through to Python's default handler and stops at once. In a multi-process
+    launch every process stops after the same step: a signal that reached one of them, or reached
+    them on either side of a step's end, would otherwise leave the others waiting forever in the
+    next step's gradient all-reduce.
     """
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested = False  # the decision to stop, the same in every process
+        self._signalled = False  # a signal reached this process
         self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame):
-        self.requested = True
+        self._signalled = True
         # The next one should not wait for the step to finish.
         signal.signal(signum, self._previous.get(signum, signal.default_int_handler))
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.requested = False
+        self.requested = self._signalled = False
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -109,6 +113,7 @@ class InterruptCheckpoint(TrainerCallback):
             self._previous.clear()
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.requested = _any_process(self._signalled, args.device)
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
@@ -132,6 +137,19 @@ class InterruptCheckpoint(TrainerCallback):
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()
+
+
+def _any_process(flag: bool, device) -> bool:
+    """``flag`` or-ed over the processes of a multi-process launch (one small all-reduce on the
+    launch's own backend: a CUDA tensor for NCCL, a CPU one for gloo); ``flag`` itself otherwise."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 class EpochSeed(TrainerCallback):

@@ -452,10 +452,7 @@ def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_mod
     cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n'
                    f"{extra}\n")
     out = tmp_path / "out"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "curatune", "train", str(curated_dir), "--out", str(out), "-c", str(cfg)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    res = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg)
     assert res.returncode == 0, res.stderr[-3000:]
     man = json.loads((out / "manifest.json").read_text())
     n_train = man["counts"]["train"]
@@ -480,6 +477,58 @@ def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_mod
     assert man["metrics"]["validation"]["accuracy"] > 0.9
     card = (out / "README.md").read_text()
     assert "- `processes`: 2" in card and "- `effective_batch_size`: 32" in card
+
+
+_TORCHRUN_SIGINT_ON_RANK_1 = """
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from curatune.config import load_config
+from curatune.train import train_model
+
+class SigintOnRank1(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if os.environ["RANK"] == "1" and state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+train_model(load_config(Path(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]), callbacks=[SigintOnRank1()])
+"""
+
+
+def _torchrun(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
+    # Its own process group: a run that hangs is killed whole, workers included, not left behind.
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"torchrun did not finish in {timeout} s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(tiny_model, curated_dir, tmp_path):
+    # Before, rank 1 stopped and saved while rank 0 waited in the next step's all-reduce, for ever.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n')
+    script = tmp_path / "sigint_rank1.py"
+    script.write_text(_TORCHRUN_SIGINT_ON_RANK_1)
+    out = tmp_path / "run"
+    res = _torchrun(script, cfg, curated_dir, out, timeout=180)
+    assert res.returncode != 0 and "TrainingInterrupted: interrupted at step 3/8" in res.stderr, res.stderr[-3000:]
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
+    assert not (out / "manifest.json").exists()
+
+    resumed = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = _torchrun("-m", "curatune", "train", curated_dir, "--out", tmp_path / "whole", "-c", cfg)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert json.loads((out / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-3"
+    assert np.allclose(_probs(out), _probs(tmp_path / "whole"), atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------ encoders
