@@ -32,6 +32,17 @@ console = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file")]
 
 
+@app.callback()
+def _one_process_unless_training(ctx: typer.Context) -> None:
+    # Under torchrun / accelerate launch every process runs the command: only training shares its
+    # work; any other command would run N times over, each copy writing the same files.
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and ctx.invoked_subcommand not in (None, "train"):
+        raise CuratuneError(f"`curatune {ctx.invoked_subcommand}` was launched as {processes} processes "
+                            "(WORLD_SIZE): only `curatune train` runs across processes; run the other stages "
+                            "as one process, and launch `curatune train` through torchrun / accelerate launch")
+
+
 def _config(path: Path | None, **overrides: str | None) -> Config:
     cfg = load_config(path)
     for key, value in overrides.items():

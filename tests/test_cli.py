@@ -166,3 +166,16 @@ def test_ctrl_c_outside_training_exits_130_and_says_so(cli_run, tmp_path, monkey
     src.write_text("text\nhello\n")
     code, out = cli_run("curate", src, "--out", tmp_path / "out")
     assert code == 130 and "interrupted" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("command", [("run", "c.toml"), ("curate", "in.csv"), ("labelstudio", "push", "runs/x")])
+def test_only_train_runs_as_several_processes(cli_run, tmp_path, monkeypatch, command):
+    # What torchrun sets in each process it starts: every copy would write the same files.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.chdir(tmp_path)
+    code, text = cli_run(*command)
+    errors = error_lines(text)
+    assert code == 2 and len(errors) == 1, text
+    assert errors[0].startswith(f"error: `curatune {command[0]}` was launched as 2 processes (WORLD_SIZE): only "
+                                "`curatune train` runs across processes")
+    assert list(tmp_path.iterdir()) == []
