@@ -264,6 +264,12 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("agent: Right, and your PIN as well please.\ncustomer: It might be 3100.", ["3100"]),
     ("I forgot my PIN and I have $300 missing", []),
     ("My PIN's either 0314 or 1596.", ["0314", "1596"]),
+    # What the code opens may stand between its name and the value.
+    ("my pin for the bank is 3941, but my daughter told me not to give it out", ["3941"]),
+    ("The security code on the back of the card is 123", ["123"]),
+    ("the PIN for my new debit card: 9431 or 3100", ["9431", "3100"]),
+    ("My PIN for the card is blocked and my balance is 2500", []),
+    ("the pin for the card I lost was 3 tries", []),
     ("I remember my pin - it's either 5380 or maybe 1596", ["5380", "1596"]),
     ("wait wait try either 3100 or 5380 for my PIN, sorry", ["3100", "5380"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I think it's either 9431 or 3100, my memory is fuzzy.",
@@ -275,6 +281,7 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("I think my pin number is 3100 or it's 7402, I'm a little frazzled", ["3100", "7402"]),
     ("Wait, actually my PIN is either 9503, or maybe it was 5380.", ["9503", "5380"]),
     ("the access code just came in, it is 425931", ["425931"]),
+    ("Wait, I think I found my PIN. Try using 9431 and see if that's right.", ["9431"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I don't recall. It could be either 0314 or 9431",
      ["0314", "9431"]),
     # Named in an earlier turn: the customer could not give it when asked, then remembers.

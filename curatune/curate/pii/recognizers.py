@@ -244,13 +244,13 @@ def _join(words: str, punct: str) -> str:
 
 def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
     """What leads to a value told after free words: its name (``named``) earlier in the turn, or a name
-    (``asked``) in the line the turn answers, then "it's", "it was", "it might be" or "try": "I
+    (``asked``) in the line the turn answers, then "it's", "it was", "it might be" or "try (using)": "I
     remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your PIN as well please." /
     "I don't recall. It could be either 0314". Not "is" alone: "my PIN is blocked and my balance is
     2500". No digit between: the value is the first number after the name. ``across_turns``: the
     name may also stand in an earlier turn, up to 400 characters back (a customer who could not give
     the PIN when asked, then "Actually I remember now. It was either 9503 or 7402")."""
-    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try|(?:it )?(?:might|may|could|must) be)\b)"
+    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with))?|(?:it )?(?:might|may|could|must) be)\b)"
             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
     gap = r"[^\d]{0,400}?" if across_turns else r"[^\n\d]{0,100}?"
     return (rf"(?:(?i:\b(?:{named})\b){gap}|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{0,100}}?)"
@@ -304,14 +304,19 @@ def cued_passcode_recognizer() -> CueRecognizer:
     # A hedge may run into the digits: "either3941".
     join = r"(?i:'s\b)?" + _join(rf"(?:is|was|it'?s|its|it)\b|(?:{_HEDGE})(?=\W|\d)", r":#=.!,-")
     digits = r"\d{3,12}(?![\w-])"
+    # What the code opens: "my pin for the bank is 3941", "the security code on the back of the card is
+    # 123". Words only, none of them "is" or "was", and "is", "was" or ":" after them: not "my PIN for
+    # the card is blocked and my balance is 2500".
+    of_what = (r"(?i:[ \t]+(?:for|on|of|to|at|from|with)(?:[ \t]+(?!(?:is|was)\b)[a-z]+){1,5}"
+               r"(?=[ \t]*(?:\b(?:is|was)\b|:)))")
     # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
     alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?(?:it(?:'?s| is| was)[ \t]+)?)"
     later = _given_later(code, asked, across_turns=True)
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
     named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
     return CueRecognizer("PASSCODE", [
-        (rf"(?i:\b(?:{code})\b){join}(?P<v>{digits})", 0.85),
-        (rf"(?i:\b(?:{code})\b){join}{digits}{alternative}(?P<v>{digits})", 0.85),
+        (rf"(?i:\b(?:{code})\b)(?:{of_what})?{join}(?P<v>{digits})", 0.85),
+        (rf"(?i:\b(?:{code})\b)(?:{of_what})?{join}{digits}{alternative}(?P<v>{digits})", 0.85),
         (rf"(?<![\w-])(?P<v>{digits})(?:{alternative}{digits})?{named_after}", 0.85),
         (rf"(?<![\w-]){digits}{alternative}(?P<v>{digits}){named_after}", 0.85),
         (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){_NOT_AMOUNT}", 0.8),
