@@ -282,6 +282,8 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ("Wait, actually my PIN is either 9503, or maybe it was 5380.", ["9503", "5380"]),
     ("the access code just came in, it is 425931", ["425931"]),
     ("Wait, I think I found my PIN. Try using 9431 and see if that's right.", ["9431"]),
+    ("Wait! I think I remember my pin now, It was 3100 or uhhhh 7402.", ["3100", "7402"]),
+    ('I\'ve written something down that\'s labelled "PIN".  It seems to either be 3100 or 9431.', ["3100", "9431"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I don't recall. It could be either 0314 or 9431",
      ["0314", "9431"]),
     # Named in an earlier turn: the customer could not give it when asked, then remembers.

@@ -250,7 +250,8 @@ def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
     2500". No digit between: the value is the first number after the name. ``across_turns``: the
     name may also stand in an earlier turn, up to 400 characters back (a customer who could not give
     the PIN when asked, then "Actually I remember now. It was either 9503 or 7402")."""
-    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with))?|(?:it )?(?:might|may|could|must) be)\b)"
+    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with))?|(?:it )?(?:might|may|could|must) be|"
+            r"(?:it )?seems to(?: either)? be)\b)"
             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
     gap = r"[^\d]{0,400}?" if across_turns else r"[^\n\d]{0,100}?"
     return (rf"(?:(?i:\b(?:{named})\b){gap}|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{0,100}}?)"
@@ -310,7 +311,9 @@ def cued_passcode_recognizer() -> CueRecognizer:
     of_what = (r"(?i:[ \t]+(?:for|on|of|to|at|from|with)(?:[ \t]+(?!(?:is|was)\b)[a-z]+){1,5}"
                r"(?=[ \t]*(?:\b(?:is|was)\b|:)))")
     # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
-    alternative = r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly)[ \t]+)?(?:it(?:'?s| is| was)[ \t]+)?)"
+    # A pause may come before the second: "3100 or uhhhh 7402".
+    alternative = (r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|u+[hm]+|e+r+m*|hm+)[ \t,.]+)?"
+                   r"(?:it(?:'?s| is| was)[ \t]+)?)")
     later = _given_later(code, asked, across_turns=True)
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
     named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
