@@ -140,7 +140,15 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
         raise CuratuneError("nothing to resume: no complete checkpoint in this output directory "
                             "(run without --resume to start)", file=str(ckpt))
     state = ckpt / RUN_STATE
-    recorded = json.loads(state.read_text()).get("fingerprint") if state.is_file() else None
+    run_state = json.loads(state.read_text()) if state.is_file() else {}
+    recorded = run_state.get("fingerprint")
+    # Each step averages batch_size x grad_accum rows per process: with another process count the steps
+    # per epoch, the learning-rate schedule and where the data resumes would all differ.
+    was, now = run_state.get("processes", 1), _processes()
+    if recorded == fingerprint and was != now:
+        raise CuratuneError(f"cannot resume: the checkpoint was written by {was} process{'es' if was > 1 else ''} "
+                            f"and this run has {now}; resume with the same number (torchrun --nproc_per_node "
+                            f"{was}{'' if was > 1 else ', or without torchrun'})", file=str(ckpt))
     if recorded != fingerprint:
         raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
                             "was written (run without --resume to start again)", file=str(ckpt))
@@ -159,7 +167,7 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
     shutil.rmtree(ckpt, ignore_errors=True)
     (out / TRAINER_LOG).unlink(missing_ok=True)
     ckpt.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint}, ckpt / RUN_STATE)
+    write_json({"fingerprint": fingerprint, "processes": _processes()}, ckpt / RUN_STATE)
 
 
 def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:

@@ -373,7 +373,7 @@ def test_resume_skips_a_checkpoint_a_kill_left_half_written(tiny_model, curated_
         train_model(cfg, curated_dir, broken, resume=True)
 
 
-def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir, tmp_path, lora_run):
+def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir, tmp_path, lora_run, monkeypatch):
     from curatune.pipeline import _run_stage
     from curatune.train.run import can_resume
 
@@ -384,6 +384,12 @@ def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir
         train_model(cfg, run / "curate", run / "train", callbacks=[_SendSigintAt(4)])
     assert can_resume(cfg, run / "curate", run / "train")
     assert not can_resume(tiny_config(tiny_model, lr=1e-2), run / "curate", run / "train")  # another config
+    # Another process count: refused, not started afresh over the checkpoint.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(CuratuneError, match="written by 1 process and this run has 2; resume with the same number "
+                                            r"\(torchrun --nproc_per_node 1, or without torchrun\)"):
+        _run_stage("train", cfg, run, lambda _m: None)
+    monkeypatch.delenv("WORLD_SIZE")
     _run_stage("train", cfg, run, lambda _m: None)
     assert json.loads((run / "train" / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-5"
     assert np.allclose(_probs(run / "train"), _probs(lora_run), atol=1e-4)
@@ -511,7 +517,8 @@ def _torchrun(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(tiny_model, curated_dir, tmp_path):
+def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(cli_run, tiny_model, curated_dir,
+                                                                            tmp_path):
     # Before, rank 1 stopped and saved while rank 0 waited in the next step's all-reduce, for ever.
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n')
@@ -523,6 +530,13 @@ def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(tiny_
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
     assert not (out / "manifest.json").exists()
 
+    # One process cannot take over two processes' checkpoint (each step averaged 2 x 16 rows); the
+    # refusal changes nothing, and `curatune run` refuses it alike rather than start the stage afresh.
+    code, text = cli_run("train", curated_dir, "--out", out, "-c", cfg, "--resume")
+    assert code == 2 and error_lines(text) == [
+        f"error: {out / 'checkpoints'}: cannot resume: the checkpoint was written by 2 processes and this run has 1; "
+        "resume with the same number (torchrun --nproc_per_node 2)"], text
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
     resumed = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     whole = _torchrun("-m", "curatune", "train", curated_dir, "--out", tmp_path / "whole", "-c", cfg)
