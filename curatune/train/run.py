@@ -454,9 +454,10 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
                   "max_length_source": "config" if tc.max_length else "measured (99th percentile of train)",
                   "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
                   "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
-                  # Each optimizer step averages the gradient of batch_size x grad_accum rows per process.
+                  # Rows per optimizer step: batch_size on each GPU one process drives (the Trainer's
+                  # train_batch_size; DataParallel over several), times grad_accum, times the processes.
                   "processes": args.world_size,
-                  "effective_batch_size": tc.batch_size * tc.grad_accum * args.world_size,
+                  "effective_batch_size": args.train_batch_size * tc.grad_accum * args.world_size,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
