@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = "checkpoints"
 RUN_STATE = "run.json"
+# What report_to trackers wrote into the Trainer's output directory (TensorBoard's runs/, CodeCarbon's
+# emissions.csv), kept when the checkpoints are removed.
+TRACKERS = "trackers"
 ADAPTER_DIR = "adapter"
 LABEL_MAP = "label_map.json"
 TRAIN_CONFIG = "train_config.json"
@@ -165,9 +168,26 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
         return
     ckpt = out / CHECKPOINTS
     shutil.rmtree(ckpt, ignore_errors=True)
+    shutil.rmtree(out / TRACKERS, ignore_errors=True)
     (out / TRAINER_LOG).unlink(missing_ok=True)
     ckpt.mkdir(parents=True, exist_ok=True)
     write_json({"fingerprint": fingerprint, "processes": _processes()}, ckpt / RUN_STATE)
+
+
+def _keep_tracker_outputs(out: Path) -> str | None:
+    """Moves what trackers wrote beside the checkpoints (the Trainer's output directory is the
+    checkpoint folder, removed once training completes) to ``out/trackers``; returns that name, or
+    None when no tracker wrote there."""
+    ckpt = out / CHECKPOINTS
+    written = [p for p in ckpt.iterdir() if p.name != RUN_STATE and not p.name.startswith("checkpoint-")] \
+        if ckpt.is_dir() else []
+    if not written:
+        return None
+    (out / TRACKERS).mkdir(exist_ok=True)
+    for p in written:
+        # A resumed run adds its own TensorBoard run folder beside the interrupted one's: both are kept.
+        shutil.move(str(p), str(out / TRACKERS / p.name))
+    return TRACKERS
 
 
 def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:
@@ -538,6 +558,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     # the checkpoint's (the Trainer's own samples/s assumes every configured epoch ran here).
     epochs_run = max(0.0, (state.epoch or 0.0) - start_epoch)
     n_pred = data.validation.height + data.test.height
+    trackers = _keep_tracker_outputs(out)
     manifest.counts = data.counts
     manifest.extra = {
         "labels": labels,
@@ -570,7 +591,8 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "validation_held_out_from_train": data.validation_held_out,
         "outputs": {"model": MODEL_DIR, "adapter": ADAPTER_DIR if "adapter" in saved else None,
                     "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
-                    "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}"},
+                    "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}",
+                    "trackers": trackers},
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
     with contextlib.suppress(FileNotFoundError):

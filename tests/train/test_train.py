@@ -192,6 +192,41 @@ def test_saved_run_reloads_reproduce_its_predictions(lora_run):
         assert np.allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-4), f"adapter={adapter}"
 
 
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files under ``folder``: tag -> [(step, value)]. Event files
+    are TFRecords: a length, its CRC, the serialised Event, the Event's CRC."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(folder.rglob("events.out.tfevents.*")):
+        data, pos = f.read_bytes(), 0
+        while pos < len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_a_tracker_s_logs_outlive_the_checkpoints(tiny_model, curated_dir, tmp_path, lora_run):
+    # TensorBoard writes into the Trainer's output directory, the checkpoint folder removed at the end.
+    out = tmp_path / "tb"
+    train_model(tiny_config(tiny_model, report_to=["tensorboard"]), curated_dir, out)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["outputs"]["trackers"] == "trackers" and not (out / "checkpoints").exists()
+    scalars = _tensorboard_scalars(out / "trackers" / "runs")
+    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    assert len(evals) == 2 and [s for s, _ in scalars["eval/loss"]] == [s for s, _ in evals]
+    assert [v for _, v in scalars["eval/loss"]] == pytest.approx([v for _, v in evals], rel=1e-6)
+    # Without a tracker there is nothing to keep.
+    assert json.loads((lora_run / "manifest.json").read_text())["outputs"]["trackers"] is None
+    assert not (lora_run / "trackers").exists()
+
+
 def test_plain_transformers_refuses_the_model_until_curatune_registers_it(lora_run):
     """No trust_remote_code anywhere: without the import the unknown model type is an error, never a
     silently different (pooler-based) model; with it, AutoModel and the pipeline load it."""
