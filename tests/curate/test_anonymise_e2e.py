@@ -598,6 +598,26 @@ def test_what_a_bank_asks_for_is_not_a_name(anonymiser):
     assert texts[8] == "My Pin is either <PASSCODE_1> or <PASSCODE_2>."
 
 
+@pytest.mark.parametrize(("answer", "rewritten"), [
+    ("Sarah brown my pin is 0314 but I forgot", "<PERSON_1> my pin is <PASSCODE_1> but I forgot"),
+    ("Jane doe pin 3100", "<PERSON_1> pin <PASSCODE_1>"),
+    ("Brian white, I can't remember my pin", "<PERSON_1>, I can't remember my pin"),
+])
+def test_a_full_name_answered_with_its_surname_in_lower_case_is_replaced(anonymiser, answer, rewritten):
+    conv = _conversation([("agent", "Could I get your full name, please?"), ("customer", answer)])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert conv.turns()[1]["text"] == rewritten
+
+
+@pytest.mark.parametrize(("answer", "rewritten"), [("Grace please help me", "<PERSON_1> please help me"),
+                                                   ("Grace is my name", "<PERSON_1> is my name"),
+                                                   ("Sarah's my name", "<PERSON_1>'s my name")])
+def test_a_first_name_answered_before_common_words_is_replaced_alone(anonymiser, answer, rewritten):
+    conv = _conversation([("agent", "What is your name?"), ("customer", answer)])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert conv.turns()[1]["text"] == rewritten
+
+
 def test_a_name_answered_after_its_is_replaced(anonymiser):
     conv = _conversation([("agent", "Could I get your full name, please?"), ("customer", "Its Jane Doe")])
     anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
@@ -605,7 +625,10 @@ def test_a_name_answered_after_its_is_replaced(anonymiser):
 
 
 @pytest.mark.parametrize("text", ["Hi, I'd like to check my bank balance.", "Hi,\nMy login is not working.",
-                                  "Hello, I'm really disappointed.", "Thank goodness I checked my account."])
+                                  "Hello, I'm really disappointed.", "Thank goodness I checked my account.",
+                                  "Hi, How are you today?", "Hello, Can I have your PIN?",
+                                  "Hey, Could you check my card", "Hello, Is my card blocked?",
+                                  "Hi, Do you know why my transfer failed?"])
 def test_a_pronoun_after_a_greeting_is_not_a_name(anonymiser, text):
     conv = _conversation([("customer", text)])
     anonymiser.rewrite(conv, anonymiser.scan([conv])[0])

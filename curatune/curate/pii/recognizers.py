@@ -64,6 +64,12 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(f for f in firsts if f not in common), frozenset(s for s in lasts if s not in common)
 
 
+# Common surnames left out of the gazetteer above as common words: the surname in "Sarah brown" answering
+# "your full name?", and nowhere else.
+COMMON_WORD_SURNAMES = frozenset({"Black", "White", "Brown", "Green", "Gray", "Hall", "Hill", "Wood", "King", "Young",
+                                  "Long", "Price"})
+
+
 @lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS
@@ -479,7 +485,11 @@ class ContextNameRecognizer(EntityRecognizer):
                            "Oh", "Ah", "Uh", "Um", "Umm", "Hmm", "Huh", "Wait", "Well", "Actually", "Hey", "Yeah",
                            "Yep", "Nope", "Wow", "Ha", "Haha", "Lol",
                            # What a bank asks for, which spaCy reads as a person: "Right, and your PIN as well please."
-                           "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB"})
+                           "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB",
+                           # A question after a greeting: "Hi, How are you?", "Hello, Can I have your PIN?" (not
+                           # "Will" or "May", which are names too).
+                           "How", "What", "Why", "Where", "When", "Who", "Which", "Can", "Could", "Would",
+                           "Should", "Is", "Are", "Was", "Were", "Do", "Does", "Did", "Have", "Has"})
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)
@@ -520,6 +530,13 @@ class ContextNameRecognizer(EntityRecognizer):
         # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
         # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
         # have?" / "Dog.").
+        # The answer to a question about the customer's own name that runs on past it, the surname in
+        # lower case: "Could I get your full name, please?" / "Sarah brown my pin is 0314". The first word
+        # must be a known first name, the second a known surname, or one of the surnames that are also
+        # common words (Brown, White), which only this question makes a name.
+        self._name_answer = re.compile(rf"(?i:\b(?:your|full|first and last) name\b[^?\n]{{0,40}}\?)[ \t]*\n"
+                                       rf"{SPEAKER_PREFIX}(?P<first>{UPPER}{_LOWER}+)[ \t]+(?P<last>{_LOWER}+)\b"
+                                       r"(?!['’])")
         self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
                                       rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$))",
                                       re.MULTILINE)
@@ -547,6 +564,10 @@ class ContextNameRecognizer(EntityRecognizer):
                 words.pop()
             if words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES:
                 out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
+        for m in self._name_answer.finditer(text):
+            last = m.group("last").capitalize()
+            if m.group("first") in self._firsts and (last in self._lasts or last in COMMON_WORD_SURNAMES):
+                out.append(RecognizerResult("PERSON", m.start("first"), m.end("last"), 0.8))
         for m in self._cap.finditer(text):
             words = m.group(0).split()
             first_ok = words[0] in self._firsts
