@@ -36,7 +36,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML con
 def _one_process_unless_training(ctx: typer.Context) -> None:
     # Under torchrun / accelerate launch every process runs the command: only training shares its
     # work; any other command would run N times over, each copy writing the same files.
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    from curatune.train.device import launched_processes
+
+    processes = launched_processes()
     if processes > 1 and ctx.invoked_subcommand not in (None, "train"):
         raise CuratuneError(f"`curatune {ctx.invoked_subcommand}` was launched as {processes} processes "
                             "(WORLD_SIZE): only `curatune train` runs across processes; run the other stages "
@@ -163,7 +165,7 @@ def train(
     """Fine-tune the model (LoRA, full or frozen encoder + head) on the curated set."""
     from curatune.rundir import find_stage_dir
     from curatune.train import train_model
-    from curatune.train.run import is_main_process
+    from curatune.train.device import is_main_process
 
     result = train_model(load_config(config), find_stage_dir(curated, "curate"), out, resume=resume,
                          progress=_progress)

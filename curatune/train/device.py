@@ -19,6 +19,17 @@ class DeviceChoice:
         return "cuda" if self.device == "cuda" else self.device
 
 
+def launched_processes() -> int:
+    """How many processes torchrun / accelerate launch started (they set WORLD_SIZE); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK): only rank 0
+    may clear or write the output directory, or speak to the user."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _cuda_name() -> str:
     import torch
 
@@ -28,7 +39,7 @@ def _cuda_name() -> str:
     # Under torchrun / accelerate launch (WORLD_SIZE set) each process drives the one GPU of its
     # LOCAL_RANK, though it sees them all; the manifest adds how many processes ran. One process
     # alone spreads its batches over every visible GPU (the Trainer's DataParallel).
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_processes() > 1:
         return torch.cuda.get_device_name(int(os.environ.get("LOCAL_RANK", "0")))
     return f"{n} x {torch.cuda.get_device_name(0)}"
 

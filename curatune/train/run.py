@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
 import warnings
@@ -44,6 +43,7 @@ from curatune.rundir import (
     write_text,
 )
 from curatune.train.data import TrainData, load_train_data
+from curatune.train.device import is_main_process, launched_processes
 
 if TYPE_CHECKING:
     from curatune.train.device import DeviceChoice
@@ -94,17 +94,6 @@ def learning_rates(tc: TrainConfig) -> tuple[float, float]:
     return body, head
 
 
-def is_main_process() -> bool:
-    """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK): only rank 0
-    may clear or write the output directory, or speak to the user."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _processes() -> int:
-    # What torchrun / accelerate launch start; read before the Trainer (and its world_size) exists.
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def _run_fingerprint(config: Config, curate_dir: Path) -> str:
     """What a checkpoint was trained on: the curated table, the base model's files (a folder whose
     weights were replaced in place starts afresh) and the [train] config."""
@@ -147,7 +136,7 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
     recorded = run_state.get("fingerprint")
     # Each step averages batch_size x grad_accum rows per process: with another process count the steps
     # per epoch, the learning-rate schedule and where the data resumes would all differ.
-    was, now = run_state.get("processes", 1), _processes()
+    was, now = run_state.get("processes", 1), launched_processes()
     if recorded == fingerprint and was != now:
         raise CuratuneError(f"cannot resume: the checkpoint was written by {was} process{'es' if was > 1 else ''} "
                             f"and this run has {now}; resume with the same number (torchrun --nproc_per_node "
@@ -171,7 +160,7 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
     shutil.rmtree(out / TRACKERS, ignore_errors=True)
     (out / TRAINER_LOG).unlink(missing_ok=True)
     ckpt.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint, "processes": _processes()}, ckpt / RUN_STATE)
+    write_json({"fingerprint": fingerprint, "processes": launched_processes()}, ckpt / RUN_STATE)
 
 
 def _keep_tracker_outputs(out: Path) -> str | None:
@@ -179,8 +168,9 @@ def _keep_tracker_outputs(out: Path) -> str | None:
     checkpoint folder, removed once training completes) to ``out/trackers``; returns that name, or
     None when no tracker wrote there."""
     ckpt = out / CHECKPOINTS
-    written = [p for p in ckpt.iterdir() if p.name != RUN_STATE and not p.name.startswith("checkpoint-")] \
-        if ckpt.is_dir() else []
+    if not ckpt.is_dir():
+        return None
+    written = [p for p in ckpt.iterdir() if p.name != RUN_STATE and not p.name.startswith("checkpoint-")]
     if not written:
         return None
     (out / TRACKERS).mkdir(exist_ok=True)
@@ -258,7 +248,7 @@ def _sorted_dataset(enc):
 def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: float, body_lr: float):
     from transformers import TrainingArguments
 
-    steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum * _processes())))
+    steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum * launched_processes())))
     strategy = "steps" if tc.eval_steps > 0 else "epoch"
     return TrainingArguments(
         output_dir=str(ckpt),
@@ -345,7 +335,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     resume_from = _resume_point(out, fingerprint, resume)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
-        + (f" x {_processes()} processes" if _processes() > 1 else "")
+        + (f" x {n} processes" if (n := launched_processes()) > 1 else "")
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
     with quiet_peft_deprecation():
         return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,

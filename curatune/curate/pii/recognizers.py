@@ -526,10 +526,6 @@ class ContextNameRecognizer(EntityRecognizer):
             r"\b(?:(?:childhood|first)[ \t]+pet'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
             r"(?:[ \t]*,?[ \t]*it'?s|[ \t]+is|[ \t]+was|:))\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
-        # The answer to a question about a pet's name, when the turn opens with one word and a stop: "And
-        # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
-        # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
-        # have?" / "Dog.").
         # The answer to a question about the customer's own name that runs on past it, the surname in
         # lower case: "Could I get your full name, please?" / "Sarah brown my pin is 0314". The first word
         # must be a known first name, the second a known surname, or one of the surnames that are also
@@ -537,6 +533,10 @@ class ContextNameRecognizer(EntityRecognizer):
         self._name_answer = re.compile(rf"(?i:\b(?:your|full|first and last) name\b[^?\n]{{0,40}}\?)[ \t]*\n"
                                        rf"{SPEAKER_PREFIX}(?P<first>{UPPER}{_LOWER}+)[ \t]+(?P<last>{_LOWER}+)\b"
                                        r"(?!['’])")
+        # The answer to a question about a pet's name, when the turn opens with one word and a stop: "And
+        # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
+        # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
+        # have?" / "Dog.").
         self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
                                       rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$))",
                                       re.MULTILINE)
