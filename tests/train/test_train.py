@@ -173,23 +173,28 @@ def test_adapter_and_merged_reload_give_the_same_logits(tiny_model, curated_dir,
 
 
 def test_saved_run_reloads_reproduce_its_predictions(lora_run):
-    preds = pl.read_parquet(lora_run / "predictions.parquet")
     settings = json.loads((lora_run / "model" / "train_config.json").read_text())
-    max_length = settings["max_length"]
     # The model's own record of what made it, as peft's adapter config records peft_version.
     import peft
 
     import curatune
 
     assert (settings["versions"]["curatune"], settings["versions"]["peft"]) == (curatune.__version__, peft.__version__)
-    cur = pl.read_parquet(Path(json.loads((lora_run / "manifest.json").read_text())["inputs"][0]["path"]))
+    for adapter in (False, True):
+        _assert_reload_reproduces_predictions(lora_run, adapter=adapter)
+
+
+def _assert_reload_reproduces_predictions(run: Path, *, adapter: bool = False) -> None:
+    """The saved model, loaded back, gives predictions.parquet's probabilities on the curated texts."""
+    preds = pl.read_parquet(run / "predictions.parquet")
+    max_length = json.loads((run / "model" / "train_config.json").read_text())["max_length"]
+    cur = pl.read_parquet(Path(json.loads((run / "manifest.json").read_text())["inputs"][0]["path"]))
     texts_by_id = dict(zip(cur["row_id"].to_list(), cur["text"].to_list(), strict=True))
     texts = [texts_by_id[r] for r in preds["row_id"].to_list()]
-    expected = np.asarray(preds["probabilities"].to_list())
-    for adapter in (False, True):
-        model, tok = load_tuned_model(lora_run, adapter=adapter)
-        logits = _logits(model, tok, texts, max_length).double()
-        assert np.allclose(torch.softmax(logits, -1).numpy(), expected, atol=1e-4), f"adapter={adapter}"
+    model, tok = load_tuned_model(run, adapter=adapter)
+    logits = _logits(model, tok, texts, max_length).double()
+    assert np.allclose(torch.softmax(logits, -1).numpy(), np.asarray(preds["probabilities"].to_list()), atol=1e-4), \
+        f"adapter={adapter}"
 
 
 def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -485,15 +490,31 @@ def test_killed_mid_epoch_then_resumed_matches_an_uninterrupted_run(tiny_model, 
     assert a["metrics"] == b["metrics"] and a["training"]["best_step"] == b["training"]["best_step"]
 
 
-@pytest.mark.parametrize("extra", ['method = "lora"', 'method = "full"\nsam_rho = 0.05\nadversarial_eps = 1.0'],
-                         ids=["lora", "full-sam-fgm"])
-def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_model, curated_dir, tmp_path, extra):
+def _torchrun_config(folder: Path, model: Path, extra: str = "") -> Path:
+    """tiny_config's settings as the TOML a torchrun command line reads."""
+    cfg = folder / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n{extra}\n')
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def torchrun_lora(tiny_model, curated_dir, tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """(config, output directory, the finished command) of a LoRA run launched as two processes."""
+    d = tmp_path_factory.mktemp("torchrun-lora")
+    cfg = _torchrun_config(d, tiny_model)
+    return cfg, d / "out", _torchrun("-m", "curatune", "train", curated_dir, "--out", d / "out", "-c", cfg)
+
+
+@pytest.mark.parametrize("method", ["lora", "full-sam-fgm"])
+def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_model, curated_dir, tmp_path, method,
+                                                                       request):
     # The multi-GPU command the README gives, on two CPU processes (gloo): the same code path as DDP on GPUs.
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n'
-                   f"{extra}\n")
-    out = tmp_path / "out"
-    res = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg)
+    if method == "lora":
+        _, out, res = request.getfixturevalue("torchrun_lora")
+    else:
+        cfg = _torchrun_config(tmp_path, tiny_model, 'method = "full"\nsam_rho = 0.05\nadversarial_eps = 1.0')
+        out = tmp_path / "out"
+        res = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg)
     assert res.returncode == 0, res.stderr[-3000:]
     man = json.loads((out / "manifest.json").read_text())
     n_train = man["counts"]["train"]
@@ -509,12 +530,7 @@ def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_mod
     # Rank 0 wrote every validation and test prediction once, and they come from the saved model.
     preds = pl.read_parquet(out / "predictions.parquet")
     assert preds.height == preds["row_id"].n_unique() == man["counts"]["validation"] + man["counts"]["test"]
-    cur = pl.read_parquet(curated_dir / "curated.parquet")
-    texts_by_id = dict(zip(cur["row_id"].to_list(), cur["text"].to_list(), strict=True))
-    model, tok = load_tuned_model(out)
-    logits = _logits(model, tok, [texts_by_id[r] for r in preds["row_id"].to_list()],
-                     man["model"]["max_length"]).double()
-    assert np.allclose(torch.softmax(logits, -1).numpy(), np.asarray(preds["probabilities"].to_list()), atol=1e-4)
+    _assert_reload_reproduces_predictions(out)
     assert man["metrics"]["validation"]["accuracy"] > 0.9
     card = (out / "README.md").read_text()
     assert "- `processes`: 2" in card and "- `effective_batch_size`: 32" in card
@@ -552,11 +568,11 @@ def _torchrun(*args: str | Path, timeout: int = 300) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(cli_run, tiny_model, curated_dir,
-                                                                            tmp_path):
+def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(cli_run, curated_dir, tmp_path,
+                                                                            torchrun_lora):
     # Before, rank 1 stopped and saved while rank 0 waited in the next step's all-reduce, for ever.
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[train]\nmodel = "{tiny_model}"\nepochs = 2.0\nbatch_size = 16\nlr = 5e-3\nhead_lr = 5e-3\n')
+    cfg, whole, whole_run = torchrun_lora  # the same config run without interruption
+    assert whole_run.returncode == 0, whole_run.stderr[-3000:]
     script = tmp_path / "sigint_rank1.py"
     script.write_text(_TORCHRUN_SIGINT_ON_RANK_1)
     out = tmp_path / "run"
@@ -574,10 +590,8 @@ def test_ctrl_c_reaching_one_process_of_two_stops_both_after_the_same_step(cli_r
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
     resumed = _torchrun("-m", "curatune", "train", curated_dir, "--out", out, "-c", cfg, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    whole = _torchrun("-m", "curatune", "train", curated_dir, "--out", tmp_path / "whole", "-c", cfg)
-    assert whole.returncode == 0, whole.stderr[-3000:]
     assert json.loads((out / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-3"
-    assert np.allclose(_probs(out), _probs(tmp_path / "whole"), atol=1e-4)
+    assert np.allclose(_probs(out), _probs(whole), atol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------ encoders
