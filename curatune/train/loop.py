@@ -63,6 +63,23 @@ class SeededLengthSampler(Sampler[int]):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
 
 
+def unused_trainable_parameters(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the trainable parameters one forward and backward pass over ``batch`` leaves without
+    a gradient. DDP must search the autograd graph for such parameters at every step when there are
+    any (or the step hangs or fails); when there are none, that search is wasted work.
+
+    The pass runs in eval mode, so dropout draws nothing from the random state a seeded run relies
+    on, and it leaves no gradient behind."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(**batch).logits.float().sum().backward()
+        return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+
 def compute_metrics(eval_pred) -> dict[str, float]:
     from sklearn.metrics import f1_score
 

@@ -346,11 +346,17 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
            extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
-    from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, set_seed
+    from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter
-    from curatune.train.loop import CuratuneTrainer, FeatureDataset, SeededLengthSampler, compute_metrics
+    from curatune.train.loop import (
+        CuratuneTrainer,
+        FeatureDataset,
+        SeededLengthSampler,
+        compute_metrics,
+        unused_trainable_parameters,
+    )
     from curatune.train.modeling import build_classifier
     from curatune.train.probe import PROBE_C, fit_probe, init_head_from_probe, pooled_features, predict_probabilities
     from curatune.train.tokens import encode, measured_max_length, model_length_limit, token_lengths
@@ -414,6 +420,14 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
                  *extra_callbacks]
     if tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
+    if launched_processes() > 1:
+        # Read by the Trainer when it wraps the model in DDP, so it is settled before.
+        probe_batch = DataCollatorWithPadding(tokenizer)(enc["train"].features[:2])
+        unused = unused_trainable_parameters(model, {k: v.to(device) for k, v in probe_batch.items()})
+        args.ddp_find_unused_parameters = bool(unused)
+        if unused:
+            say(f"train: {len(unused)} trainable parameters take no part in the forward pass ({unused[0]}, ...); "
+                "DDP searches for them at every step")
     trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
                               eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
                               callbacks=callbacks, head_lr=head_lr, length_sampler=sampler,

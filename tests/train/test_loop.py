@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from curatune.train.loop import CuratuneTrainer
+from curatune.train.loop import CuratuneTrainer, unused_trainable_parameters
 from curatune.train.modeling import build_classifier
 
 
@@ -150,3 +150,19 @@ def test_a_sam_trainer_on_one_device_is_built(tiny_model, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     trainer = CuratuneTrainer(model=model, args=args, head_lr=1e-3, sam_rho=0.05)
     assert (trainer.is_deepspeed_enabled, trainer.is_fsdp_enabled, trainer.sam_rho) == (False, False, 0.05)
+
+
+def test_the_parameters_a_forward_pass_leaves_unused_are_named_and_no_gradient_is_left(tiny_model):
+    # What DDP is told to search for at every step under torchrun / accelerate launch.
+    model = build_classifier(str(tiny_model), ["a", "b", "c"], pooling="mean")
+    batch = _batch(tiny_model)
+    rng = torch.get_rng_state()
+    assert unused_trainable_parameters(model, batch) == []
+    # In eval mode, so no dropout draws: a seeded run's random stream is where it was.
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    # A module the forward pass never calls (as a pretraining pooler would be, were it kept).
+    model.extra = torch.nn.Linear(4, 2)
+    assert unused_trainable_parameters(model, batch) == ["extra.weight", "extra.bias"]
+    model.extra.requires_grad_(False)  # frozen parameters take no gradient, so DDP ignores them
+    assert unused_trainable_parameters(model, batch) == []

@@ -527,6 +527,9 @@ def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_mod
     starts = [x for x in said if x.startswith("» train:") and " rows, " in x]
     assert len(starts) == 1 and starts[0].endswith("threads) x 2 processes"), res.stderr[-3000:]
     assert sum(x.startswith("model and predictions -> ") for x in said) == 1
+    # Every trainable parameter takes part in each step, so DDP is told not to walk the autograd
+    # graph looking for unused ones (torch warns when that search, done every step, finds none).
+    assert "find_unused_parameters=True" not in res.stderr, res.stderr[-3000:]
     # Rank 0 wrote every validation and test prediction once, and they come from the saved model.
     preds = pl.read_parquet(out / "predictions.parquet")
     assert preds.height == preds["row_id"].n_unique() == man["counts"]["validation"] + man["counts"]["test"]
