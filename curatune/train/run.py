@@ -422,8 +422,8 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     if launched_processes() > 1:
         # Read by the Trainer when it wraps the model in DDP, so it is settled before.
-        probe_batch = DataCollatorWithPadding(tokenizer)(enc["train"].features[:2])
-        unused = unused_trainable_parameters(model, {k: v.to(device) for k, v in probe_batch.items()})
+        sample = DataCollatorWithPadding(tokenizer)(enc["train"].features[:2])
+        unused = unused_trainable_parameters(model, {k: v.to(device) for k, v in sample.items()})
         args.ddp_find_unused_parameters = bool(unused)
         if unused:
             say(f"train: {len(unused)} trainable parameters take no part in the forward pass ({unused[0]}, ...); "
