@@ -346,7 +346,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
            extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
-    from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+    from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter
@@ -422,8 +422,8 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     if launched_processes() > 1:
         # Read by the Trainer when it wraps the model in DDP, so it is settled before.
-        sample = DataCollatorWithPadding(tokenizer)(enc["train"].features[:2])
-        unused = unused_trainable_parameters(model, {k: v.to(device) for k, v in sample.items()})
+        sample = [{k: v for k, v in f.items() if k != "labels"} for f in enc["train"].features[:2]]
+        unused = unused_trainable_parameters(model, tokenizer.pad(sample, return_tensors="pt").to(device))
         args.ddp_find_unused_parameters = bool(unused)
         if unused:
             say(f"train: {len(unused)} trainable parameters take no part in the forward pass ({unused[0]}, ...); "
