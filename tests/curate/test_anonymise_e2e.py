@@ -179,6 +179,15 @@ def test_no_planted_pii_anywhere_in_the_run(tmp_path):
         pattern = re.compile(r"(?<![\w-])" + re.escape(value) + r"(?![\w-])")
         leaks += [(kind, value, f) for f, b in blobs.items() if pattern.search(b)]
     assert leaks == []
+    # Nor any word of a planted name in its own conversation's text: a first name replaced and the
+    # surname left ("<PERSON_1> Balogun here") holds no planted value whole.
+    texts = dict(pl.read_parquet(run / "curate" / "curated.parquet").select("row_id", "text").iter_rows())
+    texts |= dict(pl.read_parquet(run / "curate" / "excluded.parquet").select("row_id", "text").iter_rows())
+    names = pl.read_parquet(paths["pii"]).filter(pl.col("entity_type") == "PERSON")
+    words = {(row, w) for row, value in names.select("row_id", "value").iter_rows() for w in value.split()
+             if len(w) > 3 and w[0].isupper()}
+    assert len(words) > 50
+    assert sorted((row, w) for row, w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", texts[row])) == []
 
 
 def test_turn_with_line_breaks_keeps_turns_aligned(tmp_path):
@@ -694,3 +703,13 @@ def test_a_value_typed_over_turns_is_in_no_file_of_the_run(tmp_path):
     assert led["pii_leaked"].to_list() == [0]
     blobs = _all_text(out)
     assert [f for f, b in blobs.items() if re.search(r"4111|1111 1111|gonzalez|example\.com", b)] == []
+
+
+def test_a_later_mention_of_a_name_takes_its_surname(anonymiser):
+    """The agent's "Thanks Peace" makes "Peace" a name in the whole conversation; the customer's
+    "Peace Balogun" is then replaced whole (the surname was left: "<PERSON_1> Balogun")."""
+    conv = _conversation([("customer", "hi, my parcel never came"), ("agent", "Thanks Peace, one moment please."),
+                          ("customer", "ok. it is under Peace Balogun, ordered last week")])
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    assert [t["text"] for t in conv.turns()][1:] == ["Thanks <PERSON_1>, one moment please.",
+                                                     "ok. it is under <PERSON_1>, ordered last week"]

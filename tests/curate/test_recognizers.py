@@ -118,6 +118,40 @@ def test_a_first_name_takes_the_surname_after_it(text, names):
     assert _found(ContextNameRecognizer(), text) == names
 
 
+@pytest.mark.parametrize(("text", "names"), [
+    # The demo's "<PERSON_1> Balogun here": "Peace" is a word to NER and the gazetteer, and the cue
+    # read "X Y here" only at a sentence's start.
+    ("hi. a question about my delivery, Peace Balogun here", ["Peace Balogun"]),
+    # A surname that opens with a particle, after a known first name or a cue.
+    ("I ordreed the 3rd Dion van Loon here", ["Dion van Loon"]),
+    ("my name is Ana de Souza and my order is late", ["Ana de Souza", "Ana", "Ana de Souza"]),
+    ("Laura de la Cruz here, order late", ["Laura de la Cruz", "Cruz"]),
+    # Not a name: a role before "here", a particle that no capitalised word follows.
+    ("Customer Service here, how can I help?", []),
+    ("I spoke with Maria de luxe service", ["Maria"]),
+])
+def test_a_name_and_here_after_a_comma_and_surnames_with_particles(text, names):
+    assert _found(ContextNameRecognizer(), text) == names
+
+
+def test_a_name_found_alone_takes_the_surname_written_after_it():
+    """spaCy reads "Peace" as a person and "Balogun" as nothing; a surname does not run over a
+    following finding or an ordinary word."""
+    from presidio_analyzer import RecognizerResult
+
+    from curatune.curate.pii.engine import _names_take_their_surname
+
+    def spans(text: str, found: list[tuple[int, int]]) -> list[str]:
+        results = [RecognizerResult("PERSON", a, b, 0.85) for a, b in found]
+        return [text[r.start:r.end] for r in _names_take_their_surname(text, results)]
+
+    assert spans("Peace Balogun called again", [(0, 5)]) == ["Peace Balogun"]
+    assert spans("Peace van Loon called", [(0, 5)]) == ["Peace van Loon"]
+    assert spans("Peace Thanks for that", [(0, 5)]) == ["Peace"]
+    assert spans("Peace Balogun called", [(0, 5), (6, 13)]) == ["Peace", "Balogun"]
+    assert spans("Peace\nBalogun", [(0, 5)]) == ["Peace"]
+
+
 @pytest.mark.parametrize(("text", "addresses"), [
     ("He lives on the north side of Rua Diadema 1903.", ["Rua Diadema 1903"]),
     # The building number before the street's own joins it, and so does the unit.

@@ -33,6 +33,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     ContextNameRecognizer,
     custom_recognizers,
     stop_words,
+    surname_end,
 )
 from curatune.errors import CuratuneError  # noqa: E402
 
@@ -112,7 +113,7 @@ class Detector:
             results = self.analyzer.analyze(text, LANGUAGE, entities=entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
             out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
-                text, _one_line_names(text, results)))))
+                text, _names_take_their_surname(text, _one_line_names(text, results))))))
         return out
 
 
@@ -122,6 +123,17 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
         if r.entity_type == "PERSON" and "\n" in text[r.start:r.end]:
             r.end = text.index("\n", r.start)
     return [r for r in results if r.end - r.start > 1]
+
+
+def _names_take_their_surname(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A name found without the surname written after it ("Peace" in "Peace Balogun here", which
+    spaCy reads as a word) runs on over it; a following finding keeps its own words."""
+    starts = [r.start for r in results]
+    for r in results:
+        if r.entity_type == "PERSON" and (end := surname_end(text, r.end)) > r.end and not any(
+                r.end <= s < end for s in starts):
+            r.end = end
+    return results
 
 
 # A name's last word that names the identifier told after it: "Hi John Order 1234", "Maria Gonzalez Ticket #4821".
@@ -167,9 +179,13 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     extra = []
     for token in sorted(tokens):
         for m in re.finditer(rf"(?<![\w'’-]){re.escape(token)}(?![\w-])", text, flags=re.IGNORECASE):
-            if (m.group(0) == token or m.group(0)[0].isupper() or _named_here(text, m.start(), m.end())) and all(
-                    m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
-                extra.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+            if not (m.group(0) == token or m.group(0)[0].isupper() or _named_here(text, m.start(), m.end())):
+                continue
+            # A capitalised mention takes the surname written after it ("Peace Balogun here" after "Thanks Peace").
+            ends = dict.fromkeys((surname_end(text, m.end()) if m.group(0)[0].isupper() else m.end(), m.end()))
+            end = next((e for e in ends if all(e <= r.start or m.start() >= r.end for r in [*results, *extra])), None)
+            if end is not None:
+                extra.append(RecognizerResult("PERSON", m.start(), end, 0.6))
     return sorted(results + extra, key=lambda r: r.start)
 
 

@@ -437,6 +437,28 @@ CALENDAR_WORDS = frozenset({"Monday", "Tuesday", "Wednesday", "Thursday", "Frida
                             "November", "December", "Christmas", "Easter", "Today", "Tonight", "Tomorrow",
                             "Yesterday"})
 
+# Lower-case words inside a surname: "Dion van Loon", "Laura de la Cruz", "Ahmed bin Rashid".
+NAME_PARTICLES = ("van", "von", "der", "den", "de", "del", "della", "da", "di", "du", "dos", "das", "la", "le",
+                  "ten", "ter", "bin", "binti", "ibn", "al", "el")
+_PARTICLES = "|".join(NAME_PARTICLES)
+_SURNAME_AFTER = re.compile(rf"[ \t]+(?:(?:{_PARTICLES})[ \t]+){{0,2}}(?P<s>{UPPER}[\w'’-]+)\b")
+_PARTICLE_SURNAME_AFTER = re.compile(rf"[ \t]+(?:(?:{_PARTICLES})[ \t]+){{1,2}}(?P<s>{UPPER}[\w'’-]+)\b")
+
+
+def may_be_surname(word: str) -> bool:
+    """A capitalised word after a first name that is no ordinary, calendar or street word ("Maria
+    Thanks", "Maria Monday"; "Victoria Street" is a place, left to the address rules)."""
+    return (word not in ContextNameRecognizer.NOT_NAMES and word not in CALENDAR_WORDS
+            and word not in street_suffixes() and word.casefold() not in stop_words())
+
+
+def surname_end(text: str, end: int, *, particle_only: bool = False) -> int:
+    """Where a name that ends at ``end`` ends with the surname written after it on the same line, if
+    there is one ("Peace Balogun", "Dion van Loon"; with ``particle_only``, only one that opens with a
+    particle: "Ana de Souza" after a cue that took "Ana"); else ``end``."""
+    m = (_PARTICLE_SURNAME_AFTER if particle_only else _SURNAME_AFTER).match(text, end)
+    return m.end() if m and may_be_surname(m.group("s")) else end
+
 
 # A transcript line's speaker before its text: "customer: ", "Agent 2: ".
 SPEAKER_PREFIX = r"[^\W\d_][\w ]{0,20}:[ \t]*"
@@ -456,7 +478,8 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?:[Nn]ame|NAME)\s*:[ \t]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:[ \t]+[^\W\d_][\w'-]+){0,2})",
         r"\b[Tt]his is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})(?:\s+(?:speaking|here|from)\b|[.,])",
         r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|$|and\b|from\b)",
-        r"(?:^|[.!?]\s+)(?P<n>[A-Z][\w'-]+\s+[A-Z][\w'-]+)\s+here\b",
+        # "Peace Balogun here", also after a comma ("a question about my delivery, Peace Balogun here").
+        rf"(?:^|[.!?,;]\s+)(?P<n>[A-Z][\w'-]+\s+(?:(?:{_PARTICLES})\s+){{0,2}}[A-Z][\w'-]+)\s+here\b",
         r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)"
         r"(?:[ \t]+(?P<surname>[A-Z][\w'-]+))?\b",
         r"\b(?:[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]hanks)\s*,\s*\n?\s*(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
@@ -497,7 +520,6 @@ class ContextNameRecognizer(EntityRecognizer):
         self._cues = [re.compile(c.replace("[A-Z]", UPPER), re.MULTILINE) for c in self.CUES]
         firsts, lasts = name_gazetteer()
         self._firsts, self._lasts = firsts, lasts
-        self._streets = frozenset(street_suffixes())
         self._cap = re.compile(rf"\b{UPPER}(?:{_LOWER}|['’-])+(?:\s+{UPPER}(?:{_LOWER}|['’-])+)?\b")
         # An unknown word opening a sentence is a name when only a person can do what follows.
         self._person_verb_after = re.compile(r"\s+(?:lives|lived|shouted|whispered|began writing|spent a year|"
@@ -549,18 +571,19 @@ class ContextNameRecognizer(EntityRecognizer):
         for cue in self._cues:
             for m in cue.finditer(text):
                 start, end = m.span("n")
-                if (surname := m.groupdict().get("surname")) and self._may_be_surname(surname):
+                if (surname := m.groupdict().get("surname")) and may_be_surname(surname):
                     end = m.end("surname")
                 words = text[start:end].split()
                 while words and words[-1] in self.NOT_NAMES:
                     words.pop()
                     end = start + len(" ".join(words))
-                if not words or words[0] in self.NOT_NAMES or not all(w[0].isupper() for w in words):
+                if not words or words[0] in self.NOT_NAMES or not all(w[0].isupper() or w in NAME_PARTICLES
+                                                                      for w in words):
                     continue
-                out.append(RecognizerResult("PERSON", start, end, CUE_SCORE))
+                out.append(RecognizerResult("PERSON", start, surname_end(text, end, particle_only=True), CUE_SCORE))
         for m in (*self._lower_cue.finditer(text), *self._pet_answer.finditer(text)):
             words = m.group("n").split()
-            while words and words[-1].casefold() in stop_words():
+            while words and (words[-1].casefold() in stop_words() or words[-1] in NAME_PARTICLES):
                 words.pop()
             if words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES:
                 out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
@@ -579,7 +602,7 @@ class ContextNameRecognizer(EntityRecognizer):
                 # capitalised word after it, which is the surname the gazetteer lacks ("pulled up for
                 # Alessandro Phoenix"), unless it is an ordinary or a street word ("Maria Thanks", "Maria
                 # Monday", "Victoria Street").
-                end = m.end() if len(words) == 2 and self._may_be_surname(words[1]) else m.start() + len(words[0])
+                end = surname_end(text, m.start() + len(words[0]))
                 out.append(RecognizerResult("PERSON", m.start(), end, 0.5))
             elif (len(words) == 1 and self._person_verb_after.match(text, m.end())
                   and words[0].casefold() not in stop_words() and words[0] not in self.NOT_NAMES):
@@ -604,11 +627,6 @@ class ContextNameRecognizer(EntityRecognizer):
             if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
         return out
-
-    def _may_be_surname(self, word: str) -> bool:
-        # "Victoria Street" is a place: a street word after a first name is left to the address rules.
-        return (word not in self.NOT_NAMES and word not in CALENDAR_WORDS and word not in self._streets
-                and word.casefold() not in stop_words())
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
