@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, PackageLoader, StrictUndefined, Undefined
 from markupsafe import Markup
 
+from curatune.formatting import signed
 from curatune.reports import svg
 from curatune.rundir import AUDIT_HTML, AUDIT_JSON
 
@@ -70,7 +71,7 @@ def fmt_pct(v: Any) -> str:
 
 
 def fmt_signed(v: Any, digits: int = 4) -> str:
-    return f"{v:+.{digits}f}" if _number(v) else "not available"
+    return signed(v, digits) if _number(v) else "not available"
 
 
 def slug(s: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curatune.formatting import signed
 from curatune.train.data import IGNORE
 
 BOOTSTRAP = 1000
@@ -89,8 +90,8 @@ def verdict(comparison: dict[str, Any], *, same_model: bool = False) -> dict[str
     acc = comparison["accuracy"]
     lo, hi = acc["ci"]
     pct = int(round(comparison["confidence"] * 100))
-    detail = (f"validation accuracy {acc['tuned']:.4f} vs {acc['base']:.4f} "
-              f"({acc['difference']:+.4f}, {pct}% CI {lo:+.4f} to {hi:+.4f}, n={comparison['rows']})")
+    detail = (f"validation accuracy {acc['tuned']:.4f} vs {acc['base']:.4f} ({signed(acc['difference'])}, "
+              f"{pct}% CI {signed(lo)} to {signed(hi)}, n={comparison['rows']})")
     if lo > 0:
         beats, summary = True, f"fine-tuning beat the frozen baseline: {detail}"
     elif hi < 0:
@@ -127,12 +128,23 @@ def _truncation_note(settings: dict[str, Any]) -> str:
             "the saved tokenizer cuts the same way with `truncation=True`.")
 
 
+def _adapter_note(method: str) -> str:
+    if method != "lora":
+        return ""
+    return ("\nThe LoRA adapter alone (`adapter/`, classification head included) goes back on the base model "
+            "with `curatune.train.encoder.load_tuned_model(run_dir, adapter=True)`, which rebuilds the pooled "
+            "classifier it was trained on; a plain `AutoModelForSequenceClassification` of the base model is "
+            "another architecture and does not take it.\n")
+
+
 def model_card(*, base_name: str, method: str, labels: list[str], data_sha256: str, metrics: dict[str, Any],
                base_metrics: dict[str, Any], verdict_info: dict[str, Any], settings: dict[str, Any]) -> str:
     """A Hugging Face model card: YAML metadata (base model, data hash, metrics) and a short text."""
     tags = ["curatune", "text-classification"] + (["peft", "lora"] if method == "lora" else [])
-    lines = ["---", "library_name: transformers", f"base_model: {_yaml_str(base_name)}",
-             "pipeline_tag: text-classification", "tags:"] + [f"- {t}" for t in tags]
+    lines = ["---", "library_name: transformers", f"base_model: {_yaml_str(base_name)}"]
+    # The embedded default's weights are Apache-2.0; another base model's licence is its own to state.
+    lines += ["license: apache-2.0"] if base_name == DEFAULT_BASE_NAME else []
+    lines += ["pipeline_tag: text-classification", "tags:"] + [f"- {t}" for t in tags]
     lines += ["datasets:", f"- {_yaml_str('curated:sha256:' + data_sha256)}", "model-index:",
               f"- name: {_yaml_str('curatune-' + method)}", "  results:"]
     for split, m in metrics.items():
@@ -170,6 +182,10 @@ on the same training rows.
 
 **Verdict:** {verdict_info.get('summary', '')}
 
+The validation rows also chose the checkpoint kept, so the fine-tuned validation figures lean high.
+Accuracy per customer group, forgetting and calibration are not on this card: `curatune evaluate`
+measures them and the run's audit report shows them.
+
 ## Training
 
 {setting_lines}
@@ -183,6 +199,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained("model")
 tokenizer = AutoTokenizer.from_pretrained("model")
 ```
+{_adapter_note(method)}
 
 {_truncation_note(settings)}
 

@@ -552,8 +552,9 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     data_sha = sha256_file(curate_dir / CURATED)
     card = model_card(base_name=_base_name(tc.model), method=tc.method, labels=labels, data_sha256=data_sha,
                       metrics=metrics, base_metrics=base_metrics, verdict_info=verdict_info, settings=settings)
-    write_text(card, out / "README.md")
-    write_text(card, Path(saved["model"]) / "README.md")
+    # peft writes an empty template card into the adapter directory; ours replaces it there too.
+    for where in (out, *(Path(saved[k]) for k in ("model", "adapter") if k in saved)):
+        write_text(card, where / "README.md")
 
     n_train = len(enc["train"].features)
     runtime = train_metrics.get("train_runtime")

@@ -21,6 +21,8 @@ def test_default_model_few_steps(tmp_path):
     res = train_model(cfg, cur, out)
     man = json.loads((out / "manifest.json").read_text())
     assert man["model"]["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # The embedded weights' licence, stated on the card.
+    assert "\nlicense: apache-2.0\n" in (out / "README.md").read_text().split("---")[1]
     assert man["model"]["pooling"] == "mean"  # from the model's 1_Pooling config
     assert man["model"]["model_limit"] == 256  # sentence_bert_config max_seq_length
     assert man["training"]["global_step"] == 3

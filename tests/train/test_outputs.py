@@ -33,6 +33,15 @@ def test_paired_comparison_and_verdicts():
     assert paired_comparison(np.array([IGNORE, 0]), np.array([1, 0]), np.array([1, 0]), 2)["rows"] == 1
 
 
+def test_a_bound_that_is_float_noise_on_zero_reads_as_zero():
+    """The demo's verdict read "95% CI -0.0000 to +0.0568": the bootstrap's lower quantile was -2.8e-18."""
+    cmp = {"rows": 264, "confidence": 0.95,
+           "accuracy": {"tuned": 0.8447, "base": 0.8182, "difference": 0.0265, "ci": [-2.78e-18, 0.0568]}}
+    v = verdict(cmp)
+    assert v["beats_frozen_baseline"] is False
+    assert "(+0.0265, 95% CI +0.0000 to +0.0568, n=264)" in v["summary"]
+
+
 def test_prediction_frame_keeps_probabilities_in_label_order():
     frame = pl.DataFrame({"row_id": ["a", "b"], "label": ["x", None]})
     probs = np.array([[0.2, 0.8], [0.6, 0.4]])

@@ -102,6 +102,10 @@ def test_lora_run_writes_model_adapter_predictions_log_card_and_manifest(lora_ru
     assert meta["base_model"] == tiny_model.name and str(tiny_model.parent) not in card
     assert man["model"]["path"] == str(tiny_model)
     assert f"Inputs were cut to {man['model']['max_length']} tokens (the start kept)" in card
+    # The adapter directory carries the same card (peft wrote an empty template with base_model ''),
+    # saying how the adapter loads; a local base model has no licence the card could state.
+    assert (lora_run / "adapter" / "README.md").read_text() == card == (lora_run / "model" / "README.md").read_text()
+    assert "load_tuned_model(run_dir, adapter=True)" in card and "license" not in meta
 
 
 def test_a_base_model_in_the_hub_cache_is_named_by_its_hub_id(tiny_model, tmp_path):
