@@ -27,6 +27,7 @@ import polars as pl
 from curatune.config import ReportConfig
 from curatune.dataset import DUPLICATE_REASONS, INFORMATIONAL_REASONS, LABEL_CONFLICT, LABEL_ISSUE, LEDGER_BASE
 from curatune.errors import CuratuneError, first_line
+from curatune.formatting import signed
 from curatune.rundir import (
     CURATED,
     EXCLUDED,
@@ -685,6 +686,7 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
     return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
             "split": metrics.get("split"), "rows": metrics.get("rows"),
             "labels": len(labels) if isinstance(labels, list) else None,
+            "confidence": ((m.get("config") or {}).get("evaluate") or {}).get("confidence"),
             "unseen_labels": metrics.get("unseen_labels") if isinstance(metrics.get("unseen_labels"), dict) else None,
             "gates": gates, "blocks": blocks,
             "tables": sorted(p.name for p in edir.glob("*.parquet"))}
@@ -732,7 +734,8 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
                            "high": ci[1] if ci else None, "macro_f1": point_of(g.get("macro_f1"))})
         diff = rep.get("difference") or {}
         acc = diff.get("accuracy") if isinstance(diff.get("accuracy"), dict) else {}
-        dci = ci_of(acc.get("difference_ci")) if isinstance(acc.get("difference_ci"), dict) else None
+        dci_raw = acc.get("difference_ci") if isinstance(acc.get("difference_ci"), dict) else None
+        dci = ci_of(dci_raw) if dci_raw else None
         multi = rep.get("multiclass") or {}
         f1 = diff.get("macro_f1") if isinstance(diff.get("macro_f1"), dict) else None
         recall = rep.get("recall_gap") if isinstance(rep.get("recall_gap"), dict) else None
@@ -753,7 +756,8 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
             "groups": groups, "not_shown": max(0, len(rep.get("by_group") or []) - len(groups)),
             "too_small": list(rep.get("too_small") or []), "groups_ranked": diff.get("groups_ranked"),
             "difference": {"value": acc.get("difference"), "low": dci[0] if dci else None,
-                           "high": dci[1] if dci else None, "ratio": acc.get("ratio"), "best": acc.get("best"),
+                           "high": dci[1] if dci else None, "confidence": dci_raw.get("confidence") if dci else None,
+                           "ratio": acc.get("ratio"), "best": acc.get("best"),
                            "worst": acc.get("worst")} if acc else None,
             "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
             "worst_classes": worst, "class_support": multi.get("min_class_support"),
@@ -883,7 +887,10 @@ def cell(v: Any) -> dict[str, Any]:
     """One table cell: a value, or a value with its interval."""
     if is_ci_scalar(v):
         ci = ci_of(v)
-        return {"value": point_of(v), "low": ci[0] if ci else None, "high": ci[1] if ci else None}
+        out = {"value": point_of(v), "low": ci[0] if ci else None, "high": ci[1] if ci else None}
+        if ci and _is_num(v.get("confidence")):
+            out["confidence"] = float(v["confidence"])
+        return out
     if isinstance(v, list):
         return {"value": ", ".join(map(str, v))}
     return {"value": v}
@@ -1116,10 +1123,13 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _interval(v: dict[str, Any], fmt: str = ".3f") -> str:
+def _interval(v: dict[str, Any], *, sign: bool = False) -> str:
+    """" (95% interval a to b)", three decimals; the level where the result recorded one."""
     if v.get("low") is None or v.get("high") is None:
         return ""
-    return f" (interval {format(v['low'], fmt)} to {format(v['high'], fmt)})"
+    level = f"{round(100 * v['confidence']):d}% " if _is_num(v.get("confidence")) else ""
+    lo, hi = (signed(x, 3) if sign else f"{x:.3f}" for x in (v["low"], v["high"]))
+    return f" ({level}interval {lo} to {hi})"
 
 
 def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
@@ -1129,8 +1139,8 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         return [f"{where}{r['name']} {r['value']:.3f}{_interval(r)}" for r in b["rows"][:4]
                 if _is_num(r.get("value")) and r.get("low") is not None]
     if b["kind"] == "comparison":
-        lines = [f"fine-tuned minus base {r['metric']}: {r['difference']['value']:+.3f}"
-                 f"{_interval(r['difference'], '+.3f')}" for r in b["rows"] if _is_num(r["difference"].get("value"))]
+        lines = [f"fine-tuned minus base {r['metric']}: {signed(r['difference']['value'], 3)}"
+                 f"{_interval(r['difference'], sign=True)}" for r in b["rows"] if _is_num(r["difference"].get("value"))]
         mc = b["mcnemar"]
         if _is_num(mc.get("p_value")):
             lines.append(f"McNemar's test: p = {mc['p_value']:.3g} ({mc.get('method') or 'method not recorded'}; "

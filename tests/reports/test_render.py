@@ -489,7 +489,7 @@ def test_evaluation_content_from_metrics_json(fixture_run):
     assert list(blocks)[:2] == ["headline", "comparison"] and "base" not in blocks
     comp = blocks["comparison"]
     assert comp["rows"][0]["metric"] == "accuracy"
-    assert comp["rows"][0]["difference"] == {"value": 0.06, "low": 0.01, "high": 0.11}
+    assert comp["rows"][0]["difference"] == {"value": 0.06, "low": 0.01, "high": 0.11, "confidence": 0.95}
     assert comp["mcnemar"]["tuned_only_correct"] == 12 and comp["mcnemar"]["p_value"] == 0.0768
     channel = blocks["fairness"]["children"][0]
     assert channel["kind"] == "groups" and channel["too_small"] == ["phone"]
@@ -501,13 +501,14 @@ def test_evaluation_content_from_metrics_json(fixture_run):
     findings = [f["text"] for f in json.loads(read(fixture_run, "audit.json"))["verdict"]["findings"]
                 if f["stage"] == "evaluate"]
     assert findings == [
-        "test accuracy 0.820 (interval 0.770 to 0.860)", "test macro f1 0.800 (interval 0.740 to 0.850)",
-        "fine-tuned minus base accuracy: +0.060 (interval +0.010 to +0.110)",
+        "test accuracy 0.820 (95% interval 0.770 to 0.860)", "test macro f1 0.800 (95% interval 0.740 to 0.850)",
+        "fine-tuned minus base accuracy: +0.060 (95% interval +0.010 to +0.110)",
         "McNemar's test: p = 0.0768 (exact binomial; only fine-tuned right 12, only base right 4)",
-        "test accuracy on the 6 rows whose label curation doubts (no person has settled them): 0.167 (interval 0.030 "
-        "to 0.560); on the other 294: 0.830 (interval 0.780 to 0.870)",
+        "test accuracy on the 6 rows whose label curation doubts (no person has settled them): 0.167 (95% interval "
+        "0.030 to 0.560); on the other 294: 0.830 (95% interval 0.780 to 0.870)",
         "forgetting: probe retention 0.970, similarity retention 0.910",
-        "largest accuracy gap between groups: 0.050 (interval 0.000 to 0.140) by channel (chat best, email worst)",
+        "largest accuracy gap between groups: 0.050 (95% interval 0.000 to 0.140) by channel (chat best, email "
+        "worst)",
         "largest prediction flip rate when names are swapped: 5.0% (Polish names)"]
 
 
