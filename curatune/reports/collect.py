@@ -1123,6 +1123,10 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# A forgetting probe the base model scores this high on has no room to show a loss.
+PROBE_CEILING = 0.99
+
+
 def _interval(v: dict[str, Any], *, sign: bool = False) -> str:
     """" (95% interval a to b)", three decimals; the level where the result recorded one."""
     if v.get("low") is None or v.get("high") is None:
@@ -1163,6 +1167,11 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
     if b["key"] == "forgetting" and b["kind"] == "scalars":
         vals = {r["name"]: r["value"] for r in b["rows"]}
         parts = [f"{k} {vals[k]:.3f}" for k in ("probe retention", "similarity retention") if _is_num(vals.get(k))]
+        base = vals.get("probe accuracy base")
+        if parts and _is_num(base) and base >= PROBE_CEILING and _is_num(vals.get("probe retention")):
+            # A probe the base model already aces cannot fall much before the tuned one does too.
+            parts[0] += (f" (the base model's probe already scores {base:.3f} on the reference rows, so this "
+                         "probe can hardly show forgetting)")
         return [f"forgetting: {', '.join(parts)}"] if parts else []
     if b["key"] == "label_doubt" and b["kind"] == "table" and {"rows", "accuracy"} <= set(b["columns"]):
         n_at, acc_at = b["columns"].index("rows"), b["columns"].index("accuracy")
@@ -1171,6 +1180,11 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
             (n_d, acc_d), (n_t, acc_t) = part["doubted"], part["trusted"]
             line = (f"{where}accuracy on the {n_d} rows whose label curation doubts (no person has settled them): "
                     f"{acc_d['value']:.3f}{_interval(acc_d)}")
+            if "predicted suggested label" in b["columns"]:
+                # Errors there may be the label's or the model's: how often the model sides with curation says which.
+                row = next(r for r in b["rows"] if r[0]["value"] == "doubted")
+                n_s = row[b["columns"].index("predicted suggested label")]["value"]
+                line += f", the model choosing curation's suggested label on {n_s} of them" if _is_num(n_s) else ""
             if _is_num(acc_t.get("value")):
                 line += f"; on the other {n_t}: {acc_t['value']:.3f}{_interval(acc_t)}"
             return [line]
@@ -1181,10 +1195,14 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
             top = ""
             if groups and "flip rate" in groups["columns"]:
                 i = groups["columns"].index("flip rate")
-                rates = [(r[0]["value"], r[i]["value"]) for r in groups["rows"] if _is_num(r[i]["value"])]
-                most = max((v for _, v in rates), default=0)
+                cols = groups["columns"]
+                n_at = (cols.index("flips"), cols.index("rows")) if {"flips", "rows"} <= set(cols) else None
+                rates = [(r[0]["value"], r[i]["value"],
+                          f": {r[n_at[0]]['value']} of {r[n_at[1]]['value']} rows" if n_at else "")
+                         for r in groups["rows"] if _is_num(r[i]["value"])]
+                most = max((v for _, v, _ in rates), default=0)
                 # Every group at the largest rate (they tie often on small sets); none when nothing flipped.
                 if most > 0:
-                    top = f" ({', '.join(str(g) for g, v in rates if v == most)} names)"
+                    top = f" ({', '.join(f'{g} names{n}' for g, v, n in rates if v == most)})"
             return [f"largest prediction flip rate when names are swapped: {100 * scal['max flip rate']:.1f}%{top}"]
     return []

@@ -179,6 +179,17 @@ def test_a_gate_that_could_not_be_checked_makes_the_verdict_fail_not_pass(tmp_pa
     assert "✗ FAIL" in lead and "1 of 3 gates could not be checked." in lead and "gates failed" not in lead
 
 
+def test_a_forgetting_probe_the_base_model_aces_says_it_can_hardly_show_forgetting(tmp_path):
+    """The demo's probe scored 1.000 for both models: a retention of 1.000 there shows nothing."""
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        metrics["forgetting"].update(probe_accuracy_base=1.0, probe_accuracy_tuned=1.0, probe_retention=1.0)
+    render_reports(run)
+    findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
+    assert ("forgetting: probe retention 1.000 (the base model's probe already scores 1.000 on the reference rows, "
+            "so this probe can hardly show forgetting), similarity retention 0.910") in findings
+
+
 def test_groups_that_score_the_same_read_as_no_gap_not_as_a_best_and_worst_group(tmp_path):
     run = build_run(tmp_path / "run")
     with edited_metrics(run) as metrics:
@@ -505,11 +516,12 @@ def test_evaluation_content_from_metrics_json(fixture_run):
         "fine-tuned minus base accuracy: +0.060 (95% interval +0.010 to +0.110)",
         "McNemar's test: p = 0.0768 (exact binomial; only fine-tuned right 12, only base right 4)",
         "test accuracy on the 6 rows whose label curation doubts (no person has settled them): 0.167 (95% interval "
-        "0.030 to 0.560); on the other 294: 0.830 (95% interval 0.780 to 0.870)",
+        "0.030 to 0.560), the model choosing curation's suggested label on 4 of them; on the other 294: 0.830 (95% "
+        "interval 0.780 to 0.870)",
         "forgetting: probe retention 0.970, similarity retention 0.910",
         "largest accuracy gap between groups: 0.050 (95% interval 0.000 to 0.140) by channel (chat best, email "
         "worst)",
-        "largest prediction flip rate when names are swapped: 5.0% (Polish names)"]
+        "largest prediction flip rate when names are swapped: 5.0% (Polish names: 2 of 40 rows)"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -901,7 +913,8 @@ def test_review_findings_ties_empty_fairness_gate_digits_flat_curves_and_null_ck
     render_reports(run)
     content = json.loads(read(run, "audit.json"))
     findings = [f["text"] for f in content["verdict"]["findings"]]
-    assert "largest prediction flip rate when names are swapped: 5.0% (Polish, Yoruba names)" in findings
+    assert ("largest prediction flip rate when names are swapped: 5.0% (Polish names: 2 of 40 rows, Yoruba names: "
+            "2 of 40 rows)") in findings
     assert "fairness not measured: the data has no group column ([data] group_cols)" in findings
     html = read(run)
     assert "No group column ([data] group_cols): accuracy is not compared across groups." in html
