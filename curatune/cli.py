@@ -254,7 +254,12 @@ def validate(config: Path) -> None:
     here: entity types, operators, the base model, trackers, the device."""
     from curatune.pipeline import check_setup
 
-    check_setup(load_config(config))
+    cfg = load_config(config)
+    try:
+        check_setup(cfg)
+    except CuratuneError as exc:
+        # A setting named without its file ("[curate] steps ...") could be in any config of a project.
+        raise exc if exc.file else CuratuneError(str(exc), file=str(config)) from None
     _say(f"{config}: ok")
 
 

@@ -16,6 +16,8 @@ Rows that cannot be used (null or empty text) are not skipped silently: they com
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +85,12 @@ def read_table(path: str | Path) -> pl.DataFrame:
         raise CuratuneError("input file is empty", file=str(path))
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     suffix = suffix.lower()
+    separator = "\t" if suffix == ".tsv" else ","
     try:
         if suffix in (".csv", ".tsv"):
             _check_utf8(path)
-            df = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=0,
-                             encoding="utf8")
+            _check_header(path, separator)
+            df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8")
         elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
             _check_utf8(path) if suffix != ".jsonl.gz" else None
             df = pl.read_ndjson(path, infer_schema_length=None)
@@ -103,12 +106,83 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except CuratuneError:
         raise
     except Exception as exc:  # polars raises many types; the user needs the file and the reason
+        # Polars names neither the line nor the row it stopped at; a second, plain read finds it.
+        if suffix in (".csv", ".tsv"):
+            _check_record_widths(path, separator)
+        elif suffix in (".jsonl", ".ndjson"):
+            _check_json_lines(path)
         raise CuratuneError(f"cannot read file: {values_withheld(first_line(exc))}", file=str(path)) from None
     if df.height == 0:
         raise CuratuneError("input file has no rows", file=str(path))
     if suffix == ".tsv":
         _check_no_joined_lines(df, path)
+    if suffix in (".csv", ".tsv"):
+        # Polars fills a row's missing fields with empty values without a word.
+        _check_record_widths(path, separator)
     return df
+
+
+def _check_header(path: Path, separator: str) -> None:
+    """A column named twice: polars renames the second ('text_duplicated_0') and reads the first."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = next(csv.reader(fh, delimiter=separator), [])
+    twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    if twice is not None:
+        raise CuratuneError(f"column {shown_value(twice)} appears twice in the header; rename one", file=str(path))
+
+
+def _check_record_widths(path: Path, separator: str) -> None:
+    """Refuse the first record with more or fewer fields than the header, naming its row."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=separator)
+        width = len(next(reader, []))
+        row = 0
+        try:
+            for record in reader:
+                if not record:  # a blank line is no record
+                    continue
+                row += 1
+                if len(record) != width:
+                    n = len(record)
+                    raise CuratuneError(f"row {row} has {n} field{'s' * (n != 1)}, the header {width} (a field "
+                                        "holding the separator or a line break must be quoted)", file=str(path),
+                                        row=row)
+        except csv.Error:
+            raise CuratuneError(f"row {row + 1} cannot be read: a quoted field is not closed", file=str(path),
+                                row=row + 1) from None
+
+
+def _check_json_lines(path: Path) -> None:
+    """Name the first line that is not one JSON object."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CuratuneError(f"line {lineno} is not valid JSON ({exc.msg}, character {exc.colno})",
+                                    file=str(path)) from None
+            if not isinstance(record, dict):
+                raise CuratuneError(f"line {lineno} is not a JSON object (one record per line)", file=str(path))
+
+
+def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
+    """Polars reads a JSON list or object among a column's strings as its JSON text ('["card", "refund"]'
+    became a label of its own): refuse the first such value in ``columns``, naming its line."""
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        return
+    with open(path, encoding="utf-8") as fh:
+        records = ((i, json.loads(line)) for i, line in enumerate(fh, start=1) if line.strip()) \
+            if path.suffix.lower() != ".json" else enumerate(json.load(fh), start=1)
+        for n, record in records:
+            bad = next((c for c in columns if isinstance(record.get(c), list | dict)), None)
+            if bad is not None:
+                where = "line" if path.suffix.lower() != ".json" else "record"
+                raise CuratuneError(f"{where} {n} holds a JSON {type(record[bad]).__name__.replace('dict', 'object')} "
+                                    "where a plain value belongs (for a list of messages: one row per turn with "
+                                    "[data] conversation_col)", file=str(path), column=bad)
 
 
 def _check_no_joined_lines(df: pl.DataFrame, path: Path) -> None:
@@ -151,8 +225,8 @@ def _check_utf8(path: Path) -> None:
 def _require(df: pl.DataFrame, col: str, path: str, role: str) -> None:
     if col not in df.columns:
         raise CuratuneError(
-            f"missing {role} column (columns are: {', '.join(df.columns)}); map it with config "
-            f"[data] or a --{role}-col flag",
+            f"missing {role} column (columns are: {', '.join(df.columns)}); map it with config [data]"
+            + ("" if role == "group" else f" or a --{role}-col flag"),
             file=path,
             column=col,
         )
@@ -242,6 +316,11 @@ def check_data_columns(cfg: DataConfig) -> None:
         # The conversation is the row, and its id the row id: an id column would be read from no row.
         raise CuratuneError("[data] id_col cannot be used with conversation_col (each conversation's id is its row "
                             "id); leave id_col empty")
+    mapped = [(k, getattr(cfg, k)) for k in ("text_col", "label_col", "split_col", "id_col") if getattr(cfg, k)]
+    # One column read as two things: the loader renamed it to one and silently lost the other.
+    same = next(((a, b, col) for i, (a, col) in enumerate(mapped) for b, other in mapped[i + 1:] if col == other), None)
+    if same:
+        raise CuratuneError(f"[data] {same[0]} and {same[1]} are both '{same[2]}'; each must name its own column")
     repeated = sorted({g for g in cfg.group_cols if cfg.group_cols.count(g) > 1})
     if repeated:
         raise CuratuneError(f"[data] group_cols: '{repeated[0]}' is listed more than once")
@@ -274,6 +353,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         path = str(p)
         raw = read_table(path)
         _check_columns(raw, cfg, path)
+        check_plain_json_values(path, [c for c in _role_columns(cfg) if c in raw.columns])
         src = Path(path).name
         n_raw = raw.height
         if cfg.conversation_col:
@@ -297,15 +377,22 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
                 raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
         df = _canonical(df, cfg, src)
         _check_splits(df, cfg, path)
+        row = first_row(df, ~pl.col("row_id").is_first_distinct())
+        if row is not None:
+            raise CuratuneError(f"row id {shown_value(df['row_id'][row - 1])} occurs more than once (this row "
+                                "repeats an earlier one's); ids must be unique", file=path,
+                                **({"column": cfg.id_col, "row": row} if cfg.id_col else
+                                   {"column": cfg.conversation_col or "row_id"}))
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
     _check_same_types(frames, [s["path"] for s in sources])
     rows = pl.concat(frames, how="diagonal_relaxed")
     dup = rows.filter(pl.col("row_id").is_duplicated())
-    if dup.height:
+    if dup.height:  # each file's own ids are unique (above): the same id is in two files
         first = dup["row_id"][0]
-        raise CuratuneError(f"row id {shown_value(first)} occurs more than once; ids must be unique",
-                            column=cfg.id_col or cfg.conversation_col or "row_id")
+        files = dup.filter(pl.col("row_id") == first)["source"].unique(maintain_order=True).to_list()
+        raise CuratuneError(f"row id {shown_value(first)} is in both {files[0]} and {files[1]}; ids must be unique "
+                            "across the input files", column=cfg.id_col or cfg.conversation_col or "row_id")
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit(EMPTY_TEXT).alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
@@ -355,14 +442,19 @@ def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
     if reserved:
         raise CuratuneError(f"input column '{reserved[0]}' clashes with a column curation adds; rename it",
                             file=path, column=reserved[0])
-    roles = {cfg.text_col: "text", cfg.label_col: "label", cfg.split_col: "split", cfg.id_col: "id",
-             cfg.conversation_col: "conversation", cfg.speaker_col: "speaker",
-             **{g: "group" for g in cfg.group_cols}}
-    for col, role in roles.items():
+    for col, role in _role_columns(cfg).items():
         if col and col in raw.columns and raw.schema[col].is_nested():
             raise CuratuneError(f"{role} column holds {raw.schema[col]} values, not plain values; flatten it "
                                 "(for a list of messages: one row per turn with [data] conversation_col)",
                                 file=path, column=col)
+
+
+def _role_columns(cfg: DataConfig) -> dict[str, str]:
+    """The input columns curatune reads a plain value from, and what each holds."""
+    roles = {cfg.text_col: "text", cfg.label_col: "label", cfg.split_col: "split", cfg.id_col: "id",
+             cfg.conversation_col: "conversation", cfg.speaker_col: "speaker",
+             **{g: "group" for g in cfg.group_cols}}
+    return {c: r for c, r in roles.items() if c}
 
 
 def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:

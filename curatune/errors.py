@@ -64,4 +64,5 @@ def shown_value(value: object) -> str:
 def values_withheld(message: str) -> str:
     """A library's message with the cell values it quotes in backticks (polars: "could not parse
     `<cell>` as dtype `str`") shown only where ``shown_value`` would show them."""
-    return re.sub(r"`([^`]*)`", lambda m: shown_value(m.group(1)), message)
+    # A message cut at its first line may open a quote it never closes: the rest is the cell.
+    return re.sub(r"`([^`]*)(?:`|$)", lambda m: shown_value(m.group(1)), message)

@@ -139,6 +139,10 @@ def check_setup(cfg: Config) -> None:
     anonymiser's entity types, operators and secret, the base model, trackers and device."""
     from curatune.curate.base import get_step
 
+    for key, paths in (("inputs", cfg.data.inputs), ("reference", [cfg.data.reference]), ("truth", [cfg.data.truth])):
+        missing = next((p for p in paths if p and not Path(p).is_file()), None)
+        if missing is not None:
+            raise CuratuneError(f"[data] {key}: file not found", file=missing)
     for step in cfg.curate.steps:
         get_step(step)  # a misspelt step would otherwise be refused only when curation starts
     if "anonymise" in cfg.curate.steps:

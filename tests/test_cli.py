@@ -86,6 +86,9 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
     ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
     ("[curate]\nsteps = ['dedup', 'dedupe']\n", "unknown curation step 'dedupe'"),
     ("[run]\nname = 'nightly'\n", "unknown config key 'run.name'"),
+    # Paths are read relative to the config file; validate said "ok" and curate then failed.
+    ("[data]\ninputs = ['missing.csv']\n", "missing.csv: [data] inputs: file not found"),
+    ("[data]\ntruth = 'truth.parquet'\n", "truth.parquet: [data] truth: file not found"),
 ])
 def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path, monkeypatch, body, message):
     """Settings only a stage's start could refuse (entity types, the model, trackers) are refused by
@@ -97,6 +100,8 @@ def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path,
     code, out = cli_run("validate", cfg)
     assert code == 2, out
     assert message in out.replace("\n", "") and "Traceback" not in out
+    # The file is named (a project may hold many configs).
+    assert str(tmp_path) in out.replace("\n", "")
 
 
 @pytest.mark.parametrize("command", ["curate", "generate", "train", "evaluate"])

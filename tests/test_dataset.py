@@ -34,10 +34,15 @@ def test_source_ids_and_duplicates_keep_distinct_ids(tmp_path):
     assert rows["row_id"].to_list() == ["a", "b", "c"]
 
 
-def test_duplicate_source_id_is_an_error(tmp_path):
-    pl.DataFrame({"id": ["a", "a"], "text": ["x", "y"]}).write_csv(tmp_path / "d.csv")
-    with pytest.raises(CuratuneError, match="row id 'a' occurs more than once"):
+def test_duplicate_source_id_is_an_error_naming_the_file_and_row(tmp_path):
+    pl.DataFrame({"id": ["a", "b", "a"], "text": ["x", "y", "z"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
         load_dataset([tmp_path / "d.csv"], DataConfig(id_col="id"))
+    assert str(err.value).startswith(f"{tmp_path / 'd.csv'}, row 3, column 'id': row id 'a' occurs more than once")
+    pl.DataFrame({"id": ["a"], "text": ["x"]}).write_csv(tmp_path / "d.csv")
+    pl.DataFrame({"id": ["c", "a"], "text": ["x", "y"]}).write_csv(tmp_path / "e.csv")
+    with pytest.raises(CuratuneError, match="row id 'a' is in both d.csv and e.csv"):
+        load_dataset([tmp_path / "d.csv", tmp_path / "e.csv"], DataConfig(id_col="id"))
 
 
 @pytest.mark.parametrize("value", ["maria.g@example.com", "Maria Gonzalez called", "4111111111111111"])
@@ -94,7 +99,15 @@ def test_null_and_empty_text_go_to_unusable(tmp_path):
         (b"text\nok\n\xff\xfe bad\n", "latin.csv", "line 3 is not valid UTF-8"),
         (b"body\nhello\n", "nocol.csv", "missing text column"),
         (b"text\nhello\n", "data.xlsx", "unsupported file type"),
-        (b"{not json\n", "broken.jsonl", "cannot read file"),
+        (b"{not json\n", "broken.jsonl", "line 1 is not valid JSON"),
+        # Polars named no line or row for these, or read them without a word.
+        (b'{"text": "a"}\n{"text": "b"}\n{"text": "c",\n{"text": "d"}\n', "midway.jsonl", "line 3 is not valid JSON"),
+        (b"text,label\nhello,greet\nhi,greet,extra\n", "long_row.csv", "row 2 has 3 fields, the header 2"),
+        (b"text,label\nhello,greet\nhi\nbye,bye\n", "short_row.csv", "row 2 has 1 field, the header 2"),
+        (b"id,text,text,label\n1,a,b,x\n", "twice.csv", "column 'text' appears twice in the header"),
+        # A value that opens a quote and never closes it: the message must not quote the cell.
+        (b'text\tlabel\n"Maria Gonzalez 415 555 0134\tcard\nhello\tgreet\n', "open_quote.tsv",
+         "row 1 has 1 field, the header 2"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, content, name, message):
@@ -105,7 +118,7 @@ def test_bad_input_one_line_error(tmp_path, content, name, message):
     text = str(err.value)
     assert message in text
     assert str(p) in text
-    assert "\n" not in text
+    assert "\n" not in text and "Maria" not in text
 
 
 def test_missing_file(tmp_path):
@@ -225,6 +238,18 @@ def test_blank_split_is_train_and_an_unknown_split_is_refused_at_load(tmp_path):
         load_dataset([path], DataConfig(conversation_col="conversation_id"))
 
 
+@pytest.mark.parametrize(("record", "column", "kind"), [({"text": "hi", "label": ["card", "refund"]}, "label", "list"),
+                                                      ({"text": {"a": 1}, "label": "x"}, "text", "object")])
+def test_a_list_or_object_among_plain_json_values_is_refused_with_its_line(tmp_path, record, column, kind):
+    """Polars read '["card", "refund"]' among string labels as the string, a class of its own."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "hello", "label": "greet"}) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}, column '{column}': line 2 holds a JSON {kind} where a plain value belongs (for "
+                              "a list of messages: one row per turn with [data] conversation_col)")
+
+
 def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps({"messages": ["hi", "there"], "label": "x"}) + "\n")
@@ -272,6 +297,9 @@ def test_float_labels_read_as_their_integer_and_nan_as_missing(tmp_path):
 
 
 @pytest.mark.parametrize(("cfg", "message"), [
+    # One column read as the text and the label: the loader kept one and said the other was "reserved".
+    (DataConfig(text_col="body", label_col="body"), "[data] text_col and label_col are both 'body'"),
+    (DataConfig(id_col="text"), "[data] text_col and id_col are both 'text'"),
     (DataConfig(group_cols=["split"]), "[data] group_cols: 'split' is the split_col column, not a customer group"),
     (DataConfig(id_col="id", group_cols=["id"]), "'id' is the id_col column"),
     (DataConfig(group_cols=["text"]), "'text' is the text_col column"),  # the transcript copied into the ledger

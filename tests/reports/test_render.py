@@ -280,12 +280,16 @@ def test_stages_not_run_are_shown_not_invented(tmp_path):
     assert "NOT RUN" in read(run, "training.html")
 
 
-def test_empty_run_dir_renders(tmp_path):
-    (tmp_path / "run").mkdir()
-    paths = render_reports(tmp_path / "run")
-    content = json.loads(Path(paths["audit_json"]).read_text())
-    assert [s["status"] for s in content["run"]["stages"]] == ["not run"] * 3
-    assert "No gates were recorded" in Path(paths["audit_html"]).read_text()
+def test_a_folder_no_stage_has_run_in_is_refused_and_left_as_it_was(tmp_path, cli_run):
+    """It was rendered as an audit of three stages "not run", written into whatever folder was named."""
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "foo.txt").write_text("x")
+    (tmp_path / "notes" / "curate").mkdir()  # a stage folder without its manifest (a stage that never finished)
+    code, out = cli_run("report", tmp_path / "notes")
+    assert code == 2
+    assert out.strip() == (f"error: {tmp_path / 'notes'}: not a run directory: no stage has written a manifest.json "
+                           "in curate/, train/ or evaluate/ here")
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["curate", "foo.txt"]
 
 
 def test_incomplete_manifest_counts_as_not_run(tmp_path):
@@ -727,8 +731,9 @@ def test_flagged_shares_by_group_keep_the_worst_groups_and_say_how_many_are_not_
     assert len(rows) == 50 and li["flagged_share_not_shown"] == {"channel": 10}
     assert [(r["group"], r["share"], r["rows"]) for r in rows[:4]] == [
         ("g59", 0.9, 20), ("g01", 0.2, 500), ("g00", 0.2, 5), ("g58", 0.01, 68)]
-    assert ("<caption>Share of each group's rows flagged as probable label errors, highest first; 10 more channel "
-            "groups not shown</caption>") in read(run)
+    assert ("<caption>Share of each group's rows flagged as probable label errors (of the rows the label-issue step "
+            "ran on; the per-group table below counts every input row and other problem reasons too), highest "
+            "first; 10 more channel groups not shown</caption>") in read(run)
 
 
 def test_a_run_without_gates_says_no_gates_configured_not_pass(tmp_path):
