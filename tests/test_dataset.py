@@ -148,8 +148,10 @@ def test_missing_label_column_when_required(tmp_path):
 
 def test_missing_group_column(tmp_path):
     pl.DataFrame({"text": ["a"]}).write_csv(tmp_path / "d.csv")
-    with pytest.raises(CuratuneError, match="missing group column"):
+    with pytest.raises(CuratuneError) as err:
         load_dataset([tmp_path / "d.csv"], DataConfig(group_cols=["region"]))
+    # The CLI has no --group-col flag: the message named one.
+    assert str(err.value).endswith("missing group column (columns are: text); map it with config [data]")
 
 
 def test_reserved_column_clash(tmp_path):
