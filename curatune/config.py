@@ -557,6 +557,8 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
+    if path.is_dir():
+        raise CuratuneError("config path is a directory, expected a .toml file", file=str(path))
     if not path.is_file():
         raise CuratuneError("config file not found", file=str(path))
     try:

@@ -62,6 +62,12 @@ def test_python_dash_m_works(tmp_path):
     assert proc.stderr.count("\n") <= 2
 
 
+def test_a_config_path_that_is_a_directory_says_so(cli_run, tmp_path):
+    code, out = cli_run("validate", tmp_path)
+    assert code == 2
+    assert out.strip() == f"error: {tmp_path}: config path is a directory, expected a .toml file"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("train", "--bogus"), "No such option: --bogus"),
     (("train",), "Missing argument 'curated'"),

@@ -22,7 +22,7 @@ import polars as pl
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
 from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, load_dataset
-from curatune.errors import CuratuneError, GateFailed
+from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
     CURATED,
     EXCLUDED,
@@ -31,7 +31,6 @@ from curatune.rundir import (
     REVIEWS,
     Manifest,
     output_dir,
-    read_run_table,
     write_parquet,
 )
 
@@ -260,4 +259,12 @@ def _load_truth(path: str) -> pl.DataFrame | None:
     p = Path(path)
     if not p.is_file():
         raise CuratuneError("truth file not found", file=path)
-    return read_run_table(p)
+    # Not read_run_table: its advice ("re-run the stage that wrote it") is for a run's own tables.
+    what = "[data] truth must be a Parquet table keyed by row_id, as the demo generator writes truth.parquet"
+    try:
+        truth = pl.read_parquet(p)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise CuratuneError(f"{what} ({first_line(exc)})", file=path) from None
+    if "row_id" not in truth.columns:
+        raise CuratuneError(f"{what}; this one has no row_id column", file=path)
+    return truth

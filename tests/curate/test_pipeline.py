@@ -146,6 +146,24 @@ def test_missing_truth_file_is_a_clear_error(cli_run, tmp_path):
     assert not (tmp_path / "out" / "ledger.parquet").exists()
 
 
+@pytest.mark.parametrize(("name", "write", "why"), [
+    ("truth.csv", lambda p: p.write_text("row_id,label\nd:0,x\n"), " (parquet: "),
+    ("truth.parquet", lambda p: pl.DataFrame({"id": ["d:0"]}).write_parquet(p), "; this one has no row_id column"),
+])
+def test_a_truth_file_that_is_not_a_truth_table_says_what_one_is(cli_run, tmp_path, name, write, why):
+    """It was told to "re-run the stage that wrote it", advice for a run's own tables."""
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).write_csv(src)
+    write(tmp_path / name)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[data]\ntruth = '{name}'\n[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2, out
+    assert out.replace("\n", "").startswith(f"error: {tmp_path / name}: [data] truth must be a Parquet table keyed by "
+                                            f"row_id, as the demo generator writes truth.parquet{why}")
+    assert "re-run" not in out and not (tmp_path / "out" / "ledger.parquet").exists()
+
+
 def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
     """The earlier manifest was removed once the input was read, before the truth file was opened or
     label issues found too few labels: a refused command left a run that later stages called incomplete."""
