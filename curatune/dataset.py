@@ -177,7 +177,9 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
         records = ((i, json.loads(line)) for i, line in enumerate(fh, start=1) if line.strip()) \
             if path.suffix.lower() != ".json" else enumerate(json.load(fh), start=1)
         for n, record in records:
-            bad = next((c for c in columns if isinstance(record.get(c), list | dict)), None)
+            # A line that is no object at all polars has refused already.
+            bad = next((c for c in columns if isinstance(record, dict) and isinstance(record.get(c), list | dict)),
+                       None)
             if bad is not None:
                 where = "line" if path.suffix.lower() != ".json" else "record"
                 raise CuratuneError(f"{where} {n} holds a JSON {type(record[bad]).__name__.replace('dict', 'object')} "
