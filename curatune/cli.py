@@ -252,7 +252,7 @@ def generate(
 def validate(config: Path) -> None:
     """Check a config file (unknown or wrong keys are reported by name) and what its stages need
     here: entity types, operators, the base model, trackers, the device."""
-    from curatune.pipeline import check_setup
+    from curatune.pipeline import check_setup, missing_data_files
 
     cfg = load_config(config)
     try:
@@ -260,6 +260,9 @@ def validate(config: Path) -> None:
     except CuratuneError as exc:
         # A setting named without its file ("[curate] steps ...") could be in any config of a project.
         raise exc if exc.file else CuratuneError(str(exc), file=str(config)) from None
+    # Not an error: a config may name data written later (`curatune generate`) or on another machine.
+    for missing in missing_data_files(cfg):
+        _say(f"warning: {missing} not found here")
     _say(f"{config}: ok")
 
 

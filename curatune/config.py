@@ -360,10 +360,6 @@ class EvaluateConfig:
             "min_group_size": (self.min_group_size >= 0, ">= 0"),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
         })
-        # Every gate is an accuracy, a retention, a gap or a rate: min_accuracy = 80 could never pass.
-        g = self.gates
-        _refuse_unusable(g, "evaluate.gates", {name: (0 <= getattr(g, name) <= 1, "in [0, 1] (0 = not checked)")
-                                               for name in vars(g)})
 
 
 # --------------------------------------------------------------------------------------------

@@ -190,11 +190,6 @@ def test_a_curation_config_built_in_code_is_checked_when_curation_runs(tmp_path)
     ("report", "text_chars", -5, "[report] text_chars must be >= 1, got -5"),
     ("evaluate", "seed", -1, "[evaluate] seed must be in [0, 2**32), got -1"),
     ("labelstudio", "sample_size", -5, "[labelstudio] sample_size must be >= 1, got -5"),
-    # A gate that can never pass (accuracy as a percentage) or never fail.
-    ("evaluate.gates", "min_accuracy", 80,
-     "[evaluate.gates] min_accuracy must be in [0, 1] (0 = not checked), got 80.0"),
-    ("evaluate.gates", "max_counterfactual_flip_rate", -0.1,
-     "[evaluate.gates] max_counterfactual_flip_rate must be in [0, 1] (0 = not checked), got -0.1"),
 ])
 def test_settings_that_crash_a_stage_or_quietly_change_it_are_refused_at_load(section, key, value, message):
     """Each was accepted by `curatune validate`: num_perm = -3 was a traceback, threshold = 5 turned

@@ -180,7 +180,7 @@ def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
     code, text = cli_run("curate", src, "--out", out, "--config", cfg, "--truth", not_parquet)
     errors = error_lines(text)
     assert code == 2 and len(errors) == 1, text
-    assert errors[0].startswith(f"error: {not_parquet}: cannot read Parquet table (")
+    assert errors[0].startswith(f"error: {not_parquet}: [data] truth must be a Parquet table keyed by row_id")
     one_label = tmp_path / "one.csv"
     pl.DataFrame({"text": ["a b c", "d e f", "g h i"], "label": ["card", "card", "loan"]}).write_csv(one_label)
     cfg2 = tmp_path / "c2.toml"
