@@ -17,6 +17,7 @@ Rows that cannot be used (null or empty text) are not skipped silently: they com
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,17 +172,18 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
     """Polars reads a JSON list or object among a column's strings as its JSON text ('["card", "refund"]'
     became a label of its own): refuse the first such value in ``columns``, naming its line."""
     path = Path(path)
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+    kind = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    if kind not in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
         return
-    with open(path, encoding="utf-8") as fh:
+    with (gzip.open if kind == ".jsonl.gz" else open)(path, "rt", encoding="utf-8") as fh:
         records = ((i, json.loads(line)) for i, line in enumerate(fh, start=1) if line.strip()) \
-            if path.suffix.lower() != ".json" else enumerate(json.load(fh), start=1)
+            if kind != ".json" else enumerate(json.load(fh), start=1)
         for n, record in records:
             # A line that is no object at all polars has refused already.
             bad = next((c for c in columns if isinstance(record, dict) and isinstance(record.get(c), list | dict)),
                        None)
             if bad is not None:
-                where = "line" if path.suffix.lower() != ".json" else "record"
+                where = "line" if kind != ".json" else "record"
                 raise CuratuneError(f"{where} {n} holds a JSON {type(record[bad]).__name__.replace('dict', 'object')} "
                                     "where a plain value belongs (for a list of messages: one row per turn with "
                                     "[data] conversation_col)", file=str(path), column=bad)

@@ -244,12 +244,16 @@ def test_blank_split_is_train_and_an_unknown_split_is_refused_at_load(tmp_path):
                                                       ({"text": {"a": 1}, "label": "x"}, "text", "object")])
 def test_a_list_or_object_among_plain_json_values_is_refused_with_its_line(tmp_path, record, column, kind):
     """Polars read '["card", "refund"]' among string labels as the string, a class of its own."""
-    path = tmp_path / "d.jsonl"
-    path.write_text(json.dumps({"text": "hello", "label": "greet"}) + "\n" + json.dumps(record) + "\n")
-    with pytest.raises(CuratuneError) as err:
-        load_dataset([path], DataConfig())
-    assert str(err.value) == (f"{path}, column '{column}': line 2 holds a JSON {kind} where a plain value belongs (for "
-                              "a list of messages: one row per turn with [data] conversation_col)")
+    import gzip
+
+    lines = json.dumps({"text": "hello", "label": "greet"}) + "\n" + json.dumps(record) + "\n"
+    (tmp_path / "d.jsonl").write_text(lines)
+    (tmp_path / "g.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    for path in (tmp_path / "d.jsonl", tmp_path / "g.jsonl.gz"):
+        with pytest.raises(CuratuneError) as err:
+            load_dataset([path], DataConfig())
+        assert str(err.value) == (f"{path}, column '{column}': line 2 holds a JSON {kind} where a plain value belongs "
+                                  "(for a list of messages: one row per turn with [data] conversation_col)")
 
 
 def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
