@@ -90,7 +90,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     try:
         if suffix in (".csv", ".tsv"):
             _check_utf8(path)
-            _check_header(path, separator)
+            _check_csv_shape(path, separator)
             df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8")
         elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
             _check_utf8(path) if suffix != ".jsonl.gz" else None
@@ -107,36 +107,29 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except CuratuneError:
         raise
     except Exception as exc:  # polars raises many types; the user needs the file and the reason
-        # Polars names neither the line nor the row it stopped at; a second, plain read finds it.
-        if suffix in (".csv", ".tsv"):
-            _check_record_widths(path, separator)
-        elif suffix in (".jsonl", ".ndjson"):
+        # Polars names neither the line nor the record it stopped at; a second, plain read finds it.
+        if suffix in (".jsonl", ".ndjson"):
             _check_json_lines(path)
         raise CuratuneError(f"cannot read file: {values_withheld(first_line(exc))}", file=str(path)) from None
     if df.height == 0:
         raise CuratuneError("input file has no rows", file=str(path))
     if suffix == ".tsv":
         _check_no_joined_lines(df, path)
-    if suffix in (".csv", ".tsv"):
-        # Polars fills a row's missing fields with empty values without a word.
-        _check_record_widths(path, separator)
     return df
 
 
-def _check_header(path: Path, separator: str) -> None:
-    """A column named twice: polars renames the second ('text_duplicated_0') and reads the first."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        header = next(csv.reader(fh, delimiter=separator), [])
-    twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
-    if twice is not None:
-        raise CuratuneError(f"column {shown_value(twice)} appears twice in the header; rename one", file=str(path))
-
-
-def _check_record_widths(path: Path, separator: str) -> None:
-    """Refuse the first record with more or fewer fields than the header, naming its row."""
+def _check_csv_shape(path: Path, separator: str) -> None:
+    """What polars reads without a word or reports without a place: a column named twice (the second
+    read as 'text_duplicated_0'), a record with fewer fields than the header (filled with empty
+    values) or more (no row named), a quoted field never closed. The first is refused, by its row."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=separator)
-        width = len(next(reader, []))
+        header = next(reader, [])
+        twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+        if twice is not None:
+            raise CuratuneError(f"column {shown_value(twice)} appears twice in the header; rename one",
+                                file=str(path))
+        width = len(header)
         row = 0
         try:
             for record in reader:
@@ -357,7 +350,12 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         path = str(p)
         raw = read_table(path)
         _check_columns(raw, cfg, path)
-        check_plain_json_values(path, [c for c in _role_columns(cfg) if c in raw.columns])
+        # Only a string that opens like JSON may be a list or object polars turned into text: the plain
+        # second read of the file is skipped for the usual file that has none.
+        suspect = [c for c in _role_columns(cfg) if c in raw.columns and raw.schema[c] == pl.String
+                   and raw[c].str.contains(r"^\s*[\[{]").any()]
+        if suspect:
+            check_plain_json_values(path, suspect)
         src = Path(path).name
         n_raw = raw.height
         if cfg.conversation_col:

@@ -50,7 +50,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     if own is not None and own.get("stage") in STAGE_TITLES:
         raise CuratuneError(f"this is the {own['stage']} stage's folder, not a run directory: pass the folder "
                             "that holds curate/, train/ and evaluate/", file=str(run))
-    if not any(read_manifest(run / s) is not None for s in STAGE_TITLES if s != "report"):
+    if not any(read_manifest(run / s) is not None for s in STAGE_TITLES):
         # A report of nothing would write report/ into an unrelated folder and read as an audit.
         raise CuratuneError("not a run directory: no stage has written a manifest.json in curate/, train/ or "
                             "evaluate/ here", file=str(run))

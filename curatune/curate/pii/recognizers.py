@@ -449,7 +449,13 @@ def may_be_surname(word: str) -> bool:
     """A capitalised word after a first name that is no ordinary, calendar or street word ("Maria
     Thanks", "Maria Monday"; "Victoria Street" is a place, left to the address rules)."""
     return (word not in ContextNameRecognizer.NOT_NAMES and word not in CALENDAR_WORDS
-            and word not in street_suffixes() and word.casefold() not in stop_words())
+            and word not in _street_words() and word.casefold() not in stop_words())
+
+
+@lru_cache(maxsize=1)
+def _street_words() -> frozenset[str]:
+    # street_suffixes() is a list ordered for a regex; this is asked once per capitalised word.
+    return frozenset(street_suffixes())
 
 
 def surname_end(text: str, end: int, *, particle_only: bool = False) -> int:
