@@ -107,8 +107,12 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, "labelstudio", ("curate",)))
     set_aside = [f"{summary[k]} {what}" for k, what in (("stale_reviews", "made on text the row no longer has"),
                                                           ("invalid_reviews", "invalid")) if summary.get(k)]
+    undecided = [f"{summary[k]} {what}" for k, what in (("conflicts", "in conflict"), ("unsure", "unsure"))
+                 if summary.get(k)]
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
-         f"{summary['dropped']} dropped)" + (f"; not applied: {', '.join(set_aside)}" if set_aside else ""))
+         f"{summary['dropped']} dropped)" + (f"; rows kept undecided: {', '.join(undecided)} (review_conflict / "
+                                             "review_unsure in the ledger)" if undecided else "")
+         + (f"; not applied: {', '.join(set_aside)}" if set_aside else ""))
 
 
 def _labelstudio_config(config: Path | None, run_dir: Path, url: str | None, project: str | None) -> LabelStudioConfig:
@@ -135,7 +139,8 @@ def labelstudio_push(
         cfg.only = only  # validated by push
     result = push(run_dir, cfg, progress=_progress)
     _say(f"pushed to project {result['project_id']}: {result['created']} new tasks, "
-         f"{result['updated']} updated ({result['text_changed']} with new text)"
+         f"{result['updated']} updated, {result['text_changed']} with new text"
+         + (f" ({result['replaced']} in a new task)" if result["replaced"] else "")
          + (f"; {result['left_out_leaked']} rows left out (the leak scan found personal data in them)"
             if result["left_out_leaked"] else ""))
 

@@ -3,12 +3,14 @@
 push: curated rows (anonymised text only) become one task each in a Label Studio project, whose
 labeling interface is a single choice among the dataset's labels plus "drop" and "unsure", over
 the transcript (a conversation view when rows have turns). Every task carries the row's
-``row_id`` in its data, the issue reasons in its meta, and two predictions: the current label
+``row_id`` in its data, a review note in words (the label in the data, curation's suggestion, a
+copy with another label), the issue reasons in its meta, and two predictions: the current label
 and the suggested one (model version ``<curate run id>:current`` / ``:suggested``; score = label
-quality for the current label, 1 - quality for the suggestion). ``text_sha256`` in the data is the
-hash of the text shown: pull records it with each review, so that a review of a text the row no
-longer has is not applied (curate/reviews.py). Rows the leak scan still found personal data in are
-not pushed.
+quality for the current label, 1 - quality for the suggestion), for the Data Manager's columns and
+filters. Pre-labelling from predictions is switched off, so no choice is made for the reviewer.
+``text_sha256`` in the data is the hash of the text shown: pull records the hash of each task's
+text with its reviews, so that a review of a text the row no longer has is not applied
+(curate/reviews.py). Rows the leak scan still found personal data in are not pushed.
 
 pull: the project's annotations become ``reviews.parquet`` in the curate dir, one row per
 annotation; curate/reviews.py resolves conflicts and applies the decisions.
@@ -18,11 +20,13 @@ so a second push, or one after a killed push, never duplicates a task; after a f
 re-lists before retrying, because the server may have stored the batch before the connection
 broke. A push of a later run adds only new rows and replaces the predictions whose label,
 suggestion or score (to 2 decimals) changed (delete then import, per chunk, which is itself safe
-to repeat), and the text of tasks whose row's text changed; an unchanged prediction keeps the id
-of the run that made it, because replacing one costs Label Studio ~30 ms a task. The SDK's own
-retries are off: they would blindly re-send a non-idempotent request; creating the project and
-importing tasks or predictions are retried only after listing what the server already holds
-(_send_once).
+to repeat); an unchanged prediction keeps the id of the run that made it, because replacing one
+costs Label Studio ~30 ms a task. When a row's text changed, a task nobody worked on yet gets the
+new text; a task someone annotated, skipped or drafted keeps its text and annotations and is
+marked ``superseded_by`` a new task with the new text, since Label Studio would never serve the
+old task again to who worked on it. The SDK's own retries are off: they would blindly re-send a
+non-idempotent request; creating the project and importing tasks or predictions are retried only
+after listing what the server already holds (_send_once).
 
 The API token comes from ``$<token_env>`` or ``token_file`` and is only ever handed to the SDK;
 messages, manifests and the push record never contain it.
@@ -36,7 +40,7 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,12 +50,13 @@ from xml.sax.saxutils import quoteattr
 
 import httpx
 import polars as pl
+import pydantic
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
-from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSURE, text_sha256
+from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSURE, read_reviews, text_sha256
 from curatune.dataset import LABEL_CONFLICT, REVIEW_REASONS
 from curatune.errors import CuratuneError
 from curatune.rundir import (
@@ -73,11 +78,13 @@ Progress = Callable[[str], None] | None
 # Names inside the labeling interface; pull reads the decision from the Choices named CHOICES.
 CHOICES = "label"
 TEXT_KEY = "text"
-# sha256 of the task's text, and, for annotations made before push replaced the text, the text each
-# was made on (annotation id -> {text_sha256, updated_at}): pull records it with every review.
+# sha256 of the task's text (pull records the hash of the text each review was made on).
 TEXT_SHA = "text_sha256"
-ANNOTATED_SHA = "annotated_text_sha256"
 DIALOGUE_KEY = "dialogue"
+# The row's label and what curation found, shown to the reviewer as text (no choice is pre-selected).
+NOTE_KEY = "review_note"
+# In the meta of a task whose text its row no longer has: the id of the task that shows the new text.
+SUPERSEDED = "superseded_by"
 # What push last did, for provenance and so that pull finds the project without --project.
 PUSH_RECORD = "labelstudio.json"
 # The label_issues step's quality: its own column, else its generic per-step score; absent means "not known".
@@ -154,7 +161,8 @@ class Server:
         self.url = cfg.url.rstrip("/")
         self._token = _token(cfg)
         try:
-            self.client = LabelStudio(base_url=self.url, api_key=self._token, max_retries=0,
+            # The trailing slash matters to the SDK's token refresh (urljoin), for a server under a sub-path.
+            self.client = LabelStudio(base_url=self.url + "/", api_key=self._token, max_retries=0,
                                       timeout=cfg.timeout_s)
         except ApiError as exc:  # the SDK checks an expired JWT token here already
             raise self._error("use the API token", exc) from None
@@ -162,8 +170,13 @@ class Server:
     def _clean(self, message: str) -> str:
         return message.replace(self._token, "***") if self._token else message
 
-    def backoff(self, attempt: int) -> None:
-        time.sleep(min(self.cfg.retry_backoff_s * 2 ** attempt, MAX_BACKOFF_S))
+    def retry_later(self, what: str, failure: Exception, attempt: int, attempts: int) -> None:
+        """Say so, then wait before the next attempt. A warning, not a debug line: with the default
+        timeout a server that does not answer takes minutes to give up on, and silence looks like a hang."""
+        wait = min(self.cfg.retry_backoff_s * 2 ** attempt, MAX_BACKOFF_S)
+        log.warning("Label Studio: %s failed (%s); retry %d of %d in %.0f s", what, self._clean(str(failure)),
+                    attempt + 1, attempts - 1, wait)
+        time.sleep(wait)
 
     def _error(self, what: str, exc: ApiError) -> CuratuneError:
         code = exc.status_code
@@ -204,9 +217,11 @@ class Server:
                     failure = _Transient(f"HTTP {exc.status_code}")
                 else:
                     raise self._error(what, exc) from None
+            except (json.JSONDecodeError, pydantic.ValidationError):  # a proxy's page, another server
+                raise CuratuneError(f"{self.url} does not answer like a Label Studio server (its reply to "
+                                    f"'{what}' is not Label Studio's JSON): is the URL right?") from None
             if attempt + 1 < attempts:
-                log.info("Label Studio: %s failed (%s), retrying", what, failure)
-                self.backoff(attempt)
+                self.retry_later(what, failure, attempt, attempts)
         if not retry:
             raise failure
         raise self.unavailable(what, failure, attempts)
@@ -240,7 +255,8 @@ def labeling_config(labels: list[str], dialogue: bool) -> str:
         obj = f'  <Text name="{TEXT_KEY}" value="${TEXT_KEY}"/>'
         to_name = TEXT_KEY
     choices = "\n".join(f"    <Choice value={quoteattr(v)}/>" for v in [*labels, DROP, UNSURE])
-    return (f'<View>\n  <Header value="Transcript"/>\n{obj}\n  <Header value="Correct label"/>\n'
+    return (f'<View>\n  <Header value="Transcript"/>\n{obj}\n  <Header value="${NOTE_KEY}" size="5"/>\n'
+            '  <Header value="Correct label"/>\n'
             f'  <Choices name="{CHOICES}" toName="{to_name}" choice="single" required="true" '
             f'showInline="false">\n{choices}\n  </Choices>\n</View>')
 
@@ -290,11 +306,12 @@ def check_label_config(xml: str, labels: list[str], title: str, pid: int) -> str
 def find_project(server: Server, ref: str) -> Project | None:
     """A project by id (must exist) or by exact title (None when there is none)."""
     client = server.client
-    if ref.isdigit():
+    if re.fullmatch(r"[0-9]+", ref):  # not str.isdigit: that takes "²", which int() refuses
         try:
             p = server.call(f"read project {ref}", lambda: client.projects.get(int(ref)))
         except _NotFound:
-            raise CuratuneError(f"Label Studio at {server.url} has no project with id {ref}") from None
+            raise CuratuneError(f"Label Studio at {server.url} has no project with id {ref} (a number is read "
+                                "as a project id, not a title)") from None
         return Project(p.id, p.title or "", _to_name(p.label_config or ""))
     found = server.call("list projects", lambda: [p for p in client.projects.list(title=ref, page_size=100)
                                                   if p.title == ref])
@@ -424,8 +441,19 @@ def _meta(row: dict[str, Any]) -> dict[str, Any]:
     return {"reasons": [r for r in row["reasons"] or [] if r not in REVIEW_REASONS]}
 
 
+def review_note(row: dict[str, Any]) -> str:
+    """The row's label and what curation found, in words, for the reviewer to read."""
+    parts = [f"Label in the data: {row['label']}" if row["label"] is not None else "No label in the data"]
+    if row["suggested"] is not None and row["suggested"] != row["label"]:
+        parts.append(f"curation suggests: {row['suggested']}")
+    if LABEL_CONFLICT in (row["reasons"] or []):
+        parts.append("a copy of this text carries another label")
+    return "; ".join(parts)
+
+
 def _task(row: dict[str, Any], run_id: str, to_name: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"row_id": row["row_id"], TEXT_KEY: row["text"], TEXT_SHA: text_sha256(row["text"])}
+    data: dict[str, Any] = {"row_id": row["row_id"], TEXT_KEY: row["text"], TEXT_SHA: text_sha256(row["text"]),
+                            NOTE_KEY: review_note(row)}
     if to_name == DIALOGUE_KEY:
         turns = row["turns"] or [{"speaker": "", "text": row["text"]}]
         data[DIALOGUE_KEY] = [{"speaker": t["speaker"] or "", "text": t["text"] or ""} for t in turns]
@@ -437,18 +465,23 @@ def _task(row: dict[str, Any], run_id: str, to_name: str) -> dict[str, Any]:
 
 
 def _existing_tasks(server: Server, pid: int) -> dict[str, list[dict[str, Any]]]:
-    """row_id -> the project's tasks carrying it (id, meta, data), lowest id first."""
+    """row_id -> the project's tasks carrying it (id, meta, data, whether anyone worked on it), lowest id
+    first."""
     client = server.client
 
     def fetch() -> list[Any]:
-        return list(client.tasks.list(project=pid, fields="task_only", include="id,data,meta",
-                                      page_size=PAGE_SIZE))
+        # fields="all" is what computes draft_exists; include keeps the reply to these fields.
+        return list(client.tasks.list(project=pid, fields="all", page_size=PAGE_SIZE,
+                                      include="id,data,meta,total_annotations,cancelled_annotations,draft_exists"))
 
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in server.call("list the project's tasks", fetch):
         row_id = (t.data or {}).get("row_id")
         if row_id is not None:
-            out[str(row_id)].append({"id": t.id, "meta": t.meta or {}, "data": t.data or {}})
+            # A skip or a draft counts too: Label Studio does not serve a task again to who skipped it.
+            worked = bool(getattr(t, "total_annotations", 0) or getattr(t, "cancelled_annotations", 0)
+                          or getattr(t, "draft_exists", False))
+            out[str(row_id)].append({"id": t.id, "meta": t.meta or {}, "data": t.data or {}, "worked": worked})
     for tasks in out.values():
         tasks.sort(key=lambda t: t["id"])
     return dict(out)
@@ -467,7 +500,7 @@ def _send_once(server: Server, what: str, send: Callable[[], Any],
         except _Transient as exc:
             if attempt + 1 == attempts:
                 raise server.unavailable(what, exc, attempts) from None
-            server.backoff(attempt)
+            server.retry_later(what, exc, attempt, attempts)
             rest = settle()
             if rest is None:
                 return
@@ -478,8 +511,10 @@ def _import_batch(server: Server, pid: int, batch: list[dict[str, Any]]) -> None
     client = server.client
 
     def settle() -> Callable[[], Any] | None:
-        present = _existing_tasks(server, pid)
-        rest = [t for t in batch if t["data"]["row_id"] not in present]
+        # A row can have an older task (with the text it had before): what counts is row and text.
+        present = {(row_id, text_sha256(t["data"].get(TEXT_KEY)))
+                   for row_id, tasks in _existing_tasks(server, pid).items() for t in tasks}
+        rest = [t for t in batch if (t["data"]["row_id"], t["data"][TEXT_SHA]) not in present]
         return (lambda: client.projects.import_tasks(pid, request=rest)) if rest else None
 
     _send_once(server, "import tasks", lambda: client.projects.import_tasks(pid, request=batch), settle)
@@ -505,7 +540,8 @@ def _create_project(server: Server, title: str, xml: str, description: str) -> P
     created: list[Any] = []
 
     def create() -> None:
-        created.append(server.client.projects.create(title=title, label_config=xml, description=description))
+        created.append(server.client.projects.create(title=title, label_config=xml, description=description,
+                                                     show_collab_predictions=False))
 
     # A second project of the same title would split the reviews between two projects.
     _send_once(server, "create a project", create, lambda: None if find_project(server, title) else create)
@@ -517,44 +553,21 @@ def _create_project(server: Server, title: str, xml: str, description: str) -> P
     return found
 
 
-def _annotation_time(value: Any) -> str:
-    when = _when(value)
-    return when.isoformat() if when else ""
+def _shows(data: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a task shows the row's text and turns as push would send them: judged on the text itself,
+    not on the hash push stored, because a task's text can be edited in Label Studio."""
+    return text_sha256(data.get(TEXT_KEY)) == new[TEXT_SHA] and \
+        data.get(DIALOGUE_KEY, new.get(DIALOGUE_KEY)) == new.get(DIALOGUE_KEY)
 
 
-def _review_key(result: Any, lead_time: Any) -> str:
-    """What a reviewer changes when they review a task again: the choices, and the time spent on it
-    (Label Studio adds to it on every submit). Marking an annotation ground truth, or any other edit
-    through the API, moves ``updated_at`` but is no new look at the text."""
-    choices = [sorted(map(str, (item.get("value") or {}).get("choices") or [])) for item in result or []
-               if isinstance(item, dict) and item.get("from_name") == CHOICES]
-    return json.dumps([choices, lead_time])
-
-
-def _made_on(entry: dict[str, Any], result: Any, lead_time: Any, updated_at: Any) -> str | None:
-    """The text hash an annotation was made on when it is unchanged since the text was replaced."""
-    if "review" in entry:
-        return entry.get(TEXT_SHA) if entry["review"] == _review_key(result, lead_time) else None
-    # Entries written by earlier versions of push have only the time.
-    return entry.get(TEXT_SHA) if entry.get("updated_at") == _annotation_time(updated_at) else None
-
-
-def _update_text(server: Server, tid: int, data: dict[str, Any], new: dict[str, Any]) -> None:
-    """Show the row's new text; the annotations made so far keep the hash of the text they were made on."""
-    anns = server.call("list a task's annotations", lambda: server.client.annotations.list(tid))
-    old_sha = text_sha256(data.get(TEXT_KEY))
-    seen = dict(data.get(ANNOTATED_SHA) or {})
-    for a in anns:
-        when = a.updated_at or a.created_at
-        # An entry from an earlier change stays only while its annotation is not reviewed again since.
-        if _made_on(seen.get(str(a.id)) or {}, a.result, a.lead_time, when) is None:
-            seen[str(a.id)] = {TEXT_SHA: old_sha, "updated_at": _annotation_time(when),
-                               "review": _review_key(a.result, a.lead_time)}
-    new_data = {**new, ANNOTATED_SHA: seen} if seen else new
-    # An annotated task counts as done and the labelling queue would not serve it again: its new text
-    # would go unreviewed unless someone looked for it. Marked not done, it comes back.
-    extra = {"is_labeled": False} if anns else {}
-    server.call("update a task's text", lambda: server.client.tasks.update(str(tid), data=new_data, **extra))
+def _live_task(tasks: list[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any] | None:
+    """The task that shows the row now: one with its text, else an open one nobody worked on yet, whose
+    text can simply be replaced. None: the row needs a new task."""
+    showing = [t for t in tasks if _shows(t["data"], new)]
+    if showing:
+        return showing[0]
+    open_ = [t for t in tasks if SUPERSEDED not in t["meta"]]
+    return open_[0] if open_ and not open_[0]["worked"] else None
 
 
 def _pred_key(mv: str | None, result: Any, score: Any) -> tuple[str, str, float | None]:
@@ -567,11 +580,10 @@ def _pred_key(mv: str | None, result: Any, score: Any) -> tuple[str, str, float 
     return (kind, choice, None if score is None else round(float(score), 2))
 
 
-def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]],
-                     existing: dict[str, list[dict[str, Any]]], run_id: str,
+def _update_existing(server: Server, project: Project, pairs: list[tuple[dict[str, Any], dict[str, Any]]],
                      say: Callable[[str], None]) -> tuple[int, int]:
-    """Replace the text, predictions and meta that changed on tasks the project already holds; returns
-    (tasks updated, tasks whose text was replaced)."""
+    """Bring each (task, wanted task) pair up to date: the text of a task nobody worked on yet, the
+    review note, the predictions and the meta that changed. Returns (tasks updated, texts replaced)."""
     client = server.client
     pid = project.id
     preds = server.call("list predictions", lambda: client.predictions.list(project=pid))
@@ -580,18 +592,15 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         by_task[p.task].append(p)
     stale: list[tuple[int, list[int], bool, list[dict[str, Any]]]] = []
     metas: list[tuple[int, dict[str, Any]]] = []
-    texts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
-    for row in rows:
-        task = existing[row["row_id"]][0]
-        tid = task["id"]
-        data = task["data"]
-        wanted = _task(row, run_id, project.to_name)
-        new_data, want = wanted["data"], wanted["predictions"]
-        # The text the task shows, not the hash push recorded: a task edited in Label Studio is shown
-        # the row's text again (and its dialogue, which the reviewer reads).
-        if text_sha256(data.get(TEXT_KEY)) != new_data[TEXT_SHA] or \
-                data.get(DIALOGUE_KEY, new_data.get(DIALOGUE_KEY)) != new_data.get(DIALOGUE_KEY):
-            texts.append((tid, data, new_data))
+    datas: list[tuple[int, dict[str, Any]]] = []
+    texts = 0
+    for task, wanted in pairs:
+        tid, data, new_data, want = task["id"], task["data"], wanted["data"], wanted["predictions"]
+        if not _shows(data, new_data):
+            datas.append((tid, new_data))
+            texts += 1
+        elif data.get(NOTE_KEY) != new_data[NOTE_KEY]:
+            datas.append((tid, {**data, NOTE_KEY: new_data[NOTE_KEY]}))
         ours = [p for p in by_task.get(tid, []) if OUR_MODEL_VERSION.match(p.model_version or "")]
         have = sorted((_pred_key(p.model_version, p.result, p.score) for p in ours), key=str)
         if have != sorted((_pred_key(w["model_version"], w["result"], w.get("score")) for w in want), key=str):
@@ -600,11 +609,10 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         if task["meta"] != wanted["meta"]:
             metas.append((tid, wanted["meta"]))
     size = server.cfg.batch_size
-    for i, (tid, data, new) in enumerate(texts, start=1):
-        _update_text(server, tid, data, new)
-        if i % size == 0 or i == len(texts):
-            say(f"labelstudio: replaced the text of {i}/{len(texts)} tasks whose row changed "
-                "(their earlier annotations no longer apply; annotated ones are back in the labelling queue)")
+    for i, (tid, new) in enumerate(datas, start=1):
+        server.call("update a task's data", lambda t=tid, d=new: client.tasks.update(str(t), data=d))
+        if i % size == 0 or i == len(datas):
+            say(f"labelstudio: updated the text or review note of {i}/{len(datas)} tasks")
     for start in range(0, len(stale), size):
         chunk = stale[start:start + size]
         _replace_predictions(server, pid, chunk)
@@ -613,7 +621,27 @@ def _update_existing(server: Server, project: Project, rows: list[dict[str, Any]
         server.call("update task meta", lambda t=tid, m=meta: client.tasks.update(str(t), meta=m))
         if i % size == 0 or i == len(metas):
             say(f"labelstudio: updated issue reasons on {i}/{len(metas)} tasks")
-    return len({t for t, *_ in stale} | {t for t, _ in metas} | {t for t, *_ in texts}), len(texts)
+    return len({t for t, *_ in stale} | {t for t, _ in metas} | {t for t, _ in datas}), texts
+
+
+def _supersede(server: Server, existing: dict[str, list[dict[str, Any]]], wanted: dict[str, dict[str, Any]],
+               say: Callable[[str], None]) -> int:
+    """Mark each open task that shows a text its row no longer has as superseded by the row's live task
+    (meta ``superseded_by``): it keeps its annotations, which pull still records (on the old text's hash,
+    so they are not applied), and the Data Manager can filter it out. Returns how many were marked."""
+    marks: list[tuple[int, dict[str, Any]]] = []
+    for row_id, new in wanted.items():
+        tasks = existing.get(row_id, [])
+        live = next((t for t in tasks if _shows(t["data"], new["data"])), None)
+        if live is None:
+            continue
+        marks += [(t["id"], {**t["meta"], SUPERSEDED: live["id"]}) for t in tasks
+                  if not _shows(t["data"], new["data"]) and t["meta"].get(SUPERSEDED) != live["id"]]
+    for tid, meta in marks:
+        server.call("mark a task superseded", lambda t=tid, m=meta: server.client.tasks.update(str(t), meta=m))
+    if marks:
+        say(f"labelstudio: marked {len(marks)} tasks superseded_by the task that shows their row's new text")
+    return len(marks)
 
 
 def _replace_predictions(server: Server, pid: int, chunk: list[tuple[int, list[int], bool, list[dict]]]) -> None:
@@ -633,6 +661,26 @@ def _replace_predictions(server: Server, pid: int, chunk: list[tuple[int, list[i
     request = [{**p, "task": tid} for tid, _, _, want in chunk for p in want]
     if request:
         _import_predictions(server, pid, request)
+
+
+def _without_prelabels(server: Server, project: Any, say: Callable[[str], None]) -> None:
+    """Reviewers choose the label themselves. With predictions shown, Label Studio pre-selects the choice
+    of the project's model version, which our imports set to curation's suggestion: a plain Submit would
+    accept it. The labels are shown as text instead (NOTE_KEY). Another model's pre-labels are left on."""
+    version = project.model_version or ""
+    if project.show_collab_predictions and (not version or OUR_MODEL_VERSION.match(version)):
+        server.call("switch off pre-labelling", lambda: server.client.projects.update(
+            project.id, show_collab_predictions=False))
+        say(f"labelstudio: switched off pre-labelling in project '{project.title}' (id {project.id}), so that "
+            "no choice is made for the reviewer")
+
+
+def _push_hint(manifest: dict[str, Any], replaced: int) -> str:
+    data = (manifest.get("config") or {}).get("data") or {}
+    if replaced and not data.get("id_col") and not data.get("conversation_col"):
+        return (" If many rows changed at once, their ids may be positions in the input file, which shift when "
+                "a row is added or removed: set [data] id_col.")
+    return ""
 
 
 def push(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None) -> dict[str, Any]:
@@ -657,30 +705,57 @@ def push(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
         project = _create_project(server, ref, labeling_config(labels, dialogue=has_turns),
                                   f"curatune review of curate run {run_id}")
         say(f"labelstudio: created project '{ref}' (id {project.id})")
+        settings = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id))
     else:
-        xml = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id)).label_config
-        project.to_name = check_label_config(xml or "", labels, project.title, project.id)
-        _report_extra_choices(xml or "", labels, project, say)
+        settings = server.call(f"read project {project.id}", lambda: server.client.projects.get(project.id))
+        project.to_name = check_label_config(settings.label_config or "", labels, project.title, project.id)
+        _report_extra_choices(settings.label_config or "", labels, project, say)
+    _without_prelabels(server, settings, say)
     if leaked:
         say(f"labelstudio: left out {leaked} rows the leak scan found personal data in ({LEAKED_COL} > 0 in "
             "the ledger)")
     rows = rows_df.to_dicts()
     say(f"labelstudio: {len(rows)} rows to review ({cfg.only}) -> project '{project.title}' (id {project.id})")
     existing = _existing_tasks(server, project.id)
-    duplicates = sum(len(v) - 1 for v in existing.values())
-    if duplicates:
-        log.warning("project %s holds %d duplicate tasks (same row_id); only the first of each is updated",
-                    project.id, duplicates)
-    new = [_task(r, run_id, project.to_name) for r in rows if r["row_id"] not in existing]
+    wanted = {r["row_id"]: _task(r, run_id, project.to_name) for r in rows}
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    new: list[dict[str, Any]] = []
+    for row_id, want in wanted.items():
+        live = _live_task(existing.get(row_id, []), want["data"])
+        if live is None:
+            new.append(want)
+        else:
+            pairs.append((live, want))
+    # A row whose text changed after someone annotated, skipped or drafted its task gets a new task:
+    # Label Studio never serves a task again to who worked on it, and counts its annotations against the
+    # task's overlap for everyone else, so new text on the old task would go unreviewed.
+    replaced = sum(w["data"]["row_id"] in existing for w in new)
     for start in range(0, len(new), cfg.batch_size):
         batch = new[start:start + cfg.batch_size]
         _import_batch(server, project.id, batch)
-        say(f"labelstudio: imported {start + len(batch)}/{len(new)} new tasks")
-    old = [r for r in rows if r["row_id"] in existing]
-    updated, text_changed = _update_existing(server, project, old, existing, run_id, say) if old else (0, 0)
-    result = {"project_id": project.id, "project": project.title, "created": len(new), "updated": updated,
-              "text_changed": text_changed, "unchanged": len(old) - updated, "rows": len(rows),
-              "left_out_leaked": leaked, "duplicates_in_project": duplicates}
+        say(f"labelstudio: imported {start + len(batch)}/{len(new)} new tasks"
+            + (f" ({replaced} for rows whose text changed after review)" if replaced else ""))
+    updated, in_place = _update_existing(server, project, pairs, say) if pairs else (0, 0)
+    if replaced or in_place:
+        existing = _existing_tasks(server, project.id)
+    superseded = _supersede(server, existing, wanted, say)
+    duplicates = sum(n - 1 for tasks in existing.values()
+                     for n in Counter(text_sha256(t["data"].get(TEXT_KEY)) for t in tasks).values())
+    if duplicates:
+        log.warning("project %s holds %d duplicate tasks (same row_id and text); only the first of each is "
+                    "updated", project.id, duplicates)
+    not_sent = len(set(existing) - set(wanted))
+    if not_sent:
+        say(f"labelstudio: {not_sent} rows with a task in the project were not sent this time (no longer "
+            f"{'flagged' if cfg.only == 'flagged' else 'chosen'}, or not curated in this run); reviews of those "
+            "in this run still count at pull")
+    if replaced or in_place:
+        say(f"labelstudio: {replaced + in_place} rows have new text; reviews of their old text are not applied."
+            + _push_hint(manifest, replaced + in_place))
+    result = {"project_id": project.id, "project": project.title, "created": len(new) - replaced,
+              "replaced": replaced, "updated": updated, "text_changed": replaced + in_place,
+              "unchanged": len(pairs) - updated, "rows": len(rows), "superseded": superseded,
+              "not_sent": not_sent, "left_out_leaked": leaked, "duplicates_in_project": duplicates}
     write_json({"url": server.url, "run_id": run_id, "only": cfg.only,
                 "pushed_at": datetime.now(UTC).isoformat(timespec="seconds"), **result}, curate_dir / PUSH_RECORD)
     return result
@@ -729,7 +804,35 @@ def _project_ref(cfg: LabelStudioConfig, curate_dir: Path) -> str:
         record = read_json(record_path)
         if record.get("url") == cfg.url.rstrip("/") and record.get("project_id"):
             return str(record["project_id"])
+        if record.get("project_id"):
+            raise CuratuneError(f"no Label Studio project: {PUSH_RECORD} records project {record['project_id']} at "
+                                f"{record.get('url')}, not at {cfg.url.rstrip('/')}; pass --project NAME_OR_ID",
+                                file=str(record_path))
     raise CuratuneError("no Label Studio project: pass --project NAME_OR_ID or set [labelstudio] project")
+
+
+def _check_same_project(curate_dir: Path, project: Project) -> None:
+    """A pull replaces reviews.parquet: reviews pulled from another project would be lost without a word,
+    and the next apply-reviews would undo their decisions."""
+    path = curate_dir / REVIEWS
+    if not path.is_file():
+        return
+    try:
+        before = read_reviews(path)
+    except CuratuneError:
+        return  # a damaged file is what a pull replaces
+    others = sorted({int(p) for p in before["project_id"].drop_nulls().to_list()} - {project.id})
+    if others:
+        raise CuratuneError(f"{REVIEWS} holds {before.height} reviews from Label Studio project "
+                            f"{', '.join(map(str, others))}, not from project {project.id} ('{project.title}') that "
+                            f"this pull reads: pull --project {others[0]} again, or move {REVIEWS} aside to take "
+                            "this project's reviews instead", file=str(path))
+
+
+def _drafts(server: Server, pid: int) -> int:
+    """Tasks with an unsubmitted draft: the export leaves them out until the draft is submitted."""
+    return sum(bool(getattr(t, "draft_exists", False)) for t in server.call("list drafts", lambda: list(
+        server.client.tasks.list(project=pid, fields="all", include="id,draft_exists", page_size=PAGE_SIZE))))
 
 
 def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None) -> dict[str, Any]:
@@ -747,6 +850,7 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     project = find_project(server, ref)
     if project is None:
         raise CuratuneError(f"Label Studio at {server.url} has no project titled '{ref}'")
+    _check_same_project(curate_dir, project)
     ledger = pl.read_parquet(ledger_path)
     known = set(ledger["row_id"].to_list())
     labels = sorted({str(v) for c in ("original_label", "final_label") if c in ledger.columns
@@ -759,24 +863,24 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     say(f"labelstudio: exporting annotations of project '{project.title}' (id {project.id})")
     tasks = _export(server, project.id)
     records: list[dict[str, Any]] = []
-    skipped = unknown = 0
+    skipped = unknown = foreign = 0
     for task in tasks:
         data = task.get("data") or {}
         row_id = data.get("row_id")
         # The text the task shows is the text reviewed (not the hash push recorded: the text can be
         # edited in Label Studio).
         task_sha = text_sha256(data.get(TEXT_KEY))
-        earlier = data.get(ANNOTATED_SHA) or {}
         for ann in task.get("annotations") or []:
             decision, n_choices = _decision(ann.get("result"))
-            if ann.get("was_cancelled") or n_choices == 0 or row_id is None:
+            if row_id is None:  # a task curatune did not create
+                foreign += 1
+                continue
+            if ann.get("was_cancelled") or n_choices == 0:
                 skipped += 1
                 continue
             if str(row_id) not in known:
                 unknown += 1
                 continue
-            made_on = _made_on(earlier.get(str(ann.get("id"))) or {}, ann.get("result"), ann.get("lead_time"),
-                               ann.get("updated_at") or ann.get("created_at"))
             who = ann.get("completed_by")
             who_id = who.get("id") if isinstance(who, dict) else who
             records.append({
@@ -787,13 +891,17 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
                 "annotation_id": ann.get("id"), "task_id": task.get("id"),
                 "ground_truth": bool(ann.get("ground_truth")),
                 "created_at": _when(ann.get("created_at")), "updated_at": _when(ann.get("updated_at")),
-                "project_id": project.id, "text_sha256": made_on or task_sha, "n_choices": n_choices,
+                "project_id": project.id, "text_sha256": task_sha, "n_choices": n_choices,
             })
     reviews = pl.DataFrame(records, schema=REVIEW_SCHEMA).sort("row_id", "annotation_id")
     path = write_parquet(reviews, curate_dir / REVIEWS)
     if unknown:
         log.warning("%d annotations are on rows that are not in this run; left out", unknown)
+    drafts = _drafts(server, project.id)
     say(f"labelstudio: {reviews.height} annotations on {reviews['row_id'].n_unique()} rows "
-        f"({skipped} skipped or empty, {unknown} on rows not in this run)")
+        f"({skipped} skipped or empty, {unknown} on rows not in this run"
+        + (f", {foreign} on tasks curatune did not create" if foreign else "") + ")"
+        + (f"; {drafts} tasks hold an unsubmitted draft, pulled once it is submitted" if drafts else ""))
     return {"reviews": reviews.height, "rows": reviews["row_id"].n_unique(), "path": str(path),
-            "project_id": project.id, "skipped": skipped, "unknown_rows": unknown}
+            "project_id": project.id, "skipped": skipped, "unknown_rows": unknown, "foreign": foreign,
+            "drafts": drafts}

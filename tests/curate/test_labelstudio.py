@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections import Counter
@@ -75,6 +76,12 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
     assert set(tasks) == set(flagged["row_id"])
     project = client.projects.get(pid)
     assert '<Paragraphs name="dialogue"' in project.label_config and '<Choice value="drop"/>' in project.label_config
+    # No choice is made for the reviewer: Label Studio pre-selected curation's suggestion (the model
+    # version its import left the project at), and a plain Submit accepted it. The labels are text.
+    assert project.show_collab_predictions is False and '<Header value="$review_note"' in project.label_config
+    served = httpx.get(f"{server.url}/api/projects/{pid}/next", headers={"Authorization": f"Token {server.token}"},
+                       timeout=60).json()
+    assert served["id"] in {t.id for t in tasks.values()} and served["predictions"] == []
 
     # What each task carries: the anonymised transcript as turns, the reasons, both predictions.
     curated = pl.read_parquet(run_copy / "curate" / "curated.parquet")
@@ -83,6 +90,8 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
     text = curated.filter(pl.col("row_id") == first["row_id"])["text"].item()
     assert task.data["text"] == text and "<PERSON_" in "".join(t["text"] for t in task.data["dialogue"])
     assert task.meta == {"reasons": first["reasons"]}
+    assert task.data["review_note"] == f"Label in the data: {first['final_label']}; curation suggests: " \
+        f"{first['suggested_label']}"
     preds = {p.model_version: p for p in client.predictions.list(task=task.id)}
     assert set(preds) == {f"{run_id}:current", f"{run_id}:suggested"}
     assert preds[f"{run_id}:current"].result[0]["value"]["choices"] == [first["final_label"]]
@@ -130,7 +139,8 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
 
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 0, out
-    assert "applied 4 reviews (2 relabelled, 1 dropped)" in out
+    assert "applied 4 reviews (2 relabelled, 1 dropped); rows kept undecided: 1 in conflict, 1 unsure" \
+        in " ".join(out.split())
     ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
     assert ledger[a["row_id"]]["fate"] == "relabelled"
     assert ledger[a["row_id"]]["final_label"] == a["suggested_label"]
@@ -237,8 +247,10 @@ def test_killed_server_mid_push_then_rerun_every_task_once(token_env, run_copy):
     assert len(after) == n_rows and set(after.values()) == {1}
 
 
-def test_push_recovers_when_the_server_comes_back(token_env, run_copy):
-    """Killed mid-push and restarted while the push is backing off: it re-lists, then finishes."""
+def test_push_recovers_when_the_server_comes_back(token_env, run_copy, caplog):
+    """Killed mid-push and restarted while the push is backing off: it re-lists, then finishes, and says
+    that it is retrying (it was silent at the default log level, which looked like a hang)."""
+    caplog.set_level(logging.WARNING, logger="curatune.curate.labelstudio")
     server = token_env
     n_rows = pl.read_parquet(run_copy / "curate" / "curated.parquet").height
     cfg = LabelStudioConfig(url=server.url, project="comes back", only="all", batch_size=4, retries=8,
@@ -259,6 +271,34 @@ def test_push_recovers_when_the_server_comes_back(token_env, run_copy):
     assert result["created"] == n_rows
     counts = _row_ids(_client(server), _project_id(_client(server), "comes back"))
     assert len(counts) == n_rows and set(counts.values()) == {1}
+    retries = [r.getMessage() for r in caplog.records if "; retry " in r.getMessage()]
+    assert retries and retries[0].startswith("Label Studio: ") and " retry 1 of 8 in 1 s" in retries[0], retries
+
+
+def test_pull_counts_drafts_and_foreign_tasks_and_push_names_the_rows_it_did_not_send(token_env, run_copy):
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="counted", only="all")
+    pushed = push(run_copy, cfg)["rows"]
+    pid = _project_id(client, "counted")
+    first = sorted(_tasks(client, pid), key=lambda t: t.data["row_id"])[0]
+    result = [{"from_name": CHOICES, "to_name": "dialogue", "type": "choices", "value": {"choices": ["drop"]}}]
+    httpx.post(f"{server.url}/api/tasks/{first.id}/drafts", headers={"Authorization": f"Token {server.token}"},
+               json={"result": result, "lead_time": 3.0}, timeout=60).raise_for_status()
+    client.projects.import_tasks(pid, request=[{"text": "customer: added by hand",
+                                                "dialogue": [{"speaker": "customer", "text": "added by hand"}]}])
+    (by_hand,) = [t for t in _tasks(client, pid) if "row_id" not in t.data]
+    _annotate(client, by_hand.id, "drop")
+    said: list[str] = []
+    pulled = pull(run_copy, cfg, progress=said.append)
+    assert (pulled["reviews"], pulled["skipped"], pulled["foreign"], pulled["drafts"]) == (0, 0, 1, 1)
+    assert said[-1].endswith("(0 skipped or empty, 0 on rows not in this run, 1 on tasks curatune did not create); "
+                             "1 tasks hold an unsubmitted draft, pulled once it is submitted"), said
+    # A later push of fewer rows says how many rows with a task it did not send.
+    cfg.only, cfg.sample_size = "sample", 5
+    said.clear()
+    assert push(run_copy, cfg, progress=said.append)["not_sent"] == pushed - 5
+    assert f"labelstudio: {pushed - 5} rows with a task in the project were not sent this time" in " ".join(said)
 
 
 def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_copy, cli_run, monkeypatch):
@@ -274,6 +314,9 @@ def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_
     assert code == 2 and f"Label Studio at {server.url} has no project with id 987654" in out
     code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "never made")
     assert code == 2 and f"Label Studio at {server.url} has no project titled 'never made'" in out
+    # A digit that is no ASCII digit ("²".isdigit() is True) is a title, not an int() traceback.
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url, "--project", "²")
+    assert code == 2 and f"Label Studio at {server.url} has no project titled '²'" in out, out
 
     client = _client(server)
     client.projects.create(title="too few labels", label_config=labeling_config(["refund"], dialogue=True))
@@ -297,44 +340,65 @@ def test_wrong_token_unknown_project_and_config_mismatch(live_label_studio, run_
     assert code == 2 and "title: Ensure this field has at least 3 characters" in out, out
 
 
-def test_changed_text_replaces_the_task_text_and_its_earlier_reviews_do_not_apply(token_env, run_copy):
+def _by_row(client: LabelStudio, pid: int) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for t in sorted(_tasks(client, pid), key=lambda t: t.id):
+        out.setdefault(t.data["row_id"], []).append(t)
+    return out
+
+
+def test_changed_text_after_review_gets_a_new_task_and_earlier_reviews_do_not_apply(token_env, run_copy):
+    """Push used to put a row's new text on its reviewed task and mark it not done. Label Studio never
+    serves a task again to who annotated it, and counts its annotations against the overlap for everyone
+    else: the new text was never reviewed."""
     server = token_env
     client = _client(server)
     cfg = LabelStudioConfig(url=server.url, project="changed text", only="all")
     curated_path = run_copy / "curate" / "curated.parquet"
     curated = pl.read_parquet(curated_path).sort("row_id")
     labels = sorted(curated["label"].unique().to_list())
-    a, b = curated["row_id"][:2].to_list()
+    a, b, c = curated["row_id"][:3].to_list()
     old_text, label_a = curated.filter(pl.col("row_id") == a).select("text", "label").row(0)
     push(run_copy, cfg)
     pid = _project_id(client, "changed text")
     tasks = {t.data["row_id"]: t for t in _tasks(client, pid)}
     assert tasks[a].data["text_sha256"] == text_sha256(old_text)
-    ann1, ann2 = _user(client, "ann1@example.com"), _user(client, "ann2@example.com")
+    ann1 = _user(client, "ann1@example.com")
     _annotate(client, tasks[a].id, "drop", user=ann1)
     _annotate(client, tasks[b].id, "drop", user=ann1)
 
-    # The row's text changes (curated again from changed data): the next push shows the new text.
-    new_text = "customer: a different message now sits under this row id"
-    curated.with_columns(pl.when(pl.col("row_id") == a).then(pl.lit(new_text)).otherwise("text").alias("text")) \
+    # Rows a (reviewed) and c (not yet) change text (curated again from changed data).
+    new_a, new_c = "customer: a different message now sits under this row id", "customer: another new message"
+    curated.with_columns(pl.when(pl.col("row_id") == a).then(pl.lit(new_a))
+                         .when(pl.col("row_id") == c).then(pl.lit(new_c)).otherwise("text").alias("text")) \
         .write_parquet(curated_path)
     said: list[str] = []
     result = push(run_copy, cfg, progress=said.append)
-    assert (result["created"], result["text_changed"], result["updated"]) == (0, 1, 1)
-    assert "labelstudio: replaced the text of 1/1 tasks whose row changed (their earlier annotations no longer " \
-           "apply; annotated ones are back in the labelling queue)" in said
-    task_a = client.tasks.get(tasks[a].id)
-    assert task_a.data["text"] == new_text and task_a.data["text_sha256"] == text_sha256(new_text)
-    # Annotated, it counted as done and the queue would not serve its new text: it is open again.
-    assert task_a.is_labeled is False and client.tasks.get(tasks[b].id).is_labeled is True
-    assert push(run_copy, cfg)["text_changed"] == 0
-    relabel = next(lab for lab in labels if lab != label_a)
-    _annotate(client, tasks[a].id, relabel, user=ann2)  # made on the new text
+    assert (result["created"], result["replaced"], result["text_changed"], result["superseded"]) == (0, 1, 2, 1)
+    assert any("2 rows have new text; reviews of their old text are not applied" in m for m in said), said
+    after = _by_row(client, pid)
+    # Nobody had worked on c's task: it shows the new text.
+    assert [t.id for t in after[c]] == [tasks[c].id] and after[c][0].data["text"] == new_c
+    # a's reviewed task keeps its text and annotation; a new task, open to every reviewer, shows the new text.
+    old_task, new_task = after[a]
+    assert old_task.id == tasks[a].id and old_task.data["text"] == old_text
+    assert old_task.meta["superseded_by"] == new_task.id
+    assert new_task.data["text"] == new_a and new_task.data["text_sha256"] == text_sha256(new_a)
+    fresh = client.tasks.get(new_task.id)
+    assert fresh.is_labeled is False and not fresh.total_annotations
+    assert [t.id for t in after[b]] == [tasks[b].id]
+    # Pushing again changes nothing.
+    again = push(run_copy, cfg)
+    assert (again["created"], again["replaced"], again["text_changed"], again["superseded"], again["updated"]) == \
+        (0, 0, 0, 0, 0)
+    assert [t.id for t in _by_row(client, pid)[a]] == [old_task.id, new_task.id]
 
+    relabel = next(lab for lab in labels if lab != label_a)
+    _annotate(client, new_task.id, relabel, user=_user(client, "ann2@example.com"))  # on the new text
     pull(run_copy, cfg)
     reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").sort("annotation_id")
     assert reviews.filter(pl.col("row_id") == a)["text_sha256"].to_list() == [text_sha256(old_text),
-                                                                              text_sha256(new_text)]
+                                                                              text_sha256(new_a)]
     summary = apply_reviews_to_run(run_copy, Config())
     assert (summary["stale_reviews"], summary["relabelled"], summary["dropped"]) == (1, 1, 1)
     ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
@@ -343,22 +407,31 @@ def test_changed_text_replaces_the_task_text_and_its_earlier_reviews_do_not_appl
         ("relabelled", relabel, f"{relabel}:1")
     assert ledger[b]["fate"] == "dropped"
 
-    # Marking the old annotation ground truth moves its updated_at but is no look at the new text:
-    # it stays a review of the old text (it counted as made on the new text, and dropped the row).
-    old_ann = reviews.filter((pl.col("row_id") == a) & (pl.col("text_sha256") == text_sha256(old_text)))
-    old_id = old_ann["annotation_id"].item()
-    client.annotations.update(old_id, ground_truth=True)
-    pull(run_copy, cfg)
-    summary = apply_reviews_to_run(run_copy, Config())
-    assert (summary["stale_reviews"], summary["relabelled"], summary["dropped"]) == (1, 1, 1)
-    ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
-    assert (ledger[a]["fate"], ledger[a]["final_label"]) == ("relabelled", relabel)
-    # Submitted again in the labelling UI (which adds the time spent): now a review of the new text.
-    ann = client.annotations.get(old_id)
-    client.annotations.update(old_id, result=ann.result, lead_time=(ann.lead_time or 0) + 5.0)
-    pull(run_copy, cfg)
-    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").filter(pl.col("row_id") == a)
-    assert reviews["text_sha256"].to_list() == [text_sha256(new_text)] * 2
+
+def test_a_pull_from_another_project_does_not_replace_the_reviews_pulled_so_far(token_env, run_copy, cli_run):
+    """After a push to a second project, a plain pull read that project: its empty export replaced the
+    reviews pulled from the first, and the next apply-reviews undid their decisions, without a word."""
+    server = token_env
+    client = _client(server)
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "first", "--only", "all")
+    assert code == 0, out
+    task = sorted(_tasks(client, _project_id(client, "first")), key=lambda t: t.data["row_id"])[0]
+    _annotate(client, task.id, "drop")
+    assert cli_run("labelstudio", "pull", run_copy, "--url", server.url)[0] == 0
+    reviews = run_copy / "curate" / "reviews.parquet"
+    before = reviews.read_bytes()
+    assert cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "second", "--only",
+                   "all")[0] == 0
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url)
+    first = _project_id(client, "first")
+    assert code == 2, out
+    assert f"reviews.parquet holds 1 reviews from Label Studio project {first}, not from project " \
+           f"{_project_id(client, 'second')} ('second')" in " ".join(out.split())
+    assert reviews.read_bytes() == before
+    # Pulled without --project at another address than push recorded: the recorded project is named.
+    other_url = server.url.replace("127.0.0.1", "localhost")
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", other_url)
+    assert code == 2 and "records project" in out and server.url in " ".join(out.split()), out
 
 
 def test_pull_keeps_multiple_choices_and_push_reports_foreign_choices_and_leaks(token_env, run_copy):
@@ -482,6 +555,9 @@ def test_a_task_text_edited_in_label_studio_is_what_its_reviews_were_made_on(tok
     reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet")
     assert reviews["text_sha256"].to_list() == [text_sha256("customer: edited by hand")]
     assert apply_reviews_to_run(run_copy, Config())["stale_reviews"] == 1
-    # The next push shows the row's text again.
-    assert push(run_copy, cfg)["text_changed"] == 1
-    assert client.tasks.get(task.id).data["text"] == row_text
+    # The next push shows the row's text again, in a new task since this one was annotated.
+    result = push(run_copy, cfg)
+    assert (result["text_changed"], result["replaced"]) == (1, 1)
+    edited, fresh = _by_row(client, _project_id(client, "edited text"))[task.data["row_id"]]
+    assert edited.id == task.id and edited.data["text"] == "customer: edited by hand"
+    assert fresh.data["text"] == row_text and edited.meta["superseded_by"] == fresh.id

@@ -494,7 +494,8 @@ def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(r
     assert code == 0, out
     flat = out.replace("\n", "")
     assert f"using the config recorded in {curate / 'manifest.json'}" in flat
-    assert "applied 0 reviews (0 relabelled, 0 dropped); not applied: 1 made on text the row no longer has" in flat
+    assert "applied 0 reviews (0 relabelled, 0 dropped); rows kept undecided: 1 in conflict (review_conflict / " \
+           "review_unsure in the ledger); not applied: 1 made on text the row no longer has" in flat
     row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
     assert (row[a]["review_decision"], row[a]["fate"]) == ("conflict", "kept")
 
@@ -505,3 +506,55 @@ def test_a_vote_for_a_label_whose_rows_were_all_dropped_is_still_a_label():
     view = pl.DataFrame({"row_id": ["r1"], "text": ["t"], "label": ["a"]})
     votes, counts = usable(_reviews([("r1", "b", "user:1", False)]), view, ["a", "b"])
     assert votes["decision"].to_list() == ["b"] and counts == {"stale_reviews": 0, "invalid_reviews": 0}
+
+
+def test_a_server_that_does_not_answer_like_label_studio_is_one_line_and_keeps_the_url_s_path(run_copy, cli_run,
+                                                                                               monkeypatch):
+    """With a personal access token the SDK first refreshes it; a reply that is not JSON (another server,
+    a proxy's login page) was a traceback. The refresh also lost the sub-path of a URL without a trailing
+    slash (it posted to /api/token/refresh/, not /ls/api/token/refresh/)."""
+    import http.server
+    import threading
+    import time
+
+    import jwt
+
+    paths: list[str] = []
+
+    class NotLabelStudio(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>please log in</html>")
+
+        do_GET = do_POST
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotLabelStudio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = jwt.encode({"exp": int(time.time()) + 3600, "token_type": "refresh"},
+                       "not-the-secret-of-any-server-0123456789", algorithm="HS256")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", token)
+    try:
+        code, out = cli_run("labelstudio", "pull", run_copy, "--url", f"http://127.0.0.1:{server.server_port}/ls",
+                            "--project", "1")
+    finally:
+        server.shutdown()
+    assert code == 2, out
+    assert error_lines(out) == [f"error: http://127.0.0.1:{server.server_port}/ls does not answer like a Label "
+                                "Studio server (its reply to 'check the API token' is not Label Studio's JSON): "
+                                "is the URL right?"]
+    assert paths == ["/ls/api/token/refresh/"] and token not in out
+
+
+def test_push_suggests_an_id_column_when_texts_changed_under_positional_ids():
+    from curatune.curate.labelstudio import _push_hint
+
+    positional = {"config": {"data": {"id_col": None, "conversation_col": None}}}
+    assert "set [data] id_col" in _push_hint(positional, 3)
+    assert _push_hint(positional, 0) == ""
+    assert _push_hint({"config": {"data": {"id_col": "ticket"}}}, 3) == ""
