@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, first_line
 
 DEFAULT_MODEL = "default"
 
@@ -52,7 +52,7 @@ def resolve_model_path(model: str) -> str:
         except Exception:
             raise CuratuneError(
                 f"model '{model}' is not in the local Hugging Face cache and nothing is downloaded at run "
-                "time: download it once elsewhere (huggingface-cli download) or point to a local directory"
+                "time: download it once elsewhere (hf download) or point to a local directory"
             ) from None
         return _checked_model_dir(Path(found))
     raise CuratuneError(f"model '{model}' is a file, not a model directory: give 'default', a local directory or "
@@ -60,8 +60,12 @@ def resolve_model_path(model: str) -> str:
 
 
 # Any one of these makes a tokenizer; without them transformers builds a 5-token one that reads
-# every word as [UNK], and a model "trains" on nothing.
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+# every word as [UNK], and a model "trains" on nothing. The names are those transformers' tokenizers
+# save: tokenizer.json (any fast tokenizer), vocab.txt (WordPiece), vocab.json (+ merges.txt, BPE), and
+# the sentencepiece models of T5/ALBERT (spiece), XLM-R/CamemBERT (sentencepiece.bpe), DeBERTa-v2/v3
+# (spm), Llama/Mistral (tokenizer) and RemBERT (sentencepiece).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "spm.model", "tokenizer.model", "sentencepiece.model")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")
 
@@ -82,6 +86,55 @@ def _checked_model_dir(p: Path) -> str:
             raise CuratuneError(f"the model directory has no {what} (none of {', '.join(names)}); copy the whole "
                                 "model (save_pretrained writes them all)", file=str(p))
     return str(p)
+
+
+def load_model_config(model_path: str):
+    """The model's transformers config; refuses one that needs the model's own code. Passing
+    trust_remote_code=False also keeps transformers from asking on a terminal whether to run it."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_path, trust_remote_code=False)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CuratuneError(_config_problem(Path(model_path), exc), file=model_path) from None
+
+
+def _config_problem(p: Path, exc: Exception) -> str:
+    from transformers import __version__
+
+    try:
+        raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    if not isinstance(raw, dict):
+        return "config.json is not a JSON object transformers can read"
+    model_type = raw.get("model_type")
+    refusal = "curatune does not run a model's own code: use a model transformers supports natively"
+    if raw.get("auto_map"):
+        return f"model_type '{model_type}' is built by the model's own code (config.json auto_map); {refusal}"
+    if model_type:
+        return f"model_type '{model_type}' is no architecture transformers {__version__} knows; {refusal}"
+    return f"transformers cannot read config.json: {first_line(exc)}"
+
+
+def load_tokenizer(model_path: str):
+    """The model's tokenizer, with a padding token: batches are padded to their longest text. A
+    tokenizer without one (decoder models' usually) pads with its end-of-sequence, unknown or
+    separator token; the attention mask hides padding, so which token it is changes no result."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CuratuneError(f"transformers cannot load the tokenizer: {first_line(exc)}", file=model_path) from None
+    if tokenizer.pad_token is None:
+        stand_in = next((t for t in (tokenizer.eos_token, tokenizer.unk_token, tokenizer.sep_token)
+                         if t is not None), None)
+        if stand_in is None:
+            raise CuratuneError("the tokenizer has no padding token, nor an end-of-sequence, unknown or separator "
+                                "token to pad with: set pad_token in tokenizer_config.json", file=model_path)
+        tokenizer.pad_token = stand_in
+    return tokenizer
 
 
 def pooling_mode(model_path: str) -> str:
@@ -110,14 +163,14 @@ class Encoder:
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cpu", batch_size: int = 64,
                  max_length: int = 128, pooling: str = "auto") -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
         self.model_name = model or DEFAULT_MODEL
         self.path = resolve_model_path(self.model_name)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = load_tokenizer(self.path)
         self.model = AutoModel.from_pretrained(self.path).to(device).eval()
         self.device = device
         self.batch_size = batch_size

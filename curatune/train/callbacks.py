@@ -21,19 +21,24 @@ def _fmt_eta(seconds: float) -> str:
 
 
 class ProgressReporter(TrainerCallback):
-    """A tqdm bar with ETA on a terminal, and one progress line per evaluation everywhere."""
+    """A tqdm bar with ETA on a terminal; elsewhere (CI, nohup, a pipe) a plain line with the step, the
+    time elapsed and the ETA at most every ``interval`` seconds; one progress line per evaluation
+    everywhere. Every line goes through ``say``, so it has the prefix and the stream of the others."""
 
-    def __init__(self, say: Callable[[str], None], bar: bool | None = None) -> None:
+    def __init__(self, say: Callable[[str], None], bar: bool | None = None, interval: float = 30.0) -> None:
         self.say = say
         self.bar_wanted = sys.stderr.isatty() if bar is None else bar
         self.bar = None
+        self.interval = interval
         self.t0 = 0.0
         self.step0 = 0
+        self.last_line = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         self.t0, self.step0 = time.perf_counter(), state.global_step
+        self.last_line = self.t0
         if self.bar_wanted:
             from tqdm.auto import tqdm
 
@@ -43,6 +48,14 @@ class ProgressReporter(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
             self.bar.update(state.global_step - self.bar.n)
+            return
+        now = time.perf_counter()
+        if not state.is_world_process_zero or now - self.last_line < self.interval:
+            return
+        self.last_line = now
+        eta = self._eta(state)
+        self.say(f"train: step {state.global_step}/{state.max_steps}, {_fmt_eta(now - self.t0)} elapsed"
+                 + ("" if math.isnan(eta) else f", ETA {_fmt_eta(eta)}"))
 
     def _eta(self, state) -> float:
         done = state.global_step - self.step0
@@ -60,10 +73,12 @@ class ProgressReporter(TrainerCallback):
         eta = self._eta(state)
         line = (f"train: step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): validation "
                 f"macro-F1 {f1:.4f}, accuracy {acc:.4f}" + ("" if math.isnan(eta) else f", ETA {_fmt_eta(eta)}"))
-        if self.bar is not None:
-            self.bar.set_postfix(val_f1=f"{f1:.3f}", refresh=False)
-            self.bar.write(line)
-        else:
+        if self.bar is None:
+            self.say(line)
+            return
+        self.bar.set_postfix(val_f1=f"{f1:.3f}", refresh=False)
+        # The bar is cleared while the line is written (to stderr, where the bar is) and redrawn below it.
+        with self.bar.external_write_mode(file=sys.stderr):
             self.say(line)
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -1,6 +1,7 @@
 """The curated table as the trainer sees it: splits, the label map, and a held-out validation split.
 
-Labels are strings everywhere; the model's class ids follow the sorted train labels. Rows the
+Labels are strings everywhere; the model's class ids follow the sorted train labels (in numeric
+order when every label is an integer: 1, 2, 10, as the data meant them, not 1, 10, 2). Rows the
 model cannot learn from (no label) are counted, not silently lost. When the data has no
 validation split, 10% of train is held out per label with a seeded shuffle, and which rows were
 held out is written to ``splits.parquet`` so evaluation reads the same split.
@@ -8,6 +9,7 @@ held out is written to ``splits.parquet`` so evaluation reads the same split.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,14 @@ class TrainData:
         index = {lab: i for i, lab in enumerate(self.labels)}
         return np.array([index.get(lab, IGNORE) if lab is not None else IGNORE
                          for lab in self.frame(split)["label"].to_list()], dtype=np.int64)
+
+
+def label_order(labels: list[str]) -> list[str]:
+    """Sorted; numerically when every label is an integer (an integer label column becomes strings here).
+    The order only numbers the classes: predictions, metrics and the label map name labels."""
+    if all(re.fullmatch(r"[+-]?\d+", lab) for lab in labels):
+        return sorted(labels, key=lambda lab: (int(lab), lab))
+    return sorted(labels)
 
 
 def holdout_validation(train: pl.DataFrame, share: float, seed: int) -> np.ndarray:
@@ -98,7 +108,7 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     test = df.filter(pl.col("split") == "test")
     if train.height == 0:
         raise CuratuneError("no labelled training rows in the curated table", file=str(path), column="label")
-    labels = sorted(train["label"].unique().to_list())
+    labels = label_order(train["label"].unique().to_list())
     if len(labels) < 2:
         raise CuratuneError(f"training needs at least two labels; the train split has only '{labels[0]}'",
                             file=str(path), column="label")

@@ -109,15 +109,15 @@ def load_tuned_encoder(train_dir: str | Path, *, device: str = "cpu", batch_size
 
 def load_base_encoder(train_dir: str | Path, *, device: str = "cpu", batch_size: int = 64) -> TunedEncoder:
     """The base encoder a train stage started from, with the same pooling, length and truncation."""
-    from transformers import AutoTokenizer
-
+    from curatune.embeddings import load_tokenizer
     from curatune.train.modeling import build_classifier
 
     d = _train_dir(train_dir)
     s = _settings(d)
     labels = json.loads((d / MODEL_DIR / LABEL_MAP).read_text())["labels"]
     model = build_classifier(_base_path(s), labels, pooling=s["pooling"], normalize=s["normalize"])
-    tokenizer = AutoTokenizer.from_pretrained(_base_path(s))
+    # A base tokenizer without a pad token cannot pad a batch; this gives it the stand-in training used.
+    tokenizer = load_tokenizer(_base_path(s))
     return TunedEncoder(model.to(device).eval(), tokenizer, name=f"base:{s['base_model']}",
                         max_length=s["max_length"], truncation=s["truncation"], device=device,
                         batch_size=batch_size)

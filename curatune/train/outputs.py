@@ -137,9 +137,19 @@ def _adapter_note(method: str) -> str:
             "another architecture and does not take it.\n")
 
 
+def _unseen_note(unseen: int, scored: int | None) -> str:
+    if not unseen:
+        return ""
+    return (f" The checkpoint was chosen (and the verdict compares) on the {scored} validation rows with a label "
+            f"seen in training; the table also counts the {unseen} rows with an unseen label, all wrong.")
+
+
 def model_card(*, base_name: str, method: str, labels: list[str], data_sha256: str, metrics: dict[str, Any],
-               base_metrics: dict[str, Any], verdict_info: dict[str, Any], settings: dict[str, Any]) -> str:
-    """A Hugging Face model card: YAML metadata (base model, data hash, metrics) and a short text."""
+               base_metrics: dict[str, Any], verdict_info: dict[str, Any], settings: dict[str, Any],
+               unseen_validation_rows: int = 0) -> str:
+    """A Hugging Face model card: YAML metadata (base model, data hash, metrics) and a short text.
+    ``unseen_validation_rows``: validation rows whose label train never had; the table counts them,
+    the checkpoint choice and the verdict cannot."""
     tags = ["curatune", "text-classification"] + (["peft", "lora"] if method == "lora" else [])
     lines = ["---", "library_name: transformers", f"base_model: {_yaml_str(base_name)}"]
     # The embedded default's weights are Apache-2.0; another base model's licence is its own to state.
@@ -182,7 +192,8 @@ on the same training rows.
 
 **Verdict:** {verdict_info.get('summary', '')}
 
-The validation rows also chose the checkpoint kept, so the fine-tuned validation figures lean high.
+The validation rows also chose the checkpoint kept, so the fine-tuned validation figures lean high.\
+{_unseen_note(unseen_validation_rows, verdict_info.get('rows'))}
 Accuracy per customer group, forgetting and calibration are not on this card: `curatune evaluate`
 measures them and the run's audit report shows them.
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curatune.config import Config, TrainConfig
-from curatune.embeddings import pooling_mode, resolve_model_path
+from curatune.embeddings import load_model_config, load_tokenizer, pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError
 from curatune.rundir import (
     BASE_PREDICTIONS,
@@ -182,10 +182,13 @@ def _keep_tracker_outputs(out: Path) -> str | None:
 
 def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:
     """What training needs from this machine, checked before any work: the base model (a complete
-    local directory), the trackers and the device. Returns the model path and the device choice."""
+    local directory whose config and tokenizer transformers loads), the trackers and the device.
+    Returns the model path and the device choice."""
     from curatune.train.device import choose_device
 
     base_path = resolve_model_path(tc.model)
+    load_model_config(base_path)
+    load_tokenizer(base_path)
     _check_trackers(tc.report_to)
     return base_path, choose_device(tc.device, tc.precision)
 
@@ -337,6 +340,9 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f" x {n} processes" if (n := launched_processes()) > 1 else "")
         + (f", resuming from {Path(resume_from).name}" if resume_from else ""))
+    if unseen := data.counts["unseen_label_rows"]["validation"]:
+        say(f"train: {unseen} validation rows have a label unseen in training: the checkpoint is chosen on the "
+            "others (the final validation metrics count them, as wrong)")
     with quiet_peft_deprecation():
         return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
                       resume_from, callbacks or [], fingerprint)
@@ -346,7 +352,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
            extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
-    from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter
@@ -365,8 +371,8 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
     body_lr, head_lr = lrs
     splits = ("train", "validation", "test")
     set_seed(tc.seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    base_cfg = AutoConfig.from_pretrained(base_path)
+    tokenizer = load_tokenizer(base_path)
+    base_cfg = load_model_config(base_path)
     with manifest.timed("tokenize"):
         pre = {s: token_lengths(tokenizer, data.frame(s)["text"].to_list()) for s in splits}
         limit = model_length_limit(tokenizer, base_path, base_cfg)
@@ -386,6 +392,9 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
             f"{trunc['train']['truncated']} of {trunc['train']['rows']} training texts ({tc.truncation})")
     pooling = pooling_mode(base_path) if tc.pooling == "auto" else tc.pooling
     model = build_classifier(base_path, data.labels, pooling=pooling)
+    # The saved model's config names the token its saved tokenizer pads with (a stand-in for a
+    # tokenizer that had none).
+    model.config.pad_token_id = tokenizer.pad_token_id
     n_classes = len(data.labels)
     y_train = data.label_ids("train")
 
@@ -551,7 +560,8 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
 
     data_sha = sha256_file(curate_dir / CURATED)
     card = model_card(base_name=_base_name(tc.model), method=tc.method, labels=labels, data_sha256=data_sha,
-                      metrics=metrics, base_metrics=base_metrics, verdict_info=verdict_info, settings=settings)
+                      metrics=metrics, base_metrics=base_metrics, verdict_info=verdict_info, settings=settings,
+                      unseen_validation_rows=data.counts["unseen_label_rows"]["validation"])
     # peft writes an empty template card into the adapter directory; ours replaces it there too.
     for where in (out, *(Path(saved[k]) for k in ("model", "adapter") if k in saved)):
         write_text(card, where / "README.md")
@@ -584,6 +594,10 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "training": {
             "global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
             "best_checkpoint_metric": state.best_metric,
+            # It is the macro-F1 of the validation rows whose label the model trains on; metrics.validation
+            # also counts the rows with an unseen label (all wrong), so the two differ.
+            "best_checkpoint_rows": comparison.get("rows", 0),
+            "best_checkpoint_excluded_unseen_label_rows": data.counts["unseen_label_rows"]["validation"],
             "best_step": int(Path(state.best_model_checkpoint).name.split("-")[-1])
             if state.best_model_checkpoint else None,
             "stopped_early": bool(state.max_steps and state.global_step < state.max_steps),

@@ -123,3 +123,14 @@ def test_a_damaged_curated_table_is_a_user_error(tmp_path):
     (d / "curated.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(CuratuneError, match="cannot read Parquet table"):
         load_train_data(d, seed=0)
+
+
+@pytest.mark.parametrize(("labels", "order"), [
+    ([1, 2, 10], ["1", "2", "10"]),  # an integer label column
+    (["10", "9", "-1", "+2"], ["-1", "+2", "9", "10"]),
+    (["10", "9", "b", "a"], ["10", "9", "a", "b"]),  # not all integers: as strings sort
+])
+def test_integer_labels_are_numbered_in_numeric_order(tmp_path, labels, order):
+    rows = [{**r, "label": labels[i % len(labels)]} for i, r in enumerate(make_rows(40, 0, "train", "a"))]
+    data = load_train_data(write_curated(tmp_path, rows), seed=0)
+    assert data.labels == order

@@ -52,3 +52,10 @@ def test_bf16_on_a_gpu_without_it_is_refused(two_gpus):
     with pytest.raises(CuratuneError) as err:
         choose_device("cuda", "bf16")
     assert str(err.value) == "[train] precision = 'bf16' is not supported by this GPU; use 'fp16' or 'auto'"
+
+
+def test_auto_without_cuda_picks_apple_mps_before_the_cpu(monkeypatch):
+    # As torch answers on an Apple-silicon Mac.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert choose_device("auto", "auto") == DeviceChoice("mps", "fp32", "Apple MPS")
