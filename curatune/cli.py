@@ -66,7 +66,7 @@ def _progress(msg: str) -> None:
 
 @app.command()
 def curate(
-    inputs: Annotated[list[Path] | None, typer.Argument(help="CSV / JSONL / Parquet files")] = None,
+    inputs: Annotated[list[Path] | None, typer.Argument(help="CSV / TSV / JSONL / Parquet files")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/latest/curate"),
     config: ConfigOpt = None,
     text_col: Annotated[str | None, typer.Option("--text-col")] = None,
@@ -172,7 +172,10 @@ def train(
     from curatune.train import train_model
     from curatune.train.device import is_main_process
 
-    result = train_model(load_config(config), find_stage_dir(curated, "curate"), out, resume=resume,
+    curate_dir = find_stage_dir(curated, "curate")
+    # Without --config, the settings the run was curated with (its [train] among them), as evaluate and
+    # apply-reviews do: the defaults silently trained with another batch size, epochs or model.
+    result = train_model(_run_config(config, curate_dir, "train", ("curate",)), curate_dir, out, resume=resume,
                          progress=_progress)
     if is_main_process():
         _say(f"model and predictions -> {result['out_dir']}")
@@ -212,7 +215,8 @@ def report(
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="TOML config")],
-    force: Annotated[list[str] | None, typer.Option("--force", help="redo this stage")] = None,
+    force: Annotated[list[str] | None, typer.Option(
+        "--force", help="redo this stage and the later ones (curate, train, evaluate, report)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o")] = None,
 ) -> None:
     """curate -> (Label Studio) -> train -> evaluate -> report, skipping stages that are up to date."""
@@ -224,7 +228,7 @@ def run(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
-    rows: Annotated[int | None, typer.Option("--rows", help="conversations to generate")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", help="conversations to generate (2000 by default)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 7,
 ) -> None:
     """Generate the demo transcripts and run the whole pipeline on them."""
@@ -234,6 +238,15 @@ def demo(
 
 
 def _summary(result: dict) -> None:
+    verdict = result.get("verdict")
+    if verdict and verdict["overall"]:
+        failed, unchecked = verdict["failed"], verdict["unchecked"]
+        _say(f"verdict: {verdict['overall'].upper()} ({verdict['gates'] - len(failed) - len(unchecked)} of "
+             f"{verdict['gates']} gates passed)"
+             + (f"; failed: {', '.join(failed)}" if failed else "")
+             + (f"; not checked: {', '.join(unchecked)}" if unchecked else "")
+             + (" — not enforced ([run] fail_on_gate = false)" if (failed or unchecked) and not verdict["enforced"]
+                else ""))
     if result["audit_html"]:
         print(result["audit_html"])
     else:
@@ -243,7 +256,7 @@ def _summary(result: dict) -> None:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo-data"),
-    rows: Annotated[int | None, typer.Option("--rows")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", help="conversations to generate (2000 by default)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 7,
 ) -> None:
     """Write the synthetic demo dataset and its ground truth."""

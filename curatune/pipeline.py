@@ -232,7 +232,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         ran.append(stage)
     audit = run / "report" / AUDIT_HTML
     result = {"out_dir": str(run), "ran": ran, "skipped": skipped,
-              "audit_html": str(audit) if audit.is_file() else None}
+              "audit_html": str(audit) if audit.is_file() else None, "verdict": _verdict(run, config)}
     if failure is not None:
         raise GateFailed(f"{failure} — audit: {audit}")
     _check_evaluation_gates(config, run, audit)
@@ -298,6 +298,19 @@ def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
     say(f"labelstudio: applied {summary['applied']} decisions ({summary['relabelled']} relabelled, "
         f"{summary['dropped']} dropped)")
     return True
+
+
+def _verdict(run: Path, cfg: Config) -> dict[str, Any] | None:
+    """The audit's verdict in short, for the last line a run prints: with [run] fail_on_gate = false a
+    failed gate changes no exit code, and the audit's path alone would hide it."""
+    report = run / "report" / AUDIT_JSON
+    if not report.is_file():
+        return None
+    verdict = read_json(report).get("verdict", {})
+    gates = verdict.get("gates", [])
+    return {"overall": verdict.get("overall"), "gates": len(gates), "enforced": cfg.run.fail_on_gate,
+            "failed": [g["name"] for g in gates if g.get("status") == "fail"],
+            "unchecked": [g["name"] for g in gates if g.get("status") == "not checked"]}
 
 
 def _check_evaluation_gates(cfg: Config, run: Path, audit: Path) -> None:

@@ -70,10 +70,16 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def output_dir(path: str | Path) -> Path:
+def output_dir(path: str | Path, stage: str | None = None) -> Path:
     """``path`` created and checked writable before a stage does any work: a read-only folder was
-    found only when the first table was written, after all of the stage's work."""
+    found only when the first table was written, after all of the stage's work. With ``stage``, a
+    folder holding another stage's outputs is refused: the stage would delete that stage's manifest
+    before it starts (``train CURATE_DIR --out CURATE_DIR`` unmade the curation it was given)."""
     out = Path(path)
+    theirs = read_manifest(out) if out.is_dir() else None
+    if stage is not None and theirs is not None and theirs.get("stage") not in (None, stage):
+        raise CuratuneError(f"this folder holds the {theirs['stage']} stage's outputs (its manifest.json): choose "
+                            f"another --out for {stage}", file=str(out))
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()

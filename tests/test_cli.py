@@ -199,3 +199,11 @@ def test_only_train_runs_as_several_processes(cli_run, tmp_path, monkeypatch, co
     assert errors[0].startswith(f"error: `curatune {command[0]}` was launched as 2 processes (WORLD_SIZE): only "
                                 "`curatune train` runs across processes")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["demo", "generate"])
+def test_the_rows_help_states_the_generator_s_default(cli_run, command):
+    from curatune.demo.generator import DEFAULT_CONVERSATIONS
+
+    code, out = cli_run(command, "--help")
+    assert code == 0 and f"({DEFAULT_CONVERSATIONS} by default)" in " ".join(out.replace("│", " ").split()), out

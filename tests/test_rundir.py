@@ -6,8 +6,10 @@ import os
 import time
 
 import polars as pl
+import pytest
 
 from curatune.rundir import write_json, write_parquet, write_text
+from tests.conftest import error_lines
 
 
 def test_written_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
@@ -94,3 +96,26 @@ def test_the_hash_cache_keeps_at_most_its_bound_dropping_the_oldest_first(tmp_pa
         paths.append(os.path.realpath(p))
         assert rundir.sha256_file(p) == hashlib.sha256(bytes([i]) * 10).hexdigest()
     assert [k[0] for k in rundir._HASH_CACHE] == paths[2:]
+
+
+@pytest.mark.parametrize(("command", "theirs"), [("train", "curate"), ("curate", "train"), ("evaluate", "train")])
+def test_a_stage_refuses_an_out_folder_that_holds_another_stage_s_outputs(tmp_path, cli_run, command, theirs):
+    """`train RUN/curate --out RUN/curate` deleted the curate manifest before training started: the run's
+    curation was gone (evaluate and apply-reviews then found no curate stage)."""
+    from curatune.rundir import read_manifest
+
+    run = tmp_path / "run"
+    for stage in ("curate", "train"):
+        write_json({"stage": stage, "status": "complete"}, run / stage / "manifest.json")
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\nwhere is my card,card\nrefund please,refund\n")
+    target = run / theirs
+    args = {"train": ("train", run / "curate", "--out", target),
+            "curate": ("curate", data, "--out", target),
+            "evaluate": ("evaluate", run, "--out", target)}[command]
+    code, out = cli_run(*args)
+    assert code == 2, out
+    assert error_lines(out) == [f"error: {target}: this folder holds the {theirs} stage's outputs (its manifest.json): "
+                                f"choose another --out for {command}"]
+    assert read_manifest(target) == {"stage": theirs, "status": "complete"}
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]

@@ -53,7 +53,7 @@ def run_id_for(manifest_inputs: list[dict[str, Any]], config: dict[str, Any]) ->
 def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None = None,
                  progress: Any = None) -> CurationOutcome:
     """Curate ``inputs`` (default: ``config.data.inputs``) into ``out_dir``."""
-    out = output_dir(out_dir)
+    out = output_dir(out_dir, "curate")
     paths = list(inputs) if inputs else list(config.data.inputs)
     config.curate.check()  # a Config built in code never passed through the loader
     steps_wanted = [s for s in config.curate.steps if s]

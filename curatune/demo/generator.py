@@ -184,8 +184,9 @@ def generate_demo(out_dir: str | Path, n_conversations: int | None = None, seed:
 
 DEMO_CONFIG = """\
 # The demo: synthetic support transcripts written by `curatune.demo`.
-# Run with:  curatune demo            (generates this folder and runs everything)
-#      or:   curatune run demo.toml   (from this folder, after `curatune generate`)
+# Run with:  curatune demo                                          (generates this folder, runs everything)
+#      or:   curatune run runs/demo-data/demo.toml --out runs/demo   (after `curatune generate`; without
+#            --out it lands in runs/latest inside this folder)
 
 [data]
 inputs = ["transcripts.jsonl"]

@@ -59,7 +59,7 @@ def _eval_split(pred: pl.DataFrame, path: Path) -> str:
 def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Path, *, fail_on_gate: bool = False,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = progress or (lambda _m: None)
-    curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), output_dir(out_dir)
+    curate_dir, train_dir, out = Path(curate_dir), Path(train_dir), output_dir(out_dir, "evaluate")
     ec = config.evaluate
     ec.check()  # a Config built in code never passed through the loader
     manifest = Manifest(stage="evaluate", config=config.resolved())

