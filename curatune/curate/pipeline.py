@@ -83,7 +83,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
                         ("pred_probs", config.curate.label_issues.pred_probs if "label_issues" in steps_wanted else ""),
                         ("reviews", str(out / REVIEWS) if "human_review" in steps_wanted else "")):
         if other and Path(other).is_file():
-            manifest.add_input(other, role=role)
+            rows = truth.height if role == "planted truth" and truth is not None else (
+                pl.scan_parquet(other).select(pl.len()).collect().item() if role == "reviews" else None)
+            manifest.add_input(other, role=role, **({"rows": rows} if rows is not None else {}))
     ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols,
                       labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()))
 

@@ -134,6 +134,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         base_metrics = {"accuracy": boot.accuracy(y, yb).to_dict(),
                         "macro_f1": boot.macro_f1(y, yb, len(labels)).to_dict()}
         comparison = {"accuracy_difference": boot.paired_difference(yp == y, yb == y).to_dict(),
+                      "macro_f1_difference": boot.macro_f1_difference(y, yp, yb, len(labels)).to_dict(),
                       "mcnemar": mcnemar(yp == y, yb == y)}
     per_class = pl.DataFrame({"label": labels, "precision": f1["precision"], "recall": f1["recall"], "f1": f1["f1"],
                               "support": f1["support"]})

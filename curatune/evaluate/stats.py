@@ -59,6 +59,19 @@ class Bootstrap:
         point = macro_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :], classes)[0]
         return self.interval(point, macro_f1_resampled(y_true, y_pred, n_classes, self.idx, classes))
 
+    def macro_f1_difference(self, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
+                            n_classes: int) -> Estimate:
+        """Macro-F1 of ``pred_a`` minus that of ``pred_b`` on the same resampled rows (paired); each
+        averages over its own classes as ``macro_f1`` does, so the point is the two points' difference."""
+        whole = np.arange(self.n)[None, :]
+        scores = []
+        for pred in (pred_a, pred_b):
+            classes = np.isin(np.arange(n_classes), np.union1d(y_true, pred))
+            scores.append((macro_f1_resampled(y_true, pred, n_classes, whole, classes)[0],
+                           macro_f1_resampled(y_true, pred, n_classes, self.idx, classes)))
+        (point_a, samples_a), (point_b, samples_b) = scores
+        return self.interval(point_a - point_b, samples_a - samples_b)
+
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
         """Mean of a - b (e.g. tuned hit minus base hit) on the same resampled rows."""
         return self.mean(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))

@@ -92,6 +92,8 @@ def test_manifest_records_every_file_curation_reads_by_its_full_path(tmp_path, m
     assert [(i["path"], i["sha256"]) for i in m["inputs"]] == [
         (str(tmp_path / "d.csv"), sha256_file(tmp_path / "d.csv")),
         (str(tmp_path / "truth.parquet"), sha256_file(tmp_path / "truth.parquet"))]
+    # The truth's row count too: the report's input table read "not available" for it.
+    assert [(i.get("role"), i.get("rows")) for i in m["inputs"]] == [(None, 2), ("planted truth", 1)]
 
 
 def test_no_temp_files_left(tmp_path):

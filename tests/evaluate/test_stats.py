@@ -81,6 +81,27 @@ def test_macro_f1_interval_averages_every_resample_over_the_whole_sample_s_class
     assert f1.high < 0.75
 
 
+def test_macro_f1_difference_is_paired_and_its_point_is_the_two_scores_difference():
+    """The evaluation compared tuned and base macro-F1 without a difference ("not available" in the
+    report), though the training verdict had one for validation."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, 300)
+    tuned = np.where(rng.random(300) < 0.8, y, rng.integers(0, 5, 300))
+    base = np.where(rng.random(300) < 0.6, y, rng.integers(0, 5, 300))
+    boot = Bootstrap(300, resamples=400, seed=1)
+    diff = boot.macro_f1_difference(y, tuned, base, 5)
+    expected = f1_score(y, tuned, average="macro") - f1_score(y, base, average="macro")
+    assert diff.value == pytest.approx(expected, abs=1e-12)
+    assert diff.value == pytest.approx(boot.macro_f1(y, tuned, 5).value - boot.macro_f1(y, base, 5).value)
+    assert diff.low < diff.value < diff.high and diff.low > 0
+    # Paired: one resample's rows serve both models, so the interval is narrower than from unpaired scores.
+    other = Bootstrap(300, resamples=400, seed=2)
+    a = macro_f1_resampled(y, tuned, 5, boot.idx)
+    b = macro_f1_resampled(y, base, 5, other.idx)
+    unpaired = np.quantile(a - b, [0.025, 0.975])
+    assert diff.high - diff.low < unpaired[1] - unpaired[0]
+
+
 def test_mcnemar_no_disagreement():
     r = mcnemar(np.array([True, False]), np.array([True, False]))
     assert r["p_value"] == 1.0 and r["method"] == "no disagreement"

@@ -157,6 +157,15 @@ def test_verdict_table_lists_every_gate_with_links(fixture_run):
         < html.index('id="evaluation"')
 
 
+def test_a_cpu_run_shows_no_gpu_memory_and_a_run_never_resumed_says_no(fixture_run):
+    """Both read "not available", as if a measurement had failed or a value were lost."""
+    tr = json.loads((fixture_run / "report" / "audit.json").read_text())["training"]
+    assert "peak_gpu_memory_mb" not in tr["throughput"] and tr["throughput"]["train_examples_per_s"] == 4.2
+    assert tr["training"]["resumed_from"] == "no"
+    html = (fixture_run / "report" / "training.html").read_text()
+    assert "peak gpu memory" not in html and '<th scope="row">resumed from</th><td class="num">no</td>' in html
+
+
 def test_failed_gate_makes_the_verdict_fail(tmp_path):
     run = build_run(tmp_path / "run", accuracy_gate_passed=False)
     render_reports(run)
@@ -188,6 +197,10 @@ def test_a_forgetting_probe_the_base_model_aces_says_it_can_hardly_show_forgetti
     findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
     assert ("forgetting: probe retention 1.000 (the base model's probe already scores 1.000 on the reference rows, "
             "so this probe can hardly show forgetting), similarity retention 0.910") in findings
+    # The verdict table's pass says so too (a bare ✓ PASS read as proof that nothing was forgotten).
+    (gate,) = [g for g in json.loads(read(run, "audit.json"))["verdict"]["gates"] if g["name"] == "min_probe_retention"]
+    assert gate["status"] == "pass" and gate["detail"].endswith(
+        "the base model's probe already scores 1.000, so this gate can hardly fail")
 
 
 def test_groups_that_score_the_same_read_as_no_gap_not_as_a_best_and_worst_group(tmp_path):
