@@ -340,7 +340,7 @@ def run_demo(out: Path, *, rows: int | None = None, seed: int = 7,
     """
     from curatune.demo import generate_demo
 
-    out = Path(out)
+    out = output_dir(out)  # a file given as --out is refused before the data is written beside it
     data_dir = demo_data_dir(out)
     say = progress or (lambda _msg: None)
     say(f"generate: demo transcripts -> {data_dir}")

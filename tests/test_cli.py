@@ -173,6 +173,14 @@ def test_the_demo_data_folder_is_beside_a_run_directory_given_as_dot(tmp_path, m
     assert demo_data_dir(Path(".")) == tmp_path / "run-data"
 
 
+def test_demo_with_a_file_as_out_is_refused_before_any_data_is_written(cli_run, tmp_path):
+    """It wrote 2,000 transcripts into 'afile-data' first, then said the output path is a file."""
+    (tmp_path / "afile").write_text("not a folder")
+    code, out = cli_run("demo", "--out", tmp_path / "afile")
+    assert code == 2 and error_lines(out) == [f"error: {tmp_path / 'afile'}: the output path is a file, not a folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_ctrl_c_outside_training_exits_130_and_says_so(cli_run, tmp_path, monkeypatch):
     """typer turns KeyboardInterrupt into an exit code it returns (not raises) outside standalone
     mode: every command exited 0 after Ctrl-C, so `curatune run && next-step` went on."""

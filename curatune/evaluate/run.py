@@ -257,15 +257,20 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     # Named for what it counts: rows the label_issues step doubted, whatever became of them. (The
     # curation section's "flagged" is another count: kept rows with any problem reason.)
     doubted = pl.col("reasons").list.contains(LABEL_ISSUE)
+    # The doubt rate is of the rows the step examined (its flag is null on rows dedup dropped before
+    # it ran), as in the curation section: of all rows it read lower, and the report showed two rates.
+    examined = pl.col(FLAG_COL).is_not_null().sum() if FLAG_COL in ledger.columns else pl.len()
     for g in [c for c in group_cols if c in ledger.columns]:
         rows = []
         stats = ledger.group_by(g).agg(pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
                                        (pl.col("fate") == "relabelled").sum().alias("relabelled"),
-                                       doubted.sum().alias("label_issue")).sort(g, nulls_last=True)
+                                       doubted.sum().alias("label_issue"),
+                                       examined.alias("label_issue_rows")).sort(g, nulls_last=True)
         for r in stats.iter_rows(named=True):
+            denominators = {"dropped": r["n"], "relabelled": r["n"], "label_issue": r["label_issue_rows"]}
             rows.append({"group": "(missing)" if r[g] is None else str(r[g]), "n": r["n"],
-                         **{k: wilson(int(r[k]), int(r["n"]), confidence).to_dict()
-                            for k in ("dropped", "relabelled", "label_issue")}})
+                         "label_issue_rows": r["label_issue_rows"],
+                         **{k: wilson(int(r[k]), int(d), confidence).to_dict() for k, d in denominators.items()}})
         out[g] = rows
     return out
 

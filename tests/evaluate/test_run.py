@@ -391,3 +391,10 @@ def test_curation_fairness_counts_rows_label_issues_doubted_whatever_their_fate_
     assert chat["n"] == 4 and chat["dropped"]["value"] == 0.5 and chat["relabelled"]["value"] == 0.25
     assert chat["label_issue"]["value"] == 0.75  # the dropped, the kept and the relabelled one
     assert rows["(missing)"]["label_issue"]["value"] == 0.0 and "flagged" not in chat
+
+    # With the step's flag column, the rate is of the rows it examined: dedup dropped r1 before it ran.
+    # (Over all rows it read 0.166 for the demo's non-native group, where the curation section read 0.192.)
+    flagged = ledger.with_columns(pl.Series("is_label_issue", [True, None, True, True, False, False]))
+    chat = {r["group"]: r for r in _curation_fairness(flagged, ["channel"], 0.95)["channel"]}["chat"]
+    assert (chat["n"], chat["label_issue_rows"], chat["label_issue"]["value"], chat["dropped"]["value"]) == \
+        (4, 3, 1.0, 0.5)
