@@ -149,14 +149,6 @@ def pooling_mode(model_path: str) -> str:
     return "cls"
 
 
-def pool(hidden, attention_mask, mode: str):
-    """Pool token states [B, T, H] into sentence vectors [B, H]."""
-    if mode == "mean":
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return hidden[:, 0]
-
-
 class Encoder:
     """Batched, sorted-by-length encoding on CPU or GPU; returns L2-normalised float32 vectors."""
 
@@ -183,6 +175,9 @@ class Encoder:
         return f"{self.model_name}|{self.pooling}|{self.max_length}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        # The classifier's pooling, so that a probe fitted on these vectors is its head exactly.
+        from curatune.train.modeling import pool
+
         torch = self._torch
         n = len(texts)
         dim = self.model.config.hidden_size

@@ -3,14 +3,16 @@
 BERT-style ``*ForSequenceClassification`` heads read the [CLS] token through the pretraining
 pooler; sentence-embedding models such as all-MiniLM-L6-v2 were trained with mean pooling and
 never used that pooler, so a head there learns slowly. This class pools like the base model
-(``curatune.embeddings.pool``), L2-normalises like the sentence-transformers pipeline (and like
+(``pool``), L2-normalises like the sentence-transformers pipeline (and like
 ``curatune.embeddings.Encoder``, so a linear probe fitted on Encoder-style features is exactly this
 head at initialisation), then applies dropout and ``classifier``.
 
 Importing this module registers the class with the Auto classes, so a saved model loads with
 ``AutoModelForSequenceClassification.from_pretrained(dir)`` (and ``pipeline("text-classification")``)
-after ``import curatune.train`` — no ``trust_remote_code``. Without the import, transformers
-refuses the unknown ``model_type`` instead of silently building a differently pooled model.
+after ``import curatune.train``. A saved model also carries this file (config.json ``auto_map``):
+without curatune, plain transformers loads it with ``trust_remote_code=True``. Without either,
+transformers refuses the unknown ``model_type`` instead of silently building a differently pooled
+model. The file imports only torch and transformers so that it runs where curatune is not installed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
-
-from curatune.embeddings import pool
 
 MODEL_TYPE = "curatune_classifier"
 
@@ -37,6 +37,14 @@ LORA_TARGETS: dict[str, list[str]] = {
     "deberta-v2": ["query_proj", "key_proj", "value_proj", "dense"],
     "modernbert": ["Wqkv", "Wo", "Wi"],
 }
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Pool token states [B, T, H] into sentence vectors [B, H] (also curatune.embeddings.Encoder's)."""
+    if mode == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return hidden[:, 0]
 
 
 def lora_targets(model_type: str) -> list[str] | str:
@@ -158,3 +166,8 @@ def build_classifier(base_path: str, labels: list[str], *, pooling: str, normali
 AutoConfig.register(MODEL_TYPE, CuratuneClassifierConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(CuratuneClassifierConfig, CuratuneForSequenceClassification,
                                             exist_ok=True)
+# save_pretrained also copies this file beside the weights and names it in config.json's auto_map, so
+# plain transformers loads a saved model with trust_remote_code=True and no curatune installed (this
+# module imports only torch and transformers for that reason).
+CuratuneClassifierConfig.register_for_auto_class()
+CuratuneForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

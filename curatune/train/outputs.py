@@ -204,12 +204,16 @@ measures them and the run's audit report shows them.
 ## Use
 
 ```python
-import curatune.train  # registers the model class with transformers; no trust_remote_code
+import curatune.train  # registers the model class with transformers
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 model = AutoModelForSequenceClassification.from_pretrained("model")
 tokenizer = AutoTokenizer.from_pretrained("model")
 ```
+
+Without curatune, transformers alone loads it from the modeling file saved beside the weights
+(`modeling.py`, which imports only torch and transformers; read it first):
+`AutoModelForSequenceClassification.from_pretrained("model", trust_remote_code=True)`.
 {_adapter_note(method)}
 
 {_truncation_note(settings)}

@@ -236,28 +236,46 @@ def test_a_tracker_s_logs_outlive_the_checkpoints(tiny_model, curated_dir, tmp_p
     assert not (lora_run / "trackers").exists()
 
 
-def test_plain_transformers_refuses_the_model_until_curatune_registers_it(lora_run):
-    """No trust_remote_code anywhere: without the import the unknown model type is an error, never a
-    silently different (pooler-based) model; with it, AutoModel and the pipeline load it."""
+def test_plain_transformers_loads_the_model_with_its_saved_code_or_after_curatune_registers_it(lora_run):
+    """The issue asks for a merged model that plain transformers loads. It needed `import curatune.train`:
+    now its modeling file is saved beside the weights (config.json auto_map). Without curatune and
+    without trust_remote_code the unknown model type is an error, never a silently different
+    (pooler-based) model."""
+    model_dir = str(lora_run / "model")
     script = f"""
 import sys
-from transformers import AutoModelForSequenceClassification, pipeline
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 try:
-    AutoModelForSequenceClassification.from_pretrained({str(lora_run / 'model')!r})
-    print("LOADED-WITHOUT-REGISTRATION")
+    AutoModelForSequenceClassification.from_pretrained({model_dir!r})
+    print("LOADED-WITHOUT-CODE")
 except (ValueError, KeyError) as exc:
-    print("refused:", "curatune_classifier" in str(exc))
+    print("refused:", "trust_remote_code" in str(exc))
+tok = AutoTokenizer.from_pretrained({model_dir!r})
+batch = tok(["my card was stolen", "I want my money back"], padding=True, return_tensors="pt")
+plain = AutoModelForSequenceClassification.from_pretrained({model_dir!r}, trust_remote_code=True).eval()
+with torch.no_grad():
+    plain_logits = plain(**batch).logits
+print("curatune imported:", any(m == "curatune" or m.startswith("curatune.") for m in sys.modules))
 import curatune.train
-clf = pipeline("text-classification", model={str(lora_run / 'model')!r}, device="cpu")
+ours = AutoModelForSequenceClassification.from_pretrained({model_dir!r}).eval()
+with torch.no_grad():
+    print("max difference:", float((ours(**batch).logits - plain_logits).abs().max()))
+clf = pipeline("text-classification", model={model_dir!r}, device="cpu")
 print("pipeline:", clf("my card was stolen")[0]["label"])
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "refused: True" in res.stdout
+    assert "refused: True" in res.stdout and "curatune imported: False" in res.stdout, res.stdout
+    assert float(res.stdout.split("max difference: ")[1].split()[0]) < 1e-4
     assert "pipeline: " in res.stdout and res.stdout.split("pipeline: ")[1].strip() in ("card", "login", "refund")
-
+    config = json.loads((lora_run / "model" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == "modeling.CuratuneForSequenceClassification"
+    imports = [line for line in (lora_run / "model" / "modeling.py").read_text().splitlines()
+               if line.startswith(("import ", "from "))]
+    assert imports and not any("curatune" in line for line in imports), imports
 
 
 def test_reloading_a_run_prints_nothing(lora_run):
