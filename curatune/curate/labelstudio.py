@@ -591,37 +591,35 @@ def _update_existing(server: Server, project: Project, pairs: list[tuple[dict[st
     for p in preds:
         by_task[p.task].append(p)
     stale: list[tuple[int, list[int], bool, list[dict[str, Any]]]] = []
-    metas: list[tuple[int, dict[str, Any]]] = []
-    datas: list[tuple[int, dict[str, Any]]] = []
+    # One request per task for its data and meta together: Label Studio has no bulk update of either,
+    # and each request costs ~0.1 s.
+    patches: dict[int, dict[str, Any]] = defaultdict(dict)
     texts = 0
     for task, wanted in pairs:
         tid, data, new_data, want = task["id"], task["data"], wanted["data"], wanted["predictions"]
         if not _shows(data, new_data):
-            datas.append((tid, new_data))
+            patches[tid]["data"] = new_data
             texts += 1
-        elif data.get(NOTE_KEY) != new_data[NOTE_KEY]:
-            datas.append((tid, {**data, NOTE_KEY: new_data[NOTE_KEY]}))
+        elif data.get(NOTE_KEY) != new_data[NOTE_KEY] and not task["worked"]:
+            # A task someone reviewed keeps the note they read (the labels as they were then).
+            patches[tid]["data"] = {**data, NOTE_KEY: new_data[NOTE_KEY]}
+        if task["meta"] != wanted["meta"]:
+            patches[tid]["meta"] = wanted["meta"]
         ours = [p for p in by_task.get(tid, []) if OUR_MODEL_VERSION.match(p.model_version or "")]
         have = sorted((_pred_key(p.model_version, p.result, p.score) for p in ours), key=str)
         if have != sorted((_pred_key(w["model_version"], w["result"], w.get("score")) for w in want), key=str):
             foreign = len(ours) < len(by_task.get(tid, []))
             stale.append((tid, [p.id for p in ours], foreign, want))
-        if task["meta"] != wanted["meta"]:
-            metas.append((tid, wanted["meta"]))
     size = server.cfg.batch_size
-    for i, (tid, new) in enumerate(datas, start=1):
-        server.call("update a task's data", lambda t=tid, d=new: client.tasks.update(str(t), data=d))
-        if i % size == 0 or i == len(datas):
-            say(f"labelstudio: updated the text or review note of {i}/{len(datas)} tasks")
+    for i, (tid, patch) in enumerate(patches.items(), start=1):
+        server.call("update a task", lambda t=tid, p=patch: client.tasks.update(str(t), **p))
+        if i % size == 0 or i == len(patches):
+            say(f"labelstudio: updated the text, review note or issue reasons of {i}/{len(patches)} tasks")
     for start in range(0, len(stale), size):
         chunk = stale[start:start + size]
         _replace_predictions(server, pid, chunk)
         say(f"labelstudio: updated predictions on {start + len(chunk)}/{len(stale)} tasks")
-    for i, (tid, meta) in enumerate(metas, start=1):
-        server.call("update task meta", lambda t=tid, m=meta: client.tasks.update(str(t), meta=m))
-        if i % size == 0 or i == len(metas):
-            say(f"labelstudio: updated issue reasons on {i}/{len(metas)} tasks")
-    return len({t for t, *_ in stale} | {t for t, _ in metas} | {t for t, _ in datas}), texts
+    return len({t for t, *_ in stale} | set(patches)), texts
 
 
 def _supersede(server: Server, existing: dict[str, list[dict[str, Any]]], wanted: dict[str, dict[str, Any]],
@@ -830,9 +828,13 @@ def _check_same_project(curate_dir: Path, project: Project) -> None:
 
 
 def _drafts(server: Server, pid: int) -> int:
-    """Tasks with an unsubmitted draft: the export leaves them out until the draft is submitted."""
-    return sum(bool(getattr(t, "draft_exists", False)) for t in server.call("list drafts", lambda: list(
-        server.client.tasks.list(project=pid, fields="all", include="id,draft_exists", page_size=PAGE_SIZE))))
+    """Tasks with an unsubmitted draft (the export leaves them out until the draft is submitted):
+    counted by the server's own filter, one request however many tasks there are."""
+    query = json.dumps({"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:draft_exists", "operator": "equal", "type": "Boolean", "value": True}]}})
+    page = server.call("count drafts", lambda: server.client.tasks.list(
+        project=pid, query=query, fields="task_only", include="id", page_size=1))
+    return int(getattr(page.response, "total", 0) or 0)
 
 
 def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None) -> dict[str, Any]:

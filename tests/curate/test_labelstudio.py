@@ -357,7 +357,7 @@ def test_changed_text_after_review_gets_a_new_task_and_earlier_reviews_do_not_ap
     curated_path = run_copy / "curate" / "curated.parquet"
     curated = pl.read_parquet(curated_path).sort("row_id")
     labels = sorted(curated["label"].unique().to_list())
-    a, b, c = curated["row_id"][:3].to_list()
+    a, b, c, d = curated["row_id"][:4].to_list()
     old_text, label_a = curated.filter(pl.col("row_id") == a).select("text", "label").row(0)
     push(run_copy, cfg)
     pid = _project_id(client, "changed text")
@@ -367,10 +367,14 @@ def test_changed_text_after_review_gets_a_new_task_and_earlier_reviews_do_not_ap
     _annotate(client, tasks[a].id, "drop", user=ann1)
     _annotate(client, tasks[b].id, "drop", user=ann1)
 
-    # Rows a (reviewed) and c (not yet) change text (curated again from changed data).
+    # Rows a (reviewed) and c (not yet) change text (curated again from changed data); b (reviewed) and
+    # d (not yet) change label.
     new_a, new_c = "customer: a different message now sits under this row id", "customer: another new message"
+    relabelled = {r: next(lab for lab in labels if lab != curated.filter(pl.col("row_id") == r)["label"].item())
+                  for r in (b, d)}
     curated.with_columns(pl.when(pl.col("row_id") == a).then(pl.lit(new_a))
-                         .when(pl.col("row_id") == c).then(pl.lit(new_c)).otherwise("text").alias("text")) \
+                         .when(pl.col("row_id") == c).then(pl.lit(new_c)).otherwise("text").alias("text"),
+                         pl.col("row_id").replace_strict(relabelled, default=pl.col("label")).alias("label")) \
         .write_parquet(curated_path)
     said: list[str] = []
     result = push(run_copy, cfg, progress=said.append)
@@ -387,6 +391,10 @@ def test_changed_text_after_review_gets_a_new_task_and_earlier_reviews_do_not_ap
     fresh = client.tasks.get(new_task.id)
     assert fresh.is_labeled is False and not fresh.total_annotations
     assert [t.id for t in after[b]] == [tasks[b].id]
+    # An unreviewed task's note shows the new label; a reviewed one keeps the note its reviewer read.
+    assert after[d][0].data["review_note"].startswith(f"Label in the data: {relabelled[d]}")
+    assert after[b][0].data["review_note"] == tasks[b].data["review_note"]
+    assert not tasks[b].data["review_note"].startswith(f"Label in the data: {relabelled[b]}")
     # Pushing again changes nothing.
     again = push(run_copy, cfg)
     assert (again["created"], again["replaced"], again["text_changed"], again["superseded"], again["updated"]) == \
