@@ -240,10 +240,11 @@ def demo(
 def _summary(result: dict) -> None:
     verdict = result.get("verdict")
     if verdict and verdict["overall"]:
-        failed, unchecked = verdict["failed"], verdict["unchecked"]
-        _say(f"verdict: {verdict['overall'].upper()} ({verdict['gates'] - len(failed) - len(unchecked)} of "
-             f"{verdict['gates']} gates passed)"
+        failed, unchecked, unenforced = verdict["failed"], verdict["unchecked"], verdict["failed_not_enforced"]
+        passed = verdict["gates"] - len(failed) - len(unchecked) - len(unenforced)
+        _say(f"verdict: {verdict['overall'].upper()} ({passed} of {verdict['gates']} gates passed)"
              + (f"; failed: {', '.join(failed)}" if failed else "")
+             + (f"; failed, not enforced: {', '.join(unenforced)}" if unenforced else "")
              + (f"; not checked: {', '.join(unchecked)}" if unchecked else "")
              + (" — not enforced ([run] fail_on_gate = false)" if (failed or unchecked) and not verdict["enforced"]
                 else ""))

@@ -123,7 +123,7 @@ def test_run_skip_force_and_changes(tmp_path, cli_run):
     assert relaxed["ran"] == []
     gates = len(audit["verdict"]["gates"])
     assert relaxed["verdict"] == {"overall": "fail", "gates": gates, "enforced": False, "failed": ["min_accuracy"],
-                                  "unchecked": []}
+                                  "failed_not_enforced": [], "unchecked": []}
     # The run's last lines said only where the audit is: a failed gate that changes no exit code was hidden.
     code, out = cli_run("run", tmp_path / "c.toml")
     assert code == 0, out
@@ -335,3 +335,21 @@ def test_a_config_recorded_by_an_earlier_version_is_still_read(tmp_path):
                                                                    "config": recorded}))
     found = recorded_config(tmp_path, "report")
     assert found is not None and found[0].report.max_groups == 3
+
+
+def test_the_run_s_verdict_line_counts_a_gate_that_failed_unenforced_as_failed(tmp_path, capsys):
+    from curatune.config import Config
+    from curatune.pipeline import _verdict
+    from curatune.rundir import write_json
+
+    write_json({"verdict": {"overall": "pass", "gates": [
+        {"name": "leak_scan", "status": "fail (not enforced)"}, {"name": "min_accuracy", "status": "pass"}]}},
+        tmp_path / "report" / "audit.json")
+    assert _verdict(tmp_path, Config()) == {"overall": "pass", "gates": 2, "enforced": True, "failed": [],
+                                            "failed_not_enforced": ["leak_scan"], "unchecked": []}
+    from curatune.cli import _summary
+
+    _summary({"verdict": _verdict(tmp_path, Config()), "audit_html": str(tmp_path / "report" / "audit.html")})
+    out = capsys.readouterr()
+    assert "verdict: PASS (1 of 2 gates passed); failed, not enforced: leak_scan" in " ".join(out.err.split())
+    assert out.out.strip() == str(tmp_path / "report" / "audit.html")
