@@ -223,7 +223,8 @@ def _require(df: pl.DataFrame, col: str, path: str, role: str) -> None:
     if col not in df.columns:
         raise CuratuneError(
             f"missing {role} column (columns are: {', '.join(df.columns)}); map it with config [data]"
-            + ("" if role == "group" else f" or a --{role}-col flag"),
+            # Only these three have a flag (curate's); naming --turn-col sent people looking for one.
+            + (f" or curate's --{role}-col flag" if role in ("text", "label", "id") else ""),
             file=path,
             column=col,
         )

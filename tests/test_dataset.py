@@ -154,6 +154,21 @@ def test_missing_group_column(tmp_path):
     assert str(err.value).endswith("missing group column (columns are: text); map it with config [data]")
 
 
+@pytest.mark.parametrize(("config", "message"), [
+    ({"conversation_col": "conv"}, "missing conversation column (columns are: text); map it with config [data]"),
+    ({"conversation_col": "text", "turn_col": "turn"},
+     "missing turn column (columns are: text); map it with config [data]"),
+    ({"label_col": "intent"}, "missing label column (columns are: text); map it with config [data] or curate's "
+                              "--label-col flag"),
+])
+def test_a_missing_column_names_a_flag_only_where_one_exists(tmp_path, config, message):
+    # "missing turn column ...; map it with config [data] or a --turn-col flag": there is no such flag.
+    pl.DataFrame({"text": ["a"]}).write_csv(tmp_path / "d.csv")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig(**config), require_label="label_col" in config)
+    assert str(err.value).endswith(message)
+
+
 def test_reserved_column_clash(tmp_path):
     pl.DataFrame({"body": ["a"], "text": ["b"]}).write_csv(tmp_path / "d.csv")
     with pytest.raises(CuratuneError, match="clashes with a reserved column"):
