@@ -64,6 +64,9 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
             target.resolve() == (run / s).resolve() for s in STAGE_TITLES):
         raise CuratuneError("the report's folder must not be a stage's folder: choose another --out",
                             file=str(target))
+    if target.resolve() == run.resolve():  # its manifest would sit beside the stage folders, as if a stage's
+        raise CuratuneError("the report's folder must not be the run directory itself: choose another --out "
+                            "(RUN/report by default)", file=str(target))
     out = output_dir(target)
     manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
     for p in report_inputs(run):

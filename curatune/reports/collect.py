@@ -957,6 +957,14 @@ def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 
 ID_COLUMNS = ("", "group", "groups", "class", "label", "name", "column", "metric")
 
 
+# What a table's rows and columns mean, where their names cannot say it.
+TABLE_NOTES = {
+    "label_doubt": "Doubted: evaluated rows whose label the label-issues step flagged and no person settled in "
+                   "review; trusted: the other evaluated rows. Predicted suggested label: rows where the model "
+                   "predicted the label curation suggested instead of the given one.",
+}
+
+
 def _table_block(base: dict[str, Any], rows: list[dict[str, Any]], key_col: str | None) -> dict[str, Any]:
     columns: list[str] = []
     for r in rows:
@@ -969,7 +977,7 @@ def _table_block(base: dict[str, Any], rows: list[dict[str, Any]], key_col: str 
     shown = rows[:MAX_TABLE_ROWS]
     table_rows = [[cell(r.get(c)) for c in columns] for r in shown]
     block = {**base, "kind": "table", "columns": [c.replace("_", " ") for c in columns], "rows": table_rows,
-             "not_shown": len(rows) - len(shown)}
+             "not_shown": len(rows) - len(shown), "note": TABLE_NOTES.get(base.get("key", ""))}
     block["chart"] = _bar_spec(columns, shown)
     return block
 

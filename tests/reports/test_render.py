@@ -166,6 +166,14 @@ def test_a_cpu_run_shows_no_gpu_memory_and_a_run_never_resumed_says_no(fixture_r
     assert "peak gpu memory" not in html and '<th scope="row">resumed from</th><td class="num">no</td>' in html
 
 
+def test_the_label_doubt_table_says_what_its_rows_and_its_suggestion_column_count(fixture_run):
+    # A reviewer read "predicted suggested label: 18" on the trusted row with nothing to say what it counted.
+    html = (fixture_run / "report" / "evaluation.html").read_text()
+    table = html.split('id="evaluation-label-doubt"', 1)[1].split("</table></div>", 1)
+    assert table[1].startswith('<p class="note">Doubted: evaluated rows whose label the label-issues step flagged')
+    assert "Predicted suggested label: rows where the model predicted the label curation suggested" in table[1]
+
+
 def test_failed_gate_makes_the_verdict_fail(tmp_path):
     run = build_run(tmp_path / "run", accuracy_gate_passed=False)
     render_reports(run)
@@ -911,6 +919,12 @@ def test_the_report_never_replaces_a_stage_manifest_and_a_stage_folder_is_not_a_
         assert code == 2 and error_lines(text) == [
             f"error: {out}: the report's folder must not be a stage's folder: choose another --out"], text
     assert (run / "curate" / "manifest.json").read_bytes() == before
+    # Nor the run directory itself: the report's files and manifest went in beside the stage folders.
+    code, text = cli_run("report", run, "--out", run)
+    assert code == 2 and error_lines(text) == [
+        f"error: {run}: the report's folder must not be the run directory itself: choose another --out "
+        "(RUN/report by default)"], text
+    assert not (run / "manifest.json").exists() and not (run / "audit.html").exists()
     code, text = cli_run("report", run / "curate")
     assert code == 2 and "this is the curate stage's folder, not a run directory" in text, text
     assert not (run / "curate" / "report").exists()
