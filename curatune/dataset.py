@@ -84,8 +84,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
         raise CuratuneError("input is a directory, expected a .csv, .jsonl or .parquet file", file=str(path))
     if path.stat().st_size == 0:
         raise CuratuneError("input file is empty", file=str(path))
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    suffix = suffix.lower()
+    suffix = _file_kind(path)
     separator = "\t" if suffix == ".tsv" else ","
     try:
         if suffix in (".csv", ".tsv"):
@@ -116,6 +115,11 @@ def read_table(path: str | Path) -> pl.DataFrame:
     if suffix == ".tsv":
         _check_no_joined_lines(df, path)
     return df
+
+
+def _file_kind(path: Path) -> str:
+    """The lower-case suffix that says how a file is read: ``.jsonl.gz`` for a compressed one."""
+    return ("".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix).lower()
 
 
 def _check_csv_shape(path: Path, separator: str) -> None:
@@ -165,7 +169,7 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
     """Polars reads a JSON list or object among a column's strings as its JSON text ('["card", "refund"]'
     became a label of its own): refuse the first such value in ``columns``, naming its line."""
     path = Path(path)
-    kind = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    kind = _file_kind(path)
     if kind not in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
         return
     with (gzip.open if kind == ".jsonl.gz" else open)(path, "rt", encoding="utf-8") as fh:

@@ -68,10 +68,11 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     for cls in step_classes:
         cls.check_input(loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
+    reviews = None
     if "human_review" in steps_wanted and config.curate.apply_reviews and (out / REVIEWS).is_file():
         from curatune.curate.reviews import read_reviews  # reviews.py imports this module
 
-        read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
+        reviews = read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)
@@ -83,9 +84,8 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
                         ("pred_probs", config.curate.label_issues.pred_probs if "label_issues" in steps_wanted else ""),
                         ("reviews", str(out / REVIEWS) if "human_review" in steps_wanted else "")):
         if other and Path(other).is_file():
-            rows = truth.height if role == "planted truth" and truth is not None else (
-                pl.scan_parquet(other).select(pl.len()).collect().item() if role == "reviews" else None)
-            manifest.add_input(other, role=role, **({"rows": rows} if rows is not None else {}))
+            table = {"planted truth": truth, "reviews": reviews}.get(role)  # already read: no second read
+            manifest.add_input(other, role=role, **({"rows": table.height} if table is not None else {}))
     ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols,
                       labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()))
 

@@ -34,6 +34,7 @@ class Bootstrap:
         self.n, self.confidence = n, confidence
         rng = np.random.default_rng(seed)
         self.idx = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), dtype=np.int64)
+        self._f1: dict[tuple[bytes, bytes, int], tuple[float, np.ndarray]] = {}
 
     def interval(self, point: float, samples: np.ndarray, n: int | None = None) -> Estimate:
         """``n``: the rows the estimate rests on, when a subset of the resampled rows (one group)."""
@@ -51,25 +52,29 @@ class Bootstrap:
     def accuracy(self, y_true: np.ndarray, y_pred: np.ndarray) -> Estimate:
         return self.mean(np.asarray(y_true) == np.asarray(y_pred))
 
+    def _macro_f1_samples(self, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[float, np.ndarray]:
+        """The point and per-resample macro-F1. Kept per predictions: an evaluation asks for each model's
+        score and then for their paired difference, which would otherwise resample both again."""
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        key = (y_true.tobytes(), y_pred.tobytes(), n_classes)
+        if key not in self._f1:
+            # Every resample averages over the classes of the whole sample: a resample that happens to
+            # miss a rare (and badly predicted) class would otherwise average over one class fewer,
+            # and the interval's upper end would measure that class's absence, not sampling noise.
+            classes = np.isin(np.arange(n_classes), np.union1d(y_true, y_pred))
+            point = macro_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :], classes)[0]
+            self._f1[key] = (point, macro_f1_resampled(y_true, y_pred, n_classes, self.idx, classes))
+        return self._f1[key]
+
     def macro_f1(self, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> Estimate:
-        # Every resample averages over the classes of the whole sample: a resample that happens to
-        # miss a rare (and badly predicted) class would otherwise average over one class fewer,
-        # and the interval's upper end would measure that class's absence, not sampling noise.
-        classes = np.isin(np.arange(n_classes), np.union1d(y_true, y_pred))
-        point = macro_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :], classes)[0]
-        return self.interval(point, macro_f1_resampled(y_true, y_pred, n_classes, self.idx, classes))
+        return self.interval(*self._macro_f1_samples(y_true, y_pred, n_classes))
 
     def macro_f1_difference(self, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
                             n_classes: int) -> Estimate:
         """Macro-F1 of ``pred_a`` minus that of ``pred_b`` on the same resampled rows (paired); each
         averages over its own classes as ``macro_f1`` does, so the point is the two points' difference."""
-        whole = np.arange(self.n)[None, :]
-        scores = []
-        for pred in (pred_a, pred_b):
-            classes = np.isin(np.arange(n_classes), np.union1d(y_true, pred))
-            scores.append((macro_f1_resampled(y_true, pred, n_classes, whole, classes)[0],
-                           macro_f1_resampled(y_true, pred, n_classes, self.idx, classes)))
-        (point_a, samples_a), (point_b, samples_b) = scores
+        point_a, samples_a = self._macro_f1_samples(y_true, pred_a, n_classes)
+        point_b, samples_b = self._macro_f1_samples(y_true, pred_b, n_classes)
         return self.interval(point_a - point_b, samples_a - samples_b)
 
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:

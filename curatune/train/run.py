@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -180,17 +180,24 @@ def _keep_tracker_outputs(out: Path) -> str | None:
     return TRACKERS
 
 
-def check_train_setup(tc: TrainConfig) -> tuple[str, DeviceChoice]:
+class TrainSetup(NamedTuple):
+    base_path: str
+    device: DeviceChoice
+    tokenizer: Any  # with a pad token (load_tokenizer)
+    base_config: Any
+
+
+def check_train_setup(tc: TrainConfig) -> TrainSetup:
     """What training needs from this machine, checked before any work: the base model (a complete
     local directory whose config and tokenizer transformers loads), the trackers and the device.
-    Returns the model path and the device choice."""
+    Training uses what it returns rather than load the tokenizer and config a second time."""
     from curatune.train.device import choose_device
 
     base_path = resolve_model_path(tc.model)
-    load_model_config(base_path)
-    load_tokenizer(base_path)
+    base_config = load_model_config(base_path)
+    tokenizer = load_tokenizer(base_path)
     _check_trackers(tc.report_to)
-    return base_path, choose_device(tc.device, tc.precision)
+    return TrainSetup(base_path, choose_device(tc.device, tc.precision), tokenizer, base_config)
 
 
 def _check_trackers(names: list[str]) -> None:
@@ -332,7 +339,8 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     manifest.add_input(curate_dir / CURATED, rows=data.counts["rows"])
     if (curate_dir / MANIFEST).is_file():
         manifest.add_input(curate_dir / MANIFEST)
-    base_path, choice = check_train_setup(tc)
+    setup = check_train_setup(tc)
+    choice = setup.device
     body_lr, head_lr = learning_rates(tc)
     fingerprint = _run_fingerprint(config, curate_dir)
     resume_from = _resume_point(out, fingerprint, resume)
@@ -344,11 +352,11 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
         say(f"train: {unseen} validation rows have a label unseen in training: the checkpoint is chosen on the "
             "others (the final validation metrics count them, as wrong)")
     with quiet_peft_deprecation():
-        return _train(config, data, base_path, choice, (body_lr, head_lr), out, curate_dir, manifest, say,
+        return _train(config, data, setup, (body_lr, head_lr), out, curate_dir, manifest, say,
                       resume_from, callbacks or [], fingerprint)
 
 
-def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[float, float], out: Path,
+def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float, float], out: Path,
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
            extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
@@ -371,8 +379,7 @@ def _train(config: Config, data: TrainData, base_path: str, choice, lrs: tuple[f
     body_lr, head_lr = lrs
     splits = ("train", "validation", "test")
     set_seed(tc.seed)
-    tokenizer = load_tokenizer(base_path)
-    base_cfg = load_model_config(base_path)
+    base_path, choice, tokenizer, base_cfg = setup
     with manifest.timed("tokenize"):
         pre = {s: token_lengths(tokenizer, data.frame(s)["text"].to_list()) for s in splits}
         limit = model_length_limit(tokenizer, base_path, base_cfg)
