@@ -335,6 +335,15 @@ class GatesConfig:
     max_group_accuracy_difference: float = 0.0
     max_counterfactual_flip_rate: float = 0.0
 
+    def check(self) -> None:
+        """Every gate is a share or a ratio of shares: a threshold written in percent (94 for 0.94)
+        would fail every run as a minimum and pass every run as a maximum."""
+        rule = "in [0, 1] (a share: 0.05 for 5 points; 0 = not checked)"
+        _refuse_unusable(self, "evaluate.gates", {
+            name: (0 <= getattr(self, name) <= 1, rule) for name in (
+                "min_accuracy", "min_probe_retention", "min_similarity_retention",
+                "max_group_accuracy_difference", "max_counterfactual_flip_rate")})
+
 
 @dataclass
 class EvaluateConfig:
@@ -360,6 +369,7 @@ class EvaluateConfig:
             "min_group_size": (self.min_group_size >= 0, ">= 0"),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
         })
+        self.gates.check()
 
 
 # --------------------------------------------------------------------------------------------

@@ -216,3 +216,27 @@ def test_toml_inf_and_nan_are_refused_with_their_key(tmp_path, text):
     cfg = LabelStudioConfig(timeout_s=float("inf"))  # built in code: its check says so too
     with pytest.raises(CuratuneError, match="timeout_s must be > 0, finite"):
         cfg.check()
+
+
+@pytest.mark.parametrize("text", [
+    "min_accuracy = 94",  # percent for a share: no run could pass
+    "max_group_accuracy_difference = 5",  # percent for a share: every run would pass
+    "max_counterfactual_flip_rate = 1.5",
+    "min_probe_retention = -0.1",
+    "min_similarity_retention = 98",
+])
+def test_a_gate_threshold_outside_0_1_is_refused(tmp_path, cli_run, text):
+    name, value = text.split(" = ")
+    p = write(tmp_path, f"[evaluate.gates]\n{text}\n")
+    message = (f"[evaluate.gates] {name} must be in [0, 1] (a share: 0.05 for 5 points; 0 = not checked), "
+               f"got {float(value)!r}")
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}: {message}"
+    code, out = cli_run("validate", p)
+    assert code == 2 and message in out
+
+
+def test_gate_edge_values_accepted(tmp_path):
+    cfg = load_config(write(tmp_path, "[evaluate.gates]\nmin_accuracy = 1\nmax_group_accuracy_difference = 0.05\n"))
+    assert (cfg.evaluate.gates.min_accuracy, cfg.evaluate.gates.max_group_accuracy_difference) == (1.0, 0.05)

@@ -22,17 +22,23 @@ from curatune.rundir import read_manifest
 LABELS = ("billing", "delivery", "refund")
 
 
-def _write_data(path: Path, n: int = 90, seed: int = 0) -> None:
+def _write_data(path: Path, n: int = 90, seed: int = 0, wrong_test_labels: int = 0) -> None:
+    """``wrong_test_labels``: that many test rows carry a label their text does not say (an accuracy
+    gate of 1.0 then fails: the rest of this easy data is classified perfectly)."""
     rng = random.Random(seed)
+    wrong = 0
     vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ri", "su", "ta", "vo", "ze") for b in
              ("bar", "cot", "dun", "fel", "gim", "hox", "jup", "kel", "mor", "nix", "pol", "qua", "rus", "sil")]
     rows = []
     for i in range(n):
         label = LABELS[i % 3]
         words = " ".join(rng.sample(vocab, 9))
-        rows.append({"id": f"t{i:03d}", "text": f"customer: my {label} question {words}", "label": label,
-                     "split": "train" if i % 10 < 6 else ("validation" if i % 10 < 8 else "test"),
-                     "channel": ("chat", "email")[i % 2]})
+        split = "train" if i % 10 < 6 else ("validation" if i % 10 < 8 else "test")
+        gold = label
+        if split == "test" and wrong < wrong_test_labels:
+            gold, wrong = LABELS[(i + 1) % 3], wrong + 1
+        rows.append({"id": f"t{i:03d}", "text": f"customer: my {label} question {words}", "label": gold,
+                     "split": split, "channel": ("chat", "email")[i % 2]})
     pl.DataFrame(rows).write_csv(path)
 
 
@@ -108,9 +114,10 @@ def test_run_skip_force_and_changes(tmp_path, cli_run):
     assert new_data["ran"] == ["curate", "train", "evaluate", "report"]
     assert json.loads((run / "report" / "audit.json").read_text())["curation"]["outcome"]["input"] == 84
 
-    # A failed evaluation gate (this easy data is classified perfectly, so only an unreachable threshold
-    # fails): the report is written, then the run fails (exit code 3) ...
-    gated = CONFIG.format(steps='["dedup"]') + "[evaluate.gates]\nmin_accuracy = 1.01\n"
+    # A failed evaluation gate (two test rows carry a label their text does not say): the report is
+    # written, then the run fails (exit code 3) ...
+    _write_data(tmp_path / "data.csv", n=84, seed=1, wrong_test_labels=2)
+    gated = CONFIG.format(steps='["dedup"]') + "[evaluate.gates]\nmin_accuracy = 1.0\n"
     (tmp_path / "c.toml").write_text(gated)
     with pytest.raises(GateFailed, match="gate failed: min_accuracy"):
         run_pipeline(load_config(tmp_path / "c.toml"))
@@ -228,8 +235,9 @@ def test_evaluate_given_only_the_run_directory_checks_the_gates_the_run_was_conf
     """`curatune evaluate RUN --fail-on-gate` used the default config: no gate was checked (exit 0),
     and the pipeline's evaluation was overwritten with gate-less metrics."""
     _setup(tmp_path)
+    _write_data(tmp_path / "data.csv", wrong_test_labels=2)
     cfg = tmp_path / "c.toml"
-    cfg.write_text(cfg.read_text() + "[evaluate.gates]\nmin_accuracy = 1.01\n")
+    cfg.write_text(cfg.read_text() + "[evaluate.gates]\nmin_accuracy = 1.0\n")
     with pytest.raises(GateFailed):
         run_pipeline(load_config(cfg))
     code, out = cli_run("evaluate", tmp_path / "run", "--fail-on-gate")
