@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curatune.evaluate.stats import Bootstrap
 from curatune.formatting import signed
 from curatune.train.data import IGNORE
 
@@ -35,47 +36,26 @@ def prediction_frame(frame: pl.DataFrame, split: str, probabilities: np.ndarray,
     }, schema_overrides={"label": pl.String, "predicted": pl.String})
 
 
-def _macro_f1(gold: np.ndarray, pred: np.ndarray, w: np.ndarray, n_classes: int) -> float:
-    """Weighted macro-F1 as sklearn computes it: over classes present in gold or predictions."""
-    hit = gold == pred
-    tp = np.bincount(gold[hit], weights=w[hit], minlength=n_classes)
-    fp = np.bincount(pred[~hit], weights=w[~hit], minlength=n_classes)
-    fn = np.bincount(gold[~hit], weights=w[~hit], minlength=n_classes)
-    denom = 2 * tp + fp + fn
-    present = denom > 0
-    return float((2 * tp[present] / denom[present]).sum() / max(int(present.sum()), 1))
-
-
 def paired_comparison(gold: np.ndarray, tuned: np.ndarray, base: np.ndarray, n_classes: int, *,
                       seed: int = 0, resamples: int = BOOTSTRAP) -> dict[str, Any]:
-    """Tuned minus base on the same rows: accuracy and macro-F1, with paired bootstrap intervals."""
+    """Tuned minus base on the same rows: accuracy and macro-F1, with paired bootstrap intervals
+    (the evaluation stage's ``Bootstrap``, so a run's verdict and its evaluation resample alike)."""
     keep = gold != IGNORE
     gold, tuned, base = gold[keep], tuned[keep], base[keep]
     n = len(gold)
     if n == 0:
         return {"rows": 0}
-    hit_t, hit_b = (tuned == gold).astype(float), (base == gold).astype(float)
-    metrics = {
-        "accuracy": lambda pred, hit, w: float(w @ hit),
-        "macro_f1": lambda pred, hit, w: _macro_f1(gold, pred, w, n_classes),
-    }
-    ones = np.full(n, 1.0 / n)
-    rng = np.random.default_rng(seed)
-    diffs: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(resamples):
-        # Row multiplicities of one resample, shared by tuned and base (a paired bootstrap).
-        w = np.bincount(rng.integers(0, n, n), minlength=n) / n
-        for name, fn in metrics.items():
-            diffs[name].append(fn(tuned, hit_t, w) - fn(base, hit_b, w))
-    lo_q, hi_q = (1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2
+    boot = Bootstrap(n, resamples=resamples, confidence=CONFIDENCE, seed=seed)
+    hit_t, hit_b = tuned == gold, base == gold
+    f1_t, f1_b = boot.macro_f1(gold, tuned, n_classes), boot.macro_f1(gold, base, n_classes)
     out: dict[str, Any] = {"rows": n, "resamples": resamples, "confidence": CONFIDENCE}
-    for name, fn in metrics.items():
-        t_point, b_point = fn(tuned, hit_t, ones), fn(base, hit_b, ones)
-        lo, hi = np.quantile(diffs[name], [lo_q, hi_q])
-        out[name] = {"tuned": t_point, "base": b_point, "difference": t_point - b_point,
-                     "ci": [float(lo), float(hi)]}
-    out["tuned_only_correct"] = int(((hit_t == 1) & (hit_b == 0)).sum())
-    out["base_only_correct"] = int(((hit_t == 0) & (hit_b == 1)).sum())
+    for name, (t_point, b_point, diff) in {
+        "accuracy": (float(hit_t.mean()), float(hit_b.mean()), boot.paired_difference(hit_t, hit_b)),
+        "macro_f1": (f1_t.value, f1_b.value, boot.macro_f1_difference(gold, tuned, base, n_classes)),
+    }.items():
+        out[name] = {"tuned": t_point, "base": b_point, "difference": diff.value, "ci": [diff.low, diff.high]}
+    out["tuned_only_correct"] = int((hit_t & ~hit_b).sum())
+    out["base_only_correct"] = int((~hit_t & hit_b).sum())
     return out
 
 

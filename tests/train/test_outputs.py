@@ -6,14 +6,20 @@ import pytest
 from sklearn.metrics import f1_score
 
 from curatune.train.data import IGNORE
-from curatune.train.outputs import _macro_f1, paired_comparison, prediction_frame, verdict
+from curatune.train.outputs import paired_comparison, prediction_frame, verdict
 from curatune.train.probe import fit_probe
 
 
-def test_weighted_macro_f1_equals_sklearn_on_unit_weights():
+def test_paired_comparison_points_equal_sklearn():
     rng = np.random.default_rng(0)
-    gold, pred = rng.integers(0, 5, 200), rng.integers(0, 6, 200)
-    assert _macro_f1(gold, pred, np.ones(200) / 200, 6) == pytest.approx(f1_score(gold, pred, average="macro"))
+    gold, tuned, base = rng.integers(0, 5, 200), rng.integers(0, 6, 200), rng.integers(0, 5, 200)
+    cmp = paired_comparison(gold, tuned, base, 6)
+    for name, pred in (("tuned", tuned), ("base", base)):
+        assert cmp["macro_f1"][name] == pytest.approx(f1_score(gold, pred, average="macro"))
+        assert cmp["accuracy"][name] == pytest.approx(np.mean(gold == pred))
+    f1 = cmp["macro_f1"]
+    assert f1["difference"] == pytest.approx(f1["tuned"] - f1["base"])
+    assert f1["ci"][0] < f1["difference"] < f1["ci"][1]
 
 
 def test_paired_comparison_and_verdicts():
