@@ -672,7 +672,7 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
     gates = [_gate("evaluate", g, _eval_anchor(str(g.get("name", "")))) for g in gates_raw]
     base_probe = (metrics.get("forgetting") or {}).get("probe_accuracy_base")
     for g in gates:
-        if g["name"] == "min_probe_retention" and _is_num(base_probe) and base_probe >= PROBE_CEILING:
+        if g["name"] == "min_probe_retention" and _probe_saturated(base_probe):
             # A pass here says little: the finding explains it, and the verdict table must not read as proof.
             g["detail"] = (f"{g['detail']}; the base model's probe already scores {base_probe:.3f}, so this gate "
                            "can hardly fail").lstrip("; ")
@@ -1144,6 +1144,10 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
 PROBE_CEILING = 0.99
 
 
+def _probe_saturated(base_probe_accuracy: Any) -> bool:
+    return _is_num(base_probe_accuracy) and base_probe_accuracy >= PROBE_CEILING
+
+
 def _interval(v: dict[str, Any], *, sign: bool = False) -> str:
     """" (95% interval a to b)", three decimals; the level where the result recorded one."""
     if v.get("low") is None or v.get("high") is None:
@@ -1185,7 +1189,7 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         vals = {r["name"]: r["value"] for r in b["rows"]}
         parts = [f"{k} {vals[k]:.3f}" for k in ("probe retention", "similarity retention") if _is_num(vals.get(k))]
         base = vals.get("probe accuracy base")
-        if parts and _is_num(base) and base >= PROBE_CEILING and _is_num(vals.get("probe retention")):
+        if parts and _probe_saturated(base) and _is_num(vals.get("probe retention")):
             # A probe the base model already aces cannot fall much before the tuned one does too.
             parts[0] += (f" (the base model's probe already scores {base:.3f} on the reference rows, so this "
                          "probe can hardly show forgetting)")
