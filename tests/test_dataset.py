@@ -45,7 +45,8 @@ def test_duplicate_source_id_is_an_error_naming_the_file_and_row(tmp_path):
         load_dataset([tmp_path / "d.csv", tmp_path / "e.csv"], DataConfig(id_col="id"))
 
 
-@pytest.mark.parametrize("value", ["maria.g@example.com", "Maria Gonzalez called", "4111111111111111"])
+@pytest.mark.parametrize("value", ["maria.g@example.com", "Maria Gonzalez called", "4111111111111111",
+                                   "415-555-0132", "+44.20.7946.0958"])
 def test_error_messages_do_not_repeat_a_cell_that_may_be_personal_data(tmp_path, value):
     """Messages reach terminals and CI logs; a misconfigured column (the text as the id or split) holds text."""
     pl.DataFrame({"id": [value, value], "text": ["x", "y"]}).write_csv(tmp_path / "d.csv")
