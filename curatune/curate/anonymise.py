@@ -44,7 +44,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     resolve_overlaps,
 )
 from curatune.curate.pii.operators import EntityBook, Replacer
-from curatune.curate.pii.recognizers import DIGIT_WORDS, ContextNameRecognizer
+from curatune.curate.pii.recognizers import DIGIT_WORDS, ContextNameRecognizer, stop_words
 from curatune.dataset import BOOKKEEPING, CANONICAL, PII_FOUND
 from curatune.errors import CuratuneError
 
@@ -119,6 +119,8 @@ class Conversation:
     # (segment, start, end) of a piece of a value split over turns -> (the whole value, first piece?);
     # set by a scan, used by the rewrite that follows it.
     split_values: dict[tuple[int, int, int], tuple[str, bool]] = field(default_factory=dict)
+    # Names found in the row's other columns (a customer_name column): people in the text too.
+    known_names: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Conversation:
@@ -302,7 +304,8 @@ class Anonymiser:
         # The words of a person's name; role words beside it ("Maria, support specialist") are not names.
         persons = [[(starts[i] + m.start(), starts[i] + m.end()) for i in c.person_speakers()
                     for m in NAME_TOKEN.finditer(c.segments[i]) if m.group(0).casefold() not in ROLE_WORDS]
-                   for c, (_, starts) in zip(convs, rendered, strict=True)]
+                   + _mentions(text, c.known_names)
+                   for c, (text, starts) in zip(convs, rendered, strict=True)]
         found = self.find([t for t, _ in rendered], roles, persons)
         spans = [c.speakers_as_persons(c.by_segment(res, starts))
                  for c, (_, starts), res in zip(convs, rendered, found, strict=True)]
@@ -360,6 +363,22 @@ class Anonymiser:
         return "".join(pieces), new_written, n
 
 
+def _mentions(text: str, names: list[str]) -> list[tuple[int, int]]:
+    """Where names found elsewhere in the row stand in ``text``, whatever NER makes of them there: each
+    whole name, then each of its words written as found or capitalised ("Thanks Ophelia")."""
+    spans: list[tuple[int, int]] = []
+    for name in sorted(set(names), key=len, reverse=True):
+        for m in re.finditer(rf"(?<![\w'’-]){re.escape(name.strip())}(?![\w-])", text, flags=re.IGNORECASE):
+            spans.append((m.start(), m.end()))
+    words = {w for n in names for w in NAME_TOKEN.findall(n) if len(w) > 2 and w.casefold() not in stop_words()}
+    for word in sorted(words):
+        for m in re.finditer(rf"(?<![\w'’-]){re.escape(word)}(?![\w-])", text, flags=re.IGNORECASE):
+            if (m.group(0) == word or m.group(0)[0].isupper()) and not any(
+                    s <= m.start() < e for s, e in spans):
+                spans.append((m.start(), m.end()))
+    return spans
+
+
 def _value_part(words: list[str]) -> bool:
     """Whether the turn's edge may be inside a value: ``words`` are its two words nearest the join,
     the nearest first."""
@@ -368,12 +387,19 @@ def _value_part(words: list[str]) -> bool:
         len(words) == 2 and all(_DIGIT_WORD.fullmatch(w) for w in words)))
 
 
+# An id written as a phone number is written: "+44 20 7946 0958", "(415) 555-0132", "415.555.0132".
+# Presidio's phone recognizer is not used here: it reads the digits of "conv-01640" as a number, and
+# plain digit runs ("4155550132") are as often ticket numbers.
+_PHONE_SHAPED = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}")
+
+
 def _check_ids(rows: pl.DataFrame, config: Config) -> None:
     """Refuse ids taken from the data that hold personal data (a customer's e-mail address as the id):
     a row id keys every table, report and Label Studio task, so it cannot be replaced, and the leak
     scan reads only text. Ids curatune makes (<file stem>:<n>) hold none. Only values that a format
-    or checksum identifies are looked for, with Presidio's own recognizers (~1 ms an id): the full
-    detector took 16 ms an id and read the digits of "conv-01640" as a phone number."""
+    or checksum identifies are looked for, with Presidio's own recognizers (~1 ms an id), and phone
+    numbers by how they are written: the full detector took 16 ms an id and read the digits of
+    "conv-01640" as a phone number."""
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         EmailRecognizer,
@@ -390,9 +416,12 @@ def _check_ids(rows: pl.DataFrame, config: Config) -> None:
                    if not wanted or set(r.supported_entities) & wanted]
     ids = rows["row_id"].cast(pl.String).unique().to_list()
     hits: Counter = Counter()  # ids per type
+    phones = not wanted or "PHONE_NUMBER" in wanted
     for value in ids:
         hits.update({x.entity_type for r in recognizers
                      for x in r.analyze(value, entities=r.supported_entities, nlp_artifacts=None)})
+        if phones and _PHONE_SHAPED.fullmatch(value.strip()):
+            hits["PHONE_NUMBER"] += 1
     if hits:
         types = ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
         raise CuratuneError(f"[data] {key} '{col}' holds personal data ({types} of {len(ids):,} ids; values not "
@@ -404,18 +433,53 @@ def _check_ids(rows: pl.DataFrame, config: Config) -> None:
 
 def _other_columns(table: pl.DataFrame, skip: tuple[str, ...]) -> list[str]:
     """Columns besides the transcript that are written out and can hold personal data: text, and
-    numbers or categories (a phone number stored as an integer). Nested values cannot be scanned
-    reliably, so a list or struct column is refused rather than written out as it came."""
+    numbers or categories (a phone number stored as an integer, or as a float where a column has
+    gaps). Nested values cannot be scanned reliably, nor can bytes, so such a column is refused
+    rather than written out as it came."""
     out = []
     for c, dtype in table.schema.items():
         if c in skip:
             continue
-        if dtype.is_nested():
-            raise CuratuneError(f"column '{c}' holds nested values ({dtype}) that anonymisation cannot scan: flatten "
-                                "it into text columns, or leave it out of the input")
-        if dtype == pl.String or dtype.is_integer() or isinstance(dtype, pl.Categorical | pl.Enum):
+        if dtype.is_nested() or dtype == pl.Binary:
+            what, fix = ("bytes", "decode it into a text column") if dtype == pl.Binary else (
+                "nested values", "flatten it into text columns")
+            raise CuratuneError(f"column '{c}' holds {what} ({dtype}) that anonymisation cannot scan: {fix}, or "
+                                "leave it out of the input")
+        if dtype == pl.String or dtype.is_numeric() or isinstance(dtype, pl.Categorical | pl.Enum):
             out.append(c)
     return out
+
+
+def _as_text(values: pl.Series) -> list[str | None]:
+    """A column's values as the detectors read them: a whole float or decimal without its ".0"
+    (4155550199.0 is the phone number 4155550199)."""
+    text = values.cast(pl.String)
+    if values.dtype.is_float() or values.dtype.is_decimal():
+        text = text.str.replace(r"^(-?\d+)\.0*$", "$1")
+    return text.to_list()
+
+
+# A group is many rows: a region, a country or a postcode area says nothing of one person, and is
+# what fairness is often measured over.
+_GROUP_TYPES_ALLOWED = frozenset({"LOCATION", "ZIP_CODE"})
+
+
+def _check_group_columns(rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
+    """Refuse group columns that hold personal data (an agent's name, a customer's e-mail address):
+    their values are kept as they are, since anonymising them would rename the groups fairness is
+    measured over, and they reach every table and the report."""
+    values = {c: [v for v in rows[c].cast(pl.String).unique().to_list() if v and v.strip()] for c in group_cols}
+    if not any(values.values()):
+        return
+    anon = Anonymiser(config.curate.anonymise)
+    for col, vals in values.items():
+        found = Counter(r.entity_type for res in anon.find(vals) for r in res
+                        if r.entity_type not in _GROUP_TYPES_ALLOWED)
+        if found:
+            types = ", ".join(f"{t} in {k:,}" for t, k in found.most_common())
+            raise CuratuneError(f"[data] group_cols '{col}' holds personal data ({types} of {len(vals):,} values; "
+                                "values not shown): group values are kept as they are and reach every table and "
+                                "the report; map them to codes, or leave the column out of group_cols", column=col)
 
 
 def _trim_person(text: str, start: int, end: int) -> Span:
@@ -438,8 +502,10 @@ class Anonymise(CurationStep):
 
     @classmethod
     def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
+        config.curate.anonymise.secret()  # a missing key stops the run before the earlier outputs are touched
         _other_columns(rows, (*CANONICAL, *BOOKKEEPING, *group_cols))
         _check_ids(rows, config)
+        _check_group_columns(rows, config, group_cols)
 
     def run(self, table: pl.DataFrame) -> StepResult:
         cfg: AnonymiseConfig = self.ctx.config.curate.anonymise
@@ -448,11 +514,20 @@ class Anonymise(CurationStep):
         # Other text columns pass through to every written table, so they are anonymised too, each
         # value with its row's entity book: "Maria Gonzalez" in a name column is the text's <PERSON_1>.
         fields = _other_columns(table, (*CANONICAL, *BOOKKEEPING, *self.ctx.group_cols))
-        values = {c: table[c].cast(pl.String).to_list() for c in fields}
+        values = {c: _as_text(table[c]) for c in fields}
         placed = [(c, i) for c in fields for i, v in enumerate(values[c]) if v is not None and v.strip()]
-        every = convs + [Conversation([values[c][i]], written=[[]], book=convs[i].book) for c, i in placed]
+        others = [Conversation([values[c][i]], written=[[]], book=convs[i].book) for c, i in placed]
+        every = convs + others
         owner = list(range(len(convs))) + [i for _, i in placed]
-        for conv, spans in zip(every, anon.scan(every), strict=True):  # texts first: they number the people
+        # The other columns are scanned first: a name found there is a person in its row's text, where
+        # NER may miss it ("Call Ophelia Winterbottom").
+        found_elsewhere = anon.scan(others)
+        for (_, i), conv, spans in zip(placed, others, found_elsewhere, strict=True):
+            convs[i].known_names += [conv.segments[0][s:e] for s, e, _ in
+                                     (_trim_person(conv.segments[0], *sp[:2]) for sp in spans[0] if sp[2] == "PERSON")
+                                     if e > s]
+        # The texts are rewritten first: they number the people.
+        for conv, spans in zip(every, anon.scan(convs) + found_elsewhere, strict=True):
             anon.rewrite(conv, spans)
         # Leak scan over everything rewritten; findings get a second pass; changed values are scanned again.
         second = [k for k, spans in enumerate(anon.scan(every)) if any(spans) and anon.rewrite(every[k], spans)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -144,6 +145,20 @@ def test_opaque_ids_with_digits_or_place_names_are_not_taken_for_personal_data()
     _check_ids(pl.DataFrame({"row_id": ids}), cfg)
     with pytest.raises(CuratuneError, match=r"\(CREDIT_CARD in 1 of 7 ids; values not shown\)"):
         _check_ids(pl.DataFrame({"row_id": [*ids, "4242 4242 4242 4242"]}), cfg)
+
+
+@pytest.mark.parametrize("phone", ["+1-415-555-0132", "415-555-0177", "(415) 555-0132", "+44 20 7946 0958",
+                                   "415.555.0132"])
+def test_ids_written_as_phone_numbers_are_refused(phone):
+    from curatune.curate.anonymise import _check_ids
+
+    cfg = Config()
+    cfg.data.id_col = "caller"
+    with pytest.raises(CuratuneError, match=r"\(PHONE_NUMBER in 1 of 3 ids; values not shown\)") as err:
+        _check_ids(pl.DataFrame({"row_id": ["conv-01640", "2024-05-01-0007", phone]}), cfg)
+    assert phone not in str(err.value)
+    cfg.curate.anonymise.entities = ["PERSON", "EMAIL_ADDRESS"]  # phone numbers not asked for
+    _check_ids(pl.DataFrame({"row_id": ["conv-01640", phone]}), cfg)
 
 
 @pytest.mark.parametrize(("section", "message"), [
@@ -410,11 +425,64 @@ def test_other_text_columns_are_anonymised_with_their_rows_people_but_group_colu
     assert leaked == []
 
 
-def _curate_jsonl(tmp_path: Path, rows: list[dict], name: str = "out") -> Path:
+def test_a_name_found_in_another_column_is_replaced_in_the_text_where_ner_misses_it(tmp_path):
+    """NER misses "Ophelia Winterbottom" after "Call": the name column's value was replaced and the same
+    name went out in the text, with a leak scan of 0."""
+    rows = [{"id": "t1", "text": "Call Ophelia Winterbottom", "label": "billing",
+             "customer_name": "Ophelia Winterbottom"},
+            {"id": "t2", "text": "refund for ophelia winterbottom", "label": "billing",
+             "customer_name": "Ophelia Winterbottom"},
+            {"id": "t3", "text": "Call the branch back", "label": "billing", "customer_name": None}]
+    out = _curate_jsonl(tmp_path, rows)
+    cur = pl.read_parquet(out / "curated.parquet").sort("row_id")
+    assert cur["customer_name"].to_list() == ["<PERSON_1>", "<PERSON_1>", None]
+    assert cur["text"].to_list() == ["Call <PERSON_1>", "refund for <PERSON_1>", "Call the branch back"]
+    assert [f for f, blob in _all_text(out).items() if "ophelia" in blob.lower() or "Winterbottom" in blob] == []
+
+
+def test_a_group_column_that_holds_personal_data_is_refused_before_anything_is_written(tmp_path, cli_run):
+    """Group values are kept as they are (they name the groups fairness is measured over) and reach every
+    table and the report: an agent's name as a group went out in the ledger and excluded.parquet."""
+    pl.DataFrame({"text": ["my card is blocked", "where is my refund", "reset my password"],
+                  "label": ["card", "refund", "login"], "region": ["London", "Leeds", "London"],
+                  "agent": ["Horatio Blackwood", "Ignatius Pemberton", "Horatio Blackwood"]}
+                 ).write_csv(tmp_path / "d.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\ngroup_cols = ['region', 'agent']\n[curate]\nsteps = ['anonymise']\n")
+    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
+    assert code == 2, out
+    [line] = error_lines(out)
+    assert re.fullmatch(
+        r"error: column 'agent': \[data\] group_cols 'agent' holds personal data \(PERSON in [12] of 2 values; values "
+        r"not shown\): group values are kept as they are and reach every table and the report; map them to codes, "
+        r"or leave the column out of group_cols", line), line
+    assert "Horatio" not in out and "Pemberton" not in out
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    # Places are groups, not people: region alone is accepted.
+    cfg.write_text("[data]\ngroup_cols = ['region']\n[curate]\nsteps = ['anonymise']\n")
+    pl.read_csv(tmp_path / "d.csv").drop("agent").write_csv(tmp_path / "d.csv")
+    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
+    assert code == 0, out
+    assert pl.read_parquet(tmp_path / "o" / "curated.parquet")["region"].to_list() == ["London", "Leeds", "London"]
+
+
+def test_a_missing_secret_is_refused_before_the_earlier_run_is_touched(tmp_path, monkeypatch):
+    rows = [{"id": "t1", "text": "call me back please", "label": "billing"}]
+    out = _curate_jsonl(tmp_path, rows)
+    before = (out / "manifest.json").read_bytes()
+    monkeypatch.delenv("CURATUNE_ANON_SECRET", raising=False)
+    with pytest.raises(CuratuneError, match="the surrogate and hash operators need a secret key"):
+        _curate_jsonl(tmp_path, rows, operator="hash")
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def _curate_jsonl(tmp_path: Path, rows: list[dict], name: str = "out", **anon) -> Path:
     src = tmp_path / "tickets.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = Config()
     cfg.curate.steps = ["anonymise"]
+    for k, v in anon.items():
+        setattr(cfg.curate.anonymise, k, v)
     out = tmp_path / name
     run_curation(cfg, out, [str(src)])
     return out
@@ -448,6 +516,29 @@ def test_number_columns_are_scanned_and_nested_columns_refused(tmp_path):
                                             "scan: flatten it into text columns, or leave it out of the input"):
         _curate_jsonl(tmp_path, nested)
     assert (out / "manifest.json").read_bytes() == before  # refused before the earlier run was touched
+
+
+def test_float_and_decimal_columns_are_scanned_and_byte_columns_refused(tmp_path):
+    """A phone number in a column with gaps is a float once pandas has read it (4155550199.0), and a
+    decimal in a database export: both went out unscanned."""
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"id": ["t1", "t2"], "text": ["call me back please", "where is my refund"], "label": ["a", "b"],
+                  "phone": [4155550199.0, None], "score": [0.5, 2.0],
+                  "account": pl.Series([Decimal("4155550123"), Decimal("12.50")], dtype=pl.Decimal(20, 2))}
+                 ).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    run_curation(cfg, tmp_path / "out", [str(src)])
+    cur = pl.read_parquet(tmp_path / "out" / "curated.parquet").sort("row_id")
+    # Replaced as whatever the detectors took the ten digits for (a phone number, or a UK NHS number).
+    assert re.fullmatch(r"<[A-Z_]+_1>", cur["phone"][0]) and cur["phone"][1] is None
+    assert re.fullmatch(r"<[A-Z_]+_1>", cur["account"][0]) and cur["account"][1] == "12.50"
+    assert cur["score"].to_list() == [0.5, 2.0] and cur.schema["score"] == pl.Float64  # nothing found: untouched
+    blob = pl.DataFrame({"id": ["t1"], "text": ["call me"], "label": ["a"], "note": [b"Priscilla called"]})
+    blob.write_parquet(src)
+    with pytest.raises(CuratuneError, match="column 'note' holds bytes \\(Binary\\) that anonymisation cannot "
+                                            "scan: decode it into a text column, or leave it out of the input"):
+        run_curation(cfg, tmp_path / "out2", [str(src)])
 
 
 @pytest.mark.parametrize("fail_on_leak", [False, True])
