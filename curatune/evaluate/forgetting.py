@@ -34,14 +34,18 @@ def probe_accuracy(x: np.ndarray, labels: list[str], *, seed: int = 0, folds: in
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     y = np.asarray(labels)
-    folds = min(folds, int(min(np.unique(y, return_counts=True)[1])))
-    if folds < 2:
+    classes, counts = np.unique(y, return_counts=True)
+    folds = min(folds, int(counts.min())) if len(classes) else 0
+    if folds < 2 or len(classes) < 2:  # one label leaves nothing to tell apart
         return float("nan")
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(LogisticRegression(C=10.0, max_iter=2000), x, y, cv=cv).mean())
 
 
 def similarity_retention(base: np.ndarray, tuned: np.ndarray) -> float:
+    # Fewer than three texts give fewer than three pairs: no rank correlation, and never "nothing lost".
+    if len(base) < 3:
+        return float("nan")
     iu = np.triu_indices(len(base), k=1)
     sb = (base @ base.T)[iu]
     st = (tuned @ tuned.T)[iu]
@@ -50,8 +54,9 @@ def similarity_retention(base: np.ndarray, tuned: np.ndarray) -> float:
     return float(spearmanr(sb, st).statistic)
 
 
-def forgetting(base_encoder, tuned_encoder, texts: list[str], labels: list[str] | None, *, seed: int = 0,
+def forgetting(base_encoder, tuned_encoder, texts: list[str], labels: list[str | None] | None, *, seed: int = 0,
                max_texts: int = 800) -> dict[str, Any]:
+    """Similarity retention and CKA over every text; the probe over the texts with a label."""
     rng = np.random.default_rng(seed)
     if len(texts) > max_texts:
         keep = np.sort(rng.choice(len(texts), max_texts, replace=False))
@@ -63,8 +68,10 @@ def forgetting(base_encoder, tuned_encoder, texts: list[str], labels: list[str] 
     out: dict[str, Any] = {"reference_rows": len(texts),
                            "similarity_retention": similarity_retention(base, tuned),
                            "cka_by_layer": [linear_cka(b, t) for b, t in zip(base_layers, tuned_layers, strict=True)]}
-    if labels:
-        pb, pt = probe_accuracy(base, labels, seed=seed), probe_accuracy(tuned, labels, seed=seed)
-        out.update(probe_accuracy_base=pb, probe_accuracy_tuned=pt,
+    labelled = [i for i, lab in enumerate(labels or ()) if lab is not None]
+    if labelled:
+        y = [labels[i] for i in labelled]
+        pb, pt = probe_accuracy(base[labelled], y, seed=seed), probe_accuracy(tuned[labelled], y, seed=seed)
+        out.update(probe_rows=len(labelled), probe_accuracy_base=pb, probe_accuracy_tuned=pt,
                    probe_retention=float(pt / pb) if pb > 0 else float("nan"))
     return out

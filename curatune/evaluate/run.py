@@ -83,6 +83,14 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     split = _eval_split(tuned, train_dir / PREDICTIONS)
     t = tuned.filter((pl.col("split") == split) & pl.col("label").is_not_null())
     b = base.filter(pl.col("split") == split).select("row_id", pl.col("predicted").alias("base_predicted"))
+    # A repeated row would be scored twice through the joins below, silently.
+    for name, where, frame in (("predictions.parquet", train_dir, t), ("base_predictions.parquet", train_dir, b),
+                               ("curated.parquet", curate_dir, curated)):
+        repeated = frame.height - frame["row_id"].n_unique()
+        if repeated:
+            raise CuratuneError(f"{name} holds {repeated} repeated row_id{'s' if repeated > 1 else ''}"
+                                f"{f' in its {split} rows' if frame is not curated else ''}: every row must "
+                                "appear once (re-run the stage that wrote it)", file=str(where))
     missing = t.join(b, on="row_id", how="anti").height
     if missing:
         raise CuratuneError(f"base_predictions.parquet lacks {missing} {split} rows of "
@@ -330,8 +338,8 @@ def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str
     col, lab = config.data.reference_text_col, config.data.reference_label_col
     if col not in df.columns:
         raise CuratuneError("reference set lacks its text column", file=ref, column=col)
-    # Texts and labels stay aligned; an unlabelled row cannot be probed, so with a label column it is left out.
-    df = df.filter(pl.col(col).is_not_null() & (pl.col(lab).is_not_null() if lab in df.columns else True))
+    # Texts and labels stay aligned; an unlabelled row counts for the similarities, not for the probe.
+    df = df.filter(pl.col(col).is_not_null())
     texts = df[col].cast(pl.String).to_list()
     labels = df[lab].cast(pl.String).to_list() if lab in df.columns else None
     t0 = time.perf_counter()
@@ -370,11 +378,12 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
         "reference-set probe accuracy on tuned embeddings / on base embeddings",
         no_forgetting or ("the reference set has no labels ([data] reference_label_col)"
                           if "probe_accuracy_base" not in fg else
-                          "probe accuracy is undefined (a reference label has fewer than 2 rows, or the base "
-                          "probe scored 0)"))
+                          "probe accuracy is undefined (fewer than 2 reference labels, a label with fewer than "
+                          "2 rows, or a base probe that scored 0)"))
     add("min_similarity_retention", (fg or {}).get("similarity_retention"), g.min_similarity_retention, True,
         "Spearman correlation of base and tuned pairwise similarities on the reference set",
-        no_forgetting or "the similarity correlation is undefined on the reference set")
+        no_forgetting or "the similarity correlation is undefined on the reference set (fewer than 3 texts, or "
+                         "similarities that do not vary)")
     fairness = metrics.get("fairness", {})
     diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in fairness.items()
              if "accuracy" in v["difference"]}

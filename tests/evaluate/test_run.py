@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 
 import polars as pl
@@ -223,7 +224,7 @@ def test_evaluate_settings_that_crash_or_mislead_are_refused(trained, tmp_path, 
     assert str(err.value) == f"{message}, got {value!r}"
 
 
-def test_unlabelled_reference_rows_are_left_out_of_the_forgetting_probe(trained, tmp_path):
+def test_unlabelled_reference_rows_are_left_out_of_the_forgetting_probe_only(trained, tmp_path):
     cfg, cur, train_dir, _ = trained
     ref = tmp_path / "reference.parquet"
     texts = [f"{w} please {i}" for i in range(12) for w in ("book a flight", "set an alarm")]
@@ -232,7 +233,8 @@ def test_unlabelled_reference_rows_are_left_out_of_the_forgetting_probe(trained,
     cfg = copy.deepcopy(cfg)
     cfg.evaluate.forgetting, cfg.data.reference = True, str(ref)
     metrics = evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")["metrics"]
-    assert metrics["forgetting"]["reference_rows"] == 24 and metrics["forgetting"]["probe_retention"] > 0
+    fg = metrics["forgetting"]
+    assert (fg["reference_rows"], fg["probe_rows"]) == (26, 24) and fg["probe_retention"] > 0
 
 
 def _without_manifest(d):
@@ -398,3 +400,53 @@ def test_curation_fairness_counts_rows_label_issues_doubted_whatever_their_fate_
     chat = {r["group"]: r for r in _curation_fairness(flagged, ["channel"], 0.95)["channel"]}["chat"]
     assert (chat["n"], chat["label_issue_rows"], chat["label_issue"]["value"], chat["dropped"]["value"]) == \
         (4, 3, 1.0, 0.5)
+
+
+def test_a_reference_set_too_small_or_of_one_label_leaves_the_forgetting_gates_unchecked(trained, tmp_path):
+    """Two unlabelled texts scored similarity retention 1.0 ("nothing lost") and passed its gate; one
+    label for every row was a scikit-learn traceback."""
+    cfg, cur, train_dir, _ = trained
+    cfg = copy.deepcopy(cfg)
+    cfg.evaluate.forgetting = True
+    cfg.evaluate.gates.min_similarity_retention = 0.9
+    cfg.evaluate.gates.min_probe_retention = 0.9
+    two = tmp_path / "two.csv"
+    pl.DataFrame({"text": ["book a flight", "set an alarm"], "label": [None, None]},
+                 schema={"text": pl.String, "label": pl.String}).write_csv(two)
+    one_label = tmp_path / "one_label.csv"
+    pl.DataFrame({"text": [f"question number {i}" for i in range(30)], "label": ["general"] * 30}).write_csv(one_label)
+    for ref, name in ((two, "two"), (one_label, "one")):
+        cfg.data.reference = str(ref)
+        res = evaluate_run(cfg, cur, train_dir, tmp_path / f"evaluate-{name}")
+        fg = res["metrics"]["forgetting"]
+        gates = {g["name"]: g for g in res["metrics"]["gates"]}
+        if name == "two":
+            assert fg["reference_rows"] == 2 and math.isnan(fg["similarity_retention"])
+            assert gates["min_similarity_retention"]["passed"] is None
+            assert "fewer than 3 texts" in gates["min_similarity_retention"]["detail"]
+            assert gates["min_probe_retention"]["detail"] == (
+                "not checked: the reference set has no labels ([data] reference_label_col)")
+        else:
+            assert fg["probe_rows"] == 30
+            assert math.isnan(fg["probe_accuracy_base"]) and math.isnan(fg["probe_retention"])
+            assert gates["min_probe_retention"]["passed"] is None
+            assert "fewer than 2 reference labels" in gates["min_probe_retention"]["detail"]
+            assert gates["min_similarity_retention"]["passed"] is not None  # 30 texts: measured
+
+
+@pytest.mark.parametrize("table", ["predictions.parquet", "base_predictions.parquet", "curated.parquet"])
+def test_a_repeated_row_id_is_refused_rather_than_scored_twice(trained, tmp_path, table):
+    cfg, cur, train_dir, _ = trained
+    cur2, train2 = tmp_path / "curate", tmp_path / "train"
+    shutil.copytree(cur, cur2)
+    shutil.copytree(train_dir, train2)
+    path = (cur2 if table == "curated.parquet" else train2) / table
+    frame = pl.read_parquet(path)
+    test_rows = frame.filter(pl.col("split") == "test") if "split" in frame.columns else frame
+    pl.concat([frame, test_rows.head(5)]).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur2, train2, tmp_path / "evaluate")
+    where = cur2 if table == "curated.parquet" else train2
+    rows = "" if table == "curated.parquet" else " in its test rows"
+    assert str(err.value) == (f"{where}: {table} holds 5 repeated row_ids{rows}: every row must appear once "
+                              "(re-run the stage that wrote it)")
