@@ -38,13 +38,14 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     Detector,
     RecognizerResult,
     build_detector,
+    name_bounds,
     repeated_handles,
     repeated_names,
     repeated_numbers,
     resolve_overlaps,
 )
 from curatune.curate.pii.operators import EntityBook, Replacer
-from curatune.curate.pii.recognizers import DIGIT_WORDS, ContextNameRecognizer, stop_words
+from curatune.curate.pii.recognizers import DIGIT_WORDS, stop_words
 from curatune.dataset import BOOKKEEPING, CANONICAL, PII_FOUND
 from curatune.errors import CuratuneError
 
@@ -485,14 +486,7 @@ def _check_group_columns(rows: pl.DataFrame, config: Config, group_cols: list[st
 def _trim_person(text: str, start: int, end: int) -> Span:
     """NER sometimes takes the greeting with the name ("Sorry Maria"): keep only the name, so the
     mention links to the same person and the greeting stays readable."""
-    words = list(re.finditer(r"\S+", text[start:end]))
-    while words and words[0].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
-        words.pop(0)
-    while words and words[-1].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
-        words.pop()
-    if not words:
-        return start, start, "PERSON"
-    return start + words[0].start(), start + words[-1].end(), "PERSON"
+    return (*name_bounds(text, start, end), "PERSON")
 
 
 @register_step

@@ -26,12 +26,15 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
+    COMMON_WORD_NAMES,
     ID_CUES,
     ID_NOUN,
     LANGUAGE,
     USER_NAME,
     ContextNameRecognizer,
+    common_english_words,
     custom_recognizers,
+    known_name,
     stop_words,
     surname_end,
 )
@@ -113,7 +116,7 @@ class Detector:
             results = self.analyzer.analyze(text, LANGUAGE, entities=entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
             out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
-                text, _names_take_their_surname(text, _one_line_names(text, results))))))
+                text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results)))))))
         return out
 
 
@@ -123,6 +126,27 @@ def _one_line_names(text: str, results: list[RecognizerResult]) -> list[Recogniz
         if r.entity_type == "PERSON" and "\n" in text[r.start:r.end]:
             r.end = text.index("\n", r.start)
     return [r for r in results if r.end - r.start > 1]
+
+
+def name_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """A person's span without the titles and greetings NER takes with a name ("Sorry Ms Gonzalez",
+    "Bye Gonzalez"); empty where nothing else is left ("Dr" of "Dr. John Smith")."""
+    words = list(re.finditer(r"\S+", text[start:end]))
+    while words and words[0].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
+        words.pop(0)
+    while words and words[-1].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
+        words.pop()
+    return (start + words[0].start(), start + words[-1].end()) if words else (start, start)
+
+
+def _names_without_titles(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A title or greeting is no part of a name, and alone no person: it stays in the text before the
+    placeholder and links no mentions. Trimmed at detection as well as at the rewrite, a title left
+    before a placeholder is no leak to the leak scan."""
+    for r in results:
+        if r.entity_type == "PERSON":
+            r.start, r.end = name_bounds(text, r.start, r.end)
+    return [r for r in results if r.end > r.start]
 
 
 def _names_take_their_surname(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
@@ -166,10 +190,31 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     me Aantje" after "My name is Aantje Mourik"): written as found, capitalised, or in lower case
     where only a name fits. A conversation is one text here, so this links mentions across its
     turns. A place whose words are all such a name is retyped as that person. Returns all results,
-    sorted."""
-    tokens = {w for r in results if r.entity_type == "PERSON"
-              for w in NAME_TOKEN.findall(text, r.start, r.end)
-              if len(w) > 2 and w.casefold() not in stop_words() and w not in ContextNameRecognizer.NOT_NAMES}
+    sorted.
+
+    A word found only in lower case in a person (NER's "card" in "my card") is looked for elsewhere
+    only if the gazetteer knows it as a name. A word found capitalised in a person ("Bartholomew
+    Quackenbush") counts in lower case anywhere too ("yes, bartholomew") if it is no ordinary word:
+    not a stop word, not a common English word ("little" of "Grace Little"), not a name the gazetteer
+    leaves out as one (Bill, Brown), and either a known first name or not written in lower case in
+    this text before that person (after "the baker", "Tom Baker" leaves "baker" a word).
+    """
+    persons = sorted((r for r in results if r.entity_type == "PERSON"), key=lambda r: r.start)
+    capital_at: dict[str, int] = {}  # a name word found capitalised -> where first
+    found: set[str] = set()
+    for r in persons:
+        for m in NAME_TOKEN.finditer(text, r.start, r.end):
+            w = m.group(0)
+            # Judged without a clitic: NER's "It's" (of "It's the speaker") is no name, "O'Brien" is.
+            if (len(w) > 2 and re.split(r"['’]", w.casefold())[0] not in stop_words()
+                    and w not in ContextNameRecognizer.NOT_NAMES):
+                found.add(w)
+                if w[0].isupper():
+                    capital_at.setdefault(w.casefold(), m.start())
+    tokens = {w for w in found if w.casefold() in capital_at or known_name(w)}
+    lower_ok = {w for w, at in capital_at.items() if w not in common_english_words()
+                and w.capitalize() not in COMMON_WORD_NAMES
+                and (known_name(w, first_only=True) or not _written_as_word(text, w, at, persons))}
     # NER may call a name it read as a person in one turn a place in another ("Crystal Minh" /
     # "pulled up for Crystal Minh."): the same words are the same person, with one placeholder.
     for r in results:
@@ -179,7 +224,8 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     extra = []
     for token in sorted(tokens):
         for m in re.finditer(rf"(?<![\w'’-]){re.escape(token)}(?![\w-])", text, flags=re.IGNORECASE):
-            if not (m.group(0) == token or m.group(0)[0].isupper() or _named_here(text, m.start(), m.end())):
+            if not (m.group(0) == token or m.group(0)[0].isupper() or token.casefold() in lower_ok
+                    or _named_here(text, m.start(), m.end())):
                 continue
             # A capitalised mention takes the surname written after it ("Peace Balogun here" after "Thanks Peace").
             ends = dict.fromkeys((surname_end(text, m.end()) if m.group(0)[0].isupper() else m.end(), m.end()))
@@ -187,6 +233,12 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
             if end is not None:
                 extra.append(RecognizerResult("PERSON", m.start(), end, 0.6))
     return sorted(results + extra, key=lambda r: r.start)
+
+
+def _written_as_word(text: str, word: str, before: int, persons: list[RecognizerResult]) -> bool:
+    """Whether ``word`` (in lower case) stands in ``text`` before ``before`` outside every person found."""
+    return any(all(not r.start <= m.start() < r.end for r in persons)
+               for m in re.finditer(rf"(?<![\w'’-]){re.escape(word)}(?![\w-])", text[:before]))
 
 
 def repeated_handles(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:

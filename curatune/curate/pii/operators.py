@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
+from curatune.curate.pii.recognizers import ContextNameRecognizer
+
+# Titles and greetings ("Ms", "Dr.", "Bye") are no name tokens: "Ms Gonzalez" is the "Maria Gonzalez" before it.
+_NOT_NAME_TOKENS = frozenset(w.casefold() for w in ContextNameRecognizer.NOT_NAMES)
+
 
 def canonical(entity: str, value: str) -> str:
     if entity in ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "SPOKEN_DIGITS"):
@@ -35,7 +40,7 @@ class EntityBook:
         canon = canonical(entity, value)
         if entity != "PERSON":
             return entity, canon
-        tokens = {t for t in canon.split() if len(t) > 1}
+        tokens = {t for t in canon.split() if len(t) > 1 and t.strip(".") not in _NOT_NAME_TOKENS}
         for known, key in self.persons:
             if tokens and (tokens <= known or known <= tokens):
                 known |= tokens
@@ -77,8 +82,12 @@ class Replacer:
         fake.seed_instance(seed)
         if entity == "PERSON":
             first, last = fake.first_name(), fake.last_name()
-            # A one-word mention of a linked person becomes the surrogate's first name only.
-            return first if len(value.split()) == 1 else f"{first} {last}"
+            if len(value.split()) > 1:
+                return f"{first} {last}"
+            # A one-word mention of a linked person becomes the surrogate's first name, or its surname
+            # where it is the surname of the person's first mention ("Ms Gonzalez" after "Maria Gonzalez").
+            words = key.split()
+            return last if len(words) > 1 and canonical(entity, value) == words[-1] != words[0] else first
         makers = {"EMAIL_ADDRESS": fake.email, "PHONE_NUMBER": fake.phone_number,
                   "CREDIT_CARD": lambda: fake.credit_card_number(card_type="visa16"), "IBAN_CODE": fake.iban,
                   "STREET_ADDRESS": fake.street_address, "ZIP_CODE": fake.postcode, "LOCATION": fake.city,

@@ -56,15 +56,40 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
         for attr in ("first_names", "first_names_male", "first_names_female"):
             firsts.update(getattr(p, attr, ()) or ())
         lasts.update(getattr(p, "last_names", ()) or ())
-    # Words that are also ordinary English in support text would flood the results.
-    common = {"Will", "May", "June", "Mark", "Bill", "Grant", "Chance", "Hope", "Faith", "Joy", "Rich", "Sunny",
-              "Page", "Case", "Price", "Long", "Young", "Black", "White", "Brown", "Green", "Gray", "Bond", "Bank",
-              "Card", "Cash", "Hall", "Love", "Day", "Hill", "Wood", "Rose", "Summer", "April", "Box", "Lane",
-              "Street", "North", "West", "Best", "King", "Good", "Major", "Ball", "Field", "Gold", "Fox", "Park"}
-    return frozenset(f for f in firsts if f not in common), frozenset(s for s in lasts if s not in common)
+    return (frozenset(f for f in firsts if f not in COMMON_WORD_NAMES),
+            frozenset(s for s in lasts if s not in COMMON_WORD_NAMES))
 
 
-# Common surnames left out of the gazetteer above as common words: the surname in "Sarah brown" answering
+# Names that are also ordinary English in support text, left out of the gazetteer: they would flood the results.
+COMMON_WORD_NAMES = frozenset({
+    "Will", "May", "June", "Mark", "Bill", "Grant", "Chance", "Hope", "Faith", "Joy", "Rich", "Sunny", "Page", "Case",
+    "Price", "Long", "Young", "Black", "White", "Brown", "Green", "Gray", "Bond", "Bank", "Card", "Cash", "Hall",
+    "Love", "Day", "Hill", "Wood", "Rose", "Summer", "April", "Box", "Lane", "Street", "North", "West", "Best", "King",
+    "Good", "Major", "Ball", "Field", "Gold", "Fox", "Park"})
+
+
+@lru_cache(maxsize=1)
+def _folded_names() -> tuple[frozenset[str], frozenset[str]]:
+    firsts, lasts = name_gazetteer()
+    return frozenset(map(str.casefold, firsts)), frozenset(map(str.casefold, lasts))
+
+
+def known_name(word: str, *, first_only: bool = False) -> bool:
+    """Whether the gazetteer holds ``word``, in any case, as a first name (or, unless ``first_only``, a surname)."""
+    firsts, lasts = _folded_names()
+    return word.casefold() in firsts or (not first_only and word.casefold() in lasts)
+
+
+@lru_cache(maxsize=1)
+def common_english_words() -> frozenset[str]:
+    """About a thousand of the commonest English words, in lower case ("little", "line", "card"): Faker's
+    en_US lorem list, the one offline word list at hand (spaCy's small models carry no word frequencies)."""
+    from faker.providers.lorem.en_US import Provider
+
+    return frozenset(w.casefold() for w in Provider.word_list)
+
+
+# Common surnames left out of the gazetteer as common words: the surname in "Sarah brown" answering
 # "your full name?", and nowhere else.
 COMMON_WORD_SURNAMES = frozenset({"Black", "White", "Brown", "Green", "Gray", "Hall", "Hill", "Wood", "King", "Young",
                                   "Long", "Price"})
@@ -470,6 +495,11 @@ def surname_end(text: str, end: int, *, particle_only: bool = False) -> int:
 SPEAKER_PREFIX = r"[^\W\d_][\w ]{0,20}:[ \t]*"
 
 
+# Titles written before a name ("Ms Gonzalez", "Dr. John Smith"): no part of it. Alone a title is no person, and
+# kept before the placeholder it keeps the text readable and links "Ms Gonzalez" to "Maria Gonzalez".
+TITLES = frozenset({"Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Madam"})
+
+
 # Above spaCy's 0.85: where the words around a span say it is a name ("my name is Crystal Minh"),
 # NER's guess of another type for the same span ("Crystal Minh" as a place) loses the tie.
 CUE_SCORE = 0.9
@@ -489,7 +519,7 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)"
         r"(?:[ \t]+(?P<surname>[A-Z][\w'-]+))?\b",
         r"\b(?:[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]hanks)\s*,\s*\n?\s*(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
-        r"\b(?:[Mm]r|[Mm]rs|[Mm]s|[Mm]iss|[Dd]r)\.?\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
+        r"\b(?:[Mm]r|[Mm]rs|[Mm]s|[Mm]x|[Mm]iss|[Dd]r|[Pp]rof|Sir)\.?\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
         r"\b(?:speak(?:ing)? (?:to|with)|ask for|transfer(?:red)? to|named|called|follow up with|"
         r"(?:[Mm]y|[Oo]ur|[Hh]is|[Hh]er) (?:wife|husband|son|daughter|kid|child|mother|mom|father|dad|brother|sister|"
         r"partner|colleague|manager))\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
@@ -518,7 +548,9 @@ class ContextNameRecognizer(EntityRecognizer):
                            # A question after a greeting: "Hi, How are you?", "Hello, Can I have your PIN?" (not
                            # "Will" or "May", which are names too).
                            "How", "What", "Why", "Where", "When", "Who", "Which", "Can", "Could", "Would",
-                           "Should", "Is", "Are", "Was", "Were", "Do", "Does", "Did", "Have", "Has"})
+                           "Should", "Is", "Are", "Was", "Were", "Do", "Does", "Did", "Have", "Has",
+                           # Greetings that open or close a turn, which NER takes with the name: "Bye Gonzalez".
+                           "Bye", "Goodbye", "Dear", "Cheers", "Welcome"}) | TITLES
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)

@@ -1,0 +1,118 @@
+"""Other mentions of a found name: which words link one person, and which stay words."""
+
+from __future__ import annotations
+
+import pytest
+
+from curatune.config import AnonymiseConfig
+from curatune.curate.anonymise import Anonymiser, Conversation
+from curatune.curate.pii.engine import RecognizerResult, repeated_names
+from curatune.curate.pii.operators import Replacer
+
+
+@pytest.fixture(scope="module")
+def anonymiser() -> Anonymiser:
+    return Anonymiser(AnonymiseConfig())
+
+
+def _conversation(turns: list[tuple[str, str]]) -> Conversation:
+    return Conversation.from_row({"text": "", "turns": [{"speaker": sp, "text": t} for sp, t in turns]})
+
+
+def _rewritten(anonymiser: Anonymiser, turns: list[tuple[str, str]]) -> Conversation:
+    conv = _conversation(turns)
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    return conv
+
+
+def _texts(conv: Conversation) -> list[str]:
+    return [t["text"] for t in conv.turns()]
+
+
+def _person(text: str, word: str) -> RecognizerResult:
+    start = text.index(word)
+    return RecognizerResult("PERSON", start, start + len(word), 0.85)
+
+
+# 1. A lower-case word NER calls a person once is not a name wherever else it is written.
+
+def test_a_word_ner_takes_for_a_person_is_replaced_only_where_it_was_found(anonymiser, monkeypatch):
+    detect = anonymiser.detector.detect
+
+    def card_is_a_person(texts: list[str]) -> list[list[RecognizerResult]]:
+        # spaCy has called one lower-case "card" of a long text a person.
+        return [[*found, _person(t, "card")] if "card" in t else found
+                for t, found in zip(texts, detect(texts), strict=True)]
+
+    monkeypatch.setattr(anonymiser.detector, "detect", card_is_a_person)
+    conv = _rewritten(anonymiser, [("customer", "my card was declined at the shop"),
+                                   ("agent", "which card did you use?"), ("customer", "the blue card, Card two")])
+    assert _texts(conv) == ["my <PERSON_1> was declined at the shop", "which card did you use?",
+                            "the blue card, Card two"]
+    assert dict(conv.counts) == {"PERSON": 1}
+
+
+def test_a_name_found_only_in_lower_case_is_looked_for_if_the_gazetteer_knows_it():
+    text = "my card is blocked, sanders here. the card says sanders"
+    found = repeated_names(text, [_person(text, "card"), _person(text, "sanders")])
+    assert [text[r.start:r.end] for r in found] == ["card", "sanders", "sanders"]
+
+
+# 2. A name found capitalised is replaced in lower case too, unless it is an ordinary word.
+
+def test_a_name_found_capitalised_is_replaced_where_it_is_written_in_lower_case(anonymiser):
+    turns = [("customer", "My name is Bartholomew Quackenbush."), ("agent", "Can you confirm your name?"),
+             ("customer", "yes, bartholomew."), ("agent", "Ok quackenbush.")]
+    # The leak scan reads with the same detection: it finds the lower-case mentions too.
+    conv = _conversation(turns)
+    assert anonymiser.scan([conv])[0][5::2] == [[(5, 16, "PERSON")], [(3, 14, "PERSON")]]
+    conv = _rewritten(anonymiser, turns)
+    assert _texts(conv) == ["My name is <PERSON_1>.", "Can you confirm your name?", "yes, <PERSON_1>.",
+                            "Ok <PERSON_1>."]
+    assert dict(conv.counts) == {"PERSON": 3}
+    assert anonymiser.scan([conv]) == [[[]] * 8]
+
+
+def test_a_surname_that_is_an_ordinary_word_stays_a_word_in_lower_case(anonymiser):
+    conv = _rewritten(anonymiser, [("customer", "Hi, I'm Grace Little."),
+                                   ("agent", "Thanks Grace, Ms Little. A little wait please."), ("customer", "ok")])
+    assert _texts(conv) == ["Hi, I'm <PERSON_1>.", "Thanks <PERSON_1>, Ms <PERSON_1>. A little wait please.", "ok"]
+    # A word the text used before the name was given stays that word.
+    conv = _rewritten(anonymiser, [("customer", "I asked the baker for a refund. My name is Tom Baker."),
+                                   ("agent", "ok, what did the baker say?")])
+    assert _texts(conv) == ["I asked the baker for a refund. My name is <PERSON_1>.", "ok, what did the baker say?"]
+    assert dict(conv.counts) == {"PERSON": 1}
+
+
+def test_a_contraction_ner_takes_for_a_name_is_not_looked_for():
+    text = "It's the speaker from my order.\nI checked and it's fine."
+    found = repeated_names(text, [_person(text, "It's")])
+    assert [text[r.start:r.end] for r in found] == ["It's"]
+
+
+# 3. A title is no part of a name: it stays before the placeholder and one person keeps one number.
+
+def test_a_title_stays_before_the_placeholder_and_links_one_person(anonymiser):
+    conv = _rewritten(anonymiser, [("customer", "My name is Maria Gonzalez"),
+                                   ("agent", "Sorry Ms Gonzalez, and thanks Mrs. Gonzalez"),
+                                   ("customer", "Bye Gonzalez")])
+    assert _texts(conv) == ["My name is <PERSON_1>", "Sorry Ms <PERSON_1>, and thanks Mrs. <PERSON_1>",
+                            "Bye <PERSON_1>"]
+    assert dict(conv.counts) == {"PERSON": 4}
+    assert anonymiser.scan([conv]) == [[[]] * 6]
+
+
+def test_a_title_alone_is_no_person_and_a_first_name_in_lower_case_is_replaced(anonymiser):
+    conv = _rewritten(anonymiser, [("customer", "This is Dr. John Smith."), ("agent", "Can I call you John?"),
+                                   ("customer", "yes john.")])
+    assert _texts(conv) == ["This is Dr. <PERSON_1>.", "Can I call you <PERSON_1>?", "yes <PERSON_1>."]
+    assert dict(conv.counts) == {"PERSON": 3}
+
+
+def test_a_surname_after_a_title_gets_the_surrogate_of_the_full_name(anonymiser, monkeypatch):
+    monkeypatch.setattr(anonymiser, "replacer", Replacer("surrogate", {}, b"s3cret"))
+    conv = _rewritten(anonymiser, [("customer", "My name is Maria Gonzalez"),
+                                   ("agent", "Sorry Ms Gonzalez, and thanks Mrs. Gonzalez"), ("customer", "Bye Maria")])
+    first, last = _texts(conv)[0].removeprefix("My name is ").split()
+    assert _texts(conv)[1:] == [f"Sorry Ms {last}, and thanks Mrs. {last}", f"Bye {first}"]
+    assert "Gonzalez" not in last and "Maria" not in first
