@@ -197,7 +197,8 @@ def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], 
             for c in present[i + 1:]:
                 columns[f"{a} x {c}"] = columns[a] + " / " + columns[c]
     for name, groups in columns.items():
-        report = GroupReport(y_true=y, y_pred=yp, groups=groups, min_group_size=ec.min_group_size, bootstrap=boot)
+        report = GroupReport(y_true=y, y_pred=yp, groups=groups, min_group_size=ec.min_group_size, bootstrap=boot,
+                             permutations=ec.bootstrap, seed=ec.seed)
         out[name] = {"overall": report.overall, "by_group": report.by_group, "difference": report.difference(),
                      "too_small": report.too_small,
                      "multiclass": multiclass_disparity(y_true=y, y_pred=yp, groups=groups, labels=labels,

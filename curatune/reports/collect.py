@@ -766,8 +766,9 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
             "too_small": list(rep.get("too_small") or []), "groups_ranked": diff.get("groups_ranked"),
             "difference": {"value": acc.get("difference"), "low": dci[0] if dci else None,
                            "high": dci[1] if dci else None, "confidence": dci_raw.get("confidence") if dci else None,
-                           "ratio": acc.get("ratio"), "best": acc.get("best"),
-                           "worst": acc.get("worst")} if acc else None,
+                           "ratio": acc.get("ratio"), "best": acc.get("best"), "worst": acc.get("worst"),
+                           "p_value": acc.get("equal_accuracy_p_value"),
+                           "permutations": acc.get("permutations")} if acc else None,
             "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
             "worst_classes": worst, "class_support": multi.get("min_class_support"),
             "macro_f1_difference": {k: f1.get(k) for k in ("difference", "ratio", "best", "worst")} if f1 else None,
@@ -1183,8 +1184,10 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
         d = worst["difference"]
         if not d["value"]:
             return [f"no accuracy gap between groups: in every column the ranked groups score the same{_interval(d)}"]
+        test = (f"; permutation test of equal accuracy across its {worst.get('groups_ranked')} ranked groups: "
+                f"p = {d['p_value']:.3g}" if _is_num(d.get("p_value")) else "")
         return [f"largest accuracy gap between groups: {d['value']:.3f}{_interval(d)} by {worst['title']} "
-                f"({d.get('best')} best, {d.get('worst')} worst)"]
+                f"({d.get('best')} best, {d.get('worst')} worst{test})"]
     if b["key"] == "forgetting" and b["kind"] == "scalars":
         vals = {r["name"]: r["value"] for r in b["rows"]}
         parts = [f"{k} {vals[k]:.3f}" for k in ("probe retention", "similarity retention") if _is_num(vals.get(k))]

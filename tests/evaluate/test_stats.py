@@ -187,6 +187,25 @@ def test_a_group_interval_records_the_rows_it_rests_on():
     assert r.difference()["accuracy"]["difference_ci"]["n"] == 160
 
 
+def test_group_macro_f1_averages_over_the_classes_each_group_holds():
+    """Two groups of about equal accuracy; group b holds no class 2, and 8 of its rows are predicted as
+    class 2. sklearn's default average gave b an extra 0 for class 2, and a macro-F1 gap of about 0.3."""
+    from sklearn.metrics import f1_score
+
+    y_a = np.array([0] * 40 + [1] * 40 + [2] * 40)
+    p_a = y_a.copy()
+    p_a[:10] = 1
+    y_b = np.array([0] * 60 + [1] * 60)
+    p_b = y_b.copy()
+    p_b[:8] = 2
+    y, p = np.concatenate([y_a, y_b]), np.concatenate([p_a, p_b])
+    g = pd.Series(["a"] * 120 + ["b"] * 120)
+    rows = {row["group"]: row for row in GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30).by_group}
+    assert rows["b"]["macro_f1"] == pytest.approx(f1_score(y_b, p_b, labels=[0, 1], average="macro"))
+    assert rows["b"]["macro_f1"] > 0.9 > f1_score(y_b, p_b, average="macro")
+    assert rows["a"]["macro_f1"] == pytest.approx(f1_score(y_a, p_a, average="macro"))
+
+
 def test_group_report_small_groups_not_ranked():
     y = np.array([0, 1] * 50 + [0, 1])
     p = np.array([0, 1] * 50 + [1, 0])
@@ -224,6 +243,41 @@ def test_group_gap_interval_is_of_the_signed_best_minus_worst_difference_and_con
     d = r.difference()["accuracy"]
     assert (d["best"], d["worst"], d["difference"]) == ("a", "b", pytest.approx(0.3))
     assert 0.15 < d["difference_ci"]["low"] < 0.3 < d["difference_ci"]["high"] < 0.45
+
+
+def test_the_group_gap_permutation_test_agrees_with_scipy():
+    from scipy.stats import permutation_test
+
+    y, p, g = _groups_with_accuracy({"a": 0.84, "b": 0.76, "c": 0.8}, n=100)
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, permutations=4000, seed=1)
+    d = r.difference()["accuracy"]
+    hit = (y == p).astype(float)
+    samples = [hit[(g == name).to_numpy()] for name in ("a", "b", "c")]
+    ref = permutation_test(samples, lambda *xs, axis: np.ptp([x.mean(axis=axis) for x in xs], axis=0),
+                           permutation_type="independent", alternative="greater", n_resamples=4000,
+                           vectorized=True, random_state=0)
+    assert d["permutations"] == 4000 and 0.05 < ref.pvalue < 0.5
+    assert d["equal_accuracy_p_value"] == pytest.approx(ref.pvalue, abs=0.03)
+    y, p, g = _groups_with_accuracy({"a": 0.9, "b": 0.6})
+    p_real = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30).difference()["accuracy"]
+    assert p_real["equal_accuracy_p_value"] == pytest.approx(1 / 1001)  # no relabelling reaches a 0.3 gap
+
+
+def test_the_group_gap_test_holds_its_level_where_the_pairs_interval_does_not():
+    """Five groups of equal accuracy: the interval of the pair named best and worst after looking
+    excludes zero far more often than 5% of samples; the permutation test rejects at about its level."""
+    rng = np.random.default_rng(0)
+    g = pd.Series(np.repeat(list("abcde"), 50))
+    rejected = excluded = 0
+    for _ in range(200):
+        y = np.zeros(250, dtype=int)
+        p = (rng.random(250) > 0.85).astype(int)
+        d = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(250, seed=0),
+                        permutations=200, seed=1).difference()["accuracy"]
+        rejected += d["equal_accuracy_p_value"] < 0.05
+        excluded += d["difference_ci"]["low"] > 0
+    assert excluded / 200 > 0.2
+    assert rejected / 200 < 0.09
 
 
 def test_group_accuracy_intervals_follow_the_configured_seed():

@@ -545,7 +545,7 @@ def test_evaluation_content_from_metrics_json(fixture_run):
         "interval 0.780 to 0.870)",
         "forgetting: probe retention 0.970, similarity retention 0.910",
         "largest accuracy gap between groups: 0.050 (95% interval 0.000 to 0.140) by channel (chat best, email "
-        "worst)",
+        "worst; permutation test of equal accuracy across its 2 ranked groups: p = 0.247)",
         "largest prediction flip rate when names are swapped: 5.0% (Polish names: 2 of 40 rows)"]
 
 
