@@ -136,8 +136,10 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         headline = {
             "accuracy": boot.accuracy(y, yp).to_dict(),
             "macro_f1": boot.macro_f1(y, yp, len(labels)).to_dict(),
-            "micro_f1": {"value": f1["micro_f1"]}, "weighted_f1": {"value": f1["weighted_f1"]},
-            "ece": {"value": cal["ece"]},
+            # One label a row over every class: micro-F1 is accuracy, and so is its interval.
+            "micro_f1": boot.accuracy(y, yp).to_dict(),
+            "weighted_f1": boot.weighted_f1(y, yp, len(labels)).to_dict(),
+            "ece": boot.ece(y, yp, conf, ec.ece_bins).to_dict(),
         }
         base_metrics = {"accuracy": boot.accuracy(y, yb).to_dict(),
                         "macro_f1": boot.macro_f1(y, yb, len(labels)).to_dict()}

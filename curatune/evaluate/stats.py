@@ -77,16 +77,40 @@ class Bootstrap:
         point_b, samples_b = self._macro_f1_samples(y_true, pred_b, n_classes)
         return self.interval(point_a - point_b, samples_a - samples_b)
 
+    def weighted_f1(self, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> Estimate:
+        """F1 per class weighted by its rows in the truth, as sklearn's ``average="weighted"``."""
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        point = weighted_f1_resampled(y_true, y_pred, n_classes, np.arange(self.n)[None, :])[0]
+        return self.interval(point, weighted_f1_resampled(y_true, y_pred, n_classes, self.idx))
+
+    def ece(self, y_true: np.ndarray, y_pred: np.ndarray, confidences: np.ndarray, n_bins: int) -> Estimate:
+        """Expected calibration error over equal-width confidence bins, the metric module's binning:
+        the sum over bins of |hits - confidences| there, over the rows."""
+        gap = (np.asarray(y_true) == np.asarray(y_pred)) - np.asarray(confidences, dtype=float)
+        which = calibration_bins(confidences, n_bins)
+
+        def ece_of(idx: np.ndarray) -> np.ndarray:
+            r = idx.shape[0]
+            keys = ((np.arange(r) * n_bins)[:, None] + which[idx]).ravel()
+            per_bin = np.bincount(keys, weights=gap[idx].ravel(), minlength=r * n_bins).reshape(r, n_bins)
+            return np.abs(per_bin).sum(axis=1) / max(idx.shape[1], 1)
+
+        return self.interval(ece_of(np.arange(self.n)[None, :])[0], ece_of(self.idx))
+
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
         """Mean of a - b (e.g. tuned hit minus base hit) on the same resampled rows."""
         return self.mean(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
 
 
-def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray,
-                       classes: np.ndarray | None = None) -> np.ndarray:
-    """Macro-F1 for each row of ``idx``: over ``classes`` (a mask of the k classes; an absent one
-    scores 0, as sklearn's ``labels=``), or by default over the classes present in that resample's
-    truth or prediction (sklearn without ``labels``)."""
+def calibration_bins(confidences: np.ndarray, n_bins: int) -> np.ndarray:
+    """Each row's equal-width confidence bin, as the ece metric module assigns it (right edges closed)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.digitize(np.asarray(confidences, dtype=float), edges[1:-1], right=True), 0, n_bins - 1)
+
+
+def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
+                  idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True positives, false positives and false negatives per class ([resamples, k]) of each row of ``idx``."""
     r = idx.shape[0]
     t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]
     hit = t == p
@@ -94,6 +118,22 @@ def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.n
     tp = np.bincount((off + t)[hit], minlength=r * k).reshape(r, k)
     fp = np.bincount((off + p)[~hit], minlength=r * k).reshape(r, k)
     fn = np.bincount((off + t)[~hit], minlength=r * k).reshape(r, k)
+    return tp, fp, fn
+
+
+def weighted_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
+    tp, fp, fn = _class_counts(y_true, y_pred, k, idx)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    support = tp + fn
+    return (f1 * support).sum(axis=1) / np.maximum(support.sum(axis=1), 1)
+
+
+def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray,
+                       classes: np.ndarray | None = None) -> np.ndarray:
+    """Macro-F1 for each row of ``idx``: over ``classes`` (a mask of the k classes; an absent one
+    scores 0, as sklearn's ``labels=``), or by default over the classes present in that resample's
+    truth or prediction (sklearn without ``labels``)."""
+    tp, fp, fn = _class_counts(y_true, y_pred, k, idx)
     denom = 2 * tp + fp + fn
     counted = denom > 0 if classes is None else np.broadcast_to(np.asarray(classes, bool), denom.shape)
     f1 = np.where(counted & (denom > 0), 2 * tp / np.maximum(denom, 1), 0.0)

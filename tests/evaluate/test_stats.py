@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity
 from curatune.evaluate.forgetting import linear_cka, similarity_retention
-from curatune.evaluate.stats import Bootstrap, macro_f1_resampled, mcnemar, wilson
+from curatune.evaluate.stats import Bootstrap, macro_f1_resampled, mcnemar, weighted_f1_resampled, wilson
 
 
 def test_bootstrap_ci_covers_truth_at_nominal_rate():
@@ -45,6 +45,27 @@ def test_resampled_macro_f1_equals_sklearn_per_resample():
     ours = macro_f1_resampled(y, p, 5, idx)
     for r in range(5):
         assert ours[r] == pytest.approx(f1_score(y[idx[r]], p[idx[r]], average="macro", zero_division=0))
+
+
+def test_weighted_f1_and_ece_intervals_equal_sklearn_and_the_metric_module_per_resample():
+    """metrics.json gave weighted-F1 and ECE without the interval every headline metric carries."""
+    rng = np.random.default_rng(5)
+    y, p = rng.integers(0, 6, 400), rng.integers(0, 6, 400)
+    conf = np.concatenate([[0.0, 1.0, 2 / 15, 1 / 3], rng.random(396)])  # bin edges and both ends
+    b = Bootstrap(400, resamples=50, seed=1)
+    ece_module = metric_modules()["ece"]
+    w, e = b.weighted_f1(y, p, 6), b.ece(y, p, conf, 15)
+    assert w.value == pytest.approx(f1_score(y, p, average="weighted"))
+    assert e.value == pytest.approx(ece_module.compute(predictions=p, references=y, confidences=conf,
+                                                       n_bins=15)["ece"])
+    assert w.low < w.value < w.high and e.low < e.value < e.high
+    for r in range(3):
+        i = b.idx[r]
+        assert weighted_f1_resampled(y, p, 6, b.idx[r:r + 1])[0] == pytest.approx(
+            f1_score(y[i], p[i], labels=range(6), average="weighted", zero_division=0))
+    resampled = [ece_module.compute(predictions=p[b.idx[r]], references=y[b.idx[r]], confidences=conf[b.idx[r]],
+                                    n_bins=15)["ece"] for r in range(50)]
+    assert np.quantile(resampled, [0.025, 0.975]) == pytest.approx([e.low, e.high])
 
 
 def test_mcnemar_hand_computed():
