@@ -352,6 +352,9 @@ class EvaluateConfig:
     seed: int = 0
     ece_bins: int = 15
     min_group_size: int = 30
+    # A class's recall (and its equalized odds) in one group is compared only where the group holds this
+    # many rows of the class: a rate on one or two rows is 0 or 1, and would name a worst class by chance.
+    min_class_support: int = 10
     intersections: bool = True
     forgetting: bool = True
     counterfactual: bool = True
@@ -367,6 +370,7 @@ class EvaluateConfig:
             "confidence": (0 < self.confidence < 1, "in (0, 1), e.g. 0.95"),
             "ece_bins": (self.ece_bins >= 1, ">= 1"),
             "min_group_size": (self.min_group_size >= 0, ">= 0"),
+            "min_class_support": (self.min_class_support >= 1, ">= 1"),
             "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),
         })
         self.gates.check()

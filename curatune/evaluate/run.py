@@ -204,18 +204,14 @@ def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], 
         out[name] = {"overall": report.overall, "by_group": report.by_group, "difference": report.difference(),
                      "too_small": report.too_small,
                      "multiclass": multiclass_disparity(y_true=y, y_pred=yp, groups=groups, labels=labels,
-                                                        ranked=report.ranked, min_class_support=MIN_CLASS_SUPPORT)}
+                                                        ranked=report.ranked, min_class_support=ec.min_class_support)}
         rates = pl.DataFrame(per_class_rates(y_true=y, y_pred=yp, groups=groups, labels=labels),
                              schema=PER_CLASS_SCHEMA)
-        out[name]["recall_gap"] = _recall_gap(rates, report.ranked, MIN_CLASS_SUPPORT)
+        out[name]["recall_gap"] = _recall_gap(rates, report.ranked, ec.min_class_support)
         tables.append(rates.with_columns(pl.lit(name).alias("group_column")))
     table = pl.concat(tables) if tables else pl.DataFrame(schema={**PER_CLASS_SCHEMA, "group_column": pl.String})
     return out, table.select("group_column", *PER_CLASS_SCHEMA)
 
-
-# A class's recall (and its equalized odds) in one group is compared only where the group holds this
-# many rows of the class.
-MIN_CLASS_SUPPORT = 10
 PER_CLASS_SCHEMA = {"label": pl.String, "group": pl.String, "support": pl.Int64, "recall": pl.Float64,
                     "selection_rate": pl.Float64}
 

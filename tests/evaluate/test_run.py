@@ -208,6 +208,7 @@ def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_k
     ("bootstrap", 0, "[evaluate] bootstrap must be >= 1 (resamples for each interval)"),
     ("ece_bins", 0, "[evaluate] ece_bins must be >= 1"),
     ("min_group_size", -1, "[evaluate] min_group_size must be >= 0"),
+    ("min_class_support", 0, "[evaluate] min_class_support must be >= 1"),
 ])
 def test_evaluate_settings_that_crash_or_mislead_are_refused(trained, tmp_path, key, value, message):
     # confidence = 95 was a numpy traceback; bootstrap = 0 wrote null intervals; ece_bins = 0 an ECE of 0.
@@ -450,3 +451,17 @@ def test_a_repeated_row_id_is_refused_rather_than_scored_twice(trained, tmp_path
     rows = "" if table == "curated.parquet" else " in its test rows"
     assert str(err.value) == (f"{where}: {table} holds 5 repeated row_ids{rows}: every row must appear once "
                               "(re-run the stage that wrote it)")
+
+
+def test_the_class_support_for_recall_gaps_is_a_setting(trained, tmp_path):
+    """It was a constant of 10: on the demo's test split no class had 10 rows in two groups, so the
+    recall gap and per-class equalized odds were empty for every column, and nothing could change that."""
+    cfg, cur, train_dir, _ = trained
+    found = {}
+    for support in (1000, 2):
+        cfg2 = copy.deepcopy(cfg)
+        cfg2.evaluate.min_class_support = support
+        fair = evaluate_run(cfg2, cur, train_dir, tmp_path / f"evaluate-{support}")["metrics"]["fairness"]["channel"]
+        assert fair["multiclass"]["min_class_support"] == support
+        found[support] = fair["recall_gap"]
+    assert found[1000] is None and found[2]["difference"] >= 0 and found[2]["groups"] >= 2
