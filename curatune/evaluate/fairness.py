@@ -24,7 +24,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from curatune.evaluate.stats import Bootstrap
+from curatune.evaluate.stats import Bootstrap, by_chunk
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 PERMUTATION_CHUNK = 200
@@ -131,15 +131,19 @@ class GroupReport:
             return None
         if self._resampled is None:
             codes = self.groups.map({name: i for i, name in enumerate(self.ranked)}).fillna(-1).astype(int).to_numpy()
-            idx = self.bootstrap.idx
-            r, g = idx.shape[0], len(self.ranked)
-            c = codes[idx]
-            h = (self.y_true == self.y_pred)[idx]
-            valid = c >= 0
-            off = (np.arange(r) * g)[:, None]
-            tot = np.bincount((off + c)[valid], minlength=r * g).reshape(r, g)
-            good = np.bincount((off + c)[valid & h], minlength=r * g).reshape(r, g)
-            acc = np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
+            hit = self.y_true == self.y_pred
+            g = len(self.ranked)
+
+            def accuracy_by_group(idx: np.ndarray) -> np.ndarray:
+                r = idx.shape[0]
+                c = codes[idx]
+                valid = c >= 0
+                off = (np.arange(r) * g)[:, None]
+                tot = np.bincount((off + c)[valid], minlength=r * g).reshape(r, g)
+                good = np.bincount((off + c)[valid & hit[idx]], minlength=r * g).reshape(r, g)
+                return np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
+
+            acc = by_chunk(self.bootstrap.idx, accuracy_by_group)
             self._resampled = {name: acc[:, i] for i, name in enumerate(self.ranked)}
         return self._resampled
 

@@ -7,7 +7,10 @@ resamples at once is a few ``bincount`` calls, never 1,000 calls of a metric fun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -33,7 +36,11 @@ class Bootstrap:
     def __init__(self, n: int, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> None:
         self.n, self.confidence = n, confidence
         rng = np.random.default_rng(seed)
-        self.idx = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), dtype=np.int64)
+        # Drawn a chunk at a time (the same numbers as one draw) and kept as int32: 4 bytes a row a
+        # resample, where int64 and its temporaries took about 40 KB a row (4 GB at 100k rows).
+        chunks = [rng.integers(0, n, size=(r, n)).astype(np.int32 if n < 2**31 else np.int64)
+                  for r in _chunk_sizes(resamples, n)] if n else []
+        self.idx = np.concatenate(chunks) if chunks else np.zeros((resamples, 0), dtype=np.int64)
         self._f1: dict[tuple[bytes, bytes, int], tuple[float, np.ndarray]] = {}
 
     def interval(self, point: float, samples: np.ndarray, n: int | None = None) -> Estimate:
@@ -47,7 +54,7 @@ class Bootstrap:
         values = np.asarray(values, dtype=float)
         if self.n == 0:
             return Estimate(float("nan"), float("nan"), float("nan"), 0, self.confidence)
-        return self.interval(values.mean(), values[self.idx].mean(axis=1))
+        return self.interval(values.mean(), by_chunk(self.idx, lambda idx: values[idx].mean(axis=1)))
 
     def accuracy(self, y_true: np.ndarray, y_pred: np.ndarray) -> Estimate:
         return self.mean(np.asarray(y_true) == np.asarray(y_pred))
@@ -95,6 +102,8 @@ class Bootstrap:
             per_bin = np.bincount(keys, weights=gap[idx].ravel(), minlength=r * n_bins).reshape(r, n_bins)
             return np.abs(per_bin).sum(axis=1) / max(idx.shape[1], 1)
 
+        ece_of = partial(by_chunk, fn=ece_of)
+
         return self.interval(ece_of(np.arange(self.n)[None, :])[0], ece_of(self.idx))
 
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
@@ -108,9 +117,29 @@ def calibration_bins(confidences: np.ndarray, n_bins: int) -> np.ndarray:
     return np.clip(np.digitize(np.asarray(confidences, dtype=float), edges[1:-1], right=True), 0, n_bins - 1)
 
 
+# Resampled rows held at once: a chunk's temporaries stay near 100 MB whatever the split's size.
+CHUNK_ELEMENTS = 2_000_000
+
+
+def _chunk_sizes(resamples: int, n: int) -> list[int]:
+    step = max(1, CHUNK_ELEMENTS // max(n, 1))
+    return [min(step, resamples - start) for start in range(0, resamples, step)]
+
+
+def by_chunk(idx: np.ndarray, fn: Callable[[np.ndarray], Any]) -> Any:
+    """``fn`` over successive row blocks of ``idx``, its per-resample results stacked in order."""
+    starts = np.cumsum([0, *_chunk_sizes(idx.shape[0], idx.shape[1])])
+    parts = [fn(idx[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+    return np.concatenate(parts)
+
+
 def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
                   idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True positives, false positives and false negatives per class ([resamples, k]) of each row of ``idx``."""
+    if idx.shape[0] * idx.shape[1] > CHUNK_ELEMENTS:
+        return by_chunk(idx, partial(_class_counts, y_true, y_pred, k))
     r = idx.shape[0]
     t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]
     hit = t == p
