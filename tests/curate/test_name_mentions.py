@@ -116,3 +116,12 @@ def test_a_surname_after_a_title_gets_the_surrogate_of_the_full_name(anonymiser,
     first, last = _texts(conv)[0].removeprefix("My name is ").split()
     assert _texts(conv)[1:] == [f"Sorry Ms {last}, and thanks Mrs. {last}", f"Bye {first}"]
     assert "Gonzalez" not in last and "Maria" not in first
+
+
+def test_a_name_in_capitals_is_a_person_and_shouted_words_are_not(anonymiser):
+    """NER does not read "MARIA GONZALEZ" as a name: it went out with a leak scan of 0."""
+    conv = _rewritten(anonymiser, [("customer", "Contact: MARIA GONZALEZ, phone on file"),
+                                   ("agent", "CARD DECLINED AGAIN? PLEASE HOLD, WHERE IS MY REFUND MARK")])
+    assert _texts(conv) == ["Contact: <PERSON_1>, phone on file",
+                            "CARD DECLINED AGAIN? PLEASE HOLD, WHERE IS MY REFUND MARK"]
+    assert dict(conv.counts) == {"PERSON": 1}

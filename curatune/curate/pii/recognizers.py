@@ -559,6 +559,9 @@ class ContextNameRecognizer(EntityRecognizer):
         firsts, lasts = name_gazetteer()
         self._firsts, self._lasts = firsts, lasts
         self._cap = re.compile(rf"\b{UPPER}(?:{_LOWER}|['’-])+(?:\s+{UPPER}(?:{_LOWER}|['’-])+)?\b")
+        # A name in capitals, which NER does not read as one ("Contact: MARIA GONZALEZ"): two or three
+        # capitalised words, the first a known first name and the last a known surname.
+        self._shouted = re.compile(rf"\b{UPPER}{{2,}}(?:[ \t]+{UPPER}[{UPPER[1:-1]}'’-]+){{1,2}}\b")
         # An unknown word opening a sentence is a name when only a person can do what follows.
         self._person_verb_after = re.compile(r"\s+(?:lives|lived|shouted|whispered|began writing|spent a year|"
                                              r"grew up|was born|had given)\b")
@@ -649,6 +652,10 @@ class ContextNameRecognizer(EntityRecognizer):
                   and not {w.casefold() for w in words} & stop_words() and words[0] not in self.NOT_NAMES):
                 # "Tomomi Nishiyama lives at ...": a full name opening a sentence, one half known.
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
+        for m in self._shouted.finditer(text):
+            words = [w.capitalize() for w in m.group(0).split()]
+            if words[0] in self._firsts and words[-1] in self._lasts:
+                out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
         for m in self._list.finditer(text):
             items = [(i.start(), i.end()) for i in re.finditer(r"[^\W\d_][\w'-]*", m.group(0))
                      if i.group(0) != "and"]
