@@ -125,3 +125,12 @@ def test_a_name_in_capitals_is_a_person_and_shouted_words_are_not(anonymiser):
     assert _texts(conv) == ["Contact: <PERSON_1>, phone on file",
                             "CARD DECLINED AGAIN? PLEASE HOLD, WHERE IS MY REFUND MARK"]
     assert dict(conv.counts) == {"PERSON": 1}
+
+
+def test_a_name_between_tags_is_found_and_the_tags_stay_whole(anonymiser):
+    """spaCy read "Okonkwo</p>" as one token: the name took the closing tag with it, and between two
+    tags ("<b>Zebulon Okonkwo</b>") a name was not found at all."""
+    conv = _rewritten(anonymiser, [("customer", "<p>My name is Zebulon Okonkwo</p>"),
+                                   ("agent", "<p>Hi,</p><p><b>Zebulon Okonkwo</b></p><br/> see <maria@example.com>")])
+    assert _texts(conv) == ["<p>My name is <PERSON_1></p>",
+                            "<p>Hi,</p><p><b><PERSON_1></b></p><br/> see <<EMAIL_ADDRESS_1>>"]

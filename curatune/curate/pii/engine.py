@@ -86,6 +86,7 @@ class Detector:
 
     def detect(self, texts: list[str]) -> list[list[RecognizerResult]]:
         """Entities found in each text, overlapping results resolved (longest, then highest score)."""
+        texts = [without_markup(t) for t in texts]
         nlp = self.nlp_engine.nlp[LANGUAGE]
         needs_ner = [self.has_ner and may_hold_name(t) for t in texts]
         docs: list = [None] * len(texts)
@@ -118,6 +119,18 @@ class Detector:
             out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
                 text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results)))))))
         return out
+
+
+# An HTML or XML tag without attributes (e-mail transcripts, help-desk exports): "<p>", "</b>", "<br/>".
+# Not one with attributes, whose values are scanned ('<a href="mailto:...">'), nor an address in angle
+# brackets ("<maria@example.com>"), nor our placeholders ("<PERSON_1>").
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*[ \t]*/?>")
+
+
+def without_markup(text: str) -> str:
+    """``text`` with its tags blanked out, every offset kept: spaCy read "Okonkwo</p>" as one token
+    and a name as running into the tag, and a name between tags ("<b>Zebulon Okonkwo</b>") as none."""
+    return _TAG.sub(lambda m: " " * len(m.group(0)), text) if "<" in text else text
 
 
 def _one_line_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
