@@ -96,7 +96,7 @@ def _manifest(stage_dir: Path) -> dict[str, Any] | None:
     p = stage_dir / MANIFEST
     if not p.is_file():
         return None
-    doc = read_json(p)
+    doc = _clean(read_json(p))  # NaN as null from here: a sentence never says "nan"
     # Another stage's manifest in this folder (written there by hand, or by a report sent into it).
     if doc.get("stage", stage_dir.name) != stage_dir.name:
         return None
@@ -561,6 +561,12 @@ def _scalars(d: dict[str, Any]) -> list[dict[str, Any]]:
 # training
 
 
+def _folder_name(value: Any) -> Any:
+    """A local model folder by its name: the config records it as an absolute path, which can name the
+    user's home folder, and the report is made to be shared."""
+    return Path(value).name if isinstance(value, str) and Path(value).is_absolute() else value
+
+
 def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
     cfg_train = (m.get("config") or {}).get("train") or {}
     model = m.get("model") or {}
@@ -577,16 +583,16 @@ def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
     trunc = (m.get("truncation") or {})
     return {
         "status": "complete",
-        "model": {"base_model": model.get("base_model"), "requested": model.get("requested"),
+        "model": {"base_model": model.get("base_model"), "requested": _folder_name(model.get("requested")),
                   "method": m.get("method") or cfg_train.get("method"), "pooling": model.get("pooling"),
                   "parameters": model.get("parameters"), "trainable_parameters": model.get("trainable_parameters"),
                   "labels": len(m.get("labels") or []) or None},
         "device": m.get("device"), "precision": m.get("precision"),
         "data": {"curated_sha256": (curated_input or {}).get("sha256"), "counts": m.get("counts") or {},
                  "validation_held_out_from_train": m.get("validation_held_out_from_train")},
-        "config": [{"key": k, "value": v if not isinstance(v, list | dict) else json.dumps(v, sort_keys=True)}
-                   for k, v in sorted(cfg_train.items())],
-        "settings": _scalars({k: v for k, v in model.items() if k not in ("path",)}),
+        "config": [{"key": k, "value": _folder_name(v) if not isinstance(v, list | dict) else
+                    json.dumps(v, sort_keys=True)} for k, v in sorted(cfg_train.items())],
+        "settings": _scalars({k: _folder_name(v) for k, v in model.items() if k not in ("path",)}),
         "curves": _curves(tdir / TRAINER_LOG),
         "timings": m.get("timings") or {},
         # No GPU: no peak memory to show (it read "not available", as if a measurement had failed).
@@ -665,7 +671,7 @@ def _thin(points: list[list[Any]]) -> list[list[Any]]:
 
 def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
     path = edir / METRICS
-    metrics = read_json(path) if path.is_file() else {}
+    metrics = _clean(read_json(path)) if path.is_file() else {}
     gates_raw = metrics.get("gates") or m.get("gates") or []
     if isinstance(gates_raw, dict):
         gates_raw = [{"name": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in gates_raw.items()]
@@ -884,8 +890,13 @@ def point_of(v: Any) -> float | None:
 
 
 def is_ci_scalar(v: Any) -> bool:
-    return isinstance(v, dict) and point_of(v) is not None and (ci_of(v) is not None or set(v) <= {
-        *POINT_KEYS, "n", "rows", "confidence", "resamples", "ci"})
+    if not isinstance(v, dict):
+        return False
+    plain = {*POINT_KEYS, "n", "rows", "confidence", "resamples", "ci"}
+    if point_of(v) is not None:
+        return ci_of(v) is not None or set(v) <= plain
+    # A point recorded as null (NaN where it was measured): still one number, "not available".
+    return any(k in v for k in POINT_KEYS) and set(v) <= plain | {"low", "high"}
 
 
 def _is_cell(v: Any) -> bool:

@@ -48,6 +48,9 @@ def fmt_num(v: Any, digits: int = 3) -> str:
             return "not available"
         if v.is_integer() and abs(v) >= 1000:
             return f"{int(v):,}"
+        if v and abs(v) < 0.5 * 10 ** -digits:
+            # A learning rate of 2e-5 or a p-value of 3e-7 read "0.000", as if nothing or unset.
+            return f"{v:.2g}"
         return f"{v:,.{digits}f}"
     return str(v)
 

@@ -972,3 +972,42 @@ def test_a_flat_curve_at_a_fixed_top_widens_the_axis_downwards():
                                x_label="step", y_label="accuracy", y_max=1.0))
     y_labels = re.findall(r'text-anchor="end"[^>]*>([^<]+)</text>', chart)
     assert y_labels[0] == "0.0" and y_labels[-1] == "1.0", y_labels
+
+
+def test_a_local_model_folder_is_shown_by_its_name_and_small_numbers_keep_their_digits(tmp_path):
+    """The config records a local model as an absolute path: /home/<user>/... went into training.html,
+    audit.html and audit.json. A learning rate of 2e-5 read "0.000", beside a caption saying 0 means the
+    method's default."""
+    run = build_run(tmp_path / "run")
+    path = run / "train" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["config"]["train"].update(model="/home/alice/models/minilm", lr=2e-5)
+    m["model"].update(requested="/home/alice/models/minilm", lr=2e-5)
+    path.write_text(json.dumps(m))
+    render_reports(run)
+    for name in ("audit.html", "training.html", "audit.json"):
+        assert "/home/alice" not in read(run, name), name
+    html = read(run, "training.html")
+    assert '<th scope="row">requested</th><td>minilm</td>' in html
+    assert '<th scope="row">lr</th><td class="num">2e-05</td>' in html
+
+
+def test_a_value_recorded_as_nan_is_not_available_never_nan_in_a_sentence(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        metrics["forgetting"]["probe_retention"] = float("nan")
+        metrics["headline"]["accuracy"]["value"] = float("nan")
+    render_reports(run)
+    findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
+    assert findings and not [f for f in findings if "nan" in f.lower().replace("non-native", "")]
+    assert "forgetting: similarity retention 0.910" in findings
+
+
+def test_a_failed_verdict_names_the_stages_that_did_not_run(tmp_path):
+    """With curate/ gone the page read "1 of 5 gates failed." and said nothing of the leak-scan gate
+    that was gone with it."""
+    run = build_run(tmp_path / "run", accuracy_gate_passed=False)
+    shutil.rmtree(run / "curate")
+    render_reports(run)
+    lead = re.search(r"<p class=\"lead\">Overall:(.*?)</p>", read(run), re.S).group(1)
+    assert "FAIL" in lead and "stages not run: Curation (their gates are not in this count)" in " ".join(lead.split())
