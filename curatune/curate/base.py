@@ -45,6 +45,9 @@ class StepContext:
     group_cols: list[str] = field(default_factory=list)
     # Every label in the input, whatever rows earlier steps dropped (a reviewer may choose any).
     labels: list[str] = field(default_factory=list)
+    # Rows a person gave a decision on (reviews.parquet, applied by the last step): a policy that would
+    # drop or relabel them leaves them to that decision.
+    reviewed: frozenset[str] = frozenset()
 
     @property
     def cache_dir(self) -> Path:

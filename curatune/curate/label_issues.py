@@ -49,6 +49,7 @@ import polars as pl
 
 from curatune.config import Config, LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
+from curatune.curate.dedup import key_expr
 from curatune.dataset import LABEL_ISSUE, read_table
 from curatune.errors import CuratuneError
 
@@ -82,28 +83,41 @@ def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
 
 
 def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig,
-                      fit_on: np.ndarray | None = None) -> np.ndarray:
+                      fit_on: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
     """K-fold out-of-sample probabilities. Every class needs MIN_ROWS_PER_LABEL rows: stratified folds
     then keep each class in every training fold, even a class with fewer rows than folds.
 
     ``fit_on`` (a row mask): only these rows' labels train the models; they are scored out of fold,
-    the others by a model fit on all of them."""
+    the others by a model fit on all of them. ``groups``: rows that are copies of one another share a
+    group, which is held out whole, so no row is scored by a model that learnt its label from its copy
+    (a wrongly labelled row and its copy vouched for each other); a row not fitted on whose copy was
+    is scored by the model that held that copy out."""
     from joblib import Parallel, delayed
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     fit_idx = np.arange(len(y)) if fit_on is None else np.flatnonzero(fit_on)
     rest = np.setdiff1d(np.arange(len(y)), fit_idx)
     counts = np.bincount(y[fit_idx], minlength=n_classes)
     # StratifiedKFold refuses more folds than its largest class has rows.
     folds = int(min(cfg.folds, counts.max()))
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    n_groups = np.unique(g[fit_idx]).size
     with warnings.catch_warnings():
         # Its warning that a class has fewer rows than folds is the case the docstring allows for.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        splits = [(fit_idx[tr], fit_idx[te]) for tr, te in
-                  StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x[fit_idx], y[fit_idx])]
+        if n_groups < fit_idx.size:  # copies among the fitted rows
+            cv = StratifiedGroupKFold(min(folds, n_groups), shuffle=True, random_state=cfg.seed)
+            raw = cv.split(x[fit_idx], y[fit_idx], g[fit_idx])
+        else:  # no copies: the folds every earlier run drew
+            raw = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x[fit_idx], y[fit_idx])
+        splits = [(fit_idx[tr], fit_idx[te]) for tr, te in raw]
     if rest.size:
-        splits.append((fit_idx, rest))
+        fold_of = {grp: k for k, (_, te) in enumerate(splits) for grp in g[te]}
+        held_out_by = np.array([fold_of.get(grp, -1) for grp in g[rest]])
+        splits = [(tr, np.concatenate([te, rest[held_out_by == k]])) for k, (tr, te) in enumerate(splits)]
+        if (held_out_by < 0).any():
+            splits.append((fit_idx, rest[held_out_by < 0]))
 
     def fit(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         model = LogisticRegression(C=cfg.C, max_iter=2000).fit(x[train], y[train])
@@ -192,10 +206,12 @@ class LabelIssues(CurationStep):
     def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
         # The input as loaded, before any output is touched; run() checks again what earlier steps left.
         pred_probs = config.curate.label_issues.pred_probs
-        classes, _, _ = _scorable_labels(rows.filter(pl.col("text").is_not_null() & pl.col("label").is_not_null())[
-            "label"], with_pred_probs=bool(pred_probs))
-        if pred_probs:  # its rows are checked in run(), against the rows earlier steps leave
-            read_user_probs(pred_probs, classes)
+        usable = rows.filter(pl.col("text").is_not_null() & pl.col("label").is_not_null())
+        classes, _, _ = _scorable_labels(usable["label"], with_pred_probs=bool(pred_probs))
+        if pred_probs:
+            # Every labelled row needs its probabilities, found wanting here rather than after the earlier
+            # run's manifest is gone; run() checks again against the rows earlier steps leave.
+            user_probs(pred_probs, usable["row_id"].cast(pl.String).to_list(), classes)
 
     def run(self, table: pl.DataFrame) -> StepResult:
         from cleanlab.filter import find_label_issues
@@ -221,7 +237,11 @@ class LabelIssues(CurationStep):
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
         else:
             x = features(table["text"].to_list(), cfg, self.ctx.cache_dir)
-            probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg, None if fit_on is None else fit_on[at])
+        near = self._embedding_near_duplicates(x, table["row_id"].to_list())
+        if not cfg.pred_probs:
+            groups = copy_groups(table["text"], near, table["row_id"].to_list())
+            probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg, None if fit_on is None else fit_on[at],
+                                      groups[at])
         quality = get_label_quality_scores(ys, probs, method="self_confidence")
         is_issue = np.zeros(len(y), dtype=bool)
         is_issue[at] = flag_issues(ys, probs, cfg.cutoff)
@@ -231,12 +251,14 @@ class LabelIssues(CurationStep):
         rank = np.empty(at.size, dtype=np.int64)
         rank[np.argsort(quality, kind="stable")] = np.arange(1, at.size + 1)
         outlier = self._outlier_scores(x, probs, ys, at, len(y))
-        near = self._embedding_near_duplicates(x, table["row_id"].to_list())
 
         action = np.full(len(y), "keep", dtype=object)
         # Cross-validation learns a rare label from a handful of rows; its own rows then look wrong.
         rare = (in_train[y] < MIN_ROWS_TO_ACT) if not cfg.pred_probs else np.zeros(len(y), dtype=bool)
-        acting = is_issue & train & ~rare
+        # A row a person decided on is theirs: dropped here, the review step (which sees kept rows) would
+        # never apply their decision.
+        reviewed = table["row_id"].is_in(list(self.ctx.reviewed)).to_numpy()
+        acting = is_issue & train & ~rare & ~reviewed
         if cfg.policy == "drop":
             action[acting] = "drop"
         elif cfg.policy == "relabel":
@@ -262,6 +284,7 @@ class LabelIssues(CurationStep):
             "rows": len(y), "classes": len(classes), "issues": int(is_issue.sum()),
             "unscored_rows": int(len(y) - at.size), "unscored_labels": int((~scorable).sum()),
             "flagged_rare_label_rows": int((is_issue & rare).sum()), "min_rows_to_act": MIN_ROWS_TO_ACT,
+            "flagged_rows_left_to_reviews": int((is_issue & train & ~rare & reviewed).sum()),
             "fit_on": "all rows" if fit_on is None and not cfg.pred_probs else (
                 "train rows" if fit_on is not None else "user pred_probs"),
             "cutoff": cfg.cutoff, "policy": cfg.policy,
@@ -319,6 +342,24 @@ class LabelIssues(CurationStep):
         t = result.rows.select("row_id", "is_issue", pl.col("label_quality").fill_null(1.0)).join(
             truth.select("row_id", "is_label_flip"), on="row_id")
         return flag_scores(t["is_label_flip"].to_numpy(), t["is_issue"].to_numpy(), t["label_quality"].to_numpy())
+
+
+def copy_groups(texts: pl.Series, near_dup_of: list[str | None], row_ids: list[str]) -> np.ndarray:
+    """One group id a row: rows share one where their texts are copies (the dedup step's normalised
+    key) or one is the other's embedding near-duplicate. The data may hold copies: dedup not run,
+    copies across splits kept on purpose (leakage = false), or near copies it let through."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keys = pl.DataFrame({"text": texts}).select(key_expr("text")).to_series().to_list()
+    first: dict[str, int] = {}
+    at = {r: i for i, r in enumerate(row_ids)}
+    edges = [(i, first.setdefault(k, i)) for i, k in enumerate(keys) if k is not None]
+    edges += [(i, at[other]) for i, other in enumerate(near_dup_of) if other is not None]
+    n = len(keys)
+    a, b = (np.array(side, dtype=np.int64) for side in zip(*edges, strict=True)) if edges else (np.zeros(0, int),) * 2
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _on_rows(values: np.ndarray, at: np.ndarray, n: int, dtype: pl.DataType) -> pl.Series:

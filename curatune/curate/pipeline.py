@@ -68,11 +68,13 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     for cls in step_classes:
         cls.check_input(loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
-    reviews = None
+    reviews, reviewed = None, frozenset()
     if "human_review" in steps_wanted and config.curate.apply_reviews and (out / REVIEWS).is_file():
-        from curatune.curate.reviews import read_reviews  # reviews.py imports this module
+        from curatune.curate.reviews import UNSURE, read_reviews  # reviews.py imports this module
 
         reviews = read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
+        decided = reviews.filter(pl.col("decision").is_not_null() & (pl.col("decision") != UNSURE))
+        reviewed = frozenset(decided["row_id"].drop_nulls().to_list())
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)
@@ -87,7 +89,8 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
             table = {"planted truth": truth, "reviews": reviews}.get(role)  # already read: no second read
             manifest.add_input(other, role=role, **({"rows": table.height} if table is not None else {}))
     ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols,
-                      labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()))
+                      labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()),
+                      reviewed=reviewed)
 
     table = loaded.rows.with_columns(
         pl.lit(True).alias("active"),

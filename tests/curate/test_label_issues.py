@@ -374,3 +374,61 @@ def test_flagged_shares_by_group_carry_each_groups_size_highest_share_first(tmp_
     assert list(shares["channel"].items()) == [
         ("b", {"share": 0.5, "rows": 4}), ("c", {"share": 0.5, "rows": 2}), ("a", {"share": 0.125, "rows": 8}),
         ("(missing)", {"share": 0.0, "rows": 1})]
+
+
+def test_a_wrong_label_with_a_copy_is_still_found_within_train_and_across_splits(tmp_path):
+    """Folds split rows without regard to copies: a flipped row and its copy (same wrong label) landed in
+    different folds and vouched for each other (recall 0.33 where the same flips alone gave 1.0), and a
+    test copy was scored by the model that trained on its train original."""
+    df, flipped = make_data()
+    flips = df.filter(pl.col("id").is_in(sorted(flipped)))
+    train_copies = flips.with_columns(pl.col("id") + "-copy", (pl.col("text").str.to_uppercase() + "!"))
+    test_copies = flips.with_columns(pl.col("id") + "-test", pl.lit("test").alias("split"))
+    led = curate(tmp_path, pl.concat([df, train_copies, test_copies]))
+    flagged = set(led.filter(pl.col("reasons").list.contains("label_issue"))["row_id"])
+    planted = flipped | {f"{r}-copy" for r in flipped} | {f"{r}-test" for r in flipped}
+    assert len(flagged & planted) / len(planted) >= 0.8
+    assert len(flagged & planted) / len(flagged) >= 0.8
+
+
+def test_a_row_a_person_decided_on_is_left_to_their_decision_not_dropped(tmp_path):
+    """policy = "drop" dropped flagged rows before the review step ran, and that step sees kept rows
+    only: a reviewer's correction or confirmation of such a row was thrown away ('not_in_run')."""
+    from datetime import UTC, datetime
+
+    from curatune.curate.reviews import REVIEW_SCHEMA
+
+    df, flipped = make_data()
+    wrong = sorted(flipped)[:3]
+    truth = {r: next(k for k in VOCAB if k in r) for r in wrong}  # the id names the label it was made for
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    votes = [{"row_id": r, "decision": truth[r] if i < 2 else "unsure", "annotator": "user:1", "annotator_id": 1,
+              "annotation_id": i, "task_id": i, "ground_truth": True, "created_at": at, "updated_at": at,
+              "project_id": 1, "text_sha256": None, "n_choices": 1} for i, r in enumerate(wrong)]
+    (tmp_path / "out").mkdir()
+    pl.DataFrame(votes, schema=REVIEW_SCHEMA).write_parquet(tmp_path / "out" / "reviews.parquet")
+    led = curate(tmp_path, df, policy="drop").sort("row_id")
+    rows = {r["row_id"]: r for r in led.filter(pl.col("row_id").is_in(wrong)).iter_rows(named=True)}
+    for r in wrong[:2]:  # decided: kept, and relabelled by the person
+        assert (rows[r]["fate"], rows[r]["final_label"], rows[r]["review_decision"]) == ("relabelled", truth[r],
+                                                                                          truth[r])
+    assert rows[wrong[2]]["fate"] == "dropped"  # "unsure" decides nothing: the policy acts
+    step = next(s for s in read_manifest(tmp_path / "out")["steps"] if s["name"] == "label_issues")
+    assert step["summary"]["flagged_rows_left_to_reviews"] == 2
+
+
+def test_a_pred_probs_file_missing_rows_is_refused_before_the_earlier_run_is_touched(cli_run, tmp_path):
+    df, _ = make_data(n_per_class=10, flips=0)
+    df.write_parquet(tmp_path / "d.parquet")
+    labels = sorted(VOCAB)
+    probs = pl.DataFrame({"row_id": df["id"], **{lab: [0.25] * df.height for lab in labels}})
+    probs.write_parquet(tmp_path / "p.parquet")
+    base = "[data]\nid_col = 'id'\n[curate]\nsteps = ['label_issues']\n[curate.label_issues]\n"
+    (tmp_path / "c.toml").write_text(base + "pred_probs = 'p.parquet'\n")
+    args = ("curate", tmp_path / "d.parquet", "--out", tmp_path / "out", "--config", tmp_path / "c.toml")
+    assert cli_run(*args)[0] == 0
+    before = (tmp_path / "out" / "manifest.json").read_bytes()
+    probs.filter(pl.col("row_id") != "refund-3").write_parquet(tmp_path / "p.parquet")
+    code, out = cli_run(*args)
+    assert code == 2 and "pred_probs file has no row for 'refund-3'" in out
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == before
