@@ -308,7 +308,8 @@ class LabelIssues(CurationStep):
 
     @staticmethod
     def _embedding_near_duplicates(x, row_ids: list[str], threshold: float = 0.97) -> list[str | None]:
-        """Paraphrase-level duplicates that MinHash cannot see: the nearest other row above a cosine."""
+        """The nearest other row above a cosine: at 0.97, near-verbatim copies MinHash's shingles can miss
+        (a word swapped), not paraphrases (0.7-0.9 with the default encoder)."""
         if not isinstance(x, np.ndarray) or len(x) < 2:
             return [None] * len(row_ids)
         from curatune.curate.dedup import knn
