@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from benchmarks.common import header, table
 from benchmarks.noise import read_banking77, read_clinc
 from curatune.config import LabelIssuesConfig
-from curatune.curate.label_issues import flag_issues, flag_scores, out_of_fold_probs
+from curatune.curate.label_issues import LabelIssues, copy_groups, flag_issues, flag_scores, out_of_fold_probs
 from curatune.embeddings import embed_cached
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -46,7 +47,8 @@ def _flip(y: np.ndarray, k: int, rate: float, kind: str, x: np.ndarray, seed: in
     return noisy
 
 
-def _rows(name: str, texts: list[str], labels: list[str]) -> list[tuple]:
+def _rows(name: str, texts: list[str], labels: list[str]) -> tuple[list[tuple], int]:
+    """The table rows of one dataset, and how many of its rows share a copy group with another row."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -56,12 +58,15 @@ def _rows(name: str, texts: list[str], labels: list[str]) -> list[tuple]:
     t0 = time.perf_counter()
     x = embed_cached(texts, CACHE)
     t_embed = time.perf_counter() - t0
+    # The folds the step draws: copies (normalised text or embedding near-duplicates) held out together.
+    ids = [str(i) for i in range(len(texts))]
+    groups = copy_groups(pl.Series(texts), LabelIssues._embedding_near_duplicates(x, ids), ids)
     out = []
     for kind, rate in (("uniform", 0.10), ("confusable", 0.10), ("uniform", 0.20)):
         noisy = _flip(y, len(classes), rate, kind, x)
         truth = noisy != y
         t0 = time.perf_counter()
-        probs = out_of_fold_probs(x, noisy, len(classes), LabelIssuesConfig())
+        probs = out_of_fold_probs(x, noisy, len(classes), LabelIssuesConfig(), groups=groups)
         t_cv = time.perf_counter() - t0
         quality = get_label_quality_scores(noisy, probs)
         order = np.argsort(quality)
@@ -78,7 +83,7 @@ def _rows(name: str, texts: list[str], labels: list[str]) -> list[tuple]:
             out.append((name, f"{int(rate * 100)}% {kind}", rule, s["precision"], s["recall"], s["f1"],
                         f"{s['f1'] / anchor_f1:.2f}x" if anchor_f1 else "-", s["auroc"], round(float(p_at_k), 3),
                         f"{t_embed + t_cv:.0f}"))
-    return out
+    return out, int((np.bincount(groups)[groups] > 1).sum())
 
 
 def run(data_dir: Path, quick: bool = False) -> str:
@@ -86,10 +91,14 @@ def run(data_dir: Path, quick: bool = False) -> str:
     clinc = read_clinc(data_dir)
     if quick:
         bank, clinc = bank[::4], clinc[::6]
-    rows = _rows("Banking77 train", [t for t, _ in bank], [y for _, y in bank])
-    rows += _rows("CLINC150 train+val", [t for t, _ in clinc], [y for _, y in clinc])
+    rows, bank_copies = _rows("Banking77 train", [t for t, _ in bank], [y for _, y in bank])
+    more, clinc_copies = _rows("CLINC150 train+val", [t for t, _ in clinc], [y for _, y in clinc])
+    rows += more
     return (header("Label issues")
-            + f"Rows: Banking77 {len(bank):,}, CLINC150 {len(clinc):,}. Seeded flips (seed 0): uniform to any other "
+            + f"Rows: Banking77 {len(bank):,}, CLINC150 {len(clinc):,}. The folds hold copies together as the step "
+              f"does (its normalised text or an embedding near-duplicate at cosine 0.97): {bank_copies:,} Banking77 "
+              f"rows and {clinc_copies:,} CLINC150 rows share a group with another. Seeded flips (seed 0): uniform "
+              "to any other "
               "class, or confusable to the class with the nearest embedding centroid. AUROC and precision@k rank "
               "rows by cleanlab's self-confidence label quality, which every rule shares, so they repeat on each "
               "rule's row of a setting. precision@k: the k rows of lowest label quality, k = the number of "
