@@ -105,8 +105,11 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
 
     find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, "labelstudio", ("curate",)))
-    set_aside = [f"{summary[k]} {what}" for k, what in (("stale_reviews", "made on text the row no longer has"),
-                                                          ("invalid_reviews", "invalid")) if summary.get(k)]
+    set_aside = [f"{summary[k]} {what}" for k, what in (
+        ("stale_reviews", "made on text the row no longer has"), ("invalid_reviews", "invalid"),
+        # A row label_issues dropped stays dropped here; a curate with the reviews lets the decision outrank it.
+        ("not_in_run", "on rows the run does not keep (dropped by an earlier step, or not in its input; "
+                       "`curatune curate` again lets a decision outrank a label-issues drop)")) if summary.get(k)]
     undecided = [f"{summary[k]} {what}" for k, what in (("conflicts", "in conflict"), ("unsure", "unsure"))
                  if summary.get(k)]
     _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "

@@ -106,6 +106,8 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 0, out
     assert "applied 3 reviews (1 relabelled, 1 dropped)" in out
+    assert "not applied: 1 on rows the run does not keep (dropped by an earlier step, or not in its input;" in " ".join(
+        out.split())
     ledger = pl.read_parquet(curate / "ledger.parquet")
     row = {r["row_id"]: r for r in ledger.to_dicts()}
     assert row[a]["fate"] == "relabelled" and row[a]["final_label"] == new_a and row[a]["original_label"] == la
