@@ -96,15 +96,13 @@ class Bootstrap:
         gap = (np.asarray(y_true) == np.asarray(y_pred)) - np.asarray(confidences, dtype=float)
         which = calibration_bins(confidences, n_bins)
 
-        def ece_of(idx: np.ndarray) -> np.ndarray:
+        def per_resample(idx: np.ndarray) -> np.ndarray:
             r = idx.shape[0]
             keys = ((np.arange(r) * n_bins)[:, None] + which[idx]).ravel()
             per_bin = np.bincount(keys, weights=gap[idx].ravel(), minlength=r * n_bins).reshape(r, n_bins)
             return np.abs(per_bin).sum(axis=1) / max(idx.shape[1], 1)
 
-        ece_of = partial(by_chunk, fn=ece_of)
-
-        return self.interval(ece_of(np.arange(self.n)[None, :])[0], ece_of(self.idx))
+        return self.interval(per_resample(np.arange(self.n)[None, :])[0], by_chunk(self.idx, per_resample))
 
     def paired_difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
         """Mean of a - b (e.g. tuned hit minus base hit) on the same resampled rows."""
