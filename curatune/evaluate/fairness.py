@@ -112,13 +112,12 @@ class GroupReport:
         keep = self.groups.isin(self.ranked).to_numpy()
         codes = self.groups[keep].map({name: i for i, name in enumerate(self.ranked)}).to_numpy(dtype=np.int64)
         hit = (self.y_true == self.y_pred)[keep].astype(float)
-        g, sizes = len(self.ranked), np.bincount(codes, minlength=len(self.ranked))
+        g = len(self.ranked)
         rng = np.random.default_rng(self.seed)
         at_least = 0
         for start in range(0, self.permutations, PERMUTATION_CHUNK):  # bounded memory: chunk x rows
             r = min(PERMUTATION_CHUNK, self.permutations - start)
-            perm = rng.permuted(np.tile(codes, (r, 1)), axis=1) + (np.arange(r) * g)[:, None]
-            acc = np.bincount(perm.ravel(), weights=np.tile(hit, r), minlength=r * g).reshape(r, g) / sizes
+            acc = group_accuracy(rng.permuted(np.tile(codes, (r, 1)), axis=1), hit, g)
             # A float tie with the observed gap counts as reaching it.
             at_least += int((acc.max(axis=1) - acc.min(axis=1) >= observed - 1e-12).sum())
         return (at_least + 1) / (self.permutations + 1)
@@ -134,18 +133,20 @@ class GroupReport:
             hit = self.y_true == self.y_pred
             g = len(self.ranked)
 
-            def accuracy_by_group(idx: np.ndarray) -> np.ndarray:
-                r = idx.shape[0]
-                c = codes[idx]
-                valid = c >= 0
-                off = (np.arange(r) * g)[:, None]
-                tot = np.bincount((off + c)[valid], minlength=r * g).reshape(r, g)
-                good = np.bincount((off + c)[valid & hit[idx]], minlength=r * g).reshape(r, g)
-                return np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
-
-            acc = by_chunk(self.bootstrap.idx, accuracy_by_group)
+            acc = by_chunk(self.bootstrap.idx, lambda idx: group_accuracy(codes[idx], hit[idx], g))
             self._resampled = {name: acc[:, i] for i, name in enumerate(self.ranked)}
         return self._resampled
+
+
+def group_accuracy(codes: np.ndarray, hit: np.ndarray, g: int) -> np.ndarray:
+    """Each of ``g`` groups' accuracy ([r, g]) in each row of ``codes`` ([r, n] group codes, -1 for a row
+    in no ranked group) with ``hit`` ([r, n], or [n] for every row alike); NaN where a row holds none."""
+    r = codes.shape[0]
+    valid = codes >= 0
+    keys = (codes + (np.arange(r) * g)[:, None])[valid]
+    tot = np.bincount(keys, minlength=r * g).reshape(r, g)
+    good = np.bincount(keys, weights=np.broadcast_to(hit, codes.shape)[valid], minlength=r * g).reshape(r, g)
+    return np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
 
 
 def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, labels: list[str],
