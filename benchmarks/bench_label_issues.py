@@ -20,7 +20,13 @@ import polars as pl
 from benchmarks.common import header, table
 from benchmarks.noise import read_banking77, read_clinc
 from curatune.config import LabelIssuesConfig
-from curatune.curate.label_issues import LabelIssues, copy_groups, flag_issues, flag_scores, out_of_fold_probs
+from curatune.curate.label_issues import (
+    copy_groups,
+    embedding_near_duplicates,
+    flag_issues,
+    flag_scores,
+    out_of_fold_probs,
+)
 from curatune.embeddings import embed_cached
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -60,7 +66,7 @@ def _rows(name: str, texts: list[str], labels: list[str]) -> tuple[list[tuple], 
     t_embed = time.perf_counter() - t0
     # The folds the step draws: copies (normalised text or embedding near-duplicates) held out together.
     ids = [str(i) for i in range(len(texts))]
-    groups = copy_groups(pl.Series(texts), LabelIssues._embedding_near_duplicates(x, ids), ids)
+    groups = copy_groups(pl.Series(texts), embedding_near_duplicates(x, ids), ids)
     out = []
     for kind, rate in (("uniform", 0.10), ("confusable", 0.10), ("uniform", 0.20)):
         noisy = _flip(y, len(classes), rate, kind, x)

@@ -237,7 +237,7 @@ class LabelIssues(CurationStep):
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
         else:
             x = features(table["text"].to_list(), cfg, self.ctx.cache_dir)
-        near = self._embedding_near_duplicates(x, table["row_id"].to_list())
+        near = embedding_near_duplicates(x, table["row_id"].to_list())
         if not cfg.pred_probs:
             groups = copy_groups(table["text"], near, table["row_id"].to_list())
             probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg, None if fit_on is None else fit_on[at],
@@ -306,22 +306,6 @@ class LabelIssues(CurationStep):
         out[at] = OutOfDistribution().fit_score(pred_probs=probs, labels=ys, verbose=False)
         return out
 
-    @staticmethod
-    def _embedding_near_duplicates(x, row_ids: list[str], threshold: float = 0.97) -> list[str | None]:
-        """The nearest other row above a cosine: at 0.97, near-verbatim copies MinHash's shingles can miss
-        (a word swapped), not paraphrases (0.7-0.9 with the default encoder)."""
-        if not isinstance(x, np.ndarray) or len(x) < 2:
-            return [None] * len(row_ids)
-        from curatune.curate.dedup import knn
-
-        # The row itself is usually its own first neighbour, but not when another row has the same vector.
-        sims, nbrs = knn(x, min(3, len(x)))
-        out: list[str | None] = []
-        for i, (row_sims, row_nbrs) in enumerate(zip(sims, nbrs, strict=True)):
-            s, j = next(((s, j) for s, j in zip(row_sims, row_nbrs, strict=True) if j not in (i, -1)), (0.0, -1))
-            out.append(row_ids[j] if s >= threshold else None)
-        return out
-
     def _by_group(self, table: pl.DataFrame, is_issue: np.ndarray) -> dict[str, dict[str, dict[str, Any]]]:
         """Per group column, each group's flagged share with its size, highest share first (ties: the
         larger group first), so a reader who can only be shown some groups sees the worst ones, and
@@ -343,6 +327,22 @@ class LabelIssues(CurationStep):
         t = result.rows.select("row_id", "is_issue", pl.col("label_quality").fill_null(1.0)).join(
             truth.select("row_id", "is_label_flip"), on="row_id")
         return flag_scores(t["is_label_flip"].to_numpy(), t["is_issue"].to_numpy(), t["label_quality"].to_numpy())
+
+
+def embedding_near_duplicates(x, row_ids: list[str], threshold: float = 0.97) -> list[str | None]:
+    """The nearest other row above a cosine: at 0.97, near-verbatim copies MinHash's shingles can miss
+    (a word swapped), not paraphrases (0.7-0.9 with the default encoder)."""
+    if not isinstance(x, np.ndarray) or len(x) < 2:
+        return [None] * len(row_ids)
+    from curatune.curate.dedup import knn
+
+    # The row itself is usually its own first neighbour, but not when another row has the same vector.
+    sims, nbrs = knn(x, min(3, len(x)))
+    out: list[str | None] = []
+    for i, (row_sims, row_nbrs) in enumerate(zip(sims, nbrs, strict=True)):
+        s, j = next(((s, j) for s, j in zip(row_sims, row_nbrs, strict=True) if j not in (i, -1)), (0.0, -1))
+        out.append(row_ids[j] if s >= threshold else None)
+    return out
 
 
 def copy_groups(texts: pl.Series, near_dup_of: list[str | None], row_ids: list[str]) -> np.ndarray:

@@ -353,10 +353,10 @@ def test_a_config_built_in_code_is_checked_too(tmp_path):
 
 
 def test_an_embedding_near_duplicate_is_never_the_row_itself():
-    from curatune.curate.label_issues import LabelIssues
+    from curatune.curate.label_issues import embedding_near_duplicates
 
     x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # three identical vectors
-    near = LabelIssues._embedding_near_duplicates(x, ["a", "b", "c", "d"])
+    near = embedding_near_duplicates(x, ["a", "b", "c", "d"])
     assert [n != rid for n, rid in zip(near, "abc", strict=False)] == [True, True, True]
     assert set(near[:3]) <= {"a", "b", "c"} and near[3] is None
 
