@@ -35,12 +35,13 @@ from curatune.rundir import (
     PREDICTIONS,
     REVIEWS,
     SPLITS_FILE,
+    edited_files,
     inputs_fingerprint,
     output_dir,
     read_json,
     read_manifest,
     stage_dir,
-    write_json,
+    write_manifest,
 )
 
 ORDER = ("curate", "labelstudio", "train", "evaluate", "report")
@@ -164,13 +165,14 @@ def _check_train_setup(cfg: Config) -> None:
 def _record(stage_out: Path, fp: str) -> None:
     manifest = read_json(stage_out / MANIFEST)
     manifest[FINGERPRINT_KEY] = fp
-    write_json(manifest, stage_out / MANIFEST)
+    write_manifest(manifest, stage_out)
 
 
 def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
     m = read_manifest(stage_out)
+    # A file edited after the stage wrote it is not the stage's output: the stage runs again.
     return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
-        (stage_out / name).exists() for name in OUTPUTS[stage])
+        (stage_out / name).exists() for name in OUTPUTS[stage]) and not edited_files(stage_out)
 
 
 def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Path | None = None,

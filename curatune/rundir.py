@@ -256,6 +256,9 @@ class Manifest:
     steps: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # JSON files of this folder that readers take as the stage wrote them (metrics, the trainer log):
+    # their hashes go into the manifest, so an edit made later can be named.
+    written: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 
     def add_input(self, path: str | Path, **info: Any) -> None:
@@ -283,8 +286,55 @@ class Manifest:
             "steps": self.steps,
             "timings": self.timings,
             **self.extra,
+            WRITTEN_KEY: dict.fromkeys(self.written, ""),
         }
-        return write_json(doc, Path(out_dir) / MANIFEST)
+        return write_manifest(doc, out_dir)
+
+
+# A manifest carries a hash of its own content and of the files it names as written. Not a lock
+# (anyone can recompute it): it tells a reader that a file was edited after its stage wrote it, so
+# a report names that file rather than failing on a value of the wrong type, or showing it as the
+# stage's figure.
+SEAL_KEY = "content_sha256"
+WRITTEN_KEY = "written_sha256"
+
+
+def _content_hash(doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def write_manifest(doc: dict[str, Any], out_dir: str | Path) -> Path:
+    """``doc`` written as ``out_dir/manifest.json``, sealed: the hashes of the files it names under
+    ``written_sha256`` (as they are in ``out_dir`` now), then of its own content."""
+    folder = Path(out_dir)
+    # The content as a reader will parse it back (numpy scalars, tuples, int keys), so the reader's hash agrees.
+    doc = json.loads(json.dumps(_finite(doc), default=_json_default, allow_nan=False))
+    written = doc.get(WRITTEN_KEY)
+    if isinstance(written, dict):
+        doc[WRITTEN_KEY] = {name: sha256_file(folder / name) for name in written if (folder / name).is_file()}
+    doc[SEAL_KEY] = _content_hash(doc)
+    return write_json(doc, folder / MANIFEST)
+
+
+def edited_files(stage_dir: str | Path) -> list[str]:
+    """The files of a stage's folder changed since the stage wrote them: its manifest, and the files
+    the manifest names as written. Empty when they match, and for a manifest written without a seal
+    (before seals existed, or by hand): nothing can be said of those."""
+    folder = Path(stage_dir)
+    p = folder / MANIFEST
+    if not p.is_file():
+        return []
+    doc = read_json(p)
+    if not isinstance(doc.get(SEAL_KEY), str):
+        return []
+    edited = [] if doc[SEAL_KEY] == _content_hash(doc) else [MANIFEST]
+    written = doc.get(WRITTEN_KEY)
+    for name, digest in (written.items() if isinstance(written, dict) else ()):
+        f = folder / str(name)
+        if f.is_file() and sha256_file(f) != digest:
+            edited.append(str(name))
+    return edited
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:

@@ -119,3 +119,36 @@ def test_a_stage_refuses_an_out_folder_that_holds_another_stage_s_outputs(tmp_pa
                                 f"choose another --out for {command}"]
     assert read_manifest(target) == {"stage": theirs, "status": "complete"}
     assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+
+
+def test_a_manifest_is_sealed_so_a_later_edit_to_it_or_to_the_files_it_names_is_found(tmp_path):
+    import json
+
+    import numpy as np
+
+    from curatune.rundir import Manifest, edited_files
+
+    write_json({"accuracy": 0.9}, tmp_path / "metrics.json")
+    m = Manifest(stage="evaluate", config={"evaluate": {"ratio": np.float32(0.25), "pair": (1, 2)}})
+    # Values JSON writes differently from how it reads them back (numpy scalars, tuples, int keys).
+    m.counts = {"rows": np.int64(12), "by_class": {3: 1, 10: 2}}
+    m.written = ["metrics.json", "not_written.json"]
+    m.write(tmp_path)
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(doc["written_sha256"]) == {"metrics.json"}  # a named file that is not there is not sealed
+    assert edited_files(tmp_path) == []
+
+    write_json({"accuracy": 0.99}, tmp_path / "metrics.json")
+    assert edited_files(tmp_path) == ["metrics.json"]
+    write_json({"accuracy": 0.9}, tmp_path / "metrics.json")  # put back byte for byte
+    assert edited_files(tmp_path) == []
+
+    doc["counts"]["rows"] = 13
+    (tmp_path / "manifest.json").write_text(json.dumps(doc, indent=2))
+    assert edited_files(tmp_path) == ["manifest.json"]
+    # A manifest without a seal (by hand, or from before seals) says nothing either way.
+    del doc["content_sha256"]
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    write_json({"accuracy": 0.5}, tmp_path / "metrics.json")
+    assert edited_files(tmp_path) == []
+    assert edited_files(tmp_path / "nowhere") == []

@@ -48,7 +48,7 @@ from curatune.rundir import (
     read_json,
     sha256_file,
     sha256_tree,
-    write_json,
+    write_manifest,
     write_parquet,
     write_text,
 )
@@ -294,7 +294,7 @@ def _commit(curate_dir: Path, tables: dict[str, pl.DataFrame], manifest: dict[st
     journal.mkdir()
     for name, df in tables.items():
         write_parquet(df, journal / name)
-    write_json(manifest, journal / MANIFEST)
+    write_manifest(manifest, journal)
     write_text("\n".join([*tables, MANIFEST]) + "\n", journal / COMMIT)
     _roll_forward(curate_dir)
 

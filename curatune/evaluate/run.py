@@ -178,6 +178,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     write_json(metrics, out / METRICS)
     manifest.counts = {"rows": len(y), "split": split}
     manifest.extra = {"gates": metrics["gates"]}
+    manifest.written = [METRICS]
     manifest.write(out)
     failed = [g["name"] for g in metrics["gates"] if g["passed"] is False]
     unchecked = [g["name"] for g in metrics["gates"] if g["passed"] is None]

@@ -40,7 +40,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     Returns the paths written, keyed ``audit_html``, ``audit_json``, ``curation_html`` ...
     """
     from curatune.errors import CuratuneError
-    from curatune.reports.collect import STAGE_TITLES
+    from curatune.reports.collect import STAGE_TITLES, edited_run_files
     from curatune.rundir import MANIFEST, Manifest, output_dir, read_manifest, write_text
 
     run = Path(run_dir)
@@ -71,8 +71,19 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     manifest = Manifest(stage="report", config={"report": vars(cfg).copy()})
     for p in report_inputs(run):
         manifest.add_input(p)
-    content = collect(run, cfg)
-    pages = render_pages(content)
+    try:
+        content = collect(run, cfg)
+        pages = render_pages(content)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # A value of a type no stage writes. Where a file was edited after its stage wrote it, that
+        # file is the cause and is named; otherwise the files are the stages' own and the fault is
+        # ours, so it is raised as it is.
+        edited = edited_run_files(run)
+        if not edited:
+            raise
+        raise CuratuneError(f"the report cannot read {', '.join(edited)}: changed after its stage wrote it "
+                            f"({type(exc).__name__} on a value of an unexpected type); re-run that stage, or "
+                            "put the file back as it was", file=str(run)) from exc
     # Pages are about to be replaced one by one: a run stopped midway is not the earlier complete one.
     (out / MANIFEST).unlink(missing_ok=True)
     paths = {}

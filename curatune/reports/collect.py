@@ -35,6 +35,7 @@ from curatune.rundir import (
     MANIFEST,
     METRICS,
     TRAINER_LOG,
+    edited_files,
     read_json,
     scan_run_table,
     sha256_tree,
@@ -161,7 +162,13 @@ def _run_info(run: Path, manifests: dict[str, dict | None], stale: dict[str, str
         })
     versions = next((m.get("versions") for m in reversed(list(manifests.values())) if m and m.get("versions")), {})
     run_id = (manifests["curate"] or {}).get("run_id")
-    return {"name": run.resolve().name, "run_id": run_id, "stages": stages, "versions": versions or {}}
+    return {"name": run.resolve().name, "run_id": run_id, "stages": stages, "versions": versions or {},
+            "edited": edited_run_files(run, [s for s, m in manifests.items() if m])}
+
+
+def edited_run_files(run: Path, stages: list[str] | tuple[str, ...] = tuple(STAGE_TITLES)) -> list[str]:
+    """"evaluate/metrics.json" for each file of these stages changed after its stage wrote it."""
+    return [f"{s}/{name}" for s in stages for name in edited_files(run / s)]
 
 
 NOT_ENFORCED = "fail (not enforced)"
@@ -1091,6 +1098,11 @@ def _pct(x: float) -> str:
 
 def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    for path in content["run"]["edited"]:
+        stage = path.split("/")[0]
+        out.append({"stage": stage, "anchor": STAGE_TITLES[stage].lower(), "warning": True,
+                    "text": f"warning: {path} was changed after the {stage} stage wrote it: what this report "
+                            "shows from it may not be what the stage measured"})
     cur = content["curation"]
     if cur.get("status") == "complete":
         o = cur["outcome"]

@@ -621,6 +621,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
                     "trackers": trackers},
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
+    manifest.written = [TRAINER_LOG]
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(out / CHECKPOINTS)
     manifest.write(out)

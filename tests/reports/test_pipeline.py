@@ -364,3 +364,46 @@ def test_the_run_s_verdict_line_counts_a_gate_that_failed_unenforced_as_failed(t
     cli._summary({"verdict": _verdict(tmp_path, Config()), "audit_html": str(tmp_path / "report" / "audit.html")})
     assert "verdict: PASS (1 of 2 gates passed); failed, not enforced: leak_scan" in " ".join(said.getvalue().split())
     assert capsys.readouterr().out.strip() == str(tmp_path / "report" / "audit.html")
+
+
+def test_a_file_edited_after_its_stage_wrote_it_is_named_in_the_report_and_redone_by_run(tmp_path, cli_run):
+    """A value of a type no stage writes, put into metrics.json or a manifest by hand, was a traceback
+    deep in the report; one of the right type was shown as the stage's figure."""
+    from tests.conftest import error_lines
+
+    run_pipeline(_setup(tmp_path))
+    run = tmp_path / "run"
+    metrics_path = run / "evaluate" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    assert json.loads((run / "report" / "audit.json").read_text())["run"]["edited"] == []
+
+    metrics["fairness"]["channel"]["by_group"] = "x"
+    metrics_path.write_text(json.dumps(metrics))
+    code, out = cli_run("report", run)
+    assert code == 2, out
+    assert error_lines(out) == [f"error: {run}: the report cannot read evaluate/metrics.json: changed after its "
+                                "stage wrote it (AttributeError on a value of an unexpected type); re-run that "
+                                "stage, or put the file back as it was"]
+
+    train_manifest = json.loads((run / "train" / "manifest.json").read_text())
+    train_manifest["throughput"] = "x"
+    (run / "train" / "manifest.json").write_text(json.dumps(train_manifest))
+    code, out = cli_run("report", run)
+    assert code == 2, out
+    assert "cannot read train/manifest.json, evaluate/metrics.json: changed" in " ".join(error_lines(out))
+
+    # An edit the report can read is shown, with a warning that names the file.
+    run_pipeline(load_config(tmp_path / "c.toml"))  # both stages redone: their files are the stages' again
+    metrics = json.loads(metrics_path.read_text())
+    metrics["headline"]["accuracy"] = 1.0
+    metrics_path.write_text(json.dumps(metrics))
+    code, out = cli_run("report", run)
+    assert code == 0, out
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["run"]["edited"] == ["evaluate/metrics.json"]
+    assert ("warning: evaluate/metrics.json was changed after the evaluate stage wrote it: what this report shows "
+            "from it may not be what the stage measured") in audit["verdict"]["notes"]
+    # `curatune run` does not take an edited file for the stage's output: the stage runs again.
+    again = run_pipeline(load_config(tmp_path / "c.toml"))
+    assert again["ran"] == ["evaluate", "report"]
+    assert json.loads((run / "report" / "audit.json").read_text())["run"]["edited"] == []
