@@ -24,7 +24,7 @@ from curatune.curate.labelstudio import (
 from curatune.curate.pipeline import run_curation
 from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide, text_sha256
 from curatune.errors import CuratuneError
-from curatune.rundir import REVIEWS, read_json, sha256_tree, write_json
+from curatune.rundir import REVIEWS, edited_files, read_json, sha256_tree, write_json
 from tests.conftest import error_lines
 from tests.curate.labelstudio_server import free_port
 
@@ -184,6 +184,8 @@ def test_revised_reviews_applied_again_equal_curating_again(run_copy, reviewed_r
         ("kept", lb, None, None)
     assert a in pl.read_parquet(curate / "curated.parquet")["row_id"].to_list()
     assert [s["name"] for s in read_json(curate / "manifest.json")["steps"]].count("human_review") == 1
+    # Resealed by apply-reviews: its manifest reads as the stage's own, not as edited by hand.
+    assert "content_sha256" in read_json(curate / "manifest.json") and edited_files(curate) == []
 
     # Curating again into the same directory with the same reviews.parquet gives the same tables.
     again = tmp_path / "again"
