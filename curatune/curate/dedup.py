@@ -269,14 +269,17 @@ class Dedup(CurationStep):
         label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
             & (pl.col("label") != pl.col("rep_label"))
         # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
-        # Of such a near copy's own exact copies with its label, the first is kept, the others are its copies.
+        # Such a near copy's own exact copies are judged against the first of them, which is kept: a
+        # copy with its label is a plain copy, one with a third label an exact conflict.
         near_conflict = ~is_rep & ~other_split & label_differs & ~exact
-        rows = rows.with_columns(pl.col("row_id").filter(near_conflict).first().over("key", "label").alias("twin_of"))
+        rows = rows.with_columns(pl.col("row_id").filter(near_conflict).first().over("key").alias("twin_of"),
+                                 pl.col("label").filter(near_conflict).first().over("key").alias("twin_label"))
         twin = near_conflict & (pl.col("row_id") != pl.col("twin_of"))
         reason = (
             pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
             .when(is_rep).then(pl.lit(None, dtype=pl.String))
             .when(other_split).then(pl.lit(LEAKAGE))
+            .when(twin & (pl.col("label") != pl.col("twin_label"))).then(pl.lit(LABEL_CONFLICT))
             .when(twin).then(pl.lit(EXACT_DUPLICATE))
             .when(label_differs).then(pl.lit(LABEL_CONFLICT))
             .when(exact).then(pl.lit(EXACT_DUPLICATE))

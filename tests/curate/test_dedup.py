@@ -109,6 +109,21 @@ def test_a_one_word_edit_that_changes_the_intent_keeps_both_rows(tmp_path):
     assert summary["dropped_by_reason"] == {"exact_duplicate": 2, "near_duplicate": 1}
 
 
+def test_exact_copies_with_two_labels_are_a_conflict_when_another_text_leads_their_cluster(tmp_path):
+    """Both copies of one text with two labels were kept (each label kept its own "first" row)."""
+    edited = LONG.replace("three weeks ago", "three weeks ago now")
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"], "text": [LONG, edited, edited, edited],
+                       "label": ["ship", "refund", "billing", "refund"]})
+    led = curate(tmp_path, df, embedding=False)
+    a, b, c, d = (fate(led, r) for r in "abcd")
+    assert (a["fate"], b["fate"]) == ("kept", "kept")
+    assert a["reasons"] == b["reasons"] == ["conflicting_label_duplicate"]
+    # One text, two labels: the later copy is dropped as the conflict it is, naming the copy kept.
+    assert (c["fate"], c["reasons"], c["duplicate_of"]) == ("dropped", ["conflicting_label_duplicate"], "b")
+    assert (d["fate"], d["reasons"], d["duplicate_of"]) == ("dropped", ["exact_duplicate"], "b")
+    assert c["dedup_score"] == d["dedup_score"] == 0.0
+
+
 def test_near_duplicate_long_text_by_minhash(tmp_path):
     edited = LONG.replace("three weeks ago", "three weeks ago now").replace("right away", "away right")
     df = pl.DataFrame({"id": ["a", "b", "c"], "text": [LONG, edited, LONG.replace("running shoes", "a laptop bag")
