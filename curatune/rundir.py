@@ -39,6 +39,8 @@ CURATED = "curated.parquet"
 EXCLUDED = "excluded.parquet"
 LEDGER = "ledger.parquet"
 REVIEWS = "reviews.parquet"
+# apply-reviews stages its tables here, then moves them in (curate/reviews.py).
+REVIEWS_JOURNAL = ".apply-reviews"
 MODEL_DIR = "model"
 PREDICTIONS = "predictions.parquet"
 BASE_PREDICTIONS = "base_predictions.parquet"

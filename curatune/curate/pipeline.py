@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from curatune.rundir import (
     LEDGER,
     MANIFEST,
     REVIEWS,
+    REVIEWS_JOURNAL,
     Manifest,
     output_dir,
     write_parquet,
@@ -78,6 +80,9 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     # The input is readable: from here the old outputs are being replaced, and a run stopped midway
     # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
     (out / MANIFEST).unlink(missing_ok=True)
+    # An apply-reviews killed after its commit mark leaves the earlier curation's tables staged; the
+    # next apply would finish moving them in, over this run's.
+    shutil.rmtree(out / REVIEWS_JOURNAL, ignore_errors=True)
     for src in loaded.sources:
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
     run_id = run_id_for(manifest.inputs, manifest.config)  # the data's id: reviews applied do not change it

@@ -44,6 +44,7 @@ from curatune.dataset import HUMAN_REVIEW, LEDGER_BASE, REVIEW_CONFLICT, REVIEW_
 from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
     MANIFEST,
+    REVIEWS_JOURNAL,
     find_stage_dir,
     read_json,
     sha256_file,
@@ -268,13 +269,12 @@ def apply_file(view: pl.DataFrame, path: Path, rule: str, labels: list[str]) -> 
 # applying to a finished curate dir
 
 
-JOURNAL = ".apply-reviews"
 COMMIT = "COMMIT"
 
 
 def _roll_forward(curate_dir: Path) -> None:
     """Finish a committed apply that was interrupted; discard one that never committed."""
-    journal = curate_dir / JOURNAL
+    journal = curate_dir / REVIEWS_JOURNAL
     if not journal.is_dir():
         return
     commit = journal / COMMIT
@@ -288,7 +288,7 @@ def _roll_forward(curate_dir: Path) -> None:
 
 def _commit(curate_dir: Path, tables: dict[str, pl.DataFrame], manifest: dict[str, Any]) -> None:
     """Stage every file, mark the stage complete, then move them in (manifest last)."""
-    journal = curate_dir / JOURNAL
+    journal = curate_dir / REVIEWS_JOURNAL
     if journal.exists():
         shutil.rmtree(journal)
     journal.mkdir()

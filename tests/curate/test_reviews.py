@@ -272,6 +272,23 @@ def test_interrupted_apply_is_finished_or_discarded(run_copy):
     assert pl.read_parquet(curate / "curated.parquet").height == curated.height - 1
 
 
+def test_curating_again_discards_a_committed_journal_of_the_earlier_curation(run_copy, reviewed_run):
+    """An apply-reviews killed after its commit mark left the earlier curation's tables staged; the
+    next apply-reviews moved them in over a fresh curation (and then said there were no reviews)."""
+    curate = run_copy / "curate"
+    journal = curate / ".apply-reviews"
+    journal.mkdir()
+    stale = pl.read_parquet(curate / "ledger.parquet").head(3)
+    stale.write_parquet(journal / "ledger.parquet")
+    (journal / "COMMIT").write_text("ledger.parquet\n")
+    run_curation(copy.deepcopy(reviewed_run["config"]), curate)
+    assert not journal.exists()
+    fresh = pl.read_parquet(curate / "ledger.parquet")
+    with pytest.raises(CuratuneError, match="reviews"):
+        apply_reviews_to_run(run_copy, Config())
+    assert pl.read_parquet(curate / "ledger.parquet").equals(fresh) and fresh.height > stale.height
+
+
 def test_apply_without_reviews_is_a_clear_error(run_copy, cli_run):
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 2 and "no reviews to apply: run `curatune labelstudio pull` first" in out
