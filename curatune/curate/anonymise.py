@@ -492,6 +492,7 @@ def _trim_person(text: str, start: int, end: int) -> Span:
 @register_step
 class Anonymise(CurationStep):
     name = "anonymise"
+    ledger_columns = ("pii_total", "pii_counts", "pii_leaked")
     sees_all_rows = True
 
     @classmethod

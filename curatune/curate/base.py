@@ -101,6 +101,9 @@ class CurationStep(ABC):
     sees_all_rows: ClassVar[bool] = False
     # True for steps that need labels (rows with a null label are excluded before them).
     needs_labels: ClassVar[bool] = False
+    # The ledger columns the step adds besides ``<name>_score``: declared, so an input column of the
+    # same name is refused before any work (see ``ledger_column_names``).
+    ledger_columns: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_input(cls, rows: pl.DataFrame, config: Config, group_cols: list[str]) -> None:
@@ -136,6 +139,13 @@ def register_step(cls: type[CurationStep]) -> type[CurationStep]:
 def registered_steps() -> dict[str, type[CurationStep]]:
     _load_builtin_steps()
     return dict(_REGISTRY)
+
+
+def ledger_column_names() -> dict[str, str]:
+    """Every ledger column a registered step can add, with the step's name. A later step (the reviews
+    applied after training, say) writes into the same ledger, so all are reserved, not only this run's."""
+    return {col: name for name, cls in registered_steps().items()
+            for col in (f"{name}_score", *cls.ledger_columns)}
 
 
 def get_step(name: str) -> type[CurationStep]:

@@ -206,6 +206,7 @@ BEST_ROW = ("prio", "unlabelled", "tier_first", "minority", "ord")
 @register_step
 class Dedup(CurationStep):
     name = "dedup"
+    ledger_columns = ("dedup_cluster",)
 
     def run(self, table: pl.DataFrame) -> StepResult:
         cfg: DedupConfig = self.ctx.config.curate.dedup

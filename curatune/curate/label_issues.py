@@ -200,6 +200,8 @@ def _scorable_labels(labels: pl.Series, *, with_pred_probs: bool) -> tuple[list[
 @register_step
 class LabelIssues(CurationStep):
     name = "label_issues"
+    ledger_columns = (FLAG_COL, "label_quality", SUGGESTED_COL, "suggested_confidence", "label_issue_rank",
+                      "outlier_score", "embedding_near_dup_of")
     needs_labels = True
 
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from curatune.config import Config
-from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
+from curatune.curate.base import CurationStep, StepContext, StepResult, get_step, ledger_column_names
 from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, load_dataset
 from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
@@ -67,6 +67,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     manifest = Manifest(stage="curate", config=config.resolved())
     with manifest.timed("load"):
         loaded = load_dataset(paths, config.data, require_label=needs_labels)
+    _check_group_columns(loaded.group_cols)
     for cls in step_classes:
         cls.check_input(loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
@@ -129,7 +130,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         t0 = time.perf_counter()
         result = step.run(view)
         seconds = time.perf_counter() - t0
-        _check_result(step.name, view, result)
+        _check_result(step, view, result)
         table = _apply(table, step.name, result)
         # Every step's score goes into the ledger under the step's name, with its own extra columns.
         ledger_extra.append(result.rows.select("row_id", pl.col("score").alias(f"{step.name}_score"),
@@ -189,10 +190,23 @@ def _exclude_unlabelled(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _check_result(name: str, view: pl.DataFrame, result: StepResult) -> None:
+def _check_result(step: CurationStep, view: pl.DataFrame, result: StepResult) -> None:
     ids = result.rows["row_id"]
     if ids.n_unique() != len(ids) or set(ids.to_list()) != set(view["row_id"].to_list()):
-        raise RuntimeError(f"step {name!r} must return exactly one row per input row")
+        raise RuntimeError(f"step {step.name!r} must return exactly one row per input row")
+    undeclared = [c for c in result.extra_columns if c not in step.ledger_columns]
+    if undeclared:
+        raise RuntimeError(f"step {step.name!r} returned ledger columns it does not declare in ledger_columns: "
+                           f"{undeclared}")
+
+
+def _check_group_columns(group_cols: list[str]) -> None:
+    """A group column goes into the ledger under its own name, beside the steps' columns."""
+    reserved = ledger_column_names()
+    taken = [c for c in group_cols if c in reserved]
+    if taken:
+        raise CuratuneError(f"[data] group_cols '{taken[0]}' has the name of a ledger column the {reserved[taken[0]]} "
+                            "step writes; rename the column", column=taken[0])
 
 
 def _apply(table: pl.DataFrame, step: str, result: StepResult) -> pl.DataFrame:

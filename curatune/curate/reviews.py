@@ -236,6 +236,7 @@ class HumanReview(CurationStep):
     """Applies reviews.parquet from the output directory (no-op without it)."""
 
     name = STEP
+    ledger_columns = LEDGER_COLUMNS
 
     def run(self, table: pl.DataFrame) -> StepResult:
         from curatune.rundir import REVIEWS

@@ -55,6 +55,7 @@ class PlantedFlags(CurationStep):
 
     name = "planted_flags"
     needs_labels = True
+    ledger_columns = ("is_label_issue", "suggested_label", "label_quality")
 
     def run(self, table: pl.DataFrame) -> StepResult:
         labels = sorted(table["label"].drop_nulls().unique().to_list())

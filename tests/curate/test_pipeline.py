@@ -189,6 +189,15 @@ def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
     cfg2.write_text("[curate]\nsteps = ['label_issues']\n")
     code, text = cli_run("curate", one_label, "--out", out, "--config", cfg2)
     assert code == 2 and "label issues need two or more labels with at least 2 rows each" in text
+    # A group column named like a column a step writes into the ledger: a traceback after all the
+    # work, with the earlier manifest already removed.
+    grouped = tmp_path / "g.csv"
+    pl.read_csv(src).with_columns(pl.Series("dedup_cluster", ["EU", "NA"] * 6)).write_csv(grouped)
+    cfg3 = tmp_path / "c3.toml"
+    cfg3.write_text(cfg.read_text() + "[data]\ngroup_cols = ['dedup_cluster']\n")
+    code, text = cli_run("curate", grouped, "--out", out, "--config", cfg3)
+    assert code == 2 and error_lines(text) == ["error: column 'dedup_cluster': [data] group_cols 'dedup_cluster' has "
+                                               "the name of a ledger column the dedup step writes; rename the column"]
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
@@ -211,3 +220,23 @@ def test_label_issues_without_any_label_says_so(tmp_path):
     with pytest.raises(CuratuneError) as err:
         run_curation(cfg, tmp_path / "out", [str(src)])
     assert str(err.value) == "label issues need labelled rows; no row with text has a label"
+
+
+def test_a_step_that_writes_a_ledger_column_it_does_not_declare_is_refused(tmp_path):
+    """Declared columns are what input columns are checked against before any work is done."""
+    from curatune.curate.base import _REGISTRY, CurationStep, StepResult, issue_rows, register_step
+
+    @register_step
+    class Undeclared(CurationStep):
+        name = "test_undeclared_columns"
+
+        def run(self, table: pl.DataFrame) -> StepResult:
+            return StepResult(rows=issue_rows(table["row_id"], is_issue=False, score=1.0, reason=None, extra=1))
+
+    try:
+        src = tmp_path / "d.csv"
+        pl.DataFrame({"text": ["one", "two"]}).write_csv(src)
+        with pytest.raises(RuntimeError, match=r"does not declare in ledger_columns: \['extra'\]"):
+            run_curation(_config(steps=("test_undeclared_columns",)), tmp_path / "out", [str(src)])
+    finally:
+        del _REGISTRY["test_undeclared_columns"]
