@@ -53,7 +53,9 @@ def normalise_expr(col: str = "text") -> pl.Expr:
     """Unicode NFKC, case-folded, apostrophes dropped ("I'm" -> "im", so contractions stay one
     word), other punctuation and symbols removed, whitespace collapsed."""
     return (
-        pl.col(col).str.normalize("NFKC").str.to_lowercase()
+        # Case folding is lower case plus the letters whose capitals are written otherwise: "STRASSE"
+        # is "Straße", and a word-final sigma is a sigma (Python's str.casefold, without a per-row call).
+        pl.col(col).str.normalize("NFKC").str.to_lowercase().str.replace_all("ß", "ss").str.replace_all("ς", "σ")
         .str.replace_all(r"['’`]", "")
         .str.replace_all(r"[\p{P}\p{S}]+", " ")
         .str.replace_all(r"\s+", " ")

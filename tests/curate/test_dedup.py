@@ -47,6 +47,15 @@ def test_exact_after_normalisation_keeps_first(tmp_path):
     assert fate(led, "d")["fate"] == "kept"
 
 
+def test_case_folding_equates_letters_whose_capitals_are_written_otherwise(tmp_path):
+    """Lower-casing alone kept "Straße" and "STRASSE" apart, and a word-final sigma from a sigma."""
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"],
+                       "text": ["Straße gesperrt", "STRASSE GESPERRT", "ΟΔΟΣ ΚΛΕΙΣΤΗ", "οδοσ κλειστη"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert fate(led, "b")["duplicate_of"] == "a" and fate(led, "d")["duplicate_of"] == "c"
+    assert fate(led, "b")["reasons"] == fate(led, "d")["reasons"] == ["exact_duplicate"]
+
+
 def test_conflicting_labels_reported(tmp_path):
     df = pl.DataFrame({"id": ["a", "b"], "text": ["cancel my plan", "Cancel my plan."], "label": ["cancel", "refund"]})
     led = curate(tmp_path, df, embedding=False)
