@@ -2,11 +2,11 @@
 
 A loaded dataset is one polars table with canonical columns
 
-    row_id  str   stable id: the source's own id, else "<source stem>:<ordinal>"
+    row_id  str   stable id: the source's own id, else "<source stem>:<ordinal>" (ordinals count records)
     text    str   the conversation rendered as "speaker: text" lines (or the text as given)
     label   str   nullable; labels are strings everywhere
     split   str   "train" unless the data says otherwise
-    source  str   file name the row came from
+    source  str   file name the row came from, with the folders that tell it from another input of that name
     turns   list[struct{speaker, text}]  nullable; kept when the input is one row per turn
 
 plus the declared group columns and any other input columns, passed through untouched.
@@ -16,11 +16,13 @@ Rows that cannot be used (null or empty text) are not skipped silently: they com
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import polars as pl
 
@@ -75,8 +77,9 @@ class Loaded:
         return self.rows.height + self.unusable.height
 
 
-def read_table(path: str | Path) -> pl.DataFrame:
-    """Read CSV, JSONL/NDJSON, JSON (array of records) or Parquet; errors name the file."""
+def read_table(path: str | Path, id_cols: Sequence[str] = ()) -> pl.DataFrame:
+    """Read CSV, JSONL/NDJSON, JSON (array of records) or Parquet; errors name the file. JSON numbers
+    in ``id_cols`` keep the digits they were written with."""
     path = Path(path)
     if not path.exists():
         raise CuratuneError("input file not found", file=str(path))
@@ -89,14 +92,16 @@ def read_table(path: str | Path) -> pl.DataFrame:
     try:
         if suffix in (".csv", ".tsv"):
             _check_utf8(path)
-            _check_csv_shape(path, separator)
-            df = pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8")
+            blank = _check_csv_shape(path, separator)
+            df = _without_blank_lines(pl.read_csv(path, separator=separator, infer_schema_length=0, encoding="utf8"),
+                                      blank)
         elif suffix in (".jsonl", ".ndjson", ".jsonl.gz"):
-            _check_utf8(path) if suffix != ".jsonl.gz" else None
-            df = pl.read_ndjson(path, infer_schema_length=None)
+            _check_json_keys(path, suffix)
+            df = _read_json(pl.read_ndjson, _without_bom(path, suffix), id_cols)
         elif suffix == ".json":
             _check_utf8(path)
-            df = pl.read_json(path, infer_schema_length=None)
+            _check_json_keys(path, suffix)
+            df = _read_json(pl.read_json, path, id_cols)
         elif suffix == ".parquet":
             df = pl.read_parquet(path)
         else:
@@ -109,6 +114,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
         # Polars names neither the line nor the record it stopped at; a second, plain read finds it.
         if suffix in (".jsonl", ".ndjson"):
             _check_json_lines(path)
+        elif suffix == ".json":
+            _check_json_records(path)
         raise CuratuneError(f"cannot read file: {values_withheld(first_line(exc))}", file=str(path)) from None
     if df.height == 0:
         raise CuratuneError("input file has no rows", file=str(path))
@@ -122,22 +129,29 @@ def _file_kind(path: Path) -> str:
     return ("".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix).lower()
 
 
-def _check_csv_shape(path: Path, separator: str) -> None:
+def _check_csv_shape(path: Path, separator: str) -> list[int]:
     """What polars reads without a word or reports without a place: a column named twice (the second
     read as 'text_duplicated_0'), a record with fewer fields than the header (filled with empty
-    values) or more (no row named), a quoted field never closed. The first is refused, by its row."""
+    values) or more (no row named), a quoted field never closed. The first is refused, by its row.
+
+    Returns the positions, among the lines polars reads as rows, of the blank lines: no records."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=separator)
         header = next(reader, [])
+        unnamed = [i for i, c in enumerate(header, start=1) if not c.strip()]
+        if len(unnamed) > 1:
+            raise CuratuneError(f"header columns {unnamed[0]} and {unnamed[1]} have no name; name them", file=str(path))
         twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
         if twice is not None:
             raise CuratuneError(f"column {shown_value(twice)} appears twice in the header; rename one",
                                 file=str(path))
         width = len(header)
         row = 0
+        blank: list[int] = []
         try:
             for record in reader:
                 if not record:  # a blank line is no record
+                    blank.append(row + len(blank))
                     continue
                 row += 1
                 if len(record) != width:
@@ -148,11 +162,115 @@ def _check_csv_shape(path: Path, separator: str) -> None:
         except csv.Error:
             raise CuratuneError(f"row {row + 1} cannot be read: a quoted field is not closed", file=str(path),
                                 row=row + 1) from None
+    return blank
+
+
+def _without_blank_lines(df: pl.DataFrame, blank: list[int]) -> pl.DataFrame:
+    """Polars reads a blank line as a row of nulls (one row for each line the csv module reads as no
+    record): a phantom empty_text row, and every later ordinal one off. A line of separators is a record."""
+    if not blank:
+        return df
+    # A row holding a value is a record whatever its position says.
+    phantom = pl.col("__i").is_in(blank) & pl.all_horizontal(pl.all().exclude("__i").is_null())
+    return df.with_row_index("__i").filter(~phantom).drop("__i")
+
+
+def _without_bom(path: Path, kind: str) -> Path | bytes:
+    """The file, or its bytes after the byte order mark that opens it: polars's JSON-lines reader refuses
+    one (its CSV and JSON readers, and Python's, read past it)."""
+    with (gzip.open if kind == ".jsonl.gz" else open)(path, "rb") as fh:
+        return fh.read() if fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else path
+
+
+def _read_json(read: Callable[..., pl.DataFrame], source: Path | bytes, id_cols: Sequence[str]) -> pl.DataFrame:
+    df = read(source, infer_schema_length=None)
+    # One id that is no integer made every id a float ("1" read as "1.0", ids past 2**53 merged into one);
+    # read as text, each keeps its digits.
+    floats = {c: pl.String for c in id_cols if c in df.columns and df.schema[c].is_float()}
+    return read(source, infer_schema_length=None, schema_overrides=floats) if floats else df
+
+
+def _check_json_keys(path: Path, kind: str) -> None:
+    """Polars keeps the first of a key given twice in one object and drops the other without a word (a
+    CSV header naming a column twice is refused): refuse it, by its line (by its record in a JSON array).
+    A line or file that is no JSON is left to the read that follows, which names it."""
+    repeated: list[tuple[dict, str]] = []
+
+    def keys_once(pairs: list[tuple[str, object]]) -> dict:
+        record = dict(pairs)
+        if len(record) < len(pairs) and not repeated:
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    repeated.append((record, key))
+                    break
+                seen.add(key)
+        return record
+
+    # One decoder for every line: json.loads builds a new one per call when given a hook, twice the time.
+    decoder = json.JSONDecoder(object_pairs_hook=keys_once, strict=False)
+    if kind == ".json":
+        with open(path, encoding="utf-8-sig") as fh:
+            try:
+                data = decoder.decode(fh.read())
+            except (json.JSONDecodeError, RecursionError):
+                return
+        if repeated:
+            records = data if isinstance(data, list) else [data]
+            n = next(i for i, r in enumerate(records, start=1) if _holds(r, repeated[0][0]))
+            raise CuratuneError(f"record {n} repeats the key {json.dumps(repeated[0][1], ensure_ascii=False)}; "
+                                "give each key once", file=str(path))
+        return
+    for lineno, line in _utf8_lines(path, kind):
+        if not line.strip():
+            continue
+        try:
+            decoder.decode(line.removeprefix("\ufeff") if lineno == 1 else line)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if repeated:
+            raise CuratuneError(f"line {lineno} repeats the key {json.dumps(repeated[0][1], ensure_ascii=False)}; "
+                                "give each key once", file=str(path))
+
+
+def _holds(value: object, target: object) -> bool:
+    """Whether ``target`` (by identity) is ``value`` or inside it."""
+    if value is target:
+        return True
+    inside = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(_holds(v, target) for v in inside)
+
+
+def _check_json_records(path: Path) -> None:
+    """Name the first record of a JSON array polars cannot read: one that is no object, or a column
+    holding a list or an object in one record and a plain value in another (polars's own message
+    quotes the value, which may be personal data)."""
+    with open(path, encoding="utf-8-sig") as fh:
+        try:
+            data = json.load(fh, strict=False)
+        except json.JSONDecodeError as exc:
+            raise CuratuneError(f"not valid JSON ({exc.msg}, line {exc.lineno}, character {exc.colno})",
+                                file=str(path)) from None
+        except RecursionError:
+            return
+    kinds: dict[str, tuple[str, int]] = {}
+    for n, record in enumerate(data if isinstance(data, list) else [data], start=1):
+        if not isinstance(record, dict):
+            raise CuratuneError(f"record {n} is not a JSON object (one object per record)", file=str(path))
+        for col, value in record.items():
+            if value is None:
+                continue
+            kind = {list: "a JSON list", dict: "a JSON object"}.get(type(value), "a plain value")
+            first, first_n = kinds.setdefault(col, (kind, n))
+            if kind != first:
+                raise CuratuneError(f"record {n} holds {kind} where record {first_n} holds {first}; give the column "
+                                    "one kind of value (for a list of messages: one row per turn with [data] "
+                                    "conversation_col)", file=str(path), column=col)
 
 
 def _check_json_lines(path: Path) -> None:
     """Name the first line that is not one JSON object."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -172,7 +290,7 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
     kind = _file_kind(path)
     if kind not in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
         return
-    with (gzip.open if kind == ".jsonl.gz" else open)(path, "rt", encoding="utf-8") as fh:
+    with (gzip.open if kind == ".jsonl.gz" else open)(path, "rt", encoding="utf-8-sig") as fh:
         records = ((i, json.loads(line)) for i, line in enumerate(fh, start=1) if line.strip()) \
             if kind != ".json" else enumerate(json.load(fh), start=1)
         for n, record in records:
@@ -212,10 +330,16 @@ def _lines_are_unquoted_records(path: Path, width: int) -> bool:
 
 def _check_utf8(path: Path) -> None:
     """Polars replaces or rejects bad bytes with an unhelpful message; name the first bad row."""
-    with open(path, "rb") as fh:
+    for _ in _utf8_lines(path):
+        pass
+
+
+def _utf8_lines(path: Path, kind: str = "") -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1; the first that is not UTF-8 is refused by its number."""
+    with (gzip.open if kind == ".jsonl.gz" else open)(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                raw.decode("utf-8")
+                yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CuratuneError(
                     f"line {lineno} is not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
@@ -238,10 +362,16 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
     for col, role in ((cfg.conversation_col, "conversation"), (cfg.turn_col, "turn"),
                       (cfg.speaker_col, "speaker"), (cfg.text_col, "text")):
         _require(df, col, path, role)
-    df = df.with_columns(pl.col(cfg.turn_col).cast(pl.Int64, strict=False).alias("__turn"))
-    row = first_row(df, pl.col("__turn").is_null() & pl.col(cfg.turn_col).is_not_null())
+    turn = pl.col(cfg.turn_col)
+    if df.schema[cfg.turn_col].is_float():  # the cast would cut 2.5 to 2 without a word; 2.0 is turn 2
+        turn = pl.when(turn == turn.floor()).then(turn)
+    df = df.with_columns(turn.cast(pl.Int64, strict=False).alias("__turn"))
+    # A turn without its number would be sorted first in its conversation.
+    row = first_row(df, pl.col("__turn").is_null())
     if row is not None:
-        raise CuratuneError("turn order must be an integer", file=path, row=row, column=cfg.turn_col)
+        message = ("turn order is empty; every turn needs an integer" if df[cfg.turn_col][row - 1] is None
+                   else "turn order must be an integer")
+        raise CuratuneError(message, file=path, row=row, column=cfg.turn_col)
     passthrough = [c for c in df.columns
                    if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
     conv = pl.col(cfg.conversation_col).cast(pl.String)
@@ -252,6 +382,13 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
     # One conversation is one row: turns that disagree on its label, split or group cannot be resolved
     # (a conversation partly marked test would land in train on its first turn's word).
     agreeing = [c for c in dict.fromkeys((cfg.label_col, cfg.split_col, *cfg.group_cols)) if c in passthrough]
+    # Compared as they load: "Test" and "test" are one split, "refund " and "refund" one label, and a
+    # blank label is none (taken first, it would have been the conversation's label).
+    value = {c: pl.col(c) for c in passthrough}
+    if cfg.label_col in value:
+        value[cfg.label_col] = _label_values(pl.col(cfg.label_col), df.schema[cfg.label_col])
+    if cfg.split_col in value:
+        value[cfg.split_col] = _split_values(pl.col(cfg.split_col))
     turn_struct = pl.struct(pl.col(cfg.speaker_col).cast(pl.String).str.strip_chars().replace("", None)
                             .alias("speaker"),
                             pl.col(cfg.text_col).cast(pl.String).alias("text"))
@@ -264,8 +401,8 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
             # A blank turn says nothing; a conversation of blank turns is then empty_text, not kept.
             turn_struct.filter(pl.col(cfg.text_col).cast(pl.String).str.strip_chars().fill_null("") != "")
             .alias("turns"),
-            *[pl.col(c).drop_nulls().first().alias(c) for c in passthrough],
-            *[pl.col(c).drop_nulls().n_unique().alias(f"__n_{c}") for c in agreeing],
+            *[value[c].drop_nulls().first().alias(c) for c in passthrough],
+            *[value[c].drop_nulls().n_unique().alias(f"__n_{c}") for c in agreeing],
         )
         .sort("__first")
         .drop("__first")
@@ -281,10 +418,19 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         {cfg.conversation_col: "__conv_id"})
 
 
-def _label_text(dtype: pl.DataType) -> pl.Expr:
+def _label_values(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Labels as they load: text, trimmed, a blank one missing."""
+    return _label_text(label, dtype).str.strip_chars().replace("", None)
+
+
+def _split_values(split: pl.Expr) -> pl.Expr:
+    """Splits as they load, a blank one missing (train, once loaded)."""
+    return split.cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None).replace(SPLIT_ALIASES)
+
+
+def _label_text(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Labels as text. A float column is what pandas writes for integer labels with gaps: NaN is a
     missing label (not a class called "NaN"), and 1.0 is the label 1, as a CSV of the same data says."""
-    label = pl.col("label")
     if not dtype.is_float():
         return label.cast(pl.String)
     label = label.fill_nan(None)
@@ -343,25 +489,37 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     check_data_columns(cfg)
     if not paths:
         raise CuratuneError("no input files given (pass INPUT paths or set [data] inputs)")
+    paths = [str(p) for p in paths]
+    # Read twice, every row would be in both copies: ids repeated, or each row twice under two ordinals.
+    given: dict[Path, str] = {}
+    for path in paths:
+        other = given.get(Path(path).resolve())
+        if other is not None:
+            also = f" (also as {other})" if other != path else ""
+            raise CuratuneError(f"input file is given twice{also}; give each file once", file=path)
+        given[Path(path).resolve()] = path
+    names = _source_names(paths)
+    # The stem numbers the rows as before; where two inputs share it, the name (with its folders) does.
+    stems = [PurePath(n).with_suffix("").as_posix() for n in names]
+    prefixes = [n if stems.count(s) > 1 else s for n, s in zip(names, stems, strict=True)]
     if not cfg.id_col and not cfg.conversation_col:
-        by_stem: dict[str, str] = {}
-        for p in map(str, paths):
-            other = by_stem.setdefault(Path(p).stem, p)
+        by_prefix: dict[str, str] = {}
+        for p, prefix in zip(paths, prefixes, strict=True):
+            other = by_prefix.setdefault(prefix, p)
             if other != p:
-                raise CuratuneError(f"'{other}' and '{p}' would both number their rows '{Path(p).stem}:N'; "
+                raise CuratuneError(f"'{other}' and '{p}' would both number their rows '{prefix}:N'; "
                                     "rename one, or set [data] id_col to a column of unique ids")
     frames, sources = [], []
-    for p in paths:
-        path = str(p)
-        raw = read_table(path)
+    for path, src, prefix in zip(paths, names, prefixes, strict=True):
+        raw = read_table(path, id_cols=[c for c in (cfg.id_col, cfg.conversation_col) if c])
         _check_columns(raw, cfg, path)
+        raw = _binary_as_text(raw, cfg, path)
         # Only a string that opens like JSON may be a list or object polars turned into text: the plain
         # second read of the file is skipped for the usual file that has none.
         suspect = [c for c in _role_columns(cfg) if c in raw.columns and raw.schema[c] == pl.String
                    and raw[c].str.contains(r"^\s*[\[{]").any()]
         if suspect:
             check_plain_json_values(path, suspect)
-        src = Path(path).name
         n_raw = raw.height
         if cfg.conversation_col:
             raw = _aggregate_turns(raw, cfg, path)
@@ -372,14 +530,14 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
                 _require(raw, cfg.id_col, path, "id")
                 id_expr = pl.col(cfg.id_col).cast(pl.String)
             else:
-                id_expr = pl.lit(f"{Path(path).stem}:") + pl.int_range(pl.len()).cast(pl.String)
+                id_expr = pl.lit(f"{prefix}:") + pl.int_range(pl.len()).cast(pl.String)
         if require_label:
             _require(raw, cfg.label_col, path, "label")
         for g in cfg.group_cols:
             _require(raw, g, path, "group")
         df = raw.with_columns(id_expr.alias("row_id"))
         if cfg.id_col:  # never with conversation_col (check_data_columns)
-            row = first_row(df, pl.col("row_id").is_null())
+            row = first_row(df, pl.col("row_id").is_null() | (pl.col("row_id").str.strip_chars() == ""))
             if row is not None:
                 raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
         df = _canonical(df, cfg, src)
@@ -403,6 +561,39 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit(EMPTY_TEXT).alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
+
+
+def _source_names(paths: list[str]) -> list[str]:
+    """Each input's name in the ``source`` column: the file name, with as many of the folders above it
+    as tell it from another input of that name ("2023/train.csv", "2024/train.csv")."""
+    resolved = [Path(p).resolve() for p in paths]
+    names = []
+    for path in resolved:
+        namesakes = [o for o in resolved if o.name == path.name and o != path]
+        depth = 1
+        while any(o.parts[-depth:] == path.parts[-depth:] for o in namesakes):
+            depth += 1
+        names.append(PurePath(*path.parts[-depth:]).as_posix())
+    return names
+
+
+def _binary_as_text(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFrame:
+    """Parquet may hold a text column as bytes: read as UTF-8 text, refusing by its row a value that is
+    none (the cast failed outside the reader's error handling: a polars traceback)."""
+    for col in [c for c in _role_columns(cfg) if c in df.columns and df.schema[c] == pl.Binary]:
+        try:
+            df = df.with_columns(pl.col(col).cast(pl.String))
+        except pl.exceptions.ComputeError as exc:
+            for row, value in enumerate(df[col], start=1):
+                try:
+                    if value is not None:
+                        value.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    raise CuratuneError(f"value is not valid UTF-8 text (byte {bad.start}); write the column as "
+                                        "UTF-8 strings", file=path, row=row, column=col) from None
+            raise CuratuneError(f"cannot read as text: {values_withheld(first_line(exc))}", file=path,
+                                column=col) from None
+    return df
 
 
 def _check_same_types(frames: list[pl.DataFrame], paths: list[str]) -> None:
@@ -496,9 +687,8 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
         df = df.with_columns(pl.lit(None, dtype=TURN_TYPE).alias("turns"))
     df = df.with_columns(
         pl.col("text").cast(pl.String),
-        _label_text(df.schema["label"]).str.strip_chars().replace("", None),
-        pl.col("split").cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None)
-        .fill_null(DEFAULT_SPLIT).replace(SPLIT_ALIASES),
+        _label_values(pl.col("label"), df.schema["label"]),
+        _split_values(pl.col("split")).fill_null(DEFAULT_SPLIT),
         pl.lit(src).alias("source"),
         pl.col("turns").cast(TURN_TYPE),
     )

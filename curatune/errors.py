@@ -63,7 +63,12 @@ def shown_value(value: object) -> str:
 
 
 def values_withheld(message: str) -> str:
-    """A library's message with the cell values it quotes in backticks (polars: "could not parse
-    `<cell>` as dtype `str`") shown only where ``shown_value`` would show them."""
+    """A library's message with the cell values it quotes (in backticks, polars: "could not parse
+    `<cell>` as dtype `str`"; or in double quotes) shown only where ``shown_value`` would show them."""
     # A message cut at its first line may open a quote it never closes: the rest is the cell.
-    return re.sub(r"`([^`]*)(?:`|$)", lambda m: shown_value(m.group(1)), message)
+    message = re.sub(r"`([^`]*)(?:`|$)", lambda m: shown_value(m.group(1)), message)
+    # Others quote it in double quotes, and the value may hold quotes of its own (polars's JSON reader:
+    # 'value "Object({"msg": String("...")})"'): from the first quote to the last is one value, to the
+    # end where a quote is left open.
+    quoted = r'"(.*)"' if message.count('"') % 2 == 0 else r'"(.*)$'
+    return re.sub(quoted, lambda m: shown_value(m.group(1)), message)

@@ -215,3 +215,32 @@ def test_the_rows_help_states_the_generator_s_default(cli_run, command):
 
     code, out = cli_run(command, "--help")
     assert code == 0 and f"({DEFAULT_CONVERSATIONS} by default)" in " ".join(out.replace("│", " ").split()), out
+
+
+def test_input_files_that_would_crash_the_id_check_are_one_line_errors(cli_run, tmp_path):
+    """The same file twice, or two files of one name sharing an id: an IndexError traceback (exit 1)."""
+    for folder, rows in (("a", "1,hello\n2,world\n"), ("b", "1,foo\n3,bar\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "d.csv").write_text("id,text\n" + rows)
+    a, b = tmp_path / "a" / "d.csv", tmp_path / "b" / "d.csv"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", a, a, "--config", cfg, "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in out, out
+    assert error_lines(out) == [f"error: {a}: input file is given twice; give each file once"]
+    code, out = cli_run("curate", a, b, "--id-col", "id", "--config", cfg, "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in out, out
+    assert error_lines(out) == ["error: column 'id': row id '1' is in both a/d.csv and b/d.csv; ids must be unique "
+                                "across the input files"]
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
+def test_a_parquet_text_column_of_bytes_that_are_not_utf8_is_a_one_line_error(cli_run, tmp_path):
+    src = tmp_path / "bin.parquet"
+    pl.DataFrame({"text": pl.Series([b"fine", b"caf\xe9 ok"], dtype=pl.Binary)}).write_parquet(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--config", cfg, "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in out, out
+    assert error_lines(out) == [f"error: {src}, row 2, column 'text': value is not valid UTF-8 text (byte 3); write "
+                                "the column as UTF-8 strings"]

@@ -283,17 +283,59 @@ def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
         load_dataset([path], DataConfig())
 
 
-def test_two_files_with_one_stem_are_refused_unless_rows_carry_their_own_ids(tmp_path):
+def test_files_with_one_name_in_different_folders_are_told_apart_by_their_folder(tmp_path):
     (tmp_path / "2023").mkdir()
     (tmp_path / "2024").mkdir()
     for year in ("2023", "2024"):
-        pl.DataFrame({"id": [f"{year}-1"], "text": [f"from {year}"]}).write_csv(tmp_path / year / "train.csv")
+        pl.DataFrame({"id": [f"{year}-1", "x"], "text": [f"from {year}", "b"]}).write_csv(tmp_path / year / "train.csv")
     a, b = tmp_path / "2023" / "train.csv", tmp_path / "2024" / "train.csv"
+    rows = load_dataset([a, b], DataConfig()).rows
+    assert rows["row_id"].to_list() == ["2023/train:0", "2023/train:1", "2024/train:0", "2024/train:1"]
+    assert rows["source"].to_list() == ["2023/train.csv"] * 2 + ["2024/train.csv"] * 2
+    # One stem, two names: the name tells the rows apart; files whose names differ keep the plain stem.
+    pl.DataFrame({"text": ["c"]}).write_ndjson(tmp_path / "train.jsonl")
+    pl.DataFrame({"text": ["d"]}).write_csv(tmp_path / "other.csv")
+    rows = load_dataset([tmp_path / "2023" / "train.csv", tmp_path / "train.jsonl", tmp_path / "other.csv"],
+                        DataConfig()).rows
+    assert rows["row_id"].to_list() == ["train.csv:0", "train.csv:1", "train.jsonl:0", "other:0"]
+    # Where even that would number two files' rows alike, they are refused as before.
+    pl.DataFrame({"text": ["e"]}).write_csv(tmp_path / "train.csv.csv")
+    with pytest.raises(CuratuneError, match="would both number their rows 'train.csv:N'; rename one"):
+        load_dataset([a, tmp_path / "train.jsonl", tmp_path / "train.csv.csv"], DataConfig())
+    # The files' own ids: one id in both is refused naming both files, which the same name made one
+    # (the check crashed with an IndexError).
     with pytest.raises(CuratuneError) as err:
-        load_dataset([a, b], DataConfig())
-    assert str(err.value) == (f"'{a}' and '{b}' would both number their rows 'train:N'; rename one, or set "
-                              "[data] id_col to a column of unique ids")
-    assert load_dataset([a, b], DataConfig(id_col="id")).rows["row_id"].to_list() == ["2023-1", "2024-1"]
+        load_dataset([a, b], DataConfig(id_col="id"))
+    assert str(err.value) == ("column 'id': row id 'x' is in both 2023/train.csv and 2024/train.csv; ids must be "
+                              "unique across the input files")
+    pl.DataFrame({"id": ["2024-1"], "text": ["from 2024"]}).write_csv(b)
+    assert load_dataset([a, b], DataConfig(id_col="id")).rows["row_id"].to_list() == ["2023-1", "x", "2024-1"]
+
+
+def test_one_conversation_in_two_files_of_one_name_is_refused_naming_both(tmp_path):
+    for folder, text in (("ta", "hi"), ("tb", "other")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "t.jsonl").write_text(json.dumps({"conversation_id": "c1", "turn": 1,
+                                                               "speaker": "customer", "text": text}) + "\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "ta" / "t.jsonl", tmp_path / "tb" / "t.jsonl"],
+                     DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == ("column 'conversation_id': row id 'c1' is in both ta/t.jsonl and tb/t.jsonl; ids must "
+                              "be unique across the input files")
+
+
+@pytest.mark.parametrize("id_col", ["", "id"])
+def test_the_same_file_given_twice_is_refused(tmp_path, id_col):
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "a" / "d.csv"
+    path.write_text("id,text\n1,hello\n2,world\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path, path], DataConfig(id_col=id_col))
+    assert str(err.value) == f"{path}: input file is given twice; give each file once"
+    other = tmp_path / "a" / ".." / "a" / "d.csv"
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path, other], DataConfig(id_col=id_col))
+    assert str(err.value) == f"{other}: input file is given twice (also as {path}); give each file once"
 
 
 @pytest.mark.parametrize(("column", "values"), [("label", ["refund", "return"]), ("split", ["train", "test"]),
@@ -403,3 +445,160 @@ def test_a_column_nested_in_one_file_and_plain_in_another_is_refused(tmp_path):
 def test_float_labels_too_large_for_an_integer_are_kept_as_written(tmp_path):
     pl.DataFrame({"text": ["a", "b", "c"], "label": [1e20, float("inf"), 3.0]}).write_parquet(tmp_path / "d.parquet")
     assert load_dataset([tmp_path / "d.parquet"], DataConfig()).rows["label"].to_list() == ["1e+20", "inf", "3"]
+
+
+@pytest.mark.parametrize("name", ["bl.csv", "bl.tsv"])
+def test_blank_lines_are_no_records_and_do_not_shift_the_ordinals(tmp_path, name):
+    """Polars read a blank line as a row of nulls: a phantom empty_text row, and every later ordinal shifted."""
+    sep = "\t" if name.endswith(".tsv") else ","
+    path = tmp_path / name
+    path.write_text(f"text{sep}label\n\nhello{sep}a\n\n\n\"two\n\nlines\"{sep}b\n{sep}\nworld{sep}c\n\n")
+    loaded = load_dataset([path], DataConfig())
+    assert loaded.rows.select("row_id", "text", "label").rows() == [
+        ("bl:0", "hello", "a"), ("bl:1", "two\n\nlines", "b"), ("bl:3", "world", "c")]
+    # A line of separators is a record (its fields empty): kept, as empty text, with its reason.
+    assert loaded.unusable.select("row_id", "reason").rows() == [("bl:2", "empty_text")]
+
+
+def test_a_blank_line_ending_a_file_of_ids_is_not_a_row_without_an_id(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,text\n1,x\n2,y\n\n\n")
+    assert load_dataset([path], DataConfig(id_col="id")).rows["row_id"].to_list() == ["1", "2"]
+    path.write_text("text\n\n\n")
+    with pytest.raises(CuratuneError, match="input file has no rows"):
+        load_dataset([path], DataConfig())
+
+
+@pytest.mark.parametrize("column", ["text", "label"])
+def test_a_binary_column_is_read_as_utf8_text_and_refused_by_row_where_it_is_not(tmp_path, column):
+    path = tmp_path / "d.parquet"
+    values = {"text": ["fine", "caf\u00e9"], "label": ["a", "b"]}
+    values[column] = pl.Series([v.encode() for v in values[column]], dtype=pl.Binary)
+    pl.DataFrame(values).write_parquet(path)
+    rows = load_dataset([path], DataConfig()).rows
+    assert rows.select("text", "label").rows() == [("fine", "a"), ("caf\u00e9", "b")]
+    values[column] = pl.Series([b"ok", b"Mar\xeda 415"], dtype=pl.Binary)
+    pl.DataFrame(values).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}, row 2, column '{column}': value is not valid UTF-8 text (byte 3); write the "
+                              "column as UTF-8 strings")
+
+
+def test_a_json_array_record_polars_cannot_read_is_named_and_its_value_withheld(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([{"text": "hello"}, {"text": {"msg": "Maria Gonzalez 415 555 0132"}}]))
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}, column 'text': record 2 holds a JSON object where record 1 holds a plain "
+                              "value; give the column one kind of value (for a list of messages: one row per turn "
+                              "with [data] conversation_col)")
+    path.write_text(json.dumps([{"text": "hello"}, "Maria Gonzalez 415 555 0132"]))
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == f"{path}: record 2 is not a JSON object (one object per record)"
+
+
+def test_values_a_library_quotes_in_double_quotes_are_withheld():
+    from curatune.errors import values_withheld
+
+    message = 'error deserializing value "Object({"msg": String("Maria Gonzalez 415 555 0132")})" as string.'
+    assert values_withheld(message) == ("error deserializing value (value not shown: it may hold personal data) as "
+                                        "string.")
+    assert values_withheld('no column "label" here') == "no column 'label' here"
+    # A message cut at its first line may open a quote it never closes: the rest is the cell.
+    assert values_withheld('bad value "Maria Gonzalez') == "bad value (value not shown: it may hold personal data)"
+
+
+def test_a_turn_without_a_turn_number_is_refused_by_row(tmp_path):
+    """A null turn was sorted to the start of its conversation without a word."""
+    path = _turns_file(tmp_path, [
+        {"conversation_id": "c4", "turn": 1, "speaker": "customer", "text": "turn one"},
+        {"conversation_id": "c4", "turn": 2, "speaker": "agent", "text": "turn two"},
+        {"conversation_id": "c4", "turn": None, "speaker": "customer", "text": "no turn number"}])
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == f"{path}, row 3, column 'turn': turn order is empty; every turn needs an integer"
+
+
+def test_a_fractional_turn_number_is_refused_and_a_whole_float_is_its_integer(tmp_path):
+    """2.5 was cut to 2 without a word, and took turn 2's place."""
+    turns = [{"conversation_id": "c1", "turn": 1.0, "speaker": "customer", "text": "one"},
+             {"conversation_id": "c1", "turn": 3.0, "speaker": "agent", "text": "three"},
+             {"conversation_id": "c1", "turn": 2.0, "speaker": "customer", "text": "two"}]
+    rows = load_dataset([_turns_file(tmp_path, turns)], DataConfig(conversation_col="conversation_id")).rows
+    assert rows["text"].to_list() == ["customer: one\ncustomer: two\nagent: three"]
+    turns[2]["turn"] = 2.5
+    path = _turns_file(tmp_path, turns)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == f"{path}, row 3, column 'turn': turn order must be an integer"
+
+
+def test_turns_agree_on_a_label_or_split_as_the_loader_reads_it(tmp_path):
+    """'Test' and 'test', 'refund ' and 'refund' load as one value: they were refused as disagreeing."""
+    path = _turns_file(tmp_path, [
+        {"conversation_id": "c1", "turn": 1, "speaker": "customer", "text": "hi", "split": "Test", "label": ""},
+        {"conversation_id": "c1", "turn": 2, "speaker": "agent", "text": "yo", "split": "test", "label": "refund "},
+        {"conversation_id": "c1", "turn": 3, "speaker": "agent", "text": "ok", "split": " test", "label": "refund"},
+        {"conversation_id": "c2", "turn": 1, "speaker": "agent", "text": "hm", "split": "dev", "label": None},
+        {"conversation_id": "c2", "turn": 2, "speaker": "agent", "text": "so", "split": "validation", "label": "x"}])
+    rows = load_dataset([path], DataConfig(conversation_col="conversation_id")).rows
+    # A blank label is a missing one, not the conversation's label.
+    assert rows.select("row_id", "split", "label").rows() == [("c1", "test", "refund"), ("c2", "validation", "x")]
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json"])
+def test_a_repeated_key_in_a_json_record_is_refused_naming_it(tmp_path, name):
+    """Polars kept the first value without a word; a CSV header naming a column twice is refused."""
+    path = tmp_path / name
+    records = ['{"text": "hello", "label": "x"}', '{"text": "a", "label": "x", "text": "b"}']
+    path.write_text("\n".join(records) + "\n" if name.endswith(".jsonl") else "[" + ", ".join(records) + "]")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    where = "line" if name.endswith(".jsonl") else "record"
+    assert str(err.value) == f'{path}: {where} 2 repeats the key "text"; give each key once'
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_is_read(tmp_path):
+    import gzip
+
+    content = "\ufeff" + '{"text": "hello", "label": "a"}\n{"text": "world", "label": "b"}\n'
+    (tmp_path / "d.jsonl").write_text(content, encoding="utf-8")
+    (tmp_path / "g.jsonl.gz").write_bytes(gzip.compress(content.encode()))
+    for path in (tmp_path / "d.jsonl", tmp_path / "g.jsonl.gz"):
+        assert load_dataset([path], DataConfig()).rows.select("text", "label").rows() == [("hello", "a"),
+                                                                                           ("world", "b")]
+
+
+@pytest.mark.parametrize(("name", "content", "row"), [("d.csv", "id,text\n1,x\n ,y\n", 2),
+                                                      ("d.jsonl", '{"id": "1", "text": "x"}\n{"id": "", "text": "y"}\n',
+                                                       2)])
+def test_a_blank_source_id_is_an_empty_id(tmp_path, name, content, row):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / name], DataConfig(id_col="id"))
+    assert str(err.value) == f"{tmp_path / name}, row {row}, column 'id': id is empty"
+
+
+def test_a_header_with_two_unnamed_columns_says_a_name_is_empty(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,,\nhello,1,2\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == f"{path}: header columns 2 and 3 have no name; name them"
+
+
+def test_json_ids_keep_the_form_they_were_written_in(tmp_path):
+    """One fractional id made every id a float ("1.0"), and ids past 2**53 merged into one."""
+    path = tmp_path / "d.jsonl"
+    ids = [1, 2.5, 9007199254740993, 9007199254740992, "t-7"]
+    path.write_text("".join(json.dumps({"id": i, "text": f"t{n}"}) + "\n" for n, i in enumerate(ids)))
+    expected = ["1", "2.5", "9007199254740993", "9007199254740992", "t-7"]
+    assert load_dataset([path], DataConfig(id_col="id")).rows["row_id"].to_list() == expected
+    (tmp_path / "d.json").write_text(json.dumps([{"id": i, "text": f"t{n}"} for n, i in enumerate(ids)]))
+    assert load_dataset([tmp_path / "d.json"], DataConfig(id_col="id")).rows["row_id"].to_list() == expected
+    path.write_text("".join(json.dumps({"conversation_id": i, "turn": 1, "speaker": "customer", "text": "x"}) + "\n"
+                            for i in ids[:4]))
+    assert load_dataset([path], DataConfig(conversation_col="conversation_id")).rows["row_id"].to_list() == \
+        expected[:4]

@@ -397,10 +397,10 @@ _PHONE_SHAPED = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}
 def _check_ids(rows: pl.DataFrame, config: Config) -> None:
     """Refuse ids taken from the data that hold personal data (a customer's e-mail address as the id):
     a row id keys every table, report and Label Studio task, so it cannot be replaced, and the leak
-    scan reads only text. Ids curatune makes (<file stem>:<n>) hold none. Only values that a format
-    or checksum identifies are looked for, with Presidio's own recognizers (~1 ms an id), and phone
-    numbers by how they are written: the full detector took 16 ms an id and read the digits of
-    "conv-01640" as a phone number."""
+    scan reads only text. Ids curatune makes (<file stem>:<n>, with folders where names clash) hold
+    none. Only values that a format or checksum identifies are looked for, with Presidio's own
+    recognizers (~1 ms an id), and phone numbers by how they are written: the full detector took
+    16 ms an id and read the digits of "conv-01640" as a phone number."""
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         EmailRecognizer,
