@@ -193,7 +193,10 @@ class LabelStudioConfig:
     # as long each time (capped at 30 s); a push re-checks which tasks the server already holds first.
     retries: int = 5
     retry_backoff_s: float = 1.0
+    # A reply may be slow (an import of thousands of tasks); a connection is not: a wrong address
+    # whose packets are dropped took timeout_s per attempt, minutes in all, to be called unreachable.
     timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
     sample_seed: int = 0
     # Push refuses a run without an anonymise step: only anonymised text may leave the machine.
     # Set false only for data that holds no personal data at all (a public benchmark).
@@ -206,6 +209,7 @@ class LabelStudioConfig:
             "retries": (self.retries >= 0, ">= 0"),
             "retry_backoff_s": (0 <= self.retry_backoff_s < math.inf, ">= 0, finite"),
             "timeout_s": (0 < self.timeout_s < math.inf, "> 0, finite"),
+            "connect_timeout_s": (0 < self.connect_timeout_s < math.inf, "> 0, finite"),
         })
 
 

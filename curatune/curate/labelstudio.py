@@ -162,8 +162,10 @@ class Server:
         self._token = _token(cfg)
         try:
             # The trailing slash matters to the SDK's token refresh (urljoin), for a server under a sub-path.
+            timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.connect_timeout_s, cfg.timeout_s))
+            # The SDK's own timeout is one number for every phase: given none, it uses the client's.
             self.client = LabelStudio(base_url=self.url + "/", api_key=self._token, max_retries=0,
-                                      timeout=cfg.timeout_s)
+                                      httpx_client=httpx.Client(timeout=timeout, follow_redirects=True))
         except ApiError as exc:  # the SDK checks an expired JWT token here already
             raise self._error("use the API token", exc) from None
 

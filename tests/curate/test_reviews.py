@@ -430,6 +430,34 @@ def test_pull_without_a_ledger_is_named_before_any_server_is_asked(run_copy, mon
         pull(run_copy, LabelStudioConfig(url="http://127.0.0.1:9", project="p"))
 
 
+def test_an_address_that_accepts_no_connection_is_given_up_on_after_the_connect_timeout(run_copy, monkeypatch):
+    """A server whose connections hang (packets dropped) waited timeout_s, 120 s, an attempt."""
+    import socket
+    import time
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-a-real-token")
+    # A listening socket whose one-place queue is full: the kernel answers no further connection.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    for s in fillers:
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+    time.sleep(0.3)
+    cfg = LabelStudioConfig(url=f"http://127.0.0.1:{port}", project="p", retries=0, timeout_s=60,
+                            connect_timeout_s=1.5)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(CuratuneError, match=r"is unreachable \(ConnectTimeout\) after 1 attempt"):
+            push(run_copy, cfg)
+    finally:
+        for s in [*fillers, srv]:
+            s.close()
+    assert time.monotonic() - t0 < 20
+
+
 def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatch, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     code, out = cli_run("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p")
