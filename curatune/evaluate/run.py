@@ -167,7 +167,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
         with manifest.timed("counterfactual"):
             metrics["counterfactual"] = _counterfactual(tuned, t["text"].to_list(), model_labels, ec.seed)
     if ec.forgetting:
-        say("evaluate: forgetting on the reference set")
+        if config.data.reference:  # without one, metrics.json records why it was skipped
+            say("evaluate: forgetting on the reference set")
         with manifest.timed("forgetting"):
             metrics["forgetting"] = _forgetting(config, train_dir, tuned)
     metrics["gates"] = _gates(metrics, ec)
@@ -388,8 +389,10 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
     diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in fairness.items()
              if "accuracy" in v["difference"]}
     worst = max(diffs, key=lambda k: diffs[k], default=None)
+    # The column and its two groups: "worst: happy" named a column whose worst group was "unhappy".
+    gap = fairness[worst]["difference"]["accuracy"] if worst is not None else {}
     add("max_group_accuracy_difference", diffs.get(worst), g.max_group_accuracy_difference, False,
-        f"largest accuracy gap between groups (worst: {worst})",
+        f"largest accuracy gap between groups (by {worst}: {gap.get('best')} best, {gap.get('worst')} worst)",
         "no group column ([data] group_cols)" if not fairness else
         f"no group column has two groups of at least {ec.min_group_size} rows ([evaluate] min_group_size)")
     cf = metrics.get("counterfactual")

@@ -128,14 +128,22 @@ def test_gates_pass_fail_and_fail_on_gate(trained):
     cfg, cur, train_dir, root = trained
     cfg.evaluate.gates.min_accuracy = 1.0  # the fixture model is not perfect: fails
     cfg.evaluate.gates.max_group_accuracy_difference = 1.0  # always passes
+    forgetting, cfg.evaluate.forgetting = cfg.evaluate.forgetting, True
     try:
-        res = evaluate_run(cfg, cur, train_dir, root / "evaluate-gates")
+        said: list[str] = []
+        res = evaluate_run(cfg, cur, train_dir, root / "evaluate-gates", progress=said.append)
+        # No reference set: forgetting is recorded as skipped, and no line says it is being measured.
+        assert "skipped" in res["metrics"]["forgetting"] and not any("forgetting" in s for s in said), said
         gates = {g["name"]: g for g in res["metrics"]["gates"]}
         assert set(gates) == {"min_accuracy", "max_group_accuracy_difference"}
         assert gates["min_accuracy"]["passed"] is False and gates["min_accuracy"]["threshold"] == 1.0
         assert gates["min_accuracy"]["value"] == res["metrics"]["headline"]["accuracy"]["value"]
         assert gates["max_group_accuracy_difference"]["passed"] is True
-        assert "channel" in gates["max_group_accuracy_difference"]["detail"]
+        # The column and its groups by name ("worst: channel" named the column as if it were a group).
+        gap = res["metrics"]["fairness"]["channel"]["difference"]["accuracy"]
+        assert gates["max_group_accuracy_difference"]["detail"] == (
+            f"largest accuracy gap between groups (by channel: {gap['best']} best, {gap['worst']} worst)")
+        assert {gap["best"], gap["worst"]} <= {"chat", "email", "phone"}
         assert res["gates_failed"] == ["min_accuracy"]
         with pytest.raises(GateFailed, match="min_accuracy"):
             evaluate_run(cfg, cur, train_dir, root / "evaluate-gates2", fail_on_gate=True)
@@ -144,6 +152,7 @@ def test_gates_pass_fail_and_fail_on_gate(trained):
     finally:
         cfg.evaluate.gates.min_accuracy = 0.0
         cfg.evaluate.gates.max_group_accuracy_difference = 0.0
+        cfg.evaluate.forgetting = forgetting
 
 
 def test_a_configured_gate_the_run_cannot_measure_is_recorded_as_not_checked_and_is_not_a_pass(trained):
