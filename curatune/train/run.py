@@ -373,7 +373,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     )
     from curatune.train.modeling import build_classifier
     from curatune.train.probe import PROBE_C, fit_probe, init_head_from_probe, pooled_features, predict_probabilities
-    from curatune.train.tokens import encode, measured_max_length, model_length_limit, token_lengths
+    from curatune.train.tokens import encode, length_percentile, measured_max_length, model_length_limit, token_lengths
 
     tc = config.train
     body_lr, head_lr = lrs
@@ -491,7 +491,8 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         probs=probs, base_probs=base_probs, probe=probe, probe_c=PROBE_C, enc=enc, trunc=trunc,
         train_metrics=train_metrics, predict_seconds=seconds, peak_mb=peak_mb, choice=choice,
         settings={"method": tc.method, "pooling": pooling, "max_length": max_length,
-                  "max_length_source": "config" if tc.max_length else "measured (99th percentile of train)",
+                  "max_length_source": _max_length_source(tc.max_length, length_percentile(enc["train"].lengths),
+                                                          limit),
                   "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
                   "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
                   # Rows per optimizer step: batch_size on each GPU one process drives (the Trainer's
@@ -501,8 +502,18 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
-        measured_max=measured_max_length(enc["train"].lengths, limit),
+        measured_max=length_percentile(enc["train"].lengths),
     )
+
+
+def _max_length_source(configured: int, p99: int | None, limit: int) -> str:
+    """Where the maximum length came from. Past the model's limit the 99th percentile is not what was
+    used: "measured" then read as if most texts fitted (half of STAR's dialogues were cut)."""
+    if configured:
+        return "config"
+    if p99 is not None and p99 > limit:
+        return f"the model's limit (the 99th percentile of train is {p99} tokens)"
+    return "measured (99th percentile of train)"
 
 
 def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str], settings: dict):
@@ -539,7 +550,7 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
 def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Path, manifest: Manifest, trainer,
                    probs, base_probs, probe, probe_c: float, enc, trunc, train_metrics, predict_seconds: float,
                    peak_mb, choice, settings: dict, base_path: str, saved: dict, resumed_from: str | None,
-                   start_epoch: float, measured_max: int) -> dict[str, Any]:
+                   start_epoch: float, measured_max: int | None) -> dict[str, Any]:
     import polars as pl
 
     from curatune.train.outputs import model_card, paired_comparison, prediction_frame, split_metrics, verdict

@@ -58,12 +58,18 @@ def model_length_limit(tokenizer, model_path: str, model_config: Any) -> int:
     return min(limits)
 
 
-def measured_max_length(lengths: np.ndarray, limit: int) -> int:
-    """The 99th percentile of token lengths (special tokens included), rounded up to a multiple of 8."""
+def length_percentile(lengths: np.ndarray) -> int | None:
+    """The 99th percentile of token lengths (special tokens included), rounded up to a multiple of 8;
+    None without texts."""
     if len(lengths) == 0:
-        return min(limit, 128)
-    p = float(np.percentile(lengths, LENGTH_PERCENTILE))
-    return int(min(limit, max(8, math.ceil(p / 8) * 8)))
+        return None
+    return max(8, math.ceil(float(np.percentile(lengths, LENGTH_PERCENTILE)) / 8) * 8)
+
+
+def measured_max_length(lengths: np.ndarray, limit: int) -> int:
+    """The default maximum length: the 99th percentile of token lengths, within the model's limit."""
+    p = length_percentile(lengths)
+    return min(limit, 128 if p is None else p)
 
 
 def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:

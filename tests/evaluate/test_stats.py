@@ -146,6 +146,19 @@ def test_metric_modules_match_sklearn():
     assert ece["ece"] == pytest.approx(0.5)
 
 
+def test_per_class_scores_with_nothing_to_count_are_undefined_not_zero():
+    """A class absent from the rows and never predicted read precision, recall and F1 0.000, as if
+    the model always failed it."""
+    f = metric_modules()["f1"].compute(predictions=[0, 0, 1, 1], references=[0, 1, 1, 2], labels=[0, 1, 2, 3])
+    assert f["support"] == [1, 2, 1, 0]
+    assert f["precision"][:2] == [0.5, 0.5] and np.isnan(f["precision"][2])  # class 2 never predicted
+    assert f["recall"][2] == 0.0 and f["f1"][2] == 0.0  # ... but it was there, and missed
+    assert all(np.isnan(f[k][3]) for k in ("precision", "recall", "f1"))  # class 3: nothing to count
+    # The averages are as before (sklearn's, an empty class counting 0 where labels= names it).
+    assert f["macro_f1"] == pytest.approx(f1_score([0, 1, 1, 2], [0, 0, 1, 1], labels=[0, 1, 2, 3],
+                                                   average="macro", zero_division=0))
+
+
 def test_multiclass_disparity_equals_fairlearn_on_binary():
     rng = np.random.default_rng(5)
     y, p = rng.integers(0, 2, 500), rng.integers(0, 2, 500)

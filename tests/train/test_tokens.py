@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from curatune.embeddings import resolve_model_path
-from curatune.train.tokens import encode, measured_max_length, special_tokens, truncate
+from curatune.train.tokens import encode, length_percentile, measured_max_length, special_tokens, truncate
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,17 @@ def test_measured_max_length_is_the_99th_percentile_rounded_up_and_capped():
     assert measured_max_length(lengths, 512) == 16  # p99 = 12.9 -> 16
     assert measured_max_length(np.array([900] * 10), 256) == 256
     assert measured_max_length(np.array([], dtype=int), 512) == 128
+
+
+def test_a_length_capped_by_the_model_is_not_called_measured():
+    """STAR dialogues: a 99th percentile of 568 tokens under a 256-token model was recorded as a
+    measured maximum length of 256, while half the texts were cut."""
+    from curatune.train.run import _max_length_source
+
+    lengths = np.array([300] * 50 + [560] * 50)
+    assert length_percentile(lengths) == 560 and measured_max_length(lengths, 256) == 256
+    assert _max_length_source(0, length_percentile(lengths), 256) == (
+        "the model's limit (the 99th percentile of train is 560 tokens)")
+    assert _max_length_source(0, 40, 256) == "measured (99th percentile of train)"
+    assert _max_length_source(64, 560, 256) == "config"
+    assert length_percentile(np.array([], dtype=int)) is None

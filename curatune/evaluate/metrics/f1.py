@@ -3,6 +3,7 @@
 
 import datasets
 import evaluate
+import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 
@@ -20,6 +21,8 @@ class F1(evaluate.Metric):
                                                      zero_division=0))}
         out = {f"{avg}_f1": float(f1_score(references, predictions, labels=labels, average=avg, zero_division=0))
                for avg in ("macro", "micro", "weighted")}
-        p, r, f, s = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
+        # Per class, a ratio with nothing to count is undefined (NaN), not 0: a class absent from these
+        # rows and never predicted has no precision, recall or F1, and read 0.000 as if it always failed.
+        p, r, f, s = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=np.nan)
         out.update(precision=p.tolist(), recall=r.tolist(), f1=f.tolist(), support=s.tolist())
         return out
