@@ -219,6 +219,11 @@ class Conversation:
             found = [[t for a, b, t in alone[k] if a <= s and e <= b] for k, s, e in pieces]
             if glued and all(found) and any(r.entity_type in types for types in found):
                 continue
+            # Pieces the lines found whole as different types are different values, glued or not: an
+            # account number and the PIN asked for next ("93418043810" / "5380 gosh ...") pass the Luhn
+            # check together.
+            if all(found) and len({frozenset(types) for types in found}) > 1:
+                continue
             for j, (k, s, e) in enumerate(pieces):
                 # What a line found and a piece only cuts into ("+1 415 555 0132" / "maria@…" read glued
                 # as "0132maria@…") would be left in part: the piece takes it in whole.

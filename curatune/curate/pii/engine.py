@@ -35,6 +35,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     common_english_words,
     custom_recognizers,
     known_name,
+    ordinary_word,
     stop_words,
     surname_end,
 )
@@ -116,6 +117,7 @@ class Detector:
             artifacts: NlpArtifacts = self.nlp_engine._doc_to_nlp_artifact(doc, LANGUAGE)
             results = self.analyzer.analyze(text, LANGUAGE, entities=entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
+            results = _ner_names_without_words(text, _urls_that_are_sentences(text, results))
             out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
                 text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results)))))))
         return out
@@ -131,6 +133,55 @@ def without_markup(text: str) -> str:
     """``text`` with its tags blanked out, every offset kept: spaCy read "Okonkwo</p>" as one token
     and a name as running into the tag, and a name between tags ("<b>Zebulon Okonkwo</b>") as none."""
     return _TAG.sub(lambda m: " " * len(m.group(0)), text) if "<" in text else text
+
+
+# What makes a match a web address whatever its words: a scheme or "www.".
+_URL_SURE = re.compile(r"(?i:[a-z][a-z0-9+.-]*://|www\.)")
+
+
+def _urls_that_are_sentences(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A sentence run into the next without its space reads as a host: "Expensive.Does" ("<URL_1>es"),
+    "darn it..do" ("do" is the Dominican Republic's domain). Without a scheme or "www.", a match that
+    starts or ends inside a word (Presidio's pattern stopped at a domain it knows), or an ordinary word
+    or a capitalised one before a two-letter domain, is no address."""
+    out = []
+    for r in results:
+        value = text[r.start:r.end]
+        if r.entity_type == "URL" and not _URL_SURE.match(value) and (
+                text[r.start - 1:r.start].isalnum() or text[r.end:r.end + 1].isalnum()
+                or ((m := re.fullmatch(r"(?P<word>[^\W\d_]+)\.+(?P<tld>[^\W\d_]{2})", value))
+                    and (m.group("tld")[0].isupper() or m.group("word").casefold() in stop_words()
+                         or m.group("word").casefold() in common_english_words()))):
+            continue
+        out.append(r)
+    return out
+
+
+def _ner_names_without_words(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """spaCy calls a person what only stands where names stand: an acronym ("I'd like to RSVP for Ben's
+    party"), or a name with an adverb or ordinary word at its edge ("Unfortunately John", "Mother's
+    maiden"). NER's person loses such words at its edges, and is none when nothing else is left; the
+    cue and gazetteer recognizers judge their own words."""
+    out = []
+    for r in results:
+        if r.entity_type == "PERSON" and (r.recognition_metadata or {}).get(
+                RecognizerResult.RECOGNIZER_NAME_KEY) == "SpacyRecognizer":
+            words = list(NAME_TOKEN.finditer(text, r.start, r.end))
+            while words and ordinary_word(words[0].group(0)):
+                words.pop(0)
+            while words and ordinary_word(words[-1].group(0)):
+                words.pop()
+            if not words or (len(words) == 1 and _acronym(words[0].group(0))):
+                continue
+            if len(words) < len(list(NAME_TOKEN.finditer(text, r.start, r.end))):
+                r.start, r.end = words[0].start(), words[-1].end()
+        out.append(r)
+    return out
+
+
+def _acronym(word: str) -> bool:
+    """Capitals only, short and no known name: "RSVP", "ASAP", "AI" (not "ANGELA")."""
+    return word.isupper() and len(word) <= 5 and not known_name(word)
 
 
 def _one_line_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:

@@ -42,6 +42,20 @@ def street_suffixes() -> list[str]:
 @lru_cache(maxsize=1)
 def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
     """First names and surnames from Faker's English locales."""
+    firsts, lasts = _faker_names()
+    return (frozenset(f for f in firsts if f not in COMMON_WORD_NAMES),
+            frozenset(s for s in lasts if s not in COMMON_WORD_NAMES))
+
+
+@lru_cache(maxsize=1)
+def word_first_names() -> frozenset[str]:
+    """The COMMON_WORD_NAMES that are first names ("Mark", "Will"; not "Good", "Box"): a name only where
+    nothing but a name fits ("…your name, please?" / "It's mark !")."""
+    return COMMON_WORD_NAMES & _faker_names()[0]
+
+
+@lru_cache(maxsize=1)
+def _faker_names() -> tuple[frozenset[str], frozenset[str]]:
     firsts: set[str] = set()
     lasts: set[str] = set()
     # Customers' names come from everywhere: every Latin-script Faker locale contributes.
@@ -56,8 +70,7 @@ def name_gazetteer() -> tuple[frozenset[str], frozenset[str]]:
         for attr in ("first_names", "first_names_male", "first_names_female"):
             firsts.update(getattr(p, attr, ()) or ())
         lasts.update(getattr(p, "last_names", ()) or ())
-    return (frozenset(f for f in firsts if f not in COMMON_WORD_NAMES),
-            frozenset(s for s in lasts if s not in COMMON_WORD_NAMES))
+    return frozenset(firsts), frozenset(lasts)
 
 
 # Names that are also ordinary English in support text, left out of the gazetteer: they would flood the results.
@@ -87,6 +100,19 @@ def common_english_words() -> frozenset[str]:
     from faker.providers.lorem.en_US import Provider
 
     return frozenset(w.casefold() for w in Provider.word_list)
+
+
+def ordinary_word(word: str) -> bool:
+    """A word no name is spelt like: a stop word, a common English word, a word names are not
+    (ContextNameRecognizer.NOT_NAMES), or an adverb in -ly ("Unfortunately"); judged without a
+    possessive ("Mother's"). A known first name or surname, or a name the gazetteer leaves out as a
+    word (Bill, Mark), stays a name."""
+    base = re.split(r"['’]", word)[0]
+    folded = base.casefold()
+    if not base or known_name(base) or base.capitalize() in COMMON_WORD_NAMES:
+        return False
+    return (folded in stop_words() or folded in common_english_words() or base.capitalize() in
+            ContextNameRecognizer.NOT_NAMES or (folded.endswith("ly") and len(folded) > 5))
 
 
 # Common surnames left out of the gazetteer as common words: the surname in "Sarah brown" answering
@@ -360,6 +386,9 @@ def cued_passcode_recognizer() -> CueRecognizer:
         # The answer opens the turn; what follows may be anything ("…, my memory is a little fuzzy").
         (_answer(asked, digits, whole=False), 0.8),
         (_answer(asked, digits, whole=False, before=rf"{digits}{alternative}"), 0.8),
+        # Or closes it, after words without a number: "…your PIN as well please." / "I trust you. 1596".
+        (rf"(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{1,100}}?(?<![\w$£€.,-])"
+         rf"(?P<v>\d{{4,12}}){_NOT_AMOUNT}[^\w\n]*$", 0.8),
     ], "CuedPasscodeRecognizer", re.MULTILINE)
 
 
@@ -509,11 +538,12 @@ class ContextNameRecognizer(EntityRecognizer):
     """Person names from what surrounds them, and from the name gazetteer."""
 
     CUES = [
-        r"\bmy name is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
-        r"\bmy name's\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
+        # "My name is" opens a sentence as often as it follows one.
+        r"(?i:\bmy name is)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
+        r"(?i:\bmy name's)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})",
         r"\b(?:[Nn]ame|NAME)\s*:[ \t]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:[ \t]+[^\W\d_][\w'-]+){0,2})",
         r"\b[Tt]his is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})(?:\s+(?:speaking|here|from)\b|[.,])",
-        r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|$|and\b|from\b)",
+        r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|!|$|and\b|from\b)",
         # "Peace Balogun here", also after a comma ("a question about my delivery, Peace Balogun here").
         rf"(?:^|[.!?,;]\s+)(?P<n>[A-Z][\w'-]+\s+(?:(?:{_PARTICLES})\s+){{0,2}}[A-Z][\w'-]+)\s+here\b",
         r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)"
@@ -550,7 +580,13 @@ class ContextNameRecognizer(EntityRecognizer):
                            "How", "What", "Why", "Where", "When", "Who", "Which", "Can", "Could", "Would",
                            "Should", "Is", "Are", "Was", "Were", "Do", "Does", "Did", "Have", "Has",
                            # Greetings that open or close a turn, which NER takes with the name: "Bye Gonzalez".
-                           "Bye", "Goodbye", "Dear", "Cheers", "Welcome"}) | TITLES
+                           "Bye", "Goodbye", "Dear", "Cheers", "Welcome",
+                           # Words of booking and security dialogues that spaCy reads as a person, no common
+                           # English word to Faker's list: "Mother's maiden name", a price range "Moderate",
+                           # "Old Town Inn".
+                           "Maiden", "Moderate", "Inn", "Hotel", "Motel",
+                           # The label before a name in an answer: "…your name, please?" / "Name Angela."
+                           "Name"}) | TITLES
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language=LANGUAGE)
@@ -600,12 +636,56 @@ class ContextNameRecognizer(EntityRecognizer):
         # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
         # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
         # have?" / "Dog.").
+        # The name may follow "his name is", "it's" or a sentence before it, and "of course" may follow it:
+        # "His name is Buddy", "That's easy.  Buddy", "Nemo of course, I loved that book".
         self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
-                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$))",
+                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?:(?i:(?:his|her|its|their|the)[ \t]+name[ \t]+"
+                                      r"(?:is|was)|it'?s|its|it was)[ \t]+|[^\n.!?]{0,40}[.!][ \t]+)?"
+                                      r"(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$|,?[ \t]*(?i:of course)\b))",
                                       re.MULTILINE)
+
+        # The turn after a line asking for the customer's own name ("Please provide your name.", "Name
+        # and flight ID, please?"), whatever the line ends in.
+        self._name_asked = re.compile(rf"(?im:(?:\b(?:your|full|first|last)[ \t]+(?:user[ \t]*)?name|"
+                                      rf"^(?:{SPEAKER_PREFIX})?[^\w\n]*name)\b[^\n]{{0,70}}\n)"
+                                      rf"{SPEAKER_PREFIX}(?P<t>[^\n]*)")
+        word = r"[^\W\d_][\w'’-]*"
+        # In that turn, a name told by "it's", "I'm", "name": "YES ITS ANGELA!", "Its alexis, im at ...".
+        self._told_name = re.compile(rf"(?i:\b(?:it'?s|its|it is|i'?m|i am|im|this is|name(?:[ \t]+is|:)?|"
+                                     rf"call me))[ \t]+(?P<n>{word})(?=[ \t]*(?:[.!,?;]|$|\d|(?i:here|and|from)\b))")
+        # Or the words opening the turn or a sentence in it, up to a stop, a number, "here" or "from":
+        # "Kylo. Please hurry!", "Alina here.", "geez..... Alexis 844, please", "First Officer Yoda".
+        not_last = r"(?!(?i:here|from)\b)"
+        self._given_name = re.compile(rf"(?:^|[.!?][ \t]+)[^\w\n]*(?P<n>{word}(?:[ \t]+{not_last}{word}){{0,2}})"
+                                      r"(?=[ \t]*(?:[.!,]|$|\d|(?i:here|from)\b))")
 
     def load(self) -> None:  # nothing to load: the gazetteer is built lazily and cached
         return None
+
+    def _answered_names(self, text: str) -> list[RecognizerResult]:
+        """Names in the turn answering a question about the customer's name, where any word can be one:
+        each word must be a name there (``_name_here``), once the ordinary words before it are left
+        out ("First Officer Yoda", "YES ITS ANGELA")."""
+        out = []
+        for turn in self._name_asked.finditer(text):
+            at, said = turn.start("t"), turn.group("t")
+            for m in (*self._told_name.finditer(said), *self._given_name.finditer(said)):
+                words = list(re.finditer(r"[^\W\d_][\w'’-]*", m.group("n")))
+                while words and not self._name_here(words[0].group(0)):
+                    words.pop(0)
+                if words and all(self._name_here(w.group(0)) for w in words):
+                    out.append(RecognizerResult("PERSON", at + m.start("n") + words[0].start(),
+                                                at + m.start("n") + words[-1].end(), CUE_SCORE))
+        return out
+
+    def _name_here(self, word: str) -> bool:
+        """Whether ``word`` answers "your name?": no stop word, common English word or word names are
+        not; in lower case, a known first name or one that is also a word ("alexis", "mark")."""
+        folded, cap = word.casefold(), word.capitalize()
+        if (re.split(r"['’]", folded)[0] in stop_words() or cap in self.NOT_NAMES or cap in CALENDAR_WORDS
+                or (folded in common_english_words() and not known_name(word))):
+            return False
+        return word[0].isupper() or known_name(word, first_only=True) or cap in word_first_names()
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         out: list[RecognizerResult] = []
@@ -628,6 +708,12 @@ class ContextNameRecognizer(EntityRecognizer):
                 words.pop()
             if words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES:
                 out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
+        # One finding a span: the cues above may have found the answer too.
+        spans = {(r.start, r.end) for r in out}
+        for r in self._answered_names(text):
+            if (r.start, r.end) not in spans:
+                spans.add((r.start, r.end))
+                out.append(r)
         for m in self._name_answer.finditer(text):
             last = m.group("last").capitalize()
             if m.group("first") in self._firsts and (last in self._lasts or last in COMMON_WORD_SURNAMES):
@@ -649,7 +735,7 @@ class ContextNameRecognizer(EntityRecognizer):
                   and words[0].casefold() not in stop_words() and words[0] not in self.NOT_NAMES):
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.5))
             elif (len(words) == 2 and (first_ok or words[1] in self._lasts) and self._verb_after.match(text, m.end())
-                  and not {w.casefold() for w in words} & stop_words() and words[0] not in self.NOT_NAMES):
+                  and not {w.casefold() for w in words} & stop_words() and not any(map(ordinary_word, words))):
                 # "Tomomi Nishiyama lives at ...": a full name opening a sentence, one half known.
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.6))
         for m in self._shouted.finditer(text):

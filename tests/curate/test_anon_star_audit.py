@@ -1,0 +1,104 @@
+"""Findings of an end-to-end audit on STAR dialogues: each case is a turn or two as the dialogues
+wrote them, with what the anonymised text must read."""
+
+from __future__ import annotations
+
+import pytest
+
+from curatune.config import AnonymiseConfig
+from curatune.curate.anonymise import Anonymiser, Conversation
+
+
+@pytest.fixture(scope="module")
+def anonymiser() -> Anonymiser:
+    return Anonymiser(AnonymiseConfig())
+
+
+def _texts(anonymiser: Anonymiser, turns: list[tuple[str, str]]) -> list[str]:
+    conv = Conversation.from_row({"text": "", "turns": [{"speaker": sp, "text": t} for sp, t in turns]})
+    anonymiser.rewrite(conv, anonymiser.scan([conv])[0])
+    return [t["text"] for t in conv.turns()]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A full stop without its space after it: no host, the match would cut "Does" in two.
+    ("Expensive.Does not take reservations or deliver.", "Expensive.Does not take reservations or deliver."),
+    # An ordinary word joined to a two-letter top-level domain.
+    ("darn it..do you know what type of vehicle?", "darn it..do you know what type of vehicle?"),
+    ("Go to www.example.com or https://shop.example.de/help", "Go to <URL_1> or <URL_2>"),
+    ("Mail us via example.com today", "Mail us via <URL_1> today"),
+])
+def test_a_sentence_run_into_the_next_is_no_url(anonymiser, text, expected):
+    assert _texts(anonymiser, [("agent", text)]) == [expected]
+
+
+@pytest.mark.parametrize(("question", "answer", "expected"), [
+    ("May I have your name, please?", "My name is Alina", "My name is <PERSON_1>"),
+    ("Please provide your name.", "My name is Chewie", "My name is <PERSON_1>"),
+    ("May I have your name, please?", "Yes its Alina", "Yes its <PERSON_1>"),
+])
+def test_a_name_after_a_name_cue_is_a_person_not_a_place(anonymiser, question, answer, expected):
+    assert _texts(anonymiser, [("agent", question), ("customer", answer)])[1] == expected
+
+
+@pytest.mark.parametrize(("question", "answer", "expected"), [
+    ("Please provide your name.", "Leia", "<PERSON_1>"),
+    ("Please provide your name.", "Yoda", "<PERSON_1>"),
+    ("Please provide your name.", "Han", "<PERSON_1>"),
+    ("Please provide your name.", "Kylo. Please hurry!", "<PERSON_1>. Please hurry!"),
+    ("Please provide your name.", "I'm Kylo!!!!", "I'm <PERSON_1>!!!!"),
+    ("Please provide your name.", "First Officer Yoda", "First Officer <PERSON_1>"),
+    ("Could I have your name, please?", "alexis", "<PERSON_1>"),
+    ("May I have your name, please?", "Like you dont know it by now? It's mark !",
+     "Like you dont know it by now? It's <PERSON_1> !"),
+    ("May I have your name, please?", "Its alexis, im at the corner right now",
+     "Its <PERSON_1>, im at the corner right now"),
+    ("May I have your name, please?", "This is so dumb. YES ITS ANGELA!", "This is so dumb. YES ITS <PERSON_1>!"),
+    ("May I have your name, please?", "Name Angela.", "Name <PERSON_1>."),
+    ("May I have your name, please?", "Alina here.", "<PERSON_1> here."),
+    ("Name and flight ID, please?", "Really you need that info, geez..... Alexis 844, please hurry up!!!",
+     "Really you need that info, geez..... <PERSON_1> 844, please hurry up!!!"),
+    ("May I have your name, departure location and arrival location please?",
+     "Alexis from 'Forbes' to 'Main'.", "<PERSON_1> from 'Forbes' to 'Main'."),
+    # Ordinary words stay words, in the answer too.
+    ("May I have your name, please?", "Why?", "Why?"),
+    ("May I have your name, please?", "It's urgent!", "It's urgent!"),
+    ("May I have your name, please?", "I'm busy.", "I'm busy."),
+    ("May I have your name, please?", "Sure", "Sure"),
+    ("Please provide your name.", "Hurry up!", "Hurry up!"),
+])
+def test_a_name_given_in_answer_to_a_name_question(anonymiser, question, answer, expected):
+    assert _texts(anonymiser, [("agent", question), ("customer", answer)])[1] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Hi! My name is Angela and I'd like to RSVP for Ben's party.",
+     "Hi! My name is <PERSON_1> and I'd like to RSVP for <PERSON_2>'s party."),
+    ("Unfortunately John is not able to make Sunday @ 2 pm.",
+     "Unfortunately <PERSON_1> is not able to make Sunday @ 2 pm."),
+    ("Mother's maiden name is Cooper", "Mother's maiden name is <PERSON_1>"),
+])
+def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, expected):
+    assert _texts(anonymiser, [("customer", text)]) == [expected]
+
+
+@pytest.mark.parametrize(("question", "answer", "expected"), [
+    ("Right, and your PIN as well please.", "I trust you. 1596", "I trust you. <PASSCODE_1>"),
+    ("That's ok, how about your pin number?", "I do know that.  7402.  ", "I do know that.  <PASSCODE_1>.  "),
+    ("What is the name of your pet?", "His name is Buddy", "His name is <PERSON_1>"),
+    ("And what was the name of the pet you had as a child?", "That's easy.  Buddy", "That's easy.  <PERSON_1>"),
+    ("And what was the name of the pet you had as a child?", "Nemo of course, I loved that book as a child.",
+     "<PERSON_1> of course, I loved that book as a child."),
+    # Not every number after the question is the code.
+    ("Right, and your PIN as well please.", "I have 2 cards", "I have 2 cards"),
+])
+def test_a_secret_given_after_other_words_in_the_answer(anonymiser, question, answer, expected):
+    assert _texts(anonymiser, [("agent", question), ("customer", answer)])[1] == expected
+
+
+def test_an_account_number_and_a_pin_in_successive_turns_are_two_values_not_one_card(anonymiser):
+    texts = _texts(anonymiser, [("agent", "Can you tell me your account number, please?"), ("customer", "93418043810"),
+                                ("agent", "Right, and your PIN as well please."),
+                                ("customer", "5380 gosh I hope there is enough in there")])
+    assert texts[1] == "<ACCOUNT_ID_1>"
+    assert texts[3] == "<PASSCODE_1> gosh I hope there is enough in there"
