@@ -147,7 +147,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
                       "macro_f1_difference": boot.macro_f1_difference(y, yp, yb, len(labels)).to_dict(),
                       "mcnemar": mcnemar(yp == y, yb == y)}
     per_class = pl.DataFrame({"label": labels, "precision": f1["precision"], "recall": f1["recall"], "f1": f1["f1"],
-                              "support": f1["support"]})
+                              "support": f1["support"]}, nan_to_null=True)
     metrics: dict[str, Any] = {
         "split": split, "rows": len(y), "labels": labels, "headline": headline, "base": base_metrics,
         "unseen_labels": {"labels": unseen, "rows": int(t["label"].is_in(unseen).sum())},
