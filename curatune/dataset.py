@@ -112,9 +112,8 @@ def read_table(path: str | Path, id_cols: Sequence[str] = ()) -> pl.DataFrame:
         raise
     except Exception as exc:  # polars raises many types; the user needs the file and the reason
         # Polars names neither the line nor the record it stopped at; a second, plain read finds it.
-        if suffix in (".jsonl", ".ndjson"):
-            _check_json_lines(path)
-        elif suffix == ".json":
+        # (JSON lines were each read before polars: one that is no object is named there.)
+        if suffix == ".json":
             _check_json_records(path)
         raise CuratuneError(f"cannot read file: {values_withheld(first_line(exc))}", file=str(path)) from None
     if df.height == 0:
@@ -193,7 +192,8 @@ def _read_json(read: Callable[..., pl.DataFrame], source: Path | bytes, id_cols:
 def _check_json_keys(path: Path, kind: str) -> None:
     """Polars keeps the first of a key given twice in one object and drops the other without a word (a
     CSV header naming a column twice is refused): refuse it, by its line (by its record in a JSON array).
-    A line or file that is no JSON is left to the read that follows, which names it."""
+    Each line of JSON lines is read here, so a line that is not one JSON object is named here too; a JSON
+    array that is no JSON is left to the read that follows."""
     repeated: list[tuple[dict, str]] = []
 
     def keys_once(pairs: list[tuple[str, object]]) -> dict:
@@ -225,9 +225,14 @@ def _check_json_keys(path: Path, kind: str) -> None:
         if not line.strip():
             continue
         try:
-            decoder.decode(line.removeprefix("\ufeff") if lineno == 1 else line)
-        except (json.JSONDecodeError, RecursionError):
+            record = decoder.decode(line.removeprefix("\ufeff") if lineno == 1 else line)
+        except json.JSONDecodeError as exc:
+            raise CuratuneError(f"line {lineno} is not valid JSON ({exc.msg}, character {exc.colno})",
+                                file=str(path)) from None
+        except RecursionError:  # nested past Python's limit: left to polars
             continue
+        if not isinstance(record, dict):
+            raise CuratuneError(f"line {lineno} is not a JSON object (one record per line)", file=str(path))
         if repeated:
             raise CuratuneError(f"line {lineno} repeats the key {json.dumps(repeated[0][1], ensure_ascii=False)}; "
                                 "give each key once", file=str(path))
@@ -266,21 +271,6 @@ def _check_json_records(path: Path) -> None:
                 raise CuratuneError(f"record {n} holds {kind} where record {first_n} holds {first}; give the column "
                                     "one kind of value (for a list of messages: one row per turn with [data] "
                                     "conversation_col)", file=str(path), column=col)
-
-
-def _check_json_lines(path: Path) -> None:
-    """Name the first line that is not one JSON object."""
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CuratuneError(f"line {lineno} is not valid JSON ({exc.msg}, character {exc.colno})",
-                                    file=str(path)) from None
-            if not isinstance(record, dict):
-                raise CuratuneError(f"line {lineno} is not a JSON object (one record per line)", file=str(path))
 
 
 def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
