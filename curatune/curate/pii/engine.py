@@ -167,14 +167,15 @@ def _ner_names_without_words(text: str, results: list[RecognizerResult]) -> list
         if r.entity_type == "PERSON" and (r.recognition_metadata or {}).get(
                 RecognizerResult.RECOGNIZER_NAME_KEY) == "SpacyRecognizer":
             words = list(NAME_TOKEN.finditer(text, r.start, r.end))
-            while words and ordinary_word(words[0].group(0)):
-                words.pop(0)
-            while words and ordinary_word(words[-1].group(0)):
-                words.pop()
-            if not words or (len(words) == 1 and _acronym(words[0].group(0))):
+            first, last = 0, len(words)
+            while first < last and ordinary_word(words[first].group(0)):
+                first += 1
+            while last > first and ordinary_word(words[last - 1].group(0)):
+                last -= 1
+            if first == last or (last - first == 1 and _acronym(words[first].group(0))):
                 continue
-            if len(words) < len(list(NAME_TOKEN.finditer(text, r.start, r.end))):
-                r.start, r.end = words[0].start(), words[-1].end()
+            if last - first < len(words):
+                r.start, r.end = words[first].start(), words[last - 1].end()
         out.append(r)
     return out
 
