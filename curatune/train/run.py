@@ -486,13 +486,13 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         probs = {s: predict_probabilities(merged, tokenizer, enc[s], device=device, precision=choice.precision,
                                           batch_size=tc.batch_size * 2) for s in ("validation", "test")}
         seconds = time.perf_counter() - t0
+    p99 = length_percentile(enc["train"].lengths)
     return _write_outputs(
         config=config, data=data, out=out, curate_dir=curate_dir, manifest=manifest, trainer=trainer,
         probs=probs, base_probs=base_probs, probe=probe, probe_c=PROBE_C, enc=enc, trunc=trunc,
         train_metrics=train_metrics, predict_seconds=seconds, peak_mb=peak_mb, choice=choice,
         settings={"method": tc.method, "pooling": pooling, "max_length": max_length,
-                  "max_length_source": _max_length_source(tc.max_length, length_percentile(enc["train"].lengths),
-                                                          limit),
+                  "max_length_source": _max_length_source(tc.max_length, p99, limit),
                   "model_limit": limit, "truncation": tc.truncation, "lr": body_lr, "head_lr": head_lr,
                   "epochs": training_epochs(tc), "batch_size": tc.batch_size, "grad_accum": tc.grad_accum,
                   # Rows per optimizer step: batch_size on each GPU one process drives (the Trainer's
@@ -502,7 +502,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
-        measured_max=length_percentile(enc["train"].lengths),
+        measured_max=p99,
     )
 
 
