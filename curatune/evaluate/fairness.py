@@ -24,7 +24,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from curatune.evaluate.stats import Bootstrap, by_chunk
+from curatune.evaluate.stats import Bootstrap, by_chunk, mean_jackknife
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 PERMUTATION_CHUNK = 200
@@ -72,7 +72,8 @@ class GroupReport:
             for name in self.metrics:
                 row[name] = float(values[name])
             if resampled is not None and g in resampled:
-                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g], n=self.sizes[g]).to_dict()
+                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g], self._jackknife(g),
+                                                             n=self.sizes[g]).to_dict()
             rows.append(row)
         return rows
 
@@ -98,9 +99,10 @@ class GroupReport:
         resampled = self._resampled_accuracy()
         if resampled is not None and "accuracy" in out:
             acc = out["accuracy"]
+            best, worst = acc["best"], acc["worst"]
             acc["difference_ci"] = self.bootstrap.interval(
-                acc["difference"], resampled[acc["best"]] - resampled[acc["worst"]],
-                n=self.sizes[acc["best"]] + self.sizes[acc["worst"]]).to_dict()
+                acc["difference"], resampled[best] - resampled[worst], self._jackknife(best) - self._jackknife(worst),
+                n=self.sizes[best] + self.sizes[worst]).to_dict()
         if "accuracy" in out and self.permutations:
             out["accuracy"].update(equal_accuracy_p_value=self._gap_p_value(out["accuracy"]["difference"]),
                                    permutations=self.permutations)
@@ -121,6 +123,15 @@ class GroupReport:
             # A float tie with the observed gap counts as reaching it.
             at_least += int((acc.max(axis=1) - acc.min(axis=1) >= observed - 1e-12).sum())
         return (at_least + 1) / (self.permutations + 1)
+
+    def _jackknife(self, group: str) -> np.ndarray:
+        """The group's accuracy with each row of the split left out in turn: a row of another group
+        leaves it as it is (the resamples are of the whole split, so the jackknife is too)."""
+        inside = (self.groups == group).to_numpy()
+        hit = (self.y_true == self.y_pred).astype(float)
+        out = np.full(hit.size, hit[inside].mean())
+        out[inside] = mean_jackknife(hit[inside])
+        return out
 
     def _resampled_accuracy(self) -> dict[str, np.ndarray] | None:
         """Each ranked group's accuracy in every resample of the shared bootstrap (NaN where a

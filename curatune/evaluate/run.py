@@ -149,7 +149,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     per_class = pl.DataFrame({"label": labels, "precision": f1["precision"], "recall": f1["recall"], "f1": f1["f1"],
                               "support": f1["support"]}, nan_to_null=True)
     metrics: dict[str, Any] = {
-        "split": split, "rows": len(y), "labels": labels, "headline": headline, "base": base_metrics,
+        "split": split, "rows": len(y), "labels": labels, "interval_method": Bootstrap.METHOD,
+        "headline": headline, "base": base_metrics,
         "unseen_labels": {"labels": unseen, "rows": int(t["label"].is_in(unseen).sum())},
         "comparison": comparison, "per_class": per_class.to_dicts(),
         "confusion": {"labels": labels, "matrix": confusion["confusion_matrix"]},

@@ -690,7 +690,8 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
             g["detail"] = (f"{g['detail']}; the base model's probe already scores {base_probe:.3f}, so this gate "
                            "can hardly fail").lstrip("; ")
     # Keys shown in the section's header or merged into another block rather than drawn alone.
-    consumed = {"gates", "labels", "split", "rows", "unseen_labels"} | ({"base"} if "comparison" in metrics else set())
+    consumed = ({"gates", "labels", "split", "rows", "unseen_labels", "interval_method"}
+                | ({"base"} if "comparison" in metrics else set()))
     keys = sorted((k for k in metrics if k not in consumed), key=_block_rank)
     blocks = []
     for k in keys:
@@ -704,11 +705,13 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
     for g in gates:
         if g["anchor"] not in drawn:
             g["anchor"] = "evaluation-gates"
-    labels = metrics.get("labels")
+    labels, method = metrics.get("labels"), metrics.get("interval_method")
     return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
             "split": metrics.get("split"), "rows": metrics.get("rows"),
             "labels": len(labels) if isinstance(labels, list) else None,
             "confidence": ((m.get("config") or {}).get("evaluate") or {}).get("confidence"),
+            # Runs before it was recorded made percentile intervals: they read "bootstrap".
+            "interval_method": method if isinstance(method, str) else None,
             "unseen_labels": metrics.get("unseen_labels") if isinstance(metrics.get("unseen_labels"), dict) else None,
             "gates": gates, "blocks": blocks,
             "tables": sorted(p.name for p in edir.glob("*.parquet"))}

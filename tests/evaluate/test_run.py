@@ -44,6 +44,7 @@ def test_metrics_and_per_class_fairness_table(trained):
     acc = float((preds["label"] == preds["predicted"]).mean())
     assert m["headline"]["accuracy"]["value"] == pytest.approx(acc, abs=1e-6)
     assert m["headline"]["accuracy"]["low"] <= acc <= m["headline"]["accuracy"]["high"]
+    assert m["interval_method"] == "BCa bootstrap"
     # Tuned against base on macro-F1 too (the report's comparison read "not available" there).
     f1_diff = m["comparison"]["macro_f1_difference"]
     assert f1_diff["value"] == pytest.approx(m["headline"]["macro_f1"]["value"] - m["base"]["macro_f1"]["value"],

@@ -186,7 +186,7 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
                  **({} if g == "phone" else {"accuracy_ci": _ci(0.8 - i / 20, 0.7 - i / 20, 0.9 - i / 20, 100)})}
                 for i, g in enumerate(GROUPS)]
     metrics = {
-        "split": "test", "rows": 300, "labels": LABELS,
+        "split": "test", "rows": 300, "labels": LABELS, "interval_method": "BCa bootstrap",
         "headline": {"accuracy": _ci(acc, acc - 0.05, acc + 0.04), "macro_f1": _ci(0.8, 0.74, 0.85),
                      "micro_f1": {"value": acc}, "weighted_f1": {"value": 0.81}, "ece": {"value": 0.04}},
         "base": {"accuracy": _ci(acc - 0.06, acc - 0.12, acc), "macro_f1": _ci(0.72, 0.66, 0.78)},

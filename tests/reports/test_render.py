@@ -333,6 +333,18 @@ def test_missing_optional_keys_show_not_available(tmp_path):
     assert 'id="evaluation-headline"' in ev and 'id="evaluation-odd"' in ev
 
 
+def test_the_evaluation_names_how_its_intervals_were_made_and_an_older_run_reads_bootstrap(tmp_path):
+    run = build_run(tmp_path / "run")
+    render_reports(run)
+    assert "run's BCa bootstrap (or Wilson) confidence intervals" in read(run, "evaluation.html")
+    assert 'id="evaluation-interval-method"' not in read(run, "evaluation.html")
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    del metrics["interval_method"]  # written before BCa: its intervals were percentile intervals
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    render_reports(run)
+    assert "run's bootstrap (or Wilson) confidence intervals" in read(run, "evaluation.html")
+
+
 def test_text_withheld_without_anonymisation(tmp_path):
     run = build_run(tmp_path / "run", anonymised=False)
     render_reports(run)
