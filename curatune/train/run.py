@@ -24,7 +24,7 @@ import numpy as np
 
 from curatune.config import Config, TrainConfig
 from curatune.embeddings import load_model_config, load_tokenizer, pooling_mode, resolve_model_path
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
     BASE_PREDICTIONS,
     CURATED,
@@ -212,6 +212,23 @@ def _check_trackers(names: list[str]) -> None:
         if name not in get_available_reporting_integrations():
             raise CuratuneError(f"[train] report_to: '{name}' is not installed in this environment "
                                 f"(pip install {name})")
+        if name == "mlflow":
+            _check_mlflow_store()
+
+
+def _check_mlflow_store() -> None:
+    """MLflow opens its tracking store when the Trainer starts its run, after the model is loaded and
+    the first checkpoint folder made: its default store (sqlite) needs the full ``mlflow`` package,
+    not ``mlflow-skinny``, and its file store is refused unless opted into. Opening it here (a client
+    opens it as it is made; a server address is not contacted) turns those into one line up front."""
+    import mlflow
+
+    try:
+        mlflow.MlflowClient()
+    except Exception as exc:  # whatever the store's error, the run would stop on it: say it now
+        raise CuratuneError(f"[train] report_to: mlflow cannot use its tracking store "
+                            f"{mlflow.get_tracking_uri()!r}: {first_line(exc)} (set MLFLOW_TRACKING_URI to a "
+                            "store this installation supports)") from None
 
 
 @contextlib.contextmanager

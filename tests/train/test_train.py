@@ -236,6 +236,39 @@ def test_a_tracker_s_logs_outlive_the_checkpoints(tiny_model, curated_dir, tmp_p
     assert not (lora_run / "trackers").exists()
 
 
+def test_mlflow_records_the_trainer_s_metrics_and_a_store_it_cannot_use_is_refused_before_any_work(
+        tiny_model, curated_dir, tmp_path, monkeypatch):
+    """MLflow opened its tracking store only when the Trainer started its run, after the model was
+    loaded: a store the installation cannot use (mlflow-skinny has no sqlite, MLflow's default) was a
+    traceback from inside the Trainer."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuch://tracking")
+    refused = tmp_path / "refused"
+    with pytest.raises(CuratuneError, match=r"^\[train\] report_to: mlflow cannot use its tracking store "
+                                            r"'nosuch://tracking': .*\(set MLFLOW_TRACKING_URI to a store"):
+        train_model(tiny_config(tiny_model, report_to=["mlflow"]), curated_dir, refused)
+    assert not any(refused.iterdir())  # nothing written, no checkpoint folder begun
+
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store behind this opt-in
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "curatune-test")
+    out = tmp_path / "ml"
+    train_model(tiny_config(tiny_model, report_to=["mlflow"]), curated_dir, out)
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("curatune-test").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    history = client.get_metric_history(runs[0].info.run_id, "eval_loss")
+    assert len(evals) == 2 and [(m.step, m.value) for m in history] == [(s, pytest.approx(v)) for s, v in evals]
+    assert runs[0].data.params["learning_rate"] == "0.005"
+    # MLflow keeps its runs in its own store: the run directory has no tracker folder for it.
+    assert json.loads((out / "manifest.json").read_text())["outputs"]["trackers"] is None
+
+
 def test_plain_transformers_loads_the_model_with_its_saved_code_or_after_curatune_registers_it(lora_run):
     """The issue asks for a merged model that plain transformers loads. It needed `import curatune.train`:
     now its modeling file is saved beside the weights (config.json auto_map). Without curatune and
