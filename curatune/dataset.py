@@ -408,6 +408,19 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         {cfg.conversation_col: "__conv_id"})
 
 
+def _id_text(df: pl.DataFrame, col: str) -> pl.Expr:
+    """An id column as text. Parquet keeps an integer column that misses a value as floats (pandas
+    writes it so), and row 7's id read "7.0": a whole number is written without the ".0" (JSON ids are
+    read as text before they become floats, ``_read_json``). A missing one (NaN) is an empty id."""
+    c = pl.col(col)
+    if not df.schema[col].is_float():
+        return c.cast(pl.String)
+    # Past 2**53 a float holds no exact integer: it keeps its float form.
+    whole = c.is_finite() & (c == c.floor()) & (c.abs() < 2.0**53)
+    text = pl.when(whole).then(c.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(c.cast(pl.String))
+    return pl.when(c.is_nan()).then(pl.lit(None, pl.String)).otherwise(text)
+
+
 def _label_values(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Labels as they load: text, trimmed, a blank one missing."""
     return _label_text(label, dtype).str.strip_chars().replace("", None)
@@ -513,12 +526,12 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         n_raw = raw.height
         if cfg.conversation_col:
             raw = _aggregate_turns(raw, cfg, path)
-            id_expr = pl.col("__conv_id").cast(pl.String)
+            id_expr = _id_text(raw, "__conv_id")
         else:
             _require(raw, cfg.text_col, path, "text")
             if cfg.id_col:
                 _require(raw, cfg.id_col, path, "id")
-                id_expr = pl.col(cfg.id_col).cast(pl.String)
+                id_expr = _id_text(raw, cfg.id_col)
             else:
                 id_expr = pl.lit(f"{prefix}:") + pl.int_range(pl.len()).cast(pl.String)
         if require_label:

@@ -602,3 +602,17 @@ def test_json_ids_keep_the_form_they_were_written_in(tmp_path):
                             for i in ids[:4]))
     assert load_dataset([path], DataConfig(conversation_col="conversation_id")).rows["row_id"].to_list() == \
         expected[:4]
+
+
+def test_parquet_float_ids_of_whole_numbers_read_as_the_integers_and_a_missing_one_is_named(tmp_path):
+    """pandas writes an integer id column that misses a value as floats: row 7's id read "7.0"."""
+    path = tmp_path / "d.parquet"
+    pl.DataFrame({"id": [7.0, 2.5, -3.0, 1e20], "text": ["a", "b", "c", "d"]}).write_parquet(path)
+    assert load_dataset([path], DataConfig(id_col="id")).rows["row_id"].to_list() == ["7", "2.5", "-3", "1e+20"]
+    pl.DataFrame({"conversation_id": [4.0, 4.0, 5.0], "turn": [1, 2, 1], "speaker": ["customer"] * 3,
+                  "text": ["x", "y", "z"]}).write_parquet(path)
+    assert load_dataset([path], DataConfig(conversation_col="conversation_id")).rows["row_id"].to_list() == ["4", "5"]
+    pl.DataFrame({"id": [7.0, float("nan")], "text": ["a", "b"]}).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(id_col="id"))
+    assert str(err.value) == f"{path}, row 2, column 'id': id is empty"
