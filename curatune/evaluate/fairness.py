@@ -24,7 +24,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from curatune.evaluate.stats import Bootstrap, by_chunk, mean_jackknife
+from curatune.evaluate.stats import Bootstrap, by_chunk, f1_jackknife, mean_jackknife
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 PERMUTATION_CHUNK = 200
@@ -56,7 +56,7 @@ class GroupReport:
         self.too_small = sorted(g for g, n in self.sizes.items() if n < min_group_size)
         self.bootstrap = bootstrap
         self.permutations, self.seed = permutations, seed
-        self._resampled: dict[str, np.ndarray] | None = None
+        self._resampled: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def overall(self) -> dict[str, float]:
@@ -65,26 +65,28 @@ class GroupReport:
     @property
     def by_group(self) -> list[dict[str, Any]]:
         rows = []
-        resampled = self._resampled_accuracy()
+        resampled = self._resampled_metrics()
         for g, values in self.frame.by_group.iterrows():
             g = str(g)
             row: dict[str, Any] = {"group": g, "n": self.sizes[g], "too_small": g in self.too_small}
             for name in self.metrics:
                 row[name] = float(values[name])
-            if resampled is not None and g in resampled:
-                row["accuracy_ci"] = self.bootstrap.interval(row["accuracy"], resampled[g], self._jackknife(g),
-                                                             n=self.sizes[g]).to_dict()
+            for name, samples in resampled.items():
+                if g in samples:
+                    row[f"{name}_ci"] = self.bootstrap.interval(row[name], samples[g], self._jackknife(name, g),
+                                                                n=self.sizes[g]).to_dict()
             rows.append(row)
         return rows
 
     def difference(self) -> dict[str, Any]:
-        """Largest minus smallest group value among groups large enough to rank. For accuracy, a
-        bootstrap interval of the difference between the two groups named best and worst (signed,
-        so it can reach below zero when the gap may be chance; the max-minus-min of each resample
-        would be biased upwards and never below zero), and a permutation test of "every ranked group
-        has the same accuracy". The pair is named after looking, so its interval alone overstates
-        the evidence: with five equal groups of 50 rows it excluded zero in about a third of samples.
-        The test accounts for that choice (it recomputes the largest gap of each relabelling)."""
+        """Largest minus smallest group value among groups large enough to rank. For accuracy and
+        macro-F1, a bootstrap interval of the difference between the two groups named best and worst
+        (signed, so it can reach below zero when the gap may be chance; the max-minus-min of each
+        resample would be biased upwards and never below zero); for accuracy, a permutation test of
+        "every ranked group has the same accuracy". The pair is named after looking, so its interval
+        alone overstates the evidence: with five equal groups of 50 rows it excluded zero in about a
+        third of samples. The test accounts for that choice (it recomputes the largest gap of each
+        relabelling)."""
         if len(self.ranked) < 2:
             return {"groups_ranked": len(self.ranked)}
         sub = self.frame.by_group.loc[self.ranked]
@@ -96,12 +98,12 @@ class GroupReport:
             out[name] = {"difference": float(vals.max() - vals.min()),
                          "ratio": float(vals.min() / vals.max()) if vals.max() > 0 else None,
                          "best": best, "worst": worst}
-        resampled = self._resampled_accuracy()
-        if resampled is not None and "accuracy" in out:
-            acc = out["accuracy"]
-            best, worst = acc["best"], acc["worst"]
-            acc["difference_ci"] = self.bootstrap.interval(
-                acc["difference"], resampled[best] - resampled[worst], self._jackknife(best) - self._jackknife(worst),
+        for name, samples in self._resampled_metrics().items():
+            gap = out[name]
+            best, worst = gap["best"], gap["worst"]
+            gap["difference_ci"] = self.bootstrap.interval(
+                gap["difference"], samples[best] - samples[worst],
+                self._jackknife(name, best) - self._jackknife(name, worst),
                 n=self.sizes[best] + self.sizes[worst]).to_dict()
         if "accuracy" in out and self.permutations:
             out["accuracy"].update(equal_accuracy_p_value=self._gap_p_value(out["accuracy"]["difference"]),
@@ -124,28 +126,48 @@ class GroupReport:
             at_least += int((acc.max(axis=1) - acc.min(axis=1) >= observed - 1e-12).sum())
         return (at_least + 1) / (self.permutations + 1)
 
-    def _jackknife(self, group: str) -> np.ndarray:
-        """The group's accuracy with each row of the split left out in turn: a row of another group
+    def _jackknife(self, metric: str, group: str) -> np.ndarray:
+        """The group's ``metric`` with each row of the split left out in turn: a row of another group
         leaves it as it is (the resamples are of the whole split, so the jackknife is too)."""
         inside = (self.groups == group).to_numpy()
-        hit = (self.y_true == self.y_pred).astype(float)
-        out = np.full(hit.size, hit[inside].mean())
-        out[inside] = mean_jackknife(hit[inside])
+        if metric == "accuracy":
+            hit = (self.y_true == self.y_pred).astype(float)
+            out = np.full(inside.size, hit[inside].mean())
+            out[inside] = mean_jackknife(hit[inside])
+            return out
+        y, p = self.y_true[inside], self.y_pred[inside]
+        out = np.full(inside.size, macro_f1(y, p))
+        out[inside] = f1_jackknife(y, p, self._n_classes, np.isin(np.arange(self._n_classes), y))
         return out
 
-    def _resampled_accuracy(self) -> dict[str, np.ndarray] | None:
-        """Each ranked group's accuracy in every resample of the shared bootstrap (NaN where a
-        resample holds no row of the group), so group intervals and the gap's interval come from the
-        same resamples and follow ``[evaluate] seed``."""
+    @property
+    def _n_classes(self) -> int:
+        return int(max(self.y_true.max(initial=0), self.y_pred.max(initial=0))) + 1
+
+    def _resampled_metrics(self) -> dict[str, dict[str, np.ndarray]]:
+        """Each ranked group's accuracy and macro-F1 (when that is this module's ``macro_f1``; a metric
+        passed in is any function, and gets no interval) in every resample of the shared bootstrap (NaN
+        where a resample holds no row of the group), so group intervals and the gaps' intervals come
+        from the same resamples and follow ``[evaluate] seed``."""
         if self.bootstrap is None or not self.ranked:
-            return None
+            return {}
         if self._resampled is None:
             codes = self.groups.map({name: i for i, name in enumerate(self.ranked)}).fillna(-1).astype(int).to_numpy()
             hit = self.y_true == self.y_pred
-            g = len(self.ranked)
-
-            acc = by_chunk(self.bootstrap.idx, lambda idx: group_accuracy(codes[idx], hit[idx], g))
-            self._resampled = {name: acc[:, i] for i, name in enumerate(self.ranked)}
+            g, k = len(self.ranked), self._n_classes
+            found: dict[str, np.ndarray] = {}
+            if "accuracy" in self.metrics:
+                found["accuracy"] = by_chunk(self.bootstrap.idx, lambda idx: group_accuracy(codes[idx], hit[idx], g))
+            if self.metrics.get("macro_f1") is macro_f1 and np.issubdtype(self.y_true.dtype, np.integer) \
+                    and np.issubdtype(self.y_pred.dtype, np.integer):  # class indices, as evaluate passes them
+                # Over the classes each group holds in the whole split, as its point value is.
+                held = np.zeros((g, k), bool)
+                held[codes[codes >= 0], self.y_true[codes >= 0]] = True
+                y, p = self.y_true, self.y_pred
+                found["macro_f1"] = by_chunk(self.bootstrap.idx,
+                                             lambda idx: group_macro_f1(codes[idx], y[idx], p[idx], held),
+                                             width=max(self.bootstrap.n, g * k))
+            self._resampled = {m: {name: v[:, i] for i, name in enumerate(self.ranked)} for m, v in found.items()}
         return self._resampled
 
 
@@ -158,6 +180,25 @@ def group_accuracy(codes: np.ndarray, hit: np.ndarray, g: int) -> np.ndarray:
     tot = np.bincount(keys, minlength=r * g).reshape(r, g)
     good = np.bincount(keys, weights=np.broadcast_to(hit, codes.shape)[valid], minlength=r * g).reshape(r, g)
     return np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
+
+
+def group_macro_f1(codes: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Each group's macro-F1 ([r, g]) in each row of ``codes`` ([r, n], -1 for a row in no ranked group),
+    over the classes ``held`` marks for it ([g, k]); NaN where a row holds none of the group."""
+    r, (g, k) = codes.shape[0], held.shape
+    valid = codes >= 0
+    hit = y_true == y_pred
+    cell = ((np.arange(r)[:, None] * g + codes) * k)
+
+    def count(cls: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.bincount((cell + cls)[rows], minlength=r * g * k).reshape(r, g, k)
+
+    tp, fp, fn = count(y_true, valid & hit), count(y_pred, valid & ~hit), count(y_true, valid & ~hit)
+    denom = 2 * tp + fp + fn
+    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    rows = np.bincount((np.arange(r)[:, None] * g + codes)[valid], minlength=r * g).reshape(r, g)
+    score = (f1 * held).sum(axis=2) / np.maximum(held.sum(axis=1), 1)
+    return np.where(rows > 0, score, np.nan)
 
 
 def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, labels: list[str],

@@ -207,9 +207,10 @@ def _chunk_sizes(resamples: int, n: int) -> list[int]:
     return [min(step, resamples - start) for start in range(0, resamples, step)]
 
 
-def by_chunk(idx: np.ndarray, fn: Callable[[np.ndarray], Any]) -> Any:
-    """``fn`` over successive row blocks of ``idx``, its per-resample results stacked in order."""
-    starts = np.cumsum([0, *_chunk_sizes(idx.shape[0], idx.shape[1])])
+def by_chunk(idx: np.ndarray, fn: Callable[[np.ndarray], Any], width: int | None = None) -> Any:
+    """``fn`` over successive row blocks of ``idx``, its per-resample results stacked in order.
+    ``width``: what ``fn`` holds per resample, when more than a resample's rows (counts per group and class)."""
+    starts = np.cumsum([0, *_chunk_sizes(idx.shape[0], width or idx.shape[1])])
     parts = [fn(idx[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)]
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))

@@ -754,15 +754,18 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
         by_size = sorted(rep.get("by_group") or [], key=lambda g: (bool(g.get("too_small")), -(g.get("n") or 0)))
         for g in by_size[: cfg.max_groups]:
             ci = ci_of(g.get("accuracy_ci")) if isinstance(g.get("accuracy_ci"), dict) else None
+            f1_ci = ci_of(g.get("macro_f1_ci")) if isinstance(g.get("macro_f1_ci"), dict) else None
             groups.append({"group": str(g.get("group")), "n": g.get("n"), "too_small": bool(g.get("too_small")),
                            "accuracy": point_of(g.get("accuracy")), "low": ci[0] if ci else None,
-                           "high": ci[1] if ci else None, "macro_f1": point_of(g.get("macro_f1"))})
+                           "high": ci[1] if ci else None, "macro_f1": point_of(g.get("macro_f1")),
+                           "macro_f1_low": f1_ci[0] if f1_ci else None, "macro_f1_high": f1_ci[1] if f1_ci else None})
         diff = rep.get("difference") or {}
         acc = diff.get("accuracy") if isinstance(diff.get("accuracy"), dict) else {}
         dci_raw = acc.get("difference_ci") if isinstance(acc.get("difference_ci"), dict) else None
         dci = ci_of(dci_raw) if dci_raw else None
         multi = rep.get("multiclass") or {}
         f1 = diff.get("macro_f1") if isinstance(diff.get("macro_f1"), dict) else None
+        f1_dci = ci_of(f1["difference_ci"]) if f1 and isinstance(f1.get("difference_ci"), dict) else None
         recall = rep.get("recall_gap") if isinstance(rep.get("recall_gap"), dict) else None
         worst = []
         for m in ("demographic_parity", "equalized_odds"):
@@ -787,7 +790,10 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
                            "permutations": acc.get("permutations")} if acc else None,
             "overall": {k: point_of(v) for k, v in (rep.get("overall") or {}).items()},
             "worst_classes": worst, "class_support": multi.get("min_class_support"),
-            "macro_f1_difference": {k: f1.get(k) for k in ("difference", "ratio", "best", "worst")} if f1 else None,
+            "macro_f1_difference": {**{k: f1.get(k) for k in ("difference", "ratio", "best", "worst")},
+                                    "low": f1_dci[0] if f1_dci else None, "high": f1_dci[1] if f1_dci else None,
+                                    "confidence": f1["difference_ci"].get("confidence") if f1_dci else None}
+            if f1 else None,
             "recall_gap": {k: recall.get(k) for k in ("label", "difference", "best", "worst", "groups")}
             if recall else None,
             # Everything else evaluate wrote for this column (per-class disparities, ...) goes to the

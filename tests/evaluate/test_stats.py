@@ -183,6 +183,33 @@ def test_group_intervals_are_scipy_s_bca_intervals_of_the_whole_split_s_resample
     assert (gap["difference_ci"]["low"], gap["difference_ci"]["high"]) == pytest.approx(want, abs=1e-6)
 
 
+def test_group_macro_f1_and_its_gap_have_scipy_s_bca_intervals_over_each_group_s_own_classes():
+    """The macro-F1 gap between groups was a bare number: nothing said whether it was more than chance."""
+    rng = np.random.default_rng(3)
+    n, k = 240, 5
+    y, codes = rng.integers(0, k, n), rng.integers(0, 3, n)
+    y[(codes == 2) & (y == 4)] = 0  # group c holds no class 4 (its macro-F1 averages over 4 classes)
+    p = np.where(rng.random(n) < np.array([0.9, 0.7, 0.8])[codes], y, rng.integers(0, k, n))
+    g = pd.Series(np.array(list("abc"))[codes])
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(n, resamples=300, seed=2),
+                    permutations=0)
+
+    def group_f1(code):
+        held = np.unique(y[codes == code])
+        return lambda a, b, c: f1_score(a[c == code], b[c == code], labels=held, average="macro", zero_division=0)
+
+    rows = {row["group"]: row for row in r.by_group}
+    for code, name in enumerate("abc"):
+        ci = rows[name]["macro_f1_ci"]
+        assert ci["value"] == pytest.approx(rows[name]["macro_f1"], abs=1e-6) and ci["n"] == (codes == code).sum()
+        assert (ci["low"], ci["high"]) == pytest.approx(_scipy_bca(n, 300, 2, group_f1(code), y, p, codes), abs=1e-6)
+    gap = r.difference()["macro_f1"]
+    best, worst = "abc".index(gap["best"]), "abc".index(gap["worst"])
+    want = _scipy_bca(n, 300, 2, lambda a, b, c: group_f1(best)(a, b, c) - group_f1(worst)(a, b, c), y, p, codes)
+    assert (gap["difference_ci"]["low"], gap["difference_ci"]["high"]) == pytest.approx(want, abs=1e-6)
+    assert gap["difference_ci"]["low"] > 0  # b is worse than a and c by design
+
+
 def test_an_interval_without_bca_correction_to_make_is_the_percentile_interval():
     """Every resample above the point (z0 infinite: BCa is undefined, scipy gives NaN) and a single
     row (no jackknife spread) still give an interval."""

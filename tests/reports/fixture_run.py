@@ -183,7 +183,8 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
     acc = 0.82 if accuracy_gate_passed else 0.62
     by_group = [{"group": g, "n": 100 if g != "phone" else 12, "too_small": g == "phone",
                  "accuracy": 0.8 - i / 20, "macro_f1": 0.75 - i / 20,
-                 **({} if g == "phone" else {"accuracy_ci": _ci(0.8 - i / 20, 0.7 - i / 20, 0.9 - i / 20, 100)})}
+                 **({} if g == "phone" else {"accuracy_ci": _ci(0.8 - i / 20, 0.7 - i / 20, 0.9 - i / 20, 100),
+                                             "macro_f1_ci": _ci(0.75 - i / 20, 0.64 - i / 20, 0.86 - i / 20, 100)})}
                 for i, g in enumerate(GROUPS)]
     metrics = {
         "split": "test", "rows": 300, "labels": LABELS, "interval_method": "BCa bootstrap",
@@ -208,7 +209,8 @@ def _evaluate(out: Path, accuracy_gate_passed: bool) -> None:
                                                             "worst": "email",
                                                             "difference_ci": _ci(0.05, 0.0, 0.14),
                                                             "equal_accuracy_p_value": 0.2468, "permutations": 1000},
-                           "macro_f1": {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email"}},
+                           "macro_f1": {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email",
+                                        "difference_ci": _ci(0.05, -0.03, 0.16, 200)}},
             "too_small": ["phone"],
             "recall_gap": {"label": "refund", "difference": 0.15, "best": "chat", "worst": "email", "groups": 2},
             "multiclass": {"per_class": [], "groups": ["chat", "email"], "min_class_support": 10,

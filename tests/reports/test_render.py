@@ -542,6 +542,13 @@ def test_evaluation_content_from_metrics_json(fixture_run):
     channel = blocks["fairness"]["children"][0]
     assert channel["kind"] == "groups" and channel["too_small"] == ["phone"]
     assert channel["difference"]["value"] == 0.05 and channel["difference"]["worst"] == "email"
+    # The macro-F1 gap and each ranked group's macro-F1 carry their intervals; a group too small to rank has none.
+    assert channel["macro_f1_difference"] == {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email",
+                                              "low": -0.03, "high": 0.16, "confidence": 0.95}
+    assert [(g["macro_f1_low"], g["macro_f1_high"]) for g in channel["groups"]] == [(0.64, 0.86), (0.64 - 1 / 20,
+                                                                                     0.86 - 1 / 20), (None, None)]
+    page = read(fixture_run, "evaluation.html")
+    assert "group: <strong>0.050</strong> (95% interval -0.030 to 0.160; the pair is named after looking" in page
     # As metrics.json holds them (0.7 - 1 / 20 is 0.6499999999999999): the twin does not round.
     assert [g["low"] for g in channel["groups"]] == [0.7, 0.7 - 1 / 20, None]
     assert blocks["forgetting"]["line"]["series"][0]["points"][-1] == [3, 0.98]
@@ -739,14 +746,15 @@ def test_fairness_recall_gap_and_macro_f1_gap_are_shown_and_every_key_is_kept(tm
     channel = block["children"][0]
     assert channel["recall_gap"] == {"label": "refund", "difference": 0.4321, "best": "chat", "worst": "email",
                                      "groups": 2}
-    assert channel["macro_f1_difference"] == {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email"}
+    assert channel["macro_f1_difference"] == {"difference": 0.05, "ratio": 0.93, "best": "chat", "worst": "email",
+                                              "low": -0.03, "high": 0.16, "confidence": 0.95}
     assert channel["recorded"]["multiclass"]["per_class"] == per_class
     assert channel["recorded"]["overall"] == {"accuracy": 0.82, "macro_f1": 0.8}
     html = read(run)
     assert ("Largest recall gap for one class between ranked groups: <strong>0.432</strong> on refund (chat best, "
             "email worst; 2 groups with at least 10 rows of the class compared).") in html
-    assert ("Macro-F1 gap between the best (chat) and the worst (email) group: <strong>0.050</strong>; "
-            "ratio 0.930.") in html
+    assert ("Macro-F1 gap between the best (chat) and the worst (email) group: <strong>0.050</strong> (95% interval "
+            "-0.030 to 0.160; the pair is named after looking, as for accuracy); ratio 0.930.") in html
 
 
 def test_flagged_shares_by_group_keep_the_worst_groups_and_say_how_many_are_not_shown(tmp_path):
