@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -540,6 +541,34 @@ def test_float_and_decimal_columns_are_scanned_and_byte_columns_refused(tmp_path
     with pytest.raises(CuratuneError, match="column 'note' holds bytes \\(Binary\\) that anonymisation cannot "
                                             "scan: decode it into a text column, or leave it out of the input"):
         run_curation(cfg, tmp_path / "out2", [str(src)])
+
+
+def test_a_column_s_name_is_the_cue_for_its_values_and_date_columns_are_scanned(tmp_path):
+    """A value alone gives no cue: a date of birth stored as a date, an account number as an integer,
+    a PIN as text went out as they came, though the same values after their names in a transcript
+    are replaced. A date that is not about a person (when the ticket was opened) stays a date."""
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"id": ["t1", "t2"], "text": ["call me back please", "where is my refund"], "label": ["a", "b"],
+                  "date_of_birth": [date(1984, 3, 12), None], "customerId": [48291048, 55512345],
+                  "pin": ["9503", None], "opened_at": [datetime(2024, 5, 1, 9, 30), datetime(2024, 5, 2, 10, 0)],
+                  "priority": [1234, 2]}).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["anonymise"]
+    run_curation(cfg, tmp_path / "out", [str(src)])
+    cur = pl.read_parquet(tmp_path / "out" / "curated.parquet").sort("row_id")
+    assert cur["date_of_birth"].to_list() == ["<DATE_OF_BIRTH_1>", None] and cur.schema["date_of_birth"] == pl.String
+    assert cur["customerId"].to_list() == ["<ACCOUNT_ID_1>", "<ACCOUNT_ID_1>"]  # one per row's own book
+    assert cur["pin"].to_list() == ["<PASSCODE_1>", None]
+    # Nothing found: untouched, type and all.
+    assert cur["opened_at"].to_list() == [datetime(2024, 5, 1, 9, 30), datetime(2024, 5, 2, 10, 0)]
+    assert cur.schema["opened_at"] == pl.Datetime("us") and cur["priority"].to_list() == [1234, 2]
+    step = next(s for s in json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
+                if s["name"] == "anonymise")
+    assert step["summary"]["other_columns"] == {"id": 0, "date_of_birth": 1, "customerId": 2, "pin": 1, "opened_at": 0,
+                                                "priority": 0}
+    assert step["summary"]["leak_scan"]["remaining"] == 0
+    assert [f for f, blob in _all_text(tmp_path / "out").items()
+            if "1984" in blob or "48291048" in blob or "9503" in blob] == []
 
 
 @pytest.mark.parametrize("fail_on_leak", [False, True])
