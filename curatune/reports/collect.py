@@ -607,6 +607,9 @@ def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
                        if not (k == "peak_gpu_memory_mb" and v is None)},
         "training": {k: ("no" if k == "resumed_from" and v is None else v)
                      for k, v in (m.get("training") or {}).items()},
+        # Where the curves also went: the run each report_to tracker opened (names and ids only).
+        "tracker_runs": {str(k): {str(a): b for a, b in v.items()} for k, v in (m.get("tracker_runs") or {}).items()
+                         if isinstance(v, dict)},
         "truncation": {"strategy": trunc.get("strategy"), "max_length": trunc.get("max_length"),
                        "measured_max_length": m.get("measured_max_length"),
                        "splits": [{"split": s, **v} for s, v in sorted((trunc.get("splits") or {}).items())]},

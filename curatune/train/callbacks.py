@@ -100,6 +100,30 @@ class JsonlLog(TrainerCallback):
                 fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
 
+class TrackerRuns(TrainerCallback):
+    """The run each tracker opened for this training, read once the trackers' callbacks (which come
+    before ours) have started it: the manifest names it, so a reviewer can go from the run directory
+    to its curves. Names and ids only: a tracking URI can hold credentials or a home folder."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        if "mlflow" in args.report_to:
+            import mlflow
+
+            if (run := mlflow.active_run()) is not None:
+                self.runs["mlflow"] = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+        if "wandb" in args.report_to:
+            import wandb
+
+            if (run := wandb.run) is not None:
+                self.runs["wandb"] = {"run_id": run.id, "project": run.project,
+                                      "mode": "offline" if run.offline else "online"}
+
+
 class InterruptCheckpoint(TrainerCallback):
     """First Ctrl-C (or SIGTERM): finish the current step, save a checkpoint, stop cleanly.
 

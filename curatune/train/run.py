@@ -214,6 +214,8 @@ def _check_trackers(names: list[str]) -> None:
                                 f"(pip install {name})")
         if name == "mlflow":
             _check_mlflow_store()
+        if name == "wandb":
+            _check_wandb_login()
 
 
 def _check_mlflow_store() -> None:
@@ -229,6 +231,19 @@ def _check_mlflow_store() -> None:
         raise CuratuneError(f"[train] report_to: mlflow cannot use its tracking store "
                             f"{mlflow.get_tracking_uri()!r}: {first_line(exc)} (set MLFLOW_TRACKING_URI to a "
                             "store this installation supports)") from None
+
+
+def _check_wandb_login() -> None:
+    """W&B logs in when the Trainer starts its run, after the model is loaded: without credentials and
+    without a terminal that was a traceback from inside the Trainer. Offline (where machines reach no
+    server) and disabled runs need none; credentials are looked up, not verified with the server."""
+    import wandb
+
+    if wandb.setup().settings.mode in ("offline", "dryrun", "disabled"):
+        return
+    if not wandb.login(verify=False, prompt=False):
+        raise CuratuneError("[train] report_to: wandb has no credentials (run `wandb login` or set WANDB_API_KEY; "
+                            "or set WANDB_MODE=offline to keep the run on disk and `wandb sync` it later)")
 
 
 @contextlib.contextmanager
@@ -380,7 +395,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter
+    from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter, TrackerRuns
     from curatune.train.loop import (
         CuratuneTrainer,
         FeatureDataset,
@@ -448,8 +463,8 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     sampler = SeededLengthSampler([len(f["input_ids"]) for f in enc["train"].features],
                                   tc.batch_size * tc.grad_accum, tc.seed)
     val_ds, _ = _sorted_dataset(enc["validation"])
-    interrupt = InterruptCheckpoint()
-    callbacks = [ProgressReporter(say), JsonlLog(out / TRAINER_LOG), interrupt, EpochSeed(sampler),
+    interrupt, tracker_runs = InterruptCheckpoint(), TrackerRuns()
+    callbacks = [ProgressReporter(say), JsonlLog(out / TRAINER_LOG), interrupt, EpochSeed(sampler), tracker_runs,
                  *extra_callbacks]
     if tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
@@ -519,7 +534,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                   "lp_init": tc.lp_init, "class_weights": tc.class_weights, "seed": tc.seed,
                   "parameters": n_params, "trainable_parameters": n_trainable},
         base_path=base_path, saved=saved, resumed_from=resume_from, start_epoch=start_epoch,
-        measured_max=p99,
+        measured_max=p99, tracker_runs=tracker_runs.runs,
     )
 
 
@@ -567,7 +582,8 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
 def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Path, manifest: Manifest, trainer,
                    probs, base_probs, probe, probe_c: float, enc, trunc, train_metrics, predict_seconds: float,
                    peak_mb, choice, settings: dict, base_path: str, saved: dict, resumed_from: str | None,
-                   start_epoch: float, measured_max: int | None) -> dict[str, Any]:
+                   start_epoch: float, measured_max: int | None,
+                   tracker_runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     import polars as pl
 
     from curatune.train.outputs import model_card, paired_comparison, prediction_frame, split_metrics, verdict
@@ -647,6 +663,8 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
                     "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
                     "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}",
                     "trackers": trackers},
+        # The run each tracker opened (this process's: a resumed training opens a new one).
+        "tracker_runs": tracker_runs,
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
     manifest.written = [TRAINER_LOG]

@@ -714,6 +714,22 @@ def test_a_cut_down_confusion_heat_map_shades_by_the_whole_row(tmp_path):
                     "true d, predicted d: 50 (50.0% of row)"]
 
 
+def test_the_runs_trackers_opened_are_named_in_the_training_report(tmp_path):
+    run = build_run(tmp_path / "run")
+    path = run / "train" / "manifest.json"
+    m = json.loads(path.read_text())
+    render_reports(run)
+    assert "also logged to" not in read(run, "training.html")  # no tracker: nothing said
+    m["tracker_runs"] = {"wandb": {"run_id": "2jupyncq", "project": "support-<b>", "mode": "offline"},
+                         "mlflow": {"run_id": "9f1c", "experiment_id": "4"}}
+    path.write_text(json.dumps(m))
+    render_reports(run)
+    assert json.loads(read(run, "audit.json"))["training"]["tracker_runs"] == m["tracker_runs"]
+    assert ("The Trainer also logged to mlflow (run <code>9f1c</code>, experiment id <code>4</code>) and wandb "
+            "(run <code>2jupyncq</code>, mode <code>offline</code>, project <code>support-&lt;b&gt;</code>).") \
+        in read(run, "training.html")
+
+
 def test_numbers_are_rounded_once_at_display_and_the_twin_keeps_them_as_written(tmp_path):
     run = build_run(tmp_path / "run")
     path = run / "train" / "manifest.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -265,8 +264,77 @@ def test_mlflow_records_the_trainer_s_metrics_and_a_store_it_cannot_use_is_refus
     history = client.get_metric_history(runs[0].info.run_id, "eval_loss")
     assert len(evals) == 2 and [(m.step, m.value) for m in history] == [(s, pytest.approx(v)) for s, v in evals]
     assert runs[0].data.params["learning_rate"] == "0.005"
-    # MLflow keeps its runs in its own store: the run directory has no tracker folder for it.
-    assert json.loads((out / "manifest.json").read_text())["outputs"]["trackers"] is None
+    # MLflow keeps its runs in its own store: the run directory has no tracker folder for it, and names
+    # the run instead.
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["outputs"]["trackers"] is None
+    assert man["tracker_runs"] == {"mlflow": {"run_id": runs[0].info.run_id,
+                                              "experiment_id": runs[0].info.experiment_id}}
+
+
+def _wandb_records(run_file: Path) -> list:
+    """The protobuf records of a W&B run file (``run-ID.wandb``): a 7-byte header, then LevelDB's log
+    format (32 KiB blocks; each fragment a checksum, a length, a type: whole, first, middle, last),
+    which the wandb package reads only in its Go core."""
+    import struct
+
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data, pos, block, records, pending = run_file.read_bytes(), 7, 32768, [], b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, n, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # a block's padding
+            pos += left
+            continue
+        pending, pos = pending + data[pos + 7:pos + 7 + n], pos + 7 + n
+        if kind in (1, 4):
+            records.append(Record.FromString(pending))
+            pending = b""
+    return records
+
+
+def test_wandb_records_the_trainer_s_metrics_offline_and_no_credentials_is_refused_before_any_work(
+        tiny_model, curated_dir, tmp_path, monkeypatch):
+    """W&B logs in when the Trainer starts its run: with no credentials and no terminal that was a
+    traceback after the model was loaded. Offline, the run is kept on disk for `wandb sync`."""
+    import wandb
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no settings of this machine's user
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_PROJECT", "curatune-test")
+    refused = tmp_path / "refused"
+    wandb.teardown()  # wandb reads its environment once per process, at its first set-up
+    try:
+        with pytest.raises(CuratuneError, match=r"^\[train\] report_to: wandb has no credentials \(run `wandb login` "
+                                                r"or set WANDB_API_KEY; or set WANDB_MODE=offline"):
+            train_model(tiny_config(tiny_model, report_to=["wandb"]), curated_dir, refused)
+        assert not any(refused.iterdir())
+        wandb.teardown()
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        out = tmp_path / "wb"
+        train_model(tiny_config(tiny_model, report_to=["wandb"]), curated_dir, out)
+    finally:
+        wandb.teardown()
+    [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    [ended] = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    assert len(evals) == 2 and [(h["train/global_step"], h["eval/loss"]) for h in history if "eval/loss" in h] == [
+        (s, pytest.approx(v)) for s, v in evals]
+    assert (run.project, ended.exit_code) == ("curatune-test", 0)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["tracker_runs"] == {"wandb": {"run_id": run.run_id, "project": "curatune-test", "mode": "offline"}}
 
 
 def test_plain_transformers_loads_the_model_with_its_saved_code_or_after_curatune_registers_it(lora_run):
@@ -712,8 +780,8 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
     ("max_length = 2", "[train] max_length = 2 leaves no room for text: the model adds 2 special tokens"),
     ("lora_alpha = 0", "[train] lora_alpha must be >= 1, got 0"),
     ('report_to = ["nosuch"]', "[train] report_to: unknown tracker 'nosuch' (known: "),
-    pytest.param('report_to = ["wandb"]', "[train] report_to: 'wandb' is not installed in this environment",
-                 marks=pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")),
+    # The dev install has MLflow, TensorBoard and W&B; ClearML is none of its dependencies.
+    ('report_to = ["clearml"]', "[train] report_to: 'clearml' is not installed in this environment (pip install "),
     ('method = "lora"\nlora_target_modules = ["no_such_layer"]', "[train] lora_target_modules do not match this model"),
     ('precision = "bf16"\ndevice = "cpu"', "[train] precision = 'bf16' needs a CUDA GPU; use 'auto' or 'fp32' on cpu"),
     pytest.param('device = "cuda"', "[train] device = 'cuda' but no CUDA GPU is visible to torch",
