@@ -238,7 +238,11 @@ class LabelIssues(CurationStep):
         if cfg.pred_probs:
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
         else:
-            x = features(table["text"].to_list(), cfg, self.ctx.cache_dir)
+            steps = self.ctx.config.curate.steps
+            # Vectors of text that anonymisation has yet to rewrite are not written (nor are dedup's):
+            # text can be partly recovered from its embedding.
+            raw = "anonymise" in steps and steps.index("anonymise") > steps.index(self.name)
+            x = features(table["text"].to_list(), cfg, None if raw else self.ctx.cache_dir)
         near = embedding_near_duplicates(x, table["row_id"].to_list())
         if not cfg.pred_probs:
             groups = copy_groups(table["text"], near, table["row_id"].to_list())

@@ -310,6 +310,11 @@ def test_embedding_features_and_group_shares(tmp_path):
     led = pl.read_parquet(tmp_path / "out" / "ledger.parquet")
     flagged = led.with_columns(pl.col("reasons").list.contains("label_issue").alias("flag"))
     assert len(set(flagged.filter("flag")["row_id"]) & flipped) / len(flipped) >= 0.8  # the encoder's features work
+    # Before anonymisation, the vectors are of the raw text: not written to the run directory.
+    cfg.curate.steps = ["label_issues", "anonymise"]
+    raw = run_curation(cfg, tmp_path / "raw", [str(src)])
+    assert next(s for s in raw.manifest["steps"] if s["name"] == "label_issues")["summary"]["features"] == "embedding"
+    assert not list((tmp_path / "raw").rglob("embeddings-*"))
     # Each group's share is its flagged rows over its rows, from the ledger.
     for channel in ("chat", "email"):
         rows = flagged.filter(pl.col("channel") == channel)
