@@ -127,6 +127,18 @@ def test_a_name_in_capitals_is_a_person_and_shouted_words_are_not(anonymiser):
     assert dict(conv.counts) == {"PERSON": 1}
 
 
+def test_values_written_with_html_character_references_are_found_and_replaced_whole(anonymiser):
+    """Help-desk exports write "&nbsp;" and "&#64;": "07700&nbsp;900123" and "Maria&nbsp;Gonzalez"
+    went out as they came, and of "maria.gonzalez&#64;example.com" only the host was replaced."""
+    conv = _rewritten(anonymiser, [
+        ("customer", "Maria&nbsp;Gonzalez here, call me on 07700&nbsp;900123 or +44&#160;7700&#160;900124"),
+        ("agent", "I&#39;ll e-mail maria.gonzalez&#64;example.com &amp; &lt;maria.g@example.org&gt;")])
+    assert _texts(conv) == [
+        "<PERSON_1> here, call me on <PHONE_NUMBER_1> or <PHONE_NUMBER_2>",
+        "I&#39;ll e-mail <EMAIL_ADDRESS_1> &amp; &lt;<EMAIL_ADDRESS_2>&gt;"]
+    assert anonymiser.scan([conv]) == [[[]] * 4]  # and the leak scan reads them the same way
+
+
 def test_a_name_between_tags_is_found_and_the_tags_stay_whole(anonymiser):
     """spaCy read "Okonkwo</p>" as one token: the name took the closing tag with it, and between two
     tags ("<b>Zebulon Okonkwo</b>") a name was not found at all."""

@@ -13,6 +13,7 @@ card, phone or account number, so the recognizers of those types are not asked a
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -87,7 +88,8 @@ class Detector:
 
     def detect(self, texts: list[str]) -> list[list[RecognizerResult]]:
         """Entities found in each text, overlapping results resolved (longest, then highest score)."""
-        texts = [without_markup(t) for t in texts]
+        views = [as_read(without_markup(t)) for t in texts]
+        texts = [v for v, _ in views]
         nlp = self.nlp_engine.nlp[LANGUAGE]
         needs_ner = [self.has_ner and may_hold_name(t) for t in texts]
         docs: list = [None] * len(texts)
@@ -104,7 +106,7 @@ class Detector:
             for i, doc in zip(idx, docs_iter, strict=True):
                 docs[i] = doc
         out = []
-        for text, doc in zip(texts, docs, strict=True):
+        for text, doc, (_, where) in zip(texts, docs, views, strict=True):
             entities = self.entities if self.digitless_entities is None or _DIGIT.search(text) else \
                 self.digitless_entities
             if not entities:  # Presidio reads an empty list as "every type"
@@ -118,8 +120,11 @@ class Detector:
             results = self.analyzer.analyze(text, LANGUAGE, entities=entities, score_threshold=self.threshold,
                                             nlp_artifacts=artifacts)
             results = _ner_names_without_words(text, _urls_that_are_sentences(text, results))
-            out.append(join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
-                text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results)))))))
+            results = join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
+                text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results))))))
+            for r in results if where else ():  # back to the text's own offsets
+                r.start, r.end = where[r.start], where[r.end]
+            out.append(results)
         return out
 
 
@@ -133,6 +138,34 @@ def without_markup(text: str) -> str:
     """``text`` with its tags blanked out, every offset kept: spaCy read "Okonkwo</p>" as one token
     and a name as running into the tag, and a name between tags ("<b>Zebulon Okonkwo</b>") as none."""
     return _TAG.sub(lambda m: " " * len(m.group(0)), text) if "<" in text else text
+
+
+# An HTML character reference ("&nbsp;", "&#64;", "&amp;"), as help-desk and web-chat exports write them.
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def as_read(text: str) -> tuple[str, list[int] | None]:
+    """``text`` with its HTML character references read as the characters they stand for (any space as
+    a space), and where each character of that reading starts in ``text`` (one entry more, for its
+    end), or None where it has none: "07700&nbsp;900123" was no phone number to the detectors,
+    "Maria&nbsp;Gonzalez" no name, and of "maria.gonzalez&#64;example.com" only the host was found."""
+    if "&" not in text:
+        return text, None
+    parts: list[str] = []
+    where: list[int] = []
+    last = 0
+    for m in _CHAR_REF.finditer(text):
+        char = html.unescape(m.group(0))
+        if char == m.group(0):  # not a reference HTML knows
+            continue
+        parts += [text[last:m.start()], "".join(" " if c.isspace() else c for c in char)]
+        where += [*range(last, m.start()), *[m.start()] * len(char)]
+        last = m.end()
+    if not parts:
+        return text, None
+    parts.append(text[last:])
+    where += range(last, len(text) + 1)
+    return "".join(parts), where
 
 
 # What makes a match a web address whatever its words: a scheme or "www.".
