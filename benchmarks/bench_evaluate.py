@@ -5,8 +5,9 @@ macro-F1 (the headline intervals of every evaluation). Anchor: the same resample
 calling the shipped ``evaluate`` metric modules' ``compute`` once per resample, as users of
 hub-loaded metrics do (macro-F1 alone, as the hub's f1 module computes it). Also checks that
 both score every resample the same, and that the 95% intervals cover the truth at about the
-nominal rate on synthetic data: accuracy, and macro-F1 (a biased statistic under resampling, where
-the BCa interval curatune reports is set beside the plain percentile interval of the same resamples).
+nominal rate on synthetic data: accuracy, macro-F1 (a biased statistic under resampling, where
+the BCa interval curatune reports is set beside the plain percentile interval of the same resamples),
+and a group's macro-F1 and the gap between two groups, as the fairness report gives them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.common import header, table
 from curatune.evaluate import metric_modules
+from curatune.evaluate.fairness import GroupReport
 from curatune.evaluate.stats import Bootstrap, macro_f1_resampled
 
 # The anchor scores this many resamples (it takes minutes for all 1,000); its time is scaled up.
@@ -56,19 +59,22 @@ COVERAGE_CLASSES = 16
 CLASS_ACCURACY = np.linspace(0.4, 0.95, COVERAGE_CLASSES)
 
 
-def _population_macro_f1() -> float:
+# The second group of the group coverage: each class right a little less often.
+GROUP_B_ACCURACY = CLASS_ACCURACY * 0.9
+
+
+def _population_macro_f1(q: np.ndarray = CLASS_ACCURACY) -> float:
     """Macro-F1 of the population (equal class shares): per class, tp = q, fn = 1 - q, and the false
     positives are half the misses of each of the two classes before it."""
-    q = CLASS_ACCURACY
     fp = (1 - np.roll(q, 1)) / 2 + (1 - np.roll(q, 2)) / 2
     return float(np.mean(2 * q / (2 * q + fp + (1 - q))))
 
 
-def _confused_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _confused_sample(n: int, seed: int, q: np.ndarray = CLASS_ACCURACY) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, COVERAGE_CLASSES, n)
     wrong = (y + rng.integers(1, 3, n)) % COVERAGE_CLASSES
-    return y, np.where(rng.random(n) < CLASS_ACCURACY[y], y, wrong)
+    return y, np.where(rng.random(n) < q[y], y, wrong)
 
 
 def _macro_f1_coverage(trials: int, n: int) -> tuple[float, float]:
@@ -84,6 +90,26 @@ def _macro_f1_coverage(trials: int, n: int) -> tuple[float, float]:
         pct += low <= truth <= high
         bca += est.low <= truth <= est.high
     return pct / trials, bca / trials
+
+
+def _group_macro_f1_coverage(trials: int, n: int) -> tuple[float, float]:
+    """How often the 95% intervals of ``GroupReport`` cover the truth: group a's macro-F1 interval its
+    population macro-F1, and the best-minus-worst gap's interval the population gap of the pair the
+    report names (signed: a sample where b scores higher names b best), for two groups of ``n`` rows
+    each, resampled together as evaluate does."""
+    truth = {"a": _population_macro_f1(), "b": _population_macro_f1(GROUP_B_ACCURACY)}
+    own = gap = 0
+    for s in range(trials):
+        ya, pa = _confused_sample(n, 3000 + s)
+        yb, pb = _confused_sample(n, 5000 + s, GROUP_B_ACCURACY)
+        report = GroupReport(y_true=np.concatenate([ya, yb]), y_pred=np.concatenate([pa, pb]),
+                             groups=pd.Series(["a"] * n + ["b"] * n), min_group_size=30,
+                             bootstrap=Bootstrap(2 * n, resamples=1000, seed=s), permutations=0)
+        ci = next(r for r in report.by_group if r["group"] == "a")["macro_f1_ci"]
+        own += ci["low"] <= truth["a"] <= ci["high"]
+        d = report.difference()["macro_f1"]
+        gap += d["difference_ci"]["low"] <= truth[d["best"]] - truth[d["worst"]] <= d["difference_ci"]["high"]
+    return own / trials, gap / trials
 
 
 def run(data_dir: Path, quick: bool = False) -> str:
@@ -110,6 +136,10 @@ def run(data_dir: Path, quick: bool = False) -> str:
     for n_rows in (160, 640):
         pct, bca = _macro_f1_coverage(trials, n_rows)
         f1_rows.append((f"{n_rows}", f"{pct:.1%}", f"{bca:.1%}"))
+    group_rows = []
+    for n_rows in (80, 160, 640):
+        own, gap = _group_macro_f1_coverage(trials, n_rows)
+        group_rows.append((f"{n_rows}", f"{own:.1%}", f"{gap:.1%}"))
     return (header("Evaluation statistics")
             + f"{n:,} rows, {k} classes, {resamples:,} seeded resamples, accuracy and macro-F1 95% intervals "
               f"(the anchor's compute() calls are timed on the first {ANCHOR_RESAMPLES} resamples and scaled to "
@@ -126,4 +156,11 @@ def run(data_dir: Path, quick: bool = False) -> str:
               f"two classes; population macro-F1 {_population_macro_f1():.4f}. Percentile: the 2.5% and 97.5% "
               "quantiles of the same resamples; BCa: what curatune reports.\n\n"
             + table(("rows per sample", "percentile interval coverage", "BCa interval coverage (curatune)"),
-                    f1_rows))
+                    f1_rows)
+            + f"\nGroup macro-F1 coverage (the fairness report's intervals), {trials} seeded trials per size: "
+              f"groups a and b of equal size resampled together, a as above (population macro-F1 "
+              f"{_population_macro_f1():.4f}), b with each class right 0.9 times as often "
+              f"({_population_macro_f1(GROUP_B_ACCURACY):.4f}). Gap: the signed best-minus-worst difference of "
+              "the pair the report names, against the population difference of that pair.\n\n"
+            + table(("rows per group", "group a macro-F1 interval coverage", "macro-F1 gap interval coverage"),
+                    group_rows))
