@@ -8,7 +8,12 @@ import functools
 import pytest
 
 from curatune.curate.pii.places import PlaceRecognizer
-from curatune.curate.pii.recognizers import ContextNameRecognizer, cued_phone_recognizer, cued_postcode_recognizer
+from curatune.curate.pii.recognizers import (
+    ContextNameRecognizer,
+    cued_phone_recognizer,
+    cued_postcode_recognizer,
+    loose_phone_recognizer,
+)
 
 
 def _found(recognizer, text: str) -> list[str]:
@@ -45,6 +50,16 @@ def test_cued_postcodes(text, codes):
 ])
 def test_cued_phone_numbers(text, numbers):
     assert _found(cued_phone_recognizer(), text) == numbers
+
+
+@pytest.mark.parametrize(("text", "numbers"), [
+    ("call me on 0161 496 0923 please", ["0161 496 0923"]),
+    ("Phone:0161 496 0923", ["0161 496 0923"]),
+    ("logged at 2024-05-01 09:30:00.000000 by the app", []),  # the seconds of a time
+    ("ticket opened 14:05:59.123456, closed 14:20", []),
+])
+def test_loose_phone_numbers_and_not_the_seconds_of_a_time(text, numbers):
+    assert _found(loose_phone_recognizer(), text) == numbers
 
 
 @pytest.mark.parametrize(("text", "names"), [

@@ -473,7 +473,8 @@ def loose_phone_recognizer() -> PatternRecognizer:
     return PatternRecognizer(
         supported_entity="PHONE_NUMBER",
         patterns=[Pattern("loose_phone",
-                          r"(?<![\w-])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}"
+                          # Not the seconds of a time: "09:30:00.000000" (a log line, an export's timestamp).
+                          r"(?<![\w-])(?<!\d:)(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)\s?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}"
                           r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w-])", 0.55)],
         context=["call", "phone", "number", "mobile", "cell", "reach", "text", "tel"],
         name="LoosePhoneRecognizer")
