@@ -408,22 +408,9 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         {cfg.conversation_col: "__conv_id"})
 
 
-def _id_text(df: pl.DataFrame, col: str) -> pl.Expr:
-    """An id column as text. Parquet keeps an integer column that misses a value as floats (pandas
-    writes it so), and row 7's id read "7.0": a whole number is written without the ".0" (JSON ids are
-    read as text before they become floats, ``_read_json``). A missing one (NaN) is an empty id."""
-    c = pl.col(col)
-    if not df.schema[col].is_float():
-        return c.cast(pl.String)
-    # Past 2**53 a float holds no exact integer: it keeps its float form.
-    whole = c.is_finite() & (c == c.floor()) & (c.abs() < 2.0**53)
-    text = pl.when(whole).then(c.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(c.cast(pl.String))
-    return pl.when(c.is_nan()).then(pl.lit(None, pl.String)).otherwise(text)
-
-
 def _label_values(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Labels as they load: text, trimmed, a blank one missing."""
-    return _label_text(label, dtype).str.strip_chars().replace("", None)
+    return _as_text(label, dtype).str.strip_chars().replace("", None)
 
 
 def _split_values(split: pl.Expr) -> pl.Expr:
@@ -431,15 +418,17 @@ def _split_values(split: pl.Expr) -> pl.Expr:
     return split.cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None).replace(SPLIT_ALIASES)
 
 
-def _label_text(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Labels as text. A float column is what pandas writes for integer labels with gaps: NaN is a
-    missing label (not a class called "NaN"), and 1.0 is the label 1, as a CSV of the same data says."""
+def _as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Labels and ids as text. A float column is what pandas writes for an integer column with gaps
+    (Parquet keeps it so): NaN is a missing value (not a class called "NaN", not the id "nan"), and
+    1.0 is 1, as a CSV of the same data says (row 7's id read "7.0"). JSON ids are read as text before
+    they become floats (``_read_json``)."""
     if not dtype.is_float():
-        return label.cast(pl.String)
-    label = label.fill_nan(None)
-    # Whole numbers past 2**53 (or inf) are not integer labels and do not fit an Int64: kept as written.
-    whole = (label == label.round()) & (label.abs() < 2.0**53)
-    return pl.when(whole).then(label.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(label.cast(pl.String))
+        return value.cast(pl.String)
+    value = value.fill_nan(None)
+    # Whole numbers past 2**53 (or inf) hold no exact integer and do not fit an Int64: kept as written.
+    whole = (value == value.round()) & (value.abs() < 2.0**53)
+    return pl.when(whole).then(value.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(value.cast(pl.String))
 
 
 def render_turns(turns: pl.Expr) -> pl.Expr:
@@ -526,12 +515,12 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         n_raw = raw.height
         if cfg.conversation_col:
             raw = _aggregate_turns(raw, cfg, path)
-            id_expr = _id_text(raw, "__conv_id")
+            id_expr = _as_text(pl.col("__conv_id"), raw.schema["__conv_id"])
         else:
             _require(raw, cfg.text_col, path, "text")
             if cfg.id_col:
                 _require(raw, cfg.id_col, path, "id")
-                id_expr = _id_text(raw, cfg.id_col)
+                id_expr = _as_text(pl.col(cfg.id_col), raw.schema[cfg.id_col])
             else:
                 id_expr = pl.lit(f"{prefix}:") + pl.int_range(pl.len()).cast(pl.String)
         if require_label:
