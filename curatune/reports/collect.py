@@ -756,8 +756,7 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
         # Ranked groups first (the gap names two of them), then by size, as [report] max_groups promises.
         by_size = sorted(rep.get("by_group") or [], key=lambda g: (bool(g.get("too_small")), -(g.get("n") or 0)))
         for g in by_size[: cfg.max_groups]:
-            ci = ci_of(g.get("accuracy_ci")) if isinstance(g.get("accuracy_ci"), dict) else None
-            f1_ci = ci_of(g.get("macro_f1_ci")) if isinstance(g.get("macro_f1_ci"), dict) else None
+            ci, f1_ci = ci_of(g.get("accuracy_ci")), ci_of(g.get("macro_f1_ci"))
             groups.append({"group": str(g.get("group")), "n": g.get("n"), "too_small": bool(g.get("too_small")),
                            "accuracy": point_of(g.get("accuracy")), "low": ci[0] if ci else None,
                            "high": ci[1] if ci else None, "macro_f1": point_of(g.get("macro_f1")),
@@ -768,7 +767,7 @@ def _fairness_block(key: str, metrics: dict[str, Any], cfg: ReportConfig, anchor
         dci = ci_of(dci_raw) if dci_raw else None
         multi = rep.get("multiclass") or {}
         f1 = diff.get("macro_f1") if isinstance(diff.get("macro_f1"), dict) else None
-        f1_dci = ci_of(f1["difference_ci"]) if f1 and isinstance(f1.get("difference_ci"), dict) else None
+        f1_dci = ci_of(f1.get("difference_ci")) if f1 else None
         recall = rep.get("recall_gap") if isinstance(rep.get("recall_gap"), dict) else None
         worst = []
         for m in ("demographic_parity", "equalized_odds"):
