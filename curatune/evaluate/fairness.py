@@ -24,7 +24,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from curatune.evaluate.stats import Bootstrap, by_chunk, f1_jackknife, mean_jackknife
+from curatune.evaluate.stats import Bootstrap, by_chunk, class_counts, f1_jackknife, f1_of_counts, mean_jackknife
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 PERMUTATION_CHUNK = 200
@@ -164,9 +164,8 @@ class GroupReport:
                 held = np.zeros((g, k), bool)
                 held[codes[codes >= 0], self.y_true[codes >= 0]] = True
                 y, p = self.y_true, self.y_pred
-                found["macro_f1"] = by_chunk(self.bootstrap.idx,
-                                             lambda idx: group_macro_f1(codes[idx], y[idx], p[idx], held),
-                                             width=max(self.bootstrap.n, g * k))
+                found["macro_f1"] = by_chunk(self.bootstrap.idx, lambda idx: group_macro_f1(codes, y, p, held, idx),
+                                             width=max(self.bootstrap.n, (g + 1) * k))
             self._resampled = {m: {name: v[:, i] for i, name in enumerate(self.ranked)} for m, v in found.items()}
         return self._resampled
 
@@ -182,23 +181,18 @@ def group_accuracy(codes: np.ndarray, hit: np.ndarray, g: int) -> np.ndarray:
     return np.where(tot > 0, good / np.maximum(tot, 1), np.nan)
 
 
-def group_macro_f1(codes: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """Each group's macro-F1 ([r, g]) in each row of ``codes`` ([r, n], -1 for a row in no ranked group),
-    over the classes ``held`` marks for it ([g, k]); NaN where a row holds none of the group."""
-    r, (g, k) = codes.shape[0], held.shape
-    valid = codes >= 0
-    hit = y_true == y_pred
-    cell = ((np.arange(r)[:, None] * g + codes) * k)
-
-    def count(cls: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return np.bincount((cell + cls)[rows], minlength=r * g * k).reshape(r, g, k)
-
-    tp, fp, fn = count(y_true, valid & hit), count(y_pred, valid & ~hit), count(y_true, valid & ~hit)
-    denom = 2 * tp + fp + fn
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    rows = np.bincount((np.arange(r)[:, None] * g + codes)[valid], minlength=r * g).reshape(r, g)
-    score = (f1 * held).sum(axis=2) / np.maximum(held.sum(axis=1), 1)
-    return np.where(rows > 0, score, np.nan)
+def group_macro_f1(codes: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, held: np.ndarray,
+                   idx: np.ndarray) -> np.ndarray:
+    """Each group's macro-F1 ([r, g]) in each row of ``idx`` ([r, n]), the rows' groups in ``codes``
+    (-1 for a row in no ranked group), over the classes ``held`` marks for each ([g, k]); NaN where a
+    resample holds no row of the group. A class of one group is another class than it is in another:
+    counted as classes code * k + class, the rows in no ranked group as one more group, left out."""
+    g, k = held.shape
+    group = np.where(codes < 0, g, codes) * k
+    tp, fp, fn = (c.reshape(idx.shape[0], g + 1, k)[:, :g]
+                  for c in class_counts(group + y_true, group + y_pred, (g + 1) * k, idx))
+    score = (f1_of_counts(tp, fp, fn) * held).sum(axis=2) / np.maximum(held.sum(axis=1), 1)
+    return np.where((tp + fn).sum(axis=2) > 0, score, np.nan)
 
 
 def multiclass_disparity(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, labels: list[str],

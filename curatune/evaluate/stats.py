@@ -172,16 +172,11 @@ def f1_jackknife(y_true: np.ndarray, y_pred: np.ndarray, k: int, classes: np.nda
     n = t.size
     if n < 2:
         return np.full(n, np.nan)
-    tp, fp, fn = (c[0] for c in _class_counts(t, p, k, np.arange(n)[None, :]))
-
-    def f1(tp_: np.ndarray, fp_: np.ndarray, fn_: np.ndarray) -> np.ndarray:
-        denom = 2 * tp_ + fp_ + fn_
-        return np.where(denom > 0, 2 * tp_ / np.maximum(denom, 1), 0.0)
-
-    full = f1(tp, fp, fn)
+    tp, fp, fn = (c[0] for c in class_counts(t, p, k, np.arange(n)[None, :]))
+    full = f1_of_counts(tp, fp, fn)
     hit = t == p
-    true_after = np.where(hit, f1(tp[t] - 1, fp[t], fn[t]), f1(tp[t], fp[t], fn[t] - 1))
-    pred_after = np.where(hit, full[p], f1(tp[p], fp[p] - 1, fn[p]))
+    true_after = np.where(hit, f1_of_counts(tp[t] - 1, fp[t], fn[t]), f1_of_counts(tp[t], fp[t], fn[t] - 1))
+    pred_after = np.where(hit, full[p], f1_of_counts(tp[p], fp[p] - 1, fn[p]))
     if weighted:
         support = tp + fn
         total = (full * support).sum()
@@ -217,11 +212,11 @@ def by_chunk(idx: np.ndarray, fn: Callable[[np.ndarray], Any], width: int | None
     return np.concatenate(parts)
 
 
-def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
+def class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
                   idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True positives, false positives and false negatives per class ([resamples, k]) of each row of ``idx``."""
     if idx.shape[0] * idx.shape[1] > CHUNK_ELEMENTS:
-        return by_chunk(idx, partial(_class_counts, y_true, y_pred, k))
+        return by_chunk(idx, partial(class_counts, y_true, y_pred, k))
     r = idx.shape[0]
     t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]
     hit = t == p
@@ -232,9 +227,14 @@ def _class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
     return tp, fp, fn
 
 
+def f1_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 per class from its counts; 0 for a class with none (sklearn's ``zero_division=0``)."""
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
 def weighted_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
-    tp, fp, fn = _class_counts(y_true, y_pred, k, idx)
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    tp, fp, fn = class_counts(y_true, y_pred, k, idx)
+    f1 = f1_of_counts(tp, fp, fn)
     support = tp + fn
     return (f1 * support).sum(axis=1) / np.maximum(support.sum(axis=1), 1)
 
@@ -244,11 +244,9 @@ def macro_f1_resampled(y_true: np.ndarray, y_pred: np.ndarray, k: int, idx: np.n
     """Macro-F1 for each row of ``idx``: over ``classes`` (a mask of the k classes; an absent one
     scores 0, as sklearn's ``labels=``), or by default over the classes present in that resample's
     truth or prediction (sklearn without ``labels``)."""
-    tp, fp, fn = _class_counts(y_true, y_pred, k, idx)
-    denom = 2 * tp + fp + fn
-    counted = denom > 0 if classes is None else np.broadcast_to(np.asarray(classes, bool), denom.shape)
-    f1 = np.where(counted & (denom > 0), 2 * tp / np.maximum(denom, 1), 0.0)
-    return f1.sum(axis=1) / np.maximum(counted.sum(axis=1), 1)
+    tp, fp, fn = class_counts(y_true, y_pred, k, idx)
+    counted = (tp + fp + fn > 0) if classes is None else np.broadcast_to(np.asarray(classes, bool), tp.shape)
+    return (f1_of_counts(tp, fp, fn) * counted).sum(axis=1) / np.maximum(counted.sum(axis=1), 1)
 
 
 def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
