@@ -1,17 +1,22 @@
-"""Trainer callbacks: progress with ETA, the JSONL training log, and Ctrl-C that saves a checkpoint."""
+"""Trainer callbacks: progress with ETA, the JSONL training log, the trackers' runs, and Ctrl-C that
+saves a checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from curatune.rundir import write_json
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -103,10 +108,15 @@ class JsonlLog(TrainerCallback):
 class TrackerRuns(TrainerCallback):
     """The run each tracker opened for this training, read once the trackers' callbacks (which come
     before ours) have started it: the manifest names it, so a reviewer can go from the run directory
-    to its curves. Names and ids only: a tracking URI can hold credentials or a home folder."""
+    to its curves. Names and ids only: a tracking URI can hold credentials or a home folder.
 
-    def __init__(self) -> None:
+    The runs are also written into the checkpoint folder's run state (``run_state``), so that a
+    resumed training logs on into them (:func:`continue_tracker_runs`) instead of splitting its
+    curves over two runs."""
+
+    def __init__(self, run_state: Path | None = None) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
+        self.run_state = run_state
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -122,6 +132,46 @@ class TrackerRuns(TrainerCallback):
             if (run := wandb.run) is not None:
                 self.runs["wandb"] = {"run_id": run.id, "project": run.project,
                                       "mode": "offline" if run.offline else "online"}
+        if self.runs and self.run_state is not None and self.run_state.is_file():
+            write_json({**json.loads(self.run_state.read_text()), "tracker_runs": self.runs}, self.run_state)
+
+
+@contextlib.contextmanager
+def continue_tracker_runs(runs: dict[str, dict[str, Any]], report_to: list[str],
+                          say: Callable[[str], None]) -> Iterator[None]:
+    """While a resumed training runs: its trackers log into the runs the interrupted one opened
+    (``runs``, as :class:`TrackerRuns` recorded them), so the curves continue where they stopped.
+
+    MLflow's callback starts the run named by ``MLFLOW_RUN_ID`` (MLflow reopens a finished run);
+    one the user set is left alone. W&B reads its environment once per process, so its run is
+    opened here with the recorded id, and the Trainer's callback logs into the open run. A run the
+    tracking store no longer has is said, and the training logs to a new one."""
+    set_here: str | None = None
+    if "mlflow" in report_to and "mlflow" in runs and not os.environ.get("MLFLOW_RUN_ID"):
+        import mlflow
+
+        run_id = runs["mlflow"]["run_id"]
+        try:
+            found = mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+        except mlflow.exceptions.MlflowException:
+            found = False
+        if found:
+            os.environ["MLFLOW_RUN_ID"] = set_here = run_id
+        else:
+            # Not the store's URI: it can hold credentials.
+            say(f"train: the interrupted training's MLflow run {run_id} is not in this tracking store "
+                "(MLFLOW_TRACKING_URI); this training logs to a new run")
+    if "wandb" in report_to and "wandb" in runs:
+        import wandb
+
+        if wandb.run is None:
+            wandb.init(project=runs["wandb"]["project"], id=runs["wandb"]["run_id"], resume="allow")
+    try:
+        yield
+    finally:
+        # MLflow takes the variable out of the environment when it starts the run; not when it failed first.
+        if set_here and os.environ.get("MLFLOW_RUN_ID") == set_here:
+            del os.environ["MLFLOW_RUN_ID"]
 
 
 class InterruptCheckpoint(TrainerCallback):

@@ -395,7 +395,14 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from curatune.train.callbacks import EpochSeed, InterruptCheckpoint, JsonlLog, ProgressReporter, TrackerRuns
+    from curatune.train.callbacks import (
+        EpochSeed,
+        InterruptCheckpoint,
+        JsonlLog,
+        ProgressReporter,
+        TrackerRuns,
+        continue_tracker_runs,
+    )
     from curatune.train.loop import (
         CuratuneTrainer,
         FeatureDataset,
@@ -463,7 +470,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     sampler = SeededLengthSampler([len(f["input_ids"]) for f in enc["train"].features],
                                   tc.batch_size * tc.grad_accum, tc.seed)
     val_ds, _ = _sorted_dataset(enc["validation"])
-    interrupt, tracker_runs = InterruptCheckpoint(), TrackerRuns()
+    interrupt, tracker_runs = InterruptCheckpoint(), TrackerRuns(out / CHECKPOINTS / RUN_STATE)
     callbacks = [ProgressReporter(say), JsonlLog(out / TRAINER_LOG), interrupt, EpochSeed(sampler), tracker_runs,
                  *extra_callbacks]
     if tc.early_stopping_patience > 0:
@@ -476,32 +483,36 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         if unused:
             say(f"train: {len(unused)} trainable parameters take no part in the forward pass ({unused[0]}, ...); "
                 "DDP searches for them at every step")
-    trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
-                              eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
-                              callbacks=callbacks, head_lr=head_lr, length_sampler=sampler,
-                              sam_rho=tc.sam_rho, adversarial_eps=tc.adversarial_eps)
-    for cb in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(cb)
-
     train_metrics: dict[str, Any] = {}
     # Read before training: the checkpoint resumed from may be rotated out (save_total_limit) on the way.
     start_epoch = json.loads((Path(resume_from) / "trainer_state.json").read_text())["epoch"] if resume_from else 0.0
-    if args.num_train_epochs > 0:
-        say(f"train: {tc.method}, {training_epochs(tc):g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
-            f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
-        if choice.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        with manifest.timed("train"):
-            try:
-                result = trainer.train(resume_from_checkpoint=resume_from)
-            finally:
-                interrupt.restore()
-        train_metrics = dict(result.metrics)
-        if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
-            raise TrainingInterrupted(
-                f"interrupted at step {trainer.state.global_step}/{trainer.state.max_steps}; a checkpoint is in "
-                f"{out / CHECKPOINTS}: continue with `curatune train ... --resume`, or run `curatune run` again "
-                "(it resumes)")
+    # A resumed training logs on into the runs the interrupted one opened (recorded by TrackerRuns).
+    resumed_runs = json.loads((out / CHECKPOINTS / RUN_STATE).read_text()).get("tracker_runs", {}) \
+        if resume_from and is_main_process() else {}
+    with continue_tracker_runs(resumed_runs, list(tc.report_to), say):
+        trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),
+                                  eval_dataset=val_ds, processing_class=tokenizer, compute_metrics=compute_metrics,
+                                  callbacks=callbacks, head_lr=head_lr, length_sampler=sampler,
+                                  sam_rho=tc.sam_rho, adversarial_eps=tc.adversarial_eps)
+        for cb in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(cb)
+
+        if args.num_train_epochs > 0:
+            say(f"train: {tc.method}, {training_epochs(tc):g} epochs, lr body {body_lr:g} / head {head_lr:g}, "
+                f"max_length {max_length}, {n_trainable:,} of {n_params:,} parameters trainable")
+            if choice.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            with manifest.timed("train"):
+                try:
+                    result = trainer.train(resume_from_checkpoint=resume_from)
+                finally:
+                    interrupt.restore()
+            train_metrics = dict(result.metrics)
+            if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
+                raise TrainingInterrupted(
+                    f"interrupted at step {trainer.state.global_step}/{trainer.state.max_steps}; a checkpoint is in "
+                    f"{out / CHECKPOINTS}: continue with `curatune train ... --resume`, or run `curatune run` again "
+                    "(it resumes)")
 
     if not trainer.is_world_process_zero():
         return {"out_dir": str(out)}
@@ -663,7 +674,7 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
                     "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
                     "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}",
                     "trackers": trackers},
-        # The run each tracker opened (this process's: a resumed training opens a new one).
+        # The run each tracker logged to (a resumed training continues the interrupted one's).
         "tracker_runs": tracker_runs,
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]

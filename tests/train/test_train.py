@@ -226,13 +226,55 @@ def test_a_tracker_s_logs_outlive_the_checkpoints(tiny_model, curated_dir, tmp_p
     man = json.loads((out / "manifest.json").read_text())
     assert man["outputs"]["trackers"] == "trackers" and not (out / "checkpoints").exists()
     scalars = _tensorboard_scalars(out / "trackers" / "runs")
-    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
-    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    evals = _logged_evals(out)
     assert len(evals) == 2 and [s for s, _ in scalars["eval/loss"]] == [s for s, _ in evals]
     assert [v for _, v in scalars["eval/loss"]] == pytest.approx([v for _, v in evals], rel=1e-6)
     # Without a tracker there is nothing to keep.
     assert json.loads((lora_run / "manifest.json").read_text())["outputs"]["trackers"] is None
     assert not (lora_run / "trackers").exists()
+
+
+def _use_mlflow_file_store(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store behind this opt-in
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "curatune-test")
+
+
+def _use_wandb_offline(monkeypatch, tmp_path: Path, mode: str | None = "offline") -> None:
+    """W&B with no credentials and none of this machine's user settings, writing under ``tmp_path``."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    if mode:
+        monkeypatch.setenv("WANDB_MODE", mode)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no settings of this machine's user
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_PROJECT", "curatune-test")
+
+
+def _end_wandb() -> None:
+    """What the end of a process does to W&B: its run finishes (a run left open is reused by the
+    next Trainer) and its set-up goes, so the next one reads the environment again."""
+    import wandb
+
+    wandb.finish()
+    wandb.teardown()
+
+
+def _wandb_run_file(run_file: Path) -> tuple:
+    """(run record, exit record, history rows) of a W&B run file."""
+    records = _wandb_records(run_file)
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    [ended] = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    return run, ended, history
+
+
+def _logged_evals(out: Path) -> list[tuple[int, float]]:
+    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    return [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
 
 
 def test_mlflow_records_the_trainer_s_metrics_and_a_store_it_cannot_use_is_refused_before_any_work(
@@ -250,17 +292,13 @@ def test_mlflow_records_the_trainer_s_metrics_and_a_store_it_cannot_use_is_refus
         train_model(tiny_config(tiny_model, report_to=["mlflow"]), curated_dir, refused)
     assert not any(refused.iterdir())  # nothing written, no checkpoint folder begun
 
-    store = tmp_path / "mlruns"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store behind this opt-in
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "curatune-test")
+    _use_mlflow_file_store(monkeypatch, tmp_path)
     out = tmp_path / "ml"
     train_model(tiny_config(tiny_model, report_to=["mlflow"]), curated_dir, out)
     client = mlflow.MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("curatune-test").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
-    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    evals = _logged_evals(out)
     history = client.get_metric_history(runs[0].info.run_id, "eval_loss")
     assert len(evals) == 2 and [(m.step, m.value) for m in history] == [(s, pytest.approx(v)) for s, v in evals]
     assert runs[0].data.params["learning_rate"] == "0.005"
@@ -299,42 +337,104 @@ def test_wandb_records_the_trainer_s_metrics_offline_and_no_credentials_is_refus
         tiny_model, curated_dir, tmp_path, monkeypatch):
     """W&B logs in when the Trainer starts its run: with no credentials and no terminal that was a
     traceback after the model was loaded. Offline, the run is kept on disk for `wandb sync`."""
-    import wandb
 
     monkeypatch.chdir(tmp_path)
-    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no settings of this machine's user
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_PROJECT", "curatune-test")
+    _use_wandb_offline(monkeypatch, tmp_path, mode=None)
     refused = tmp_path / "refused"
-    wandb.teardown()  # wandb reads its environment once per process, at its first set-up
+    _end_wandb()  # wandb reads its environment once per process, at its first set-up
     try:
         with pytest.raises(CuratuneError, match=r"^\[train\] report_to: wandb has no credentials \(run `wandb login` "
                                                 r"or set WANDB_API_KEY; or set WANDB_MODE=offline"):
             train_model(tiny_config(tiny_model, report_to=["wandb"]), curated_dir, refused)
         assert not any(refused.iterdir())
-        wandb.teardown()
+        _end_wandb()
         monkeypatch.setenv("WANDB_MODE", "offline")
         out = tmp_path / "wb"
         train_model(tiny_config(tiny_model, report_to=["wandb"]), curated_dir, out)
     finally:
-        wandb.teardown()
+        _end_wandb()
     [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    records = _wandb_records(run_file)
-    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    [ended] = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
-    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
-    logged = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
-    evals = [(e["step"], e["eval_loss"]) for e in logged if "eval_loss" in e]
+    run, ended, history = _wandb_run_file(run_file)
+    evals = _logged_evals(out)
     assert len(evals) == 2 and [(h["train/global_step"], h["eval/loss"]) for h in history if "eval/loss" in h] == [
         (s, pytest.approx(v)) for s, v in evals]
     assert (run.project, ended.exit_code) == ("curatune-test", 0)
     man = json.loads((out / "manifest.json").read_text())
     assert man["tracker_runs"] == {"wandb": {"run_id": run.run_id, "project": "curatune-test", "mode": "offline"}}
+
+
+def test_a_resumed_training_logs_on_into_the_interrupted_training_s_tracker_runs(tiny_model, curated_dir, tmp_path,
+                                                                                  monkeypatch):
+    """After Ctrl-C, `--resume` (a new process) opened new MLflow and W&B runs: a training's curves were
+    split over two runs, and the manifest named only the second."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    _use_mlflow_file_store(monkeypatch, tmp_path)
+    _use_wandb_offline(monkeypatch, tmp_path)
+    cfg = tiny_config(tiny_model, report_to=["mlflow", "wandb"])
+    out = tmp_path / "run"
+    _end_wandb()
+    try:
+        with pytest.raises(TrainingInterrupted):
+            train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(8)])
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name("curatune-test").experiment_id
+        [interrupted] = client.search_runs([experiment])
+        _end_wandb()  # the interrupted process ends here, and its W&B run with it
+        [wandb_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+        wandb_id = _wandb_run_file(wandb_file)[0].run_id
+        said: list[str] = []
+        train_model(cfg, curated_dir, out, resume=True, progress=said.append)
+    finally:
+        _end_wandb()
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["training"]["resumed_from"] == "checkpoint-9"
+    assert man["tracker_runs"] == {
+        "mlflow": {"run_id": interrupted.info.run_id, "experiment_id": experiment},
+        "wandb": {"run_id": wandb_id, "project": "curatune-test", "mode": "offline"}}
+    assert not any("new run" in line for line in said)
+
+    # MLflow: one run, finished, with every evaluation of the whole training.
+    evals = _logged_evals(out)
+    [run] = client.search_runs([experiment])
+    assert run.info.run_id == interrupted.info.run_id and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "eval_loss")
+    assert len(evals) == 2 and [(m.step, m.value) for m in history] == [(s, pytest.approx(v)) for s, v in evals]
+    # W&B: both processes wrote to the run with one id, each its part of the evaluations.
+    files = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2
+    parts = [_wandb_run_file(f) for f in files]
+    assert {run.run_id for run, _, _ in parts} == {wandb_id}
+    for (_, _, history), part in zip(parts, ([e for e in evals if e[0] <= 9], [e for e in evals if e[0] > 9]),
+                                     strict=True):
+        assert [(h["train/global_step"], h["eval/loss"]) for h in history if "eval/loss" in h] == [
+            (s, pytest.approx(v)) for s, v in part]
+
+
+def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_one(tiny_model, curated_dir, tmp_path,
+                                                                                    monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    _use_mlflow_file_store(monkeypatch, tmp_path)
+    cfg = tiny_config(tiny_model, report_to=["mlflow"])
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
+    client = mlflow.MlflowClient()
+    [interrupted] = client.search_runs([client.get_experiment_by_name("curatune-test").experiment_id])
+    gone = interrupted.info.run_id
+    client.delete_run(gone)
+    said: list[str] = []
+    train_model(cfg, curated_dir, out, resume=True, progress=said.append)
+    assert [line for line in said if "new run" in line] == [
+        f"train: the interrupted training's MLflow run {gone} is not in this tracking store "
+        "(MLFLOW_TRACKING_URI); this training logs to a new run"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["tracker_runs"]["mlflow"]["run_id"] != gone
+    assert client.get_run(man["tracker_runs"]["mlflow"]["run_id"]).info.status == "FINISHED"
+    assert "MLFLOW_RUN_ID" not in os.environ
 
 
 def test_plain_transformers_loads_the_model_with_its_saved_code_or_after_curatune_registers_it(lora_run):
