@@ -335,9 +335,16 @@ def test_an_identifier_named_before_it_is_told(text, found):
     ('I\'ve written something down that\'s labelled "PIN".  It seems to either be 3100 or 9431.', ["3100", "9431"]),
     ("agent: Right, and your PIN as well please.\ncustomer: I don't recall. It could be either 0314 or 9431",
      ["0314", "9431"]),
+    # Given by "maybe", "perhaps", "try them", alternatives after a question mark.
+    ("agent: Right, and your PIN as well please.\ncustomer: Ahh, I'm so flustered. I'm not sure. Maybe 9503? or "
+     "7402? Or not?", ["9503", "7402"]),
+    ("my pin? perhaps 3100", ["3100"]),
     # Named in an earlier turn: the customer could not give it when asked, then remembers.
     ("agent: Right, and your PIN as well please.\ncustomer: I can't remember it.\nagent: Could you provide your "
      "date of birth, please?\ncustomer: Actually I remember now. It was either 9503 or 7402", ["9503", "7402"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: I can't remember.\nagent: Could you provide your date "
+     "of birth, please?\ncustomer: Actually, you know what?  It is one of these two, try them  5380 or 9431",
+     ["5380", "9431"]),
     # ...but not past another number, nor more than 400 characters back.
     ("customer: I forgot my PIN.\nagent: How much was taken, and at 5pm?\ncustomer: it was 2500 I think", []),
     ("customer: I forgot my PIN.\n" + "agent: Let me look into that for you.\n" * 12 + "customer: it was 2500", []),

@@ -301,14 +301,15 @@ def _join(words: str, punct: str) -> str:
 
 def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
     """What leads to a value told after free words: its name (``named``) earlier in the turn, or a name
-    (``asked``) in the line the turn answers, then "it's", "it was", "it might be" or "try (using)": "I
-    remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your PIN as well please." /
-    "I don't recall. It could be either 0314". Not "is" alone: "my PIN is blocked and my balance is
-    2500". No digit between: the value is the first number after the name. ``across_turns``: the
-    name may also stand in an earlier turn, up to 400 characters back (a customer who could not give
-    the PIN when asked, then "Actually I remember now. It was either 9503 or 7402")."""
-    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with))?|(?:it )?(?:might|may|could|must) be|"
-            r"(?:it )?seems to(?: either)? be)\b)"
+    (``asked``) in the line the turn answers, then "it's", "it was", "it might be", "maybe", "perhaps" or
+    "try (using, them)": "I remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your
+    PIN as well please." / "I don't recall. It could be either 0314" or "I'm not sure. Maybe 9503?".
+    Not "is" alone: "my PIN is blocked and my balance is 2500". No digit between: the value is the
+    first number after the name. ``across_turns``: the name may also stand in an earlier turn, up to
+    400 characters back (a customer who could not give the PIN when asked, then "Actually I remember
+    now. It was either 9503 or 7402")."""
+    lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with|them|these|those))?|"
+            r"(?:it )?(?:might|may|could|must) be|(?:it )?seems to(?: either)? be|maybe|perhaps|possibly)\b)"
             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
     gap = r"[^\d]{0,400}?" if across_turns else r"[^\n\d]{0,100}?"
     return (rf"(?:(?i:\b(?:{named})\b){gap}|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{0,100}}?)"
@@ -367,9 +368,9 @@ def cued_passcode_recognizer() -> CueRecognizer:
     # the card is blocked and my balance is 2500".
     of_what = (r"(?i:[ \t]+(?:for|on|of|to|at|from|with)(?:[ \t]+(?!(?:is|was)\b)[a-z]+){1,5}"
                r"(?=[ \t]*(?:\b(?:is|was)\b|:)))")
-    # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380".
+    # "3100 or 7402", "3100 or it's 7402", "9503, or maybe it was 5380", "Maybe 9503? or 7402?".
     # A pause may come before the second: "3100 or uhhhh 7402".
-    alternative = (r"(?i:[ \t]*,?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|u+[hm]+|e+r+m*|hm+)[ \t,.]+)?"
+    alternative = (r"(?i:[ \t]*[,?]?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|u+[hm]+|e+r+m*|hm+)[ \t,.]+)?"
                    r"(?:it(?:'?s| is| was)[ \t]+)?)")
     later = _given_later(code, asked, across_turns=True)
     # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
