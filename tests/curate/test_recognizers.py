@@ -296,6 +296,20 @@ def test_an_identifier_named_before_it_is_told(text, found):
 
 
 @pytest.mark.parametrize(("text", "found"), [
+    ("agent: Could I get your full name, please?\ncustomer: Katarina Miller 68318931 I can't remember my pin",
+     [("PERSON", "Katarina Miller"), ("ACCOUNT_ID", "68318931")]),
+    ("Hi, John Smith, 48291048 here", [("PERSON", "John Smith"), ("ACCOUNT_ID", "48291048")]),
+    # A short number after a name, an amount, or a long number after no name.
+    ("My name is John Smith, 2019 was my last order", [("PERSON", "John Smith")]),
+    ("Hi, John Smith 1500000 dollars is missing", [("PERSON", "John Smith")]),
+    ("I was charged 10000000 won", []),
+])
+def test_a_long_number_told_right_after_a_name_is_an_account_id(text, found):
+    """With no word to cue it, the number a customer gives after their name went out as it was."""
+    assert [f for f in _detect(text) if f[0] in ("PERSON", "ACCOUNT_ID")] == found
+
+
+@pytest.mark.parametrize(("text", "found"), [
     ("My pin is 9503", ["9503"]),
     ("Sarah Brown, PIN is 9503", ["9503"]),
     ("Clearance code 031431", ["031431"]),

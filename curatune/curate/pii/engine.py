@@ -31,6 +31,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     ID_CUES,
     ID_NOUN,
     LANGUAGE,
+    NOT_AMOUNT,
     USER_NAME,
     ContextNameRecognizer,
     common_english_words,
@@ -122,6 +123,8 @@ class Detector:
             results = _ner_names_without_words(text, _urls_that_are_sentences(text, results))
             results = join_address_parts(text, resolve_overlaps(_names_end_before_id_words(
                 text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results))))))
+            if "ACCOUNT_ID" in self.entities:
+                results = numbers_after_names(text, results)
             for r in results if where else ():  # back to the text's own offsets
                 r.start, r.end = where[r.start], where[r.end]
             out.append(results)
@@ -364,6 +367,23 @@ def repeated_handles(text: str, results: list[RecognizerResult]) -> list[Recogni
             if all(m.end() <= r.start or m.start() >= r.end for r in [*results, *extra]):
                 extra.append(RecognizerResult("HANDLE", m.start(), m.end(), 0.6))
     return sorted(results + extra, key=lambda r: r.start)
+
+
+# A long number told right after a name, the customer giving the number their account goes by
+# ("Katarina Miller 68318931 I can't remember my pin", "John Smith, 48291048"). Six digits or more:
+# a shorter one there is more often an age, a year or a count ("Ben 12", "Sarah 2019").
+_NUMBER_AFTER_NAME = re.compile(rf"[ \t]*[,:;-]?[ \t]*(\d{{6,20}})(?![\w-]|[.,]\d){NOT_AMOUNT}")
+
+
+def numbers_after_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """An ACCOUNT_ID for each long number right after a found PERSON that nothing else found: with no
+    word to cue it, it went out as it was. ``results`` sorted and non-overlapping; returns the same."""
+    extra = []
+    for r in results:
+        m = _NUMBER_AFTER_NAME.match(text, r.end) if r.entity_type == "PERSON" else None
+        if m and all(m.end(1) <= o.start or m.start(1) >= o.end for o in results):
+            extra.append(RecognizerResult("ACCOUNT_ID", m.start(1), m.end(1), 0.6))
+    return sorted(results + extra, key=lambda r: r.start) if extra else results
 
 
 # A found value that is one number ("7402", "951 738 190", "07700-900461"): its other mentions are

@@ -317,7 +317,7 @@ def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
 
 
 # After a value told later than its name: an amount is not such a value ("it was 2500 dollars").
-_NOT_AMOUNT = r"(?![ \t]*(?i:dollars|pounds|euros?|bucks|usd|gbp|eur|%))"
+NOT_AMOUNT = r"(?![ \t]*(?i:dollars|pounds|euros?|bucks|usd|gbp|eur|%))"
 
 
 def cued_id_recognizers() -> list[CueRecognizer]:
@@ -340,7 +340,7 @@ def cued_id_recognizers() -> list[CueRecognizer]:
              rf"(?i:{named}\b|(?:{bare})[ \t]*(?:#|[.,!?]|$))", 0.85),
             # Told after free words: "…your account number, please?" / "Sure I have it written down.
             # It's 84318931431." Five digits or more: a shorter number there is more often a count.
-            (rf"{_given_later(named, named)}(?P<v>{_ID_VALUE.format(n=5)}){_NOT_AMOUNT}", 0.8),
+            (rf"{_given_later(named, named)}(?P<v>{_ID_VALUE.format(n=5)}){NOT_AMOUNT}", 0.8),
         ], f"Cued{entity.title().replace('_', '')}Recognizer", re.MULTILINE))
     return out
 
@@ -380,8 +380,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
         (rf"(?i:\b(?:{code})\b)(?:{of_what})?{join}{digits}{alternative}(?P<v>{digits})", 0.85),
         (rf"(?<![\w-])(?P<v>{digits})(?:{alternative}{digits})?{named_after}", 0.85),
         (rf"(?<![\w-]){digits}{alternative}(?P<v>{digits}){named_after}", 0.85),
-        (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){_NOT_AMOUNT}", 0.8),
-        (rf"{later}\d{{4,12}}{alternative}(?P<v>\d{{4,12}}(?![\w-])){_NOT_AMOUNT}", 0.8),
+        (rf"{later}(?P<v>\d{{4,12}}(?![\w-])){NOT_AMOUNT}", 0.8),
+        (rf"{later}\d{{4,12}}{alternative}(?P<v>\d{{4,12}}(?![\w-])){NOT_AMOUNT}", 0.8),
         # Anything but a space, a digit in it; a sentence's full stop after it is not part of it.
         (rf"(?i:\b(?:password|passwd|pwd|passphrase)\b){_ID_JOIN}(?P<v>(?=\S*\d)\S{{2,63}}[^\s.,;:!?])", 0.85),
         # The answer opens the turn; what follows may be anything ("…, my memory is a little fuzzy").
@@ -389,7 +389,7 @@ def cued_passcode_recognizer() -> CueRecognizer:
         (_answer(asked, digits, whole=False, before=rf"{digits}{alternative}"), 0.8),
         # Or closes it, after words without a number: "…your PIN as well please." / "I trust you. 1596".
         (rf"(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{1,100}}?(?<![\w$£€.,-])"
-         rf"(?P<v>\d{{4,12}}){_NOT_AMOUNT}[^\w\n]*$", 0.8),
+         rf"(?P<v>\d{{4,12}}){NOT_AMOUNT}[^\w\n]*$", 0.8),
     ], "CuedPasscodeRecognizer", re.MULTILINE)
 
 
