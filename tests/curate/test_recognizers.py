@@ -75,6 +75,12 @@ def test_loose_phone_numbers_and_not_the_seconds_of_a_time(text, numbers):
     ("my childhood pet is buddy", ["buddy"]),
     ("I can't remember but my childhood pets name was Buddy", ["Buddy"]),
     ("I don't remember, I know my pet's name, it's Buddy!", ["Buddy"]),
+    ("I do remember my childhood dog, Buddy. He was such a good doggie.", ["Buddy"]),
+    ("what about my childhood pet's name.. it was Buddy", ["Buddy"]),
+    ("my first cat, Whiskers, was grey", ["Whiskers"]),
+    ("my childhood dog, which I loved, died", []),
+    # A window of a long text cut after the comma: the name is in the next one.
+    ("I know my pet's name, it's", []),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: molly", ["molly"]),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: Nemo. Poor nemo.", ["Nemo"]),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: ha buddy! he was good", []),

@@ -623,9 +623,11 @@ class ContextNameRecognizer(EntityRecognizer):
             r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|full) name(?: is|:)|"
             r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?|"
             # The other common security answer, a pet's name: "my childhood pet is buddy", "my pets name
-            # was Buddy", "I know my pet's name, it's Buddy!". Not "my pet is sick".
-            r"\b(?:(?:childhood|first)[ \t]+pet'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
-            r"(?:[ \t]*,?[ \t]*it'?s|[ \t]+is|[ \t]+was|:))\s+"
+            # was Buddy", "I know my pet's name, it's Buddy!", "my childhood pet's name.. it was Buddy", "my
+            # childhood dog, Buddy." (after a comma, a capital: a cut window may end in "name, it's"). Not
+            # "my pet is sick".
+            r"\b(?:(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
+            r"(?:[ \t.,]*it(?:'?s| was)|[ \t]+is|[ \t]+was|:|,(?=[ \t]*(?-i:[A-Z]))(?![ \t]*it\b|[ \t]*it['’])))\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
         # The answer to a question about the customer's own name that runs on past it, the surname in
         # lower case: "Could I get your full name, please?" / "Sarah brown my pin is 0314". The first word
