@@ -627,7 +627,7 @@ class ContextNameRecognizer(EntityRecognizer):
             # childhood dog, Buddy." (after a comma, a capital: a cut window may end in "name, it's"). Not
             # "my pet is sick".
             r"\b(?:(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)'?s?(?:[ \t]+name)?|pet'?s?[ \t]+name)"
-            r"(?:[ \t.,]*it(?:'?s| was)|[ \t]+is|[ \t]+was|:|,(?=[ \t]*(?-i:[A-Z]))(?![ \t]*it\b|[ \t]*it['’])))\s+"
+            rf"(?:[ \t.,]*it(?:'?s| was)|[ \t]+is|[ \t]+was|:|,(?=[ \t]*(?-i:{UPPER}))(?![ \t]*it\b)))\s+"
             r"(?P<n>[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?)")
         # The answer to a question about the customer's own name that runs on past it, the surname in
         # lower case: "Could I get your full name, please?" / "Sarah brown my pin is 0314". The first word
