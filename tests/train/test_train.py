@@ -437,6 +437,27 @@ def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_o
     assert "MLFLOW_RUN_ID" not in os.environ
 
 
+def test_a_resumed_training_logs_to_the_mlflow_run_the_user_names_over_the_recorded_one(tiny_model, curated_dir,
+                                                                                        tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    _use_mlflow_file_store(monkeypatch, tmp_path)
+    cfg = tiny_config(tiny_model, report_to=["mlflow"])
+    out = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("curatune-test").experiment_id
+    [interrupted] = client.search_runs([experiment])
+    mine = client.create_run(experiment).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", mine)
+    train_model(cfg, curated_dir, out, resume=True)
+    assert json.loads((out / "manifest.json").read_text())["tracker_runs"]["mlflow"]["run_id"] == mine
+    assert client.get_metric_history(mine, "eval_loss") and not client.get_metric_history(
+        interrupted.info.run_id, "eval_loss")
+
+
 def test_plain_transformers_loads_the_model_with_its_saved_code_or_after_curatune_registers_it(lora_run):
     """The issue asks for a merged model that plain transformers loads. It needed `import curatune.train`:
     now its modeling file is saved beside the weights (config.json auto_map). Without curatune and
