@@ -412,8 +412,9 @@ def test_a_resumed_training_logs_on_into_the_interrupted_training_s_tracker_runs
             (s, pytest.approx(v)) for s, v in part]
 
 
-def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_one(tiny_model, curated_dir, tmp_path,
-                                                                                    monkeypatch):
+def _interrupted_mlflow_training(tiny_model, curated_dir, tmp_path, monkeypatch) -> tuple:
+    """A training logging to MLflow's file store, stopped by Ctrl-C at step 3: (config, output
+    directory, client, experiment id, the run it opened)."""
     import mlflow
 
     monkeypatch.chdir(tmp_path)
@@ -423,7 +424,14 @@ def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_o
     with pytest.raises(TrainingInterrupted):
         train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
     client = mlflow.MlflowClient()
-    [interrupted] = client.search_runs([client.get_experiment_by_name("curatune-test").experiment_id])
+    experiment = client.get_experiment_by_name("curatune-test").experiment_id
+    [interrupted] = client.search_runs([experiment])
+    return cfg, out, client, experiment, interrupted
+
+
+def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_one(tiny_model, curated_dir, tmp_path,
+                                                                                    monkeypatch):
+    cfg, out, client, _, interrupted = _interrupted_mlflow_training(tiny_model, curated_dir, tmp_path, monkeypatch)
     gone = interrupted.info.run_id
     client.delete_run(gone)
     said: list[str] = []
@@ -439,17 +447,8 @@ def test_a_resumed_training_whose_mlflow_run_is_gone_says_so_and_logs_to_a_new_o
 
 def test_a_resumed_training_logs_to_the_mlflow_run_the_user_names_over_the_recorded_one(tiny_model, curated_dir,
                                                                                         tmp_path, monkeypatch):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    _use_mlflow_file_store(monkeypatch, tmp_path)
-    cfg = tiny_config(tiny_model, report_to=["mlflow"])
-    out = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted):
-        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name("curatune-test").experiment_id
-    [interrupted] = client.search_runs([experiment])
+    cfg, out, client, experiment, interrupted = _interrupted_mlflow_training(tiny_model, curated_dir, tmp_path,
+                                                                             monkeypatch)
     mine = client.create_run(experiment).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", mine)
     train_model(cfg, curated_dir, out, resume=True)
