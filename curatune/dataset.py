@@ -410,7 +410,7 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
 
 def _label_values(label: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Labels as they load: text, trimmed, a blank one missing."""
-    return _as_text(label, dtype).str.strip_chars().replace("", None)
+    return _label_or_id_text(label, dtype).str.strip_chars().replace("", None)
 
 
 def _split_values(split: pl.Expr) -> pl.Expr:
@@ -418,7 +418,7 @@ def _split_values(split: pl.Expr) -> pl.Expr:
     return split.cast(pl.String).str.strip_chars().str.to_lowercase().replace("", None).replace(SPLIT_ALIASES)
 
 
-def _as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def _label_or_id_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Labels and ids as text. A float column is what pandas writes for an integer column with gaps
     (Parquet keeps it so): NaN is a missing value (not a class called "NaN", not the id "nan"), and
     1.0 is 1, as a CSV of the same data says (row 7's id read "7.0"). JSON ids are read as text before
@@ -515,12 +515,12 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         n_raw = raw.height
         if cfg.conversation_col:
             raw = _aggregate_turns(raw, cfg, path)
-            id_expr = _as_text(pl.col("__conv_id"), raw.schema["__conv_id"])
+            id_expr = _label_or_id_text(pl.col("__conv_id"), raw.schema["__conv_id"])
         else:
             _require(raw, cfg.text_col, path, "text")
             if cfg.id_col:
                 _require(raw, cfg.id_col, path, "id")
-                id_expr = _as_text(pl.col(cfg.id_col), raw.schema[cfg.id_col])
+                id_expr = _label_or_id_text(pl.col(cfg.id_col), raw.schema[cfg.id_col])
             else:
                 id_expr = pl.lit(f"{prefix}:") + pl.int_range(pl.len()).cast(pl.String)
         if require_label:

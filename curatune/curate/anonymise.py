@@ -468,9 +468,10 @@ def _column_cue(column: str) -> str:
     return f"{words}: " if words else ""
 
 
-def _as_text(values: pl.Series) -> list[str | None]:
+def _as_detector_text(values: pl.Series) -> list[str | None]:
     """A column's values as the detectors read them: a whole float or decimal without its ".0"
-    (4155550199.0 is the phone number 4155550199)."""
+    (4155550199.0 is the phone number 4155550199). Not the dataset's ``_label_or_id_text``: NaN stays
+    as written and decimals and datetimes are read too, so an untouched value goes back as it was."""
     if isinstance(values.dtype, pl.Datetime):  # to the second: polars' ".000000" reads as a phone number's end
         return values.dt.to_string("%Y-%m-%d %H:%M:%S").to_list()
     text = values.cast(pl.String)
@@ -528,7 +529,7 @@ class Anonymise(CurationStep):
         # Other text columns pass through to every written table, so they are anonymised too, each
         # value with its row's entity book: "Maria Gonzalez" in a name column is the text's <PERSON_1>.
         fields = _other_columns(table, (*CANONICAL, *BOOKKEEPING, *self.ctx.group_cols))
-        values = {c: _as_text(table[c]) for c in fields}
+        values = {c: _as_detector_text(table[c]) for c in fields}
         placed = [(c, i) for c in fields for i, v in enumerate(values[c]) if v is not None and v.strip()]
         # Each value is scanned after its column's name, which counts as written: neither pass rewrites
         # it, and the leak scan does not read it.

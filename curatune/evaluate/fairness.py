@@ -57,6 +57,7 @@ class GroupReport:
         self.bootstrap = bootstrap
         self.permutations, self.seed = permutations, seed
         self._resampled: dict[str, dict[str, np.ndarray]] | None = None
+        self._jackknives: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def overall(self) -> dict[str, float]:
@@ -128,16 +129,20 @@ class GroupReport:
 
     def _jackknife(self, metric: str, group: str) -> np.ndarray:
         """The group's ``metric`` with each row of the split left out in turn: a row of another group
-        leaves it as it is (the resamples are of the whole split, so the jackknife is too)."""
+        leaves it as it is (the resamples are of the whole split, so the jackknife is too). Kept: the
+        best and worst groups' are read again for the gap's interval."""
+        if (metric, group) in self._jackknives:
+            return self._jackknives[metric, group]
         inside = (self.groups == group).to_numpy()
         if metric == "accuracy":
             hit = (self.y_true == self.y_pred).astype(float)
             out = np.full(inside.size, hit[inside].mean())
             out[inside] = mean_jackknife(hit[inside])
-            return out
-        y, p = self.y_true[inside], self.y_pred[inside]
-        out = np.full(inside.size, macro_f1(y, p))
-        out[inside] = f1_jackknife(y, p, self._n_classes, np.isin(np.arange(self._n_classes), y))
+        else:
+            y, p = self.y_true[inside], self.y_pred[inside]
+            out = np.full(inside.size, macro_f1(y, p))
+            out[inside] = f1_jackknife(y, p, self._n_classes, np.isin(np.arange(self._n_classes), y))
+        self._jackknives[metric, group] = out
         return out
 
     @property
