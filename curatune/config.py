@@ -311,6 +311,7 @@ class TrainConfig:
             "sam_rho": (self.sam_rho >= 0, ">= 0 (0 = off)"),
             "adversarial_eps": (self.adversarial_eps >= 0, ">= 0 (0 = off)"),
             "early_stopping_patience": (self.early_stopping_patience >= 0, ">= 0 (0 = never stop early)"),
+            "seed": (0 <= self.seed < 2**32, "in [0, 2**32)"),  # what numpy and torch seed from
         }
         _refuse_unusable(self, "train", rules)
         if self.adversarial_eps > 0 and self.method != "full":

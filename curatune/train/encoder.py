@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from curatune.embeddings import Encoder
-from curatune.rundir import MODEL_DIR, find_stage_dir
+from curatune.rundir import MODEL_DIR, find_stage_dir, read_manifest
 from curatune.train.run import ADAPTER_DIR, LABEL_MAP, TRAIN_CONFIG, quiet_peft_deprecation
 
 
@@ -25,12 +25,13 @@ def _settings(train_dir: Path) -> dict:
     return json.loads((train_dir / MODEL_DIR / TRAIN_CONFIG).read_text())
 
 
-def _base_path(settings: dict) -> str:
-    """The base model as recorded; re-resolved from the configured name when the run has moved machines."""
+def _base_path(train_dir: Path, settings: dict) -> str:
+    """The base model where the run found it (its manifest: the model folders leave paths out);
+    re-resolved from the configured name when the run has moved machines."""
     from curatune.embeddings import resolve_model_path
 
-    recorded = settings["base_model_path"]
-    return recorded if Path(recorded).is_dir() else resolve_model_path(settings["model"])
+    recorded = ((read_manifest(train_dir) or {}).get("model") or {}).get("path")
+    return recorded if recorded and Path(recorded).is_dir() else resolve_model_path(settings["model"])
 
 
 def load_tuned_model(train_dir: str | Path, *, adapter: bool = False, device: str = "cpu"):
@@ -51,7 +52,7 @@ def load_tuned_model(train_dir: str | Path, *, adapter: bool = False, device: st
             raise FileNotFoundError(f"{d / ADAPTER_DIR}: this run has no adapter (method was not lora)")
         s = _settings(d)
         labels = json.loads((d / MODEL_DIR / LABEL_MAP).read_text())["labels"]
-        base = build_classifier(_base_path(s), labels, pooling=s["pooling"], normalize=s["normalize"])
+        base = build_classifier(_base_path(d, s), labels, pooling=s["pooling"], normalize=s["normalize"])
         with quiet_peft_deprecation():
             model = PeftModel.from_pretrained(base, str(d / ADAPTER_DIR))
     else:
@@ -115,9 +116,10 @@ def load_base_encoder(train_dir: str | Path, *, device: str = "cpu", batch_size:
     d = _train_dir(train_dir)
     s = _settings(d)
     labels = json.loads((d / MODEL_DIR / LABEL_MAP).read_text())["labels"]
-    model = build_classifier(_base_path(s), labels, pooling=s["pooling"], normalize=s["normalize"])
+    base = _base_path(d, s)
+    model = build_classifier(base, labels, pooling=s["pooling"], normalize=s["normalize"])
     # A base tokenizer without a pad token cannot pad a batch; this gives it the stand-in training used.
-    tokenizer = load_tokenizer(_base_path(s))
+    tokenizer = load_tokenizer(base)
     return TunedEncoder(model.to(device).eval(), tokenizer, name=f"base:{s['base_model']}",
                         max_length=s["max_length"], truncation=s["truncation"], device=device,
                         batch_size=batch_size)

@@ -143,7 +143,7 @@ def build_classifier(base_path: str, labels: list[str], *, pooling: str, normali
     if dropout is None:
         dropout = float(getattr(base_cfg, "classifier_dropout", None) or getattr(base_cfg, "hidden_dropout_prob", 0.1))
     cfg = CuratuneClassifierConfig(
-        encoder=base_cfg.to_dict(), pooling=pooling, normalize=normalize, classifier_dropout=dropout,
+        encoder=_shareable(base_cfg.to_dict()), pooling=pooling, normalize=normalize, classifier_dropout=dropout,
         id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
         pad_token_id=getattr(base_cfg, "pad_token_id", None),
     )
@@ -159,8 +159,14 @@ def build_classifier(base_path: str, labels: list[str], *, pooling: str, normali
     finally:
         hf_logging.set_verbosity(previous)
     model.backbone = backbone
-    model.config.encoder = backbone.config.to_dict()
+    model.config.encoder = _shareable(backbone.config.to_dict())
     return model
+
+
+def _shareable(encoder: dict) -> dict:
+    """The encoder's config without where it was loaded from: a saved model is shared, and a local
+    path can name the user's home folder."""
+    return {k: v for k, v in encoder.items() if k != "_name_or_path"}
 
 
 AutoConfig.register(MODEL_TYPE, CuratuneClassifierConfig, exist_ok=True)

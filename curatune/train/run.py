@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import shutil
 import time
 import warnings
@@ -37,6 +38,7 @@ from curatune.rundir import (
     inputs_fingerprint,
     output_dir,
     package_versions,
+    read_manifest,
     sha256_file,
     write_json,
     write_parquet,
@@ -147,7 +149,17 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
     return last
 
 
-def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
+def _refuse_foreign_folder(out: Path) -> None:
+    """A run replaces its model/, adapter/, checkpoints/ and README.md: a folder holding files, but no
+    train run's manifest or checkpoint, is someone's own, whose files of those names would be lost."""
+    if read_manifest(out) is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
+            p.name.startswith(".") for p in out.iterdir()):  # .gitkeep, .DS_Store
+        return
+    raise CuratuneError("this folder holds files no train run wrote, and a run replaces its model/, adapter/, "
+                        "checkpoints/ and README.md: choose a new or empty --out", file=str(out))
+
+
+def _start_out_dir(out: Path, fingerprint: str, resume: bool, say: Callable[[str], None]) -> None:
     """Once every setting is checked and training is about to start: the earlier run's manifest goes
     (a rerun is incomplete until it writes its own), and a fresh run starts from an empty checkpoint folder."""
     if not is_main_process():
@@ -156,6 +168,9 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool) -> None:
     if resume:
         return
     ckpt = out / CHECKPOINTS
+    if steps := sorted(int(p.name.split("-")[-1]) for p in ckpt.glob("checkpoint-*") if p.name[11:].isdigit()):
+        say(f"train: the interrupted run's checkpoint (step {steps[-1]}) is removed and this run starts afresh "
+            "(--resume continues from it)")
     shutil.rmtree(ckpt, ignore_errors=True)
     shutil.rmtree(out / TRACKERS, ignore_errors=True)
     (out / TRAINER_LOG).unlink(missing_ok=True)
@@ -267,13 +282,19 @@ def _wrap_for_method(model, tc: TrainConfig):
 
         from curatune.train.modeling import lora_targets
 
-        targets = tc.lora_target_modules or lora_targets(model.config.encoder.get("model_type", ""))
+        defaults = lora_targets(model.config.encoder.get("model_type", ""))
+        targets = tc.lora_target_modules or defaults
         lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=tc.lora_r, lora_alpha=tc.lora_alpha,
                           lora_dropout=tc.lora_dropout, target_modules=targets, modules_to_save=["classifier"])
         try:
             return get_peft_model(model, lcfg)
         except ValueError as exc:
-            raise CuratuneError(f"[train] lora_target_modules do not match this model: {exc}") from None
+            # peft's message for a block it cannot adapt goes on with the block's whole repr.
+            block = re.match(r"Target module (\w+)", str(exc))
+            why = (f"one names a {block.group(1)} block, not a layer LoRA adapts" if block
+                   else first_line(exc).rstrip("."))
+            raise CuratuneError(f"[train] lora_target_modules = {list(targets)} do not fit this model ({why}); "
+                                f"the default for it is {defaults!r}") from None
     if tc.method == "frozen":
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -358,6 +379,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     # Every process of a multi-process launch runs this; one account of it is enough.
     say = progress if progress is not None and is_main_process() else (lambda _msg: None)
     out, curate_dir = output_dir(out_dir, "train"), Path(curate_dir)
+    _refuse_foreign_folder(out)
     manifest = Manifest(stage="train", config=config.resolved())
 
     with manifest.timed("load"):
@@ -431,7 +453,6 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
         enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
                for s in splits}
-    _start_out_dir(out, fingerprint, resume_from is not None)
     trunc = {s: enc[s].stats() for s in splits}
     if trunc["train"]["truncated"]:
         say(f"train: max_length {max_length} ({'set' if tc.max_length else 'measured'}) truncates "
@@ -464,6 +485,8 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     if tc.class_weights:
         model.loss_weights.copy_(torch.as_tensor(_class_weights(y_train, n_classes)))
     model = _wrap_for_method(model, tc)
+    # Only now, with the LoRA targets found in this model too, is the earlier run's output unmade.
+    _start_out_dir(out, fingerprint, resume_from is not None, say)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -519,7 +542,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     peak_mb = torch.cuda.max_memory_allocated() / 2**20 if choice.device == "cuda" else None
     with manifest.timed("save"):
         merged, saved = _save_model(trainer.model, tokenizer, tc, out, data.labels, {
-            "base_model": _base_name(tc.model), "base_model_path": base_path, "pooling": pooling,
+            "base_model": _base_name(tc.model), "pooling": pooling,
             "normalize": True, "max_length": max_length, "truncation": tc.truncation,
             "lr": body_lr, "head_lr": head_lr,
         })
@@ -568,7 +591,11 @@ def _save_model(model, tokenizer, tc: TrainConfig, out: Path, labels: list[str],
         shutil.rmtree(out / name, ignore_errors=True)
     label_map = {"labels": labels, "label2id": {lab: i for i, lab in enumerate(labels)}}
     # As peft's adapter_config.json records peft_version: the versions a reader needs to load it alike.
-    resolved = {**vars(tc), **settings, "versions": package_versions()}
+    # A local model folder by its name only: these folders are what gets shared, and a path can name
+    # the user's home folder (the manifest keeps it, for reloading here).
+    local = Path(tc.model).expanduser().is_dir()
+    resolved = {**vars(tc), "model": _base_name(tc.model) if local else tc.model, **settings,
+                "versions": package_versions()}
 
     # The saved tokenizer cuts where training cut, so plain transformers reproduces the predictions
     # (head and tail; head_tail needs curatune.train.tokens.encode, as the model card says).

@@ -32,7 +32,11 @@ def test_a_fresh_head_gets_the_large_head_learning_rate():
     ("batch_size", 0, ">= 1"), ("epochs", -1.0, ">= 0 (0 = the method's default)"), ("warmup_ratio", 1.0, "in [0, 1)"),
     ("lr", -1e-4, ">= 0"), ("grad_accum", 0, ">= 1"), ("eval_steps", -5, ">= 0 (0 = once per epoch)"),
     ("lora_dropout", 1.0, "in [0, 1)"), ("sam_rho", -0.05, ">= 0 (0 = off)"),
-    ("adversarial_eps", -1.0, ">= 0 (0 = off)"),
+    ("adversarial_eps", -1.0, ">= 0 (0 = off)"), ("head_lr", -0.1, ">= 0"), ("weight_decay", -0.01, ">= 0"),
+    ("lora_r", 0, ">= 1"), ("max_length", -1, ">= 0 (0 = measured)"),
+    ("early_stopping_patience", -1, ">= 0 (0 = never stop early)"),
+    # numpy and torch take no other seed: -1 ended in a traceback from the split or from set_seed.
+    ("seed", -1, "in [0, 2**32)"), ("seed", 2**32, "in [0, 2**32)"),
 ])
 def test_unusable_settings_are_refused_by_name(key, value, rule):
     with pytest.raises(CuratuneError, match=re.escape(f"[train] {key} must be {rule}, got {value!r}")):

@@ -1021,7 +1021,57 @@ def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tiny_model, curated_d
         train_model(tiny_config(tiny_model, epochs=1), curated_dir, out, resume=True)
     with pytest.raises(CuratuneError, match="exceeds what the model takes"):
         train_model(tiny_config(tiny_model, max_length=100_000), curated_dir, out)
+    # LoRA targets are checked against the model only once it is built; the message was peft's
+    # multi-line repr of the block.
+    with pytest.raises(CuratuneError) as refused:
+        train_model(tiny_config(tiny_model, lora_target_modules=["embeddings"]), curated_dir, out)
+    assert str(refused.value) == ("[train] lora_target_modules = ['embeddings'] do not fit this model (one names a "
+                                  "BertEmbeddings block, not a layer LoRA adapts); the default for it is "
+                                  "['query', 'key', 'value', 'dense']")
     assert {p: (out / p).read_bytes() for p in before} == before
+
+
+def test_a_folder_no_train_run_wrote_is_refused_and_left_as_it_was(tiny_model, curated_dir, tmp_path):
+    """A run replaces model/, adapter/, checkpoints/ and README.md: in a user's own folder it deleted
+    their model/ and rewrote their README."""
+    from curatune.errors import CuratuneError
+
+    out = tmp_path / "myproject"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "weights.bin").write_bytes(b"mine")
+    (out / "README.md").write_text("# my project\n")
+    with pytest.raises(CuratuneError, match="holds files no train run wrote"):
+        train_model(tiny_config(tiny_model, epochs=1), curated_dir, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["README.md", "model", "model/weights.bin"]
+    assert (out / "README.md").read_text() == "# my project\n"
+    # A folder holding only hidden files (.gitkeep) is an empty one.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".gitkeep").touch()
+    assert train_model(tiny_config(tiny_model, epochs=1), curated_dir, empty)["out_dir"] == str(empty)
+
+
+def test_a_fresh_run_over_an_interrupted_one_says_its_checkpoint_goes(tiny_model, curated_dir, tmp_path):
+    """Without --resume an interrupted run's checkpoint was removed without a word."""
+    out = tmp_path / "run"
+    (out / "checkpoints" / "checkpoint-12").mkdir(parents=True)
+    (out / "checkpoints" / "run.json").write_text('{"fingerprint": "x", "processes": 1}')
+    said: list[str] = []
+    train_model(tiny_config(tiny_model, epochs=1), curated_dir, out, progress=said.append)
+    assert ("train: the interrupted run's checkpoint (step 12) is removed and this run starts afresh "
+            "(--resume continues from it)") in said
+    assert not (out / "checkpoints" / "checkpoint-12").exists()
+
+
+def test_the_model_folders_name_the_base_model_without_its_local_path(lora_run, tiny_model):
+    """A saved model is what gets shared; the card already named a local base model by its folder name,
+    but config.json and train_config.json carried the full path (the user's home folder)."""
+    path = str(Path(tiny_model).resolve())
+    shared = [p for d in ("model", "adapter") for p in (lora_run / d).iterdir() if p.suffix in (".json", ".md")]
+    assert len(shared) >= 8 and not [p.name for p in shared if path in p.read_text()]
+    assert json.loads((lora_run / "model" / "train_config.json").read_text())["model"] == Path(tiny_model).name
+    # The run's manifest keeps it: reloading the adapter on this machine finds the base model there.
+    assert json.loads((lora_run / "manifest.json").read_text())["model"]["path"] == path
 
 
 def test_the_saved_tokenizer_cuts_where_training_cut(lora_run, tiny_model):
