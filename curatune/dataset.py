@@ -131,12 +131,24 @@ def _file_kind(path: Path) -> str:
 def _check_csv_shape(path: Path, separator: str) -> list[int]:
     """What polars reads without a word or reports without a place: a column named twice (the second
     read as 'text_duplicated_0'), a record with fewer fields than the header (filled with empty
-    values) or more (no row named), a quoted field never closed. The first is refused, by its row.
+    values) or more (no row named), a quoted field never closed, a '"' inside a value that is not
+    quoted, lines ended by CR alone (all read as one header line: "no rows"). Each is refused, by its row.
 
     Returns the positions, among the lines polars reads as rows, of the blank lines: no records."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=separator)
+        consumed: list[str] = []  # the lines of the record being read, as written
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                consumed.append(line)
+                yield line
+
+        reader = csv.reader(lines(), delimiter=separator)
         header = next(reader, [])
+        if consumed and consumed[-1].endswith("\r"):
+            raise CuratuneError("lines end in a carriage return alone (CR, as old Mac software wrote them); save "
+                                "the file with LF or CRLF line endings", file=str(path))
+        consumed.clear()
         unnamed = [i for i, c in enumerate(header, start=1) if not c.strip()]
         if len(unnamed) > 1:
             raise CuratuneError(f"header columns {unnamed[0]} and {unnamed[1]} have no name; name them", file=str(path))
@@ -149,6 +161,8 @@ def _check_csv_shape(path: Path, separator: str) -> list[int]:
         blank: list[int] = []
         try:
             for record in reader:
+                written = "".join(consumed)
+                consumed.clear()
                 if not record:  # a blank line is no record
                     blank.append(row + len(blank))
                     continue
@@ -158,6 +172,11 @@ def _check_csv_shape(path: Path, separator: str) -> list[int]:
                     raise CuratuneError(f"row {row} has {n} field{'s' * (n != 1)}, the header {width} (a field "
                                         "holding the separator or a line break must be quoted)", file=str(path),
                                         row=row)
+                # A quoted value holds its quotes in pairs; a lone one in an unquoted value ('27" monitor')
+                # is read as it stands here, but polars takes it to open a quote and stops with no row named.
+                if written.count('"') % 2:
+                    raise CuratuneError(f"row {row} has a '\"' inside a value that is not quoted; quote the value "
+                                        "and write each '\"' in it twice", file=str(path), row=row)
         except csv.Error:
             raise CuratuneError(f"row {row + 1} cannot be read: a quoted field is not closed", file=str(path),
                                 row=row + 1) from None
@@ -169,9 +188,10 @@ def _without_blank_lines(df: pl.DataFrame, blank: list[int]) -> pl.DataFrame:
     record): a phantom empty_text row, and every later ordinal one off. A line of separators is a record."""
     if not blank:
         return df
-    # A row holding a value is a record whatever its position says.
-    phantom = pl.col("__i").is_in(blank) & pl.all_horizontal(pl.all().exclude("__i").is_null())
-    return df.with_row_index("__i").filter(~phantom).drop("__i")
+    # A row holding a value is a record whatever its position says. (Positions by expression: no working
+    # column to clash with an input column's name before the input's names are checked.)
+    phantom = pl.int_range(pl.len()).is_in(blank) & pl.all_horizontal(pl.all().is_null())
+    return df.filter(~phantom)
 
 
 def _without_bom(path: Path, kind: str) -> Path | bytes:
@@ -281,8 +301,10 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
     if kind not in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
         return
     with (gzip.open if kind == ".jsonl.gz" else open)(path, "rt", encoding="utf-8-sig") as fh:
-        records = ((i, json.loads(line)) for i, line in enumerate(fh, start=1) if line.strip()) \
-            if kind != ".json" else enumerate(json.load(fh), start=1)
+        try:
+            records = _json_lines(fh) if kind != ".json" else enumerate(json.load(fh), start=1)
+        except RecursionError:  # nested past Python's limit: left to polars, as _check_json_keys leaves it
+            return
         for n, record in records:
             # A line that is no object at all polars has refused already.
             bad = next((c for c in columns if isinstance(record, dict) and isinstance(record.get(c), list | dict)),
@@ -292,6 +314,16 @@ def check_plain_json_values(path: str | Path, columns: list[str]) -> None:
                 raise CuratuneError(f"{where} {n} holds a JSON {type(record[bad]).__name__.replace('dict', 'object')} "
                                     "where a plain value belongs (for a list of messages: one row per turn with "
                                     "[data] conversation_col)", file=str(path), column=bad)
+
+
+def _json_lines(fh: Iterator[str]) -> Iterator[tuple[int, object]]:
+    """Each JSON line's record, numbered by its line; one nested past Python's limit is left to polars."""
+    for i, line in enumerate(fh, start=1):
+        if line.strip():
+            try:
+                yield i, json.loads(line)
+            except RecursionError:
+                continue
 
 
 def _check_no_joined_lines(df: pl.DataFrame, path: Path) -> None:
@@ -364,7 +396,8 @@ def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFra
         raise CuratuneError(message, file=path, row=row, column=cfg.turn_col)
     passthrough = [c for c in df.columns
                    if c not in (cfg.conversation_col, cfg.turn_col, cfg.speaker_col, cfg.text_col, "__turn")]
-    conv = pl.col(cfg.conversation_col).cast(pl.String)
+    # As the row id reads it: NaN, what pandas writes for a missing id in a float column, is missing too.
+    conv = _label_or_id_text(pl.col(cfg.conversation_col), df.schema[cfg.conversation_col])
     row = first_row(df, conv.is_null() | (conv.str.strip_chars() == ""))
     if row is not None:
         # Grouping would merge every id-less turn into one conversation whose row_id is null.
@@ -528,10 +561,12 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
         for g in cfg.group_cols:
             _require(raw, g, path, "group")
         df = raw.with_columns(id_expr.alias("row_id"))
-        if cfg.id_col:  # never with conversation_col (check_data_columns)
-            row = first_row(df, pl.col("row_id").is_null() | (pl.col("row_id").str.strip_chars() == ""))
-            if row is not None:
-                raise CuratuneError("id is empty", file=path, row=row, column=cfg.id_col)
+        # A null id merges rows in the ledger and slips past every step (a join never matches it). Conversation
+        # ids are refused by their input row above; this also catches any a change lets through.
+        row = first_row(df, pl.col("row_id").is_null() | (pl.col("row_id").str.strip_chars() == ""))
+        if row is not None:
+            raise CuratuneError("id is empty", file=path, **({"column": cfg.id_col, "row": row} if cfg.id_col else
+                                                            {"column": cfg.conversation_col or "row_id"}))
         df = _canonical(df, cfg, src)
         _check_splits(df, cfg, path)
         row = first_row(df, ~pl.col("row_id").is_first_distinct())
@@ -542,15 +577,19 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
                                    {"column": cfg.conversation_col or "row_id"}))
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
-    _check_same_types(frames, [s["path"] for s in sources])
-    rows = pl.concat(frames, how="diagonal_relaxed")
+    try:
+        rows = pl.concat(_joinable(frames, [s["path"] for s in sources]), how="diagonal_relaxed")
+    # What _joinable lets through must still end in one line (a type nested past Python's limit has no name).
+    except (pl.exceptions.PolarsError, RecursionError) as exc:
+        raise CuratuneError(f"cannot join the input files: {values_withheld(first_line(exc))}") from None
     dup = rows.filter(pl.col("row_id").is_duplicated())
     if dup.height:  # each file's own ids are unique (above): the same id is in two files
         first = dup["row_id"][0]
         files = dup.filter(pl.col("row_id") == first)["source"].unique(maintain_order=True).to_list()
         raise CuratuneError(f"row id {shown_value(first)} is in both {files[0]} and {files[1]}; ids must be unique "
                             "across the input files", column=cfg.id_col or cfg.conversation_col or "row_id")
-    empty = pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")
+    # Format characters (a zero-width space, a byte order mark) show nothing: a text of them alone is empty.
+    empty = pl.col("text").is_null() | (pl.col("text").str.replace_all(r"\p{Cf}", "").str.strip_chars() == "")
     unusable = rows.filter(empty).with_columns(pl.lit(EMPTY_TEXT).alias("reason"))
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
 
@@ -588,18 +627,60 @@ def _binary_as_text(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFram
     return df
 
 
-def _check_same_types(frames: list[pl.DataFrame], paths: list[str]) -> None:
-    """Numbers in one file and text in another are joined as text; a list or struct in one file and
-    plain values in another cannot be joined (or would be flattened to garbled text), so refuse."""
-    seen: dict[str, tuple[pl.DataType, str]] = {}
+def _joinable(frames: list[pl.DataFrame], paths: list[str]) -> list[pl.DataFrame]:
+    """The frames, each column of one type in all of them; refuse a column whose values in one file cannot
+    join its values in another: polars stopped with a traceback (a duration beside text, true/false beside
+    a categorical) or joined them as something else without a word (a date beside numbers became the day
+    count 18262; a list beside text, garbled text).
+
+    Text in one file and numbers, true/false, dates or times in another are joined as text: every column
+    of a CSV is read as text, so a CSV beside a Parquet file of the same data must join, each value as a
+    CSV would have written it. Numbers join numbers (Int32 and Int64 widen), and a column with no value in
+    a file joins whatever the others hold."""
+    if len(frames) == 1:
+        return frames
+    seen: dict[str, dict[str, tuple[pl.DataType, str]]] = {}
     for df, path in zip(frames, paths, strict=True):
         for col, dtype in df.schema.items():
-            if dtype == pl.Null:  # a column with no values in this file joins any type
-                continue
-            first, first_path = seen.setdefault(col, (dtype, path))
-            if dtype != first and (dtype.is_nested() or first.is_nested()):
-                raise CuratuneError(f"column '{col}' holds {first} values in {first_path} but {dtype} in {path}; "
-                                    "give it one type in every input file")
+            if df[col].null_count() < df.height:
+                seen.setdefault(col, {}).setdefault(_join_kind(dtype), (dtype, path))
+    joined: dict[str, pl.DataType] = {}
+    for col, kinds in seen.items():
+        unwritable = [k for k in kinds if k not in _JOIN_AS_TEXT and not k.startswith("datetime")]
+        if len(kinds) > 1 and not ("text" in kinds and not unwritable):
+            pair = (unwritable[0], "text") if "text" in kinds else list(kinds)[:2]
+            (first, first_path), (then, then_path) = sorted((kinds[k] for k in pair), key=lambda at: paths.index(at[1]))
+            raise CuratuneError(f"column '{col}' holds {first} values in {first_path} but {then} in {then_path}; "
+                                "give it one type in every input file")
+        # Polars joins neither text stored two ways (categories beside strings, two enums) nor text and
+        # the rest without this cast; within one other kind it finds the common type itself.
+        joined[col] = pl.String if "text" in kinds else next(iter(kinds.values()))[0]
+    out = []
+    for df in frames:
+        empty = [c for c in df.columns if c in joined and df[c].null_count() == df.height]
+        out.append(df.with_columns(
+            *[pl.col(c).cast(pl.String) for c in df.columns if joined.get(c) == pl.String and c not in empty],
+            # Nulls of one type (a date) may have no cast to the other (text): they are nulls of that type.
+            *[pl.lit(None, dtype=joined[c]).alias(c) for c in empty],
+        ))
+    return out
+
+
+# The kinds of value that join text as their text (with "datetime <zone>"); "text" is among them itself.
+_JOIN_AS_TEXT = ("text", "number", "Boolean", "Date", "Time")
+
+
+def _join_kind(dtype: pl.DataType) -> str:
+    """What a column's values must share with the same column in another file to be joined with them."""
+    if dtype.is_numeric():
+        return "number"
+    if dtype.base_type() in (pl.String, pl.Categorical, pl.Enum):
+        return "text"
+    if dtype.is_nested():
+        return str(dtype)  # a list of numbers beside a list of text is no list of one thing
+    if isinstance(dtype, pl.Datetime):
+        return f"datetime {dtype.time_zone}"  # instants in two zones have no common type
+    return dtype.base_type().__name__
 
 
 def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
@@ -621,6 +702,12 @@ def _check_splits(df: pl.DataFrame, cfg: DataConfig, path: str) -> None:
 
 def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
     """Refuse input columns the loader would silently overwrite or mangle."""
+    # The loader and the pipeline name their working columns "__…" (row positions, turn order, a step's
+    # verdicts): an input column of such a name crashed a join, or was dropped without a word.
+    own = next((c for c in raw.columns if c.startswith("__")), None)
+    if own is not None:
+        raise CuratuneError(f"input column '{own}' starts with '__', which curatune keeps for its own working "
+                            "columns; rename it", file=path, column=own)
     if "row_id" in raw.columns and cfg.id_col != "row_id":
         hint = "" if cfg.conversation_col else ", or set [data] id_col = \"row_id\" to use it as the ids"
         raise CuratuneError(f"input column 'row_id' would be replaced by curatune's own ids; rename it{hint}",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from curatune import dataset
 from curatune.config import DataConfig, config_from_dict
 from curatune.dataset import load_dataset
 from curatune.errors import CuratuneError
@@ -109,6 +111,10 @@ def test_null_and_empty_text_go_to_unusable(tmp_path):
         # A value that opens a quote and never closes it: the message must not quote the cell.
         (b'text\tlabel\n"Maria Gonzalez 415 555 0134\tcard\nhello\tgreet\n', "open_quote.tsv",
          "row 1 has 1 field, the header 2"),
+        # Polars stopped at these naming no row ("CSV malformed"), or read the CR-ended lines as one header.
+        (b'text,label\nhello,a\nMaria has a 27" monitor,hw\nok,c\n', "inch.csv",
+         "row 2 has a '\"' inside a value that is not quoted; quote the value and write each '\"' in it twice"),
+        (b"text,label\rhello,a\rbye,b\r", "cr.csv", "lines end in a carriage return alone"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, content, name, message):
@@ -616,3 +622,103 @@ def test_parquet_float_ids_of_whole_numbers_read_as_the_integers_and_a_missing_o
     with pytest.raises(CuratuneError) as err:
         load_dataset([path], DataConfig(id_col="id"))
     assert str(err.value) == f"{path}, row 2, column 'id': id is empty"
+
+
+def test_a_nan_conversation_id_is_refused_by_row_not_merged_into_one_conversation(tmp_path):
+    """pandas writes a missing id in a float column as NaN: the NaN turns of two people became one
+    conversation with a null row id, which every curation step then passed over."""
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"conv": [1.0, 1.0, float("nan"), float("nan"), 2.0], "turn": [1, 2, 1, 1, 1],
+                  "speaker": ["customer"] * 5, "text": ["my card is lost", "sorry", "alice", "bob", "refund"]}
+                 ).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conv"))
+    assert str(err.value) == f"{path}, row 3, column 'conv': conversation id is empty"
+
+
+def test_no_row_is_loaded_without_an_id(tmp_path, monkeypatch):
+    # Whatever lets a null conversation id through, the row is refused rather than loaded without an id.
+    aggregate = dataset._aggregate_turns
+    monkeypatch.setattr(dataset, "_aggregate_turns", lambda *args: aggregate(*args).with_columns(
+        pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("__conv_id")).alias("__conv_id")))
+    path = _turns_file(tmp_path, [{"conversation_id": c, "turn": 1, "speaker": "customer", "text": "x"}
+                                  for c in ("c1", "c2")])
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conversation_id"))
+    assert str(err.value) == f"{path}, column 'conversation_id': id is empty"
+
+
+@pytest.mark.parametrize(("first", "second", "types"), [
+    # Polars stopped with a traceback on the first; the others it joined into something else without a word.
+    (pl.Series([timedelta(minutes=3)]), pl.Series(["3 min"]), ("Duration(time_unit='us')", "String")),
+    (pl.Series([date(2020, 1, 1)]), pl.Series([1]), ("Date", "Int64")),  # the day count 18262
+    (pl.Series([datetime(2020, 1, 1)]).dt.replace_time_zone("UTC"), pl.Series([datetime(2020, 1, 1)]),
+     ("Datetime(time_unit='us', time_zone='UTC')", "Datetime(time_unit='us', time_zone=None)")),
+    (pl.Series([True]), pl.Series([2]), ("Boolean", "Int64")),
+])
+def test_a_column_of_two_types_that_cannot_join_is_refused_naming_it_and_both_files(tmp_path, first, second, types):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pl.DataFrame({"text": ["a"], "extra": first}).write_parquet(a)
+    pl.DataFrame({"text": ["b"], "extra": second}).write_parquet(b)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([a, b], DataConfig())
+    assert str(err.value) == (f"column 'extra' holds {types[0]} values in {a} but {types[1]} in {b}; give it one "
+                              "type in every input file")
+
+
+@pytest.mark.parametrize(("first", "second", "joined"), [
+    (pl.Series([1], dtype=pl.Int32), pl.Series([2 ** 40]), [1, 2 ** 40]),  # integers widen
+    (pl.Series([1]), pl.Series([None], dtype=pl.Date), [1, None]),  # no value in one file joins any type
+    # Text beside other plain values is their text, as a CSV holds them (polars stopped on categories).
+    (pl.Series([True, False]), pl.Series(["gold"], dtype=pl.Categorical), ["true", "false", "gold"]),
+    (pl.Series(["x"], dtype=pl.Enum(["x"])), pl.Series(["y"], dtype=pl.Categorical), ["x", "y"]),
+    (pl.Series([date(2020, 1, 1)]), pl.Series(["soon"]), ["2020-01-01", "soon"]),
+])
+def test_a_column_of_two_types_that_join_keeps_its_values(tmp_path, first, second, joined):
+    pl.DataFrame({"text": [f"a{i}" for i in range(len(first))], "extra": first}).write_parquet(tmp_path / "a.parquet")
+    pl.DataFrame({"text": ["b"], "extra": second}).write_parquet(tmp_path / "b.parquet")
+    rows = load_dataset([tmp_path / "a.parquet", tmp_path / "b.parquet"], DataConfig()).rows
+    assert rows["extra"].to_list() == joined
+
+
+@pytest.mark.parametrize(("column", "cfg"), [
+    ("__i", DataConfig()),  # first_row's working column: a polars DuplicateError traceback
+    ("__turn", DataConfig(conversation_col="conv")),  # dropped from the output without a word
+    ("__conv_id", DataConfig(conversation_col="conv")),
+    ("__reason", DataConfig()),  # the pipeline's
+])
+def test_an_input_column_named_like_curatunes_working_columns_is_refused(tmp_path, column, cfg):
+    path = tmp_path / "d.parquet"
+    pl.DataFrame({"conv": ["c1", "c2"], "turn": [1, 1], "speaker": ["customer"] * 2, "text": ["a b", "c d"],
+                  column: [1, 2]}).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], cfg)
+    assert str(err.value) == (f"{path}, column '{column}': input column '{column}' starts with '__', which curatune "
+                              "keeps for its own working columns; rename it")
+    # In a CSV with blank lines too, where the reader numbered the lines in a column of that name.
+    (tmp_path / "d.csv").write_text("text,__i\na,1\n\nb,2\n")
+    with pytest.raises(CuratuneError, match="input column '__i' starts with '__'"):
+        load_dataset([tmp_path / "d.csv"], DataConfig())
+
+
+def test_quotes_inside_csv_values_that_polars_reads_are_read(tmp_path):
+    # Quoted with the quote doubled, as CSV writes it; two in one unquoted value polars reads as they stand.
+    (tmp_path / "d.csv").write_text('text,label\n"my 27"" monitor",hw\nmy 27" and 32" screens,hw\n')
+    assert load_dataset([tmp_path / "d.csv"], DataConfig()).rows["text"].to_list() == \
+        ['my 27" monitor', 'my 27" and 32" screens']
+
+
+def test_a_json_line_nested_past_pythons_limit_is_left_to_polars(tmp_path):
+    # Checking the label for a JSON list (one value opens with '[') read every line again: a RecursionError.
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "hi", "label": "[x] card"}\n{"text": "ok", "label": "b", "deep": '
+                    + "[" * 1010 + "]" * 1010 + "}\n")
+    assert load_dataset([path], DataConfig()).rows["label"].to_list() == ["[x] card", "b"]
+
+
+def test_a_text_of_invisible_format_characters_alone_is_empty(tmp_path):
+    pl.DataFrame({"text": ["\u200b", "\ufeff \u200d", "ok\u200b"]}).write_parquet(tmp_path / "d.parquet")
+    loaded = load_dataset([tmp_path / "d.parquet"], DataConfig())
+    assert loaded.rows["row_id"].to_list() == ["d:2"]
+    assert loaded.unusable["row_id"].to_list() == ["d:0", "d:1"]
+    assert loaded.unusable["reason"].to_list() == ["empty_text", "empty_text"]

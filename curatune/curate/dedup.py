@@ -42,11 +42,13 @@ SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) 
 
 
 def key_expr(col: str = "text") -> pl.Expr:
-    """The text copies share: normalised, or the text itself where normalising leaves nothing (emoji,
-    "???"), which would otherwise make every such message one text. No normalised text holds a
-    symbol, so the two kinds of key never meet."""
+    """The text copies share: normalised, or where normalising leaves nothing (emoji, "???"), which would
+    otherwise make every such message one text, the text with only its form, case and spacing evened
+    out, as normalising evens them: " 👍 " is a copy of "👍", "？？？" of "???", and "👎" of neither. No
+    normalised text holds a symbol, so the two kinds of key never meet."""
     norm = normalise_expr(col)
-    return pl.when(norm == "").then(pl.col(col)).otherwise(norm)
+    symbols = pl.col(col).str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return pl.when(norm == "").then(symbols).otherwise(norm)
 
 
 def normalise_expr(col: str = "text") -> pl.Expr:

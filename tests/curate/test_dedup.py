@@ -233,6 +233,20 @@ def test_texts_that_normalise_to_nothing_are_not_one_text(tmp_path):
     assert fate(led, "e")["reasons"] == ["exact_duplicate"] and fate(led, "a")["reasons"] == []
 
 
+def test_texts_that_normalise_to_nothing_are_copies_when_they_differ_only_in_form_case_or_spacing(tmp_path):
+    # Keyed by the raw text, " 👍 " was no copy of "👍", nor a full-width "？？？" of "???".
+    df = pl.DataFrame({"id": list("abcdefgh"), "text": ["👍", " 👍 ", "👍\t", "？？？", "???", "👎", "🙂", "🙂  "],
+                       "label": ["happy", "happy", "happy", "confused", "confused", "unhappy", "happy", "unhappy"]})
+    led = curate(tmp_path, df, embedding=False)
+    assert [fate(led, r)["fate"] for r in "abcdefgh"] == ["kept", "dropped", "dropped", "kept", "dropped", "kept",
+                                                          "kept", "dropped"]
+    assert [fate(led, r)["duplicate_of"] for r in "bceh"] == ["a", "a", "d", "g"]
+    assert [fate(led, r)["reasons"] for r in "bce"] == [["exact_duplicate"]] * 3
+    # One text with two labels: the copy is dropped and its representative flagged, as for any text.
+    assert fate(led, "h")["reasons"] == fate(led, "g")["reasons"] == ["conflicting_label_duplicate"]
+    assert fate(led, "f")["reasons"] == []
+
+
 def test_a_test_row_leads_a_bucket_of_hundreds_of_near_copies(tmp_path):
     """Over 200 near-identical texts share an LSH bucket, which is linked to one member only; that
     member was the alphabetically first text, not the test row, and 284 of 600 train copies of the
