@@ -39,6 +39,7 @@ from curatune.curate.pii.engine import (  # RecognizerResult through engine: it 
     RecognizerResult,
     build_detector,
     name_bounds,
+    names_continued,
     repeated_handles,
     repeated_names,
     repeated_numbers,
@@ -102,6 +103,10 @@ def _check_operator_keys(cfg: AnonymiseConfig, known: list[str]) -> None:
     if unknown:
         raise CuratuneError(f"config key 'curate.anonymise.operators.{unknown[0]}' is not an entity type "
                             f"(known: {', '.join(known)})")
+
+
+# What may stand beside a name that makes up a whole message: "Smith.", "- Smith!".
+_AROUND_NAME = " \t.,!?-"
 
 
 @dataclass
@@ -262,6 +267,22 @@ class Conversation:
                 spans[i] = [(0, len(seg), "PERSON")]
         return spans
 
+    def names_over_turns(self, spans: list[list[Span]]) -> list[str]:
+        """Names a speaker typed over two messages: a message ending in a name, and the same speaker's
+        next message holding nothing but one ("It's John" / "Smith"). Each comes whole, so that both
+        pieces are one person."""
+        out = []
+        for k in range(1, len(self.segments) - 2, 2):
+            if not self.segments[k - 1].strip() or self.segments[k - 1] != self.segments[k + 1] or (
+                    k // 2 in self.no_speaker):
+                continue
+            first, second = self.segments[k], self.segments[k + 2]
+            ends = [first[s:e] for s, e, t in spans[k] if t == "PERSON" and not first[e:].strip(_AROUND_NAME)]
+            whole = [second[s:e] for s, e, t in spans[k + 2] if t == "PERSON" and not second[:s].strip(_AROUND_NAME)
+                     and not second[e:].strip(_AROUND_NAME)]
+            out += [f"{a} {b}" for a in ends for b in whole]
+        return out
+
     def turns(self) -> list[dict[str, str | None]] | None:
         if not self.has_turns:
             return None
@@ -298,7 +319,8 @@ class Anonymiser:
                     out[i].append(r)
         for i, spans in enumerate(persons or ()):
             out[i] += [RecognizerResult("PERSON", s, e, 1.0) for s, e in spans]
-        found = [repeated_numbers(t, repeated_names(t, resolve_overlaps(r))) for t, r in zip(texts, out, strict=True)]
+        found = [repeated_numbers(t, repeated_names(t, names_continued(t, resolve_overlaps(r))))
+                 for t, r in zip(texts, out, strict=True)]
         if "HANDLE" not in self.detector.entities:  # handles left out by config: none from e-mail addresses either
             return found
         return [repeated_handles(t, r) for t, r in zip(texts, found, strict=True)]
@@ -331,7 +353,9 @@ class Anonymiser:
         share a number: the book links them by name tokens."""
         spans = [[_trim_person(seg, s, e) if t == "PERSON" else (s, e, t) for s, e, t in sp]
                  for seg, sp in zip(conv.segments, spans, strict=True)]
-        for seg, sp in zip(conv.segments, spans, strict=True):  # learn every full name before numbering
+        for name in conv.names_over_turns(spans):  # learn every full name before numbering
+            conv.book.key("PERSON", name)
+        for seg, sp in zip(conv.segments, spans, strict=True):
             for s, e, t in sp:
                 if t == "PERSON" and e > s:
                     conv.book.key("PERSON", seg[s:e])

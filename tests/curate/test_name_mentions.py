@@ -7,7 +7,7 @@ import pytest
 from curatune.config import AnonymiseConfig
 from curatune.curate.anonymise import Anonymiser, Conversation
 from curatune.curate.pii.engine import RecognizerResult, repeated_names
-from curatune.curate.pii.operators import Replacer
+from curatune.curate.pii.operators import EntityBook, Replacer
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,46 @@ def test_a_name_between_tags_is_found_and_the_tags_stay_whole(anonymiser):
                                    ("agent", "<p>Hi,</p><p><b>Zebulon Okonkwo</b></p><br/> see <maria@example.com>")])
     assert _texts(conv) == ["<p>My name is <PERSON_1></p>",
                             "<p>Hi,</p><p><b><PERSON_1></b></p><br/> see <<EMAIL_ADDRESS_1>>"]
+
+
+# 3. A name typed over two messages of one speaker.
+
+@pytest.mark.parametrize(("turns", "rewritten"), [
+    ([("agent", "Can I have your full name please?"), ("customer", "John"), ("customer", "Smith.")],
+     ["Can I have your full name please?", "<PERSON_1>", "<PERSON_1>."]),
+    ([("agent", "What is your name?"), ("customer", "my name is maria"), ("customer", "gonzalez")],
+     ["What is your name?", "my name is <PERSON_1>", "<PERSON_1>"]),
+    # Not a name: an ordinary word, a word the gazetteer does not know, or another speaker's message.
+    ([("customer", "my name is maria"), ("customer", "Thanks")], ["my name is <PERSON_1>", "Thanks"]),
+    ([("customer", "my name is maria"), ("customer", "refund please")], ["my name is <PERSON_1>", "refund please"]),
+    ([("customer", "my name is Maria"), ("agent", "Smith")], ["my name is <PERSON_1>", "Smith"]),
+    # The found name must end its message.
+    ([("customer", "my name is Maria, hi"), ("customer", "Smith")], ["my name is <PERSON_1>, hi", "Smith"]),
+])
+def test_a_surname_sent_as_the_next_message_is_the_same_person(anonymiser, turns, rewritten):
+    """Chat users split what they type: "John" / "Smith" went out with "Smith" as it was."""
+    conv = _rewritten(anonymiser, turns)
+    assert _texts(conv) == rewritten
+    assert dict(conv.counts)["PERSON"] == sum(t.count("<PERSON_1>") for t in rewritten)
+
+
+def test_a_name_over_two_messages_takes_the_surrogate_of_the_full_name(anonymiser, monkeypatch):
+    """With surrogates, the two pieces read as one person's first name and surname."""
+    replacer = Replacer("surrogate", {}, b"s3cret")
+    monkeypatch.setattr(anonymiser, "replacer", replacer)
+    conv = _rewritten(anonymiser, [("customer", "It's John"), ("customer", "Smith")])
+    first, last = replacer("PERSON", "John Smith", EntityBook()).split()
+    assert _texts(conv) == [f"It's {first}", last]
+
+
+@pytest.mark.parametrize(("question", "answer", "rewritten"), [
+    ("What's your last name?", "it's gonzalez", "it's <PERSON_1>"),
+    ("And your surname, please?", "nguyen", "<PERSON_1>"),
+    ("What's your family name?", "brown", "<PERSON_1>"),
+    # A lower-case surname alone answering "your name?" stays: "your name?" asks for a first name.
+    ("What is your name?", "it's gonzalez", "it's gonzalez"),
+    ("What's your last name?", "why do you need it", "why do you need it"),
+])
+def test_a_surname_in_lower_case_answering_a_surname_question_is_replaced(anonymiser, question, answer, rewritten):
+    conv = _rewritten(anonymiser, [("agent", question), ("customer", answer)])
+    assert _texts(conv)[1] == rewritten

@@ -32,6 +32,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     ID_NOUN,
     LANGUAGE,
     NOT_AMOUNT,
+    SPEAKER_PREFIX,
     USER_NAME,
     ContextNameRecognizer,
     common_english_words,
@@ -383,6 +384,37 @@ def numbers_after_names(text: str, results: list[RecognizerResult]) -> list[Reco
         m = _NUMBER_AFTER_NAME.match(text, r.end) if r.entity_type == "PERSON" else None
         if m and all(m.end(1) <= o.start or m.start(1) >= o.end for o in results):
             extra.append(RecognizerResult("ACCOUNT_ID", m.start(1), m.end(1), 0.6))
+    return sorted(results + extra, key=lambda r: r.start) if extra else results
+
+
+# A transcript line's speaker, and a next line of one or two words after its speaker.
+_LINE_SPEAKER = re.compile(rf"(?P<s>{SPEAKER_PREFIX})")
+_SHORT_LINE = re.compile(rf"(?P<s>{SPEAKER_PREFIX})[^\w\n]*(?P<n>[^\W\d_][\w'’-]*(?:[ \t]+[^\W\d_][\w'’-]*)?)"
+                         r"[ \t.!,]*(?:\n|$)")
+
+
+def names_continued(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A surname sent as the speaker's next message, after a message that ends in a found name
+    ("customer: It's John" / "customer: Smith", "my name is maria" / "gonzalez"): chat users split
+    what they type, and the second message alone holds no cue. Its one or two words must all be
+    names the gazetteer knows and no ordinary word ("John" / "Thanks" is left alone). ``results``
+    sorted and non-overlapping; returns the same."""
+    extra = []
+    for r in results:
+        if r.entity_type != "PERSON":
+            continue
+        line_start, line_end = text.rfind("\n", 0, r.start) + 1, text.find("\n", r.end)
+        if line_end < 0 or text[r.end:line_end].strip(" \t.,!?"):
+            continue
+        speaker = _LINE_SPEAKER.match(text, line_start)
+        nxt = _SHORT_LINE.match(text, line_end + 1)
+        # The found name must be the message's, not its speaker's.
+        if not speaker or speaker.end() > r.start or not nxt or nxt.group("s").strip() != speaker.group("s").strip():
+            continue
+        words = nxt.group("n").split()
+        if all(known_name(w) and not ordinary_word(w) for w in words) and all(
+                nxt.end("n") <= o.start or nxt.start("n") >= o.end for o in results):
+            extra.append(RecognizerResult("PERSON", nxt.start("n"), nxt.end("n"), 0.6))
     return sorted(results + extra, key=lambda r: r.start) if extra else results
 
 

@@ -650,7 +650,8 @@ class ContextNameRecognizer(EntityRecognizer):
 
         # The turn after a line asking for the customer's own name ("Please provide your name.", "Name
         # and flight ID, please?"), whatever the line ends in.
-        self._name_asked = re.compile(rf"(?im:(?:\b(?:your|full|first|last)[ \t]+(?:user[ \t]*)?name|"
+        self._name_asked = re.compile(rf"(?im:(?:\b(?:your|full|first|(?P<last>last))[ \t]+(?:user[ \t]*)?name|"
+                                      r"\b(?P<surname>surname|family[ \t]+name)|"
                                       rf"^(?:{SPEAKER_PREFIX})?[^\w\n]*name)\b[^\n]{{0,70}}\n)"
                                       rf"{SPEAKER_PREFIX}(?P<t>[^\n]*)")
         word = r"[^\W\d_][\w'’-]*"
@@ -673,23 +674,26 @@ class ContextNameRecognizer(EntityRecognizer):
         out = []
         for turn in self._name_asked.finditer(text):
             at, said = turn.start("t"), turn.group("t")
+            surname = bool(turn.group("last") or turn.group("surname"))
             for m in (*self._told_name.finditer(said), *self._given_name.finditer(said)):
                 words = list(re.finditer(r"[^\W\d_][\w'’-]*", m.group("n")))
-                while words and not self._name_here(words[0].group(0)):
+                while words and not self._name_here(words[0].group(0), surname=surname):
                     words.pop(0)
-                if words and all(self._name_here(w.group(0)) for w in words):
+                if words and all(self._name_here(w.group(0), surname=surname) for w in words):
                     out.append(RecognizerResult("PERSON", at + m.start("n") + words[0].start(),
                                                 at + m.start("n") + words[-1].end(), CUE_SCORE))
         return out
 
-    def _name_here(self, word: str) -> bool:
+    def _name_here(self, word: str, *, surname: bool = False) -> bool:
         """Whether ``word`` answers "your name?": no stop word, common English word or word names are
-        not; in lower case, a known first name or one that is also a word ("alexis", "mark")."""
+        not; in lower case, a known first name or one that is also a word ("alexis", "mark"), or,
+        answering "your last name?" / "surname?", a known surname ("gonzalez")."""
         folded, cap = word.casefold(), word.capitalize()
         if (re.split(r"['’]", folded)[0] in stop_words() or cap in self.NOT_NAMES or cap in CALENDAR_WORDS
                 or (folded in common_english_words() and not known_name(word))):
             return False
-        return word[0].isupper() or known_name(word, first_only=True) or cap in word_first_names()
+        return (word[0].isupper() or known_name(word, first_only=not surname) or cap in word_first_names()
+                or (surname and cap in COMMON_WORD_SURNAMES))
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         out: list[RecognizerResult] = []
