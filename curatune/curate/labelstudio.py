@@ -9,8 +9,9 @@ and the suggested one (model version ``<curate run id>:current`` / ``:suggested`
 quality for the current label, 1 - quality for the suggestion), for the Data Manager's columns and
 filters. Pre-labelling from predictions is switched off, so no choice is made for the reviewer.
 ``text_sha256`` in the data is the hash of the text shown: pull records the hash of each task's
-text with its reviews, so that a review of a text the row no longer has is not applied
-(curate/reviews.py). Rows the leak scan still found personal data in are not pushed.
+text with its reviews (of its turns, when a conversation task shows turns that are not the row's), so
+that a review of a text the row no longer has is not applied (curate/reviews.py). Rows the leak scan
+still found personal data in are not pushed.
 
 pull: the project's annotations become ``reviews.parquet`` in the curate dir, one row per
 annotation; curate/reviews.py resolves conflicts and applies the decisions.
@@ -58,9 +59,10 @@ from curatune.config import LabelStudioConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSURE, read_reviews, text_sha256
 from curatune.dataset import LABEL_CONFLICT, REVIEW_REASONS
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
     CURATED,
+    EXCLUDED,
     LEDGER,
     MANIFEST,
     REVIEWS,
@@ -131,12 +133,43 @@ def _token(cfg: LabelStudioConfig) -> str:
         path = Path(cfg.token_file).expanduser()
         if not path.is_file():
             raise CuratuneError("Label Studio token file not found", file=str(path))
-        value = path.read_text(encoding="utf-8").strip()
+        try:
+            # utf-8-sig: Notepad's "UTF-8" starts the file with a byte-order mark, which is no part of the token.
+            value = path.read_text(encoding="utf-8-sig").strip()
+        except UnicodeDecodeError:
+            raise CuratuneError("Label Studio token file is not UTF-8 text (UTF-16, say): save it as UTF-8",
+                                file=str(path)) from None
         if not value:
             raise CuratuneError("Label Studio token file is empty", file=str(path))
         return _usable_token(value, "the token file", file=str(path))
     raise CuratuneError(f"no Label Studio API token: set the environment variable {cfg.token_env} "
                         "or [labelstudio] token_file (Account & Settings > Access Token in Label Studio)")
+
+
+# The environment variables httpx takes a proxy from (any case; the lower-case one wins).
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _http_client(timeout: httpx.Timeout) -> httpx.Client:
+    try:
+        return httpx.Client(timeout=timeout, follow_redirects=True)
+    except (ValueError, ImportError) as exc:  # httpx builds the proxy from the environment here
+        set_ = sorted(k for k, v in os.environ.items() if k.lower() in PROXY_VARS and v.strip())
+
+        def unusable(name: str) -> bool:
+            value = os.environ[name].strip()
+            try:
+                httpx.Client(proxy=value if "://" in value else f"http://{value}", trust_env=False).close()
+            except (ValueError, ImportError, httpx.InvalidURL):
+                return True
+            return False
+
+        bad = [k for k in set_ if unusable(k)] or set_
+        # Not the value itself: a proxy URL can carry a user name and password.
+        why = first_line(exc) if isinstance(exc, ImportError) else \
+            "not a proxy URL: expected http://, https:// or socks5://HOST:PORT"
+        where = " / ".join("$" + k for k in bad) if bad else "the system's proxy settings"  # macOS, Windows
+        raise CuratuneError(f"the proxy set in {where} is not usable ({why}): fix or unset it") from None
 
 
 def _detail(body: Any) -> str:
@@ -165,7 +198,7 @@ class Server:
             timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.connect_timeout_s, cfg.timeout_s))
             # The SDK's own timeout is one number for every phase: given none, it uses the client's.
             self.client = LabelStudio(base_url=self.url + "/", api_key=self._token, max_retries=0,
-                                      httpx_client=httpx.Client(timeout=timeout, follow_redirects=True))
+                                      httpx_client=_http_client(timeout))
         except ApiError as exc:  # the SDK checks an expired JWT token here already
             raise self._error("use the API token", exc) from None
 
@@ -193,6 +226,17 @@ class Server:
             return _NotFound(f"Label Studio at {self.url} has no such thing: cannot {what} (HTTP 404)")
         return CuratuneError(f"Label Studio at {self.url} refused to {what} (HTTP {code}: {detail})")
 
+    def not_label_studio(self, what: str) -> CuratuneError:
+        return CuratuneError(f"{self.url} does not answer like a Label Studio server (its reply to '{what}' is "
+                             "not Label Studio's JSON): is the URL right?")
+
+    def id_in(self, what: str, reply: Any) -> int:
+        """The id in a reply that must carry one: without it, what push reported went nowhere."""
+        value = getattr(reply, "id", None)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.not_label_studio(what)
+        return value
+
     def unavailable(self, what: str, failure: Exception, attempts: int) -> CuratuneError:
         reason = self._clean(str(failure))
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
@@ -209,7 +253,13 @@ class Server:
         for attempt in range(attempts):
             try:
                 return fn()
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+            # A proxy's page, another server; the SDK parses a reply of the wrong shape ([], null) into
+            # TypeError / AttributeError. Before UnicodeError: a reply that is not UTF-8 is no URL's fault.
+            except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError, TypeError,
+                    AttributeError):
+                raise self.not_label_studio(what) from None
+            # UnicodeError: a host name that is no host name (an empty or 64-character label, a bad xn--).
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeError):
                 raise CuratuneError(f"not a usable Label Studio URL: {self.url!r} (expected http://host:port)") \
                     from None
             except httpx.TransportError as exc:
@@ -219,9 +269,6 @@ class Server:
                     failure = _Transient(f"HTTP {exc.status_code}")
                 else:
                     raise self._error(what, exc) from None
-            except (json.JSONDecodeError, pydantic.ValidationError):  # a proxy's page, another server
-                raise CuratuneError(f"{self.url} does not answer like a Label Studio server (its reply to "
-                                    f"'{what}' is not Label Studio's JSON): is the URL right?") from None
             if attempt + 1 < attempts:
                 self.retry_later(what, failure, attempt, attempts)
         if not retry:
@@ -229,11 +276,13 @@ class Server:
         raise self.unavailable(what, failure, attempts)
 
     def check_token(self) -> None:
+        what = "check the API token"
         try:
-            self.call("check the API token", self.client.users.whoami)
+            me = self.call(what, self.client.users.whoami)
         except _NotFound:
             raise CuratuneError(f"{self.url} does not look like a Label Studio server "
                                 "(it has no /api/current-user/whoami)") from None
+        self.id_in(what, me)  # any JSON server answers; Label Studio names the token's user
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,16 +354,22 @@ def check_label_config(xml: str, labels: list[str], title: str, pid: int) -> str
     return to_name
 
 
-def find_project(server: Server, ref: str) -> Project | None:
-    """A project by id (must exist) or by exact title (None when there is none)."""
+def find_project(server: Server, ref: str, recorded: Path | None = None) -> Project | None:
+    """A project by id (must exist) or by exact title (None when there is none). ``recorded``: the push
+    record the id was read from, when nobody typed one."""
     client = server.client
     if re.fullmatch(r"[0-9]+", ref):  # not str.isdigit: that takes "²", which int() refuses
+        what = f"read project {ref}"
         try:
-            p = server.call(f"read project {ref}", lambda: client.projects.get(int(ref)))
+            p = server.call(what, lambda: client.projects.get(int(ref)))
         except _NotFound:
+            if recorded is not None:
+                raise CuratuneError(f"Label Studio at {server.url} has no project with id {ref}, the project the "
+                                    f"last push recorded in {PUSH_RECORD} (deleted since?): pass --project "
+                                    "NAME_OR_ID", file=str(recorded)) from None
             raise CuratuneError(f"Label Studio at {server.url} has no project with id {ref} (a number is read "
                                 "as a project id, not a title)") from None
-        return Project(p.id, p.title or "", _to_name(p.label_config or ""))
+        return Project(server.id_in(what, p), p.title or "", _to_name(p.label_config or ""))
     found = server.call("list projects", lambda: [p for p in client.projects.list(title=ref, page_size=100)
                                                   if p.title == ref])
     if len(found) > 1:
@@ -322,8 +377,9 @@ def find_project(server: Server, ref: str) -> Project | None:
         raise CuratuneError(f"several Label Studio projects are titled '{ref}' (ids {ids}): pass --project ID")
     if not found:
         return None
-    p = server.call(f"read project {found[0].id}", lambda: client.projects.get(found[0].id))
-    return Project(p.id, p.title or "", _to_name(p.label_config or ""))
+    what = f"read project {found[0].id}"
+    p = server.call(what, lambda: client.projects.get(found[0].id))
+    return Project(server.id_in(what, p), p.title or "", _to_name(p.label_config or ""))
 
 
 def _report_extra_choices(xml: str, labels: list[str], project: Project, say: Callable[[str], None]) -> None:
@@ -453,12 +509,17 @@ def review_note(row: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _dialogue(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The turns a conversation project shows of a row."""
+    turns = row["turns"] or [{"speaker": "", "text": row["text"]}]
+    return [{"speaker": t["speaker"] or "", "text": t["text"] or ""} for t in turns]
+
+
 def _task(row: dict[str, Any], run_id: str, to_name: str) -> dict[str, Any]:
     data: dict[str, Any] = {"row_id": row["row_id"], TEXT_KEY: row["text"], TEXT_SHA: text_sha256(row["text"]),
                             NOTE_KEY: review_note(row)}
     if to_name == DIALOGUE_KEY:
-        turns = row["turns"] or [{"speaker": "", "text": row["text"]}]
-        data[DIALOGUE_KEY] = [{"speaker": t["speaker"] or "", "text": t["text"] or ""} for t in turns]
+        data[DIALOGUE_KEY] = _dialogue(row)
     return {"data": data, "meta": _meta(row), "predictions": _predictions(row, run_id, to_name)}
 
 
@@ -548,18 +609,21 @@ def _create_project(server: Server, title: str, xml: str, description: str) -> P
     # A second project of the same title would split the reviews between two projects.
     _send_once(server, "create a project", create, lambda: None if find_project(server, title) else create)
     if created:
-        return Project(created[-1].id, title, _to_name(xml))
+        return Project(server.id_in("create a project", created[-1]), title, _to_name(xml))
     found = find_project(server, title)
     if found is None:  # settle saw it a moment ago
         raise CuratuneError(f"Label Studio at {server.url}: project '{title}' disappeared while it was created")
     return found
 
 
+def _same_turns(data: dict[str, Any], dialogue: list[dict[str, str]] | None) -> bool:
+    return data.get(DIALOGUE_KEY, dialogue) == dialogue
+
+
 def _shows(data: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a task shows the row's text and turns as push would send them: judged on the text itself,
     not on the hash push stored, because a task's text can be edited in Label Studio."""
-    return text_sha256(data.get(TEXT_KEY)) == new[TEXT_SHA] and \
-        data.get(DIALOGUE_KEY, new.get(DIALOGUE_KEY)) == new.get(DIALOGUE_KEY)
+    return text_sha256(data.get(TEXT_KEY)) == new[TEXT_SHA] and _same_turns(data, new.get(DIALOGUE_KEY))
 
 
 def _live_task(tasks: list[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any] | None:
@@ -775,9 +839,12 @@ def _export(server: Server, pid: int) -> list[dict[str, Any]]:
     raw = server.call("export annotations", lambda: b"".join(
         client.projects.exports.download_sync(pid, export_type="JSON", download_all_tasks=False)))
     try:
-        return json.loads(raw)
+        tasks = json.loads(raw)
     except json.JSONDecodeError:
         raise CuratuneError(f"Label Studio at {server.url} sent an export that is not JSON") from None
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise server.not_label_studio("export annotations")
+    return tasks
 
 
 def _decision(result: Any) -> tuple[str | None, int]:
@@ -796,14 +863,15 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _project_ref(cfg: LabelStudioConfig, curate_dir: Path) -> str:
+def _project_ref(cfg: LabelStudioConfig, curate_dir: Path) -> tuple[str, Path | None]:
+    """The project to pull from, and the push record it was read from (None: the user named it)."""
     if cfg.project.strip():
-        return cfg.project.strip()
+        return cfg.project.strip(), None
     record_path = curate_dir / PUSH_RECORD
     if record_path.is_file():
         record = read_json(record_path)
         if record.get("url") == cfg.url.rstrip("/") and record.get("project_id"):
-            return str(record["project_id"])
+            return str(record["project_id"]), record_path
         if record.get("project_id"):
             raise CuratuneError(f"no Label Studio project: {PUSH_RECORD} records project {record['project_id']} at "
                                 f"{record.get('url')}, not at {cfg.url.rstrip('/')}; pass --project NAME_OR_ID",
@@ -829,6 +897,28 @@ def _check_same_project(curate_dir: Path, project: Project) -> None:
                             "this project's reviews instead", file=str(path))
 
 
+def _row_dialogues(curate_dir: Path) -> dict[str, list[dict[str, str]]]:
+    """row_id -> the turns push shows of the row, for every row of the run (those a review dropped too)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for name in (CURATED, EXCLUDED):
+        if (curate_dir / name).is_file():
+            df = pl.read_parquet(curate_dir / name)
+            turns = pl.col("turns") if "turns" in df.columns else pl.lit(None).alias("turns")
+            for row in df.select("row_id", "text", turns).to_dicts():
+                out.setdefault(str(row["row_id"]), _dialogue(row))
+    return out
+
+
+def _reviewed_sha(data: dict[str, Any], dialogue: list[dict[str, str]] | None) -> str:
+    """What pull records as the hash of the text a review was made on. The text the task shows, not the
+    hash push stored: either can be edited in Label Studio. A conversation project shows the turns instead:
+    when they are not the row's, the hash is of the turns shown, which no row's text has, so the review
+    counts as made on another text (as push judges such a task, _shows)."""
+    if dialogue is not None and not _same_turns(data, dialogue):
+        return text_sha256(json.dumps(data.get(DIALOGUE_KEY), sort_keys=True, default=str))
+    return text_sha256(data.get(TEXT_KEY))
+
+
 def _drafts(server: Server, pid: int) -> int:
     """Tasks with an unsubmitted draft (the export leaves them out until the draft is submitted):
     counted by the server's own filter, one request however many tasks there are."""
@@ -848,10 +938,10 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     if not ledger_path.is_file():
         raise CuratuneError("no ledger in this curate dir (pull keeps the reviews of its rows): curate again",
                             file=str(ledger_path))
-    ref = _project_ref(cfg, curate_dir)
+    ref, recorded = _project_ref(cfg, curate_dir)
     server = Server(cfg)
     server.check_token()
-    project = find_project(server, ref)
+    project = find_project(server, ref, recorded)
     if project is None:
         raise CuratuneError(f"Label Studio at {server.url} has no project titled '{ref}'")
     _check_same_project(curate_dir, project)
@@ -866,14 +956,13 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     _report_extra_choices(xml or "", labels, project, say)
     say(f"labelstudio: exporting annotations of project '{project.title}' (id {project.id})")
     tasks = _export(server, project.id)
+    dialogues = _row_dialogues(curate_dir) if project.to_name == DIALOGUE_KEY else {}
     records: list[dict[str, Any]] = []
     skipped = unknown = foreign = 0
     for task in tasks:
         data = task.get("data") or {}
         row_id = data.get("row_id")
-        # The text the task shows is the text reviewed (not the hash push recorded: the text can be
-        # edited in Label Studio).
-        task_sha = text_sha256(data.get(TEXT_KEY))
+        task_sha = _reviewed_sha(data, dialogues.get(str(row_id)))
         for ann in task.get("annotations") or []:
             decision, n_choices = _decision(ann.get("result"))
             if row_id is None:  # a task curatune did not create
@@ -891,7 +980,9 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
                 "row_id": str(row_id), "decision": decision,
                 # The Label Studio user id, never the e-mail or name: reviewers are people too, and the
                 # ledger and the audit report are read far more widely than the Label Studio project.
-                "annotator": f"user:{who_id}", "annotator_id": who_id,
+                # None for a deleted user (Label Studio nulls completed_by): one "user:None" would make
+                # every deleted reviewer one person, whose latest annotation alone counts.
+                "annotator": None if who_id is None else f"user:{who_id}", "annotator_id": who_id,
                 "annotation_id": ann.get("id"), "task_id": task.get("id"),
                 "ground_truth": bool(ann.get("ground_truth")),
                 "created_at": _when(ann.get("created_at")), "updated_at": _when(ann.get("updated_at")),

@@ -9,9 +9,10 @@ are resolved by ``[labelstudio] conflict_rule``; "unsure" votes abstain:
 - ``keep``: only a unanimous decision is applied; any disagreement is kept and reported.
 
 Before resolving, each annotator keeps one vote per row (their latest annotation, by updated_at
-then id), and votes that cannot be applied are set aside and counted: ``stale_reviews`` (the
-text the reviewer saw, ``text_sha256``, is not the row's text any more) and ``invalid_reviews``
-(several choices, or a choice that is neither a dataset label nor drop / unsure).
+then id; an annotation whose user was deleted in Label Studio, annotator null, is a vote of its
+own), and votes that cannot be applied are set aside and counted: ``stale_reviews`` (the text the
+reviewer saw, ``text_sha256``, is not the row's text any more) and ``invalid_reviews`` (several
+choices, or a choice that is neither a dataset label nor drop / unsure).
 
 A decided label different from the row's label relabels it, "drop" drops it (both with reason
 ``human_review``); a decision equal to the label confirms it. Rows left undecided get reason
@@ -64,7 +65,7 @@ STEP = "human_review"
 REVIEW_SCHEMA = {
     "row_id": pl.String,
     "decision": pl.String,  # a label, "drop" or "unsure"
-    "annotator": pl.String,
+    "annotator": pl.String,  # "user:<Label Studio user id>"; null for a user deleted since
     "annotator_id": pl.Int64,
     "annotation_id": pl.Int64,
     "task_id": pl.Int64,
@@ -88,9 +89,11 @@ RESOLVED_SCHEMA = {
 }
 
 
-def text_sha256(text: str | None) -> str:
-    """What push puts in a task (and pull records with each review) to tell whether a row's text changed."""
-    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
+def text_sha256(text: Any) -> str:
+    """What push puts in a task (and pull records with each review) to tell whether a row's text changed.
+    A task's text edited in Label Studio into a number (any JSON) is hashed as the text it shows, which is
+    then not the row's: its reviews count as made on another text."""
+    return hashlib.sha256(("" if text is None else str(text)).encode("utf-8")).hexdigest()
 
 
 def read_reviews(path: str | Path) -> pl.DataFrame:
@@ -173,7 +176,8 @@ def resolve(reviews: pl.DataFrame, rule: str) -> pl.DataFrame:
             tally += f" (gt: {', '.join(gt)})"
         when = group.select(pl.coalesce("updated_at", "created_at").max()).item()
         out.append({"row_id": row_id, "decision": decision, "status": status,
-                    "reviewed_by": ", ".join(sorted({a for a in group["annotator"].to_list() if a})),
+                    # Null when every reviewer's user was deleted in Label Studio since.
+                    "reviewed_by": ", ".join(sorted({a for a in group["annotator"].to_list() if a})) or None,
                     "reviewed_at": when, "review_votes": tally})
     return pl.DataFrame(out, schema=RESOLVED_SCHEMA)
 

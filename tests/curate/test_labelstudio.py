@@ -18,6 +18,7 @@ from curatune.curate.labelstudio import CHOICES, labeling_config, pull, push
 from curatune.curate.reviews import apply_reviews_to_run, text_sha256
 from curatune.errors import CuratuneError
 from curatune.rundir import read_json, write_json
+from tests.conftest import error_lines
 
 pytestmark = pytest.mark.labelstudio
 
@@ -569,3 +570,97 @@ def test_a_task_text_edited_in_label_studio_is_what_its_reviews_were_made_on(tok
     edited, fresh = _by_row(client, _project_id(client, "edited text"))[task.data["row_id"]]
     assert edited.id == task.id and edited.data["text"] == "customer: edited by hand"
     assert fresh.data["text"] == row_text and edited.meta["superseded_by"] == fresh.id
+
+
+def test_the_votes_of_deleted_users_count_each_and_are_not_one_person_s(token_env, run_copy):
+    """Label Studio nulls an annotation's completed_by when its user is deleted. Pull named every such
+    annotator "user:None": one person, whose latest annotation alone counted, so two deleted reviewers who
+    disagreed relabelled the row."""
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="deleted users", only="all")
+    push(run_copy, cfg)
+    task = sorted(_tasks(client, _project_id(client, "deleted users")), key=lambda t: t.data["row_id"])[0]
+    row = task.data["row_id"]
+    label = pl.read_parquet(run_copy / "curate" / "curated.parquet").filter(pl.col("row_id") == row)["label"].item()
+    first, second = [lab for lab in sorted(set(pl.read_parquet(run_copy / "curate" / "curated.parquet")["label"]))
+                     if lab != label][:2]
+    gone = [_user(client, "gone1@example.com"), _user(client, "gone2@example.com")]
+    _annotate(client, task.id, first, user=gone[0])
+    _annotate(client, task.id, second, user=gone[1])
+    for user in gone:
+        client.users.delete(user)
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").sort("annotation_id")
+    assert reviews.select("decision", "annotator", "annotator_id").rows() == [(first, None, None),
+                                                                              (second, None, None)]
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["conflicts"], summary["relabelled"]) == (1, 0)
+    ledger = pl.read_parquet(run_copy / "curate" / "ledger.parquet").filter(pl.col("row_id") == row)
+    assert ledger.select("fate", "final_label", "review_decision", "review_votes", "reviewed_by").row(0) == \
+        ("kept", label, "conflict", f"{first}:1, {second}:1", None)
+    assert "review_conflict" in ledger["reasons"].item()
+
+
+def test_a_task_text_edited_into_a_number_is_another_text(token_env, run_copy):
+    """A task's text edited in Label Studio into a number (JSON data takes any value) crashed pull and
+    push with an AttributeError."""
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="number text", only="all")
+    push(run_copy, cfg)
+    task = sorted(_tasks(client, _project_id(client, "number text")), key=lambda t: t.data["row_id"])[0]
+    client.tasks.update(str(task.id), data={**task.data, "text": 12345})
+    _annotate(client, task.id, "drop")
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet")
+    assert reviews.select("row_id", "decision", "text_sha256").rows() == [(task.data["row_id"], "drop",
+                                                                           text_sha256("12345"))]
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["stale_reviews"], summary["dropped"]) == (1, 0)
+    result = push(run_copy, cfg)
+    assert (result["text_changed"], result["replaced"], result["superseded"]) == (1, 1, 1)
+    edited, fresh = _by_row(client, _project_id(client, "number text"))[task.data["row_id"]]
+    assert edited.data["text"] == 12345 and fresh.data["text"] == task.data["text"]
+
+
+def test_a_review_of_turns_edited_in_label_studio_is_not_applied(token_env, run_copy):
+    """A conversation project shows the turns (data.dialogue), not data.text, but pull hashed only the
+    text: a decision made on edited turns was applied to the row."""
+    server = token_env
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project="edited turns", only="all")
+    push(run_copy, cfg)
+    task, other = sorted(_tasks(client, _project_id(client, "edited turns")), key=lambda t: t.data["row_id"])[:2]
+    client.tasks.update(str(task.id), data={**task.data, "dialogue": [{"speaker": "customer",
+                                                                       "text": "edited by hand"}]})
+    _annotate(client, task.id, "drop")
+    _annotate(client, other.id, "drop")  # its turns untouched: applied
+    pull(run_copy, cfg)
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet").sort("row_id")
+    assert reviews["text_sha256"].to_list()[1] == text_sha256(other.data["text"])
+    assert reviews["text_sha256"].to_list()[0] != text_sha256(task.data["text"])
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["stale_reviews"], summary["dropped"]) == (1, 1)
+    fate = dict(pl.read_parquet(run_copy / "curate" / "ledger.parquet").select("row_id", "fate").rows())
+    assert (fate[task.data["row_id"]], fate[other.data["row_id"]]) == ("kept", "dropped")
+    # Push judges the task the same way: the row's turns go to a new task.
+    result = push(run_copy, cfg)
+    assert (result["text_changed"], result["replaced"]) == (1, 1)
+
+
+def test_a_pull_from_a_deleted_project_says_the_id_came_from_the_push_record(token_env, run_copy, cli_run):
+    """Without --project, pull read the id push recorded, then said "a number is read as a project id,
+    not a title", though nobody had typed a number."""
+    server = token_env
+    client = _client(server)
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", server.url, "--project", "deleted later",
+                        "--only", "all")
+    assert code == 0, out
+    pid = _project_id(client, "deleted later")
+    client.projects.delete(pid)
+    code, out = cli_run("labelstudio", "pull", run_copy, "--url", server.url)
+    record = run_copy / "curate" / "labelstudio.json"
+    assert code == 2 and error_lines(out) == [
+        f"error: {record}: Label Studio at {server.url} has no project with id {pid}, the project the last push "
+        "recorded in labelstudio.json (deleted since?): pass --project NAME_OR_ID"], out

@@ -607,3 +607,90 @@ def test_push_suggests_an_id_column_when_texts_changed_under_positional_ids():
     assert "set [data] id_col" in _push_hint(positional, 3)
     assert _push_hint(positional, 0) == ""
     assert _push_hint({"config": {"data": {"id_col": "ticket"}}}, 3) == ""
+
+
+@pytest.mark.parametrize(("replies", "asked"), [
+    ({}, "check the API token"),  # any JSON server answers {}: no user, so no Label Studio
+    ([], "check the API token"),  # the SDK failed to parse it: a TypeError traceback
+    ({"/api/current-user/whoami": {"id": 1, "email": "x@example.com"}}, "create a project"),
+])
+def test_a_json_server_that_is_not_label_studio_gets_no_transcripts(run_copy, cli_run, monkeypatch, replies, asked):
+    """A server that answers every request with JSON but is not Label Studio: push reported the rows
+    sent to "project None" (and sent them)."""
+    import http.server
+    import threading
+
+    posted: list[str] = []
+
+    class JsonServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.command != "GET":
+                posted.append(self.path)
+            path = self.path.split("?")[0].rstrip("/")
+            body = json.dumps(replies.get(path, {}) if isinstance(replies, dict) else replies).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_PATCH = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), JsonServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
+    finally:
+        server.shutdown()
+    assert code == 2, out
+    assert error_lines(out) == [f"error: {url} does not answer like a Label Studio server (its reply to '{asked}' "
+                                "is not Label Studio's JSON): is the URL right?"]
+    assert not any("import" in p for p in posted), posted
+    assert not (run_copy / "curate" / "labelstudio.json").exists()
+
+
+@pytest.mark.parametrize("url", ["http://ls..example.com:8080", "http://.example.com", f"http://{'a' * 64}.com",
+                                 "http://xn--zz.com"])
+def test_a_url_whose_host_is_no_host_name_is_a_one_line_error(run_copy, cli_run, monkeypatch, url):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
+    assert code == 2 and error_lines(out) == [
+        f"error: not a usable Label Studio URL: '{url}' (expected http://host:port)"], out
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "https_proxy"])
+def test_an_unusable_proxy_setting_names_its_variable(run_copy, cli_run, monkeypatch, variable):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    monkeypatch.setenv(variable, "socks9://someone:proxy-password@proxy.example.com:1080")
+    code, out = cli_run("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p",
+                        "--only", "all")
+    assert code == 2 and error_lines(out) == [
+        f"error: the proxy set in ${variable} is not usable (not a proxy URL: expected http://, https:// or "
+        "socks5://HOST:PORT): fix or unset it"], out
+    assert "proxy-password" not in out and "someone" not in out
+
+
+@pytest.mark.parametrize(("encoding", "usable"), [("utf-16", False), ("utf-8-sig", True)])
+def test_a_token_file_in_another_encoding(run_copy, cli_run, monkeypatch, tmp_path, encoding, usable):
+    """A UTF-16 token file (PowerShell's `>`) was a UnicodeDecodeError traceback; UTF-8 with a byte-order
+    mark (Notepad's) was refused as a token with a non-ASCII character."""
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    token = tmp_path / "token"
+    token.write_text("secret-token-42\n", encoding=encoding)
+    port = free_port()
+    (tmp_path / "ls.toml").write_text(f'[labelstudio]\ntoken_file = "token"\nretries = 0\n'
+                                      f'url = "http://127.0.0.1:{port}"\n')
+    code, out = cli_run("labelstudio", "push", run_copy, "--project", "p", "--only", "all",
+                        "--config", tmp_path / "ls.toml")
+    assert code == 2, out
+    expected = (f"error: Label Studio at http://127.0.0.1:{port} is unreachable (ConnectError) after 1 attempt: "
+                "is the server running and the URL right?" if usable else
+                f"error: {token}: Label Studio token file is not UTF-8 text (UTF-16, say): save it as UTF-8")
+    assert error_lines(out) == [expected], out
