@@ -291,8 +291,12 @@ def _wrap_for_method(model, tc: TrainConfig):
         except ValueError as exc:
             # peft's message for a block it cannot adapt goes on with the block's whole repr.
             block = re.match(r"Target module (\w+)", str(exc))
-            why = (f"one names a {block.group(1)} block, not a layer LoRA adapts" if block
-                   else first_line(exc).rstrip("."))
+            if block:
+                why = f"one names a {block.group(1)} block, not a layer LoRA adapts"
+            elif re.search(r"No modules were targeted|not found in the base model", str(exc)):
+                why = "no layer of this model has such a name"
+            else:
+                why = first_line(exc).rstrip(".")
             raise CuratuneError(f"[train] lora_target_modules = {list(targets)} do not fit this model ({why}); "
                                 f"the default for it is {defaults!r}") from None
     if tc.method == "frozen":

@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import polars as pl
@@ -548,14 +549,18 @@ def test_a_run_round_applies_new_decisions_once_and_withdrawn_ones_too(token_env
     assert row in pl.read_parquet(run_copy / "curate" / "curated.parquet")["row_id"].to_list()
 
 
+def _pushed_first_task(server, run_copy: Path, project: str):
+    """Every row pushed to a new project: (client, config, the task of the first row_id)."""
+    client = _client(server)
+    cfg = LabelStudioConfig(url=server.url, project=project, only="all")
+    push(run_copy, cfg)
+    return client, cfg, sorted(_tasks(client, _project_id(client, project)), key=lambda t: t.data["row_id"])[0]
+
+
 def test_a_task_text_edited_in_label_studio_is_what_its_reviews_were_made_on(token_env, run_copy):
     """Pull and push trusted the hash push had stored in the task, so a decision made on a task whose
     text someone edited in Label Studio was applied to the row's own text."""
-    server = token_env
-    client = _client(server)
-    cfg = LabelStudioConfig(url=server.url, project="edited text", only="all")
-    push(run_copy, cfg)
-    task = sorted(_tasks(client, _project_id(client, "edited text")), key=lambda t: t.data["row_id"])[0]
+    client, cfg, task = _pushed_first_task(token_env, run_copy, "edited text")
     row_text = pl.read_parquet(run_copy / "curate" / "curated.parquet").filter(
         pl.col("row_id") == task.data["row_id"])["text"].item()
     client.tasks.update(str(task.id), data={**task.data, "text": "customer: edited by hand"})
@@ -576,11 +581,7 @@ def test_the_votes_of_deleted_users_count_each_and_are_not_one_person_s(token_en
     """Label Studio nulls an annotation's completed_by when its user is deleted. Pull named every such
     annotator "user:None": one person, whose latest annotation alone counted, so two deleted reviewers who
     disagreed relabelled the row."""
-    server = token_env
-    client = _client(server)
-    cfg = LabelStudioConfig(url=server.url, project="deleted users", only="all")
-    push(run_copy, cfg)
-    task = sorted(_tasks(client, _project_id(client, "deleted users")), key=lambda t: t.data["row_id"])[0]
+    client, cfg, task = _pushed_first_task(token_env, run_copy, "deleted users")
     row = task.data["row_id"]
     label = pl.read_parquet(run_copy / "curate" / "curated.parquet").filter(pl.col("row_id") == row)["label"].item()
     first, second = [lab for lab in sorted(set(pl.read_parquet(run_copy / "curate" / "curated.parquet")["label"]))
@@ -605,11 +606,7 @@ def test_the_votes_of_deleted_users_count_each_and_are_not_one_person_s(token_en
 def test_a_task_text_edited_into_a_number_is_another_text(token_env, run_copy):
     """A task's text edited in Label Studio into a number (JSON data takes any value) crashed pull and
     push with an AttributeError."""
-    server = token_env
-    client = _client(server)
-    cfg = LabelStudioConfig(url=server.url, project="number text", only="all")
-    push(run_copy, cfg)
-    task = sorted(_tasks(client, _project_id(client, "number text")), key=lambda t: t.data["row_id"])[0]
+    client, cfg, task = _pushed_first_task(token_env, run_copy, "number text")
     client.tasks.update(str(task.id), data={**task.data, "text": 12345})
     _annotate(client, task.id, "drop")
     pull(run_copy, cfg)

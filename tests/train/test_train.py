@@ -902,7 +902,9 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
     ('report_to = ["nosuch"]', "[train] report_to: unknown tracker 'nosuch' (known: "),
     # The dev install has MLflow, TensorBoard and W&B; ClearML is none of its dependencies.
     ('report_to = ["clearml"]', "[train] report_to: 'clearml' is not installed in this environment (pip install "),
-    ('method = "lora"\nlora_target_modules = ["no_such_layer"]', "[train] lora_target_modules do not match this model"),
+    ('method = "lora"\nlora_target_modules = ["no_such_layer"]',
+     "[train] lora_target_modules = ['no_such_layer'] do not fit this model (no layer of this model has such a name); "
+     "the default for it is ['query', 'key', 'value', 'dense']"),
     ('precision = "bf16"\ndevice = "cpu"', "[train] precision = 'bf16' needs a CUDA GPU; use 'auto' or 'fp32' on cpu"),
     pytest.param('device = "cuda"', "[train] device = 'cuda' but no CUDA GPU is visible to torch",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")),
