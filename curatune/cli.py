@@ -289,8 +289,10 @@ def validate(config: Path) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("CURATUNE_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # CURATUNE_LOG sets curatune's own loggers only: at DEBUG, Presidio logs the words around every
+    # finding (a customer's name and card number), and other libraries log what they read.
+    logging.getLogger("curatune").setLevel(os.environ.get("CURATUNE_LOG", "WARNING").upper())
     try:
         # Outside standalone mode typer returns an exit code instead of raising: its typer.Exit, and
         # 130 for a Ctrl-C it caught (it turns KeyboardInterrupt into Exit(130)).

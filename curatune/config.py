@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -436,6 +437,16 @@ class Config:
 # loading
 
 
+def _short(value: int | float) -> str:
+    """A number for a message; one of hundreds of digits by its size (past 4,300 digits str() refuses it)."""
+    if not isinstance(value, int) or abs(value) < 10**30:
+        return repr(value)
+    try:
+        return f"an integer of {len(str(abs(value)))} digits"
+    except ValueError:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+
+
 def _check_value(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -467,12 +478,15 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CuratuneError(f"config key '{key}' must be a number, got {value!r}")
-        if not math.isfinite(value):  # TOML has inf and nan; no setting means them
-            raise CuratuneError(f"config key '{key}' must be a finite number, got {value!r}")
+        # TOML has inf and nan, and integers of any length (1 and 400 zeros overflowed math.isfinite).
+        if isinstance(value, int) and abs(value) > sys.float_info.max or not math.isfinite(value):
+            raise CuratuneError(f"config key '{key}' must be a finite number, got {_short(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise CuratuneError(f"config key '{key}' must be an integer, got {value!r}")
+        if abs(value) >= 2**63:  # what numpy and torch hold; TOML itself allows no more, tomllib does
+            raise CuratuneError(f"config key '{key}' must be an integer below 2**63, got {_short(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
@@ -577,9 +591,13 @@ def load_config(path: str | Path | None) -> Config:
     if not path.is_file():
         raise CuratuneError("config file not found", file=str(path))
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark is no TOML statement (data files take one too).
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CuratuneError(f"not valid TOML: {exc}", file=str(path)) from None
+    except ValueError:  # Python reads no integer of more than 4,300 digits (int_max_str_digits)
+        raise CuratuneError("not valid TOML here: it holds an integer of more than 4,300 digits",
+                            file=str(path)) from None
     try:
         return config_from_dict(raw, base_dir=path.parent.resolve())
     except CuratuneError as exc:

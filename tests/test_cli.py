@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,19 @@ def test_a_parquet_text_column_of_bytes_that_are_not_utf8_is_a_one_line_error(cl
     assert code == 2 and "Traceback" not in out, out
     assert error_lines(out) == [f"error: {src}, row 2, column 'text': value is not valid UTF-8 text (byte 3); write "
                                 "the column as UTF-8 strings"]
+
+
+def test_debug_logging_is_curatune_s_own_and_shows_no_personal_data(tmp_path):
+    """CURATUNE_LOG=DEBUG set every library's loggers to DEBUG: Presidio then logged the words around each
+    finding ("Context list is: zebulon okonkwo 4111 ..."), the customer's data, on stderr."""
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"text": ["My name is Zebulon Okonkwo, card 4111 1111 1111 1111", "where is my parcel"],
+                  "label": ["card", "delivery"]}).write_csv(src)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[curate]\nsteps = ['anonymise']\n")
+    proc = subprocess.run([sys.executable, "-m", "curatune", "curate", src, "--out", tmp_path / "out", "-c", cfg],
+                          capture_output=True, text=True, env={**os.environ, "CURATUNE_LOG": "DEBUG"})
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(tmp_path / "out" / "curated.parquet")["text"][0] == \
+        "My name is <PERSON_1>, card <CREDIT_CARD_1>"
+    assert not [w for w in ("okonkwo", "4111") if w in (proc.stderr + proc.stdout).casefold()]

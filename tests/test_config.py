@@ -240,3 +240,28 @@ def test_a_gate_threshold_outside_0_1_is_refused(tmp_path, cli_run, text):
 def test_gate_edge_values_accepted(tmp_path):
     cfg = load_config(write(tmp_path, "[evaluate.gates]\nmin_accuracy = 1\nmax_group_accuracy_difference = 0.05\n"))
     assert (cfg.evaluate.gates.min_accuracy, cfg.evaluate.gates.max_group_accuracy_difference) == (1.0, 0.05)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # A number past a float overflowed math.isfinite: a 60-line traceback.
+    ("[train]\nepochs = 1" + "0" * 400 + "\n", "config key 'train.epochs' must be a finite number, got an integer of "
+                                                "401 digits"),
+    ("[train]\nbatch_size = " + "9" * 40 + "\n", "config key 'train.batch_size' must be an integer below 2**63, got an "
+                                                 "integer of 40 digits"),
+    ("[train]\nlr = 1" + "0" * 5000 + "\n", "not valid TOML here: it holds an integer of more than 4,300 digits"),
+    ("[train]\nseed = 9223372036854775808\n", "config key 'train.seed' must be an integer below 2**63, got "
+                                              "9223372036854775808"),
+])
+def test_numbers_no_setting_can_hold_are_refused_in_one_line(tmp_path, text, message):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == f"{p}: {message}"
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors save "UTF-8" with a byte-order mark: it was 'not valid TOML' at line 1, column 1."""
+    p = tmp_path / "c.toml"
+    p.write_bytes("\ufeff[train]\nepochs = 2.0\n".encode())
+    assert load_config(p).train.epochs == 2.0

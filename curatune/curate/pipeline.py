@@ -78,12 +78,6 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
         reviews = read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
         decided = reviews.filter(pl.col("decision").is_not_null() & (pl.col("decision") != UNSURE))
         reviewed = frozenset(decided["row_id"].drop_nulls().to_list())
-    # The input is readable: from here the old outputs are being replaced, and a run stopped midway
-    # (Ctrl-C, a crash) must not leave the previous "complete" manifest beside half-new tables.
-    (out / MANIFEST).unlink(missing_ok=True)
-    # An apply-reviews killed after its commit mark leaves the earlier curation's tables staged; the
-    # next apply would finish moving them in, over this run's.
-    shutil.rmtree(out / REVIEWS_JOURNAL, ignore_errors=True)
     for src in loaded.sources:
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
     run_id = run_id_for(manifest.inputs, manifest.config)  # the data's id: reviews applied do not change it
@@ -165,6 +159,13 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     manifest.extra["group_cols"] = loaded.group_cols
     if truth_scores:
         manifest.extra["truth"] = truth_scores
+    # Only now are the old outputs replaced: the steps write nothing but their cache, and a step that
+    # refuses its input (label issues, on the rows dedup left) leaves the earlier curation complete. A
+    # run stopped from here (Ctrl-C, a crash) must not leave the previous manifest beside half-new tables.
+    (out / MANIFEST).unlink(missing_ok=True)
+    # An apply-reviews killed after its commit mark leaves the earlier curation's tables staged; the
+    # next apply would finish moving them in, over this run's.
+    shutil.rmtree(out / REVIEWS_JOURNAL, ignore_errors=True)
     with manifest.timed("write"):
         write_parquet(curated, out / CURATED)
         write_parquet(excluded, out / EXCLUDED)

@@ -106,7 +106,9 @@ def test_no_temp_files_left(tmp_path):
 
 def test_a_curation_stopped_midway_leaves_no_complete_manifest_but_bad_input_keeps_it(tmp_path, monkeypatch):
     """Ctrl-C mid-curation left the previous run's "complete" manifest beside new tables, and the
-    next stage trusted them; a run refused for bad input changes nothing."""
+    next stage trusted them; a run refused for bad input changes nothing. Stopped while its steps run,
+    before any table is replaced, the earlier run stays complete as it was."""
+    import curatune.curate.pipeline as pipeline
     from curatune.curate.dedup import Dedup
 
     src, out = tmp_path / "d.csv", tmp_path / "out"
@@ -118,13 +120,20 @@ def test_a_curation_stopped_midway_leaves_no_complete_manifest_but_bad_input_kee
         run_curation(_config(), out, [str(tmp_path / "bad.csv")])
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
-    def interrupted(self, table):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Dedup, "run", interrupted)
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    with monkeypatch.context() as m:
+        m.setattr(Dedup, "run", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_curation(_config(), out, [str(src)])
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    written = []
+    monkeypatch.setattr(pipeline, "write_parquet", lambda df, path: interrupted() if written else written.append(path))
     with pytest.raises(KeyboardInterrupt):
         run_curation(_config(), out, [str(src)])
-    assert not (out / "manifest.json").exists()
+    assert written and not (out / "manifest.json").exists()
 
 
 def test_unknown_step_is_a_clear_error(cli_run, tmp_path):
@@ -189,6 +198,16 @@ def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
     cfg2.write_text("[curate]\nsteps = ['label_issues']\n")
     code, text = cli_run("curate", one_label, "--out", out, "--config", cfg2)
     assert code == 2 and "label issues need two or more labels with at least 2 rows each" in text
+    # Two rows of a label are enough as loaded, but dedup leaves one: refused by the step itself, which ran
+    # after the earlier manifest was removed.
+    thin = tmp_path / "thin.csv"
+    pl.DataFrame({"text": ["refund my order alpha", "charged twice for beta", "my delivery is late",
+                           "my delivery is late"], "label": ["refund", "refund", "delivery", "delivery"]}
+                 ).write_csv(thin)
+    cfg4 = tmp_path / "c4.toml"
+    cfg4.write_text("[curate]\nsteps = ['dedup', 'label_issues']\n[curate.dedup]\nembedding = false\n")
+    code, text = cli_run("curate", thin, "--out", out, "--config", cfg4)
+    assert code == 2 and "label issues need two or more labels with at least 2 rows each" in text, text
     # A group column named like a column a step writes into the ledger: a traceback after all the
     # work, with the earlier manifest already removed.
     grouped = tmp_path / "g.csv"
