@@ -372,12 +372,22 @@ def _utf8_lines(path: Path, kind: str = "") -> Iterator[tuple[int, str]]:
 def _require(df: pl.DataFrame, col: str, path: str, role: str) -> None:
     if col not in df.columns:
         raise CuratuneError(
-            f"missing {role} column (columns are: {', '.join(df.columns)}); map it with config [data]"
+            f"missing {role} column (columns are: {_column_names(df.columns)}); map it with config [data]"
             # Only these three have a flag (curate's); naming --turn-col sent people looking for one.
             + (f" or curate's --{role}-col flag" if role in ("text", "label", "id") else ""),
             file=path,
             column=col,
         )
+
+
+def _column_names(names: list[str]) -> str:
+    """The names for a message; in a file without a header row they are its first row's values (a
+    transcript, a customer's name), so only id-like ones are shown."""
+    plain = [n for n in names if shown_value(n).startswith("'")]
+    rest = len(names) - len(plain)
+    more = (f"{' and ' if plain else ''}{rest} more not shown (they may hold personal data: has the file a header "
+            "row?)") if rest else ""
+    return ", ".join(plain) + more
 
 
 def _aggregate_turns(df: pl.DataFrame, cfg: DataConfig, path: str) -> pl.DataFrame:
@@ -720,6 +730,10 @@ def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
         raise CuratuneError(f"input column '{reserved[0]}' clashes with a column curation adds; rename it",
                             file=path, column=reserved[0])
     for col, role in _role_columns(cfg).items():
+        # A duration has no text form in polars: the cast to text stopped with a traceback.
+        if col and col in raw.columns and isinstance(raw.schema[col], pl.Duration):
+            raise CuratuneError(f"{role} column holds durations ({raw.schema[col]}), which have no text form here; "
+                                "write it as text or numbers", file=path, column=col)
         if col and col in raw.columns and raw.schema[col].is_nested():
             raise CuratuneError(f"{role} column holds {raw.schema[col]} values, not plain values; flatten it "
                                 "(for a list of messages: one row per turn with [data] conversation_col)",

@@ -161,6 +161,18 @@ def test_missing_group_column(tmp_path):
     assert str(err.value).endswith("missing group column (columns are: text); map it with config [data]")
 
 
+def test_a_missing_column_shows_only_the_names_no_personal_data_can_be_in(tmp_path):
+    """A file without a header row: its first row was the column names, and the error printed them, the
+    first transcript with its customer's name and card number."""
+    (tmp_path / "d.csv").write_text("r0,My name is Zebulon Okonkwo card 4111 1111 1111 1111,refund\n"
+                                    "r1,where is my parcel,delivery\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "d.csv"], DataConfig())
+    assert str(err.value).endswith("missing text column (columns are: r0, refund and 1 more not shown (they may hold "
+                                   "personal data: has the file a header row?)); map it with config [data] or "
+                                   "curate's --text-col flag")
+
+
 @pytest.mark.parametrize(("config", "message"), [
     ({"conversation_col": "conv"}, "missing conversation column (columns are: text); map it with config [data]"),
     ({"conversation_col": "text", "turn_col": "turn"},
@@ -276,6 +288,20 @@ def test_a_list_or_object_among_plain_json_values_is_refused_with_its_line(tmp_p
             load_dataset([path], DataConfig())
         assert str(err.value) == (f"{path}, column '{column}': line 2 holds a JSON {kind} where a plain value belongs "
                                   "(for a list of messages: one row per turn with [data] conversation_col)")
+
+
+@pytest.mark.parametrize("role", ["text", "label", "split"])
+def test_a_duration_column_where_text_is_read_is_refused_by_column(tmp_path, role):
+    """Polars has no text form for a duration: the cast stopped with a traceback."""
+    import datetime
+
+    path = tmp_path / "d.parquet"
+    pl.DataFrame({"text": ["hello there", "bye now"], "label": ["x", "y"],
+                  role: [datetime.timedelta(minutes=3)] * 2}).write_parquet(path)
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}, column '{role}': {role} column holds durations (Duration(time_unit='us')), "
+                              "which have no text form here; write it as text or numbers")
 
 
 def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
