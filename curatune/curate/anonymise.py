@@ -427,31 +427,13 @@ def _check_ids(rows: pl.DataFrame, config: Config) -> None:
     """Refuse ids taken from the data that hold personal data (a customer's e-mail address as the id):
     a row id keys every table, report and Label Studio task, so it cannot be replaced, and the leak
     scan reads only text. Ids curatune makes (<file stem>:<n>, with folders where names clash) hold
-    none. Only values that a format or checksum identifies are looked for, with Presidio's own
-    recognizers (~1 ms an id), and phone numbers by how they are written: the full detector took
-    16 ms an id and read the digits of "conv-01640" as a phone number."""
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        EmailRecognizer,
-        IbanRecognizer,
-        UsSsnRecognizer,
-    )
-
+    none."""
     key, col = next(((k, c) for k, c in (("id_col", config.data.id_col),
                                          ("conversation_col", config.data.conversation_col)) if c), (None, None))
     if key is None:
         return
-    wanted = set(config.curate.anonymise.entities)
-    recognizers = [r for r in (EmailRecognizer(), CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer())
-                   if not wanted or set(r.supported_entities) & wanted]
     ids = rows["row_id"].cast(pl.String).unique().to_list()
-    hits: Counter = Counter()  # ids per type
-    phones = not wanted or "PHONE_NUMBER" in wanted
-    for value in ids:
-        hits.update({x.entity_type for r in recognizers
-                     for x in r.analyze(value, entities=r.supported_entities, nlp_artifacts=None)})
-        if phones and _PHONE_SHAPED.fullmatch(value.strip()):
-            hits["PHONE_NUMBER"] += 1
+    hits = _formatted_personal_data(ids, config, phone_alone=True)
     if hits:
         types = ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
         raise CuratuneError(f"[data] {key} '{col}' holds personal data ({types} of {len(ids):,} ids; values not "
@@ -459,6 +441,46 @@ def _check_ids(rows: pl.DataFrame, config: Config) -> None:
                             "cannot be anonymised; key the rows by an opaque id"
                             + (" or leave id_col unset (rows are then numbered per file)" if key == "id_col" else ""),
                             column=col)
+
+
+def _check_labels(rows: pl.DataFrame, config: Config) -> None:
+    """Refuse labels that hold personal data: a column mapped as the labels by mistake (a customer's
+    e-mail, the transcript itself) would reach every table, the model's label map and the report, as
+    labels are not anonymised. Names are not looked for: NER reads short labels in title case ("Card
+    Arrival") as names."""
+    labels = [v for v in rows["label"].drop_nulls().cast(pl.String).unique().to_list() if v.strip()]
+    hits = _formatted_personal_data(labels, config)
+    if hits:
+        types = ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
+        raise CuratuneError(f"[data] label_col '{config.data.label_col}' holds personal data ({types} of "
+                            f"{len(labels):,} labels; values not shown): labels are not anonymised and reach every "
+                            "table, the model and the report; check that label_col names the label column",
+                            column=config.data.label_col)
+
+
+def _formatted_personal_data(values: list[str], config: Config, *, phone_alone: bool = False) -> Counter:
+    """How many ``values`` hold each type of personal data that a format or checksum identifies, with
+    Presidio's own recognizers (~1 ms a value), and phone numbers by how they are written (with
+    ``phone_alone``, only a value that is one: an id "order-415-555-0132" is an order's): the full
+    detector took 16 ms an id and read the digits of "conv-01640" as a phone number."""
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        UsSsnRecognizer,
+    )
+
+    wanted = set(config.curate.anonymise.entities)
+    recognizers = [r for r in (EmailRecognizer(), CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer())
+                   if not wanted or set(r.supported_entities) & wanted]
+    hits: Counter = Counter()
+    phones = not wanted or "PHONE_NUMBER" in wanted
+    for value in values:
+        hits.update({x.entity_type for r in recognizers
+                     for x in r.analyze(value, entities=r.supported_entities, nlp_artifacts=None)})
+        if phones and (_PHONE_SHAPED.fullmatch if phone_alone else _PHONE_SHAPED.search)(value.strip()):
+            hits["PHONE_NUMBER"] += 1
+    return hits
 
 
 SCANNED_TYPES = pl.Categorical | pl.Enum | pl.Date | pl.Datetime
@@ -544,6 +566,7 @@ class Anonymise(CurationStep):
         config.curate.anonymise.secret()  # a missing key stops the run before the earlier outputs are touched
         _other_columns(rows, (*CANONICAL, *BOOKKEEPING, *group_cols))
         _check_ids(rows, config)
+        _check_labels(rows, config)
         _check_group_columns(rows, config, group_cols)
 
     def run(self, table: pl.DataFrame) -> StepResult:

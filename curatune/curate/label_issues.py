@@ -51,7 +51,7 @@ from curatune.config import Config, LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.curate.dedup import key_expr
 from curatune.dataset import LABEL_ISSUE, read_table
-from curatune.errors import CuratuneError
+from curatune.errors import CuratuneError, shown_value
 
 # Ledger columns this step writes that later stages read (Label Studio push, evaluation).
 FLAG_COL = "is_label_issue"
@@ -139,8 +139,8 @@ def read_user_probs(path: str, classes: list[str]) -> pl.DataFrame:
     df = read_table(path)
     missing = [c for c in ["row_id", *classes] if c not in df.columns]
     if missing:
-        raise CuratuneError(f"pred_probs file lacks column '{missing[0]}' (needs row_id and one column per label)",
-                            file=path)
+        raise CuratuneError(f"pred_probs file lacks column {shown_value(missing[0])} (needs row_id and one column per "
+                            "label)", file=path)
     nested = next((c for c in ["row_id", *classes] if df.schema[c].is_nested()), None)
     if nested is not None:
         raise CuratuneError(f"pred_probs column holds {df.schema[nested]} values, not numbers", file=path,
@@ -186,7 +186,8 @@ def _scorable_labels(labels: pl.Series, *, with_pred_probs: bool) -> tuple[list[
     if not classes:
         raise CuratuneError("label issues need labelled rows; no row with text has a label")
     if len(classes) < 2:
-        raise CuratuneError(f"label issues need at least two classes; every labelled row has label '{classes[0]}'")
+        raise CuratuneError(f"label issues need at least two classes; every labelled row has label "
+                            f"{shown_value(classes[0])}")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels.to_list()])
     scorable = np.bincount(y, minlength=len(classes)) >= (1 if with_pred_probs else MIN_ROWS_PER_LABEL)

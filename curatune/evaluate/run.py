@@ -20,7 +20,7 @@ from curatune.config import Config
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import UNSETTLED
 from curatune.dataset import LABEL_ISSUE
-from curatune.errors import CuratuneError, GateFailed
+from curatune.errors import CuratuneError, GateFailed, shown_value
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
 from curatune.evaluate.stats import Bootstrap, mcnemar, wilson
@@ -112,7 +112,9 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     for col, file in (("predicted", PREDICTIONS), ("base_predicted", BASE_PREDICTIONS)):
         bad = t.filter(~pl.col(col).is_in(labels) | pl.col(col).is_null())
         if bad.height:
-            raise CuratuneError(f"row '{bad['row_id'][0]}' has prediction {bad[col][0]!r}, not one of the train "
+            value = bad[col][0]
+            what = "no prediction" if value is None else f"prediction {shown_value(value)}"
+            raise CuratuneError(f"row {shown_value(bad['row_id'][0])} has {what}, not one of the train "
                                 "manifest's labels; re-run the train stage", file=str(train_dir / file),
                                 column="predicted")
     # A label the model was never trained on (absent from train, or too rare to survive curation)

@@ -136,6 +136,33 @@ def test_ids_that_hold_personal_data_are_refused_before_anything_is_written(cli_
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+def test_labels_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path):
+    """The label column mapped to the customer's contact column: the addresses became the classes, in every
+    table, the model's label map and the report (labels are not anonymised)."""
+    pl.DataFrame({"text": ["where is my card", "I want a refund", "reset my password"],
+                  "contact": ["jane.doe@example.com", "call me on +44 20 7946 0958", "max.mustermann@example.org"]}
+                 ).write_csv(tmp_path / "d.csv")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\nlabel_col = 'contact'\n[curate]\nsteps = ['anonymise']\n")
+    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
+    assert code == 2, out
+    assert error_lines(out) == [
+        "error: column 'contact': [data] label_col 'contact' holds personal data (EMAIL_ADDRESS in 2, PHONE_NUMBER in "
+        "1 of 3 labels; values not shown): labels are not anonymised and reach every table, the model and the "
+        "report; check that label_col names the label column"]
+    assert "jane" not in out and "7946" not in out
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_labels_of_real_label_sets_are_not_taken_for_personal_data():
+    """Names are not looked for in labels: NER read title-case labels ("Card Arrival") as people."""
+    from curatune.curate.anonymise import _check_labels
+
+    labels = ["card_arrival", "Card Arrival", "Lost Or Stolen Phone", "top_up_by_card_charge", "pin_blocked",
+              "transfer_into_account", "Edit Personal Details", "atm_support", "Visa or Mastercard", "region-4155"]
+    _check_labels(pl.DataFrame({"label": labels}), Config())
+
+
 def test_opaque_ids_with_digits_or_place_names_are_not_taken_for_personal_data():
     # The full detector read the digits of "conv-01640" as a phone number: 30 of the demo's 2,000 ids.
     from curatune.curate.anonymise import _check_ids

@@ -154,7 +154,12 @@ def test_single_class_is_a_clear_error(cli_run, tmp_path):
     cfg.write_text("[curate]\nsteps = ['label_issues']\n[curate.label_issues]\nfeatures = 'tfidf'\n")
     code, out = cli_run("curate", src, "--out", tmp_path / "o", "--config", cfg)
     assert code == 2
-    assert "at least two classes" in out
+    assert "error: label issues need at least two classes; every labelled row has label 'x'" in out
+    # A label column mapped to the customers' contact column printed the address.
+    pl.DataFrame({"text": ["a b", "c d", "e f"], "label": ["jane doe@example.com"] * 3}).write_csv(src)
+    code, out = cli_run("curate", src, "--out", tmp_path / "o", "--config", cfg)
+    assert code == 2 and "jane" not in out
+    assert "every labelled row has label (value not shown: it may hold personal data)" in out
 
 
 def test_missing_labels_excluded_with_reason(tmp_path):

@@ -305,8 +305,8 @@ def _test_row(d):
     (_without_manifest, "{train}: train stage is not complete (no manifest.json)"),
     (_prediction_not_a_label, "{train}/predictions.parquet, column 'predicted': row '{row}' has prediction 'zzz', "
                               "not one of the train manifest's labels; re-run the train stage"),
-    (_null_base_prediction, "{train}/base_predictions.parquet, column 'predicted': row '{row}' has prediction "
-                            "None, not one of the train manifest's labels; re-run the train stage"),
+    (_null_base_prediction, "{train}/base_predictions.parquet, column 'predicted': row '{row}' has no "
+                            "prediction, not one of the train manifest's labels; re-run the train stage"),
     (_unlabelled_holdout, "{train}/predictions.parquet: no labelled test or validation row to evaluate on"),
     (_garbage_predictions, "{train}/predictions.parquet: cannot read Parquet table ("),
     (_predictions_without_confidence, "{train}/predictions.parquet, column 'confidence': table lacks a column "
