@@ -528,3 +528,26 @@ def test_a_missing_spacy_model_is_an_error_and_no_ner_is_a_choice(monkeypatch):
         build_detector(AnonymiseConfig(spacy_model="en_core_web_nosuch"))
     assert build_detector(AnonymiseConfig(spacy_model="")).has_ner is False
     assert build_detector(AnonymiseConfig()).has_ner is True
+
+
+def test_no_more_spacy_processes_than_cores(monkeypatch):
+    """n_process went to spaCy as configured: a config written for a large machine started that many
+    workers, each loading the model, wherever it ran."""
+    import dataclasses
+    import os
+
+    from curatune.curate.pii.engine import LANGUAGE
+
+    detector = dataclasses.replace(_default_detector(), n_process=10_000, batch_size=2)
+    nlp = detector.nlp_engine.nlp[LANGUAGE]
+    asked = []
+
+    def pipe(texts, **kwargs):  # spaCy's own pipe, one process: this records what was asked for
+        asked.append(kwargs["n_process"])
+        return type(nlp).pipe(nlp, texts, **{**kwargs, "n_process": 1})
+
+    monkeypatch.setattr(nlp, "pipe", pipe)
+    texts = [f"Please call Maria Gonzalez about order {i}" for i in range(8)]
+    found = detector.detect(texts)
+    assert asked == [min(10_000, os.cpu_count() or 1)]
+    assert all(any(r.entity_type == "PERSON" for r in res) for res in found)

@@ -102,7 +102,9 @@ class Detector:
             # Presidio needs tokens and entities, not parses or POS tags: keep tok2vec + ner, or nothing.
             keep = ("tok2vec", "ner") if flag else ()
             disable = [p for p in nlp.pipe_names if p not in keep]
-            n_process = self.n_process if flag and len(idx) >= 4 * self.batch_size else 1
+            # No more processes than cores: a config written for a larger machine would start that many
+            # spaCy workers (each with its own model) on a laptop.
+            n_process = min(self.n_process, os.cpu_count() or 1) if flag and len(idx) >= 4 * self.batch_size else 1
             docs_iter = nlp.pipe((texts[i] for i in idx), batch_size=self.batch_size, disable=disable,
                                  n_process=n_process)
             for i, doc in zip(idx, docs_iter, strict=True):
