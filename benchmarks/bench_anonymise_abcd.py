@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from benchmarks.bench_anonymise import _plain_presidio
+from benchmarks.bench_anonymise import _plain_presidio, presidio_entities
 from benchmarks.common import header, table
 
 # Scenario fields that identify the customer; the rest (member level, product, purchase date,
@@ -86,10 +86,9 @@ def by_plain_presidio(dialogues: list[list[tuple[str, str]]]) -> tuple[dict[str,
     from presidio_analyzer import RecognizerResult
 
     from curatune.config import AnonymiseConfig
-    from curatune.curate.pii.engine import DEFAULT_ENTITIES
 
     plain, _ = _plain_presidio(AnonymiseConfig().spacy_model)
-    entities = sorted(set(DEFAULT_ENTITIES) & set(plain.get_supported_entities("en")))
+    entities = presidio_entities(plain)
 
     def whole(turns: list[str]) -> list[str]:
         found = plain.analyze("\n".join(turns), "en", entities=entities)

@@ -16,7 +16,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.bench_anonymise import TYPES, _plain_presidio
+from benchmarks.bench_anonymise import _plain_presidio, presidio_entities
 from benchmarks.common import header, table
 
 CUT_TYPES = ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "PHONE_NUMBER", "US_SSN")
@@ -59,7 +59,9 @@ def run(data_dir: Path, quick: bool = False) -> str:
     cfg = AnonymiseConfig()
     ours = Anonymiser(cfg)
     plain, _ = _plain_presidio(cfg.spacy_model)
-    entities = list(set(TYPES.values()) & set(plain.get_supported_entities("en")))
+    # Any type found counts, so Presidio is asked for every type curatune asks for that it has (as in the
+    # ABCD and STAR sections), not only the types the detection section scores.
+    entities = presidio_entities(plain)
 
     # What plain Presidio, turn by turn, called the pieces of cut values, by the value's type.
     piece_types: dict[str, Counter] = {}
@@ -105,7 +107,8 @@ def run(data_dir: Path, quick: bool = False) -> str:
             f"{', '.join(CUT_TYPES)} value into two turns of one speaker (after the \"@\" of an e-mail address, else "
             "at the space, hyphen or dot nearest the value's middle, else in the middle). Share of values removed: "
             "every letter and digit of the value, in both turns, inside something the detector found (any type). "
-            "Plain Presidio (AnalyzerEngine, default recognizers, same spaCy model) scans each turn on its own; "
+            "Plain Presidio (AnalyzerEngine, default recognizers, same spaCy model, asked for "
+            f"{', '.join(entities)}: the types curatune asks for that it has) scans each turn on its own; "
             "curatune scans the conversation (both turns and the join between them). The uncut sentence, for both, is "
             "the reference. Any type counts; what plain Presidio called the pieces, turn by turn, by the cut "
             "value's type: " + "; ".join(f"{kind}: " + (", ".join(f"{t} {c}" for t, c in called.most_common())

@@ -278,7 +278,7 @@ def _curation_pays(data_dir: Path, tmp: Path, per_label: int) -> str:
     """Banking77 with 20% uniform flips in train: LoRA on the raw labels vs on the rows the label-issues
     step keeps (flagged rows dropped), both scored on the clean validation split."""
     from curatune.config import LabelIssuesConfig
-    from curatune.curate.label_issues import flag_issues, out_of_fold_probs
+    from curatune.curate.label_issues import copy_groups, embedding_near_duplicates, flag_issues, out_of_fold_probs
     from curatune.embeddings import embed_cached
 
     train, val = banking77_splits(data_dir, per_label)
@@ -293,7 +293,10 @@ def _curation_pays(data_dir: Path, tmp: Path, per_label: int) -> str:
     # "chance": a row is flagged when its label's out-of-sample probability is below 1 / labels, the
     # rule for uniform flips; the step's default ("combined") also asks cleanlab's per-class threshold.
     cutoff = "chance"
-    flagged = flag_issues(noisy, out_of_fold_probs(x, noisy, len(labels), LabelIssuesConfig()), cutoff)
+    # The step's folds: copies (normalised text or embedding near-duplicates) held out together.
+    ids = [str(i) for i in range(len(y))]
+    groups = copy_groups(train["text"], embedding_near_duplicates(x, ids), ids)
+    flagged = flag_issues(noisy, out_of_fold_probs(x, noisy, len(labels), LabelIssuesConfig(), groups=groups), cutoff)
     curated = raw.filter(pl.Series(~flagged))
     runs = [train_ours(raw, val, tmp, "LoRA on the raw (noisy) labels"),
             train_ours(curated, val, tmp, "LoRA on the curated rows (label issues dropped)")]

@@ -43,9 +43,14 @@ def rebuild() -> Path:
     return out
 
 
+# Whose modules write a section: a shared helper (a training run, a table) as much as the script, and
+# the curatune code it measures (a changed resampler gives other intervals); the tests' Label Studio server.
+_OWN_PACKAGES = ("benchmarks.", "curatune.", "tests.")
+
+
 def script_files(name: str, root: Path = ROOT) -> list[str]:
-    """The benchmark's script and every `benchmarks` module it imports, directly or through another:
-    a helper it shares (a training run, a table) writes its section as much as the script does."""
+    """The benchmark's script and every module of this project it imports, directly or through another
+    (a package by its ``__init__.py``)."""
     todo, seen = [f"benchmarks/bench_{name}.py"], []
     while todo:
         rel = todo.pop()
@@ -61,7 +66,14 @@ def script_files(name: str, root: Path = ROOT) -> list[str]:
                 names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
             else:
                 continue
-            todo += [n.replace(".", "/") + ".py" for n in names if n.startswith("benchmarks.")]
+            for n in names:
+                if not n.startswith(_OWN_PACKAGES):
+                    continue
+                parts = n.split(".")
+                # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+                for k in range(1, len(parts) + 1):
+                    path = "/".join(parts[:k])
+                    todo += [path + ".py", path + "/__init__.py"]
     return seen
 
 
@@ -85,8 +97,11 @@ def staleness(name: str, section: str, root: Path = ROOT) -> str:
         return ""  # not a git checkout, or the commit is unknown here: nothing to compare
     if not changed:
         return ""
-    return (f"\n_Stale:_ {', '.join(f'`{f}`' for f in changed)} changed after this run "
-            f"({', '.join(reversed(later))}); re-run `python -m benchmarks.run_all --only {name}`.\n")
+    files = ", ".join(f"`{f}`" for f in changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    commits = list(reversed(later))
+    when = ", ".join(commits) if len(commits) <= 6 else f"{len(commits)} commits, {commits[0]} to {commits[-1]}"
+    return (f"\n_Stale:_ {files} changed after this run ({when}); what it measures may differ now: re-run "
+            f"`python -m benchmarks.run_all --only {name}`.\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,3 +78,39 @@ def test_a_change_to_a_benchmark_module_the_script_imports_makes_its_section_sta
     (bench / "deep.py").write_text("R = 1\n")  # undone: the code is as it was measured
     _git(tmp_path, "commit", "-q", "-am", "four")
     assert staleness("x", section, tmp_path) == "" and staleness("y", section, tmp_path) == ""
+
+
+def test_a_change_to_the_curatune_code_a_section_runs_makes_it_stale(tmp_path):
+    """Only benchmark modules were followed: a section measured before the code it runs changed (the train
+    sections' intervals came from a resampler since replaced) read as current."""
+    _init_repo(tmp_path)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "bench_x.py").write_text("def run():\n    from curatune.train import outputs\n")
+    pkg = tmp_path / "curatune" / "train"
+    pkg.mkdir(parents=True)
+    (tmp_path / "curatune" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("import curatune.train.run\n")
+    (pkg / "outputs.py").write_text("from curatune.stats import boot\n")
+    (pkg / "run.py").write_text("")
+    for name in ("stats", "a", "b", "c", "d"):
+        (tmp_path / "curatune" / f"{name}.py").write_text("")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    assert sorted(script_files("x", tmp_path)) == [
+        "benchmarks/bench_x.py", "curatune/__init__.py", "curatune/stats.py", "curatune/train/__init__.py",
+        "curatune/train/outputs.py", "curatune/train/run.py"]
+    section = f"## X\n\n- code: {_git(tmp_path, 'rev-parse', '--short', 'HEAD')}\n"
+    (tmp_path / "curatune" / "a.py").write_text("A = 1\n")  # code the section does not run
+    _git(tmp_path, "commit", "-q", "-am", "two")
+    assert staleness("x", section, tmp_path) == ""
+    commits = []
+    for i, rel in enumerate(["curatune/stats.py", "curatune/train/run.py", "curatune/train/__init__.py",
+                             "curatune/__init__.py", "curatune/train/outputs.py", "curatune/stats.py",
+                             "curatune/stats.py"]):
+        (tmp_path / rel).write_text((tmp_path / rel).read_text() + f"X{i} = {i}\n")
+        _git(tmp_path, "commit", "-q", "-am", f"change {i}")
+        commits.append(_git(tmp_path, "rev-parse", "--short", "HEAD"))
+    note = staleness("x", section, tmp_path)
+    # Five files changed: four named, the rest counted; seven commits: the first and last named.
+    assert " and 1 more changed after this run (7 commits, " in note, note
+    assert f"{commits[0]} to {commits[-1]})" in note and "--only x" in note
