@@ -21,7 +21,7 @@ from benchmarks.common import header, table
 from benchmarks.noise import near_copy, read_banking77, read_clinc, surface_edit
 from curatune.config import Config, DedupConfig
 from curatune.curate.dedup import normalise_expr
-from curatune.curate.minhash import candidate_pairs, char_shingles, char_signatures
+from curatune.curate.minhash import CHUNK, candidate_pairs, char_shingles, char_signatures
 from curatune.curate.pipeline import run_curation
 
 NUM_PERM, THRESHOLD, K = 128, 0.8, 5
@@ -199,7 +199,8 @@ def _scaling(data_dir: Path, sizes: tuple[int, ...]) -> str:
                      f"{extra_mib * 1024 * 1024 / n:,.0f}", pairs))
     return ("### Scaling of the MinHash path (texts -> candidate pairs)\n\n"
             "Peak resident memory above the loaded corpus, one fresh process per size. Working memory is bounded "
-            "by the 50k-text chunk; what grows is the [rows, 128] uint32 signature matrix (512 bytes a row) "
+            f"by the {CHUNK:,}-text chunk; what grows is the [rows, {NUM_PERM}] uint32 signature matrix "
+            f"({NUM_PERM * 4} bytes a row) "
             "and the LSH band keys.\n\n"
             + table(("rows", "seconds", "texts/s", "extra peak MiB", "bytes per row", "candidate pairs"), rows))
 

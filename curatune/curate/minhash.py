@@ -72,8 +72,14 @@ def signatures(shingle_sets: Sequence[Sequence[str]], num_perm: int = 128, seed:
     return _minhash(hashed[np.asarray(ids, dtype=np.int64)], lengths, num_perm, seed)
 
 
+# Texts a chunk. Measured on 100,000 short texts after a datasketch run (benchmarks/bench_dedup.py):
+# 50,000 took 3.0-3.4 s, 5,000-20,000 1.7 s; the larger chunk's working arrays fall out of cache
+# and fault in fresh pages.
+CHUNK = 10_000
+
+
 def char_signatures(texts: Sequence[str], k: int, num_perm: int = 128, seed: int = 1,
-                    chunk: int = 50_000) -> np.ndarray:
+                    chunk: int = CHUNK) -> np.ndarray:
     """``signatures([char_shingles(t, k) for t in texts])``, without building a Python string per
     shingle: windows of code points are keyed by a 64-bit polynomial hash, factorised, and only the
     distinct shingles are decoded and SHA-1 hashed. Texts go in chunks, so working memory is

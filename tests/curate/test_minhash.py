@@ -30,6 +30,14 @@ def test_signatures_equal_datasketch():
         assert (m.hashvalues == ours[i]).all(), t
 
 
+def test_signatures_do_not_depend_on_the_chunk_size():
+    """Texts go in chunks (working memory, cache): a chunk boundary inside the corpus changes nothing."""
+    texts = corpus()
+    whole = char_signatures(texts, 5, chunk=len(texts))
+    for chunk in (1, 7, 100):
+        assert (char_signatures(texts, 5, chunk=chunk) == whole).all(), chunk
+
+
 def test_lsh_params_and_pairs_equal_datasketch():
     texts = corpus()
     sig = char_signatures(texts, 5)
