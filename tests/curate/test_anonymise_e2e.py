@@ -115,43 +115,45 @@ def test_surrogate_without_secret_is_a_clear_error(cli_run, tmp_path, monkeypatc
     assert code == 2 and "CURATUNE_ANON_SECRET" in out
 
 
+def _refused_before_anything_is_written(cli_run, tmp_path: Path, rows: pl.DataFrame, config: str) -> str:
+    """Curate ``rows`` with ``config``: refused (exit 2) with nothing written; returns what it printed."""
+    rows.write_csv(tmp_path / "d.csv")
+    (tmp_path / "c.toml").write_text(config)
+    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", tmp_path / "c.toml")
+    assert code == 2, out
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    return out
+
+
 @pytest.mark.parametrize("key", ["id_col", "conversation_col"])
 def test_ids_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path, key):
     """A CRM export keyed by the customer's e-mail address: the anonymised text went out beside the
     address in every table, report and Label Studio task (the leak scan reads only text)."""
     ids = ["jane.doe@example.com", "max.mustermann@example.org", "T-3"]
-    pl.DataFrame({"customer": ids, "text": ["where is my card", "I want a refund", "reset my password"],
-                  "label": ["card", "refund", "login"], "turn": [1, 1, 1], "speaker": ["customer"] * 3}
-                 ).write_csv(tmp_path / "d.csv")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"[data]\n{key} = 'customer'\n[curate]\nsteps = ['anonymise']\n")
-    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
-    assert code == 2, out
+    out = _refused_before_anything_is_written(cli_run, tmp_path, pl.DataFrame(
+        {"customer": ids, "text": ["where is my card", "I want a refund", "reset my password"],
+         "label": ["card", "refund", "login"], "turn": [1, 1, 1], "speaker": ["customer"] * 3}),
+        f"[data]\n{key} = 'customer'\n[curate]\nsteps = ['anonymise']\n")
     assert error_lines(out) == [
         f"error: column 'customer': [data] {key} 'customer' holds personal data (EMAIL_ADDRESS in 2 of 3 ids; "
         "values not shown): a row id keys every table and report and every Label Studio task, so it cannot be "
         "anonymised; key the rows by an opaque id"
         + (" or leave id_col unset (rows are then numbered per file)" if key == "id_col" else "")]
     assert "jane" not in out and "mustermann" not in out
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
 def test_labels_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path):
     """The label column mapped to the customer's contact column: the addresses became the classes, in every
     table, the model's label map and the report (labels are not anonymised)."""
-    pl.DataFrame({"text": ["where is my card", "I want a refund", "reset my password"],
-                  "contact": ["jane.doe@example.com", "call me on +44 20 7946 0958", "max.mustermann@example.org"]}
-                 ).write_csv(tmp_path / "d.csv")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[data]\nlabel_col = 'contact'\n[curate]\nsteps = ['anonymise']\n")
-    code, out = cli_run("curate", tmp_path / "d.csv", "--out", tmp_path / "o", "--config", cfg)
-    assert code == 2, out
+    out = _refused_before_anything_is_written(cli_run, tmp_path, pl.DataFrame(
+        {"text": ["where is my card", "I want a refund", "reset my password"],
+         "contact": ["jane.doe@example.com", "call me on +44 20 7946 0958", "max.mustermann@example.org"]}),
+        "[data]\nlabel_col = 'contact'\n[curate]\nsteps = ['anonymise']\n")
     assert error_lines(out) == [
         "error: column 'contact': [data] label_col 'contact' holds personal data (EMAIL_ADDRESS in 2, PHONE_NUMBER in "
         "1 of 3 labels; values not shown): labels are not anonymised and reach every table, the model and the "
         "report; check that label_col names the label column"]
     assert "jane" not in out and "7946" not in out
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
 def test_labels_of_real_label_sets_are_not_taken_for_personal_data():
