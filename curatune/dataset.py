@@ -27,7 +27,7 @@ from pathlib import Path, PurePath
 import polars as pl
 
 from curatune.config import DataConfig
-from curatune.errors import CuratuneError, first_line, shown_value, values_withheld
+from curatune.errors import CuratuneError, first_line, may_show, shown_value, values_withheld
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
 # Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
@@ -383,7 +383,7 @@ def _require(df: pl.DataFrame, col: str, path: str, role: str) -> None:
 def _column_names(names: list[str]) -> str:
     """The names for a message; in a file without a header row they are its first row's values (a
     transcript, a customer's name), so only id-like ones are shown."""
-    plain = [n for n in names if shown_value(n).startswith("'")]
+    plain = [n for n in names if may_show(n)]
     rest = len(names) - len(plain)
     more = (f"{' and ' if plain else ''}{rest} more not shown (they may hold personal data: has the file a header "
             "row?)") if rest else ""

@@ -54,12 +54,15 @@ _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{1,40}")
 _MANY_DIGITS = 6
 
 
+def may_show(value: object) -> bool:
+    """Whether a message may repeat ``value``: a category- or id-like cell."""
+    text = str(value)
+    return bool(_PLAIN_VALUE.fullmatch(text)) and sum(ch.isdigit() for ch in text) < _MANY_DIGITS
+
+
 def shown_value(value: object) -> str:
     """``'value'`` for a category- or id-like cell, else a note that it is withheld."""
-    text = str(value)
-    if _PLAIN_VALUE.fullmatch(text) and sum(ch.isdigit() for ch in text) < _MANY_DIGITS:
-        return f"'{text}'"
-    return "(value not shown: it may hold personal data)"
+    return f"'{value}'" if may_show(value) else "(value not shown: it may hold personal data)"
 
 
 def values_withheld(message: str) -> str:

@@ -435,7 +435,7 @@ def _check_ids(rows: pl.DataFrame, config: Config) -> None:
     ids = rows["row_id"].cast(pl.String).unique().to_list()
     hits = _formatted_personal_data(ids, config, phone_alone=True)
     if hits:
-        types = ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
+        types = _counted(hits)
         raise CuratuneError(f"[data] {key} '{col}' holds personal data ({types} of {len(ids):,} ids; values not "
                             "shown): a row id keys every table and report and every Label Studio task, so it "
                             "cannot be anonymised; key the rows by an opaque id"
@@ -451,11 +451,16 @@ def _check_labels(rows: pl.DataFrame, config: Config) -> None:
     labels = [v for v in rows["label"].drop_nulls().cast(pl.String).unique().to_list() if v.strip()]
     hits = _formatted_personal_data(labels, config)
     if hits:
-        types = ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
+        types = _counted(hits)
         raise CuratuneError(f"[data] label_col '{config.data.label_col}' holds personal data ({types} of "
                             f"{len(labels):,} labels; values not shown): labels are not anonymised and reach every "
                             "table, the model and the report; check that label_col names the label column",
                             column=config.data.label_col)
+
+
+def _counted(hits: Counter) -> str:
+    """Types found and how many values held each, most first: "EMAIL_ADDRESS in 2, PHONE_NUMBER in 1"."""
+    return ", ".join(f"{t} in {k:,}" for t, k in hits.most_common())
 
 
 def _formatted_personal_data(values: list[str], config: Config, *, phone_alone: bool = False) -> Counter:
@@ -543,7 +548,7 @@ def _check_group_columns(rows: pl.DataFrame, config: Config, group_cols: list[st
         found = Counter(r.entity_type for res in anon.find(vals) for r in res
                         if r.entity_type not in _GROUP_TYPES_ALLOWED)
         if found:
-            types = ", ".join(f"{t} in {k:,}" for t, k in found.most_common())
+            types = _counted(found)
             raise CuratuneError(f"[data] group_cols '{col}' holds personal data ({types} of {len(vals):,} values; "
                                 "values not shown): group values are kept as they are and reach every table and "
                                 "the report; map them to codes, or leave the column out of group_cols", column=col)

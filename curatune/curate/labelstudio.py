@@ -902,8 +902,10 @@ def _row_dialogues(curate_dir: Path) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for name in (CURATED, EXCLUDED):
         if (curate_dir / name).is_file():
-            df = pl.read_parquet(curate_dir / name)
-            turns = pl.col("turns") if "turns" in df.columns else pl.lit(None).alias("turns")
+            # The three columns a task shows, not the whole table (its passthrough columns too).
+            has_turns = "turns" in pl.read_parquet_schema(curate_dir / name)
+            df = pl.read_parquet(curate_dir / name, columns=["row_id", "text", *(["turns"] if has_turns else [])])
+            turns = pl.col("turns") if has_turns else pl.lit(None).alias("turns")
             for row in df.select("row_id", "text", turns).to_dicts():
                 out.setdefault(str(row["row_id"]), _dialogue(row))
     return out
