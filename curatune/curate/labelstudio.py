@@ -69,6 +69,7 @@ from curatune.rundir import (
     find_stage_dir,
     read_json,
     read_manifest,
+    scan_run_table,
     write_json,
     write_parquet,
 )
@@ -902,11 +903,10 @@ def _row_dialogues(curate_dir: Path) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     for name in (CURATED, EXCLUDED):
         if (curate_dir / name).is_file():
-            # The three columns a task shows, not the whole table (its passthrough columns too).
-            has_turns = "turns" in pl.read_parquet_schema(curate_dir / name)
-            df = pl.read_parquet(curate_dir / name, columns=["row_id", "text", *(["turns"] if has_turns else [])])
-            turns = pl.col("turns") if has_turns else pl.lit(None).alias("turns")
-            for row in df.select("row_id", "text", turns).to_dicts():
+            # Lazy, so only the three columns a task shows are read, not the passthrough ones.
+            table = scan_run_table(curate_dir / name, ("row_id", "text"))
+            turns = pl.col("turns") if "turns" in table.collect_schema().names() else pl.lit(None).alias("turns")
+            for row in table.select("row_id", "text", turns).collect().to_dicts():
                 out.setdefault(str(row["row_id"]), _dialogue(row))
     return out
 
