@@ -11,7 +11,7 @@ from curatune.errors import CuratuneError
 from curatune.train.run import learning_rates, training_epochs
 
 
-@pytest.mark.parametrize(("method", "epochs", "body_lr"), [("lora", 3.0, 1e-3), ("full", 5.0, 1e-4)])
+@pytest.mark.parametrize(("method", "epochs", "body_lr"), [("lora", 5.0, 1e-3), ("full", 5.0, 1e-4)])
 def test_zero_takes_the_method_default(method, epochs, body_lr):
     tc = TrainConfig(method=method)
     assert training_epochs(tc) == epochs
