@@ -83,7 +83,19 @@ def test_loose_phone_numbers_and_not_the_seconds_of_a_time(text, numbers):
     ("I know my pet's name, it's", []),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: molly", ["molly"]),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: Nemo. Poor nemo.", ["Nemo"]),
-    ("agent: And what was the name of the pet you had as a child?\ncustomer: ha buddy! he was good", []),
+    # After an interjection, "it was" (free words before it), or opening the turn when no word is spelt like it.
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: ha buddy! he was good", ["buddy"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Oh yea the pet, I believe it was "
+     "buddy.", ["buddy"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Nemo like the fish :)", ["Nemo"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Wouldn't it be faster to ask my PIN?",
+     []),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Dog like any other", []),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Pet's name is poppy.", ["poppy"]),
+    # Right after the words, with nothing between, a known first name only.
+    ("Jane doe pin 3100 childhood pet charlie", ["charlie"]),
+    ("the first pet my parents said i could get", []),
+    ("my first dog died last year", []),
     ("agent: Do you have any pets?\ncustomer: Yes!", []),
     ("agent: What's your pet's name?\ncustomer: kitty.", ["kitty"]),
     ("agent: What kind of pet do you have?\ncustomer: Dog.", []),
@@ -284,6 +296,9 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     ("agent: Can you tell me your account number, please?\ncustomer: Yes it is 95381901.",
      [("ACCOUNT_ID", "95381901")]),
     ("agent: What's your order number?\ncustomer: 48291048", [("ORDER_ID", "48291048")]),
+    # The cue decides the type of a number that also passes a card number's Luhn check.
+    ("agent: Can you tell me your account number, please?\ncustomer: Yeah it's 9931939443153.",
+     [("ACCOUNT_ID", "9931939443153")]),
     # Given after free words by "it's": five digits or more, not an amount.
     ("agent: Can you tell me your account number, please?\ncustomer: Sure I have it written down, my daughter "
      "made me do it. It's 84318931431.", [("ACCOUNT_ID", "84318931431")]),
@@ -365,6 +380,23 @@ def test_a_long_number_told_right_after_a_name_is_an_account_id(text, found):
     ("agent: Right, and your PIN as well please.\ncustomer: I can't remember.\nagent: Could you provide your date "
      "of birth, please?\ncustomer: Actually, you know what?  It is one of these two, try them  5380 or 9431",
      ["5380", "9431"]),
+    # Past a date (the date of birth asked for meanwhile), and given by "either".
+    ("agent: Right, and your PIN as well please.\ncustomer: i forgot my pin!\nagent: Oh no, what is your date of "
+     "birth?\ncustomer: 10/08/1980\nagent: What was your mother's maiden name?\ncustomer: wait i think ,its either "
+     "7402 or 3941", ["7402", "3941"]),
+    ("agent: Right, and your PIN as well please.\ncustomer: I don't know it.\nagent: Could you provide your date of "
+     "birth, please?\ncustomer: I might've just remembered it. Either 9503 or 1596", ["9503", "1596"]),
+    # Alternatives a cue does not reach, of as many digits as the one it found.
+    ("I didn't have pets. But I'm getting a feeling that the pin was... 1596? 0314? one of those", ["1596", "0314"]),
+    ("I think the pin might be 9503 cause that was my locker number in middle school or 9431 cause that was my "
+     "best friend's.", ["9503", "9431"]),
+    ("I found this in my wallet. It says 7402 and 0314. Those might be my PIN numbers. Maybe I wrote it down.",
+     ["7402", "0314"]),
+    ("My PIN is 1234 and I withdrew 2000 yesterday", ["1234"]),
+    ("my pin is 1234 and my card ends in 5678", ["1234"]),
+    ("My pin is 9503, and $2000 is gone", ["9503"]),
+    ("my pin is 9503 or 95, or 95031", ["9503"]),
+    ("I tried to take out 2500. That might be my PIN that's blocked.", []),
     # ...but not past another number, nor more than 400 characters back.
     ("customer: I forgot my PIN.\nagent: How much was taken, and at 5pm?\ncustomer: it was 2500 I think", []),
     ("customer: I forgot my PIN.\n" + "agent: Let me look into that for you.\n" * 12 + "customer: it was 2500", []),
@@ -393,6 +425,11 @@ def test_pins_codes_and_passwords_after_their_name(text, found):
     # The answer opens the turn; the question asked for more than the date.
     ("agent: Can I have your date of birth, your mother's maiden name and the name of your pet?\n"
      "customer: 12/12/2001. Mother's maiden is Smith", ["12/12/2001"]),
+    # The whole answer one number: the date without separators, or a year.
+    ("agent: Could you provide your date of birth, please?\ncustomer: 0314 ", ["0314"]),
+    ("agent: Could you provide your date of birth, please?\ncustomer: 1956", ["1956"]),
+    ("agent: Could you provide your date of birth, please?\ncustomer: I have 2 cards", []),
+    ("agent: What is your date of birth?\ncustomer: 123", []),
     # Dates not of a birth, and a year alone.
     ("the order was placed on 12/03/2024", []),
     ("my birthday party is on Saturday", []),

@@ -28,6 +28,7 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
     COMMON_WORD_NAMES,
+    CUED,
     ID_CUES,
     ID_NOUN,
     LANGUAGE,
@@ -128,6 +129,8 @@ class Detector:
                 text, _names_take_their_surname(text, _names_without_titles(text, _one_line_names(text, results))))))
             if "ACCOUNT_ID" in self.entities:
                 results = numbers_after_names(text, results)
+            if "PASSCODE" in self.entities:
+                results = listed_passcodes(text, results)
             for r in results if where else ():  # back to the text's own offsets
                 r.start, r.end = where[r.start], where[r.end]
             out.append(results)
@@ -420,6 +423,39 @@ def names_continued(text: str, results: list[RecognizerResult]) -> list[Recogniz
     return sorted(results + extra, key=lambda r: r.start) if extra else results
 
 
+# What joins a found PIN to the next number told as its alternative: "1596? 0314?", "7402 and 0314",
+# "9503, or maybe 5380", or "or" after free words ("9503 cause that was my locker number in middle
+# school or 9431"). Before a found PIN only a short join counts: "7402 and" before "0314. Those might
+# be my PIN numbers".
+_JOIN_AFTER = re.compile(r"[ \t,?/;]+|[ \t,?]*(?:[^\d\n]{0,80}?[ \t,.?!])?(?i:or|and)[ \t,.]+"
+                         r"(?:(?i:either|maybe|perhaps|possibly|it(?:'?s| is| was)|u+[hm]+|e+r+m*)[ \t,.]+)*")
+_JOIN_BEFORE = re.compile(r"[ \t,?/;]+|[ \t,?]*(?i:or|and)[ \t]+(?i:either[ \t]+)?")
+
+
+def listed_passcodes(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """A PASSCODE for each number told as an alternative to a found one, on its line and of as many
+    digits: a customer unsure of their PIN lists what it may be, and the cue that found one ("the pin
+    was... 1596?") rarely reaches the next ("0314? one of those"). ``results`` sorted and
+    non-overlapping; returns the same."""
+    extra: list[RecognizerResult] = []
+    todo = [r for r in results if r.entity_type == "PASSCODE" and text[r.start:r.end].isdigit()]
+    while todo:
+        r = todo.pop()
+        line_start = text.rfind("\n", 0, r.start) + 1
+        line_end = e if (e := text.find("\n", r.end)) >= 0 else len(text)
+        number = re.compile(rf"(?<![\w$£€.,-])\d{{{r.end - r.start}}}(?![\w-]|[.,]\d){NOT_AMOUNT}")
+        after = _DIGIT.search(text, r.end, line_end)
+        before = [m for m in number.finditer(text, line_start, r.start)
+                  if _JOIN_BEFORE.fullmatch(text, m.end(), r.start)]
+        spots = [m for m in (after and number.match(text, after.start()), *before[-1:])
+                 if m and (m.start() < r.start or _JOIN_AFTER.fullmatch(text, r.end, m.start()))]
+        for m in spots:
+            if all(m.end() <= o.start or m.start() >= o.end for o in [*results, *extra]):
+                extra.append(found := RecognizerResult("PASSCODE", m.start(), m.end(), 0.6))
+                todo.append(found)
+    return sorted(results + extra, key=lambda r: r.start) if extra else results
+
+
 # A found value that is one number ("7402", "951 738 190", "07700-900461"): its other mentions are
 # looked for. Fewer digits than this and a repeat could be any count or amount.
 _NUMBER_VALUE = re.compile(r"(?=(?:\D*\d){4})\d[\d .-]*\d")
@@ -455,7 +491,11 @@ def may_hold_name(text: str) -> bool:
 
 
 def resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResult]:
-    ordered = sorted(results, key=lambda r: (-(r.end - r.start), -r.score, r.start))
+    """The longest of overlapping findings; of as long ones, one its cue found ("…your account number?" /
+    "9931939443153" is the account number asked for, though it passes a card number's Luhn check), then
+    the highest score."""
+    ordered = sorted(results, key=lambda r: (-(r.end - r.start), not (r.recognition_metadata or {}).get(CUED),
+                                             -r.score, r.start))
     taken: list[RecognizerResult] = []
     for r in ordered:
         if all(r.end <= t.start or r.start >= t.end for t in taken):

@@ -197,6 +197,10 @@ def postcode_recognizer() -> PatternRecognizer:
                              global_regex_flags=re.MULTILINE)
 
 
+# Marks a finding's metadata: found by the words around it, which say what it is.
+CUED = "curatune_cued"
+
+
 class CueRecognizer(EntityRecognizer):
     """Values found by what surrounds them: each pattern's named group ``v`` is the entity, the rest
     of the match is the cue ("Phone:", "zip code is", the place name before a postcode), which is
@@ -211,7 +215,7 @@ class CueRecognizer(EntityRecognizer):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         entity = self.supported_entities[0]
-        return [RecognizerResult(entity, m.start("v"), m.end("v"), score)
+        return [RecognizerResult(entity, m.start("v"), m.end("v"), score, recognition_metadata={CUED: True})
                 for rx, score in self._patterns for m in rx.finditer(text)]
 
 
@@ -301,17 +305,20 @@ def _join(words: str, punct: str) -> str:
 
 def _given_later(named: str, asked: str, *, across_turns: bool = False) -> str:
     """What leads to a value told after free words: its name (``named``) earlier in the turn, or a name
-    (``asked``) in the line the turn answers, then "it's", "it was", "it might be", "maybe", "perhaps" or
-    "try (using, them)": "I remember my PIN again. Maybe. It was either 3100 or 7402", "Right, and your
-    PIN as well please." / "I don't recall. It could be either 0314" or "I'm not sure. Maybe 9503?".
-    Not "is" alone: "my PIN is blocked and my balance is 2500". No digit between: the value is the
-    first number after the name. ``across_turns``: the name may also stand in an earlier turn, up to
-    400 characters back (a customer who could not give the PIN when asked, then "Actually I remember
-    now. It was either 9503 or 7402")."""
+    (``asked``) in the line the turn answers, then "it's", "it was", "it might be", "maybe", "perhaps",
+    "either" or "try (using, them)": "I remember my PIN again. Maybe. It was either 3100 or 7402", "Right,
+    and your PIN as well please." / "I don't recall. It could be either 0314" or "I'm not sure. Maybe
+    9503?". Not "is" alone: "my PIN is blocked and my balance is 2500". No digit between: the value is
+    the first number after the name. ``across_turns``: the name may also stand in an earlier turn, up to
+    400 characters back, with no number but a date between (a customer who could not give the PIN when
+    asked, then, after giving their date of birth, "Actually I remember now. It was either 9503 or
+    7402")."""
     lead = (r"(?i:\b(?:it(?:'?s| is| was)|its|try(?:[ \t]+(?:using|with|them|these|those))?|"
-            r"(?:it )?(?:might|may|could|must) be|(?:it )?seems to(?: either)? be|maybe|perhaps|possibly)\b)"
+            r"(?:it )?(?:might|may|could|must) be|(?:it )?seems to(?: either)? be|maybe|perhaps|possibly|"
+            r"either)\b)"
             + _join(rf"(?:{_HEDGE})(?=\W|\d)", r":#=.!,-"))
-    gap = r"[^\d]{0,400}?" if across_turns else r"[^\n\d]{0,100}?"
+    # Across turns a date may stand between: the date of birth asked for while the PIN was not known.
+    gap = rf"(?:[^\d]|(?=\d)(?i:{_DATE})(?!\w)){{0,400}}?" if across_turns else r"[^\n\d]{0,100}?"
     return (rf"(?:(?i:\b(?:{named})\b){gap}|(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{0,100}}?)"
             + lead)
 
@@ -373,8 +380,13 @@ def cued_passcode_recognizer() -> CueRecognizer:
     alternative = (r"(?i:[ \t]*[,?]?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|u+[hm]+|e+r+m*|hm+)[ \t,.]+)?"
                    r"(?:it(?:'?s| is| was)[ \t]+)?)")
     later = _given_later(code, asked, across_turns=True)
-    # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN".
-    named_after = rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b)"
+    # Told first, named after: "9503 is my PIN", "try either 3100 or 5380 for my PIN", or in the next
+    # sentence: "It says 7402 and 0314. Those might be my PIN numbers."
+    named_after = (rf"(?i:[ \t,]+(?:(?:is|was|for)[ \t]+)?(?:my|the)[ \t]+(?:{code})\b|"
+                   r"[.!,]?[ \t]+(?:those|these|they|that|this|which)[ \t]+"
+                   rf"(?:is|are|was|were|(?:might|may|could|must|should)[ \t]+be)[ \t]+(?:my|the)[ \t]+(?:{code})s?"
+                   # Where the sentence ends: not "2500. That might be my PIN that's blocked".
+                   r"(?:[ \t]+numbers?)?[ \t]*(?:[.!?,]|$))")
     return CueRecognizer("PASSCODE", [
         (rf"(?i:\b(?:{code})\b)(?:{of_what})?{join}(?P<v>{digits})", 0.85),
         (rf"(?i:\b(?:{code})\b)(?:{of_what})?{join}{digits}{alternative}(?P<v>{digits})", 0.85),
@@ -404,14 +416,18 @@ _DATE = (r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}|"
 def cued_birth_date_recognizer() -> CueRecognizer:
     """A date of birth after its name ("my date of birth is 04/04/1990", "DOB: 12/12/2001", "born on
     12 March 1990"), or opening the next turn after a line asking for it ("…your date of birth,
-    please?" / "Sure, it is 31/06/1996."). Dates in general are left alone (most are not about a
-    person: DATE_TIME is not asked for by default); a birth date, with a postcode, singles people out."""
+    please?" / "Sure, it is 31/06/1996."), or as that whole turn, one number of 4 to 8 digits ("0314").
+    Dates in general are left alone (most are not about a person: DATE_TIME is not asked for by
+    default); a birth date, with a postcode, singles people out."""
     cue = r"date[ \t]+of[ \t]+birth|d\.?o\.?b|birth[ \t]*date|birthday|born(?:[ \t]+on)?"
     join = _join(r"(?:is|was|it'?s)\b", ":#=,.")
     return CueRecognizer("DATE_OF_BIRTH", [
         (rf"(?i:\b(?:{cue})\b\.?){join}(?P<v>(?i:{_DATE}))(?!\w)", 0.85),
         # The question may ask for several things: "…date of birth, your mother's maiden name and …?"
         (_answer(cue, rf"(?i:{_DATE})", whole=False, reach=80), 0.8),
+        # Or the answer is one number, the date without separators ("03141990"), a part of it or a
+        # year: no cue tells it from the date asked for.
+        (_answer(cue, r"\d{4,8}", reach=80), 0.7),
     ], "CuedBirthDateRecognizer", re.MULTILINE)
 
 
@@ -637,16 +653,26 @@ class ContextNameRecognizer(EntityRecognizer):
                                        rf"{SPEAKER_PREFIX}(?P<first>{UPPER}{_LOWER}+)[ \t]+(?P<last>{_LOWER}+)\b"
                                        r"(?!['’])")
         # The answer to a question about a pet's name, when the turn opens with one word and a stop: "And
-        # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "ha buddy! he was
-        # ...", "Umm, Kitty maybe." whose first word is not the name, nor "What kind of pet do you
-        # have?" / "Dog.").
-        # The name may follow "his name is", "it's" or a sentence before it, and "of course" may follow it:
-        # "His name is Buddy", "That's easy.  Buddy", "Nemo of course, I loved that book".
-        self._pet_answer = re.compile(rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?"
-                                      rf"[ \t]*\n{SPEAKER_PREFIX}(?:(?i:(?:his|her|its|their|the)[ \t]+name[ \t]+"
-                                      r"(?:is|was)|it'?s|its|it was)[ \t]+|[^\n.!?]{0,40}[.!][ \t]+)?"
+        # what was the name of the pet you had as a child?" / "Nemo. Poor nemo." (not "Umm, Kitty maybe."
+        # whose first word is not the name, nor "What kind of pet do you have?" / "Dog.").
+        # The name may follow "his name is", "it's" (free words before them), an interjection or a
+        # sentence, and "of course" may follow it: "His name is Buddy", "Oh yea the pet, I believe it was
+        # buddy.", "ha buddy! he was such a good boi", "That's easy.  Buddy", "Nemo of course, I loved that
+        # book".
+        pet_question = (rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?[ \t]*\n"
+                        rf"{SPEAKER_PREFIX}")
+        self._pet_answer = re.compile(rf"{pet_question}(?:(?:[^\n.!?]{{0,40}}?\b)?(?i:(?:his|her|its|their|the)[ \t]+"
+                                      r"name[ \t]+(?:is|was)|it'?s|its|it was)[ \t]+|[^\n.!?]{0,40}[.!][ \t]+|"
+                                      r"(?i:ha|haha|oh|ah|aw+|um+|uh+|hm+|well|yes|yeah|yep|lol)[ \t]*[,.!]*[ \t]+)?"
                                       r"(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$|,?[ \t]*(?i:of course)\b))",
                                       re.MULTILINE)
+        # Or the turn opens with the name, capitalised and no word, whatever follows: "Nemo like the fish :)".
+        # One word without an apostrophe: not "Wouldn't it be faster…", "Pet's name is Poppy".
+        self._pet_answer_opens = re.compile(rf"{pet_question}(?P<n>{UPPER}{_LOWER}+)\b(?!['’-])", re.MULTILINE)
+        # A pet's name right after the words, with nothing between, when it is a known first name:
+        # "Jane doe pin 3100 childhood pet charlie" (not "my first dog died", "the first pet my parents…").
+        self._pet_named = re.compile(r"(?i:\b(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)(?:'?s)?"
+                                     r"(?:[ \t]+name)?)[ \t]+(?P<n>[^\W\d_][\w'-]*)\b(?!['’])")
 
         # The turn after a line asking for the customer's own name ("Please provide your name.", "Name
         # and flight ID, please?"), whatever the line ends in.
@@ -714,8 +740,16 @@ class ContextNameRecognizer(EntityRecognizer):
             words = m.group("n").split()
             while words and (words[-1].casefold() in stop_words() or words[-1] in NAME_PARTICLES):
                 words.pop()
-            if words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES:
-                out.append(RecognizerResult("PERSON", m.start("n"), m.start("n") + len(" ".join(words)), 0.75))
+            end = m.start("n") + len(" ".join(words))
+            if (words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES
+                    and all((r.start, r.end) != (m.start("n"), end) for r in out)):  # both may find one answer
+                out.append(RecognizerResult("PERSON", m.start("n"), end, 0.75))
+        for m in self._pet_answer_opens.finditer(text):
+            if not ordinary_word(m.group("n")) and all(r.start != m.start("n") for r in out):
+                out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
+        for m in self._pet_named.finditer(text):
+            if known_name(m.group("n"), first_only=True) and m.group("n").casefold() not in stop_words():
+                out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
         # One finding a span: the cues above may have found the answer too.
         spans = {(r.start, r.end) for r in out}
         for r in self._answered_names(text):
