@@ -71,6 +71,9 @@ def test_loose_phone_numbers_and_not_the_seconds_of_a_time(text, numbers):
     ("153531981. forgot my pin. maiden name cooper", ["cooper"]),
     ("my mother's maiden name is not something I remember", []),
     ("agent: What was your mother's maiden name?\ncustomer: sanders", ["sanders"]),
+    # After the words that say it follows; the question's answer need not be a name.
+    ("agent: What was your mother's maiden name?\ncustomer: It's Sanders - but I remember my pin", ["Sanders"]),
+    ("agent: What was your mother's maiden name?\ncustomer: That's a really weird question to ask.", []),
     # The other common one, a pet's name; a pet's other news is not a name.
     ("my childhood pet is buddy", ["buddy"]),
     ("I can't remember but my childhood pets name was Buddy", ["Buddy"]),

@@ -590,7 +590,7 @@ class ContextNameRecognizer(EntityRecognizer):
                            "Writing", "Trying", "Looking", "Waiting", "Back", "Glad", "Afraid",
                            # Interjections that open an answer: "Huh, what is going on?"
                            "Oh", "Ah", "Uh", "Um", "Umm", "Hmm", "Huh", "Wait", "Well", "Actually", "Hey", "Yeah",
-                           "Yep", "Nope", "Wow", "Ha", "Haha", "Lol",
+                           "Yep", "Nope", "Wow", "Ha", "Haha", "Lol", "Yo", "Nah", "Yea", "Yup", "Yess", "Hold",
                            # What a bank asks for, which spaCy reads as a person: "Right, and your PIN as well please."
                            "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB",
                            # A question after a greeting: "Hi, How are you?", "Hello, Can I have your PIN?" (not
@@ -737,13 +737,19 @@ class ContextNameRecognizer(EntityRecognizer):
                     continue
                 out.append(RecognizerResult("PERSON", start, surname_end(text, end, particle_only=True), CUE_SCORE))
         for m in (*self._lower_cue.finditer(text), *self._pet_answer.finditer(text)):
-            words = m.group("n").split()
-            while words and (words[-1].casefold() in stop_words() or words[-1] in NAME_PARTICLES):
+            words = list(re.finditer(r"\S+", m.group("n")))
+            # The words that say an answer follows: "…maiden name?" / "It's Sanders".
+            while words and re.sub(r"['’]", "", words[0].group(0).casefold()) in ("its", "thats"):
+                words.pop(0)
+            while words and (words[-1].group(0).casefold() in stop_words() or words[-1].group(0) in NAME_PARTICLES):
                 words.pop()
-            end = m.start("n") + len(" ".join(words))
-            if (words and words[0].casefold() not in stop_words() and words[0].capitalize() not in self.NOT_NAMES
-                    and all((r.start, r.end) != (m.start("n"), end) for r in out)):  # both may find one answer
-                out.append(RecognizerResult("PERSON", m.start("n"), end, 0.75))
+            if not words:
+                continue
+            first, start, end = words[0].group(0), m.start("n") + words[0].start(), m.start("n") + words[-1].end()
+            # Judged without a clitic: "That's a really weird question" answers nothing.
+            if (re.split(r"['’]", first.casefold())[0] not in stop_words() and first.capitalize() not in self.NOT_NAMES
+                    and all((r.start, r.end) != (start, end) for r in out)):  # both may find one answer
+                out.append(RecognizerResult("PERSON", start, end, 0.75))
         for m in self._pet_answer_opens.finditer(text):
             if not ordinary_word(m.group("n")) and all(r.start != m.start("n") for r in out):
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
