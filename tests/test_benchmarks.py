@@ -114,3 +114,20 @@ def test_a_change_to_the_curatune_code_a_section_runs_makes_it_stale(tmp_path):
     # Five files changed: four named, the rest counted; seven commits: the first and last named.
     assert " and 1 more changed after this run (7 commits, " in note, note
     assert f"{commits[0]} to {commits[-1]})" in note and "--only x" in note
+
+
+def test_a_section_that_runs_a_curation_step_by_name_imports_its_module():
+    """Staleness follows imports; a step run by its name alone ("anonymise" in a config's ``steps``) is
+    imported by the registry at run time, and a change to it would leave the section unmarked."""
+    import ast
+    import inspect
+
+    from curatune.curate.base import registered_steps
+
+    root = Path(__file__).resolve().parents[1]
+    modules = {name: str(Path(inspect.getfile(cls)).relative_to(root)) for name, cls in registered_steps().items()}
+    for name in available():
+        tree = ast.parse((root / "benchmarks" / f"bench_{name}.py").read_text())
+        named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in modules}
+        missing = sorted({modules[step] for step in named} - set(script_files(name, root)))
+        assert not missing, f"bench_{name}.py names steps it does not import: {missing}"
