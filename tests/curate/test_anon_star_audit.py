@@ -55,6 +55,9 @@ def test_a_name_after_a_name_cue_is_a_person_not_a_place(anonymiser, question, a
      "Its <PERSON_1>, im at the corner right now"),
     ("May I have your name, please?", "This is so dumb. YES ITS ANGELA!", "This is so dumb. YES ITS <PERSON_1>!"),
     ("May I have your name, please?", "Name Angela.", "Name <PERSON_1>."),
+    # The words that say an answer follows stay: the name follows them.
+    ("What is your name?", "Its Jane Doe", "Its <PERSON_1>"),
+    ("What is your name?", "It's Tyler Jones", "It's <PERSON_1>"),
     ("May I have your name, please?", "Alina here.", "<PERSON_1> here."),
     ("Name and flight ID, please?", "Really you need that info, geez..... Alexis 844, please hurry up!!!",
      "Really you need that info, geez..... <PERSON_1> 844, please hurry up!!!"),
@@ -77,6 +80,12 @@ def test_a_name_given_in_answer_to_a_name_question(anonymiser, question, answer,
     ("Unfortunately John is not able to make Sunday @ 2 pm.",
      "Unfortunately <PERSON_1> is not able to make Sunday @ 2 pm."),
     ("Mother's maiden name is Cooper", "Mother's maiden name is <PERSON_1>"),
+    # Kin words and a bank's words are no names; nor is a word that only some name is spelt like.
+    ("oh man, I don't remember it. Can I give you my Mom's maiden name instead?",
+     "oh man, I don't remember it. Can I give you my Mom's maiden name instead?"),
+    ("Fraud report is I am losing tons of money from my account",
+     "Fraud report is I am losing tons of money from my account"),
+    ("My Manager is away today.", "My Manager is away today."),
 ])
 def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]

@@ -102,7 +102,12 @@ def test_loose_phone_numbers_and_not_the_seconds_of_a_time(text, numbers):
     ("agent: Do you have any pets?\ncustomer: Yes!", []),
     ("agent: What's your pet's name?\ncustomer: kitty.", ["kitty"]),
     ("agent: What kind of pet do you have?\ncustomer: Dog.", []),
-    ("agent: And what was the name of the pet you had as a child?\ncustomer: Umm, Kitty maybe.", []),
+    # Past the answer's first word, the capitalised words no ordinary word is spelt like: the names weighed up.
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Umm, Kitty maybe.", ["Kitty"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: I think I used Skippy or maybe Buddy. "
+     "Or it could have been Casper.", ["Skippy", "Buddy", "Casper"]),
+    ("agent: And what was the name of the pet you had as a child?\ncustomer: Hmm, I think it was Mr Whiskers. "
+     "Sorry, Monday is a bad day.", ["Whiskers"]),
     ("agent: And what was the name of the pet you had as a child?\ncustomer: Huh.", []),
     ("my pet is sick", []),
     ("my pet's name is on the insurance form", []),
@@ -140,7 +145,7 @@ def test_names_given_as_a_turn_of_their_own(text, names):
     # A known first name takes the capitalised word after it, a surname the gazetteer lacks: the
     # first name alone left "<PERSON_1> Phoenix" in ABCD's "pulled up for Alessandro Phoenix."
     ("I have your account pulled up for Alessandro Phoenix.", ["Alessandro Phoenix"]),
-    ("thanks Crystal Minh", ["Crystal Minh", "Crystal Minh"]),
+    ("thanks Crystal Minh", ["Crystal Minh"]),
     ("Maria Phoenix is my wife", ["Maria Phoenix"]),
     # An ordinary word or a day after the first name is not a surname.
     ("I spoke with Maria Monday about it", ["Maria"]),
@@ -160,7 +165,7 @@ def test_a_first_name_takes_the_surname_after_it(text, names):
     ("hi. a question about my delivery, Peace Balogun here", ["Peace Balogun"]),
     # A surname that opens with a particle, after a known first name or a cue.
     ("I ordreed the 3rd Dion van Loon here", ["Dion van Loon"]),
-    ("my name is Ana de Souza and my order is late", ["Ana de Souza", "Ana", "Ana de Souza"]),
+    ("my name is Ana de Souza and my order is late", ["Ana de Souza", "Ana"]),
     ("Laura de la Cruz here, order late", ["Laura de la Cruz", "Cruz"]),
     # Not a name: a role before "here", a particle that no capitalised word follows.
     ("Customer Service here, how can I help?", []),
@@ -268,6 +273,23 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
     """spaCy calls "Crystal Minh" a place; after "my name is" the same words are a person, so the
     placeholder says PERSON and links with "Crystal" in a later turn."""
     assert _detect("my name is Crystal Minh") == [("PERSON", "Crystal Minh")]
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_presidios_deduplication_keeps_the_cued_finding_whatever_the_order(order):
+    """The place gazetteer and the cue "home city" both find "Assen" as LOCATION, as sure as each
+    other but for the cue. Presidio de-duplicates through a set, so with equal scores the finding kept
+    (and with it the cue mark that beats NER's PERSON for the same word) changed from run to run."""
+    from presidio_analyzer import EntityRecognizer
+
+    from curatune.curate.pii.recognizers import CUED, cued_place_recognizer
+
+    text = "The car makers dominate the economy of the band's home city Assen: Reed and Price."
+    found = [r for rec in (PlaceRecognizer(), cued_place_recognizer()) for r in rec.analyze(text, ["LOCATION"])]
+    assert len(found) == 2 and {text[r.start:r.end] for r in found} == {"Assen"}
+    kept = EntityRecognizer.remove_duplicates(found[::order])
+    assert len(kept) == 1 and kept[0].recognition_metadata.get(CUED)
+    assert ("LOCATION", "Assen") in _detect(text)
 
 
 @pytest.mark.parametrize(("text", "found"), [

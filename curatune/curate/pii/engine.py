@@ -38,6 +38,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     ContextNameRecognizer,
     common_english_words,
     custom_recognizers,
+    is_stop_word,
     known_name,
     ordinary_word,
     stop_words,
@@ -313,7 +314,7 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
         for m in NAME_TOKEN.finditer(text, r.start, r.end):
             w = m.group(0)
             # Judged without a clitic: NER's "It's" (of "It's the speaker") is no name, "O'Brien" is.
-            if (len(w) > 2 and re.split(r"['’]", w.casefold())[0] not in stop_words()
+            if (len(w) > 2 and not is_stop_word(w)
                     and w not in ContextNameRecognizer.NOT_NAMES):
                 found.add(w)
                 if w[0].isupper():

@@ -128,6 +128,12 @@ def stop_words() -> frozenset[str]:
     return frozenset(STOP_WORDS) | {"calling", "writing", "trying", "looking", "waiting", "sorry", "happy", "glad"}
 
 
+def is_stop_word(word: str) -> bool:
+    """Whether ``word`` is a stop word, judged without a clitic or possessive: "It's" and "That's"
+    are stop words, "O'Brien" is not."""
+    return re.split(r"['’]", word.casefold())[0] in stop_words()
+
+
 # Stop words that are words of place names too: "Frankfurt am Main", "Burton upon Trent", "Isle of Man".
 PLACE_STOP_WORDS = frozenset({"am", "an", "on", "upon", "of"})
 
@@ -199,6 +205,11 @@ def postcode_recognizer() -> PatternRecognizer:
 
 # Marks a finding's metadata: found by the words around it, which say what it is.
 CUED = "curatune_cued"
+# What a cue adds to its pattern's score. Presidio's de-duplication keeps one of two equal findings
+# (same type, span and score) through a set, so which survives changed from run to run: the cued
+# place in "home city Assen" one run, the uncued one (losing to NER's PERSON) the next. A hair
+# above keeps the cued one every time; no pattern's score is a multiple of 0.05 plus this.
+CUE_EDGE = 0.01
 
 
 class CueRecognizer(EntityRecognizer):
@@ -215,7 +226,7 @@ class CueRecognizer(EntityRecognizer):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         entity = self.supported_entities[0]
-        return [RecognizerResult(entity, m.start("v"), m.end("v"), score, recognition_metadata={CUED: True})
+        return [RecognizerResult(entity, m.start("v"), m.end("v"), score + CUE_EDGE, recognition_metadata={CUED: True})
                 for rx, score in self._patterns for m in rx.finditer(text)]
 
 
@@ -552,6 +563,11 @@ TITLES = frozenset({"Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Madam
 CUE_SCORE = 0.9
 
 
+# The words that say an answer follows, before the name: "…your name?" / "Its Jane Doe", "…maiden
+# name?" / "It's Sanders".
+ANSWER_LEAD = re.compile(r"(?i:it['’]?s|that['’]?s)[ \t]+")
+
+
 class ContextNameRecognizer(EntityRecognizer):
     """Person names from what surrounds them, and from the name gazetteer."""
 
@@ -582,7 +598,7 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?i:directed|written|produced|composed|performed) (?i:by):?[ \t]*"
         r"(?P<n>[A-Z][\w'-]+(?:\s+[A-Z]\.?)?(?:[ \t]+[A-Z][\w'-]+){0,2})",
     ]
-    # Not "Its": a cue that reads "Its Jane Doe" as one name would drop the whole name for its first word.
+    # Not "Its": a cue takes a name after it (ANSWER_LEAD), and drops a name whose first word is here.
     NOT_NAMES = frozenset({"I", "I'm", "I'd", "I'll", "I've", "The", "This", "That", "It", "We", "You", "He",
                            "She", "They", "My", "Your", "Our", "Their", "Sorry", "Happy", "Thank",
                            "Thanks", "Hi", "Hello", "Customer", "Agent", "Support", "Team", "Please", "Just", "Yes",
@@ -601,8 +617,10 @@ class ContextNameRecognizer(EntityRecognizer):
                            "Bye", "Goodbye", "Dear", "Cheers", "Welcome",
                            # Words of booking and security dialogues that spaCy reads as a person, no common
                            # English word to Faker's list: "Mother's maiden name", a price range "Moderate",
-                           # "Old Town Inn".
-                           "Maiden", "Moderate", "Inn", "Hotel", "Motel",
+                           # "Old Town Inn", "Fraud report is ...".
+                           "Maiden", "Moderate", "Inn", "Hotel", "Motel", "Fraud",
+                           # Kin words, which spaCy reads as a person: "my Mom's maiden name".
+                           "Mom", "Mum", "Dad", "Mommy", "Mummy", "Daddy", "Grandma", "Grandpa", "Granny",
                            # The label before a name in an answer: "…your name, please?" / "Name Angela."
                            "Name"}) | TITLES
 
@@ -669,6 +687,11 @@ class ContextNameRecognizer(EntityRecognizer):
         # Or the turn opens with the name, capitalised and no word, whatever follows: "Nemo like the fish :)".
         # One word without an apostrophe: not "Wouldn't it be faster…", "Pet's name is Poppy".
         self._pet_answer_opens = re.compile(rf"{pet_question}(?P<n>{UPPER}{_LOWER}+)\b(?!['’-])", re.MULTILINE)
+        # Inside that answer, past its first word, any capitalised word no ordinary word is spelt like:
+        # the names a customer weighs up ("I think I used Skippy or maybe Buddy. Or it could have been
+        # Casper.", "Umm, Kitty maybe.").
+        self._pet_answer_turn = re.compile(rf"{pet_question}(?P<t>[^\n]*)", re.MULTILINE)
+        self._capitalised = re.compile(rf"(?<![\w'’-]){UPPER}{_LOWER}+\b(?!['’-])")
         # A pet's name right after the words, with nothing between, when it is a known first name:
         # "Jane doe pin 3100 childhood pet charlie" (not "my first dog died", "the first pet my parents…").
         self._pet_named = re.compile(r"(?i:\b(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)(?:'?s)?"
@@ -715,7 +738,7 @@ class ContextNameRecognizer(EntityRecognizer):
         not; in lower case, a known first name or one that is also a word ("alexis", "mark"), or,
         answering "your last name?" / "surname?", a known surname ("gonzalez")."""
         folded, cap = word.casefold(), word.capitalize()
-        if (re.split(r"['’]", folded)[0] in stop_words() or cap in self.NOT_NAMES or cap in CALENDAR_WORDS
+        if (is_stop_word(word) or cap in self.NOT_NAMES or cap in CALENDAR_WORDS
                 or (folded in common_english_words() and not known_name(word))):
             return False
         return (word[0].isupper() or known_name(word, first_only=not surname) or cap in word_first_names()
@@ -726,6 +749,8 @@ class ContextNameRecognizer(EntityRecognizer):
         for cue in self._cues:
             for m in cue.finditer(text):
                 start, end = m.span("n")
+                if lead := ANSWER_LEAD.match(text, start, end):
+                    start = lead.end()
                 if (surname := m.groupdict().get("surname")) and may_be_surname(surname):
                     end = m.end("surname")
                 words = text[start:end].split()
@@ -737,38 +762,44 @@ class ContextNameRecognizer(EntityRecognizer):
                     continue
                 out.append(RecognizerResult("PERSON", start, surname_end(text, end, particle_only=True), CUE_SCORE))
         for m in (*self._lower_cue.finditer(text), *self._pet_answer.finditer(text)):
-            words = list(re.finditer(r"\S+", m.group("n")))
-            # The words that say an answer follows: "…maiden name?" / "It's Sanders".
-            while words and re.sub(r"['’]", "", words[0].group(0).casefold()) in ("its", "thats"):
-                words.pop(0)
+            at, stop = m.span("n")
+            if lead := ANSWER_LEAD.match(text, at, stop):
+                at = lead.end()
+            words = list(re.finditer(r"\S+", text[at:stop]))
             while words and (words[-1].group(0).casefold() in stop_words() or words[-1].group(0) in NAME_PARTICLES):
                 words.pop()
             if not words:
                 continue
-            first, start, end = words[0].group(0), m.start("n") + words[0].start(), m.start("n") + words[-1].end()
-            # Judged without a clitic: "That's a really weird question" answers nothing.
-            if (re.split(r"['’]", first.casefold())[0] not in stop_words() and first.capitalize() not in self.NOT_NAMES
-                    and all((r.start, r.end) != (start, end) for r in out)):  # both may find one answer
+            first, start, end = words[0].group(0), at + words[0].start(), at + words[-1].end()
+            # Judged without a clitic: "That's a really weird question" answers nothing. After the bare
+            # words ("maiden name cooper", not "maiden name is", nor in the question's answer), an ordinary
+            # word is none: "Can I give you my Mom's maiden name instead?".
+            bare = m.re is self._lower_cue and not re.search(r"(?:\b(?i:is|was|it'?s)|[:,])[ \t]*$",
+                                                            text[m.start():at])
+            if (not is_stop_word(first) and first.capitalize() not in self.NOT_NAMES
+                    and not (bare and ordinary_word(first))):
                 out.append(RecognizerResult("PERSON", start, end, 0.75))
         for m in self._pet_answer_opens.finditer(text):
             if not ordinary_word(m.group("n")) and all(r.start != m.start("n") for r in out):
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
+        for turn in self._pet_answer_turn.finditer(text):
+            said, at = turn.group("t"), turn.start("t")
+            out += [RecognizerResult("PERSON", at + m.start(), at + m.end(), 0.75)
+                    for m in self._capitalised.finditer(said) if not self._sentence_start(said, m.start())
+                    and not ordinary_word(m.group(0)) and m.group(0) not in TITLES | CALENDAR_WORDS]
         for m in self._pet_named.finditer(text):
             if known_name(m.group("n"), first_only=True) and m.group("n").casefold() not in stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
-        # One finding a span: the cues above may have found the answer too.
-        spans = {(r.start, r.end) for r in out}
-        for r in self._answered_names(text):
-            if (r.start, r.end) not in spans:
-                spans.add((r.start, r.end))
-                out.append(r)
+        out += self._answered_names(text)
         for m in self._name_answer.finditer(text):
             last = m.group("last").capitalize()
             if m.group("first") in self._firsts and (last in self._lasts or last in COMMON_WORD_SURNAMES):
                 out.append(RecognizerResult("PERSON", m.start("first"), m.end("last"), 0.8))
         for m in self._cap.finditer(text):
             words = m.group(0).split()
-            first_ok = words[0] in self._firsts
+            # A word names are not is no first name, though some name is spelt like it ("My", a
+            # Vietnamese name: "My Manager is ..." is no person).
+            first_ok = words[0] in self._firsts and words[0] not in self.NOT_NAMES
             if len(words) == 2 and first_ok and words[1] in self._lasts:
                 out.append(RecognizerResult("PERSON", m.start(), m.end(), 0.8))
             elif first_ok and (not self._sentence_start(text, m.start()) or self._verb_after.match(text, m.end())
@@ -800,12 +831,15 @@ class ContextNameRecognizer(EntityRecognizer):
         for m in self._name_line.finditer(text):
             # A line that is only a name (signature blocks, address labels), in any case.
             words = m.group("n").split()
-            # A field's name ("Name: Kamila Červinková", its label read as a speaker) a cue has found already.
-            if any(r.start == m.start("n") and r.end == m.end("n") for r in out):
-                continue
             if words[0].capitalize() in self._firsts and not {w.casefold() for w in words} & stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.6))
-        return out
+        # One finding a span, the surest: several cues may find one answer ("Name: Kamila Červinková"
+        # is a field's name and a line that is only a name).
+        by_span: dict[tuple[int, int], RecognizerResult] = {}
+        for r in out:
+            if (kept := by_span.get((r.start, r.end))) is None or r.score > kept.score:
+                by_span[(r.start, r.end)] = r
+        return list(by_span.values())
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
