@@ -86,6 +86,8 @@ def test_a_name_given_in_answer_to_a_name_question(anonymiser, question, answer,
     ("Fraud report is I am losing tons of money from my account",
      "Fraud report is I am losing tons of money from my account"),
     ("My Manager is away today.", "My Manager is away today."),
+    ("Hey AI! can you halp me please?", "Hey AI! can you halp me please?"),
+    ("Hey ANGELA! can you help me please?", "Hey <PERSON_1>! can you help me please?"),
 ])
 def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]

@@ -36,6 +36,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     SPEAKER_PREFIX,
     USER_NAME,
     ContextNameRecognizer,
+    acronym,
     common_english_words,
     custom_recognizers,
     is_stop_word,
@@ -215,17 +216,12 @@ def _ner_names_without_words(text: str, results: list[RecognizerResult]) -> list
                 first += 1
             while last > first and ordinary_word(words[last - 1].group(0)):
                 last -= 1
-            if first == last or (last - first == 1 and _acronym(words[first].group(0))):
+            if first == last or (last - first == 1 and acronym(words[first].group(0))):
                 continue
             if last - first < len(words):
                 r.start, r.end = words[first].start(), words[last - 1].end()
         out.append(r)
     return out
-
-
-def _acronym(word: str) -> bool:
-    """Capitals only, short and no known name: "RSVP", "ASAP", "AI" (not "ANGELA")."""
-    return word.isupper() and len(word) <= 5 and not known_name(word)
 
 
 def _one_line_names(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:

@@ -128,6 +128,11 @@ def stop_words() -> frozenset[str]:
     return frozenset(STOP_WORDS) | {"calling", "writing", "trying", "looking", "waiting", "sorry", "happy", "glad"}
 
 
+def acronym(word: str) -> bool:
+    """Capitals only, short and no known name: "RSVP", "ASAP", "AI" (not "ANGELA")."""
+    return word.isupper() and len(word) <= 5 and not known_name(word)
+
+
 def is_stop_word(word: str) -> bool:
     """Whether ``word`` is a stop word, judged without a clitic or possessive: "It's" and "That's"
     are stop words, "O'Brien" is not."""
@@ -757,8 +762,9 @@ class ContextNameRecognizer(EntityRecognizer):
                 while words and words[-1] in self.NOT_NAMES:
                     words.pop()
                     end = start + len(" ".join(words))
-                if not words or words[0] in self.NOT_NAMES or not all(w[0].isupper() or w in NAME_PARTICLES
-                                                                      for w in words):
+                # Nor an acronym alone: "Hey AI! can you help me".
+                if (not words or words[0] in self.NOT_NAMES or (len(words) == 1 and acronym(words[0]))
+                        or not all(w[0].isupper() or w in NAME_PARTICLES for w in words)):
                     continue
                 out.append(RecognizerResult("PERSON", start, surname_end(text, end, particle_only=True), CUE_SCORE))
         for m in (*self._lower_cue.finditer(text), *self._pet_answer.finditer(text)):
