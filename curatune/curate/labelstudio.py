@@ -283,7 +283,11 @@ class Server:
         except _NotFound:
             raise CuratuneError(f"{self.url} does not look like a Label Studio server "
                                 "(it has no /api/current-user/whoami)") from None
-        self.id_in(what, me)  # any JSON server answers; Label Studio names the token's user
+        # Any JSON server answers, and the SDK builds its reply without validating it: Label Studio's
+        # user has an id and a username (which its model requires), a server answering {"id": 1} none.
+        self.id_in(what, me)
+        if not isinstance(getattr(me, "username", None), str):
+            raise self.not_label_studio(what)
 
 
 # --------------------------------------------------------------------------------------------

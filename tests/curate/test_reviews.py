@@ -612,7 +612,8 @@ def test_push_suggests_an_id_column_when_texts_changed_under_positional_ids():
 @pytest.mark.parametrize(("replies", "asked"), [
     ({}, "check the API token"),  # any JSON server answers {}: no user, so no Label Studio
     ([], "check the API token"),  # the SDK failed to parse it: a TypeError traceback
-    ({"/api/current-user/whoami": {"id": 1, "email": "x@example.com"}}, "create a project"),
+    ({"/api/current-user/whoami": {"id": 1, "email": "x@example.com"}}, "check the API token"),  # no username
+    ({"/api/current-user/whoami": {"id": 1, "username": "x"}}, "create a project"),
 ])
 def test_a_json_server_that_is_not_label_studio_gets_no_transcripts(run_copy, cli_run, monkeypatch, replies, asked):
     """A server that answers every request with JSON but is not Label Studio: push reported the rows
