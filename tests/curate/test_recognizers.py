@@ -276,19 +276,27 @@ def test_a_name_cue_outweighs_ners_other_type_for_the_same_words():
 
 
 @pytest.mark.parametrize("order", [1, -1])
-def test_presidios_deduplication_keeps_the_cued_finding_whatever_the_order(order):
+@pytest.mark.parametrize("uncued_score", [None, 0.9])
+def test_a_cued_finding_survives_presidios_deduplication_whatever_the_order_and_scores(order, uncued_score):
     """The place gazetteer and the cue "home city" both find "Assen" as LOCATION, as sure as each
-    other but for the cue. Presidio de-duplicates through a set, so with equal scores the finding kept
-    (and with it the cue mark that beats NER's PERSON for the same word) changed from run to run."""
+    other. Presidio de-duplicates through a set, so with equal scores the finding kept (and with it
+    the cue mark that beats NER's PERSON for the same word) changed from run to run; with the uncued
+    one surer, the mark was always lost. The context step keeps the cued one, at the higher score."""
     from presidio_analyzer import EntityRecognizer
 
-    from curatune.curate.pii.recognizers import CUED, cued_place_recognizer
+    from curatune.curate.pii.recognizers import CUED, CueKeepingEnhancer, cued_place_recognizer
 
     text = "The car makers dominate the economy of the band's home city Assen: Reed and Price."
-    found = [r for rec in (PlaceRecognizer(), cued_place_recognizer()) for r in rec.analyze(text, ["LOCATION"])]
-    assert len(found) == 2 and {text[r.start:r.end] for r in found} == {"Assen"}
-    kept = EntityRecognizer.remove_duplicates(found[::order])
+    uncued = PlaceRecognizer().analyze(text, ["LOCATION"])
+    cued = cued_place_recognizer().analyze(text, ["LOCATION"])
+    assert [text[r.start:r.end] for r in uncued + cued] == ["Assen", "Assen"] and uncued[0].score == cued[0].score
+    if uncued_score is not None:
+        uncued[0].score = uncued_score
+    found = (uncued + cued)[::order]
+    kept = EntityRecognizer.remove_duplicates(CueKeepingEnhancer().enhance_using_context(text, found, None, []))
     assert len(kept) == 1 and kept[0].recognition_metadata.get(CUED)
+    assert kept[0].score == max(r.score for r in found)
+    assert isinstance(_default_detector().analyzer.context_aware_enhancer, CueKeepingEnhancer)
     assert ("LOCATION", "Assen") in _detect(text)
 
 

@@ -36,6 +36,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     SPEAKER_PREFIX,
     USER_NAME,
     ContextNameRecognizer,
+    CueKeepingEnhancer,
     acronym,
     common_english_words,
     custom_recognizers,
@@ -575,7 +576,8 @@ def build_detector(cfg: AnonymiseConfig) -> Detector:
         presidio_log.removeFilter(_drop_language_skips)
     for rec in custom_recognizers(cfg.id_patterns):
         registry.add_recognizer(rec)
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE])
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=[LANGUAGE],
+                              context_aware_enhancer=CueKeepingEnhancer())
     id_entities = sorted({r.supported_entities[0] for r in registry.recognizers
                           if r.name.endswith("IdRecognizer") or r.supported_entities[0].endswith("_ID")})
     entities = list(cfg.entities) if cfg.entities else [*DEFAULT_ENTITIES, *id_entities]

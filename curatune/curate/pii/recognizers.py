@@ -16,6 +16,7 @@ import re
 from functools import lru_cache
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
 # The one language detection supports: the cue and context words here, Presidio's predefined
 # recognizers as loaded, and the spaCy model are English. ``[curate.anonymise] language`` must say so.
@@ -210,12 +211,6 @@ def postcode_recognizer() -> PatternRecognizer:
 
 # Marks a finding's metadata: found by the words around it, which say what it is.
 CUED = "curatune_cued"
-# What a cue adds to its pattern's score. Presidio's de-duplication keeps one of two equal findings
-# (same type, span and score) through a set, so which survives changed from run to run: the cued
-# place in "home city Assen" one run, the uncued one (losing to NER's PERSON) the next. A hair
-# above keeps the cued one every time. The other recognizers of these types score in steps of 0.05
-# (Presidio's context boost too), so a cued score never equals theirs.
-CUE_EDGE = 0.01
 
 
 class CueRecognizer(EntityRecognizer):
@@ -232,8 +227,30 @@ class CueRecognizer(EntityRecognizer):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         entity = self.supported_entities[0]
-        return [RecognizerResult(entity, m.start("v"), m.end("v"), score + CUE_EDGE, recognition_metadata={CUED: True})
+        return [RecognizerResult(entity, m.start("v"), m.end("v"), score, recognition_metadata={CUED: True})
                 for rx, score in self._patterns for m in rx.finditer(text)]
+
+
+def _cued(result: RecognizerResult) -> bool:
+    return bool((result.recognition_metadata or {}).get(CUED))
+
+
+class CueKeepingEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's context step, then, where a cue found a value that another recognizer found too (same
+    type and span), only the cued finding, at the higher of their scores. Presidio's de-duplication,
+    which comes next, keeps one of two equal findings through a set, so the cue mark (which beats NER's
+    other type for the same words, ``resolve_overlaps``) would survive by chance: the cued place in
+    "home city Assen" one run, the uncued one, losing to NER's PERSON, the next. A cue is context too."""
+
+    def enhance_using_context(self, text: str, raw_results: list[RecognizerResult], nlp_artifacts,
+                              recognizers: list[EntityRecognizer], context: list[str] | None = None,
+                              ) -> list[RecognizerResult]:
+        results = super().enhance_using_context(text, raw_results, nlp_artifacts, recognizers, context)
+        cued = {(r.entity_type, r.start, r.end): r for r in results if _cued(r)}
+        for r in results:
+            if (kept := cued.get((r.entity_type, r.start, r.end))) is not None:
+                kept.score = max(kept.score, r.score)
+        return [r for r in results if _cued(r) or (r.entity_type, r.start, r.end) not in cued]
 
 
 def cued_postcode_recognizer() -> CueRecognizer:
@@ -690,12 +707,10 @@ class ContextNameRecognizer(EntityRecognizer):
                                       r"(?i:ha|haha|oh|ah|aw+|um+|uh+|hm+|well|yes|yeah|yep|lol)[ \t]*[,.!]*[ \t]+)?"
                                       r"(?P<n>[^\W\d_][\w'-]*)(?=[ \t]*(?:[.!]|$|,?[ \t]*(?i:of course)\b))",
                                       re.MULTILINE)
-        # Or the turn opens with the name, capitalised and no word, whatever follows: "Nemo like the fish :)".
-        # One word without an apostrophe: not "Wouldn't it be faster…", "Pet's name is Poppy".
-        self._pet_answer_opens = re.compile(rf"{pet_question}(?P<n>{UPPER}{_LOWER}+)\b(?!['’-])", re.MULTILINE)
-        # Inside that answer, past its first word, any capitalised word no ordinary word is spelt like:
-        # the names a customer weighs up ("I think I used Skippy or maybe Buddy. Or it could have been
-        # Casper.", "Umm, Kitty maybe.").
+        # Or, in that answer, a capitalised word no ordinary word is spelt like: opening the turn, whatever
+        # follows ("Nemo like the fish :)"), or past a sentence's start, the names a customer weighs up ("I
+        # think I used Skippy or maybe Buddy. Or it could have been Casper.", "Umm, Kitty maybe."). One
+        # word without an apostrophe: not "Wouldn't it be faster…", "Pet's name is Poppy".
         self._pet_answer_turn = re.compile(rf"{pet_question}(?P<t>[^\n]*)", re.MULTILINE)
         self._capitalised = re.compile(rf"(?<![\w'’-]){UPPER}{_LOWER}+\b(?!['’-])")
         # A pet's name right after the words, with nothing between, when it is a known first name:
@@ -786,14 +801,12 @@ class ContextNameRecognizer(EntityRecognizer):
             if (not is_stop_word(first) and first.capitalize() not in self.NOT_NAMES
                     and not (bare and ordinary_word(first))):
                 out.append(RecognizerResult("PERSON", start, end, 0.75))
-        for m in self._pet_answer_opens.finditer(text):
-            if not ordinary_word(m.group("n")) and all(r.start != m.start("n") for r in out):
-                out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
         for turn in self._pet_answer_turn.finditer(text):
             said, at = turn.group("t"), turn.start("t")
             out += [RecognizerResult("PERSON", at + m.start(), at + m.end(), 0.75)
-                    for m in self._capitalised.finditer(said) if not self._sentence_start(said, m.start())
-                    and not ordinary_word(m.group(0)) and m.group(0) not in TITLES | CALENDAR_WORDS]
+                    for m in self._capitalised.finditer(said) if not ordinary_word(m.group(0))
+                    and (m.start() == 0 or not self._sentence_start(said, m.start())
+                         and m.group(0) not in TITLES | CALENDAR_WORDS)]
         for m in self._pet_named.finditer(text):
             if known_name(m.group("n"), first_only=True) and m.group("n").casefold() not in stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
