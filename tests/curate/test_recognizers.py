@@ -313,6 +313,12 @@ def test_a_cued_finding_survives_presidios_deduplication_whatever_the_order_and_
     ("booking reference AB1234", [("TICKET_ID", "AB1234")]),
     ("my account number is 12345678", [("ACCOUNT_ID", "12345678")]),
     ("customer id: cminh730", [("ACCOUNT_ID", "cminh730")]),
+    # The default patterns: a code's prefix is part of it, a word before the number stays in the text.
+    ("ORD-740498 arrived broken", [("ORDER_ID", "ORD-740498")]),
+    ("ACCT#12345678 and TKT 1234", [("ACCOUNT_ID", "ACCT#12345678"), ("TICKET_ID", "TKT 1234")]),
+    ("Account 153531981 is locked", [("ACCOUNT_ID", "153531981")]),
+    ("where is order 4829104?", [("ORDER_ID", "4829104")]),
+    ("Case #20201 was closed", [("TICKET_ID", "20201")]),
     # Numbers after those words that are no identifier: too short, a date, an amount, a year.
     ("order number is 123", []),
     ("order 2024-03-12", []),

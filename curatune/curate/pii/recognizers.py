@@ -22,11 +22,23 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 # recognizers as loaded, and the spaCy model are English. ``[curate.anonymise] language`` must say so.
 LANGUAGE = "en"
 DIGIT_WORDS = "zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple"
+
+
+def _after_words(*words: str) -> str:
+    """Right after one of ``words``, alone or with one separator: one lookbehind a width, as Python's
+    re wants them."""
+    return "(?:" + "|".join(rf"(?<=\b{w}{sep})" for w in words for sep in ("", "[-#: ]")) + ")"
+
+
+# A code's own prefix is part of the value ("ORD-740498", "ACCT#12345678"); a word before the number
+# stays in the text, as it does after the cued recognizers: "my <ACCOUNT_ID_1> was locked" lost what was
+# locked, "my account <ACCOUNT_ID_1> was locked" keeps it.
 DEFAULT_ID_PATTERNS = {
-    "ORDER_ID": r"\b(?:ORD|ORDER|ORDR)[-#: ]?\d{5,10}\b",
+    "ORDER_ID": rf"\b(?:ORD|ORDR)[-#: ]?\d{{5,10}}\b|{_after_words('ORDER')}\d{{5,10}}\b",
     # Not "in case 2020 comes round again".
-    "TICKET_ID": r"\b(?:TKT|TICKET|(?<!\bin )CASE|INC)[-#: ]?\d{4,10}\b",
-    "ACCOUNT_ID": r"\b(?:ACC|ACCT|ACCOUNT|CUST)[-#: ]?\d{6,12}\b",
+    "TICKET_ID": (rf"\b(?:TKT|INC)[-#: ]?\d{{4,10}}\b|"
+                  rf"{_after_words('TICKET', 'CASE')}(?<!\bin case)(?<!\bin case[-#: ])\d{{4,10}}\b"),
+    "ACCOUNT_ID": rf"\b(?:ACC|ACCT|CUST)[-#: ]?\d{{6,12}}\b|{_after_words('ACCOUNT')}\d{{6,12}}\b",
 }
 
 
