@@ -113,3 +113,33 @@ def test_an_account_number_and_a_pin_in_successive_turns_are_two_values_not_one_
                                 ("customer", "5380 gosh I hope there is enough in there")])
     assert texts[1] == "<ACCOUNT_ID_1>"
     assert texts[3] == "<PASSCODE_1> gosh I hope there is enough in there"
+
+
+@pytest.mark.parametrize(("turns", "expected"), [
+    # The answer comes turns after the question, a turn of one word.
+    ([("agent", "What was your mother's maiden name?"),
+      ("customer", "thank goodness I checked my account before I went shopping."),
+      ("agent", "I am sorry, I don't quite understand what you mean."), ("customer", "Sanchez")], "<PERSON_1>"),
+    ([("customer", "Do you need my childhood pet name?"), ("agent", "we can try. Can you remember it?"),
+      ("customer", "Poppy")], "<PERSON_1>"),
+    # Up to the fourth turn after it.
+    ([("agent", "What was your mother's maiden name?"), ("customer", "hmm"), ("agent", "Anything else?"),
+      ("customer", "no"), ("customer", "Sanchez")], "<PERSON_1>"),
+    # A word no name is spelt like, or the fifth turn on, answers nothing.
+    ([("agent", "What was your mother's maiden name?"), ("customer", "hmm"), ("agent", "Anything else?"),
+      ("customer", "Thanks.")], "Thanks."),
+    ([("agent", "What was your mother's maiden name?"), ("customer", "hmm"), ("agent", "Anything else?"),
+      ("customer", "no"), ("agent", "ok?"), ("customer", "Sanchez")], "Sanchez"),
+])
+def test_a_security_answer_given_turns_after_its_question(anonymiser, turns, expected):
+    assert _texts(anonymiser, turns)[-1] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # After "PIN:", any one word before the number: a hedge misspelt.
+    ("Just remembered my PIN: eitehr 3941 or 0314", "Just remembered my PIN: eitehr <PASSCODE_1> or <PASSCODE_2>"),
+    # Not two words: "blocked since" says what the number is.
+    ("my PIN: blocked since 2019", "my PIN: blocked since 2019"),
+])
+def test_a_pin_after_a_colon_and_a_word(anonymiser, text, expected):
+    assert _texts(anonymiser, [("customer", text)]) == [expected]

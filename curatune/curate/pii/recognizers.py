@@ -415,6 +415,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
     # pin is actually 0314", "my PIN might be 1596 or 9431".
     # A hedge may run into the digits: "either3941".
     join = r"(?i:'s\b)?" + _join(rf"(?:is|was|it'?s|its|it)\b|(?:{_HEDGE})(?=\W|\d)", r":#=.!,-")
+    # After a colon, any one word: a hedge misspelt, "Just remembered my PIN: eitehr 3941 or 0314".
+    join = rf"(?:{join}|(?i:[ \t]*:[ \t]*[a-z]+[ \t]+))"
     digits = r"\d{3,12}(?![\w-])"
     # What the code opens: "my pin for the bank is 3941", "the security code on the back of the card is
     # 123". Words only, none of them "is" or "was", and "is", "was" or ":" after them: not "my PIN for
@@ -725,6 +727,12 @@ class ContextNameRecognizer(EntityRecognizer):
         # word without an apostrophe: not "Wouldn't it be faster…", "Pet's name is Poppy".
         self._pet_answer_turn = re.compile(rf"{pet_question}(?P<t>[^\n]*)", re.MULTILINE)
         self._capitalised = re.compile(rf"(?<![\w'’-]){UPPER}{_LOWER}+\b(?!['’-])")
+        # A security question answered turns later, by a turn that is one capitalised word: "What was your
+        # mother's maiden name?" / (two turns about something else) / "Sanchez", "Do you need my childhood
+        # pet name?" / "we can try. Can you remember it?" / "Poppy".
+        self._late_answer = re.compile(rf"(?i:\bmaiden name\b|\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)"
+                                       rf"[^\n]{{0,60}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?{SPEAKER_PREFIX}"
+                                       rf"(?P<n>{UPPER}{_LOWER}+)[ \t]*[.!]?[ \t]*$", re.MULTILINE)
         # A pet's name right after the words, with nothing between, when it is a known first name:
         # "Jane doe pin 3100 childhood pet charlie" (not "my first dog died", "the first pet my parents…").
         self._pet_named = re.compile(r"(?i:\b(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)(?:'?s)?"
@@ -819,6 +827,9 @@ class ContextNameRecognizer(EntityRecognizer):
                     for m in self._capitalised.finditer(said) if not ordinary_word(m.group(0))
                     and (m.start() == 0 or not self._sentence_start(said, m.start())
                          and m.group(0) not in TITLES | CALENDAR_WORDS)]
+        for m in self._late_answer.finditer(text):
+            if not ordinary_word(m.group("n")) and m.group("n") not in TITLES | CALENDAR_WORDS:
+                out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
         for m in self._pet_named.finditer(text):
             if known_name(m.group("n"), first_only=True) and m.group("n").casefold() not in stop_words():
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
