@@ -714,8 +714,8 @@ class ContextNameRecognizer(EntityRecognizer):
         # sentence, and "of course" may follow it: "His name is Buddy", "Oh yea the pet, I believe it was
         # buddy.", "ha buddy! he was such a good boi", "That's easy.  Buddy", "Nemo of course, I loved that
         # book".
-        pet_question = (rf"(?i:\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)[^\n]{{0,60}}\?[ \t]*\n"
-                        rf"{SPEAKER_PREFIX}")
+        pet_name = r"\bname\b[^\n]{0,40}\bpets?\b|\bpets?'?s?[ \t]+name\b"
+        pet_question = rf"(?i:{pet_name})[^\n]{{0,60}}\?[ \t]*\n{SPEAKER_PREFIX}"
         self._pet_answer = re.compile(rf"{pet_question}(?:(?:[^\n.!?]{{0,40}}?\b)?(?i:(?:his|her|its|their|the)[ \t]+"
                                       r"name[ \t]+(?:is|was)|it'?s|its|it was)[ \t]+|[^\n.!?]{0,40}[.!][ \t]+|"
                                       r"(?i:ha|haha|oh|ah|aw+|um+|uh+|hm+|well|yes|yeah|yep|lol)[ \t]*[,.!]*[ \t]+)?"
@@ -730,9 +730,8 @@ class ContextNameRecognizer(EntityRecognizer):
         # A security question answered turns later, by a turn that is one capitalised word: "What was your
         # mother's maiden name?" / (two turns about something else) / "Sanchez", "Do you need my childhood
         # pet name?" / "we can try. Can you remember it?" / "Poppy".
-        self._late_answer = re.compile(rf"(?i:\bmaiden name\b|\bname\b[^\n]{{0,40}}\bpets?\b|\bpets?'?s?[ \t]+name\b)"
-                                       rf"[^\n]{{0,60}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?{SPEAKER_PREFIX}"
-                                       rf"(?P<n>{UPPER}{_LOWER}+)[ \t]*[.!]?[ \t]*$", re.MULTILINE)
+        self._late_answer = re.compile(rf"(?i:\bmaiden name\b|{pet_name})[^\n]{{0,60}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?"
+                                       rf"{SPEAKER_PREFIX}(?P<n>{UPPER}{_LOWER}+)[ \t]*[.!]?[ \t]*$", re.MULTILINE)
         # A pet's name right after the words, with nothing between, when it is a known first name:
         # "Jane doe pin 3100 childhood pet charlie" (not "my first dog died", "the first pet my parents…").
         self._pet_named = re.compile(r"(?i:\b(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)(?:'?s)?"
