@@ -143,3 +143,14 @@ def test_a_security_answer_given_turns_after_its_question(anonymiser, turns, exp
 ])
 def test_a_pin_after_a_colon_and_a_word(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Ah yes, I remember now.  I have a pin - is that useful for you? 0314",
+     "Ah yes, I remember now.  I have a pin - is that useful for you? <PASSCODE_1>"),
+    # Not a number that goes on into the sentence, nor an amount.
+    ("can I reset my pin? 2019 was when I set it", "can I reset my pin? 2019 was when I set it"),
+    ("is my pin blocked? 3000 dollars are gone", "is my pin blocked? 3000 dollars are gone"),
+])
+def test_a_pin_closing_the_turn_that_names_it_after_a_question(anonymiser, text, expected):
+    assert _texts(anonymiser, [("customer", text)]) == [expected]

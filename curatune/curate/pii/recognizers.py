@@ -450,6 +450,8 @@ def cued_passcode_recognizer() -> CueRecognizer:
         # Or closes it, after words without a number: "…your PIN as well please." / "I trust you. 1596".
         (rf"(?i:\b(?:{asked})\b)[^\n]{{0,80}}\n{SPEAKER_PREFIX}[^\n\d]{{1,100}}?(?<![\w$£€.,-])"
          rf"(?P<v>\d{{4,12}}){NOT_AMOUNT}[^\w\n]*$", 0.8),
+        # Or closes the turn that names it, after a question: "I have a pin - is that useful for you? 0314".
+        (rf"(?i:\b(?:{code})\b)[^\n\d]{{0,80}}\?[ \t]*(?P<v>\d{{4,12}}){NOT_AMOUNT}[^\w\n]*$", 0.8),
     ], "CuedPasscodeRecognizer", re.MULTILINE)
 
 
