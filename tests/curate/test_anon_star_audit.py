@@ -100,6 +100,9 @@ def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, ex
     ("And what was the name of the pet you had as a child?", "That's easy.  Buddy", "That's easy.  <PERSON_1>"),
     ("And what was the name of the pet you had as a child?", "Nemo of course, I loved that book as a child.",
      "<PERSON_1> of course, I loved that book as a child."),
+    # An acknowledgement opening the answer is no name; the name after it is.
+    ("And what was the name of the pet you had as a child?", "Awesome question, Snowball.",
+     "Awesome question, <PERSON_1>."),
     # Not every number after the question is the code.
     ("Right, and your PIN as well please.", "I have 2 cards", "I have 2 cards"),
 ])
@@ -130,6 +133,10 @@ def test_an_account_number_and_a_pin_in_successive_turns_are_two_values_not_one_
       ("customer", "Thanks.")], "Thanks."),
     ([("agent", "What was your mother's maiden name?"), ("customer", "hmm"), ("agent", "Anything else?"),
       ("customer", "no"), ("agent", "ok?"), ("customer", "Sanchez")], "Sanchez"),
+    # Nor an acknowledgement, though it is no common English word to Faker's list.
+    ([("agent", "What was your mother's maiden name?"), ("customer", "hmm"), ("agent", "ok"),
+      ("customer", "Perfect.")], "Perfect."),
+    ([("agent", "What was your pet's name?"), ("customer", "hmm"), ("agent", "ok"), ("customer", "Cool")], "Cool"),
 ])
 def test_a_security_answer_given_turns_after_its_question(anonymiser, turns, expected):
     assert _texts(anonymiser, turns)[-1] == expected

@@ -28,7 +28,6 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from curatune.config import AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
     COMMON_WORD_NAMES,
-    CUED,
     ID_CUES,
     ID_NOUN,
     LANGUAGE,
@@ -39,6 +38,7 @@ from curatune.curate.pii.recognizers import (  # noqa: E402
     CueKeepingEnhancer,
     acronym,
     common_english_words,
+    cued,
     custom_recognizers,
     is_stop_word,
     known_name,
@@ -492,8 +492,7 @@ def resolve_overlaps(results: Iterable[RecognizerResult]) -> list[RecognizerResu
     """The longest of overlapping findings; of as long ones, one its cue found ("…your account number?" /
     "9931939443153" is the account number asked for, though it passes a card number's Luhn check), then
     the highest score."""
-    ordered = sorted(results, key=lambda r: (-(r.end - r.start), not (r.recognition_metadata or {}).get(CUED),
-                                             -r.score, r.start))
+    ordered = sorted(results, key=lambda r: (-(r.end - r.start), not cued(r), -r.score, r.start))
     taken: list[RecognizerResult] = []
     for r in ordered:
         if all(r.end <= t.start or r.start >= t.end for t in taken):

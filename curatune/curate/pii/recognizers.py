@@ -243,7 +243,8 @@ class CueRecognizer(EntityRecognizer):
                 for rx, score in self._patterns for m in rx.finditer(text)]
 
 
-def _cued(result: RecognizerResult) -> bool:
+def cued(result: RecognizerResult) -> bool:
+    """Whether a cue found this value (``CueRecognizer``), which beats an uncued finding of its words."""
     return bool((result.recognition_metadata or {}).get(CUED))
 
 
@@ -258,11 +259,11 @@ class CueKeepingEnhancer(LemmaContextAwareEnhancer):
                               recognizers: list[EntityRecognizer], context: list[str] | None = None,
                               ) -> list[RecognizerResult]:
         results = super().enhance_using_context(text, raw_results, nlp_artifacts, recognizers, context)
-        cued = {(r.entity_type, r.start, r.end): r for r in results if _cued(r)}
+        found = {(r.entity_type, r.start, r.end): r for r in results if cued(r)}
         for r in results:
-            if (kept := cued.get((r.entity_type, r.start, r.end))) is not None:
+            if (kept := found.get((r.entity_type, r.start, r.end))) is not None:
                 kept.score = max(kept.score, r.score)
-        return [r for r in results if _cued(r) or (r.entity_type, r.start, r.end) not in cued]
+        return [r for r in results if cued(r) or (r.entity_type, r.start, r.end) not in found]
 
 
 def cued_postcode_recognizer() -> CueRecognizer:
@@ -400,10 +401,11 @@ def cued_id_recognizers() -> list[CueRecognizer]:
 
 def cued_passcode_recognizer() -> CueRecognizer:
     """PINs, access and one-time codes, card security codes and passwords, after their name ("My pin
-    is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2"), a PIN before it
-    ("9503 is my PIN"), or opening the next turn's answer to a line that names them ("Please enter
-    the code." / "639431"), or given by "it was", "try" after free words, the name in the turn or up
-    to 400 characters before it (``_given_later``); both of "either 0314 or 9503". A credential
+    is 9503", "Clearance Code is 031431", "cvv: 123", "my password is hunter2", "my PIN: eitehr 3941"),
+    a PIN before it ("9503 is my PIN"), opening or closing the next turn's answer to a line that names
+    them ("Please enter the code." / "639431"), closing the turn that names it after a question ("I
+    have a pin - is that useful for you? 0314"), or given by "it was", "try" after free words, the name
+    in the turn or up to 400 characters before it (``_given_later``); both of "either 0314 or 9503". A credential
     in a training set is worse than a name in it. Every value holds a digit: a password told without
     one ("my password is not working") cannot be told from the words around it."""
     code = (r"pin(?:[\s-]*(?:code|number|no\.?))?|pass[\s-]*code|otp|cvv2?|cvc2?|csc|"
@@ -646,6 +648,11 @@ class ContextNameRecognizer(EntityRecognizer):
                            # Interjections that open an answer: "Huh, what is going on?"
                            "Oh", "Ah", "Uh", "Um", "Umm", "Hmm", "Huh", "Wait", "Well", "Actually", "Hey", "Yeah",
                            "Yep", "Nope", "Wow", "Ha", "Haha", "Lol", "Yo", "Nah", "Yea", "Yup", "Yess", "Hold",
+                           # A turn's one-word acknowledgement, no common English word to Faker's list: "Perfect."
+                           # a turn after "your mother's maiden name?" answers nothing.
+                           "Cool", "Perfect", "Alright", "Awesome", "Correct", "Wonderful", "Excellent",
+                           "Brilliant", "Fantastic", "Amazing", "Understood", "Agreed", "Noted", "Confirmed",
+                           "Gotcha", "Yay", "Oops", "Ugh", "Thx",
                            # What a bank asks for, which spaCy reads as a person: "Right, and your PIN as well please."
                            "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB",
                            # A question after a greeting: "Hi, How are you?", "Hello, Can I have your PIN?" (not
@@ -786,6 +793,11 @@ class ContextNameRecognizer(EntityRecognizer):
         return (word[0].isupper() or known_name(word, first_only=not surname) or cap in word_first_names()
                 or (surname and cap in COMMON_WORD_SURNAMES))
 
+    def _answer_name(self, word: str) -> bool:
+        """Whether a capitalised word in the answer to a maiden-name or pet-name question may be the name
+        asked for: no ordinary word, title, calendar word or acknowledgement ("Perfect.", "Good.")."""
+        return word not in self.NOT_NAMES and word not in CALENDAR_WORDS and not ordinary_word(word)
+
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         out: list[RecognizerResult] = []
         for cue in self._cues:
@@ -825,11 +837,10 @@ class ContextNameRecognizer(EntityRecognizer):
         for turn in self._pet_answer_turn.finditer(text):
             said, at = turn.group("t"), turn.start("t")
             out += [RecognizerResult("PERSON", at + m.start(), at + m.end(), 0.75)
-                    for m in self._capitalised.finditer(said) if not ordinary_word(m.group(0))
-                    and (m.start() == 0 or not self._sentence_start(said, m.start())
-                         and m.group(0) not in TITLES | CALENDAR_WORDS)]
+                    for m in self._capitalised.finditer(said) if self._answer_name(m.group(0))
+                    and (m.start() == 0 or not self._sentence_start(said, m.start()))]
         for m in self._late_answer.finditer(text):
-            if not ordinary_word(m.group("n")) and m.group("n") not in TITLES | CALENDAR_WORDS:
+            if self._answer_name(m.group("n")):
                 out.append(RecognizerResult("PERSON", m.start("n"), m.end("n"), 0.75))
         for m in self._pet_named.finditer(text):
             if known_name(m.group("n"), first_only=True) and m.group("n").casefold() not in stop_words():
