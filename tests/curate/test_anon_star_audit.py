@@ -88,6 +88,15 @@ def test_a_name_given_in_answer_to_a_name_question(anonymiser, question, answer,
     ("My Manager is away today.", "My Manager is away today."),
     ("Hey AI! can you halp me please?", "Hey AI! can you halp me please?"),
     ("Hey ANGELA! can you help me please?", "Hey <PERSON_1>! can you help me please?"),
+    # Nor is a bank's word in the plural, nor what follows "call me" when it is no name.
+    ("Did you try both Pins?  I had a zoo at my house as a kid.",
+     "Did you try both Pins?  I had a zoo at my house as a kid."),
+    ("I forgot it. Don't call me dumb", "I forgot it. Don't call me dumb"),
+    ("fraud? Please don't call me anymore. I'm old and trying to rest",
+     "fraud? Please don't call me anymore. I'm old and trying to rest"),
+    # A name in lower case after "call me" still is one: known to the gazetteer, or no English spelling.
+    ("you can call me mike", "you can call me <PERSON_1>"),
+    ("sometimes people call me višeslav", "sometimes people call me <PERSON_1>"),
 ])
 def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]
@@ -108,6 +117,16 @@ def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, ex
 ])
 def test_a_secret_given_after_other_words_in_the_answer(anonymiser, question, answer, expected):
     assert _texts(anonymiser, [("agent", question), ("customer", answer)])[1] == expected
+
+
+def test_a_name_that_is_a_modal_verb_asking_a_question_is_no_person(anonymiser):
+    # Names in the dialogue make NER run over it, and NER reads the "May" of "May I" as a person.
+    texts = _texts(anonymiser, [("agent", "Could I get your full name, please?"), ("customer", "Tyler Jones."),
+                                ("agent", "That's okay, we can confirm your identity in another way.  May I have "
+                                          "your date of birth please?")])
+    assert texts[1] == "<PERSON_1>."
+    assert texts[2] == ("That's okay, we can confirm your identity in another way.  May I have your date of birth "
+                        "please?")
 
 
 def test_an_account_number_and_a_pin_in_successive_turns_are_two_values_not_one_card(anonymiser):

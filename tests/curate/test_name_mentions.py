@@ -58,6 +58,13 @@ def test_a_name_found_only_in_lower_case_is_looked_for_if_the_gazetteer_knows_it
     assert [text[r.start:r.end] for r in found] == ["card", "sanders", "sanders"]
 
 
+def test_a_name_a_cue_found_in_lower_case_is_looked_for_though_the_gazetteer_lacks_it(anonymiser):
+    turns = [("customer", "my name is borna jerković, and borna is the name on the card"),
+             ("customer", "everyone calls me borna")]
+    assert _texts(_rewritten(anonymiser, turns)) == ["my name is <PERSON_1>, and <PERSON_1> is the name on the card",
+                                                     "everyone calls me <PERSON_1>"]
+
+
 # 2. A name found capitalised is replaced in lower case too, unless it is an ordinary word.
 
 def test_a_name_found_capitalised_is_replaced_where_it_is_written_in_lower_case(anonymiser):

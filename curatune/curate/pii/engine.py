@@ -202,22 +202,32 @@ def _urls_that_are_sentences(text: str, results: list[RecognizerResult]) -> list
     return out
 
 
+def found_by(result: RecognizerResult) -> str | None:
+    """The name of the recognizer that found this result, as Presidio records it."""
+    return (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY)
+
+
+# Names that are also verbs asking a question: "May I have your date of birth please?", "Will you call me?".
+MODAL_NAMES = frozenset({"May", "Will"})
+_SUBJECT_AFTER = re.compile(r"[ \t]+(?:I|we|you|he|she|they)\b")
+
+
 def _ner_names_without_words(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
     """spaCy calls a person what only stands where names stand: an acronym ("I'd like to RSVP for Ben's
-    party"), or a name with an adverb or ordinary word at its edge ("Unfortunately John", "Mother's
-    maiden"). NER's person loses such words at its edges, and is none when nothing else is left; the
-    cue and gazetteer recognizers judge their own words."""
+    party"), a modal verb opening a question ("May I have ..."), or a name with an adverb or ordinary
+    word at its edge ("Unfortunately John", "Mother's maiden"). NER's person loses such words at its
+    edges, and is none when nothing else is left; the cue and gazetteer recognizers judge their own words."""
     out = []
     for r in results:
-        if r.entity_type == "PERSON" and (r.recognition_metadata or {}).get(
-                RecognizerResult.RECOGNIZER_NAME_KEY) == "SpacyRecognizer":
+        if r.entity_type == "PERSON" and found_by(r) == "SpacyRecognizer":
             words = list(NAME_TOKEN.finditer(text, r.start, r.end))
             first, last = 0, len(words)
             while first < last and ordinary_word(words[first].group(0)):
                 first += 1
             while last > first and ordinary_word(words[last - 1].group(0)):
                 last -= 1
-            if first == last or (last - first == 1 and acronym(words[first].group(0))):
+            if first == last or (last - first == 1 and (acronym(words[first].group(0)) or (
+                    words[first].group(0) in MODAL_NAMES and _SUBJECT_AFTER.match(text, words[first].end())))):
                 continue
             if last - first < len(words):
                 r.start, r.end = words[first].start(), words[last - 1].end()
@@ -298,7 +308,8 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     sorted.
 
     A word found only in lower case in a person (NER's "card" in "my card") is looked for elsewhere
-    only if the gazetteer knows it as a name. A word found capitalised in a person ("Bartholomew
+    only if the gazetteer knows it as a name or a name cue found it ("my name is borna jerković" /
+    "everyone calls me borna"). A word found capitalised in a person ("Bartholomew
     Quackenbush") counts in lower case anywhere too ("yes, bartholomew") if it is no ordinary word:
     not a stop word, not a common English word ("little" of "Grace Little"), not a name the gazetteer
     leaves out as one (Bill, Brown), and either a known first name or not written in lower case in
@@ -307,7 +318,9 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     persons = sorted((r for r in results if r.entity_type == "PERSON"), key=lambda r: r.start)
     capital_at: dict[str, int] = {}  # a name word found capitalised -> where first
     found: set[str] = set()
+    cued_lower: set[str] = set()  # found in lower case by a name cue, not by NER
     for r in persons:
+        by_cue = found_by(r) == ContextNameRecognizer.__name__
         for m in NAME_TOKEN.finditer(text, r.start, r.end):
             w = m.group(0)
             # Judged without a clitic: NER's "It's" (of "It's the speaker") is no name, "O'Brien" is.
@@ -316,7 +329,9 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
                 found.add(w)
                 if w[0].isupper():
                     capital_at.setdefault(w.casefold(), m.start())
-    tokens = {w for w in found if w.casefold() in capital_at or known_name(w)}
+                elif by_cue:
+                    cued_lower.add(w)
+    tokens = {w for w in found if w.casefold() in capital_at or known_name(w) or w in cued_lower}
     lower_ok = {w for w, at in capital_at.items() if w not in common_english_words()
                 and w.capitalize() not in COMMON_WORD_NAMES
                 and (known_name(w, first_only=True) or not _written_as_word(text, w, at, persons))}

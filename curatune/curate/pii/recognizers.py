@@ -654,7 +654,7 @@ class ContextNameRecognizer(EntityRecognizer):
                            "Brilliant", "Fantastic", "Amazing", "Understood", "Agreed", "Noted", "Confirmed",
                            "Gotcha", "Yay", "Oops", "Ugh", "Thx",
                            # What a bank asks for, which spaCy reads as a person: "Right, and your PIN as well please."
-                           "PIN", "Pin", "ATM", "CVV", "OTP", "SSN", "DOB",
+                           "PIN", "Pin", "PINs", "Pins", "PINS", "ATM", "CVV", "OTP", "SSN", "DOB",
                            # A question after a greeting: "Hi, How are you?", "Hello, Can I have your PIN?" (not
                            # "Will" or "May", which are names too).
                            "How", "What", "Why", "Where", "When", "Who", "Which", "Can", "Could", "Would",
@@ -700,7 +700,7 @@ class ContextNameRecognizer(EntityRecognizer):
             # sanders"; tried first, as the other cues would take "name" for the name), or after the
             # words: "my mother's maiden is Sanchez", "maiden name cooper".
             rf"(?i:\b(?:mother'?s )?maiden name[^\n]{{0,20}}\?[ \t]*\n{SPEAKER_PREFIX}|"
-            r"\bmy name(?: is|'s)|\bcalls? me|\b(?:first|last|middle|full) name(?: is|:)|"
+            r"\bmy name(?: is|'s)|\b(?P<call>calls? me)|\b(?:first|last|middle|full) name(?: is|:)|"
             r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?|"
             # The other common security answer, a pet's name: "my childhood pet is buddy", "my pets name
             # was Buddy", "I know my pet's name, it's Buddy!", "my childhood pet's name.. it was Buddy", "my
@@ -831,8 +831,13 @@ class ContextNameRecognizer(EntityRecognizer):
             # word is none: "Can I give you my Mom's maiden name instead?".
             bare = m.re is self._lower_cue and not re.search(r"(?:\b(?i:is|was|it'?s)|[:,])[ \t]*$",
                                                             text[m.start():at])
+            # After "call me", where any word may follow ("call me asap", "Don't call me dumb"), a word in
+            # lower case is a name only when the gazetteer knows it as one ("you can call me mike") or it
+            # is spelt with a letter no English word has ("people call me višeslav").
+            called = (bool(m.re is self._lower_cue and m.group("call")) and first.islower() and first.isascii()
+                      and not known_name(first, first_only=True))
             if (not is_stop_word(first) and first.capitalize() not in self.NOT_NAMES
-                    and not (bare and ordinary_word(first))):
+                    and not (bare and ordinary_word(first)) and not called):
                 out.append(RecognizerResult("PERSON", start, end, 0.75))
         for turn in self._pet_answer_turn.finditer(text):
             said, at = turn.group("t"), turn.start("t")
