@@ -180,3 +180,20 @@ def test_a_pin_after_a_colon_and_a_word(anonymiser, text, expected):
 ])
 def test_a_pin_closing_the_turn_that_names_it_after_a_question(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]
+
+
+@pytest.mark.parametrize(("turns", "expected"), [
+    # A birth date told in parts: the rest opens a turn a few turns after the question.
+    ([("agent", "That's nice, do you remember your birthday?"), ("customer", "I think it starts with an 18"),
+      ("agent", "Can you tell me the rest?"), ("customer", "9431, does that sound right?")],
+     "<DATE_OF_BIRTH_1>, does that sound right?"),
+    # A number asked for by its name in between is that number; an amount is none; the fifth turn on, nothing.
+    ([("agent", "Could you provide your date of birth, please?"), ("customer", "I don't recall it."),
+      ("agent", "Can you tell me your account number, please?"), ("customer", "68318931")], "<ACCOUNT_ID_1>"),
+    ([("agent", "Could you provide your date of birth, please?"), ("customer", "I don't recall it."),
+      ("agent", "What happened?"), ("customer", "2500 dollars were taken")], "2500 dollars were taken"),
+    ([("agent", "Could you provide your date of birth, please?"), ("customer", "hmm"), ("agent", "ok"),
+      ("customer", "no"), ("agent", "So?"), ("customer", "1956, I think")], "1956, I think"),
+])
+def test_a_birth_date_told_in_parts_turns_after_its_question(anonymiser, turns, expected):
+    assert _texts(anonymiser, turns)[-1] == expected

@@ -468,7 +468,8 @@ _DATE = (r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}|"
 def cued_birth_date_recognizer() -> CueRecognizer:
     """A date of birth after its name ("my date of birth is 04/04/1990", "DOB: 12/12/2001", "born on
     12 March 1990"), or opening the next turn after a line asking for it ("…your date of birth,
-    please?" / "Sure, it is 31/06/1996."), or as that whole turn, one number of 4 to 8 digits ("0314").
+    please?" / "Sure, it is 31/06/1996."), or as that whole turn, one number of 4 to 8 digits ("0314"),
+    or such a number opening one of the four turns after a question for it ("9431, does that sound right?").
     Dates in general are left alone (most are not about a person: DATE_TIME is not asked for by
     default); a birth date, with a postcode, singles people out."""
     cue = r"date[ \t]+of[ \t]+birth|d\.?o\.?b|birth[ \t]*date|birthday|born(?:[ \t]+on)?"
@@ -480,6 +481,12 @@ def cued_birth_date_recognizer() -> CueRecognizer:
         # Or the answer is one number, the date without separators ("03141990"), a part of it or a
         # year: no cue tells it from the date asked for.
         (_answer(cue, r"\d{4,8}", reach=80), 0.7),
+        # Or such a number opening a turn up to four turns after the question, the date told in parts:
+        # "…do you remember your birthday?" / "I think it starts with an 18" / "Can you tell me the rest?"
+        # / "9431, does that sound right?". Below every other cue's score: a number asked for by its name
+        # in between ("…your account number?" / "68318931") is that number.
+        (rf"(?i:\b(?:{cue})\b)[^\n]{{0,80}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?{SPEAKER_PREFIX}(?P<v>\d{{4,8}})(?![\w-])"
+         rf"{NOT_AMOUNT}", 0.6),
     ], "CuedBirthDateRecognizer", re.MULTILINE)
 
 
