@@ -202,7 +202,7 @@ def _urls_that_are_sentences(text: str, results: list[RecognizerResult]) -> list
     return out
 
 
-def found_by(result: RecognizerResult) -> str | None:
+def _found_by(result: RecognizerResult) -> str | None:
     """The name of the recognizer that found this result, as Presidio records it."""
     return (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY)
 
@@ -219,7 +219,7 @@ def _ner_names_without_words(text: str, results: list[RecognizerResult]) -> list
     edges, and is none when nothing else is left; the cue and gazetteer recognizers judge their own words."""
     out = []
     for r in results:
-        if r.entity_type == "PERSON" and found_by(r) == "SpacyRecognizer":
+        if r.entity_type == "PERSON" and _found_by(r) == "SpacyRecognizer":
             words = list(NAME_TOKEN.finditer(text, r.start, r.end))
             first, last = 0, len(words)
             while first < last and ordinary_word(words[first].group(0)):
@@ -320,7 +320,7 @@ def repeated_names(text: str, results: list[RecognizerResult]) -> list[Recognize
     found: set[str] = set()
     cued_lower: set[str] = set()  # found in lower case by a name cue, not by NER
     for r in persons:
-        by_cue = found_by(r) == ContextNameRecognizer.__name__
+        by_cue = _found_by(r) == ContextNameRecognizer.__name__
         for m in NAME_TOKEN.finditer(text, r.start, r.end):
             w = m.group(0)
             # Judged without a clitic: NER's "It's" (of "It's the speaker") is no name, "O'Brien" is.
