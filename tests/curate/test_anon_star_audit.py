@@ -94,9 +94,10 @@ def test_a_name_given_in_answer_to_a_name_question(anonymiser, question, answer,
     ("I forgot it. Don't call me dumb", "I forgot it. Don't call me dumb"),
     ("fraud? Please don't call me anymore. I'm old and trying to rest",
      "fraud? Please don't call me anymore. I'm old and trying to rest"),
-    # A name in lower case after "call me" still is one: known to the gazetteer, or no English spelling.
+    # A name in lower case after "call me" still is one: known to the gazetteer, or spelt like no English word.
     ("you can call me mike", "you can call me <PERSON_1>"),
     ("sometimes people call me višeslav", "sometimes people call me <PERSON_1>"),
+    ("everyone calls me borna", "everyone calls me <PERSON_1>"),
 ])
 def test_an_acronym_or_ordinary_word_is_no_part_of_a_person(anonymiser, text, expected):
     assert _texts(anonymiser, [("customer", text)]) == [expected]

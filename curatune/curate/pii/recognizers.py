@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -113,6 +114,17 @@ def common_english_words() -> frozenset[str]:
     from faker.providers.lorem.en_US import Provider
 
     return frozenset(w.casefold() for w in Provider.word_list)
+
+
+@lru_cache(maxsize=1)
+def vocabulary_words() -> frozenset[str]:
+    """The whole words of the embedded default encoder's WordPiece vocabulary (about 22,000 in lower case,
+    learned from English books and Wikipedia: "dumb", "anymore", and common first names too). Wider than
+    Faker's list, so it tells a word from an unknown name where the gazetteer has had its say."""
+    from curatune.embeddings import DEFAULT_MODEL, resolve_model_path
+
+    vocab = Path(resolve_model_path(DEFAULT_MODEL)) / "vocab.txt"
+    return frozenset(w for w in vocab.read_text(encoding="utf-8").splitlines() if w.isalpha() and w.islower())
 
 
 def ordinary_word(word: str) -> bool:
@@ -838,11 +850,12 @@ class ContextNameRecognizer(EntityRecognizer):
             # word is none: "Can I give you my Mom's maiden name instead?".
             bare = m.re is self._lower_cue and not re.search(r"(?:\b(?i:is|was|it'?s)|[:,])[ \t]*$",
                                                             text[m.start():at])
-            # After "call me", where any word may follow ("call me asap", "Don't call me dumb"), a word in
-            # lower case is a name only when the gazetteer knows it as one ("you can call me mike") or it
-            # is spelt with a letter no English word has ("people call me višeslav").
-            called = (bool(m.re is self._lower_cue and m.group("call")) and first.islower() and first.isascii()
-                      and not known_name(first, first_only=True))
+            # After "call me", where any word may follow ("Don't call me dumb", "call me anymore"), a word
+            # in lower case is a name when the gazetteer knows it as one ("you can call me mike") or no
+            # English word is spelt like it ("everyone calls me borna"; "call me asap" too, a name the
+            # surer way to err).
+            called = (bool(m.re is self._lower_cue and m.group("call")) and first.islower()
+                      and not known_name(first, first_only=True) and first in vocabulary_words())
             if (not is_stop_word(first) and first.capitalize() not in self.NOT_NAMES
                     and not (bare and ordinary_word(first)) and not called):
                 out.append(RecognizerResult("PERSON", start, end, 0.75))
