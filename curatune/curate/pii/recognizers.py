@@ -356,6 +356,13 @@ def _answer(cue: str, value: str, *, whole: bool = True, reach: int = 60, before
     return rf"(?i:\b(?:{cue})\b)[^\n]{{0,{reach}}}\n{SPEAKER_PREFIX}{_ANSWER_FILLER}{before}(?P<v>{value}){end}"
 
 
+def _asked(cue: str, *, reach: int = 60, turns_between: int = 0) -> str:
+    """A line naming ``cue`` (in any case) and ending in a question within ``reach`` characters of it,
+    then up to ``turns_between`` other turns, then the speaker's prefix of the turn that answers."""
+    between = rf"(?:[^\n]*\n){{0,{turns_between}}}?" if turns_between else ""
+    return rf"(?i:{cue})[^\n]{{0,{reach}}}\?[ \t]*\n{between}{SPEAKER_PREFIX}"
+
+
 def _join(words: str, punct: str) -> str:
     """What may stand between a value's name and the value on one line, in any case: the ``words``
     (alternatives that say where they end) and ``punct`` characters, with spaces between."""
@@ -497,8 +504,7 @@ def cued_birth_date_recognizer() -> CueRecognizer:
         # "…do you remember your birthday?" / "I think it starts with an 18" / "Can you tell me the rest?"
         # / "9431, does that sound right?". Below every other cue's score: a number asked for by its name
         # in between ("…your account number?" / "68318931") is that number.
-        (rf"(?i:\b(?:{cue})\b)[^\n]{{0,80}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?{SPEAKER_PREFIX}(?P<v>\d{{4,8}})(?![\w-])"
-         rf"{NOT_AMOUNT}", 0.6),
+        (_asked(rf"\b(?:{cue})\b", reach=80, turns_between=3) + rf"(?P<v>\d{{4,8}})(?![\w-]){NOT_AMOUNT}", 0.6),
     ], "CuedBirthDateRecognizer", re.MULTILINE)
 
 
@@ -718,7 +724,7 @@ class ContextNameRecognizer(EntityRecognizer):
             # A security answer, in its own turn ("What was your mother's maiden name?" / "customer:
             # sanders"; tried first, as the other cues would take "name" for the name), or after the
             # words: "my mother's maiden is Sanchez", "maiden name cooper".
-            rf"(?i:\b(?:mother'?s )?maiden name[^\n]{{0,20}}\?[ \t]*\n{SPEAKER_PREFIX}|"
+            r"(?i:" + _asked(r"\b(?:mother'?s )?maiden name", reach=20) + "|"
             r"\bmy name(?: is|'s)|\b(?P<call>calls? me)|\b(?:first|last|middle|full) name(?: is|:)|"
             r"\bmother'?s maiden(?: name)?(?: is| was|:)?|\bmaiden name(?: is| was|:)?|"
             # The other common security answer, a pet's name: "my childhood pet is buddy", "my pets name
@@ -743,7 +749,7 @@ class ContextNameRecognizer(EntityRecognizer):
         # buddy.", "ha buddy! he was such a good boi", "That's easy.  Buddy", "Nemo of course, I loved that
         # book".
         pet_name = r"\bname\b[^\n]{0,40}\bpets?\b|\bpets?'?s?[ \t]+name\b"
-        pet_question = rf"(?i:{pet_name})[^\n]{{0,60}}\?[ \t]*\n{SPEAKER_PREFIX}"
+        pet_question = _asked(pet_name)
         self._pet_answer = re.compile(rf"{pet_question}(?:(?:[^\n.!?]{{0,40}}?\b)?(?i:(?:his|her|its|their|the)[ \t]+"
                                       r"name[ \t]+(?:is|was)|it'?s|its|it was)[ \t]+|[^\n.!?]{0,40}[.!][ \t]+|"
                                       r"(?i:ha|haha|oh|ah|aw+|um+|uh+|hm+|well|yes|yeah|yep|lol)[ \t]*[,.!]*[ \t]+)?"
@@ -758,8 +764,8 @@ class ContextNameRecognizer(EntityRecognizer):
         # A security question answered turns later, by a turn that is one capitalised word: "What was your
         # mother's maiden name?" / (two turns about something else) / "Sanchez", "Do you need my childhood
         # pet name?" / "we can try. Can you remember it?" / "Poppy".
-        self._late_answer = re.compile(rf"(?i:\bmaiden name\b|{pet_name})[^\n]{{0,60}}\?[ \t]*\n(?:[^\n]*\n){{0,3}}?"
-                                       rf"{SPEAKER_PREFIX}(?P<n>{UPPER}{_LOWER}+)[ \t]*[.!]?[ \t]*$", re.MULTILINE)
+        self._late_answer = re.compile(_asked(rf"\bmaiden name\b|{pet_name}", turns_between=3)
+                                       + rf"(?P<n>{UPPER}{_LOWER}+)[ \t]*[.!]?[ \t]*$", re.MULTILINE)
         # A pet's name right after the words, with nothing between, when it is a known first name:
         # "Jane doe pin 3100 childhood pet charlie" (not "my first dog died", "the first pet my parents…").
         self._pet_named = re.compile(r"(?i:\b(?:childhood|first)[ \t]+(?:pet|dog|cat|puppy|kitten)(?:'?s)?"
