@@ -300,6 +300,32 @@ def test_a_cued_finding_survives_presidios_deduplication_whatever_the_order_and_
     assert ("LOCATION", "Assen") in _detect(text)
 
 
+@pytest.mark.parametrize(("text", "places"), [
+    # Bear, Delaware and Surprise, Arizona are cities of the gazetteer; opening a sentence, the capital says
+    # nothing, and the tagger reads a verb. The demo's agents said "Bear with me" in 111 of 2,000 transcripts.
+    ("agent: Bear with me a second. I've updated your case.", []),  # a text NER skips: tagged all the same
+    ("customer: my parcel is late\nagent: Bear with me, Sarah, I'm checking.", []),
+    ("Bear with me.", []),
+    ("customer: I live in Bear, Delaware now", ["Bear", "Delaware"]),
+    ("customer: Mesa is where I live now", ["Mesa"]),
+    ("customer: ship it to Mesa please", ["Mesa"]),
+    ("Chicago was cold. My sister moved to Orlando", ["Chicago", "Orlando"]),
+])
+def test_a_city_name_the_tagger_reads_as_a_verb_is_a_word(text, places):
+    assert [w for t, w in _detect(text) if t == "LOCATION"] == places
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    # The tagger misreads a city in capitals (a verb here) and a surname opening a sentence (an adjective):
+    # both stay personal data (presidio_synth_pii).
+    ("card number 4992819677820891 is lost, can you please send a new one to 99449 18 McPherson Road Suite "
+     "019 CHARLEROI Victoria? I am in Lordelo for a business trip", "CHARLEROI"),
+    ("Lopez, Santos and Coleman is a design agency based in ESPOO.", "Lopez"),
+])
+def test_a_city_in_capitals_or_a_known_name_stays_whatever_the_tagger_says(text, word):
+    assert any(word in w for _, w in _detect(text))
+
+
 @pytest.mark.parametrize(("text", "found"), [
     # Told after their name: missed before ("48291048"), or typed by shape as a phone or NHS number.
     ("my order number is 48291048", [("ORDER_ID", "48291048")]),

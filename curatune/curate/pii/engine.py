@@ -26,6 +26,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine  # noqa: E402
 
 from curatune.config import AnonymiseConfig  # noqa: E402
+from curatune.curate.pii.places import holds_city_word  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
     COMMON_WORD_NAMES,
     ID_CUES,
@@ -58,6 +59,8 @@ DEFAULT_ENTITIES = (
     "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE", "DATE_OF_BIRTH",
 )
 _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
+_NER_PIPES = ("tok2vec", "tagger", "ner")
+_TAGGER_PIPES = ("tok2vec", "tagger")
 # Types every recognizer of which (Presidio's patterns and phonenumbers, and ours in recognizers.py)
 # matches only text holding a digit (\d: any script's digits, which Presidio's patterns and
 # phonenumbers also read): texts without one skip them, which saves a quarter of detection on chat
@@ -97,18 +100,20 @@ class Detector:
         views = [as_read(without_markup(t)) for t in texts]
         texts = [v for v, _ in views]
         nlp = self.nlp_engine.nlp[LANGUAGE]
-        needs_ner = [self.has_ner and may_hold_name(t) for t in texts]
+        # Presidio needs tokens and entities; the place gazetteer needs the tagger's word classes ("Bear with
+        # me": a verb, not Bear, Delaware). No parses or lemmas. A text NER skips is tagged only when it
+        # holds a capitalised city name, else only tokenised.
+        tags_places = self.has_ner and "LOCATION" in self.entities
+        pipes = [_NER_PIPES if self.has_ner and may_hold_name(t) else
+                 _TAGGER_PIPES if tags_places and holds_city_word(t) else () for t in texts]
         docs: list = [None] * len(texts)
-        for flag in (True, False):
-            idx = [i for i, f in enumerate(needs_ner) if f is flag]
-            if not idx:
-                continue
-            # Presidio needs tokens and entities, not parses or POS tags: keep tok2vec + ner, or nothing.
-            keep = ("tok2vec", "ner") if flag else ()
+        for keep in dict.fromkeys(pipes):
+            idx = [i for i, p in enumerate(pipes) if p == keep]
             disable = [p for p in nlp.pipe_names if p not in keep]
             # No more processes than cores: a config written for a larger machine would start that many
             # spaCy workers (each with its own model) on a laptop.
-            n_process = min(self.n_process, os.cpu_count() or 1) if flag and len(idx) >= 4 * self.batch_size else 1
+            n_process = min(self.n_process, os.cpu_count() or 1) \
+                if keep == _NER_PIPES and len(idx) >= 4 * self.batch_size else 1
             docs_iter = nlp.pipe((texts[i] for i in idx), batch_size=self.batch_size, disable=disable,
                                  n_process=n_process)
             for i, doc in zip(idx, docs_iter, strict=True):

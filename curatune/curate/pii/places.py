@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
-from curatune.curate.pii.recognizers import LANGUAGE, name_gazetteer, stop_words
+from curatune.curate.pii.recognizers import LANGUAGE, known_name, name_gazetteer, stop_words
 
 # Words that are city names somewhere and ordinary words (or support vocabulary) here.
 NOT_PLACES = frozenset({
@@ -27,6 +27,7 @@ NOT_PLACES = frozenset({
     "ok", "date", "time", "police", "marina", "cork", "derby", "fort", "port", "mission", "chance", "bristol",
 })
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’.][^\W\d_]+)*")
+_CAPITALISED = re.compile(r"\b[A-Z][^\W\d_]+")
 
 
 @lru_cache(maxsize=1)
@@ -48,6 +49,29 @@ def place_names() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(regions - {"us"}), frozenset(cities)
 
 
+# Penn Treebank tags a place name can carry: nouns, foreign words, and no tag at all (the tagger did not
+# run: a text without NER, or a recognizer called on its own).
+_NAME_TAGS = frozenset({"NNP", "NNPS", "NN", "NNS", "FW", "XX", ""})
+
+
+def _not_a_name(nlp_artifacts) -> set[int]:
+    """Start offsets of the tokens the tagger reads as a word class no place name has."""
+    tokens = getattr(nlp_artifacts, "tokens", None) or ()
+    return {t.idx for t in tokens if t.tag_ not in _NAME_TAGS}
+
+
+def _title_case_word(span: str) -> bool:
+    """A capital, then lower case, and no known name: a word the tagger reads reliably."""
+    return span[1:].islower() and not known_name(span)
+
+
+def holds_city_word(text: str) -> bool:
+    """Cheap test: a city of the gazetteer written as a title-case word, which its word class may show
+    to be an ordinary word (tag such a text, though NER skips it)."""
+    _, cities = place_names()
+    return any(m.group().casefold() in cities and _title_case_word(m.group()) for m in _CAPITALISED.finditer(text))
+
+
 def _lorem_words() -> set[str]:
     from faker.providers.lorem.en_US import Provider
 
@@ -58,7 +82,11 @@ class PlaceRecognizer(EntityRecognizer):
     """LOCATION from the gazetteer: the longest run of words (up to four) that names a place.
 
     Countries and states match in any case; a city must be written as a name (capitalised or all
-    capitals), since lower-case city names are mostly ordinary words."""
+    capitals), since lower-case city names are mostly ordinary words. A capital opening a sentence
+    says nothing, so a one-word city the tagger reads as a verb, adjective, adverb or other word class
+    no place name has is a word there: "Bear with me a second" (Bear, Delaware). Not so a word in
+    capitals or a known name, which the tagger misreads ("CHARLEROI" a verb, "Lopez, Santos and
+    Coleman" an adjective)."""
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["LOCATION"], name="PlaceRecognizer", supported_language=LANGUAGE)
@@ -69,6 +97,7 @@ class PlaceRecognizer(EntityRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
         regions, cities = place_names()
         words = list(_WORD_RE.finditer(text))
+        not_a_name = _not_a_name(nlp_artifacts)
         out: list[RecognizerResult] = []
         i = 0
         while i < len(words):
@@ -80,7 +109,8 @@ class PlaceRecognizer(EntityRecognizer):
                 start, end = words[i].start(), words[j].end()
                 span = text[start:end]
                 key = span.casefold()
-                if key in regions or (key in cities and span[0].isupper()):
+                if key in regions or (key in cities and span[0].isupper() and not (
+                        i == j and start in not_a_name and _title_case_word(span))):
                     out.append(RecognizerResult("LOCATION", start, end, 0.7 if key in regions else 0.5))
                     i = j
                     break
