@@ -644,9 +644,11 @@ class ContextNameRecognizer(EntityRecognizer):
         r"\b(?:[Nn]ame|NAME)\s*:[ \t]*(?P<n>[^\W\d_][\w'-]+(?:\s+[^\W\d_]\.)?(?:[ \t]+[^\W\d_][\w'-]+){0,2})",
         r"\b[Tt]his is\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+){0,2})(?:\s+(?:speaking|here|from)\b|[.,])",
         r"\b(?:I am|I'm|im)\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)\s*(?:,|\.|!|$|and\b|from\b)",
-        # "Peace Balogun here", also after a comma ("a question about my delivery, Peace Balogun here").
-        rf"(?:^|[.!?,;]\s+)(?P<n>[A-Z][\w'-]+\s+(?:(?:{_PARTICLES})\s+){{0,2}}[A-Z][\w'-]+)\s+here\b",
-        r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)\s*,?\s+(?P<n>[A-Z][\w'-]+)"
+        # "Peace Balogun here", also after a comma ("a question about my delivery, Peace Balogun here");
+        # not "While I'm here".
+        rf"(?:^|[.!?,;]\s+)(?P<n>[A-Z][\w'-]+\s+(?:(?:{_PARTICLES})\s+){{0,2}}(?!I\b)[A-Z][\w'-]+)\s+here\b",
+        # On the greeting's line: "Hello,\nQuestion about my delivery." opens the message, not a name.
+        r"\b(?:[Tt]hanks|[Tt]hank you|[Hh]i|[Hh]ello|[Dd]ear|[Hh]ey)[ \t]*,?[ \t]+(?P<n>[A-Z][\w'-]+)"
         r"(?:[ \t]+(?P<surname>[A-Z][\w'-]+))?\b",
         r"\b(?:[Rr]egards|[Cc]heers|[Bb]est|[Ss]incerely|[Tt]hanks)\s*,\s*\n?\s*(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
         r"\b(?:[Mm]r|[Mm]rs|[Mm]s|[Mm]x|[Mm]iss|[Dd]r|[Pp]rof|Sir)\.?\s+(?P<n>[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)?)",
