@@ -168,8 +168,9 @@ def _throughput(data_dir: Path, ours, batch, n: int) -> str:
     return (f"### Throughput on {len(texts):,} STAR customer turns\n\n"
             f"Same spaCy model ({ours.cfg.spacy_model}) on every row; Presidio is asked for the types curatune asks "
             "for that it has (as in the other anonymisation sections). Presidio runs its whole spaCy pipeline on "
-            "every text; curatune runs only tok2vec + ner, and NER only on texts where a name can be (a capitalised "
-            "word after a lower-case one, or a cue word), and the types that need a digit (phone, card, account "
+            "every text; curatune runs only tok2vec + tagger + ner, and NER only on texts where a name can be (a "
+            "capitalised word after a lower-case one, or a cue word; the others are tagged only when they hold a "
+            "title-case city name), and the types that need a digit (phone, card, account "
             f"numbers, postcodes) only on texts holding one, in {procs} processes (`n_process`, its default).\n\n"
             + table(("detector", "texts", "seconds", "texts/s",
                      *[f"speed-up vs Presidio, {p} process{'es' if p > 1 else ''} (Presidio time / ours)"
