@@ -60,7 +60,35 @@ def check_page(page, seen, html: Path, *, min_charts: int) -> list[dict]:
         assert c["label"], c
     assert page.evaluate("document.scripts.length") == 0
     assert sideways_overflow(page) == 0
+    assert text_outside_charts(page) == []
     return charts
+
+
+def text_outside_charts(page) -> list[str]:
+    """The chart texts that the browser lays out past their chart's edges (more than half a pixel)."""
+    return page.eval_on_selector_all(
+        "svg.chart text", "els => els.filter(e => { const r = e.getBoundingClientRect(),"
+                          " s = e.ownerSVGElement.getBoundingClientRect(); return r.left < s.left - 0.5 ||"
+                          " r.right > s.right + 0.5 || r.top < s.top - 0.5 || r.bottom > s.bottom + 0.5; })"
+                          ".map(e => e.textContent)")
+
+
+def test_chart_labels_stay_inside_their_chart(browser, tmp_path):
+    """Label widths are estimated without font metrics, and the browser's layout judges them: capitals ran
+    past a bar chart's left edge ("STREET_ADDRESS" in the demo report's personal-data chart)."""
+    from curatune.reports import svg
+
+    labels = ["STREET_ADDRESS", "EMAIL_ADDRESS", "W" * 40, "m" * 12, "客户服务中心的地址",
+              "a very long customer segment name, forty-five"]
+    # One chart a label: a chart's label area is as wide as its widest label.
+    charts = "".join(svg.bar_chart(f"c{i}", "t", [svg.BarGroup(label, [svg.Bar("", 0.5)])], max_value=1.0)
+                     for i, label in enumerate(labels))
+    html = tmp_path / "chart.html"
+    html.write_text(f"<!doctype html><meta charset='utf-8'><title>t</title><body>{charts}</body>", encoding="utf-8")
+    page, seen = open_page(browser, html)
+    assert seen["errors"] == [] and page.locator("svg.chart").count() == len(labels)
+    assert text_outside_charts(page) == []
+    page.close()
 
 
 def sideways_overflow(page) -> int:
