@@ -249,6 +249,12 @@ def test_no_planted_pii_anywhere_in_the_run(tmp_path):
     cfg.curate.steps = ["dedup", "anonymise"]
     run = tmp_path / "run"
     run_curation(cfg, run / "curate")
+    # Scored against the planted truth: every row holding planted data has a finding, and few rows
+    # holding none do (6 of these 64 before "Bear with me" and "Hello,\nQuestion about …" were words).
+    truth = json.loads((run / "curate" / "manifest.json").read_text())["truth"]["anonymise"]
+    assert truth["rows_with_planted_pii_found"] == truth["rows_with_planted_pii"] > 100
+    assert truth["rows_without_planted_pii_with_findings"] <= 0.03 * truth["rows_without_planted_pii"]
+    assert truth["rows_with_planted_pii"] + truth["rows_without_planted_pii"] == 250
     blobs = _all_text(run)
     pii = pl.read_parquet(paths["pii"]).unique(["entity_type", "value"])
     assert pii.height > 200  # enough planted values for the check to mean something
