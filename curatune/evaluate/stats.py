@@ -163,11 +163,13 @@ def mean_jackknife(values: np.ndarray) -> np.ndarray:
 
 
 def f1_jackknife(y_true: np.ndarray, y_pred: np.ndarray, k: int, classes: np.ndarray | None = None, *,
-                 weighted: bool = False) -> np.ndarray:
+                 weighted: bool = False, own_classes: bool = False) -> np.ndarray:
     """Macro-F1 over the ``classes`` mask (or support-weighted F1) with each row left out in turn.
     Leaving a row out changes the counts of its true class (a true positive, or a false negative)
     and, when it was missed, of its predicted class (a false positive), so each value is the full
-    sample's sum corrected for those one or two classes: O(rows), where recomputing is O(rows^2)."""
+    sample's sum corrected for those one or two classes: O(rows), where recomputing is O(rows^2).
+    ``own_classes``: over the classes the remaining rows truly hold (a group's macro-F1), so a row that
+    is its class's only one takes that class out of the average (its F1 there is 0 either way)."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
     n = t.size
     if n < 2:
@@ -177,14 +179,15 @@ def f1_jackknife(y_true: np.ndarray, y_pred: np.ndarray, k: int, classes: np.nda
     hit = t == p
     true_after = np.where(hit, f1_of_counts(tp[t] - 1, fp[t], fn[t]), f1_of_counts(tp[t], fp[t], fn[t] - 1))
     pred_after = np.where(hit, full[p], f1_of_counts(tp[p], fp[p] - 1, fn[p]))
+    support = tp + fn
     if weighted:
-        support = tp + fn
         total = (full * support).sum()
         after = total - full[t] * support[t] + true_after * (support[t] - 1) + (pred_after - full[p]) * support[p]
         return after / (n - 1)
-    counted = np.ones(k, bool) if classes is None else np.asarray(classes, bool)
+    counted = support > 0 if own_classes else np.ones(k, bool) if classes is None else np.asarray(classes, bool)
     after = full[counted].sum() + (true_after - full[t]) * counted[t] + (pred_after - full[p]) * counted[p]
-    return after / max(int(counted.sum()), 1)
+    classes_after = int(counted.sum()) - (own_classes & (support[t] == 1))
+    return after / np.maximum(classes_after, 1)
 
 
 def calibration_bins(confidences: np.ndarray, n_bins: int) -> np.ndarray:

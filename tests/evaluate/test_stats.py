@@ -10,11 +10,12 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from curatune.evaluate import metric_modules
-from curatune.evaluate.fairness import GroupReport, multiclass_disparity
+from curatune.evaluate.fairness import GroupReport, macro_f1, multiclass_disparity
 from curatune.evaluate.forgetting import linear_cka, similarity_retention
 from curatune.evaluate.stats import (
     Bootstrap,
     calibration_bins,
+    f1_jackknife,
     macro_f1_resampled,
     mcnemar,
     weighted_f1_resampled,
@@ -194,9 +195,8 @@ def test_group_macro_f1_and_its_gap_have_scipy_s_bca_intervals_over_each_group_s
     r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(n, resamples=300, seed=2),
                     permutations=0)
 
-    def group_f1(code):
-        held = np.unique(y[codes == code])
-        return lambda a, b, c: f1_score(a[c == code], b[c == code], labels=held, average="macro", zero_division=0)
+    def group_f1(code):  # each resample scored as the group's rows are: over the classes it truly holds
+        return lambda a, b, c: macro_f1(a[c == code], b[c == code])
 
     rows = {row["group"]: row for row in r.by_group}
     for code, name in enumerate("abc"):
@@ -208,6 +208,40 @@ def test_group_macro_f1_and_its_gap_have_scipy_s_bca_intervals_over_each_group_s
     want = _scipy_bca(n, 300, 2, lambda a, b, c: group_f1(best)(a, b, c) - group_f1(worst)(a, b, c), y, p, codes)
     assert (gap["difference_ci"]["low"], gap["difference_ci"]["high"]) == pytest.approx(want, abs=1e-6)
     assert gap["difference_ci"]["low"] > 0  # b is worse than a and c by design
+
+
+def test_a_small_group_s_macro_f1_interval_scores_each_resample_over_the_classes_it_holds():
+    """A group of 33 rows over 16 classes with one error: its macro-F1 is 0.97, and its interval was
+    [1.000, 1.000] in the demo's report. Each resample averaged over every class the group holds in the
+    whole split, a class it happened to miss counted as 0, so most resamples fell far below the point and
+    BCa's bias correction pushed both ends to the top."""
+    rng = np.random.default_rng(0)
+    n, k = 264, 16
+    y = rng.integers(0, k, n)
+    p = y.copy()
+    codes = np.full(n, 2)
+    codes[:33], codes[33:80] = 0, 1
+    p[0] = (y[0] + 1) % k
+    wrong = rng.choice(np.arange(80, n), 30, replace=False)
+    p[wrong] = (y[wrong] + 1) % k
+    g = pd.Series(np.array(list("abc"))[codes])
+    r = GroupReport(y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(n, resamples=300, seed=1),
+                    permutations=0)
+    ci = next(row for row in r.by_group if row["group"] == "a")["macro_f1_ci"]
+    assert 0.95 < ci["value"] < 1 and ci["low"] < ci["value"] < ci["high"] + 1e-9
+    want = _scipy_bca(n, 300, 1, lambda a, b, c: macro_f1(a[c == 0], b[c == 0]), y, p, codes)
+    assert (ci["low"], ci["high"]) == pytest.approx(want, abs=1e-6)
+
+
+def test_a_group_s_jackknife_drops_a_class_whose_only_row_is_left_out():
+    """The jackknife (BCa's acceleration) of a group's macro-F1 equals recomputing it without each row."""
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(2, 30))
+        y = rng.integers(0, 8, n)
+        p = np.where(rng.random(n) < 0.7, y, rng.integers(0, 8, n))
+        want = [macro_f1(np.delete(y, i), np.delete(p, i)) for i in range(n)]
+        assert f1_jackknife(y, p, 8, own_classes=True) == pytest.approx(want)
 
 
 def test_an_interval_without_bca_correction_to_make_is_the_percentile_interval():
