@@ -141,7 +141,7 @@ class GroupReport:
         else:
             y, p = self.y_true[inside], self.y_pred[inside]
             out = np.full(inside.size, macro_f1(y, p))
-            out[inside] = f1_jackknife(y, p, self._n_classes, own_classes=True)
+            out[inside] = f1_jackknife(y, p, self._n_classes, held_in="truth")
         self._jackknives[metric, group] = out
         return out
 
