@@ -192,7 +192,7 @@ def evaluate(
     fail_on_gate: Annotated[bool, typer.Option("--fail-on-gate")] = False,
 ) -> None:
     """Accuracy with confidence intervals, base vs tuned, forgetting and fairness."""
-    from curatune.evaluate import evaluate_run
+    from curatune.evaluate.run import evaluate_run
     from curatune.rundir import find_stage_dir
 
     # The stages first: for a mistyped run directory, their error is the one line to print.

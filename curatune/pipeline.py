@@ -265,7 +265,7 @@ def _run_stage(stage: str, cfg: Config, run: Path, say: Progress) -> None:
         train_model(cfg, run / "curate", run / "train", progress=say,
                     resume=can_resume(cfg, run / "curate", run / "train"))
     elif stage == "evaluate":
-        from curatune.evaluate import evaluate_run
+        from curatune.evaluate.run import evaluate_run
 
         evaluate_run(cfg, run / "curate", run / "train", run / "evaluate", fail_on_gate=False, progress=say)
     elif stage == "report":

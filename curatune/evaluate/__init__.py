@@ -16,9 +16,3 @@ def metric_modules() -> dict:
     import evaluate
 
     return {name: evaluate.load(str(METRICS_DIR / f"{name}.py")) for name in METRIC_NAMES}
-
-
-def evaluate_run(*args, **kwargs):
-    from curatune.evaluate.run import evaluate_run as run
-
-    return run(*args, **kwargs)
