@@ -43,24 +43,32 @@ def fmt_value(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _text_width(text: str, size: int = FONT) -> float:
-    # No font metrics offline: each character's advance rounded up over DejaVu Sans (Chromium's
+def _char_width(c: str) -> float:
+    # No font metrics offline: each character's advance in em, rounded up over DejaVu Sans (Chromium's
     # sans-serif on Linux), Arial and Helvetica. A flat 0.6 em under-measured capitals (0.6-1.0 em), so
     # "STREET_ADDRESS" ran past a bar chart's left edge.
-    return size * sum(1.0 if c in _WIDE or unicodedata.east_asian_width(c) in "WF" else 0.8 if c.isupper() else 0.65
-                      for c in text)
+    return 1.0 if c in _WIDE or unicodedata.east_asian_width(c) in "WF" else 0.8 if c.isupper() else 0.65
+
+
+def _text_width(text: str, size: int = FONT) -> float:
+    return size * sum(_char_width(c) for c in text)
 
 
 _WIDE = frozenset("MWmw@%…")
 
 
 def _fit(text: str, width: float) -> str:
-    """``text``, cut with "…" where it would be wider than ``width`` px."""
+    """``text``, cut with "…" where it would be wider than ``width`` px: the longest head that fits with
+    the "…", found in one pass over the characters."""
     if _text_width(text) <= width:
         return text
-    while text and _text_width(text + "…") > width:
-        text = text[:-1]
-    return text + "…"
+    kept, used = 0, 0.0
+    for c in text:
+        if FONT * (used + _char_width(c) + _char_width("…")) > width:
+            break
+        used += _char_width(c)
+        kept += 1
+    return text[:kept] + "…"
 
 
 def _shorten_middle(text: str, n: int) -> str:
@@ -152,7 +160,8 @@ def bar_chart(chart_id: str, title: str, groups: Sequence[BarGroup], *, series: 
     highs = [b.high for g in groups for b in g.bars if b.high is not None]
     top = max_value if max_value is not None else max([*values, *highs, 0.0]) or 1.0
     # Labels are cut to what the widest label area holds, so none runs past the chart's left edge.
-    label_w = min(MAX_LABEL_W, max([_text_width(_fit(g.label, LABEL_FIT)) for g in groups] + [40.0]) + 12)
+    shown = [_fit(g.label, LABEL_FIT) for g in groups]
+    label_w = min(MAX_LABEL_W, max([_text_width(s) for s in shown] + [40.0]) + 12)
     plot_w, value_w = 360.0, 120.0
     bar_h, gap = 14.0, 8.0
     n_series = max((len(g.bars) for g in groups), default=1)
@@ -170,9 +179,9 @@ def bar_chart(chart_id: str, title: str, groups: Sequence[BarGroup], *, series: 
                         f'{_hatch_attr(i)}/><text x="{_f(lx + 16)}" y="14">{escape(name)}</text>')
             lx += 28 + _text_width(name)
     y = legend_h + 4
-    for g in groups:
+    for g, label in zip(groups, shown, strict=True):
         body.append(f'<text x="{_f(x0 - 6)}" y="{_f(y + n_series * bar_h / 2 + 4)}" text-anchor="end">'
-                    f'<title>{escape(g.label)}</title>{escape(_fit(g.label, LABEL_FIT))}</text>')
+                    f'<title>{escape(g.label)}</title>{escape(label)}</text>')
         for i, b in enumerate(g.bars):
             colour = PALETTE[i % len(PALETTE)]
             by = y + i * bar_h
