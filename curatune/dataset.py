@@ -545,8 +545,10 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
                 raise CuratuneError(f"'{other}' and '{p}' would both number their rows '{prefix}:N'; "
                                     "rename one, or set [data] id_col to a column of unique ids")
     frames, sources = [], []
+    seen: dict[str, None] = {}
     for path, src, prefix in zip(paths, names, prefixes, strict=True):
         raw = read_table(path, id_cols=[c for c in (cfg.id_col, cfg.conversation_col) if c])
+        seen.update(dict.fromkeys(raw.columns))
         _check_columns(raw, cfg, path)
         raw = _binary_as_text(raw, cfg, path)
         # Only a string that opens like JSON may be a list or object polars turned into text: the plain
@@ -587,6 +589,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
                                    {"column": cfg.conversation_col or "row_id"}))
         frames.append(df)
         sources.append({"path": path, "rows": n_raw, "records": df.height})
+    _check_split_column_exists(list(seen), cfg, paths)
     try:
         rows = pl.concat(_joinable(frames, [s["path"] for s in sources]), how="diagonal_relaxed")
     # What _joinable lets through must still end in one line (a type nested past Python's limit has no name).
@@ -738,6 +741,23 @@ def _check_columns(raw: pl.DataFrame, cfg: DataConfig, path: str) -> None:
             raise CuratuneError(f"{role} column holds {raw.schema[col]} values, not plain values; flatten it "
                                 "(for a list of messages: one row per turn with [data] conversation_col)",
                                 file=path, column=col)
+
+
+def _check_split_column_exists(columns: list[str], cfg: DataConfig, paths: list[str]) -> None:
+    """Refuse a split column the user named that no input file has.
+
+    A file without the default one is all "train" (the data has no splits). A name the user set, though,
+    that no file has is most likely misspelt, and read as absent it put every test row into training, with
+    no leakage check and nothing held out, without a word. A misspelt label column needs no such check:
+    labels read as absent stop the first step that needs them (label issues, training) with an error.
+    """
+    col = cfg.split_col
+    if not col or col == DataConfig.split_col or col in columns:
+        return
+    where = "the input file" if len(paths) == 1 else f"any of the {len(paths)} input files"
+    raise CuratuneError(f"[data] split_col names a split column that is not in {where} (columns are: "
+                        f"{_column_names(columns)}); correct the name, or leave split_col unset to read every "
+                        f"row as '{DEFAULT_SPLIT}'", file=paths[0] if len(paths) == 1 else None, column=col)
 
 
 def _role_columns(cfg: DataConfig) -> dict[str, str]:

@@ -456,6 +456,30 @@ def test_a_configured_label_or_split_column_missing_is_not_replaced_by_one_named
     assert load_dataset([tmp_path / "u.csv"], DataConfig(label_col="category")).rows["label"].to_list() == [None]
 
 
+def test_a_split_column_the_user_named_that_no_file_has_is_refused(tmp_path, cli_run):
+    # Read as absent, a misspelt split column put the test rows into training.
+    (tmp_path / "s.csv").write_text("text,label,part\nhello there,spam,train\nmy card,ham,test\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([tmp_path / "s.csv"], DataConfig(split_col="prat"))
+    assert str(err.value) == (f"{tmp_path / 's.csv'}, column 'prat': [data] split_col names a split column that is "
+                              "not in the input file (columns are: text, label, part); correct the name, or leave "
+                              "split_col unset to read every row as 'train'")
+    (tmp_path / "t.csv").write_text("text,label\nbye,ham\n")
+    with pytest.raises(CuratuneError, match=r"^column 'prat': .*not in any of the 2 input files \(columns are: "
+                                            r"text, label, part\)"):
+        load_dataset([tmp_path / "s.csv", tmp_path / "t.csv"], DataConfig(split_col="prat"))
+    # One file having it is enough: the other's rows are "train", as a file without the default column.
+    rows = load_dataset([tmp_path / "s.csv", tmp_path / "t.csv"], DataConfig(split_col="part")).rows
+    assert rows["split"].to_list() == ["train", "test", "train"]
+    # The default name absent is a file without splits, not a typo.
+    assert load_dataset([tmp_path / "t.csv"], DataConfig()).rows["split"].to_list() == ["train"]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[data]\nsplit_col = "prat"\n')
+    code, out = cli_run("curate", tmp_path / "s.csv", "--out", tmp_path / "out", "--config", cfg)
+    assert code == 2 and "[data] split_col names a split column that is not in the input file" in out
+    assert not (tmp_path / "out" / "ledger.parquet").exists()
+
+
 def test_a_column_nested_in_one_file_and_plain_in_another_is_refused(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "a", "order": {"id": "ORD-1"}}\n')
     (tmp_path / "b.jsonl").write_text('{"text": "b", "order": "ORD-2"}\n')
