@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.config import Config
+from curatune.config import Config, DataConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import UNSETTLED
 from curatune.dataset import LABEL_ISSUE
@@ -342,6 +342,11 @@ def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str
     col, lab = config.data.reference_text_col, config.data.reference_label_col
     if col not in df.columns:
         raise CuratuneError("reference set lacks its text column", file=ref, column=col)
+    # The default name absent is an unlabelled reference set (no probe); a name the user set is likely
+    # misspelt, and read as absent it dropped the probe and its retention from the report without a word.
+    if lab not in df.columns and lab != DataConfig.reference_label_col:
+        raise CuratuneError("reference set lacks the label column [data] reference_label_col names; correct the "
+                            "name, or leave it unset to measure forgetting without the probe", file=ref, column=lab)
     # Texts and labels stay aligned; an unlabelled row counts for the similarities, not for the probe.
     df = df.filter(pl.col(col).is_not_null())
     texts = df[col].cast(pl.String).to_list()

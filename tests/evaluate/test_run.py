@@ -194,6 +194,25 @@ def test_a_reference_set_without_its_text_column_is_named(trained, tmp_path):
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
 
 
+def test_a_reference_label_column_the_user_named_that_the_set_lacks_is_named(trained, tmp_path):
+    # Read as absent, a misspelt label column dropped the probe from the forgetting measures silently.
+    cfg, cur, train_dir, _ = trained
+    ref = tmp_path / "reference.csv"
+    pl.DataFrame({"text": ["book a flight", "set an alarm"], "intent": ["travel", "alarm"]}).write_csv(ref)
+    cfg = copy.deepcopy(cfg)
+    cfg.evaluate.forgetting, cfg.data.reference, cfg.data.reference_label_col = True, str(ref), "intnet"
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")
+    assert str(err.value) == (f"{ref}, column 'intnet': reference set lacks the label column [data] "
+                              "reference_label_col names; correct the name, or leave it unset to measure "
+                              "forgetting without the probe")
+    assert not (tmp_path / "evaluate" / "metrics.json").exists()
+    # The default name absent is an unlabelled set: measured without the probe.
+    cfg.data.reference_label_col = "label"
+    fg = evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")["metrics"]["forgetting"]
+    assert fg["reference_rows"] == 2 and "probe_accuracy_base" not in fg
+
+
 def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path):
     """apply-reviews can drop rows after training: they were scored without text, in a '(missing)'
     group, and the counterfactual check crashed on their null text."""
