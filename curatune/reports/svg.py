@@ -62,9 +62,9 @@ def _fit(text: str, width: float) -> str:
     the "…", found in one pass over the characters."""
     if _text_width(text) <= width:
         return text
-    kept, used = 0, 0.0
+    kept, used, ellipsis = 0, 0.0, _char_width("…")
     for c in text:
-        if FONT * (used + _char_width(c) + _char_width("…")) > width:
+        if FONT * (used + _char_width(c) + ellipsis) > width:
             break
         used += _char_width(c)
         kept += 1
