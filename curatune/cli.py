@@ -112,7 +112,7 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
                        "`curatune curate` again lets a decision outrank a label-issues drop)")) if summary.get(k)]
     undecided = [f"{summary[k]} {what}" for k, what in (("conflicts", "in conflict"), ("unsure", "unsure"))
                  if summary.get(k)]
-    _say(f"applied {summary['applied']} reviews ({summary['relabelled']} relabelled, "
+    _say(f"applied {summary['applied']} decisions ({summary['relabelled']} relabelled, "
          f"{summary['dropped']} dropped)" + (f"; rows kept undecided: {', '.join(undecided)} (review_conflict / "
                                              "review_unsure in the ledger)" if undecided else "")
          + (f"; not applied: {', '.join(set_aside)}" if set_aside else ""))
@@ -120,6 +120,9 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
 
 def _labelstudio_config(config: Path | None, run_dir: Path, url: str | None, project: str | None) -> LabelStudioConfig:
     """The run's [labelstudio] settings (``--config``, else as recorded), with --url/--project over them."""
+    from curatune.rundir import find_stage_dir
+
+    find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
     cfg.url = url or cfg.url
     cfg.project = project or cfg.project
@@ -292,7 +295,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # CURATUNE_LOG sets curatune's own loggers only: at DEBUG, Presidio logs the words around every
     # finding (a customer's name and card number), and other libraries log what they read.
-    logging.getLogger("curatune").setLevel(os.environ.get("CURATUNE_LOG", "WARNING").upper())
+    level = os.environ.get("CURATUNE_LOG", "").strip().upper() or "WARNING"
+    if level not in logging.getLevelNamesMapping():  # setLevel's ValueError was a traceback
+        console.print(f"[red]error:[/] {escape(f'CURATUNE_LOG={level}')} is not a log level: use DEBUG, INFO, WARNING "
+                      "or ERROR", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    logging.getLogger("curatune").setLevel(level)
     try:
         # Outside standalone mode typer returns an exit code instead of raising: its typer.Exit, and
         # 130 for a Ctrl-C it caught (it turns KeyboardInterrupt into Exit(130)).

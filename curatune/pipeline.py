@@ -146,7 +146,15 @@ def check_setup(cfg: Config) -> None:
         from curatune.curate.anonymise import Anonymiser
 
         Anonymiser(cfg.curate.anonymise)
+    _check_labelstudio_setup(cfg)
     _check_train_setup(cfg)
+
+
+def _check_labelstudio_setup(cfg: Config) -> None:
+    if cfg.labelstudio.enabled:
+        from curatune.curate.labelstudio import check_round_setup
+
+        check_round_setup(cfg.labelstudio, cfg.curate.steps)
 
 
 def missing_data_files(cfg: Config) -> list[str]:
@@ -160,6 +168,16 @@ def _check_train_setup(cfg: Config) -> None:
     from curatune.train.run import check_train_setup
 
     check_train_setup(cfg.train)
+
+
+def _train_is_current(cfg: Config, run: Path, first_forced: int) -> bool:
+    """Whether this run will skip training: curate and train up to date, neither forced, and no Label
+    Studio round that could change the curated rows. Then the training setup (the device, trackers)
+    need not be on this machine: a project trained on a GPU, copied to a laptop to re-render its
+    report, was refused for the GPU it would not use."""
+    if cfg.labelstudio.enabled or first_forced <= ORDER.index("train"):
+        return False
+    return all(_up_to_date(s, stage_dir(run, s), fingerprint(s, cfg, run)) for s in ("curate", "train"))
 
 
 def _record(stage_out: Path, fp: str) -> None:
@@ -186,12 +204,14 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
         raise CuratuneError("no input files: set [data] inputs in the config")
     if "anonymise" in config.curate.steps:
         config.curate.anonymise.secret()  # its digest is in curate's fingerprint: an unset one is no change
-    _check_train_setup(config)  # a missing model would otherwise surface after curation
+    _check_labelstudio_setup(config)  # the round comes after curation, which can take long
     run = Path(out_dir or config.run.out_dir)
     output_dir(run)
     config.run.out_dir = str(run)
     say = progress or (lambda _msg: None)
     first_forced = min((ORDER.index(f) for f in force), default=len(ORDER))
+    if not _train_is_current(config, run, first_forced):
+        _check_train_setup(config)  # a missing model would otherwise surface after curation
     ran: list[str] = []
     skipped: list[str] = []
     failure: GateFailed | None = None

@@ -156,12 +156,21 @@ def test_a_refused_file_operation_is_one_line_with_the_path(cli_run, tmp_path, m
     assert error_lines(out) == [f"error: {tmp_path / 'out' / 'curated.parquet'}: Permission denied"]
 
 
-@pytest.mark.parametrize("command", ["evaluate", "apply-reviews"])
+@pytest.mark.parametrize("command", [["evaluate"], ["apply-reviews"], ["labelstudio", "push"], ["labelstudio", "pull"]])
 def test_a_mistyped_run_directory_is_one_line(cli_run, tmp_path, command):
     # A note about using the default config came first, then the error: two lines for one mistake.
-    code, text = cli_run(command, tmp_path / "nope")
+    code, text = cli_run(*command, tmp_path / "nope")
     assert code == 2 and len(error_lines(text)) == 1 and "no config recorded" not in text, text
     assert "no completed 'curate' stage here" in text
+
+
+@pytest.mark.parametrize("value", ["verbose", "10"])
+def test_a_log_level_that_is_none_is_one_line(cli_run, tmp_path, monkeypatch, value):
+    """logging's ValueError ("Unknown level") was a traceback, before any command ran."""
+    monkeypatch.setenv("CURATUNE_LOG", value)
+    code, text = cli_run("report", tmp_path / "nope")
+    assert code == 2 and error_lines(text) == [
+        f"error: CURATUNE_LOG={value.upper()} is not a log level: use DEBUG, INFO, WARNING or ERROR"], text
 
 
 def test_the_demo_data_folder_is_beside_a_run_directory_given_as_dot(tmp_path, monkeypatch):

@@ -35,6 +35,7 @@ messages, manifests and the push record never contain it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ from curatune.rundir import (
     find_stage_dir,
     read_json,
     read_manifest,
+    read_run_table,
     scan_run_table,
     write_json,
     write_parquet,
@@ -418,6 +420,18 @@ def _check_options(cfg: LabelStudioConfig) -> None:
     cfg.check()  # a config built in code never passed through the loader
 
 
+def check_round_setup(cfg: LabelStudioConfig, steps: list[str]) -> None:
+    """What a `curatune run` with ``[labelstudio] enabled`` needs before it curates: checked only by
+    the push after curation, a missing project, token or anonymise step stopped the run after all of it."""
+    _check_options(cfg)
+    if not cfg.project.strip():
+        raise CuratuneError("[labelstudio] enabled = true needs a project to push to: set [labelstudio] project")
+    if cfg.require_anonymised and "anonymise" not in steps:
+        raise CuratuneError("[labelstudio] enabled = true sends anonymised text only: add 'anonymise' to [curate] "
+                            "steps, or set [labelstudio] require_anonymised = false for data without personal data")
+    _token(cfg)
+
+
 def check_publishable(manifest: dict[str, Any], cfg: LabelStudioConfig, curate_dir: Path) -> str:
     """Only anonymised text may leave the machine: refuse a run whose leak scan failed, or that
     was never anonymised. Returns the run id."""
@@ -442,8 +456,8 @@ def check_publishable(manifest: dict[str, Any], cfg: LabelStudioConfig, curate_d
 
 def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame, list[str]]:
     """The rows to push (row_id, text, turns, label, suggested, quality, reasons) and the label set."""
-    curated = pl.read_parquet(curate_dir / CURATED)
-    ledger = pl.read_parquet(curate_dir / LEDGER)
+    curated = read_run_table(curate_dir / CURATED, ("row_id", "text", "label"))
+    ledger = read_run_table(curate_dir / LEDGER, ("row_id", "reasons", "original_label", "final_label"))
     quality_col = next((c for c in QUALITY_COLS if c in ledger.columns), None)
     info = ledger.select(
         "row_id", "reasons",
@@ -453,10 +467,22 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
         (pl.col(quality_col) if quality_col else pl.lit(None, dtype=pl.Float64)).cast(pl.Float64).alias("quality"),
         (pl.col(LEAKED_COL) if LEAKED_COL in ledger.columns else pl.lit(0)).fill_null(0).cast(pl.Int64)
         .alias(LEAKED_COL),
+        pl.col("original_label").cast(pl.String).alias("__data_label"),
+        pl.col("final_label").cast(pl.String).alias("__final"),
+        (pl.col("review_decision") if "review_decision" in ledger.columns else pl.lit(None))
+        .cast(pl.String).alias("__decided"),
     )
     turns = pl.col("turns") if "turns" in curated.columns else pl.lit(None).alias("turns")
     rows = curated.select("row_id", "text", turns, pl.col("label").cast(pl.String)).join(info, on="row_id",
                                                                                          how="left")
+    # A label the label_issues policy rewrote is a model's opinion: the reviewer judges the data's own
+    # label, with the rewrite as curation's suggestion (shown as the data's label, it hid that anything
+    # was changed, and from what). A label a person decided on is the row's label now.
+    by_model = (pl.col("__data_label").is_not_null() & (pl.col("__data_label") != pl.col("__final"))
+                & (pl.col("label") == pl.col("__final")) & (pl.col("__decided") != pl.col("__final")).fill_null(True))
+    rows = rows.with_columns(pl.when(by_model).then("label").otherwise("suggested").alias("suggested"),
+                             pl.when(by_model).then("__data_label").otherwise("label").alias("label"),
+                             ).drop("__data_label", "__final", "__decided")
     if cfg.only == "flagged":
         # Doubtful labels come from two steps: label_issues' flags, and dedup's copies with another label.
         conflict = pl.col("reasons").list.contains(LABEL_CONFLICT).fill_null(False)
@@ -466,7 +492,7 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
                                 file=str(curate_dir / LEDGER))
         rows = rows.filter(pl.col("flagged").fill_null(False) | conflict)
     elif cfg.only == "sample" and rows.height > cfg.sample_size:
-        rows = rows.sort("row_id").sample(n=cfg.sample_size, seed=cfg.sample_seed)
+        rows = sample_rows(rows, cfg.sample_size, cfg.sample_seed)
     rows = rows.sort("row_id")
     labels = set(curated["label"].drop_nulls().cast(pl.String).to_list())
     for col in ("original_label", "final_label", SUGGESTED_COL):
@@ -477,6 +503,15 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
         raise CuratuneError(f"the dataset has a label named {sorted(clash)[0]!r}, which is also a review decision "
                             "in Label Studio; rename that label")
     return rows, sorted(labels)
+
+
+def sample_rows(rows: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """``n`` rows drawn by a hash of the seed and each row_id: whether a row is drawn does not depend on
+    the other rows, so a push after rows were dropped or added sends the rows sent before, less those
+    gone and with others in their places (a positional sample drew another set whenever the row count
+    changed, and every round brought reviewers new tasks)."""
+    draw = [hashlib.sha256(f"{seed}:{r}".encode()).hexdigest() for r in rows["row_id"].to_list()]
+    return rows.with_columns(pl.Series("__draw", draw)).sort("__draw", "row_id").head(n).drop("__draw")
 
 
 def _choice(value: str, to_name: str) -> dict[str, Any]:
@@ -951,7 +986,7 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     if project is None:
         raise CuratuneError(f"Label Studio at {server.url} has no project titled '{ref}'")
     _check_same_project(curate_dir, project)
-    ledger = pl.read_parquet(ledger_path)
+    ledger = read_run_table(ledger_path)
     known = set(ledger["row_id"].to_list())
     labels = sorted({str(v) for c in ("original_label", "final_label") if c in ledger.columns
                      for v in ledger[c].drop_nulls().to_list()})

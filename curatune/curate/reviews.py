@@ -48,6 +48,7 @@ from curatune.rundir import (
     REVIEWS_JOURNAL,
     find_stage_dir,
     read_json,
+    read_run_table,
     sha256_file,
     sha256_tree,
     write_manifest,
@@ -142,23 +143,29 @@ def decide(votes: list[tuple[str, bool]], rule: str) -> tuple[str | None, str]:
 
 def usable(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
     """The votes to count for the rows in ``view`` (row_id, text, label): each annotator's latest
-    annotation per row, less those made on another text or not a choice among ``labels`` (every
+    annotation per row on the row's current text, less those not a choice among ``labels`` (every
     label of the data, as push offers them: one whose rows were all dropped is still a label),
     drop and unsure."""
-    # A reviewer who changes their mind edits or re-submits: only their latest word counts.
-    latest = (reviews.sort(pl.coalesce("updated_at", "created_at"), "annotation_id", nulls_last=False)
-              .with_columns(pl.int_range(pl.len()).reverse().over("row_id", "annotator").alias("__newer")))
-    latest = latest.filter((pl.col("__newer") == 0) | pl.col("annotator").is_null()).drop("__newer")
     current = view.select("row_id", pl.Series("__sha", [text_sha256(t) for t in view["text"].to_list()],
                                               dtype=pl.String))
-    t = latest.join(current, on="row_id", how="left")
+    t = reviews.join(current, on="row_id", how="left")
     # Null hash: pulled before hashes were recorded, so nothing says the text changed.
     stale = (pl.col("text_sha256") != pl.col("__sha")).fill_null(False)
+    # A vote on another text is set aside before each annotator's latest is chosen: picked first, a
+    # later look at the superseded task voided the reviewer's vote on the row's current text.
+    on_text, on_other = _latest(t.filter(~stale)), _latest(t.filter(stale))
     valid = pl.col("decision").is_in([*labels, DROP, UNSURE]).fill_null(False)
     invalid = (pl.col("n_choices").fill_null(1) != 1) | ~valid
-    t = t.with_columns(stale.alias("__stale"), (~stale & invalid).alias("__invalid"))
-    counts = {"stale_reviews": int(t["__stale"].sum()), "invalid_reviews": int(t["__invalid"].sum())}
-    return t.filter(~pl.col("__stale") & ~pl.col("__invalid")).select(reviews.columns), counts
+    counts = {"stale_reviews": on_other.height, "invalid_reviews": on_text.filter(invalid).height}
+    return on_text.filter(~invalid).select(reviews.columns), counts
+
+
+def _latest(votes: pl.DataFrame) -> pl.DataFrame:
+    """Each annotator's latest annotation per row (every one of deleted users, whose name is null)."""
+    # A reviewer who changes their mind edits or re-submits: only their latest word counts.
+    newer = (votes.sort(pl.coalesce("updated_at", "created_at"), "annotation_id", nulls_last=False)
+             .with_columns(pl.int_range(pl.len()).reverse().over("row_id", "annotator").alias("__newer")))
+    return newer.filter((pl.col("__newer") == 0) | pl.col("annotator").is_null()).drop("__newer")
 
 
 def resolve(reviews: pl.DataFrame, rule: str) -> pl.DataFrame:
@@ -342,6 +349,7 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     next call). What earlier applies did is undone first, so the outcome is that of curating again
     with these reviews; applying the same reviews again changes nothing."""
     from curatune.curate.pipeline import _apply, _counts, _ledger
+    from curatune.pipeline import FINGERPRINT_KEY
     from curatune.rundir import CURATED, EXCLUDED, LEDGER, REVIEWS
 
     curate_dir = find_stage_dir(run_dir, "curate")
@@ -351,9 +359,9 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
         raise CuratuneError("no reviews to apply: run `curatune labelstudio pull` first", file=str(path))
     read_reviews(path)  # a damaged file is reported before anything else is read
     manifest = read_json(curate_dir / MANIFEST)
-    curated = pl.read_parquet(curate_dir / CURATED)
-    excluded = pl.read_parquet(curate_dir / EXCLUDED)
-    ledger = pl.read_parquet(curate_dir / LEDGER)
+    curated = read_run_table(curate_dir / CURATED, ("row_id", "text", "label"))
+    excluded = read_run_table(curate_dir / EXCLUDED)
+    ledger = read_run_table(curate_dir / LEDGER, LEDGER_BASE)
     group_cols = list(manifest.get("group_cols") or [])
     base = {*LEDGER_BASE, *group_cols}
     other_extra = [c for c in ledger.columns if c not in base and c not in LEDGER_COLUMNS and c != f"{STEP}_score"]
@@ -391,6 +399,10 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
         {"path": str(path.resolve()), "sha256": sha256_tree(path), "role": "reviews"}]
     manifest["counts"] = _counts(new_ledger)
     manifest["finished_at"] = time.time()
+    # Applied by hand (under another conflict rule, say), the tables are no longer what `curatune run`'s
+    # fingerprint describes, and its next run would skip curation and train on them: without the
+    # fingerprint it curates again. A run's own Label Studio round records it again after this apply.
+    manifest.pop(FINGERPRINT_KEY, None)
     _commit(curate_dir, {CURATED: new_curated, EXCLUDED: new_excluded, LEDGER: new_ledger}, manifest)
     s = result.summary
     return {"applied": s["applied"], "relabelled": s["relabelled"], "dropped": s["dropped"],

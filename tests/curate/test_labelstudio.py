@@ -141,7 +141,7 @@ def test_round_trip_push_annotate_pull_apply(token_env, run_copy, cli_run):
 
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 0, out
-    assert "applied 4 reviews (2 relabelled, 1 dropped); rows kept undecided: 1 in conflict, 1 unsure" \
+    assert "applied 4 decisions (2 relabelled, 1 dropped); rows kept undecided: 1 in conflict, 1 unsure" \
         in " ".join(out.split())
     ledger = {r["row_id"]: r for r in pl.read_parquet(run_copy / "curate" / "ledger.parquet").to_dicts()}
     assert ledger[a["row_id"]]["fate"] == "relabelled"

@@ -19,6 +19,7 @@ from curatune.curate.labelstudio import (
     labeling_config,
     pull,
     push,
+    review_note,
     review_rows,
 )
 from curatune.curate.pipeline import run_curation
@@ -105,7 +106,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
 
     code, out = cli_run("apply-reviews", run_copy)
     assert code == 0, out
-    assert "applied 3 reviews (1 relabelled, 1 dropped)" in out
+    assert "applied 3 decisions (1 relabelled, 1 dropped)" in out
     assert "not applied: 1 on rows the run does not keep (dropped by an earlier step, or not in its input;" in " ".join(
         out.split())
     ledger = pl.read_parquet(curate / "ledger.parquet")
@@ -137,7 +138,7 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
 
     # Applying the same reviews again changes no row (and reports what they do to the run, as a curate would).
     code, out = cli_run("apply-reviews", run_copy)
-    assert code == 0 and "applied 3 reviews (1 relabelled, 1 dropped)" in out
+    assert code == 0 and "applied 3 decisions (1 relabelled, 1 dropped)" in out
     again = pl.read_parquet(curate / "ledger.parquet")
     cols = ["row_id", "fate", "final_label", "reasons", "dropped_by", "reviewed_by", "reviewed_at"]
     assert again.select(cols).sort("row_id").equals(ledger.select(cols).sort("row_id"))
@@ -543,7 +544,7 @@ def test_apply_reviews_uses_the_run_s_conflict_rule_and_says_what_it_set_aside(r
     assert code == 0, out
     flat = out.replace("\n", "")
     assert f"using the config recorded in {curate / 'manifest.json'}" in flat
-    assert "applied 0 reviews (0 relabelled, 0 dropped); rows kept undecided: 1 in conflict (review_conflict / " \
+    assert "applied 0 decisions (0 relabelled, 0 dropped); rows kept undecided: 1 in conflict (review_conflict / " \
            "review_unsure in the ledger); not applied: 1 made on text the row no longer has" in flat
     row = {r["row_id"]: r for r in pl.read_parquet(curate / "ledger.parquet").to_dicts()}
     assert (row[a]["review_decision"], row[a]["fate"]) == ("conflict", "kept")
@@ -695,3 +696,103 @@ def test_a_token_file_in_another_encoding(run_copy, cli_run, monkeypatch, tmp_pa
                 "is the server running and the URL right?" if usable else
                 f"error: {token}: Label Studio token file is not UTF-8 text (UTF-16, say): save it as UTF-8")
     assert error_lines(out) == [expected], out
+
+
+# --------------------------------------------------------------------------------------------
+# what push sends, and what a later vote on a superseded task does
+
+
+def test_a_later_vote_on_a_superseded_task_does_not_void_the_vote_on_the_current_text(run_copy):
+    """Each annotator's latest vote was chosen before stale votes were set aside: a look at the old task
+    after voting on the new one left the reviewer with no vote on the row at all."""
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    a = curated["row_id"][0]
+    text_a = curated.filter(pl.col("row_id") == a)["text"].item()
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    _reviews([(a, "drop", "user:1", False), (a, curated["label"][0], "user:1", False)],
+             extra=[{"text_sha256": text_sha256(text_a), "updated_at": early},
+                    {"text_sha256": text_sha256("the text row a had before"), "updated_at": late}],
+             ).write_parquet(curate / REVIEWS)
+    summary = apply_reviews_to_run(run_copy, Config())
+    assert (summary["dropped"], summary["stale_reviews"], summary["applied"]) == (1, 1, 1)
+    row = pl.read_parquet(curate / "ledger.parquet").filter(pl.col("row_id") == a).row(0, named=True)
+    assert (row["fate"], row["review_decision"], row["review_votes"]) == ("dropped", "drop", "drop:1")
+
+
+def test_push_shows_the_data_s_own_label_where_the_label_issues_policy_relabelled_it(run_copy):
+    """With policy = "relabel" the reviewer was shown the model's label as "Label in the data", with no
+    suggestion: nothing said that curation had changed it, or from what. A label a person decided on is
+    still the row's label."""
+    curate = run_copy / "curate"
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    labels = sorted(curated["label"].unique().to_list())
+    a, b, c = curated["row_id"][:3].to_list()
+    was = {r: curated.filter(pl.col("row_id") == r)["label"].item() for r in (a, b)}
+    new = {r: _other_label(labels, was[r]) for r in (a, b)}
+    row = pl.col("row_id")
+    relabel = pl.when(row == a).then(pl.lit(new[a])).when(row == b).then(pl.lit(new[b]))
+    curated.with_columns(relabel.otherwise("label").alias("label")).write_parquet(curate / "curated.parquet")
+    ledger = pl.read_parquet(curate / "ledger.parquet")
+    ledger.with_columns(
+        relabel.otherwise("final_label").alias("final_label"),
+        pl.when(row.is_in([a, b])).then(pl.lit("relabelled")).otherwise("fate").alias("fate"),
+        relabel.otherwise("suggested_label").alias("suggested_label"),
+        pl.when(row.is_in([a, b])).then(True).otherwise("is_label_issue").alias("is_label_issue"),
+        # b's label was then confirmed by a person.
+        pl.when(row == b).then(pl.lit(new[b])).otherwise(pl.lit(None, pl.String)).alias("review_decision"),
+    ).write_parquet(curate / "ledger.parquet")
+    rows, _ = review_rows(curate, LabelStudioConfig(only="all"))
+    got = {r["row_id"]: r for r in rows.to_dicts()}
+    assert (got[a]["label"], got[a]["suggested"]) == (was[a], new[a])
+    assert review_note(got[a]) == f"Label in the data: {was[a]}; curation suggests: {new[a]}"
+    assert got[b]["label"] == new[b] and review_note(got[b]).startswith(f"Label in the data: {new[b]}")
+    untouched = curated.filter(pl.col("row_id") == c).row(0, named=True)
+    assert got[c]["label"] == untouched["label"]
+
+
+def test_a_sample_keeps_its_rows_when_other_rows_are_dropped(run_copy):
+    """The sample was drawn by position: once apply-reviews dropped a row, the same seed drew a largely
+    different set, and every round imported new tasks for the reviewers."""
+    curate = run_copy / "curate"
+    cfg = LabelStudioConfig(only="sample", sample_size=6, sample_seed=3)
+    before = review_rows(curate, cfg)[0]["row_id"].to_list()
+    curated = pl.read_parquet(curate / "curated.parquet").sort("row_id")
+    assert curated.height > 12 and len(before) == 6
+    gone = [r for r in curated["row_id"].to_list() if r not in before][:3] + before[:1]
+    curated.filter(~pl.col("row_id").is_in(gone)).write_parquet(curate / "curated.parquet")
+    after = review_rows(curate, cfg)[0]["row_id"].to_list()
+    assert len(after) == 6 and set(before[1:]) <= set(after) and before[0] not in after
+    assert review_rows(curate, LabelStudioConfig(only="sample", sample_size=6, sample_seed=4))[0]["row_id"] \
+        .to_list() != after
+
+
+@pytest.mark.parametrize("table", ["curated.parquet", "ledger.parquet", "excluded.parquet"])
+def test_a_damaged_run_table_is_a_one_line_error_for_push_and_apply(run_copy, cli_run, monkeypatch, table):
+    """push and apply-reviews read the tables with plain read_parquet: a polars traceback, exit 1."""
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "unused")
+    path = run_copy / "curate" / table
+    path.write_bytes(path.read_bytes()[:100])
+    _reviews([("x:0", "drop", "user:1", False)]).write_parquet(run_copy / "curate" / REVIEWS)
+    commands = [("apply-reviews", run_copy)]
+    if table != "excluded.parquet":  # push does not read it
+        commands.append(("labelstudio", "push", run_copy, "--url", "http://127.0.0.1:9", "--project", "p",
+                         "--only", "all"))
+    for args in commands:
+        code, out = cli_run(*args)
+        assert code == 2 and len(error_lines(out)) == 1, out
+        assert error_lines(out)[0].startswith(f"error: {path}: cannot read Parquet table ("), out
+        assert error_lines(out)[0].endswith("re-run the stage that wrote it"), out
+
+
+def test_reviews_applied_by_hand_leave_curatune_run_to_curate_again(run_copy):
+    """apply-reviews kept `curatune run`'s fingerprint: a run after an apply under another conflict rule
+    called curation up to date and trained on tables its own config would not have made."""
+    from curatune.pipeline import FINGERPRINT_KEY, _up_to_date
+
+    _edit_manifest(run_copy, lambda doc: doc.update({FINGERPRINT_KEY: "fp"}))
+    a = pl.read_parquet(run_copy / "curate" / "curated.parquet").sort("row_id")["row_id"][0]
+    _reviews([(a, "drop", "user:1", False)]).write_parquet(run_copy / "curate" / REVIEWS)
+    assert apply_reviews_to_run(run_copy, Config(labelstudio=LabelStudioConfig(conflict_rule="keep")))["dropped"] == 1
+    assert FINGERPRINT_KEY not in read_json(run_copy / "curate" / "manifest.json")
+    assert not edited_files(run_copy / "curate") and not _up_to_date("curate", run_copy / "curate", "fp")

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 
 from curatune.config import load_config
 from curatune.curate.base import CurationStep, Gate, StepResult, issue_rows, register_step
-from curatune.errors import GateFailed
+from curatune.errors import CuratuneError, GateFailed
 from curatune.pipeline import FINGERPRINT_KEY, _invalidate_if_stale, run_pipeline
 from curatune.rundir import read_manifest
+from tests.conftest import error_lines
 
 LABELS = ("billing", "delivery", "refund")
 
@@ -257,6 +259,49 @@ def test_a_project_moved_with_its_data_is_up_to_date_where_it_lands(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     again = run_pipeline(load_config(tmp_path / "b" / "c.toml"))
     assert again["ran"] == [] and again["skipped"] == ["curate", "train", "evaluate", "report"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible here")
+def test_a_run_that_skips_training_does_not_need_the_training_device(tmp_path):
+    """A project trained on a GPU (device = "cuda"), copied to a machine without one to re-render its
+    report, was refused for the GPU it would not use. One that must train still is, before curating."""
+    from curatune.pipeline import _record, fingerprint
+
+    run_pipeline(_setup(tmp_path))
+    run = tmp_path / "run"
+    gpu = load_config(tmp_path / "c.toml")
+    gpu.train.device = "cuda"
+    _record(run / "train", fingerprint("train", gpu, run))  # as a run on the GPU machine recorded it
+    gpu.report.title = "pipeline test, re-rendered"
+    again = run_pipeline(gpu)
+    assert again["ran"] == ["report"] and again["skipped"] == ["curate", "train", "evaluate"]
+    gpu.train.batch_size = 8
+    curate_manifest = (run / "curate" / "manifest.json").read_bytes()
+    with pytest.raises(CuratuneError, match="device = 'cuda' but no CUDA GPU"):
+        run_pipeline(gpu)
+    assert (run / "curate" / "manifest.json").read_bytes() == curate_manifest
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("require_anonymised = false\n", "[labelstudio] enabled = true needs a project to push to: set [labelstudio] "
+                                      "project"),
+    ('project = "p"\n', "[labelstudio] enabled = true sends anonymised text only: add 'anonymise' to [curate] "
+                         "steps, or set [labelstudio] require_anonymised = false for data without personal data"),
+    ('project = "p"\nrequire_anonymised = false\n', "no Label Studio API token: set the environment variable "
+                                                     "LABEL_STUDIO_API_KEY or [labelstudio] token_file"),
+])
+def test_a_label_studio_round_that_cannot_work_is_refused_before_curation(tmp_path, cli_run, monkeypatch, section,
+                                                                           message):
+    """validate said ok, and run curated everything before the push refused."""
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    _write_data(tmp_path / "data.csv")
+    (tmp_path / "c.toml").write_text(CONFIG.format(steps='["dedup"]') + "[labelstudio]\nenabled = true\n" + section)
+    for command in ("validate", "run"):
+        code, out = cli_run(command, tmp_path / "c.toml")
+        where = f"{tmp_path / 'c.toml'}: " if command == "validate" else ""  # validate names the file it checks
+        (line,) = error_lines(out)
+        assert code == 2 and line.startswith(f"error: {where}{message}"), out
+    assert not (tmp_path / "run").exists()
 
 
 def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
