@@ -22,7 +22,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step, ledger_column_names
-from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, load_dataset
+from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, _label_or_id_text, load_dataset
 from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
     CURATED,
@@ -278,6 +278,10 @@ def _counts(ledger: pl.DataFrame) -> dict[str, Any]:
     }
 
 
+# Truth columns that name another row (dedup's truth scores read them): ids, as row_id is.
+TRUTH_LINKS = ("exact_dup_of", "near_dup_of", "leak_of")
+
+
 def _load_truth(path: str) -> pl.DataFrame | None:
     if not path:
         return None
@@ -292,4 +296,10 @@ def _load_truth(path: str) -> pl.DataFrame | None:
         raise CuratuneError(f"{what} ({first_line(exc)})", file=path) from None
     if "row_id" not in truth.columns:
         raise CuratuneError(f"{what}; this one has no row_id column", file=path)
-    return truth
+    # Row ids are text, as loading makes them: numeric ids in a truth file stopped the run with a
+    # polars traceback after every step had run (and links to them matched nothing).
+    id_cols = [c for c in ("row_id", *TRUTH_LINKS) if c in truth.columns]
+    for col in id_cols:
+        if truth.schema[col].is_nested():
+            raise CuratuneError(f"{what}; its {col} holds {truth.schema[col]}, not one id a row", file=path)
+    return truth.with_columns(_label_or_id_text(pl.col(c), truth.schema[c]).alias(c) for c in id_cols)

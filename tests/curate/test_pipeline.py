@@ -175,6 +175,30 @@ def test_a_truth_file_that_is_not_a_truth_table_says_what_one_is(cli_run, tmp_pa
     assert "re-run" not in out and not (tmp_path / "out" / "ledger.parquet").exists()
 
 
+def test_a_truth_file_with_numeric_row_ids_is_scored_as_the_loaded_ids_are(cli_run, tmp_path):
+    """Data ids read as text; a truth file written with integer ids (and links) stopped the run with a
+    polars traceback after every step had run."""
+    src = tmp_path / "d.csv"
+    pl.DataFrame({"ticket": [11, 12, 13, 14], "text": ["my card is lost", "my card is lost", "a refund please",
+                                                        "where is my parcel"],
+                  "label": ["card", "card", "refund", "post"]}).write_csv(src)
+    pl.DataFrame({"row_id": [11, 12, 13, 14], "exact_dup_of": [None, 11, None, None]}).write_parquet(
+        tmp_path / "truth.parquet")
+    pl.DataFrame({"row_id": [[11], [12]]}).write_parquet(tmp_path / "nested.parquet")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[data]\nid_col = 'ticket'\n[curate]\nsteps = ['dedup']\n[curate.dedup]\nembedding = false\n")
+    code, out = cli_run("curate", src, "--out", tmp_path / "out", "--config", cfg, "--truth",
+                        tmp_path / "truth.parquet")
+    assert code == 0, out
+    scores = json.loads((tmp_path / "out" / "manifest.json").read_text())["truth"]["dedup"]
+    assert (scores["exact_dup_recall"], scores["exact_dup_planted"], scores["removed_precision"]) == (1.0, 1, 1.0)
+    code, out = cli_run("curate", src, "--out", tmp_path / "out2", "--config", cfg, "--truth",
+                        tmp_path / "nested.parquet")
+    assert code == 2 and error_lines(out) == [
+        f"error: {tmp_path / 'nested.parquet'}: [data] truth must be a Parquet table keyed by row_id, as the demo "
+        "generator writes truth.parquet; its row_id holds List(Int64), not one id a row"], out
+
+
 def test_a_refused_curate_leaves_the_earlier_run_as_it_was(cli_run, tmp_path):
     """The earlier manifest was removed once the input was read, before the truth file was opened or
     label issues found too few labels: a refused command left a run that later stages called incomplete."""
