@@ -272,16 +272,21 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     # The doubt rate is of the rows the step examined (its flag is null on rows dedup dropped before
     # it ran), as in the curation section: of all rows it read lower, and the report showed two rates.
     examined = pl.col(FLAG_COL).is_not_null().sum() if FLAG_COL in ledger.columns else pl.len()
+    # Without the step (no flag column, no row it doubted) there is no rate to show: a measured-looking
+    # 0.000 [0.000, 0.03] sat beside a curation section saying the step did not run.
+    ran = FLAG_COL in ledger.columns or bool(ledger.select(doubted.any()).item())
+    issue_stats = [doubted.sum().alias("label_issue"), examined.alias("label_issue_rows")] if ran else []
     for g in [c for c in group_cols if c in ledger.columns]:
         rows = []
-        stats = ledger.group_by(g).agg(pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
-                                       (pl.col("fate") == "relabelled").sum().alias("relabelled"),
-                                       doubted.sum().alias("label_issue"),
-                                       examined.alias("label_issue_rows")).sort(g, nulls_last=True)
+        # Grouped under a working name: a group column called "n" or "dropped" clashed with the counts.
+        stats = ledger.group_by(pl.col(g).alias("__group")).agg(
+            pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
+            (pl.col("fate") == "relabelled").sum().alias("relabelled"), *issue_stats).sort("__group", nulls_last=True)
         for r in stats.iter_rows(named=True):
-            denominators = {"dropped": r["n"], "relabelled": r["n"], "label_issue": r["label_issue_rows"]}
-            rows.append({"group": "(missing)" if r[g] is None else str(r[g]), "n": r["n"],
-                         "label_issue_rows": r["label_issue_rows"],
+            denominators = {"dropped": r["n"], "relabelled": r["n"],
+                            **({"label_issue": r["label_issue_rows"]} if ran else {})}
+            rows.append({"group": "(missing)" if r["__group"] is None else str(r["__group"]), "n": r["n"],
+                         **({"label_issue_rows": r["label_issue_rows"]} if ran else {}),
                          **{k: wilson(int(r[k]), int(d), confidence).to_dict() for k, d in denominators.items()}})
         out[g] = rows
     return out
@@ -396,7 +401,9 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
     fairness = metrics.get("fairness", {})
     diffs = {name: v["difference"]["accuracy"]["difference"] for name, v in fairness.items()
              if "accuracy" in v["difference"]}
-    worst = max(diffs, key=lambda k: diffs[k], default=None)
+    # On a tie, the first column by name: the order metrics.json is written in, which the report's
+    # finding reads (group_cols order named one column there and another here).
+    worst = max(sorted(diffs), key=lambda k: diffs[k], default=None)
     # The column and its two groups: "worst: happy" named a column whose worst group was "unhappy".
     gap = fairness[worst]["difference"]["accuracy"] if worst is not None else {}
     add("max_group_accuracy_difference", diffs.get(worst), g.max_group_accuracy_difference, False,

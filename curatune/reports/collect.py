@@ -388,13 +388,20 @@ def _pairs(sel: pl.DataFrame, ledger: pl.LazyFrame, texts: _TextSource) -> list[
     """Rows (row_id, split, duplicate_of, original_label) beside the row each names, with both texts."""
     ids = sel["row_id"].to_list()
     partners = [d for d in sel["duplicate_of"].to_list() if d]
-    partner_rows = ledger.filter(pl.col("row_id").is_in(partners)).select("row_id", "split", "original_label").collect()
-    partner_info = {r: (s, lab) for r, s, lab in partner_rows.iter_rows()}
+    # The partner's fate too: a later step (label_issues' drop policy, a reviewer) can drop the row a
+    # copy was dropped for, and the table called it the kept row.
+    dropped_by = pl.when(pl.col("fate") == "dropped").then(pl.col("dropped_by").fill_null("not recorded"))
+    partner_rows = ledger.filter(pl.col("row_id").is_in(partners)).select(
+        "row_id", "split", "original_label", dropped_by.alias("dropped_by")).collect()
+    partner_info = {r: (s, lab, by) for r, s, lab, by in partner_rows.iter_rows()}
     text = texts.get(ids + partners)
-    return [{"row_id": rid, "split": split, "label": label, "text": text.get(rid),
-             "duplicate_of": dup, "duplicate_split": partner_info.get(dup, (None, None))[0],
-             "duplicate_label": partner_info.get(dup, (None, None))[1], "duplicate_text": text.get(dup)}
-            for rid, split, dup, label in sel.iter_rows()]
+    out = []
+    for rid, split, dup, label in sel.iter_rows():
+        dup_split, dup_label, dup_dropped_by = partner_info.get(dup, (None, None, None))
+        out.append({"row_id": rid, "split": split, "label": label, "text": text.get(rid), "duplicate_of": dup,
+                    "duplicate_split": dup_split, "duplicate_label": dup_label, "duplicate_dropped_by": dup_dropped_by,
+                    "duplicate_text": text.get(dup)})
+    return out
 
 
 def _pii(step: dict | None) -> dict[str, Any]:
@@ -528,14 +535,15 @@ def _group_shares(ledger: pl.LazyFrame | None, cols: list[str], group_cols: list
         if "reasons" in cols else pl.lit(False)
     out = []
     for col in [c for c in group_cols if c in cols]:
-        t = (ledger.group_by(col).agg(
+        # Grouped under a working name: a group column called "rows" or "dropped" clashed with the counts.
+        t = (ledger.group_by(pl.col(col).alias("__group")).agg(
             pl.len().alias("rows"),
             (pl.col("fate") == "dropped").sum().alias("dropped"),
             (pl.col("fate") == "relabelled").sum().alias("relabelled"),
             ((pl.col("fate") != "dropped") & problem.fill_null(False)).sum().alias("flagged"),
-        ).sort(["rows", col], descending=[True, False], nulls_last=True).collect())
+        ).sort(["rows", "__group"], descending=[True, False], nulls_last=True).collect())
         shown = t.head(cfg.max_groups)
-        rows = [{"group": "(missing)" if r[col] is None else str(r[col]), "rows": r["rows"],
+        rows = [{"group": "(missing)" if r["__group"] is None else str(r["__group"]), "rows": r["rows"],
                  "dropped": r["dropped"], "relabelled": r["relabelled"], "flagged": r["flagged"],
                  "dropped_share": r["dropped"] / r["rows"], "relabelled_share": r["relabelled"] / r["rows"],
                  "flagged_share": r["flagged"] / r["rows"]} for r in shown.iter_rows(named=True)]
@@ -946,6 +954,9 @@ def to_block(key: str, value: Any, cfg: ReportConfig, anchor: str, depth: int = 
     base = {"key": key, "title": title, "anchor": anchor}
     if _is_cell(value):
         return {**base, "kind": "scalars", "rows": [{"name": title, **cell(value)}]}
+    if value == {}:  # a table of no rows was a heading over a header row
+        return {**base, "kind": "section", "rows": [], "children": [],
+                "note": f"Nothing recorded ({key} is empty in metrics.json)."}
     if isinstance(value, dict):
         cm = _confusion(value)
         if cm:
@@ -1120,8 +1131,10 @@ def _findings(content: dict[str, Any]) -> list[dict[str, Any]]:
         reasons = ", ".join(f"{r['reason'].replace('_', ' ')} {r['rows']:,}" for r in o["by_reason"]
                             if r["reason"] not in INFORMATIONAL_REASONS)
         out.append({"stage": "curate", "anchor": "curation-changes",
-                    "text": f"{o.get('input') or 0:,} input rows: {o.get('kept') or 0:,} kept, "
-                            f"{o.get('dropped') or 0:,} dropped, {o.get('relabelled') or 0:,} relabelled"
+                    # Relabelled rows are kept rows (curated.parquet holds them): "K kept, D dropped,
+                    # R relabelled" summed to more than the input.
+                    "text": f"{o.get('input') or 0:,} input rows: {o.get('kept') or 0:,} kept "
+                            f"({o.get('relabelled') or 0:,} of them relabelled), {o.get('dropped') or 0:,} dropped"
                             + (f"; rows per reason, kept rows included: {reasons}" if reasons else "")})
         pii = cur["pii"]
         if pii.get("ran"):
@@ -1215,7 +1228,7 @@ def _block_findings(b: dict[str, Any], ev: dict[str, Any]) -> list[str]:
             return ["fairness not measured: the data has no group column ([data] group_cols)"]
         if not ranked:
             return ["no group is large enough to compare accuracy across groups (see [evaluate] min_group_size)"]
-        # The first column on a tie, as the group-gap gate picks it.
+        # The first column on a tie, in metrics.json's (sorted) order, as the group-gap gate picks it.
         worst = max(ranked, key=lambda c: c["difference"]["value"])
         d = worst["difference"]
         if not d["value"]:

@@ -431,6 +431,29 @@ def test_curation_fairness_counts_rows_label_issues_doubted_whatever_their_fate_
     assert (chat["n"], chat["label_issue_rows"], chat["label_issue"]["value"], chat["dropped"]["value"]) == \
         (4, 3, 1.0, 0.5)
 
+    # Without the step (no flag column, no row it doubted) no rate is shown: it read 0.000 [0.000, 0.49].
+    unexamined = ledger.with_columns(pl.col("reasons").list.eval(pl.element().filter(pl.element() != "label_issue")))
+    chat = {r["group"]: r for r in _curation_fairness(unexamined, ["channel"], 0.95)["channel"]}["chat"]
+    assert set(chat) == {"group", "n", "dropped", "relabelled"} and chat["dropped"]["value"] == 0.5
+    # A group column named like a count is grouped, not a polars duplicate-column error.
+    assert _curation_fairness(flagged.rename({"channel": "n"}), ["n"], 0.95)["n"] == \
+        _curation_fairness(flagged, ["channel"], 0.95)["channel"]
+
+
+def test_on_a_tie_the_group_gap_gate_names_the_column_the_report_names():
+    """The gate took the first of group_cols, the report's finding the first of metrics.json's sorted keys:
+    equal gaps were said to be "by region" in one and "by channel" in the other."""
+    from curatune.config import EvaluateConfig
+    from curatune.evaluate.run import _gates
+
+    gap = {"difference": {"accuracy": {"difference": 0.1, "best": "a", "worst": "b"}}}
+    ec = EvaluateConfig()
+    ec.gates.max_group_accuracy_difference = 0.05
+    metrics = {"split": "test", "headline": {"accuracy": {"value": 0.9}}, "fairness": {"region": gap, "channel": gap}}
+    (gate,) = _gates(metrics, ec)
+    assert (gate["name"], gate["passed"], gate["value"]) == ("max_group_accuracy_difference", False, 0.1)
+    assert gate["detail"] == "largest accuracy gap between groups (by channel: a best, b worst)"
+
 
 def test_a_reference_set_too_small_or_of_one_label_leaves_the_forgetting_gates_unchecked(trained, tmp_path):
     """Two unlabelled texts scored similarity retention 1.0 ("nothing lost") and passed its gate; one

@@ -283,6 +283,40 @@ def test_near_copies_kept_for_their_label_conflict_are_shown_beside_their_repres
     assert "<th scope=\"row\">r10</th>" in table[:table.index("</table>")]
 
 
+def test_a_copy_whose_partner_a_later_step_dropped_says_so_and_the_outcome_adds_up(tmp_path):
+    """The table called the row a copy was dropped for the "kept row" when label_issues' drop policy had
+    dropped it too; and "20 kept, 4 dropped, 1 relabelled" read as 25 of 24 rows (relabelled rows are kept)."""
+    run = build_run(tmp_path / "run")
+    path = run / "curate" / "ledger.parquet"
+    r00 = pl.col("row_id") == "r00"
+    pl.read_parquet(path).with_columns(pl.when(r00).then(pl.lit("dropped")).otherwise("fate").alias("fate"),
+                                       pl.when(r00).then(pl.lit("label_issues")).otherwise("dropped_by")
+                                       .alias("dropped_by")).write_parquet(path)
+    render_reports(run)
+    exact = next(e for e in json.loads(read(run, "audit.json"))["curation"]["duplicates"]["examples"]
+                 if e["reason"] == "exact_duplicate")
+    assert [(r["row_id"], r["duplicate_of"], r["duplicate_dropped_by"]) for r in exact["rows"]] == [
+        ("r03", "r00", "label_issues"), ("r05", "r02", None)]
+    html = read(run)
+    table = html[html.index('id="curation-duplicates-exact-duplicate"'):]
+    table = table[:table.index("</table>")]
+    assert '<th scope="col">Duplicate of</th>' in table and "Kept row" not in table
+    assert table.count("(dropped too, by label issues)") == 1
+    assert "24 input rows: <strong>20 kept</strong> (1 of them relabelled), <strong>4 dropped</strong>." in html
+
+
+def test_a_group_column_named_like_a_count_is_shown_not_a_polars_error(tmp_path):
+    run = build_run(tmp_path / "run")
+    path = run / "curate" / "ledger.parquet"
+    pl.read_parquet(path).rename({"channel": "dropped"}).write_parquet(path)
+    with edited_curate_manifest(run) as manifest:
+        manifest["group_cols"] = ["dropped"]
+    render_reports(run)
+    (groups,) = json.loads(read(run, "audit.json"))["curation"]["groups"]
+    chat = next(r for r in groups["rows"] if r["group"] == "chat")
+    assert groups["column"] == "dropped" and (chat["rows"], chat["dropped"]) == (8, 2)
+
+
 def _cfg(run: Path):
     from curatune.reports import _recorded_config
 
@@ -976,6 +1010,7 @@ def test_review_findings_ties_empty_fairness_gate_digits_flat_curves_and_null_ck
         metrics["counterfactual"]["groups"].append(
             {"group": "Yoruba", "locale": "yo_NG", "rows": 40, "flips": 2, "flip_rate": 0.05})
         metrics["fairness"] = {}  # no [data] group_cols: evaluate writes no column
+        metrics["curation_fairness"] = {}  # nor here, where the page drew a header row over no rows
         metrics["forgetting"]["cka_by_layer"] = [1.0, None, 0.995, 0.98]
         gate = {"name": "min_accuracy", "passed": False, "value": 0.7996, "threshold": 0.8, "direction": ">="}
         metrics["gates"] = [gate]
@@ -989,6 +1024,8 @@ def test_review_findings_ties_empty_fairness_gate_digits_flat_curves_and_null_ck
     assert "fairness not measured: the data has no group column ([data] group_cols)" in findings
     html = read(run)
     assert "No group column ([data] group_cols): accuracy is not compared across groups." in html
+    assert html.count("Nothing recorded (curation_fairness is empty in metrics.json).") == 1
+    assert "<caption>Curation fairness" not in html
     # A failed gate never reads as equal to its threshold.
     assert '<td class="num">0.7996</td><td class="num">≥ 0.8000</td>' in html
     forgetting = next(b for b in content["evaluation"]["blocks"] if b["key"] == "forgetting")
