@@ -87,6 +87,9 @@ def curate(
 def _run_config(config: Path | None, run_dir: Path, section: str, stages: tuple[str, ...]) -> Config:
     """``--config``, else the config recorded in the run directory's manifests (so `evaluate RUN
     --fail-on-gate` checks the gates the run was configured with), else the defaults."""
+    from curatune.rundir import find_stage_dir
+
+    find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     if config is not None:
         return load_config(config)
     found = recorded_config(Path(run_dir), section, stages)
@@ -101,9 +104,7 @@ def _run_config(config: Path | None, run_dir: Path, section: str, stages: tuple[
 def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
     """Apply reviews pulled from Label Studio to the curated tables and the ledger."""
     from curatune.curate.reviews import apply_reviews_to_run
-    from curatune.rundir import find_stage_dir
 
-    find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     summary = apply_reviews_to_run(run_dir, _run_config(config, run_dir, "labelstudio", ("curate",)))
     set_aside = [f"{summary[k]} {what}" for k, what in (
         ("stale_reviews", "made on text the row no longer has"), ("invalid_reviews", "invalid"),
@@ -120,9 +121,6 @@ def apply_reviews(run_dir: Path, config: ConfigOpt = None) -> None:
 
 def _labelstudio_config(config: Path | None, run_dir: Path, url: str | None, project: str | None) -> LabelStudioConfig:
     """The run's [labelstudio] settings (``--config``, else as recorded), with --url/--project over them."""
-    from curatune.rundir import find_stage_dir
-
-    find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     cfg = _run_config(config, run_dir, "labelstudio", ("curate",)).labelstudio
     cfg.url = url or cfg.url
     cfg.project = project or cfg.project
