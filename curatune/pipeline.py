@@ -40,6 +40,7 @@ from curatune.rundir import (
     output_dir,
     read_json,
     read_manifest,
+    read_own_manifest,
     stage_dir,
     write_manifest,
 )
@@ -187,7 +188,7 @@ def _record(stage_out: Path, fp: str) -> None:
 
 
 def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
-    m = read_manifest(stage_out)
+    m = read_own_manifest(stage_out)
     # A file edited after the stage wrote it is not the stage's output: the stage runs again.
     return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
         (stage_out / name).exists() for name in OUTPUTS[stage]) and not edited_files(stage_out)
@@ -266,7 +267,7 @@ def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag:
     inputs are marked incomplete, so the report shows the stage as not run instead of describing
     another model."""
     out = stage_dir(run, stage)
-    m = read_manifest(out)
+    m = read_own_manifest(out)
     if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):
         (out / MANIFEST).unlink()
         say(f"{tag}: earlier outputs are out of date; marked incomplete")

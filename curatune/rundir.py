@@ -78,7 +78,7 @@ def output_dir(path: str | Path, stage: str | None = None) -> Path:
     folder holding another stage's outputs is refused: the stage would delete that stage's manifest
     before it starts (``train CURATE_DIR --out CURATE_DIR`` unmade the curation it was given)."""
     out = Path(path)
-    theirs = read_manifest(out) if out.is_dir() else None
+    theirs = read_own_manifest(out) if out.is_dir() else None
     if stage is not None and theirs is not None and theirs.get("stage") not in (None, stage):
         raise CuratuneError(f"this folder holds the {theirs['stage']} stage's outputs (its manifest.json): choose "
                             f"another --out for {stage}", file=str(out))
@@ -342,6 +342,16 @@ def edited_files(stage_dir: str | Path) -> list[str]:
 def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     p = Path(out_dir) / MANIFEST
     return read_json(p) if p.is_file() else None
+
+
+def read_own_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of the folder a stage writes into, as that stage sees it: a damaged one is read as
+    an empty manifest (no stage, not complete), which the stage replaces. Refused, it was an error
+    whose advice, "re-run the stage that wrote it", could never be followed."""
+    try:
+        return read_manifest(out_dir)
+    except CuratuneError:
+        return {}
 
 
 def inputs_fingerprint(paths: list[str | Path], config: dict[str, Any]) -> str:

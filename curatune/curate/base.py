@@ -45,9 +45,21 @@ class StepContext:
     group_cols: list[str] = field(default_factory=list)
     # Every label in the input, whatever rows earlier steps dropped (a reviewer may choose any).
     labels: list[str] = field(default_factory=list)
-    # Rows a person gave a decision on (reviews.parquet, applied by the last step): a policy that would
-    # drop or relabel them leaves them to that decision.
-    reviewed: frozenset[str] = frozenset()
+    # The annotations pulled from Label Studio (reviews.parquet), applied by the last step; None without.
+    reviews: pl.DataFrame | None = None
+
+    def decided_rows(self, view: pl.DataFrame, *, text_is_final: bool = True) -> frozenset[str]:
+        """The rows of ``view`` (row_id, text, label) the review step will settle: a policy that would drop
+        or relabel them leaves them to that decision. Votes that step sets aside (on a text the row no
+        longer has, not one choice among the labels) settle nothing, nor do unsure or conflicting ones.
+        ``text_is_final`` false: a later step still rewrites the text the reviewer saw (anonymisation),
+        so the text cannot be compared yet."""
+        if self.reviews is None:
+            return frozenset()
+        from curatune.curate.reviews import decided_rows  # reviews.py imports the curation pipeline
+
+        return decided_rows(self.reviews, view, self.labels, self.config.labelstudio.conflict_rule,
+                            check_text=text_is_final)
 
     @property
     def cache_dir(self) -> Path:

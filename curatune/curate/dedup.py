@@ -12,7 +12,9 @@ whose label differs (the representative is then flagged too: one text, two label
 A near copy whose label differs is kept, and flagged with the same reason as its representative:
 a one-word edit of a short query often is another intent ("order a card" / "order a virtual
 card"), so the labels may both be right and dropping either would lose the example that tells the
-two apart; a person settles which it is.
+two apart; a person settles which it is. A row still kept after all that which is an exact or
+verified near copy of a kept row of a split ranked above its own (a near copy of such a kept label
+conflict, say) is dropped as ``leakage`` too, named a copy of that row.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from curatune.curate.minhash import (
 from curatune.dataset import EXACT_DUPLICATE, LABEL_CONFLICT, LEAKAGE, NEAR_DUPLICATE
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
+# Truth columns that name another row: the planted copies dedup_truth_scores scores against.
+TRUTH_LINKS = ("exact_dup_of", "near_dup_of", "leak_of")
+# Up to this many vectors knn searches exactly; above, an HNSW graph keeps memory linear.
+EXACT_KNN_MAX = 20_000
 
 
 def key_expr(col: str = "text") -> pl.Expr:
@@ -191,14 +197,29 @@ def knn(vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     vecs = np.ascontiguousarray(vecs, dtype=np.float32)
     dim = vecs.shape[1]
-    if len(vecs) <= 20_000:
+    if len(vecs) <= EXACT_KNN_MAX:
         index = faiss.IndexFlatIP(dim)
     else:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = 64
-    index.add(vecs)
+    _add_on_one_thread(index, vecs)
+    # Search may use every thread: each query walks the finished graph on its own.
     return index.search(vecs, k)
+
+
+def _add_on_one_thread(index: Any, vecs: np.ndarray) -> None:
+    """Threads building an HNSW graph insert vectors in whatever order they get to them (faiss before
+    1.15; 1.15.1 builds the same graph on any number), so each run could build another graph and find
+    other near pairs; on one thread the order is fixed. A flat index is only copied in."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        index.add(vecs)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 # The row that represents copies: a test row over a validation row over a train row (so leakage
@@ -296,6 +317,8 @@ class Dedup(CurationStep):
             (exact | twin).alias("exact_copy"),
             pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
         ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
+        if leakage:
+            rows = _drop_leaks(rows, leaks_past_clusters(rows, pairs))
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
             .when(pl.col("drop") & pl.col("exact_copy")).then(0.0)
@@ -326,11 +349,13 @@ class Dedup(CurationStep):
     def _near_pairs(key_text: list[str], cfg: DedupConfig, stats: dict[str, Any]) -> list[NearPairs]:
         if len(key_text) < 2:
             return []
+        n_words = np.fromiter((len(t.split()) for t in key_text), dtype=np.int64, count=len(key_text))
         mh = minhash_pairs(key_text, cfg)
-        stats["minhash_pairs"] = int(mh.left.size)
-        out = [mh]
+        confirmed = confirmed_minhash_pairs(key_text, mh, n_words <= cfg.short_text_words, cfg)
+        stats["minhash_pairs"] = int(confirmed.sum())
+        stats["minhash_pairs_rejected"] = int(confirmed.size - confirmed.sum())
+        out = [mh.where(confirmed)]
         if cfg.embedding:
-            n_words = np.fromiter((len(t.split()) for t in key_text), dtype=np.int64, count=len(key_text))
             short = np.flatnonzero(n_words <= cfg.short_text_words)
             emb = embedding_pairs(key_text, short, cfg)
             words = word_set_pairs(key_text, short, cfg)
@@ -342,6 +367,57 @@ class Dedup(CurationStep):
 
     def score_against_truth(self, result: StepResult, truth: pl.DataFrame) -> dict[str, Any]:
         return dedup_truth_scores(result.rows, truth)
+
+
+def confirmed_minhash_pairs(texts: list[str], pairs: NearPairs, short: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Which MinHash pairs stand: a pair of short texts only when :func:`is_word_edit_copy` confirms it.
+
+    In a message of 20-64 words a negation left out or a content word exchanged keeps the character
+    5-gram Jaccard above the threshold, yet the two are not copies. The rule is what a copy is, so it
+    holds with the embedding pass off too; long texts keep their MinHash pairs as found.
+    """
+    both_short = short[pairs.left] & short[pairs.right]
+    return np.array([not s or is_word_edit_copy(texts[a], texts[b], cfg.max_word_edits)
+                     for a, b, s in zip(pairs.left, pairs.right, both_short, strict=True)], dtype=bool)
+
+
+def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFrame:
+    """Kept rows that copy a kept row of a split evaluation relies on more: ``row_id``, ``leak_of``, ``leak_key``.
+
+    Clusters do not chain, so a near copy of a kept label conflict (itself a near copy of its cluster's
+    leader) leads a cluster of its own and was kept, though it copies a kept test row. Only a row whose
+    key is the partner's key or was paired with it directly is named, so the dropped row was compared
+    with the row it names; among several, the best by BEST_ROW. Splits are judged best first, so a row
+    named here is one that stays.
+    """
+    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, np.int64)
+    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, np.int64)
+    own = rows["key"].unique().to_numpy()
+    edges = pl.DataFrame({"key": np.concatenate([left, right, own]).astype(np.int64),
+                          "leak_key": np.concatenate([right, left, own]).astype(np.int64)})
+    kept = rows.filter(~pl.col("drop")).select("row_id", "key", *BEST_ROW)
+    found = []
+    for prio in sorted(kept["prio"].unique().to_list())[1:]:
+        above = kept.filter(pl.col("prio") < prio).rename({"row_id": "leak_of", "key": "leak_key"})
+        leaks = (kept.filter(pl.col("prio") == prio).select("row_id", "key")
+                 .join(edges, on="key").join(above, on="leak_key")
+                 .sort(*BEST_ROW).unique("row_id", keep="first").select("row_id", "leak_of", "leak_key"))
+        kept = kept.join(leaks, on="row_id", how="anti")
+        found.append(leaks)
+    schema = {"row_id": rows.schema["row_id"], "leak_of": rows.schema["row_id"], "leak_key": pl.Int64}
+    return pl.concat(found) if found else pl.DataFrame(schema=schema)
+
+
+def _drop_leaks(rows: pl.DataFrame, leaks: pl.DataFrame) -> pl.DataFrame:
+    """Mark the rows :func:`leaks_past_clusters` found as dropped for leakage, as copies of the row named."""
+    leaked = pl.col("leak_of").is_not_null()
+    return rows.join(leaks, on="row_id", how="left").sort("ord").with_columns(
+        pl.when(leaked).then(pl.lit(LEAKAGE)).otherwise("reason").alias("reason"),
+        pl.when(leaked).then("leak_of").otherwise("copy_of").alias("copy_of"),
+        pl.when(leaked).then(pl.col("key") == pl.col("leak_key")).otherwise("exact_copy").alias("exact_copy"),
+        (pl.col("kept_conflict") & ~leaked).alias("kept_conflict"),
+        (pl.col("drop") | leaked).alias("drop"),
+    ).drop("leak_of", "leak_key")
 
 
 def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndarray:
@@ -381,7 +457,7 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
     A planted copy counts as found when it and its original end in the same predicted cluster;
     a removed row counts as correct when it and its representative are linked in the truth.
     """
-    cols = [c for c in ("exact_dup_of", "near_dup_of", "leak_of") if c in truth.columns]
+    cols = [c for c in TRUTH_LINKS if c in truth.columns]
     if not cols:
         return {}
     t = truth.select("row_id", *cols).join(rows.select("row_id", "dedup_cluster", "duplicate_of", "reason"),

@@ -27,7 +27,9 @@ fold that holds that row out, so its own probability is 0 and it would always lo
 rare but correct class would be erased. Such rows are not scored: no flag, no action, null
 ``label_quality``, ``label_issue_rank``, ``suggested_label`` and ``suggested_confidence``; the
 summary counts them (``unscored_rows``, ``unscored_labels``). Two rows make a score possible,
-because stratified folds never hold out every row of a class with two or more.
+because stratified folds never hold out every row of a class with two or more. Copies (and embedding
+near-duplicates) are held out together, so they count as one row: a label whose train rows are all
+copies of one text (``my email is <EMAIL_ADDRESS>`` after anonymisation) is unscored too.
 
 Rare labels. A score is not yet a verdict: each fold model learns a label of a few rows from fewer
 still, and their out-of-fold probabilities fall low although the labels are right. Measured on 15
@@ -84,8 +86,9 @@ def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
 
 def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig,
                       fit_on: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
-    """K-fold out-of-sample probabilities. Every class needs MIN_ROWS_PER_LABEL rows: stratified folds
-    then keep each class in every training fold, even a class with fewer rows than folds.
+    """K-fold out-of-sample probabilities. Every class needs MIN_ROWS_PER_LABEL rows (in as many
+    ``groups``): stratified folds then keep each class in every training fold, even a class with fewer
+    rows than folds.
 
     ``fit_on`` (a row mask): only these rows' labels train the models; they are scored out of fold,
     the others by a model fit on all of them. ``groups``: rows that are copies of one another share a
@@ -191,11 +194,39 @@ def _scorable_labels(labels: pl.Series, *, with_pred_probs: bool) -> tuple[list[
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[v] for v in labels.to_list()])
     scorable = np.bincount(y, minlength=len(classes)) >= (1 if with_pred_probs else MIN_ROWS_PER_LABEL)
-    if scorable.sum() < 2:
-        raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} rows each "
-                            f"to cross-validate, found {int(scorable.sum())} (of {len(classes)} labels); add rows "
-                            "or give [curate.label_issues] pred_probs")
+    _need_two_scorable(scorable, "rows each")
     return classes, y, scorable
+
+
+def _need_two_scorable(scorable: np.ndarray, rows: str) -> None:
+    if scorable.sum() < 2:
+        raise CuratuneError(f"label issues need two or more labels with at least {MIN_ROWS_PER_LABEL} {rows} "
+                            f"to cross-validate, found {int(scorable.sum())} (of {scorable.size} labels); add rows "
+                            "or give [curate.label_issues] pred_probs")
+
+
+def _groups_per_label(y: np.ndarray, groups: np.ndarray, n_classes: int) -> np.ndarray:
+    """How many copy groups each label's rows span."""
+    pairs = np.unique(np.column_stack([y, groups]), axis=0)
+    return np.bincount(pairs[:, 0], minlength=n_classes)
+
+
+def _cross_validated_labels(y: np.ndarray, train: np.ndarray, groups: np.ndarray,
+                            n_classes: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The rows the fold models fit on (None: all rows) and the labels cross-validation can score.
+
+    A group of copies is held out whole, so copies count as one example: a label whose fitted rows lie
+    in one group is absent from the training fold that holds that group out, its probability is 0 and
+    all its rows would look mislabelled. It is left unscored, like a label of one row. Without copies
+    each row is its own group and this is the rule on row counts."""
+    in_train = _groups_per_label(y[train], groups[train], n_classes) >= MIN_ROWS_PER_LABEL
+    # Evaluation labels are the yardstick: they never train the models whose opinion changes train
+    # labels. Only a set without two labels of train rows to learn from is fit on all its rows.
+    if in_train.sum() >= 2:
+        return train, in_train
+    scorable = _groups_per_label(y, groups, n_classes) >= MIN_ROWS_PER_LABEL
+    _need_two_scorable(scorable, "rows each (copies counted once)")
+    return None, scorable
 
 
 @register_step
@@ -224,29 +255,26 @@ class LabelIssues(CurationStep):
         cfg.check()  # a Config built in code never passed through the loader
         classes, y, scorable = _scorable_labels(table["label"], with_pred_probs=bool(cfg.pred_probs))
         train = (table["split"] == "train").to_numpy()
-        in_train = np.bincount(y[train], minlength=len(classes))
-        # Evaluation labels are the yardstick: they never train the models whose opinion changes train
-        # labels. Only a set without two labels of train rows to learn from is fit on all its rows.
-        fit_on = None
-        if not cfg.pred_probs and (in_train >= MIN_ROWS_PER_LABEL).sum() >= 2:
-            fit_on = train
-            scorable = scorable & (in_train >= MIN_ROWS_PER_LABEL)
-        scored = scorable[y]
-        at = np.flatnonzero(scored)
-        kept_classes = np.flatnonzero(scorable)
-        ys = (np.cumsum(scorable) - 1)[y[at]]  # labels of the scored rows, indexing kept_classes
+        steps = self.ctx.config.curate.steps
+        # Anonymisation still to come: the text is not yet the one written, nor the one reviewers saw.
+        raw = "anonymise" in steps and steps.index("anonymise") > steps.index(self.name)
         x = None
         if cfg.pred_probs:
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
         else:
-            steps = self.ctx.config.curate.steps
-            # Vectors of text that anonymisation has yet to rewrite are not written (nor are dedup's):
-            # text can be partly recovered from its embedding.
-            raw = "anonymise" in steps and steps.index("anonymise") > steps.index(self.name)
+            # Vectors of raw text are not written (nor are dedup's): text can be partly recovered from its
+            # embedding.
             x = features(table["text"].to_list(), cfg, None if raw else self.ctx.cache_dir)
         near = embedding_near_duplicates(x, table["row_id"].to_list())
+        fit_on = None
+        groups = np.arange(len(y))
         if not cfg.pred_probs:
             groups = copy_groups(table["text"], near, table["row_id"].to_list())
+            fit_on, scorable = _cross_validated_labels(y, train, groups, len(classes))
+        at = np.flatnonzero(scorable[y])
+        kept_classes = np.flatnonzero(scorable)
+        ys = (np.cumsum(scorable) - 1)[y[at]]  # labels of the scored rows, indexing kept_classes
+        if not cfg.pred_probs:
             probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg, None if fit_on is None else fit_on[at],
                                       groups[at])
         quality = get_label_quality_scores(ys, probs, method="self_confidence")
@@ -260,11 +288,14 @@ class LabelIssues(CurationStep):
         outlier = self._outlier_scores(x, probs, ys, at, len(y))
 
         action = np.full(len(y), "keep", dtype=object)
-        # Cross-validation learns a rare label from a handful of rows; its own rows then look wrong.
+        # Cross-validation learns a rare label from a handful of rows (copies of one text are one); its own
+        # rows then look wrong.
+        in_train = _groups_per_label(y[train], groups[train], len(classes))
         rare = (in_train[y] < MIN_ROWS_TO_ACT) if not cfg.pred_probs else np.zeros(len(y), dtype=bool)
         # A row a person decided on is theirs: dropped here, the review step (which sees kept rows) would
         # never apply their decision.
-        reviewed = table["row_id"].is_in(list(self.ctx.reviewed)).to_numpy()
+        decided = self.ctx.decided_rows(table.select("row_id", "text", "label"), text_is_final=not raw)
+        reviewed = table["row_id"].is_in(list(decided)).to_numpy()
         acting = is_issue & train & ~rare & ~reviewed
         if cfg.policy == "drop":
             action[acting] = "drop"
@@ -318,11 +349,12 @@ class LabelIssues(CurationStep):
         larger group first), so a reader who can only be shown some groups sees the worst ones, and
         a share on a handful of rows can be told from one on thousands."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
-        flagged = table.select(pl.Series("flag", is_issue), *self.ctx.group_cols)
         for g in self.ctx.group_cols:
-            shares = (flagged.group_by(g).agg(pl.col("flag").mean().alias("share"), pl.len().alias("n"))
-                      .with_columns(pl.col(g).cast(pl.String))
-                      .sort(["share", "n", g], descending=[True, True, False], nulls_last=True))
+            # Under a working name: a group column called "flag", "share" or "n" clashed with these.
+            flagged = table.select(pl.col(g).alias("__group"), pl.Series("flag", is_issue))
+            shares = (flagged.group_by("__group").agg(pl.col("flag").mean().alias("share"), pl.len().alias("n"))
+                      .with_columns(pl.col("__group").cast(pl.String))
+                      .sort(["share", "n", "__group"], descending=[True, True, False], nulls_last=True))
             out[g] = {"(missing)" if k is None else k: {"share": round(float(s), 4), "rows": int(n)}
                       for k, s, n in shares.iter_rows()}
         return out

@@ -22,6 +22,7 @@ import polars as pl
 
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step, ledger_column_names
+from curatune.curate.dedup import TRUTH_LINKS
 from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, _label_or_id_text, load_dataset
 from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
@@ -71,13 +72,11 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     for cls in step_classes:
         cls.check_input(loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
-    reviews, reviewed = None, frozenset()
+    reviews = None
     if "human_review" in steps_wanted and config.curate.apply_reviews and (out / REVIEWS).is_file():
-        from curatune.curate.reviews import UNSURE, read_reviews  # reviews.py imports this module
+        from curatune.curate.reviews import read_reviews  # reviews.py imports this module
 
         reviews = read_reviews(out / REVIEWS)  # an unreadable file is refused before the earlier run is touched
-        decided = reviews.filter(pl.col("decision").is_not_null() & (pl.col("decision") != UNSURE))
-        reviewed = frozenset(decided["row_id"].drop_nulls().to_list())
     for src in loaded.sources:
         manifest.add_input(src["path"], rows=src["rows"], records=src["records"])
     run_id = run_id_for(manifest.inputs, manifest.config)  # the data's id: reviews applied do not change it
@@ -90,7 +89,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
             manifest.add_input(other, role=role, **({"rows": table.height} if table is not None else {}))
     ctx = StepContext(config=config, out_dir=out, run_id=run_id, group_cols=loaded.group_cols,
                       labels=sorted(loaded.rows["label"].drop_nulls().cast(pl.String).unique().to_list()),
-                      reviewed=reviewed)
+                      reviews=reviews)
 
     table = loaded.rows.with_columns(
         pl.lit(True).alias("active"),
@@ -278,10 +277,6 @@ def _counts(ledger: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-# Truth columns that name another row (dedup's truth scores read them): ids, as row_id is.
-TRUTH_LINKS = ("exact_dup_of", "near_dup_of", "leak_of")
-
-
 def _load_truth(path: str) -> pl.DataFrame | None:
     if not path:
         return None
@@ -296,8 +291,9 @@ def _load_truth(path: str) -> pl.DataFrame | None:
         raise CuratuneError(f"{what} ({first_line(exc)})", file=path) from None
     if "row_id" not in truth.columns:
         raise CuratuneError(f"{what}; this one has no row_id column", file=path)
-    # Row ids are text, as loading makes them: numeric ids in a truth file stopped the run with a
-    # polars traceback after every step had run (and links to them matched nothing).
+    # Row ids, and the truth columns that name another row (dedup's truth scores read them), are text,
+    # as loading makes them: numeric ids in a truth file stopped the run with a polars traceback after
+    # every step had run (and links to them matched nothing).
     id_cols = [c for c in ("row_id", *TRUTH_LINKS) if c in truth.columns]
     for col in id_cols:
         if truth.schema[col].is_nested():

@@ -141,13 +141,14 @@ def decide(votes: list[tuple[str, bool]], rule: str) -> tuple[str | None, str]:
     return (winner, "decided") if winner is not None else (None, "conflict")
 
 
-def usable(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str]) -> tuple[pl.DataFrame, dict[str, int]]:
+def usable(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str], *,
+           check_text: bool = True) -> tuple[pl.DataFrame, dict[str, int]]:
     """The votes to count for the rows in ``view`` (row_id, text, label): each annotator's latest
-    annotation per row on the row's current text, less those not a choice among ``labels`` (every
-    label of the data, as push offers them: one whose rows were all dropped is still a label),
-    drop and unsure."""
-    current = view.select("row_id", pl.Series("__sha", [text_sha256(t) for t in view["text"].to_list()],
-                                              dtype=pl.String))
+    annotation per row on the row's current text (any text when not ``check_text``), less those not a
+    choice among ``labels`` (every label of the data, as push offers them: one whose rows were all
+    dropped is still a label), drop and unsure."""
+    hashes = [text_sha256(t) for t in view["text"].to_list()] if check_text else [None] * view.height
+    current = view.select("row_id", pl.Series("__sha", hashes, dtype=pl.String))
     t = reviews.join(current, on="row_id", how="left")
     # Null hash: pulled before hashes were recorded, so nothing says the text changed.
     stale = (pl.col("text_sha256") != pl.col("__sha")).fill_null(False)
@@ -158,6 +159,15 @@ def usable(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str]) -> tupl
     invalid = (pl.col("n_choices").fill_null(1) != 1) | ~valid
     counts = {"stale_reviews": on_other.height, "invalid_reviews": on_text.filter(invalid).height}
     return on_text.filter(~invalid).select(reviews.columns), counts
+
+
+def decided_rows(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str], rule: str, *,
+                 check_text: bool = True) -> frozenset[str]:
+    """The rows of ``view`` whose usable votes reach a decision under ``rule``: those the review step
+    will apply a person's word to."""
+    votes, _ = usable(reviews, view, labels, check_text=check_text)
+    resolved = resolve(votes, rule)
+    return frozenset(resolved.filter(pl.col("status") == "decided")["row_id"].to_list())
 
 
 def _latest(votes: pl.DataFrame) -> pl.DataFrame:

@@ -41,7 +41,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     """
     from curatune.errors import CuratuneError
     from curatune.reports.collect import STAGE_TITLES, edited_run_files
-    from curatune.rundir import MANIFEST, Manifest, output_dir, read_manifest, write_text
+    from curatune.rundir import MANIFEST, Manifest, output_dir, read_manifest, read_own_manifest, write_text
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -59,8 +59,8 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     target = Path(out_dir) if out_dir is not None else run / "report"
     # The report replaces the manifest of its folder: never a stage's (its counts, gates and input
     # hashes would be lost, and the next report's verdict read from what is left).
-    theirs = read_manifest(target) if target.is_dir() else None
-    if (theirs is not None and theirs.get("stage") != "report") or any(
+    theirs = read_own_manifest(target) if target.is_dir() else None
+    if (theirs and theirs.get("stage") != "report") or any(
             target.resolve() == (run / s).resolve() for s in STAGE_TITLES):
         raise CuratuneError("the report's folder must not be a stage's folder: choose another --out",
                             file=str(target))

@@ -4,7 +4,9 @@ Labels are strings everywhere; the model's class ids follow the sorted train lab
 order when every label is an integer: 1, 2, 10, as the data meant them, not 1, 10, 2). Rows the
 model cannot learn from (no label) are counted, not silently lost. When the data has no
 validation split, 10% of train is held out per label with a seeded shuffle, and which rows were
-held out is written to ``splits.parquet`` so evaluation reads the same split.
+held out is written to ``splits.parquet`` so evaluation reads the same split. Rows whose label curation
+rewrote on a model's opinion (the label-issues step's ``relabel`` policy) are never held out: the
+checkpoint, the headline and the gates are scored on labels the data or a person gave.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.dataset import SPLITS, first_row
+from curatune.dataset import HUMAN_REVIEW, SPLITS, first_row
 from curatune.errors import CuratuneError, shown_value
-from curatune.rundir import CURATED, read_run_table
+from curatune.rundir import CURATED, LEDGER, read_run_table
 
 HOLDOUT_SHARE = 0.1
 # Class id of rows the model has no class for; the loss ignores it (torch's default ignore_index).
@@ -55,17 +57,34 @@ def label_order(labels: list[str]) -> list[str]:
     return sorted(labels)
 
 
-def holdout_validation(train: pl.DataFrame, share: float, seed: int) -> np.ndarray:
-    """Boolean mask over ``train``: a seeded, per-label ``share`` of rows (each label keeps one train row)."""
+def holdout_validation(train: pl.DataFrame, share: float, seed: int,
+                       eligible: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask over ``train``: a seeded, per-label ``share`` of rows (each label keeps one train row),
+    drawn from the ``eligible`` rows only (all when None; with all eligible, the same draw)."""
     rng = np.random.default_rng(seed)
     labels = train["label"].to_numpy()
+    can = np.ones(train.height, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     mask = np.zeros(train.height, dtype=bool)
     for lab in sorted(set(labels.tolist())):
         idx = np.flatnonzero(labels == lab)
-        k = min(int(round(len(idx) * share)), len(idx) - 1)
+        pool = idx[can[idx]]
+        k = min(int(round(len(idx) * share)), len(idx) - 1, len(pool))
         if k > 0:
-            mask[rng.choice(idx, size=k, replace=False)] = True
+            mask[rng.choice(pool, size=k, replace=False)] = True
     return mask
+
+
+def model_relabelled(curate_dir: Path) -> set[str]:
+    """Rows whose label a curation step rewrote and no person gave: the label-issues step's ``relabel``
+    policy. Read from the ledger; a hand-made curated table without one has none."""
+    path = Path(curate_dir) / LEDGER
+    if not path.is_file():
+        return set()
+    ledger = read_run_table(path, ("row_id", "fate", "reasons"))
+    by_person = pl.col("reasons").list.contains(HUMAN_REVIEW)
+    if {"review_decision", "final_label"} <= set(ledger.columns):  # one who chose curation's label gave it too
+        by_person = by_person | (pl.col("review_decision") == pl.col("final_label")).fill_null(False)
+    return set(ledger.filter((pl.col("fate") == "relabelled") & ~by_person)["row_id"].cast(pl.String).to_list())
 
 
 def _check_rows(df: pl.DataFrame, path: Path) -> None:
@@ -116,8 +135,12 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     # Validation must hold rows the model can score: a label it trains on. Otherwise 10% of train is
     # held out, and the given validation rows stay in it to be predicted (never scored, never dropped).
     held_out = validation.filter(pl.col("label").is_in(labels)).height == 0
+    relabelled = 0
     if held_out:
-        mask = holdout_validation(train, HOLDOUT_SHARE, seed)
+        rewritten = model_relabelled(curate_dir)
+        eligible = ~train["row_id"].is_in(list(rewritten)).to_numpy()
+        relabelled = int((~eligible).sum())
+        mask = holdout_validation(train, HOLDOUT_SHARE, seed, eligible)
         validation = pl.concat([train.filter(pl.Series(mask)).with_columns(pl.lit("validation").alias("split")),
                                 validation])
         train = train.filter(pl.Series(~mask))
@@ -135,6 +158,8 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
         "labels": len(labels),
         "unlabelled_train_rows_skipped": unlabelled,
         "validation_held_out_from_train": held_out,
+        # Rows the model's relabelling touched, left in train rather than held out to score it.
+        "relabelled_rows_not_held_out": relabelled,
         "unseen_label_rows": {
             name: f.filter(pl.col("label").is_not_null() & ~pl.col("label").is_in(list(known))).height
             for name, f in (("validation", validation), ("test", test))

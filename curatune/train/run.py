@@ -25,7 +25,7 @@ import numpy as np
 
 from curatune.config import Config, TrainConfig
 from curatune.embeddings import load_model_config, load_tokenizer, pooling_mode, resolve_model_path
-from curatune.errors import CuratuneError, first_line
+from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
     BASE_PREDICTIONS,
     CURATED,
@@ -39,6 +39,7 @@ from curatune.rundir import (
     output_dir,
     package_versions,
     read_manifest,
+    read_own_manifest,
     sha256_file,
     write_json,
     write_parquet,
@@ -150,10 +151,20 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
     return last
 
 
+def _refuse_failed_curation(curate_dir: Path) -> None:
+    """`curatune run` stops before training when a curation gate fails (the leak scan: personal data
+    left in the text); `curatune train` given that curation by hand must stop too, before any work."""
+    manifest = read_manifest(curate_dir) if curate_dir.is_dir() else None
+    failed = [str(g.get("name")) for g in (manifest or {}).get("gates") or [] if not g.get("passed")]
+    if failed:
+        raise GateFailed(f"refusing to train: this curation failed its gate ({', '.join(failed)}); fix what it "
+                         "found and curate again", file=str(curate_dir / MANIFEST))
+
+
 def _refuse_foreign_folder(out: Path) -> None:
     """A run replaces its model/, adapter/, checkpoints/ and README.md: a folder holding files, but no
     train run's manifest or checkpoint, is someone's own, whose files of those names would be lost."""
-    if read_manifest(out) is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
+    if read_own_manifest(out) is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
             p.name.startswith(".") for p in out.iterdir()):  # .gitkeep, .DS_Store
         return
     raise CuratuneError("this folder holds files no train run wrote, and a run replaces its model/, adapter/, "
@@ -381,6 +392,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     """
     tc = config.train
     tc.check()  # configs built in code skip the loader's check
+    _refuse_failed_curation(Path(curate_dir))
     # Every process of a multi-process launch runs this; one account of it is enough.
     say = progress if progress is not None and is_main_process() else (lambda _msg: None)
     out, curate_dir = output_dir(out_dir, "train"), Path(curate_dir)

@@ -251,7 +251,10 @@ def test_a_test_row_leads_a_bucket_of_hundreds_of_near_copies(tmp_path):
     """Over 200 near-identical texts share an LSH bucket, which is linked to one member only; that
     member was the alphabetically first text, not the test row, and 284 of 600 train copies of the
     test row were kept (the rest dropped as near_duplicate, not leakage)."""
-    texts = [f"{LONG} order number {900000 - i}" for i in range(600)]
+    # Over 64 words: copies of a short text that differ in a number are not copies (one content word
+    # exchanged for another), and this is about the bucket, not about that rule.
+    texts = [f"{LONG} and I have asked about it twice already this week, my order number is {900000 - i}"
+             for i in range(600)]
     df = pl.DataFrame({"id": [f"r{i:03d}" for i in range(600)], "text": texts, "label": ["ship"] * 600,
                        "split": ["test"] + ["train"] * 599})
     led = curate(tmp_path, df, embedding=False)
@@ -287,3 +290,83 @@ def test_a_labelled_copy_represents_an_unlabelled_one_and_no_conflict_is_reporte
     a, b = fate(led, "a"), fate(led, "b")
     assert (b["fate"], b["reasons"]) == ("kept", [])
     assert (a["fate"], a["reasons"], a["duplicate_of"]) == ("dropped", ["exact_duplicate"], "b")
+
+
+# A 31-word message: long enough that a one-word edit keeps its character 5-gram Jaccard above 0.8.
+ARRIVAL = ("hello, I ordered a new debit card three weeks ago and my card has not arrived yet, the app "
+           "says it was sent and I need it for a trip next week")
+
+
+@pytest.mark.parametrize("embedding", [True, False])
+def test_minhash_pairs_of_short_texts_are_confirmed_by_the_word_edit_check(tmp_path, embedding):
+    # MinHash over character 5-grams merged a negation left out, and a content word exchanged, in a message
+    # of 20-64 words: both stay above the 0.8 threshold, and only the other candidate passes were confirmed.
+    df = pl.DataFrame({"id": ["a", "b", "c", "d"],
+                       "text": [ARRIVAL, ARRIVAL.replace("has not arrived", "has arrived"),
+                                ARRIVAL.replace("for a trip", "for a wedding"),
+                                ARRIVAL.replace("ordered a new", "ordered just a new")],
+                       "label": ["card_arrival"] * 4})
+    led = curate(tmp_path, df, embedding=embedding)
+    assert [fate(led, r)["fate"] for r in "abcd"] == ["kept", "kept", "kept", "dropped"]
+    assert [fate(led, r)["reasons"] for r in "bc"] == [[], []]
+    d = fate(led, "d")
+    assert (d["reasons"], d["duplicate_of"]) == (["near_duplicate"], "a")
+    steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
+    summary = next(s for s in steps if s["name"] == "dedup")["summary"]
+    # Each of b and c is a MinHash candidate of a and d; b and c are one of each other.
+    assert summary["minhash_pairs_rejected"] == 5 and summary["minhash_pairs"] == 1
+
+
+def test_a_near_copy_of_a_kept_label_conflict_in_a_later_split_is_leakage(tmp_path):
+    # x2 (test) is a near copy of x1 (test) with another label, so it is kept; y (train) is a near copy of
+    # x2 but not of x1 (two word insertions, one edit allowed). x1 leads and takes x2, so y led a cluster of
+    # its own and was kept: a near copy of a kept test row left in train.
+    df = pl.DataFrame({"id": ["x1", "x2", "y"],
+                       "text": ["how do I top up my card", "how do I top up my virtual card",
+                                "how do I quickly top up my virtual card"],
+                       "split": ["test", "test", "train"],
+                       "label": ["top_up_card", "top_up_virtual_card", "top_up_virtual_card"]})
+    led = curate(tmp_path, df, embedding=True, max_word_edits=1)
+    x1, x2, y = (fate(led, r) for r in ("x1", "x2", "y"))
+    assert (x1["fate"], x2["fate"]) == ("kept", "kept")
+    assert x2["reasons"] == ["conflicting_label_duplicate"] and x2["dedup_cluster"] == "x1"
+    # Named a copy of x2, the text it was compared with, not of x1, which leads x2's cluster.
+    assert (y["fate"], y["reasons"], y["duplicate_of"]) == ("dropped", ["leakage"], "x2")
+    steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
+    summary = next(s for s in steps if s["name"] == "dedup")["summary"]
+    assert summary["dropped_by_reason"] == {"leakage": 1} and summary["label_conflicts_kept"] == 1
+
+
+def test_knn_on_hnsw_returns_the_same_neighbours_every_run(monkeypatch):
+    # faiss builds an HNSW graph in parallel in an order that depends on thread timing, so the graph,
+    # and the near pairs read from it, could differ between two runs on the same vectors.
+    import faiss
+    import numpy as np
+
+    from curatune.curate import dedup
+
+    monkeypatch.setattr(dedup, "EXACT_KNN_MAX", 100)
+    vecs = np.random.default_rng(0).standard_normal((3000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        runs = [dedup.knn(vecs, 10) for _ in range(3)]
+        assert faiss.omp_get_max_threads() == 2  # the caller's setting is restored
+    finally:
+        faiss.omp_set_num_threads(threads)
+    for dist, nbr in runs[1:]:
+        assert np.array_equal(nbr, runs[0][1]) and np.array_equal(dist, runs[0][0])
+
+
+def test_the_truth_links_dedup_scores_are_the_ones_loading_reads_as_ids():
+    # The pipeline kept its own copy of the tuple: a link added to one was scored but not read as an id.
+    from curatune.curate import pipeline
+    from curatune.curate.dedup import TRUTH_LINKS, dedup_truth_scores
+
+    assert pipeline.TRUTH_LINKS is TRUTH_LINKS
+    truth = pl.DataFrame({"row_id": ["a", "b"], **{c: [None, "a"] for c in TRUTH_LINKS}})
+    rows = pl.DataFrame({"row_id": ["a", "b"], "dedup_cluster": ["a", "a"], "duplicate_of": [None, "a"],
+                         "reason": [None, "exact_duplicate"]})
+    scores = dedup_truth_scores(rows, truth)
+    assert [scores[c.replace("_of", "_recall")] for c in TRUTH_LINKS] == [1.0] * len(TRUTH_LINKS)

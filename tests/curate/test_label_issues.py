@@ -270,6 +270,23 @@ def test_a_rare_label_is_flagged_for_review_but_never_dropped_or_relabelled(tmp_
     assert summary["min_rows_to_act"] == 10
 
 
+@pytest.mark.parametrize("policy", ["drop", "relabel"])
+def test_a_label_of_many_rows_but_few_texts_is_rare_too(tmp_path, policy):
+    """Copies are one example to the fold models: twelve rows that are four copies each of three texts
+    were counted as twelve, so the policy acted on a label learnt from three examples."""
+    df, _ = make_data(n_per_class=30, flips=0)
+    texts = ["warranty claim refund money back", "warranty repair charged payment", "warranty broken"]
+    variants = (str, str.upper, lambda t: t + "!", lambda t: t.title() + "?")
+    rare = pl.DataFrame({"id": [f"w{i}-{k}" for i in range(3) for k in range(4)],
+                         "text": [v(t) for t in texts for v in variants],
+                         "label": ["warranty"] * 12, "split": ["train"] * 12})
+    led = curate(tmp_path, pl.concat([df, rare]), policy=policy, relabel_threshold=0.0)
+    rows = led.filter(pl.col("row_id").str.starts_with("w"))
+    assert rows["is_label_issue"].any()  # the models doubt them ...
+    assert set(rows["fate"]) == {"kept"} and set(rows["final_label"]) == {"warranty"}  # ... and nothing acts
+    assert step_summary(tmp_path / "out")["flagged_rare_label_rows"] == int(rows["is_label_issue"].sum())
+
+
 def test_evaluation_labels_never_train_the_models_that_change_train_labels(tmp_path):
     """A label only test rows carry was suggested for a train row and given to it (relabel)."""
     df, _ = make_data(n_per_class=20, flips=0)
@@ -427,6 +444,31 @@ def test_a_row_a_person_decided_on_is_left_to_their_decision_not_dropped(tmp_pat
     assert step["summary"]["flagged_rows_left_to_reviews"] == 2
 
 
+def test_a_vote_the_review_step_sets_aside_does_not_shield_a_row_from_the_policy(tmp_path):
+    """Any decided vote spared a row, though the review step then set it aside (cast on a text the row no
+    longer has, or several choices): the row escaped both the policy and the person."""
+    from datetime import UTC, datetime
+
+    from curatune.curate.reviews import REVIEW_SCHEMA, text_sha256
+
+    df, flipped = make_data()
+    wrong = sorted(flipped)[:3]
+    truth = {r: next(k for k in VOCAB if k in r) for r in wrong}
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    text = dict(zip(df["id"], df["text"], strict=True))
+    shas = [text_sha256("the text this row had before"), text_sha256(text[wrong[1]]), text_sha256(text[wrong[2]])]
+    votes = [{"row_id": r, "decision": truth[r], "annotator": "user:1", "annotator_id": 1, "annotation_id": i,
+              "task_id": i, "ground_truth": True, "created_at": at, "updated_at": at, "project_id": 1,
+              "text_sha256": shas[i], "n_choices": 2 if i == 1 else 1} for i, r in enumerate(wrong)]
+    (tmp_path / "out").mkdir()
+    pl.DataFrame(votes, schema=REVIEW_SCHEMA).write_parquet(tmp_path / "out" / "reviews.parquet")
+    led = curate(tmp_path, df, policy="drop").sort("row_id")
+    fate = dict(zip(led["row_id"], led["fate"], strict=True))
+    assert [fate[r] for r in wrong] == ["dropped", "dropped", "relabelled"]  # stale, invalid, a current vote
+    step = next(s for s in read_manifest(tmp_path / "out")["steps"] if s["name"] == "label_issues")
+    assert step["summary"]["flagged_rows_left_to_reviews"] == 1
+
+
 def test_a_pred_probs_file_missing_rows_is_refused_before_the_earlier_run_is_touched(cli_run, tmp_path):
     df, _ = make_data(n_per_class=10, flips=0)
     df.write_parquet(tmp_path / "d.parquet")
@@ -442,3 +484,65 @@ def test_a_pred_probs_file_missing_rows_is_refused_before_the_earlier_run_is_tou
     code, out = cli_run(*args)
     assert code == 2 and "pred_probs file has no row for 'refund-3'" in out
     assert (tmp_path / "out" / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("policy", ["flag", "drop", "relabel"])
+def test_a_label_whose_train_rows_are_all_copies_of_one_text_is_left_unscored(tmp_path, policy):
+    """Copies are held out together, so the fold holding out the one text held out the whole label: its
+    probability was 0 and all 12 rows were flagged (and dropped or relabelled: 12 rows, enough to act)."""
+    df, _ = make_data(n_per_class=20, flips=0)
+    email = pl.DataFrame({"id": [f"email-{i}" for i in range(12)], "text": ["my email is <EMAIL_ADDRESS>"] * 12,
+                          "label": ["email"] * 12, "split": ["train"] * 12})
+    led = curate(tmp_path, pl.concat([df, email]), policy=policy, relabel_threshold=0.0)
+    rows = led.filter(pl.col("original_label") == "email")
+    assert rows.height == 12 and not rows["is_label_issue"].any()
+    assert set(rows["fate"]) == {"kept"} and set(rows["final_label"]) == {"email"}
+    assert rows["label_quality"].null_count() == 12 and rows["suggested_label"].null_count() == 12
+    assert led.filter(pl.col("original_label") != "email")["label_quality"].null_count() == 0
+    summary = step_summary(tmp_path / "out")
+    assert (summary["rows"], summary["classes"], summary["unscored_rows"], summary["unscored_labels"]) == (92, 5, 12, 1)
+
+
+def copies(label: str, text: str, n: int) -> list[dict[str, str]]:
+    return [{"id": f"{label}-{i}", "text": text, "label": label, "split": "train"} for i in range(n)]
+
+
+@pytest.mark.parametrize("rows", [
+    copies("refund", "refund money back please", 6) + copies("cancel", "cancel my plan now", 6),  # 2 groups
+    copies("refund", "refund or cancel", 6) + copies("cancel", "Refund or cancel!", 6),  # 1 group
+], ids=["two_groups", "one_group"])
+def test_labels_each_of_copies_of_one_text_are_a_clear_error(tmp_path, rows):
+    """Each fold held out a whole label (two groups: a model fit on one class), or there was one group
+    to split (sklearn refused one fold): tracebacks."""
+    with pytest.raises(CuratuneError) as err:
+        curate(tmp_path, pl.DataFrame(rows))
+    assert str(err.value) == ("label issues need two or more labels with at least 2 rows each (copies counted once) "
+                              "to cross-validate, found 0 (of 2 labels); add rows or give [curate.label_issues] "
+                              "pred_probs")
+
+
+def test_labels_that_share_two_groups_of_copies_are_scored(tmp_path):
+    """Two groups, each a text copied under both labels: every label spans both, so a training fold
+    holds each; the rule leaves nothing unscored."""
+    rows = copies("refund", "refund money back please", 3) + copies("cancel", "cancel my plan now", 3)
+    rows[0]["text"], rows[3]["text"] = rows[3]["text"], rows[0]["text"]
+    led = curate(tmp_path, pl.DataFrame(rows))
+    assert led["label_quality"].null_count() == 0
+    assert step_summary(tmp_path / "out")["unscored_rows"] == 0
+
+
+@pytest.mark.parametrize("name", ["n", "flag", "share"])
+def test_a_group_column_named_like_a_working_column_gives_the_same_shares(tmp_path, name):
+    """A group column called flag, share or n clashed with the columns the shares are computed in."""
+    from curatune.curate.base import StepContext
+    from curatune.curate.label_issues import LabelIssues
+
+    groups = ["a"] * 8 + ["b"] * 4 + ["c"] * 2 + [None]
+    flags = np.array([True] + [False] * 7 + [True, True, False, False] + [True, False] + [False])
+
+    def shares(col: str) -> dict:
+        table = pl.DataFrame({col: groups}, schema={col: pl.String})
+        step = LabelIssues(StepContext(config=Config(), out_dir=tmp_path, run_id="r", group_cols=[col]))
+        return step._by_group(table, flags)[col]
+
+    assert list(shares(name).items()) == list(shares("channel").items())

@@ -796,3 +796,18 @@ def test_reviews_applied_by_hand_leave_curatune_run_to_curate_again(run_copy):
     assert apply_reviews_to_run(run_copy, Config(labelstudio=LabelStudioConfig(conflict_rule="keep")))["dropped"] == 1
     assert FINGERPRINT_KEY not in read_json(run_copy / "curate" / "manifest.json")
     assert not edited_files(run_copy / "curate") and not _up_to_date("curate", run_copy / "curate", "fp")
+
+
+def test_decided_rows_are_those_the_review_step_will_settle():
+    from curatune.curate.reviews import decided_rows
+
+    view = pl.DataFrame({"row_id": ["a", "b", "c", "d", "e"], "text": ["one", "two", "three", "four", "five"],
+                         "label": ["x", "x", "y", "y", "x"]})
+    reviews = _reviews([("a", "y", "user:1", False), ("b", "y", "user:1", False), ("c", "unsure", "user:1", False),
+                        ("d", "x", "user:1", False), ("d", "y", "user:2", False), ("e", "zz", "user:1", False)],
+                       extra=[{"text_sha256": text_sha256("one")}, {"text_sha256": text_sha256("an older two")},
+                              {}, {}, {}, {}])
+    # a: current text; b: cast on a text the row no longer has; c: unsure; d: a tie; e: not a label.
+    assert decided_rows(reviews, view, ["x", "y"], "majority") == {"a"}
+    # While a later step still rewrites the text (anonymisation), the text cannot be compared yet.
+    assert decided_rows(reviews, view, ["x", "y"], "majority", check_text=False) == {"a", "b"}

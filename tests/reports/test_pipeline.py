@@ -188,6 +188,10 @@ def test_failed_curation_gate_stops_before_training_and_reports(cli_run, tmp_pat
     assert [(g["name"], g["status"]) for g in audit["verdict"]["gates"]] == [("always_fails", "fail")]
     # The failed stage is not marked up to date: the next run checks the data again.
     assert FINGERPRINT_KEY not in read_manifest(run / "curate")
+    # Nor does `curatune train` given that curation by hand: it refuses before writing anything.
+    code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", tmp_path / "by-hand")
+    assert code == 3 and "refusing to train" in out and "always_fails" in out
+    assert not (tmp_path / "by-hand").exists()
     with pytest.raises(GateFailed):
         run_pipeline(load_config(tmp_path / "c.toml"))
 
@@ -452,3 +456,21 @@ def test_a_file_edited_after_its_stage_wrote_it_is_named_in_the_report_and_redon
     again = run_pipeline(load_config(tmp_path / "c.toml"))
     assert again["ran"] == ["evaluate", "report"]
     assert json.loads((run / "report" / "audit.json").read_text())["run"]["edited"] == []
+
+
+def test_a_damaged_manifest_is_redone_by_its_own_stage_not_a_dead_end(tmp_path, cli_run):
+    # The error says "re-run the stage that wrote it"; that re-run, by run or by hand, was refused
+    # with the same error, even with --force.
+    _setup(tmp_path)
+    run = tmp_path / "run"
+    assert run_pipeline(load_config(tmp_path / "c.toml"))["ran"] == ["curate", "train", "evaluate", "report"]
+    for stage in ("train", "report"):
+        (run / stage / "manifest.json").write_text("{damaged")
+    again = run_pipeline(load_config(tmp_path / "c.toml"))
+    # (Training again writes the same predictions here, so evaluation is still up to date.)
+    assert again["ran"][0] == "train" and again["ran"][-1] == "report" and again["skipped"][0] == "curate"
+    assert read_manifest(run / "train")["status"] == "complete" and read_manifest(run / "report")["stage"] == "report"
+    (run / "curate" / "manifest.json").write_text("[1, 2")
+    code, out = cli_run("curate", "--config", tmp_path / "c.toml", "--out", run / "curate")
+    assert code == 0, out
+    assert read_manifest(run / "curate")["counts"]["input"] == 90

@@ -134,3 +134,35 @@ def test_integer_labels_are_numbered_in_numeric_order(tmp_path, labels, order):
     rows = [{**r, "label": labels[i % len(labels)]} for i, r in enumerate(make_rows(40, 0, "train", "a"))]
     data = load_train_data(write_curated(tmp_path, rows), seed=0)
     assert data.labels == order
+
+
+def _ledger(rows: list[dict], relabelled: set[str], reviewed: set[str] = frozenset()) -> pl.DataFrame:
+    """The ledger columns load_train_data reads, as curation writes them."""
+    return pl.DataFrame({
+        "row_id": [r["row_id"] for r in rows],
+        "fate": ["relabelled" if r["row_id"] in relabelled else "kept" for r in rows],
+        "reasons": [["label_issue"] + (["human_review"] if r["row_id"] in reviewed else [])
+                    if r["row_id"] in relabelled else [] for r in rows],
+        "original_label": ["old" if r["row_id"] in relabelled else r["label"] for r in rows],
+        "final_label": [r["label"] for r in rows],
+    }, schema_overrides={"reasons": pl.List(pl.String)})
+
+
+def test_rows_a_model_relabelled_are_never_held_out_to_score_the_model(tmp_path):
+    # With policy "relabel" and no validation split, the held-out rows choose the checkpoint and give
+    # the headline: a label the model wrote there would grade the model on its own opinion.
+    rows = make_rows(90, 0, "train", "a") + make_rows(9, 1, "test", "t")
+    relabelled = {r["row_id"] for r in rows[:90] if int(r["row_id"].split(":")[1]) % 2}
+    by_person = {"a:1", "a:3", "a:5"}  # a reviewer settled these: their labels are a person's
+    d = write_curated(tmp_path, rows)
+    _ledger(rows, relabelled, by_person).write_parquet(d / "ledger.parquet")
+    data = load_train_data(d, seed=0)
+    held = set(data.validation["row_id"].to_list())
+    assert data.validation.height == 9 and not held & (relabelled - by_person)
+    assert data.counts["relabelled_rows_not_held_out"] == len(relabelled - by_person) == 42
+    assert data.train.height == 81 and (relabelled - by_person) <= set(data.train["row_id"].to_list())
+    # Without the ledger's relabelled rows the draw is the one every earlier run made.
+    (d / "ledger.parquet").unlink()
+    plain = load_train_data(d, seed=0)
+    _ledger(rows, set()).write_parquet(d / "ledger.parquet")
+    assert load_train_data(d, seed=0).validation["row_id"].to_list() == plain.validation["row_id"].to_list()
