@@ -25,16 +25,11 @@ from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
     AUDIT_HTML,
     AUDIT_JSON,
-    BASE_PREDICTIONS,
     CURATED,
-    EXCLUDED,
     LEDGER,
     MANIFEST,
-    METRICS,
-    MODEL_DIR,
-    PREDICTIONS,
+    OUTPUTS,
     REVIEWS,
-    SPLITS_FILE,
     edited_files,
     inputs_fingerprint,
     output_dir,
@@ -57,8 +52,6 @@ NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.refere
 FINGERPRINT_KEY = "pipeline_fingerprint"
 # What later stages and the reader take from each stage: a stage whose manifest is complete but one
 # of these is gone (deleted to save space, a copy that left it out) is not up to date.
-OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PREDICTIONS, SPLITS_FILE, MODEL_DIR),
-           "evaluate": (METRICS,), "report": (AUDIT_HTML, AUDIT_JSON)}
 Progress = Callable[[str], None]
 
 
@@ -188,7 +181,7 @@ def _record(stage_out: Path, fp: str) -> None:
 
 
 def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
-    m = read_own_manifest(stage_out)
+    m = read_own_manifest(stage_out, stage)
     # A file edited after the stage wrote it is not the stage's output: the stage runs again.
     return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
         (stage_out / name).exists() for name in OUTPUTS[stage]) and not edited_files(stage_out)
@@ -267,7 +260,7 @@ def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag:
     inputs are marked incomplete, so the report shows the stage as not run instead of describing
     another model."""
     out = stage_dir(run, stage)
-    m = read_own_manifest(out)
+    m = read_own_manifest(out, stage)
     if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):
         (out / MANIFEST).unlink()
         say(f"{tag}: earlier outputs are out of date; marked incomplete")

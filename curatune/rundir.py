@@ -49,6 +49,9 @@ TRAINER_LOG = "trainer_log.jsonl"
 METRICS = "metrics.json"
 AUDIT_HTML = "audit.html"
 AUDIT_JSON = "audit.json"
+# What each stage writes besides its manifest: a stage is complete only with all of them.
+OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PREDICTIONS, SPLITS_FILE, MODEL_DIR),
+           "evaluate": (METRICS,), "report": (AUDIT_HTML, AUDIT_JSON)}
 
 # Versions recorded in every manifest, so a reader knows what produced a run.
 _TRACKED_PACKAGES = (
@@ -78,7 +81,7 @@ def output_dir(path: str | Path, stage: str | None = None) -> Path:
     folder holding another stage's outputs is refused: the stage would delete that stage's manifest
     before it starts (``train CURATE_DIR --out CURATE_DIR`` unmade the curation it was given)."""
     out = Path(path)
-    theirs = read_own_manifest(out) if out.is_dir() else None
+    theirs = read_own_manifest(out, stage) if stage is not None and out.is_dir() else None
     if stage is not None and theirs is not None and theirs.get("stage") not in (None, stage):
         raise CuratuneError(f"this folder holds the {theirs['stage']} stage's outputs (its manifest.json): choose "
                             f"another --out for {stage}", file=str(out))
@@ -344,14 +347,17 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     return read_json(p) if p.is_file() else None
 
 
-def read_own_manifest(out_dir: str | Path) -> dict[str, Any] | None:
-    """The manifest of the folder a stage writes into, as that stage sees it: a damaged one is read as
-    an empty manifest (no stage, not complete), which the stage replaces. Refused, it was an error
-    whose advice, "re-run the stage that wrote it", could never be followed."""
+def read_own_manifest(out_dir: str | Path, stage: str) -> dict[str, Any] | None:
+    """The manifest of the folder ``stage`` writes into, as that stage sees it: a damaged one, in a
+    folder holding that stage's outputs, is read as an empty manifest (no stage, not complete), which
+    the stage replaces. Refused, it was an error whose advice, "re-run the stage that wrote it", could
+    never be followed. In any other folder it is still an error: the folder may be someone else's."""
     try:
         return read_manifest(out_dir)
     except CuratuneError:
-        return {}
+        if any((Path(out_dir) / name).exists() for name in OUTPUTS.get(stage, ())):
+            return {}
+        raise
 
 
 def inputs_fingerprint(paths: list[str | Path], config: dict[str, Any]) -> str:

@@ -370,15 +370,17 @@ class Dedup(CurationStep):
 
 
 def confirmed_minhash_pairs(texts: list[str], pairs: NearPairs, short: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Which MinHash pairs stand: a pair of short texts only when :func:`is_word_edit_copy` confirms it.
+    """Which MinHash pairs stand: a pair with a short text on either side only when
+    :func:`is_word_edit_copy` confirms it.
 
     In a message of 20-64 words a negation left out or a content word exchanged keeps the character
-    5-gram Jaccard above the threshold, yet the two are not copies. The rule is what a copy is, so it
-    holds with the embedding pass off too; long texts keep their MinHash pairs as found.
+    5-gram Jaccard above the threshold, yet the two are not copies; "either side", because a word added
+    to a 64-word message makes it long. The rule is what a copy is, so it holds with the embedding pass
+    off too; pairs of long texts keep their MinHash pairs as found.
     """
-    both_short = short[pairs.left] & short[pairs.right]
+    any_short = short[pairs.left] | short[pairs.right]
     return np.array([not s or is_word_edit_copy(texts[a], texts[b], cfg.max_word_edits)
-                     for a, b, s in zip(pairs.left, pairs.right, both_short, strict=True)], dtype=bool)
+                     for a, b, s in zip(pairs.left, pairs.right, any_short, strict=True)], dtype=bool)
 
 
 def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFrame:

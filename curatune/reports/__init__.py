@@ -59,7 +59,7 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     target = Path(out_dir) if out_dir is not None else run / "report"
     # The report replaces the manifest of its folder: never a stage's (its counts, gates and input
     # hashes would be lost, and the next report's verdict read from what is left).
-    theirs = read_own_manifest(target) if target.is_dir() else None
+    theirs = read_own_manifest(target, "report") if target.is_dir() else None
     if (theirs and theirs.get("stage") != "report") or any(
             target.resolve() == (run / s).resolve() for s in STAGE_TITLES):
         raise CuratuneError("the report's folder must not be a stage's folder: choose another --out",

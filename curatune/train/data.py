@@ -138,7 +138,7 @@ def load_train_data(curate_dir: Path, *, seed: int) -> TrainData:
     relabelled = 0
     if held_out:
         rewritten = model_relabelled(curate_dir)
-        eligible = ~train["row_id"].is_in(list(rewritten)).to_numpy()
+        eligible = ~train["row_id"].cast(pl.String).is_in(list(rewritten)).to_numpy()
         relabelled = int((~eligible).sum())
         mask = holdout_validation(train, HOLDOUT_SHARE, seed, eligible)
         validation = pl.concat([train.filter(pl.Series(mask)).with_columns(pl.lit("validation").alias("split")),

@@ -164,7 +164,7 @@ def _refuse_failed_curation(curate_dir: Path) -> None:
 def _refuse_foreign_folder(out: Path) -> None:
     """A run replaces its model/, adapter/, checkpoints/ and README.md: a folder holding files, but no
     train run's manifest or checkpoint, is someone's own, whose files of those names would be lost."""
-    if read_own_manifest(out) is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
+    if read_own_manifest(out, "train") is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
             p.name.startswith(".") for p in out.iterdir()):  # .gitkeep, .DS_Store
         return
     raise CuratuneError("this folder holds files no train run wrote, and a run replaces its model/, adapter/, "

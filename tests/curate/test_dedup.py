@@ -317,6 +317,16 @@ def test_minhash_pairs_of_short_texts_are_confirmed_by_the_word_edit_check(tmp_p
     assert summary["minhash_pairs_rejected"] == 5 and summary["minhash_pairs"] == 1
 
 
+def test_a_negation_that_makes_a_short_message_long_is_still_not_a_copy(tmp_path):
+    # 64 words, then 65 with "not": one side counts as long, and the pair was taken unchecked.
+    text = " ".join([ARRIVAL.replace("has not arrived", "has arrived")] * 2 + ["thanks"] * 2)
+    assert len(text.split()) == 64
+    df = pl.DataFrame({"id": ["a", "b"], "text": [text, text.replace("has arrived", "has not arrived", 1)],
+                       "label": ["card_arrival"] * 2})
+    led = curate(tmp_path, df, embedding=False)
+    assert [fate(led, r)["fate"] for r in "ab"] == ["kept", "kept"]
+
+
 def test_a_near_copy_of_a_kept_label_conflict_in_a_later_split_is_leakage(tmp_path):
     # x2 (test) is a near copy of x1 (test) with another label, so it is kept; y (train) is a near copy of
     # x2 but not of x1 (two word insertions, one edit allowed). x1 leads and takes x2, so y led a cluster of

@@ -474,3 +474,18 @@ def test_a_damaged_manifest_is_redone_by_its_own_stage_not_a_dead_end(tmp_path, 
     code, out = cli_run("curate", "--config", tmp_path / "c.toml", "--out", run / "curate")
     assert code == 0, out
     assert read_manifest(run / "curate")["counts"]["input"] == 90
+    (run / "evaluate" / "manifest.json").write_text("{")
+    code, out = cli_run("evaluate", run)  # its config read from the run: the damaged record is passed over
+    assert code == 0, out
+    assert read_manifest(run / "evaluate")["stage"] == "evaluate"
+    # Only a stage's own folder (one holding its outputs) is taken back: another stage's, or someone's
+    # folder with a manifest.json of its own, is still refused.
+    (run / "train" / "manifest.json").write_text("{")
+    code, out = cli_run("curate", "--config", tmp_path / "c.toml", "--out", run / "train")
+    assert code == 2 and "cannot read JSON" in out and not (run / "train" / "ledger.parquet").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    (mine / "manifest.json").write_text("[1,")
+    code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
+    assert code == 2 and "cannot read JSON" in out and (mine / "README.md").read_text() == "my notes"

@@ -161,6 +161,14 @@ def test_rows_a_model_relabelled_are_never_held_out_to_score_the_model(tmp_path)
     assert data.validation.height == 9 and not held & (relabelled - by_person)
     assert data.counts["relabelled_rows_not_held_out"] == len(relabelled - by_person) == 42
     assert data.train.height == 81 and (relabelled - by_person) <= set(data.train["row_id"].to_list())
+    # A curated table written by hand with integer ids: read as the ledger's text ids.
+    numeric = [{**r, "row_id": i} for i, r in enumerate(rows)]
+    write_curated(tmp_path / "numeric", numeric)
+    _ledger([{**r, "row_id": str(i)} for i, r in enumerate(rows)],
+            {str(i) for i, r in enumerate(rows) if r["row_id"] in relabelled}).write_parquet(
+        tmp_path / "numeric" / "ledger.parquet")
+    held = set(load_train_data(tmp_path / "numeric", seed=0).validation["row_id"].cast(pl.String).to_list())
+    assert len(held) == 9 and not held & {str(i) for i, r in enumerate(rows) if r["row_id"] in relabelled}
     # Without the ledger's relabelled rows the draw is the one every earlier run made.
     (d / "ledger.parquet").unlink()
     plain = load_train_data(d, seed=0)
