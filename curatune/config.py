@@ -520,13 +520,15 @@ def recorded_config(run: Path, section: str,
     records ``section`` in a config this version reads) and that manifest's path; None when none
     does. A command given only the run directory uses it, so it checks the gates and rules the run
     was configured with. ``run`` may also be one stage's own folder (``RUN/curate``)."""
-    from curatune.rundir import MANIFEST, read_manifest, read_own_manifest
+    from curatune.rundir import MANIFEST, read_manifest
 
     own = read_manifest(run) or {}
     for stage in stages:
         folder = run if own.get("stage") == stage else run / stage
-        # A stage whose manifest was damaged records nothing; it is redone (read_own_manifest).
-        recorded = (own if folder == run else read_own_manifest(folder, stage) or {}).get("config")
+        try:
+            recorded = (own if folder == run else read_manifest(folder) or {}).get("config")
+        except CuratuneError:
+            continue  # a damaged record tells nothing; the stage that reads it says so, or redoes it
         if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
                 return config_from_dict(_known_keys(Config, recorded)), folder / MANIFEST

@@ -181,7 +181,7 @@ def _record(stage_out: Path, fp: str) -> None:
 
 
 def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
-    m = read_own_manifest(stage_out, stage)
+    m = read_own_manifest(stage_out, stage, surely_own=True)
     # A file edited after the stage wrote it is not the stage's output: the stage runs again.
     return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
         (stage_out / name).exists() for name in OUTPUTS[stage]) and not edited_files(stage_out)
@@ -234,6 +234,10 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
             say(f"{tag}: up to date, skipped")
             continue
         say(f"{tag}: running")
+        if read_own_manifest(out, stage, surely_own=True) == {}:
+            # Damaged, in the run's own folder for the stage: recorded as that stage's, incomplete, since
+            # the stage cannot tell whose it is once the outputs beside it are gone too.
+            write_manifest({"stage": stage, "status": "incomplete"}, out)
         try:
             _run_stage(stage, config, run, say)
         except GateFailed as exc:
@@ -260,7 +264,7 @@ def _invalidate_if_stale(stage: str, cfg: Config, run: Path, say: Progress, tag:
     inputs are marked incomplete, so the report shows the stage as not run instead of describing
     another model."""
     out = stage_dir(run, stage)
-    m = read_own_manifest(out, stage)
+    m = read_own_manifest(out, stage, surely_own=True)
     if m is not None and m.get(FINGERPRINT_KEY) != fingerprint(stage, cfg, run):
         (out / MANIFEST).unlink()
         say(f"{tag}: earlier outputs are out of date; marked incomplete")

@@ -82,9 +82,10 @@ def output_dir(path: str | Path, stage: str | None = None) -> Path:
     before it starts (``train CURATE_DIR --out CURATE_DIR`` unmade the curation it was given)."""
     out = Path(path)
     theirs = read_own_manifest(out, stage) if stage is not None and out.is_dir() else None
-    if stage is not None and theirs is not None and theirs.get("stage") not in (None, stage):
-        raise CuratuneError(f"this folder holds the {theirs['stage']} stage's outputs (its manifest.json): choose "
-                            f"another --out for {stage}", file=str(out))
+    if stage is not None and theirs and theirs.get("stage") != stage:
+        whose = f"the {theirs['stage']} stage's outputs" if theirs.get("stage") else "a manifest.json no stage wrote"
+        raise CuratuneError(f"this folder holds {whose} (its manifest.json): choose another --out for {stage}",
+                            file=str(out))
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -347,15 +348,16 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     return read_json(p) if p.is_file() else None
 
 
-def read_own_manifest(out_dir: str | Path, stage: str) -> dict[str, Any] | None:
+def read_own_manifest(out_dir: str | Path, stage: str, *, surely_own: bool = False) -> dict[str, Any] | None:
     """The manifest of the folder ``stage`` writes into, as that stage sees it: a damaged one, in a
-    folder holding that stage's outputs, is read as an empty manifest (no stage, not complete), which
-    the stage replaces. Refused, it was an error whose advice, "re-run the stage that wrote it", could
-    never be followed. In any other folder it is still an error: the folder may be someone else's."""
+    folder holding any of that stage's outputs (or ``surely_own``: a run directory's folder for the
+    stage), is read as an empty manifest (no stage, not complete), which the stage replaces. Refused,
+    it was an error whose advice, "re-run the stage that wrote it", could never be followed. In any
+    other folder it is still an error: the folder may be someone else's."""
     try:
         return read_manifest(out_dir)
     except CuratuneError:
-        if any((Path(out_dir) / name).exists() for name in OUTPUTS.get(stage, ())):
+        if surely_own or any((Path(out_dir) / name).exists() for name in OUTPUTS.get(stage, ())):
             return {}
         raise
 

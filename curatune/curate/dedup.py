@@ -122,6 +122,11 @@ def _function_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) - NEGATORS
 
 
+def negation_differs(only_a: Counter, only_b: Counter) -> bool:
+    """A negation one side has and the other lacks (the words only each side has, counted)."""
+    return bool(NEGATORS & (set(only_a) | set(only_b)))
+
+
 def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
     """True when ``b`` is ``a`` after at most ``max_edits`` word swaps, insertions or deletions.
 
@@ -137,7 +142,7 @@ def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
     if OSA.distance(ta, tb) > max_edits:
         return False
     only_a, only_b = Counter(ta) - Counter(tb), Counter(tb) - Counter(ta)
-    if NEGATORS & (set(only_a) | set(only_b)):
+    if negation_differs(only_a, only_b):
         return False
     function = _function_words()
     content_a = [w for w in only_a if w not in function]
@@ -371,16 +376,23 @@ class Dedup(CurationStep):
 
 def confirmed_minhash_pairs(texts: list[str], pairs: NearPairs, short: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     """Which MinHash pairs stand: a pair with a short text on either side only when
-    :func:`is_word_edit_copy` confirms it.
+    :func:`is_word_edit_copy` confirms it, any other only when no negation tells them apart.
 
     In a message of 20-64 words a negation left out or a content word exchanged keeps the character
     5-gram Jaccard above the threshold, yet the two are not copies; "either side", because a word added
-    to a 64-word message makes it long. The rule is what a copy is, so it holds with the embedding pass
-    off too; pairs of long texts keep their MinHash pairs as found.
+    to a 64-word message makes it long. Between long texts, whose copies may differ by more words than
+    the edit script allows, a negation alone still turns a message round. The rule is what a copy is, so
+    it holds with the embedding pass off too.
     """
+    def stands(a: int, b: int, any_short: bool) -> bool:
+        if any_short:
+            return is_word_edit_copy(texts[a], texts[b], cfg.max_word_edits)
+        wa, wb = Counter(texts[a].split()), Counter(texts[b].split())
+        return not negation_differs(wa - wb, wb - wa)
+
     any_short = short[pairs.left] | short[pairs.right]
-    return np.array([not s or is_word_edit_copy(texts[a], texts[b], cfg.max_word_edits)
-                     for a, b, s in zip(pairs.left, pairs.right, any_short, strict=True)], dtype=bool)
+    return np.array([stands(a, b, s) for a, b, s in zip(pairs.left, pairs.right, any_short, strict=True)],
+                    dtype=bool)
 
 
 def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFrame:

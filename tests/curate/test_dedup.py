@@ -317,14 +317,20 @@ def test_minhash_pairs_of_short_texts_are_confirmed_by_the_word_edit_check(tmp_p
     assert summary["minhash_pairs_rejected"] == 5 and summary["minhash_pairs"] == 1
 
 
-def test_a_negation_that_makes_a_short_message_long_is_still_not_a_copy(tmp_path):
-    # 64 words, then 65 with "not": one side counts as long, and the pair was taken unchecked.
-    text = " ".join([ARRIVAL.replace("has not arrived", "has arrived")] * 2 + ["thanks"] * 2)
-    assert len(text.split()) == 64
-    df = pl.DataFrame({"id": ["a", "b"], "text": [text, text.replace("has arrived", "has not arrived", 1)],
-                       "label": ["card_arrival"] * 2})
+@pytest.mark.parametrize("words", [64, 93])
+def test_a_negation_is_not_a_copy_s_edit_in_a_long_message_either(tmp_path, words):
+    # 64 words, then 65 with "not": one side counted as long, and the pair was taken unchecked; two long
+    # messages (93 and 94 words) were never checked at all.
+    base = ARRIVAL.replace("has not arrived", "has arrived")
+    text = " ".join([base] * 2 + ["thanks"] * (words - 62) if words == 64 else [base] * 3)
+    assert len(text.split()) == words
+    longer = " ".join([base] * 3 + ["thanks"] * 3)  # a copy with words added, still one of the pair kept
+    df = pl.DataFrame({"id": ["a", "b", "c"], "text": [text, text.replace("has arrived", "has not arrived", 1),
+                                                       longer if words == 93 else text + " please"],
+                       "label": ["card_arrival"] * 3})
     led = curate(tmp_path, df, embedding=False)
-    assert [fate(led, r)["fate"] for r in "ab"] == ["kept", "kept"]
+    assert [fate(led, r)["fate"] for r in "abc"] == ["kept", "kept", "dropped"]
+    assert fate(led, "c")["duplicate_of"] == "a"
 
 
 def test_a_near_copy_of_a_kept_label_conflict_in_a_later_split_is_leakage(tmp_path):

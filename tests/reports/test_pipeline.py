@@ -489,3 +489,13 @@ def test_a_damaged_manifest_is_redone_by_its_own_stage_not_a_dead_end(tmp_path, 
     (mine / "manifest.json").write_text("[1,")
     code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
     assert code == 2 and "cannot read JSON" in out and (mine / "README.md").read_text() == "my notes"
+    # A manifest.json no stage wrote is someone else's too.
+    (mine / "manifest.json").write_text('{"name": "my project"}')
+    code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
+    assert code == 2 and "a manifest.json no stage wrote" in out and (mine / "README.md").read_text() == "my notes"
+    # In the run directory, a stage's folder is its own even with its outputs gone as well.
+    (run / "train" / "manifest.json").write_text('{"stage": "train"}')  # the train folder as it was, damaged below
+    (run / "evaluate" / "metrics.json").unlink()
+    (run / "evaluate" / "manifest.json").write_text("{")
+    assert "evaluate" in run_pipeline(load_config(tmp_path / "c.toml"))["ran"]
+    assert (run / "evaluate" / "metrics.json").is_file()
