@@ -159,8 +159,9 @@ def labelstudio_pull(
     """Fetch reviewers' decisions into reviews.parquet."""
     from curatune.curate.labelstudio import pull
 
-    cfg = _labelstudio_config(config, run_dir, url, project)
-    result = pull(run_dir, cfg, progress=_progress)
+    # --project is passed on its own: it outranks the project push recorded, the config's does not.
+    cfg = _labelstudio_config(config, run_dir, url, None)
+    result = pull(run_dir, cfg, progress=_progress, project=project)
     _say(f"pulled {result['reviews']} reviews -> {result['path']}")
 
 

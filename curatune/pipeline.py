@@ -50,8 +50,6 @@ SECTIONS = {"curate": ("data", "curate", "labelstudio.conflict_rule"), "train": 
 # Keys of those sections a stage does not read: the reference set is evaluation's alone.
 NOT_READ = {"curate": ("data.reference", "data.reference_text_col", "data.reference_label_col")}
 FINGERPRINT_KEY = "pipeline_fingerprint"
-# What later stages and the reader take from each stage: a stage whose manifest is complete but one
-# of these is gone (deleted to save space, a copy that left it out) is not up to date.
 Progress = Callable[[str], None]
 
 
@@ -182,7 +180,8 @@ def _record(stage_out: Path, fp: str) -> None:
 
 def _up_to_date(stage: str, stage_out: Path, fp: str) -> bool:
     m = read_own_manifest(stage_out, stage, surely_own=True)
-    # A file edited after the stage wrote it is not the stage's output: the stage runs again.
+    # An output gone (deleted to save space, a copy that left it out) or edited after the stage wrote
+    # it is not the stage's output: the stage runs again.
     return m is not None and m.get("status") == "complete" and m.get(FINGERPRINT_KEY) == fp and all(
         (stage_out / name).exists() for name in OUTPUTS[stage]) and not edited_files(stage_out)
 
@@ -296,7 +295,7 @@ def _run_stage(stage: str, cfg: Config, run: Path, say: Progress) -> None:
 def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
     """Push, pull, and apply new decisions to the curate outputs; True when they changed."""
     from curatune.curate.labelstudio import pull, push
-    from curatune.curate.reviews import apply_reviews_to_run
+    from curatune.curate.reviews import CurateAgain, apply_reviews_to_run
     from curatune.rundir import sha256_file
 
     curate_dir = run / "curate"
@@ -314,7 +313,13 @@ def _labelstudio_round(cfg: Config, run: Path, say: Progress) -> bool:
     if last.get("reviews_sha256") == sha:
         say("labelstudio: no new decisions since they were last applied")
         return False
-    summary = apply_reviews_to_run(curate_dir, cfg)
+    try:
+        summary = apply_reviews_to_run(curate_dir, cfg)
+    except CurateAgain:
+        # The decisions change what label issues' drop or relabel policy does, which only that step decides.
+        say("labelstudio: the decisions change what the label-issues policy does; curating again")
+        _run_stage("curate", cfg, run, say)
+        return True
     say(f"labelstudio: applied {summary['applied']} decisions ({summary['relabelled']} relabelled, "
         f"{summary['dropped']} dropped)")
     return True

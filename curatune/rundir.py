@@ -348,16 +348,22 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
     return read_json(p) if p.is_file() else None
 
 
+def failed_gates(manifest: dict[str, Any] | None) -> list[str]:
+    """The names of the gates a stage's manifest records as failed (the curate leak scan), in its order."""
+    return [str(g.get("name")) for g in (manifest or {}).get("gates") or [] if not g.get("passed")]
+
+
 def read_own_manifest(out_dir: str | Path, stage: str, *, surely_own: bool = False) -> dict[str, Any] | None:
     """The manifest of the folder ``stage`` writes into, as that stage sees it: a damaged one, in a
-    folder holding any of that stage's outputs (or ``surely_own``: a run directory's folder for the
-    stage), is read as an empty manifest (no stage, not complete), which the stage replaces. Refused,
-    it was an error whose advice, "re-run the stage that wrote it", could never be followed. In any
-    other folder it is still an error: the folder may be someone else's."""
+    folder holding any of that stage's output files (or ``surely_own``: a run directory's folder for
+    the stage), is read as an empty manifest (no stage, not complete), which the stage replaces.
+    Refused, it was an error whose advice, "re-run the stage that wrote it", could never be followed.
+    In any other folder it is still an error: the folder may be someone else's. Files only, because a
+    folder named ``model`` is in many a project of someone's own."""
     try:
         return read_manifest(out_dir)
     except CuratuneError:
-        if surely_own or any((Path(out_dir) / name).exists() for name in OUTPUTS.get(stage, ())):
+        if surely_own or any((Path(out_dir) / name).is_file() for name in OUTPUTS.get(stage, ())):
             return {}
         raise
 

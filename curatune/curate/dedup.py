@@ -14,15 +14,17 @@ a one-word edit of a short query often is another intent ("order a card" / "orde
 card"), so the labels may both be right and dropping either would lose the example that tells the
 two apart; a person settles which it is. A row still kept after all that which is an exact or
 verified near copy of a kept row of a split ranked above its own (a near copy of such a kept label
-conflict, say) is dropped as ``leakage`` too, named a copy of that row.
+conflict, say) is dropped as ``leakage`` too, named a copy of that row, and so are the other rows of its
+text; the texts it led, and the label conflict it gave its cluster, are judged again without it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -39,6 +41,9 @@ from curatune.curate.minhash import (
     word_shingles,
 )
 from curatune.dataset import EXACT_DUPLICATE, LABEL_CONFLICT, LEAKAGE, NEAR_DUPLICATE
+
+if TYPE_CHECKING:
+    from curatune.embeddings import Encoder
 
 SPLIT_PRIORITY = {"test": 0, "validation": 1}  # anything else (train, unknown) ranks after
 # Truth columns that name another row: the planted copies dedup_truth_scores scores against.
@@ -86,6 +91,17 @@ class NearPairs:
 
     def where(self, keep: np.ndarray) -> NearPairs:
         return NearPairs(self.left[keep], self.right[keep], self.similarity[keep], self.source[keep])
+
+    @classmethod
+    def concat(cls, pairs: Sequence[NearPairs]) -> NearPairs:
+        """The pairs of several passes as one set; an empty set when there are none."""
+        if not pairs:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, dtype=object))
+        # Each pass names its source in strings of its own width (or as objects, when it found
+        # nothing), and numpy will not promote some of those mixes.
+        return cls(np.concatenate([p.left for p in pairs]), np.concatenate([p.right for p in pairs]),
+                   np.concatenate([p.similarity for p in pairs]),
+                   np.concatenate([p.source.astype(object) for p in pairs]))
 
 
 def minhash_signatures(texts: list[str], cfg: DedupConfig) -> np.ndarray:
@@ -136,12 +152,19 @@ def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
     side has must all be on one side: added or left out, not exchanged. A negation added or left
     out is never a copy's edit.
     """
+    ta, tb = a.split(), b.split()
+    return _within_edits(ta, tb, max_edits) and _edits_are_a_copy(Counter(ta), Counter(tb))
+
+
+def _within_edits(ta: list[str], tb: list[str], max_edits: int) -> bool:
     from rapidfuzz.distance import OSA
 
-    ta, tb = a.split(), b.split()
-    if OSA.distance(ta, tb) > max_edits:
-        return False
-    only_a, only_b = Counter(ta) - Counter(tb), Counter(tb) - Counter(ta)
+    return OSA.distance(ta, tb) <= max_edits
+
+
+def _edits_are_a_copy(ca: Counter[str], cb: Counter[str]) -> bool:
+    """The rest of :func:`is_word_edit_copy`, on the two texts' word counts."""
+    only_a, only_b = ca - cb, cb - ca
     if negation_differs(only_a, only_b):
         return False
     function = _function_words()
@@ -150,30 +173,68 @@ def is_word_edit_copy(a: str, b: str, max_edits: int) -> bool:
     return not (content_a and content_b)
 
 
-def word_set_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig) -> NearPairs:
+class SplitTexts:
+    """Texts whose words are split once: the pair checks ask for a text's words once for every pair it
+    is in. Words and word counts are kept the first time a pair needs them, so only the texts in a pair
+    hold them (all of a large corpus of conversations, split, would take gigabytes)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self._words: dict[int, list[str]] = {}
+        self._counts: dict[int, Counter[str]] = {}
+
+    def words(self, i: int) -> list[str]:
+        w = self._words.get(i)
+        if w is None:
+            w = self._words[i] = self.texts[i].split()
+        return w
+
+    def counts(self, i: int) -> Counter[str]:
+        c = self._counts.get(i)
+        if c is None:
+            c = self._counts[i] = Counter(self.words(i))
+        return c
+
+    def is_edit_copy(self, a: int, b: int, max_edits: int) -> bool:
+        """:func:`is_word_edit_copy` of texts ``a`` and ``b``."""
+        return (_within_edits(self.words(a), self.words(b), max_edits)
+                and _edits_are_a_copy(self.counts(a), self.counts(b)))
+
+    def negation_differs(self, a: int, b: int) -> bool:
+        ca, cb = self.counts(a), self.counts(b)
+        return negation_differs(ca - cb, cb - ca)
+
+
+def word_set_pairs(texts: SplitTexts, idx: np.ndarray, cfg: DedupConfig) -> NearPairs:
     """Short texts sharing most of their words (MinHash over word sets, low threshold), confirmed by
     :func:`is_word_edit_copy`: catches edits that move a short text's embedding too far."""
-    sig = signatures([texts[i].split() for i in idx], cfg.num_perm, cfg.seed)
+    sig = signatures([texts.words(i) for i in idx], cfg.num_perm, cfg.seed)
     cand = candidate_pairs(sig, cfg.word_set_threshold)
     keep = [(int(idx[a]), int(idx[b])) for a, b in cand
-            if is_word_edit_copy(texts[idx[a]], texts[idx[b]], cfg.max_word_edits)]
+            if texts.is_edit_copy(int(idx[a]), int(idx[b]), cfg.max_word_edits)]
     left = np.array([a for a, _ in keep], dtype=np.int64)
     right = np.array([b for _, b in keep], dtype=np.int64)
     # Similarity 1 - edits/words would be more informative, but the verifier already bounded it.
     return NearPairs(left, right, np.ones(len(keep)), np.full(len(keep), "word_set"))
 
 
-def embedding_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig, k: int = 10) -> NearPairs:
-    """Nearest neighbours on sentence embeddings for short texts, where MinHash cannot see a
-    one-word edit; candidates are confirmed by :func:`is_word_edit_copy`."""
-    empty = NearPairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0, dtype=object))
-    if idx.size < 2:
-        return empty
+def short_text_encoder() -> Encoder:
     from curatune.embeddings import Encoder
 
-    short = [texts[i] for i in idx]
+    return Encoder("default", max_length=64)
+
+
+def embedding_pairs(texts: SplitTexts, idx: np.ndarray, cfg: DedupConfig,
+                    encoder: Callable[[], Encoder] = short_text_encoder, k: int = 10) -> NearPairs:
+    """Nearest neighbours on sentence embeddings for short texts, where MinHash cannot see a
+    one-word edit; candidates are confirmed by :func:`is_word_edit_copy`. ``encoder`` is asked for
+    only when there is something to encode (loading the model takes seconds)."""
+    empty = NearPairs.concat([])
+    if idx.size < 2:
+        return empty
+    short = [texts.texts[i] for i in idx]
     # Not cached on disk: these are embeddings of text before anonymisation.
-    vecs = Encoder("default", max_length=64).encode(short)
+    vecs = encoder().encode(short)
     dist, nbr = knn(vecs, min(k, idx.size - 1) + 1)
     left, right, sims = [], [], []
     for i in range(idx.size):
@@ -182,7 +243,7 @@ def embedding_pairs(texts: list[str], idx: np.ndarray, cfg: DedupConfig, k: int 
                 continue
             if d < cfg.embedding_threshold:
                 break
-            if is_word_edit_copy(short[i], short[j], cfg.max_word_edits):
+            if texts.is_edit_copy(int(idx[i]), int(idx[j]), cfg.max_word_edits):
                 a, b = sorted((int(idx[i]), int(idx[j])))
                 left.append(a)
                 right.append(b)
@@ -256,7 +317,7 @@ class Dedup(CurationStep):
                                  # texts, the first row of the tier still decides.
                                  pl.col("ord").min().over("key", "prio", "unlabelled").alias("tier_first"))
         keys = rows.unique("key").sort("key")
-        key_text, key_split = keys["norm"].to_list(), keys["split"].to_numpy()
+        key_text = keys["norm"].to_list()
 
         stats: dict[str, Any] = {"rows": rows.height, "unique_texts": len(key_text)}
         # A key ranks by its best row (test over validation over train, then the first): the leader of a
@@ -267,63 +328,24 @@ class Dedup(CurationStep):
         # Near pairs are searched with the keys numbered best first: a huge LSH bucket is linked to its
         # lowest-numbered member only (minhash.candidate_pairs), which must be the one that leads it.
         best_first = np.argsort(key_rank, kind="stable")
-        pairs = [p.renumbered(best_first) for p in
-                 self._near_pairs([key_text[i] for i in best_first], cfg, stats)] if cfg.near else []
-        if has_split and not leakage:
-            pairs = [p.where(key_split[p.left] == key_split[p.right]) for p in pairs]
-        cluster_of_key = leader_clusters(len(key_text), pairs, key_rank)
-        dist_of_key = np.zeros(len(key_text))
-        for p in pairs:  # distance to the closest partner, for the ledger
-            for a, b, sim in zip(p.left, p.right, p.similarity, strict=True):
-                dist_of_key[a] = max(dist_of_key[a], sim)
-                dist_of_key[b] = max(dist_of_key[b], sim)
+        # Without the leakage check only pairs within a split count, so each split is searched on its
+        # own: searched together, a huge bucket whose lowest-numbered member is a test text would link
+        # the bucket's train texts to that text only, and those links are then thrown away.
+        split_of_key = keys.select(pl.col("split").rank("dense").fill_null(0)).to_series().to_numpy()
+        groups = ([best_first[split_of_key[best_first] == s] for s in np.unique(split_of_key)]
+                  if has_split and not leakage else [best_first])
+        encoder = functools.cache(short_text_encoder)  # one model load for all splits
+        pairs = [p.renumbered(g) for g in groups
+                 for p in self._near_pairs([key_text[i] for i in g], cfg, stats, encoder)] if cfg.near else []
+        both = NearPairs.concat(pairs)
+        dist_of_key = np.zeros(len(key_text))  # similarity to the closest partner, for the ledger
+        np.maximum.at(dist_of_key, both.left, both.similarity)
+        np.maximum.at(dist_of_key, both.right, both.similarity)
         rows = rows.with_columns(
-            pl.col("key").map_batches(lambda k: pl.Series(cluster_of_key[k.to_numpy()]), return_dtype=pl.Int64)
-            .alias("cluster"),
             pl.col("key").map_batches(lambda k: pl.Series(1.0 - dist_of_key[k.to_numpy()]),
-                                      return_dtype=pl.Float64).alias("near_score"),
-        )
-        rep = rows.sort(*BEST_ROW).unique("cluster", keep="first").select(
-            "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
-            pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
-        rows = (rows.join(rep, on="cluster", how="left").sort("ord")
-                .with_columns(pl.len().over("cluster").alias("size"),
-                              pl.col("label").drop_nulls().n_unique().over("cluster").alias("n_labels"),
-                              # Of the cluster's labelled rows, the share that agree with this row's label.
-                              (pl.len().over("cluster", "label") / pl.col("label").count().over("cluster"))
-                              .alias("agreement")))
-
+                                      return_dtype=pl.Float64).alias("near_score"))
+        rows = settle_clusters(rows, pairs, key_rank, leakage)
         is_rep = pl.col("row_id") == pl.col("rep")
-        exact = pl.col("key") == pl.col("rep_key")
-        other_split = pl.lit(leakage) & (pl.col("split") != pl.col("rep_split"))
-        # A copy without a label does not contradict one with a label.
-        label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
-            & (pl.col("label") != pl.col("rep_label"))
-        # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
-        # Such a near copy's own exact copies are judged against the first of them, which is kept: a
-        # copy with its label is a plain copy, one with a third label an exact conflict.
-        near_conflict = ~is_rep & ~other_split & label_differs & ~exact
-        rows = rows.with_columns(pl.col("row_id").filter(near_conflict).first().over("key").alias("twin_of"),
-                                 pl.col("label").filter(near_conflict).first().over("key").alias("twin_label"))
-        twin = near_conflict & (pl.col("row_id") != pl.col("twin_of"))
-        reason = (
-            pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
-            .when(is_rep).then(pl.lit(None, dtype=pl.String))
-            .when(other_split).then(pl.lit(LEAKAGE))
-            .when(twin & (pl.col("label") != pl.col("twin_label"))).then(pl.lit(LABEL_CONFLICT))
-            .when(twin).then(pl.lit(EXACT_DUPLICATE))
-            .when(label_differs).then(pl.lit(LABEL_CONFLICT))
-            .when(exact).then(pl.lit(EXACT_DUPLICATE))
-            .otherwise(pl.lit(NEAR_DUPLICATE))
-        )
-        rows = rows.with_columns(
-            reason.alias("reason"),
-            (near_conflict & ~twin).alias("kept_conflict"),
-            (exact | twin).alias("exact_copy"),
-            pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
-        ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
-        if leakage:
-            rows = _drop_leaks(rows, leaks_past_clusters(rows, pairs))
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
             .when(pl.col("drop") & pl.col("exact_copy")).then(0.0)
@@ -344,29 +366,37 @@ class Dedup(CurationStep):
         stats.update({
             "dropped_by_reason": {r: int(n) for r, n in counts.iter_rows()},
             "clusters": int(rows.filter(pl.col("size") > 1)["cluster"].n_unique()),
-            "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("n_labels") > 1)).height),
+            # A leaked text's own rows may disagree too, but it left its cluster: it is no conflict kept.
+            "conflicting_label_groups": int(rows.filter(is_rep & (pl.col("reason") == LABEL_CONFLICT)).height),
             "label_conflicts_kept": int(rows["kept_conflict"].sum()),
             "leakage_checked": bool(leakage),
         })
         return StepResult(rows=result_rows, summary=stats)
 
     @staticmethod
-    def _near_pairs(key_text: list[str], cfg: DedupConfig, stats: dict[str, Any]) -> list[NearPairs]:
+    def _near_pairs(key_text: list[str], cfg: DedupConfig, stats: dict[str, Any],
+                    encoder: Callable[[], Encoder] = short_text_encoder) -> list[NearPairs]:
+        """Near pairs among ``key_text``; the counts in ``stats`` add up over calls (one per split)."""
         if len(key_text) < 2:
             return []
+
+        def count(name: str, n: int) -> None:
+            stats[name] = stats.get(name, 0) + n
+
+        texts = SplitTexts(key_text)
         n_words = np.fromiter((len(t.split()) for t in key_text), dtype=np.int64, count=len(key_text))
         mh = minhash_pairs(key_text, cfg)
-        confirmed = confirmed_minhash_pairs(key_text, mh, n_words <= cfg.short_text_words, cfg)
-        stats["minhash_pairs"] = int(confirmed.sum())
-        stats["minhash_pairs_rejected"] = int(confirmed.size - confirmed.sum())
+        confirmed = confirmed_minhash_pairs(texts, mh, n_words <= cfg.short_text_words, cfg)
+        count("minhash_pairs", int(confirmed.sum()))
+        count("minhash_pairs_rejected", int(confirmed.size - confirmed.sum()))
         out = [mh.where(confirmed)]
         if cfg.embedding:
             short = np.flatnonzero(n_words <= cfg.short_text_words)
-            emb = embedding_pairs(key_text, short, cfg)
-            words = word_set_pairs(key_text, short, cfg)
-            stats["short_texts"] = int(short.size)
-            stats["embedding_pairs"] = int(emb.left.size)
-            stats["word_set_pairs"] = int(words.left.size)
+            emb = embedding_pairs(texts, short, cfg, encoder)
+            words = word_set_pairs(texts, short, cfg)
+            count("short_texts", int(short.size))
+            count("embedding_pairs", int(emb.left.size))
+            count("word_set_pairs", int(words.left.size))
             out += [emb, words]
         return out
 
@@ -374,7 +404,7 @@ class Dedup(CurationStep):
         return dedup_truth_scores(result.rows, truth)
 
 
-def confirmed_minhash_pairs(texts: list[str], pairs: NearPairs, short: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+def confirmed_minhash_pairs(texts: SplitTexts, pairs: NearPairs, short: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     """Which MinHash pairs stand: a pair with a short text on either side only when
     :func:`is_word_edit_copy` confirms it, any other only when no negation tells them apart.
 
@@ -386,13 +416,94 @@ def confirmed_minhash_pairs(texts: list[str], pairs: NearPairs, short: np.ndarra
     """
     def stands(a: int, b: int, any_short: bool) -> bool:
         if any_short:
-            return is_word_edit_copy(texts[a], texts[b], cfg.max_word_edits)
-        wa, wb = Counter(texts[a].split()), Counter(texts[b].split())
-        return not negation_differs(wa - wb, wb - wa)
+            return texts.is_edit_copy(a, b, cfg.max_word_edits)
+        return not texts.negation_differs(a, b)
 
     any_short = short[pairs.left] | short[pairs.right]
-    return np.array([stands(a, b, s) for a, b, s in zip(pairs.left, pairs.right, any_short, strict=True)],
+    return np.array([stands(int(a), int(b), s) for a, b, s in zip(pairs.left, pairs.right, any_short, strict=True)],
                     dtype=bool)
+
+
+def judge_clusters(rows: pl.DataFrame, cluster_of_key: np.ndarray, leakage: bool) -> pl.DataFrame:
+    """Each row's place in a clustering of its keys: ``cluster``, its representative (``rep``, ``rep_*``),
+    ``size``, ``n_labels``, ``agreement``, ``reason``, ``kept_conflict``, ``exact_copy``, ``copy_of`` and
+    ``drop``."""
+    rows = rows.with_columns(
+        pl.col("key").map_batches(lambda k: pl.Series(cluster_of_key[k.to_numpy()]), return_dtype=pl.Int64)
+        .alias("cluster"))
+    rep = rows.sort(*BEST_ROW).unique("cluster", keep="first").select(
+        "cluster", pl.col("row_id").alias("rep"), pl.col("split").alias("rep_split"),
+        pl.col("label").alias("rep_label"), pl.col("key").alias("rep_key"))
+    rows = (rows.join(rep, on="cluster", how="left").sort("ord")
+            .with_columns(pl.len().over("cluster").alias("size"),
+                          pl.col("label").drop_nulls().n_unique().over("cluster").alias("n_labels"),
+                          # Of the cluster's labelled rows, the share that agree with this row's label.
+                          (pl.len().over("cluster", "label") / pl.col("label").count().over("cluster"))
+                          .alias("agreement")))
+
+    is_rep = pl.col("row_id") == pl.col("rep")
+    exact = pl.col("key") == pl.col("rep_key")
+    other_split = pl.lit(leakage) & (pl.col("split") != pl.col("rep_split"))
+    # A copy without a label does not contradict one with a label.
+    label_differs = pl.col("label").is_not_null() & pl.col("rep_label").is_not_null() \
+        & (pl.col("label") != pl.col("rep_label"))
+    # Only an exact copy with another label is dropped: a near one may be another intent (module doc).
+    # Such a near copy's own exact copies are judged against the first of them, which is kept: a
+    # copy with its label is a plain copy, one with a third label an exact conflict.
+    near_conflict = ~is_rep & ~other_split & label_differs & ~exact
+    rows = rows.with_columns(pl.col("row_id").filter(near_conflict).first().over("key").alias("twin_of"),
+                             pl.col("label").filter(near_conflict).first().over("key").alias("twin_label"))
+    twin = near_conflict & (pl.col("row_id") != pl.col("twin_of"))
+    reason = (
+        pl.when(is_rep & (pl.col("n_labels") > 1)).then(pl.lit(LABEL_CONFLICT))
+        .when(is_rep).then(pl.lit(None, dtype=pl.String))
+        .when(other_split).then(pl.lit(LEAKAGE))
+        .when(twin & (pl.col("label") != pl.col("twin_label"))).then(pl.lit(LABEL_CONFLICT))
+        .when(twin).then(pl.lit(EXACT_DUPLICATE))
+        .when(label_differs).then(pl.lit(LABEL_CONFLICT))
+        .when(exact).then(pl.lit(EXACT_DUPLICATE))
+        .otherwise(pl.lit(NEAR_DUPLICATE))
+    )
+    return rows.with_columns(
+        reason.alias("reason"),
+        (near_conflict & ~twin).alias("kept_conflict"),
+        (exact | twin).alias("exact_copy"),
+        pl.when(twin).then("twin_of").otherwise("rep").alias("copy_of"),
+    ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
+
+
+def settle_clusters(rows: pl.DataFrame, pairs: list[NearPairs], key_rank: np.ndarray, leakage: bool) -> pl.DataFrame:
+    """:func:`judge_clusters` on leader clusters, then, with the leakage check, leaks past them until none is left.
+
+    A leaked text leaves the clustering (its rows are all dropped as copies of the row it copies), and the
+    rest are clustered again: the texts it led would otherwise stay dropped as copies of a dropped row (and
+    were never compared with the row it leaked to), and a representative would stay flagged for a label
+    only the leaked text gave its cluster. Clustered again, a text it led may turn out to be a leak of its own,
+    so this repeats; the leaked set only grows. Each round commits only the leaks of the best split that
+    has any: clustering again reaches no split above the leaked texts' own (their leaders rank after every
+    text of a better split), so the rows those leaks name stay, while a leak found in a worse split could
+    name a row that the next round drops.
+    """
+    n = key_rank.size
+    leaked = np.zeros(n, dtype=bool)
+    leaks = pl.DataFrame(schema={"key": pl.Int64, "leak_of": rows.schema["row_id"], "leak_key": pl.Int64})
+    live = pairs
+    while True:
+        judged = judge_clusters(rows, leader_clusters(n, live, key_rank), leakage)
+        if not leakage:
+            return judged
+        judged = _drop_leaks(judged, leaks)
+        found = leaks_past_clusters(judged, pairs)
+        if found.is_empty():
+            return judged
+        # A text has one kept row at most (the rest of its rows copy it or its cluster's representative);
+        # the first per key keeps the join in _drop_leaks one to one all the same.
+        found = (found.join(judged.select("row_id", "key", "prio", "ord"), on="row_id")
+                 .filter(pl.col("prio") == pl.col("prio").min())
+                 .sort("ord").unique("key", keep="first", maintain_order=True))
+        leaks = pl.concat([leaks, found.select("key", "leak_of", "leak_key")])
+        leaked[found["key"].to_numpy()] = True
+        live = [p.where(~leaked[p.left] & ~leaked[p.right]) for p in pairs]
 
 
 def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFrame:
@@ -402,10 +513,10 @@ def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFr
     leader) leads a cluster of its own and was kept, though it copies a kept test row. Only a row whose
     key is the partner's key or was paired with it directly is named, so the dropped row was compared
     with the row it names; among several, the best by BEST_ROW. Splits are judged best first, so a row
-    named here is one that stays.
+    named here is one that stays (in this clustering: see :func:`settle_clusters`).
     """
-    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, np.int64)
-    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, np.int64)
+    both = NearPairs.concat(pairs)
+    left, right = both.left, both.right
     own = rows["key"].unique().to_numpy()
     edges = pl.DataFrame({"key": np.concatenate([left, right, own]).astype(np.int64),
                           "leak_key": np.concatenate([right, left, own]).astype(np.int64)})
@@ -423,9 +534,10 @@ def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFr
 
 
 def _drop_leaks(rows: pl.DataFrame, leaks: pl.DataFrame) -> pl.DataFrame:
-    """Mark the rows :func:`leaks_past_clusters` found as dropped for leakage, as copies of the row named."""
+    """Mark every row at a leaked key (``key``, ``leak_of``, ``leak_key``) as dropped for leakage, as a
+    copy of the row named: the rows of one text are copies of whatever that text copies."""
     leaked = pl.col("leak_of").is_not_null()
-    return rows.join(leaks, on="row_id", how="left").sort("ord").with_columns(
+    return rows.join(leaks, on="key", how="left").sort("ord").with_columns(
         pl.when(leaked).then(pl.lit(LEAKAGE)).otherwise("reason").alias("reason"),
         pl.when(leaked).then("leak_of").otherwise("copy_of").alias("copy_of"),
         pl.when(leaked).then(pl.col("key") == pl.col("leak_key")).otherwise("exact_copy").alias("exact_copy"),
@@ -441,9 +553,8 @@ def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndar
     cluster = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return cluster
-    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, np.int64)
-    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, np.int64)
-    adj = coo_matrix((np.ones(left.size), (left, right)), shape=(n, n)).tocsr()
+    both = NearPairs.concat(pairs)
+    adj = coo_matrix((np.ones(both.left.size), (both.left, both.right)), shape=(n, n)).tocsr()
     adj = (adj + adj.T).tocsr()
     for u in np.argsort(rank, kind="stable"):
         if cluster[u] >= 0:
@@ -458,9 +569,8 @@ def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndar
 def _clusters(n: int, pairs: list[NearPairs]) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    left = np.concatenate([p.left for p in pairs]) if pairs else np.zeros(0, int)
-    right = np.concatenate([p.right for p in pairs]) if pairs else np.zeros(0, int)
-    graph = coo_matrix((np.ones(left.size), (left, right)), shape=(n, n))
+    both = NearPairs.concat(pairs)
+    graph = coo_matrix((np.ones(both.left.size), (both.left, both.right)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
 

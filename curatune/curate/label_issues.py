@@ -29,7 +29,9 @@ rare but correct class would be erased. Such rows are not scored: no flag, no ac
 summary counts them (``unscored_rows``, ``unscored_labels``). Two rows make a score possible,
 because stratified folds never hold out every row of a class with two or more. Copies (and embedding
 near-duplicates) are held out together, so they count as one row: a label whose train rows are all
-copies of one text (``my email is <EMAIL_ADDRESS>`` after anonymisation) is unscored too.
+copies of one text (``my email is <EMAIL_ADDRESS>`` after anonymisation) is unscored too. Where copy
+groups mix labels, the group folds can hold out every group of a label at once; a group is then moved
+to another fold, and a label no such move keeps in training is unscored as well.
 
 Rare labels. A score is not yet a verdict: each fold model learns a label of a few rows from fewer
 still, and their out-of-fold probabilities fall low although the labels are right. Measured on 15
@@ -84,19 +86,34 @@ def features(texts: list[str], cfg: LabelIssuesConfig, cache_dir) -> np.ndarray:
     return embed_cached(texts, cache_dir)
 
 
+Split = tuple[np.ndarray, np.ndarray]
+
+
 def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig,
                       fit_on: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
     """K-fold out-of-sample probabilities. Every class needs MIN_ROWS_PER_LABEL rows (in as many
     ``groups``): stratified folds then keep each class in every training fold, even a class with fewer
-    rows than folds.
+    rows than folds. Groups that mix labels can defeat that; ``fold_splits`` then moves groups between
+    folds, and a class it still cannot keep is refused rather than given probability 0.
 
     ``fit_on`` (a row mask): only these rows' labels train the models; they are scored out of fold,
     the others by a model fit on all of them. ``groups``: rows that are copies of one another share a
     group, which is held out whole, so no row is scored by a model that learnt its label from its copy
     (a wrongly labelled row and its copy vouched for each other); a row not fitted on whose copy was
     is scored by the model that held that copy out."""
-    from joblib import Parallel, delayed
-    from sklearn.linear_model import LogisticRegression
+    splits, uncovered = fold_splits(y, n_classes, cfg, fit_on, groups)
+    if uncovered.any():
+        raise CuratuneError(f"label issues: cross-validation cannot keep class {int(np.argmax(uncovered))} in the "
+                            "training folds that score its rows (its rows lie in too few groups of copies that "
+                            "the folds can separate)")
+    return probs_from_splits(x, y, n_classes, cfg, splits)
+
+
+def fold_splits(y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig, fit_on: np.ndarray | None = None,
+                groups: np.ndarray | None = None) -> tuple[list[Split], np.ndarray]:
+    """The (train, test) row positions of each model ``out_of_fold_probs`` fits (``fit_on`` and
+    ``groups`` as there), and a mask of the classes these splits cannot score: those some split
+    scores rows of without having trained on any."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     fit_idx = np.arange(len(y)) if fit_on is None else np.flatnonzero(fit_on)
@@ -105,22 +122,90 @@ def out_of_fold_probs(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig,
     # StratifiedKFold refuses more folds than its largest class has rows.
     folds = int(min(cfg.folds, counts.max()))
     g = np.arange(len(y)) if groups is None else np.asarray(groups)
-    n_groups = np.unique(g[fit_idx]).size
+    group_ids, row_group = np.unique(g[fit_idx], return_inverse=True)
+    # The splitters read only the number of rows from X.
+    placeholder = np.zeros(fit_idx.size)
     with warnings.catch_warnings():
         # Its warning that a class has fewer rows than folds is the case the docstring allows for.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        if n_groups < fit_idx.size:  # copies among the fitted rows
-            cv = StratifiedGroupKFold(min(folds, n_groups), shuffle=True, random_state=cfg.seed)
-            raw = cv.split(x[fit_idx], y[fit_idx], g[fit_idx])
+        if group_ids.size < fit_idx.size:  # copies among the fitted rows
+            cv = StratifiedGroupKFold(min(folds, group_ids.size), shuffle=True, random_state=cfg.seed)
+            raw = list(cv.split(placeholder, y[fit_idx], g[fit_idx]))
         else:  # no copies: the folds every earlier run drew
-            raw = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(x[fit_idx], y[fit_idx])
-        splits = [(fit_idx[tr], fit_idx[te]) for tr, te in raw]
+            raw = list(StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(placeholder, y[fit_idx]))
+    fold = np.empty(group_ids.size, dtype=np.int64)
+    for k, (_, te) in enumerate(raw):
+        fold[row_group[te]] = k
+    # Without copies nothing moves: stratified folds put a class's rows in different folds first.
+    fold = _cover_labels(fold, row_group, y[fit_idx], n_classes, len(raw))
+    row_fold = fold[row_group]
+    splits = [(fit_idx[row_fold != k], fit_idx[row_fold == k]) for k in range(len(raw))]
     if rest.size:
-        fold_of = {grp: k for k, (_, te) in enumerate(splits) for grp in g[te]}
-        held_out_by = np.array([fold_of.get(grp, -1) for grp in g[rest]])
+        # After any moves: a row not fitted on goes with its copy to the fold that now holds the copy out.
+        at = np.minimum(np.searchsorted(group_ids, g[rest]), group_ids.size - 1)
+        held_out_by = np.where(group_ids[at] == g[rest], fold[at], -1)
         splits = [(tr, np.concatenate([te, rest[held_out_by == k]])) for k, (tr, te) in enumerate(splits)]
         if (held_out_by < 0).any():
             splits.append((fit_idx, rest[held_out_by < 0]))
+    uncovered = np.zeros(n_classes, dtype=bool)
+    for tr, te in splits:
+        uncovered |= (np.bincount(y[te], minlength=n_classes) > 0) & (np.bincount(y[tr], minlength=n_classes) == 0)
+    return splits, uncovered
+
+
+def _cover_labels(fold: np.ndarray, row_group: np.ndarray, y: np.ndarray, n_classes: int,
+                  n_folds: int) -> np.ndarray:
+    """Each group's fold, with groups moved, one at a time, until no fold holds out every group of a
+    class, or no move lessens the number of folds that do.
+
+    StratifiedGroupKFold balances each class's share across folds but does not promise that: where
+    groups mix labels, both groups of a two-group class can land in one fold, whose model never sees
+    the class and gives its rows probability 0. Folds without that fault come back unchanged."""
+    pairs = np.unique(np.column_stack([row_group, y]), axis=0)  # (group, class), sorted by group
+    n_groups = fold.size
+    starts = np.searchsorted(pairs[:, 0], np.arange(n_groups + 1))
+    size = np.bincount(row_group, minlength=n_groups)
+    held = np.zeros((n_folds, n_classes), dtype=np.int64)  # groups of each class each fold holds out
+    np.add.at(held, (fold[pairs[:, 0]], pairs[:, 1]), 1)
+    total = held.sum(axis=0)
+    rows_in = np.bincount(fold, weights=size, minlength=n_folds).astype(np.int64)
+    fold = fold.copy()
+
+    def faults(h: np.ndarray) -> int:
+        return int(((h == total) & (total > 0)).sum())
+
+    while (now := faults(held)) > 0:
+        best: tuple[int, int, int, int] | None = None
+        # A class in one group is faulty wherever that group goes; only a class in two or more can be mended.
+        for k, c in np.argwhere((held == total) & (total >= 2)):
+            for grp in pairs[pairs[:, 1] == c, 0]:
+                classes = pairs[starts[grp]:starts[grp + 1], 1]
+                for j in range(n_folds):
+                    if j == k:
+                        continue
+                    trial = held.copy()
+                    trial[k, classes] -= 1
+                    trial[j, classes] += 1
+                    # Fewest faults, then into the fold with fewest rows; group and fold ids settle ties.
+                    key = (faults(trial), int(rows_in[j] + size[grp]), int(grp), j)
+                    best = key if best is None or key < best else best
+        if best is None or best[0] >= now:
+            break
+        _, _, grp, j = best
+        classes = pairs[starts[grp]:starts[grp + 1], 1]
+        k = fold[grp]
+        held[k, classes] -= 1
+        held[j, classes] += 1
+        rows_in[k] -= size[grp]
+        rows_in[j] += size[grp]
+        fold[grp] = j
+    return fold
+
+
+def probs_from_splits(x, y: np.ndarray, n_classes: int, cfg: LabelIssuesConfig, splits: list[Split]) -> np.ndarray:
+    """Each split's test rows' probabilities from a model fit on its train rows."""
+    from joblib import Parallel, delayed
+    from sklearn.linear_model import LogisticRegression
 
     def fit(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         model = LogisticRegression(C=cfg.C, max_iter=2000).fit(x[train], y[train])
@@ -229,6 +314,31 @@ def _cross_validated_labels(y: np.ndarray, train: np.ndarray, groups: np.ndarray
     return None, scorable
 
 
+def _scored_rows(y: np.ndarray, scorable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the rows of scorable labels, and their labels renumbered among those labels."""
+    at = np.flatnonzero(scorable[y])
+    return at, (np.cumsum(scorable) - 1)[y[at]]
+
+
+def _covered_folds(y: np.ndarray, scorable: np.ndarray, cfg: LabelIssuesConfig, fit_on: np.ndarray | None,
+                   groups: np.ndarray) -> tuple[list[Split], np.ndarray]:
+    """The folds over the scorable labels' rows (positions among those rows) and the labels they score.
+
+    A label the folds cannot keep in the training fold of every fold that scores its rows (groups that
+    mix labels, placed so that no move of one group mends it) would get probability 0 there and look
+    mislabelled: it is left unscored, like a label of one group, and the folds are drawn again without
+    its rows, as they would be for such a label."""
+    scorable = scorable.copy()
+    while True:
+        at, ys = _scored_rows(y, scorable)
+        splits, uncovered = fold_splits(ys, int(scorable.sum()), cfg, None if fit_on is None else fit_on[at],
+                                        groups[at])
+        if not uncovered.any():
+            return splits, scorable
+        scorable[np.flatnonzero(scorable)[uncovered]] = False
+        _need_two_scorable(scorable, "rows each (copies counted once)")
+
+
 @register_step
 class LabelIssues(CurationStep):
     name = "label_issues"
@@ -268,15 +378,15 @@ class LabelIssues(CurationStep):
         near = embedding_near_duplicates(x, table["row_id"].to_list())
         fit_on = None
         groups = np.arange(len(y))
+        splits: list[Split] = []
         if not cfg.pred_probs:
             groups = copy_groups(table["text"], near, table["row_id"].to_list())
             fit_on, scorable = _cross_validated_labels(y, train, groups, len(classes))
-        at = np.flatnonzero(scorable[y])
-        kept_classes = np.flatnonzero(scorable)
-        ys = (np.cumsum(scorable) - 1)[y[at]]  # labels of the scored rows, indexing kept_classes
+            splits, scorable = _covered_folds(y, scorable, cfg, fit_on, groups)
+        at, ys = _scored_rows(y, scorable)
+        kept_classes = np.flatnonzero(scorable)  # ys indexes these
         if not cfg.pred_probs:
-            probs = out_of_fold_probs(x[at], ys, kept_classes.size, cfg, None if fit_on is None else fit_on[at],
-                                      groups[at])
+            probs = probs_from_splits(x[at], ys, kept_classes.size, cfg, splits)
         quality = get_label_quality_scores(ys, probs, method="self_confidence")
         is_issue = np.zeros(len(y), dtype=bool)
         is_issue[at] = flag_issues(ys, probs, cfg.cutoff)
@@ -297,10 +407,17 @@ class LabelIssues(CurationStep):
         decided = self.ctx.decided_rows(table.select("row_id", "text", "label"), text_is_final=not raw)
         reviewed = table["row_id"].is_in(list(decided)).to_numpy()
         acting = is_issue & train & ~rare & ~reviewed
+        # The rows the policy would act on but leaves to a person: apply-reviews must know them, since
+        # once their decision is withdrawn only this step can act on them (reviews.py).
         if cfg.policy == "drop":
             action[acting] = "drop"
+            left_to_reviews = is_issue & train & ~rare & reviewed
         elif cfg.policy == "relabel":
-            action[acting & (confidence >= cfg.relabel_threshold)] = "relabel"
+            sure = confidence >= cfg.relabel_threshold
+            action[acting & sure] = "relabel"
+            left_to_reviews = is_issue & train & ~rare & reviewed & sure
+        else:
+            left_to_reviews = np.zeros(len(y), dtype=bool)
         suggested_col = _on_rows(suggested, at, len(y), pl.String)
         quality_col = _on_rows(quality, at, len(y), pl.Float64)
         rows = pl.DataFrame({
@@ -323,6 +440,7 @@ class LabelIssues(CurationStep):
             "unscored_rows": int(len(y) - at.size), "unscored_labels": int((~scorable).sum()),
             "flagged_rare_label_rows": int((is_issue & rare).sum()), "min_rows_to_act": MIN_ROWS_TO_ACT,
             "flagged_rows_left_to_reviews": int((is_issue & train & ~rare & reviewed).sum()),
+            "policy_left_to_reviews": sorted(table["row_id"].filter(left_to_reviews).cast(pl.String).to_list()),
             "fit_on": "all rows" if fit_on is None and not cfg.pred_probs else (
                 "train rows" if fit_on is not None else "user pred_probs"),
             "cutoff": cfg.cutoff, "policy": cfg.policy,

@@ -67,6 +67,7 @@ from curatune.rundir import (
     LEDGER,
     MANIFEST,
     REVIEWS,
+    failed_gates,
     find_stage_dir,
     read_json,
     read_manifest,
@@ -436,7 +437,7 @@ def check_publishable(manifest: dict[str, Any], cfg: LabelStudioConfig, curate_d
     """Only anonymised text may leave the machine: refuse a run whose leak scan failed, or that
     was never anonymised. Returns the run id."""
     where = str(curate_dir / MANIFEST)
-    failed_gate = any(g.get("name") == "leak_scan" and not g.get("passed") for g in manifest.get("gates") or [])
+    failed_gate = "leak_scan" in failed_gates(manifest)
     anon = [s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"]
     scans = [s.get("summary", {}).get("leak_scan") for s in anon]
     scans = [s for s in scans if isinstance(s, dict)]
@@ -903,19 +904,23 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _project_ref(cfg: LabelStudioConfig, curate_dir: Path) -> tuple[str, Path | None]:
-    """The project to pull from, and the push record it was read from (None: the user named it)."""
+def _project_ref(cfg: LabelStudioConfig, curate_dir: Path, named: str | None) -> tuple[str, Path | None]:
+    """The project to pull from, and the push record it was read from (None: the user named it).
+
+    The push record comes before the config's project: tasks go where push sent them, and a push
+    with ``--project`` sends them elsewhere than the config says."""
+    if named and named.strip():
+        return named.strip(), None
+    record_path = curate_dir / PUSH_RECORD
+    record = read_json(record_path) if record_path.is_file() else {}
+    if record.get("url") == cfg.url.rstrip("/") and record.get("project_id"):
+        return str(record["project_id"]), record_path
     if cfg.project.strip():
         return cfg.project.strip(), None
-    record_path = curate_dir / PUSH_RECORD
-    if record_path.is_file():
-        record = read_json(record_path)
-        if record.get("url") == cfg.url.rstrip("/") and record.get("project_id"):
-            return str(record["project_id"]), record_path
-        if record.get("project_id"):
-            raise CuratuneError(f"no Label Studio project: {PUSH_RECORD} records project {record['project_id']} at "
-                                f"{record.get('url')}, not at {cfg.url.rstrip('/')}; pass --project NAME_OR_ID",
-                                file=str(record_path))
+    if record.get("project_id"):
+        raise CuratuneError(f"no Label Studio project: {PUSH_RECORD} records project {record['project_id']} at "
+                            f"{record.get('url')}, not at {cfg.url.rstrip('/')}; pass --project NAME_OR_ID",
+                            file=str(record_path))
     raise CuratuneError("no Label Studio project: pass --project NAME_OR_ID or set [labelstudio] project")
 
 
@@ -970,8 +975,12 @@ def _drafts(server: Server, pid: int) -> int:
     return int(getattr(page.response, "total", 0) or 0)
 
 
-def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None) -> dict[str, Any]:
-    """Fetch the project's annotations into ``reviews.parquet`` (one row per annotation, by row_id)."""
+def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None, *,
+         project: str | None = None) -> dict[str, Any]:
+    """Fetch the project's annotations into ``reviews.parquet`` (one row per annotation, by row_id).
+
+    ``project`` (a title or id the user named) comes first, then the project the last push to this
+    server recorded, then ``cfg.project``."""
     say = progress or (lambda _msg: None)
     _check_options(cfg)
     curate_dir = find_stage_dir(run_dir, "curate")
@@ -979,7 +988,7 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None)
     if not ledger_path.is_file():
         raise CuratuneError("no ledger in this curate dir (pull keeps the reviews of its rows): curate again",
                             file=str(ledger_path))
-    ref, recorded = _project_ref(cfg, curate_dir)
+    ref, recorded = _project_ref(cfg, curate_dir, project)
     server = Server(cfg)
     server.check_token()
     project = find_project(server, ref, recorded)

@@ -42,7 +42,7 @@ import polars as pl
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.dataset import HUMAN_REVIEW, LEDGER_BASE, REVIEW_CONFLICT, REVIEW_REASONS, REVIEW_UNSURE
-from curatune.errors import CuratuneError, first_line
+from curatune.errors import CuratuneError, first_line, shown_value
 from curatune.rundir import (
     MANIFEST,
     REVIEWS_JOURNAL,
@@ -166,7 +166,8 @@ def decided_rows(reviews: pl.DataFrame, view: pl.DataFrame, labels: list[str], r
     """The rows of ``view`` whose usable votes reach a decision under ``rule``: those the review step
     will apply a person's word to."""
     votes, _ = usable(reviews, view, labels, check_text=check_text)
-    resolved = resolve(votes, rule)
+    # usable keeps votes on rows outside ``view`` too (nothing says their text changed).
+    resolved = resolve(votes.filter(pl.col("row_id").is_in(view["row_id"].cast(pl.String).implode())), rule)
     return frozenset(resolved.filter(pl.col("status") == "decided")["row_id"].to_list())
 
 
@@ -353,6 +354,37 @@ def _undo_reviews(table: pl.DataFrame, ledger: pl.DataFrame) -> pl.DataFrame:
     ).drop("__before")
 
 
+class CurateAgain(CuratuneError):
+    """Reviews whose outcome only curating again gives (a policy's action depends on them)."""
+
+
+def _refuse_what_only_curating_settles(manifest: dict[str, Any], table: pl.DataFrame, applied: pl.DataFrame,
+                                       reviews: pl.DataFrame, labels: list[str], rule: str, where: Path) -> None:
+    """apply-reviews redoes the review step alone; label issues' drop or relabel policy also depends on
+    the decisions. A flagged row it left to a person is acted on when that decision is withdrawn (deleted
+    in Label Studio, or now a conflict), and a row it dropped is kept for a decision made since; only
+    curating again does either, so apply-reviews would no longer equal it."""
+    step = next((s for s in manifest.get("steps") or [] if s.get("name") == "label_issues"), {})
+    summary = step.get("summary") or {}
+    if summary.get("policy") not in ("drop", "relabel"):
+        return
+    decided = applied.filter(~pl.col("review_decision").is_in(UNSETTLED) & pl.col("review_decision").is_not_null())
+    withdrawn = sorted(set(summary.get("policy_left_to_reviews") or []) - set(decided["row_id"].cast(pl.String)))
+    policy = f"label issues' policy '{summary['policy']}'"
+    if withdrawn:
+        rows = "1 flagged row" if len(withdrawn) == 1 else f"{len(withdrawn)} flagged rows"
+        raise CurateAgain(f"this file no longer holds the decisions {policy} left {rows} to (first: "
+                          f"{shown_value(withdrawn[0])}), so the policy acts on them now: curate again "
+                          "(`curatune curate` or `curatune run`) instead of apply-reviews", file=str(where))
+    dropped = table.filter(pl.col("dropped_by") == "label_issues").select("row_id", "text", "label")
+    newly = sorted(decided_rows(reviews, dropped, labels, rule))
+    if newly:
+        rows = "1 row" if len(newly) == 1 else f"{len(newly)} rows"
+        raise CurateAgain(f"this file holds decisions on {rows} {policy} dropped (first: {shown_value(newly[0])}), "
+                          "which a decision keeps for the person: curate again (`curatune curate` or "
+                          "`curatune run`) instead of apply-reviews", file=str(where))
+
+
 def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     """Apply ``reviews.parquet`` to a finished curate dir: curated, excluded, ledger and manifest are
     rewritten together (staged, then moved in; an interrupted apply is finished or discarded on the
@@ -367,7 +399,7 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     path = curate_dir / REVIEWS
     if not path.is_file():
         raise CuratuneError("no reviews to apply: run `curatune labelstudio pull` first", file=str(path))
-    read_reviews(path)  # a damaged file is reported before anything else is read
+    reviews = read_reviews(path)  # a damaged file is reported before anything else is read
     manifest = read_json(curate_dir / MANIFEST)
     curated = read_run_table(curate_dir / CURATED, ("row_id", "text", "label"))
     excluded = read_run_table(curate_dir / EXCLUDED)
@@ -383,6 +415,7 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     labels = sorted({str(v) for c in ("label", "original_label") if c in table.columns
                      for v in table[c].drop_nulls().to_list()})
     result = apply_file(view, path, rule, labels)
+    _refuse_what_only_curating_settles(manifest, table, result.rows, reviews, labels, rule, path)
     table = _apply(table, STEP, result)
     review_cols = result.rows.select("row_id", pl.col("score").alias(f"{STEP}_score"), *result.extra_columns)
     new_ledger = _ledger(table, [ledger.select("row_id", *other_extra), review_cols], group_cols)

@@ -35,6 +35,7 @@ from curatune.rundir import (
     SPLITS_FILE,
     TRAINER_LOG,
     Manifest,
+    failed_gates,
     inputs_fingerprint,
     output_dir,
     package_versions,
@@ -155,8 +156,7 @@ def _refuse_failed_curation(curate_dir: Path) -> None:
     """`curatune run` stops before training when a curation gate fails (the leak scan: personal data
     left in the text); `curatune train` given that curation by hand must stop too, before any work."""
     manifest = read_manifest(curate_dir) if curate_dir.is_dir() else None
-    failed = [str(g.get("name")) for g in (manifest or {}).get("gates") or [] if not g.get("passed")]
-    if failed:
+    if failed := failed_gates(manifest):
         raise GateFailed(f"refusing to train: this curation failed its gate ({', '.join(failed)}); fix what it "
                          "found and curate again", file=str(curate_dir / MANIFEST))
 

@@ -264,6 +264,21 @@ def test_a_test_row_leads_a_bucket_of_hundreds_of_near_copies(tmp_path):
     assert rest["reasons"].list.first().unique().to_list() == ["leakage"]
 
 
+def test_without_the_leakage_check_a_bucket_of_hundreds_led_by_a_test_row_still_dedups_train(tmp_path):
+    """Searched over all splits at once, the bucket of 600 was linked to its test member only, those links
+    were thrown away as crossing splits, and 5 of the 599 train copies were kept (one named another leader)."""
+    texts = [f"{LONG} and I have asked about it twice already this week, my order number is {900000 - i}"
+             for i in range(600)]
+    df = pl.DataFrame({"id": [f"r{i:03d}" for i in range(600)], "text": texts, "label": ["ship"] * 600,
+                       "split": ["test"] + ["train"] * 599})
+    led = curate(tmp_path, df, embedding=False, leakage=False)
+    assert fate(led, "r000")["fate"] == fate(led, "r001")["fate"] == "kept"
+    dropped = led.filter(pl.col("fate") == "dropped")
+    assert dropped.height == 598 and dropped["split"].unique().to_list() == ["train"]
+    assert dropped["reasons"].list.first().unique().to_list() == ["near_duplicate"]
+    assert dropped["duplicate_of"].unique().to_list() == ["r001"]
+
+
 def test_a_step_listed_twice_is_refused():
     from curatune.config import config_from_dict
     from curatune.errors import CuratuneError
@@ -281,6 +296,19 @@ def test_leader_clusters_do_not_chain():
     clusters = leader_clusters(3, pairs, np.array([0, 1, 2]))
     assert clusters[1] == clusters[0]
     assert clusters[2] != clusters[0]
+
+
+def test_near_pairs_of_several_passes_concatenate():
+    import numpy as np
+
+    a = NearPairs(np.array([0]), np.array([1]), np.array([0.9]), np.array(["minhash"]))
+    b = NearPairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0, dtype=object))
+    c = NearPairs(np.array([2, 3]), np.array([4, 5]), np.ones(2), np.array(["word_set"] * 2))
+    both = NearPairs.concat([a, b, c])
+    assert both.left.tolist() == [0, 2, 3] and both.right.tolist() == [1, 4, 5]
+    assert both.similarity.tolist() == [0.9, 1.0, 1.0] and both.source.tolist() == ["minhash", "word_set", "word_set"]
+    empty = NearPairs.concat([])
+    assert empty.left.size == empty.right.size == 0 and empty.left.dtype == np.int64
 
 
 def test_a_labelled_copy_represents_an_unlabelled_one_and_no_conflict_is_reported(tmp_path):
@@ -351,6 +379,63 @@ def test_a_near_copy_of_a_kept_label_conflict_in_a_later_split_is_leakage(tmp_pa
     steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
     summary = next(s for s in steps if s["name"] == "dedup")["summary"]
     assert summary["dropped_by_reason"] == {"leakage": 1} and summary["label_conflicts_kept"] == 1
+
+
+def dedup_summary(tmp_path) -> dict:
+    steps = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"]
+    return next(s for s in steps if s["name"] == "dedup")["summary"]
+
+
+def test_the_texts_a_leak_led_are_clustered_again_until_no_leak_is_left(tmp_path):
+    # The table above, where the leak y leads a cluster of its own. Two edits allowed: x2 is x1 plus two words,
+    # z is x2 plus "quickly", y is z plus "today" (x2 plus two), y2 is y's text, w is z plus "right now" and
+    # v is y plus "thanks"; w exchanges content words with y and v, so is a copy of neither. y leads y2, z and
+    # v; w leads alone. Before, only y was dropped as leakage: y2, z and v stayed dropped as copies of y, a
+    # dropped row, and z, a near copy of the test row x2 as well, was not called leakage. Now y's text leaves
+    # the clustering: z leads, takes w and v, and then leaks to x2 itself; its text leaves in turn, and w
+    # and v, near copies of no row left, are kept.
+    z = "how do I quickly top up my new virtual card"
+    df = pl.DataFrame({"id": ["x1", "x2", "y", "y2", "z", "w", "v"],
+                       "text": ["how do I top up my card", "how do I top up my new virtual card", z + " today",
+                                "How do I quickly top up my new virtual card today?", z, z + " right now",
+                                z + " today thanks"],
+                       "split": ["test", "test"] + ["train"] * 5,
+                       "label": ["top_up_card"] + ["top_up_virtual_card"] * 6})
+    led = curate(tmp_path, df, embedding=True)
+    got = {r: (fate(led, r)["fate"], fate(led, r)["reasons"], fate(led, r)["duplicate_of"]) for r in df["id"]}
+    conflict = ["conflicting_label_duplicate"]
+    assert got == {"x1": ("kept", conflict, None), "x2": ("kept", conflict, None),
+                   "y": ("dropped", ["leakage"], "x2"), "y2": ("dropped", ["leakage"], "x2"),
+                   "z": ("dropped", ["leakage"], "x2"), "w": ("kept", [], None), "v": ("kept", [], None)}
+    assert dedup_summary(tmp_path)["dropped_by_reason"] == {"leakage": 3}
+
+
+@pytest.mark.parametrize("another_label", [False, True])
+def test_a_representative_flagged_for_the_label_of_a_leak_is_flagged_no_more(tmp_path, another_label):
+    # The table above, and r, a near copy of the leak k with another label, leads it (r comes first): k was
+    # kept as r's label conflict and r flagged for it. k is dropped as leakage, so r's cluster holds one
+    # label and r was still flagged; with s, a near copy of r alone with a third label, r stays flagged.
+    y = "how do I quickly top up my virtual card"
+    ids, texts = ["x1", "x2", "r", "k"], ["how do I top up my card", "how do I top up my virtual card", y + " now", y]
+    labels = ["top_up_card", "top_up_virtual_card", "top_up_card", "top_up_virtual_card"]
+    if another_label:
+        ids, texts, labels = ids + ["s"], texts + [y + " now please"], labels + ["card_linking"]
+    df = pl.DataFrame({"id": ids, "text": texts, "split": ["test", "test"] + ["train"] * (len(ids) - 2),
+                       "label": labels})
+    led = curate(tmp_path, df, embedding=True, max_word_edits=1)
+    got = {r: (fate(led, r)["fate"], fate(led, r)["reasons"], fate(led, r)["duplicate_of"]) for r in ids}
+    conflict = ["conflicting_label_duplicate"]
+    want = {"x1": ("kept", conflict, None), "x2": ("kept", conflict, None),
+            "r": ("kept", conflict if another_label else [], None), "k": ("dropped", ["leakage"], "x2")}
+    if another_label:
+        want["s"] = ("kept", conflict, None)
+    assert got == want
+    assert fate(led, "r")["dedup_cluster"] == ("r" if another_label else None)
+    score = fate(led, "r")["dedup_score"]
+    assert (score < 1) if another_label else (score == 1.0)
+    summary = dedup_summary(tmp_path)
+    assert summary["conflicting_label_groups"] == 1 + another_label
+    assert summary["label_conflicts_kept"] == 1 + another_label
 
 
 def test_knn_on_hnsw_returns_the_same_neighbours_every_run(monkeypatch):

@@ -444,6 +444,30 @@ def test_a_pull_from_another_project_does_not_replace_the_reviews_pulled_so_far(
     assert code == 2 and "records project" in out and server.url in " ".join(out.split()), out
 
 
+def test_pull_without_project_reads_where_push_sent_the_tasks_not_the_configs_project(token_env, run_copy,
+                                                                                      tmp_path, cli_run):
+    """A push with --project sent the tasks elsewhere than the config's project; a plain pull read the
+    config's project (here one that does not exist) instead of the one push recorded."""
+    server = token_env
+    client = _client(server)
+    cfg_path = tmp_path / "ls.toml"
+    cfg_path.write_text(f'[labelstudio]\nurl = "{server.url}"\nproject = "configured"\n')
+    code, out = cli_run("labelstudio", "push", run_copy, "--project", "sent here", "--only", "all",
+                        "--config", cfg_path)
+    assert code == 0, out
+    task = sorted(_tasks(client, _project_id(client, "sent here")), key=lambda t: t.data["row_id"])[0]
+    _annotate(client, task.id, "drop")
+    code, out = cli_run("labelstudio", "pull", run_copy, "--config", cfg_path)
+    assert code == 0, out
+    reviews = pl.read_parquet(run_copy / "curate" / "reviews.parquet")
+    assert reviews["row_id"].to_list() == [task.data["row_id"]]
+    assert reviews["project_id"].unique().to_list() == [_project_id(client, "sent here")]
+    assert not [p for p in client.projects.list(title="configured") if p.title == "configured"]
+    # Named, the project is the one pulled from, whatever push recorded.
+    code, out = cli_run("labelstudio", "pull", run_copy, "--config", cfg_path, "--project", "configured")
+    assert code == 2 and f"Label Studio at {server.url} has no project titled 'configured'" in out, out
+
+
 def test_pull_keeps_multiple_choices_and_push_reports_foreign_choices_and_leaks(token_env, run_copy):
     server = token_env
     client = _client(server)
@@ -547,6 +571,33 @@ def test_a_run_round_applies_new_decisions_once_and_withdrawn_ones_too(token_env
     assert _labelstudio_round(cfg, run_copy, said.append) is True
     assert fate() == before
     assert row in pl.read_parquet(run_copy / "curate" / "curated.parquet")["row_id"].to_list()
+
+
+def test_a_run_round_curates_again_when_a_decision_the_drop_policy_left_a_row_to_is_withdrawn(token_env,
+                                                                                              tmp_path):
+    """apply-reviews cannot act for label issues' policy; the round curates again instead of applying."""
+    from curatune.curate.pipeline import run_curation
+    from curatune.pipeline import _labelstudio_round
+    from tests.curate.test_reviews import _fates, _label_issues_run
+
+    server = token_env
+    client = _client(server)
+    cfg, out, wrong, truth = _label_issues_run(tmp_path, "flag")
+    cfg.labelstudio = LabelStudioConfig(url=server.url, project="policy round", require_anonymised=False)
+    run_curation(cfg, out)
+    push(out, cfg.labelstudio)  # the flagged rows, the planted flips among them
+    (task,) = [t for t in _tasks(client, _project_id(client, "policy round")) if t.data["row_id"] == wrong[0]]
+    _annotate(client, task.id, truth[wrong[0]])
+    pull(out, cfg.labelstudio)
+    cfg.curate.label_issues.policy = "drop"
+    run_curation(cfg, out)
+    assert [_fates(out)[r] for r in wrong] == ["relabelled", "dropped", "dropped"]
+    (ann,) = client.annotations.list(task.id)
+    client.annotations.delete(ann.id)
+    said: list[str] = []
+    assert _labelstudio_round(cfg, out.parent, said.append) is True
+    assert "labelstudio: the decisions change what the label-issues policy does; curating again" in said
+    assert [_fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
 
 
 def _pushed_first_task(server, run_copy: Path, project: str):

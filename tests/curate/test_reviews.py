@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -811,3 +812,89 @@ def test_decided_rows_are_those_the_review_step_will_settle():
     assert decided_rows(reviews, view, ["x", "y"], "majority") == {"a"}
     # While a later step still rewrites the text (anonymisation), the text cannot be compared yet.
     assert decided_rows(reviews, view, ["x", "y"], "majority", check_text=False) == {"a", "b"}
+
+
+def _label_issues_run(tmp_path, policy: str) -> tuple[Config, Path, list[str], dict[str, str]]:
+    """A curate dir of label issues under ``policy`` with planted flips, and the right label of three of them."""
+    from tests.curate.test_label_issues import VOCAB, make_data
+
+    df, flipped = make_data()
+    df.write_parquet(tmp_path / "d.parquet")
+    cfg = Config()
+    cfg.curate.steps = ["label_issues"]
+    cfg.curate.label_issues.features = "tfidf"
+    cfg.curate.label_issues.policy = policy
+    cfg.data.id_col = "id"
+    cfg.data.inputs = [str(tmp_path / "d.parquet")]
+    out = tmp_path / "run" / "curate"
+    out.mkdir(parents=True)
+    wrong = sorted(flipped)[:3]
+    return cfg, out, wrong, {r: next(k for k in VOCAB if k in r) for r in wrong}  # the id names its label
+
+
+def _fates(out: Path) -> dict[str, str]:
+    return dict(pl.read_parquet(out / "ledger.parquet").select("row_id", "fate").iter_rows())
+
+
+def test_apply_reviews_refuses_when_a_decision_the_policy_left_rows_to_is_withdrawn(tmp_path):
+    """Under policy drop, label issues left a flagged row a person had decided on to them. With that decision
+    deleted in Label Studio, apply-reviews kept the row while curating again drops it: the two differed."""
+    cfg, out, wrong, truth = _label_issues_run(tmp_path, "drop")
+    _reviews([(r, truth[r], "user:1", False) for r in wrong[:2]]).write_parquet(out / REVIEWS)
+    run_curation(cfg, out)
+    assert [_fates(out)[r] for r in wrong] == ["relabelled", "relabelled", "dropped"]
+    step = next(s for s in read_json(out / "manifest.json")["steps"] if s["name"] == "label_issues")
+    assert step["summary"]["policy_left_to_reviews"] == wrong[:2]
+
+    # The same decisions again, or one confirmed by someone else as well: nothing for the policy to redo.
+    _reviews([(wrong[0], truth[wrong[0]], "user:1", False), (wrong[1], truth[wrong[1]], "user:1", False),
+              (wrong[1], truth[wrong[1]], "user:2", False)]).write_parquet(out / REVIEWS)
+    assert apply_reviews_to_run(out, cfg)["relabelled"] == 2
+    before = {n: (out / n).read_bytes() for n in ("curated.parquet", "excluded.parquet", "ledger.parquet")}
+    # The first withdrawn, the second now a conflict: only curating again drops them.
+    _reviews([(wrong[1], truth[wrong[1]], "user:1", False), (wrong[1], "drop", "user:2", False)]
+             ).write_parquet(out / REVIEWS)
+    with pytest.raises(CuratuneError, match=rf"reviews.parquet: this file no longer holds the decisions label "
+                                            rf"issues' policy 'drop' left 2 flagged rows to \(first: "
+                                            rf"'{wrong[0]}'\), so the policy acts on them now: curate again"):
+        apply_reviews_to_run(out, cfg)
+    assert {n: (out / n).read_bytes() for n in before} == before
+    run_curation(cfg, out)
+    assert [_fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
+
+
+def test_apply_reviews_refuses_a_decision_on_a_row_the_policy_dropped(tmp_path):
+    """A decision on a row the drop policy dropped (reviewed in an earlier round) keeps it when curating
+    again; apply-reviews, which sees only kept rows, counted it 'not_in_run' instead."""
+    cfg, out, wrong, truth = _label_issues_run(tmp_path, "drop")
+    run_curation(cfg, out)
+    assert [_fates(out)[r] for r in wrong] == ["dropped"] * 3
+    _reviews([(wrong[2], truth[wrong[2]], "user:1", False)]).write_parquet(out / REVIEWS)
+    with pytest.raises(CuratuneError, match=rf"this file holds decisions on 1 row label issues' policy 'drop' "
+                                            rf"dropped \(first: '{wrong[2]}'\), which a decision keeps"):
+        apply_reviews_to_run(out, cfg)
+    # An unsure vote decides nothing: applied as usual.
+    _reviews([(wrong[2], "unsure", "user:1", False)]).write_parquet(out / REVIEWS)
+    assert apply_reviews_to_run(out, cfg)["unsure"] == 0  # the row is not in the run: counted not_in_run
+    run_curation(cfg, out)
+    _reviews([(wrong[2], truth[wrong[2]], "user:1", False)]).write_parquet(out / REVIEWS)
+    run_curation(cfg, out)
+    assert _fates(out)[wrong[2]] == "relabelled"
+
+
+def test_a_withdrawn_decision_the_relabel_policy_would_not_act_on_is_applied(tmp_path):
+    """Only rows the policy left to a person count: under relabel, one below relabel_threshold (the policy
+    keeps it whatever happens) has its decision withdrawn by apply-reviews as by curating again."""
+    cfg, out, wrong, truth = _label_issues_run(tmp_path, "relabel")
+    cfg.curate.label_issues.relabel_threshold = 1.0  # no suggestion is that sure: the policy relabels nothing
+    _reviews([(wrong[0], truth[wrong[0]], "user:1", False)]).write_parquet(out / REVIEWS)
+    run_curation(cfg, out)
+    step = next(s for s in read_json(out / "manifest.json")["steps"] if s["name"] == "label_issues")
+    assert step["summary"]["policy_left_to_reviews"] == [] and step["summary"]["flagged_rows_left_to_reviews"] == 1
+    _reviews([(wrong[1], "unsure", "user:1", False)]).write_parquet(out / REVIEWS)
+    summary = apply_reviews_to_run(out, cfg)
+    assert (summary["relabelled"], summary["unsure"]) == (0, 1)
+    applied = {n: pl.read_parquet(out / n).sort("row_id") for n in ("curated.parquet", "ledger.parquet")}
+    run_curation(cfg, out)
+    for n, table in applied.items():
+        assert pl.read_parquet(out / n).sort("row_id").equals(table), n

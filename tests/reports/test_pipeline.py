@@ -489,6 +489,11 @@ def test_a_damaged_manifest_is_redone_by_its_own_stage_not_a_dead_end(tmp_path, 
     (mine / "manifest.json").write_text("[1,")
     code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
     assert code == 2 and "cannot read JSON" in out and (mine / "README.md").read_text() == "my notes"
+    # A folder named like train's model/ is no sign the folder is train's: many projects hold one.
+    (mine / "model").mkdir()
+    (mine / "model" / "weights.bin").write_bytes(b"mine")
+    code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
+    assert code == 2 and "cannot read JSON" in out and (mine / "model" / "weights.bin").read_bytes() == b"mine"
     # A manifest.json no stage wrote is someone else's too.
     (mine / "manifest.json").write_text('{"name": "my project"}')
     code, out = cli_run("train", run / "curate", "--config", tmp_path / "c.toml", "--out", mine)
