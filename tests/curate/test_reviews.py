@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import random
 import re
 import shutil
 from datetime import UTC, datetime
@@ -895,6 +896,43 @@ def test_a_withdrawn_decision_the_relabel_policy_would_not_act_on_is_applied(tmp
     summary = apply_reviews_to_run(out, cfg)
     assert (summary["relabelled"], summary["unsure"]) == (0, 1)
     applied = {n: pl.read_parquet(out / n).sort("row_id") for n in ("curated.parquet", "ledger.parquet")}
+    run_curation(cfg, out)
+    for n, table in applied.items():
+        assert pl.read_parquet(out / n).sort("row_id").equals(table), n
+
+
+def test_a_withdrawn_decision_on_a_rare_label_row_the_policy_never_acts_on_is_applied(tmp_path):
+    """A rare label's flagged rows are left alone by the policy (too few rows to judge them by), so a
+    decision on one of them, withdrawn, asks for no curate: apply-reviews gives what curating again gives."""
+    from tests.curate.test_label_issues import VOCAB, make_data
+
+    df, _ = make_data(flips=0)
+    rng = random.Random(1)
+    # Worded like refund rows: their own label looks wrong to every fold model.
+    rare = pl.DataFrame([{"id": f"warranty-{i}", "text": " ".join(rng.choices(VOCAB["refund"].split(), k=8))
+                          + f" ref{rng.randrange(9999)}", "label": "warranty", "split": "train"} for i in range(5)])
+    pl.concat([df, rare]).write_parquet(tmp_path / "d.parquet")
+    cfg = Config()
+    cfg.curate.steps = ["label_issues"]
+    cfg.curate.label_issues.features = "tfidf"
+    cfg.curate.label_issues.policy = "drop"
+    cfg.data.id_col = "id"
+    cfg.data.inputs = [str(tmp_path / "d.parquet")]
+    out = tmp_path / "run" / "curate"
+    out.mkdir(parents=True)
+    run_curation(cfg, out)
+    ledger = pl.read_parquet(out / "ledger.parquet")
+    flagged = ledger.filter(pl.col("row_id").str.starts_with("warranty") & pl.col("is_label_issue"))["row_id"]
+    assert flagged.len() >= 1 and set(ledger.filter(pl.col("row_id").str.starts_with("warranty"))["fate"]) == {"kept"}
+    _reviews([(flagged[0], "refund", "user:1", False)]).write_parquet(out / REVIEWS)
+    run_curation(cfg, out)
+    assert _fates(out)[flagged[0]] == "relabelled"
+    step = next(s for s in read_json(out / "manifest.json")["steps"] if s["name"] == "label_issues")
+    assert step["summary"]["policy_left_to_reviews"] == [] and step["summary"]["flagged_rows_left_to_reviews"] == 0
+    _reviews([(flagged[0], "unsure", "user:1", False)]).write_parquet(out / REVIEWS)
+    assert apply_reviews_to_run(out, cfg)["unsure"] == 1
+    applied = {n: pl.read_parquet(out / n).sort("row_id") for n in ("curated.parquet", "ledger.parquet")}
+    assert _fates(out)[flagged[0]] == "kept"
     run_curation(cfg, out)
     for n, table in applied.items():
         assert pl.read_parquet(out / n).sort("row_id").equals(table), n
