@@ -815,12 +815,19 @@ def test_decided_rows_are_those_the_review_step_will_settle():
     assert decided_rows(reviews, view, ["x", "y"], "majority", check_text=False) == {"a", "b"}
 
 
-def _label_issues_run(tmp_path, policy: str) -> tuple[Config, Path, list[str], dict[str, str]]:
-    """A curate dir of label issues under ``policy`` with planted flips, and the right label of three of them."""
+def _label_issues_run(tmp_path, policy: str, *, flips: int = 12,
+                      rare: int = 0) -> tuple[Config, Path, list[str], dict[str, str]]:
+    """A curate dir of label issues under ``policy`` with ``flips`` planted flips, and the right label of
+    three of them; ``rare``: that many rows of a rare label, "warranty", worded like refund rows (so their
+    own label looks wrong to every fold model)."""
     from tests.curate.test_label_issues import VOCAB, make_data
 
-    df, flipped = make_data()
-    df.write_parquet(tmp_path / "d.parquet")
+    df, flipped = make_data(flips=flips)
+    rng = random.Random(1)
+    extra = pl.DataFrame([{"id": f"warranty-{i}", "text": " ".join(rng.choices(VOCAB["refund"].split(), k=8))
+                           + f" ref{rng.randrange(9999)}", "label": "warranty", "split": "train"}
+                          for i in range(rare)], schema=df.schema)
+    pl.concat([df, extra]).write_parquet(tmp_path / "d.parquet")
     cfg = Config()
     cfg.curate.steps = ["label_issues"]
     cfg.curate.label_issues.features = "tfidf"
@@ -904,22 +911,7 @@ def test_a_withdrawn_decision_the_relabel_policy_would_not_act_on_is_applied(tmp
 def test_a_withdrawn_decision_on_a_rare_label_row_the_policy_never_acts_on_is_applied(tmp_path):
     """A rare label's flagged rows are left alone by the policy (too few rows to judge them by), so a
     decision on one of them, withdrawn, asks for no curate: apply-reviews gives what curating again gives."""
-    from tests.curate.test_label_issues import VOCAB, make_data
-
-    df, _ = make_data(flips=0)
-    rng = random.Random(1)
-    # Worded like refund rows: their own label looks wrong to every fold model.
-    rare = pl.DataFrame([{"id": f"warranty-{i}", "text": " ".join(rng.choices(VOCAB["refund"].split(), k=8))
-                          + f" ref{rng.randrange(9999)}", "label": "warranty", "split": "train"} for i in range(5)])
-    pl.concat([df, rare]).write_parquet(tmp_path / "d.parquet")
-    cfg = Config()
-    cfg.curate.steps = ["label_issues"]
-    cfg.curate.label_issues.features = "tfidf"
-    cfg.curate.label_issues.policy = "drop"
-    cfg.data.id_col = "id"
-    cfg.data.inputs = [str(tmp_path / "d.parquet")]
-    out = tmp_path / "run" / "curate"
-    out.mkdir(parents=True)
+    cfg, out, _, _ = _label_issues_run(tmp_path, "drop", flips=0, rare=5)
     run_curation(cfg, out)
     ledger = pl.read_parquet(out / "ledger.parquet")
     flagged = ledger.filter(pl.col("row_id").str.starts_with("warranty") & pl.col("is_label_issue"))["row_id"]
