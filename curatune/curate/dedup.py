@@ -14,8 +14,9 @@ a one-word edit of a short query often is another intent ("order a card" / "orde
 card"), so the labels may both be right and dropping either would lose the example that tells the
 two apart; a person settles which it is. A row still kept after all that which is an exact or
 verified near copy of a kept row of a split ranked above its own (a near copy of such a kept label
-conflict, say) is dropped as ``leakage`` too, named a copy of that row, and so are the other rows of its
-text; the texts it led, and the label conflict it gave its cluster, are judged again without it.
+conflict, say) is dropped as ``leakage`` too, named a copy of that row and put in that row's cluster, and
+so are the other rows of its text; the texts it led, and the label conflict it gave its cluster, are
+judged again without it.
 """
 
 from __future__ import annotations
@@ -179,14 +180,17 @@ class SplitTexts:
     hold them (all of a large corpus of conversations, split, would take gigabytes)."""
 
     def __init__(self, texts: list[str]) -> None:
-        self.texts = texts
+        self._texts = texts
         self._words: dict[int, list[str]] = {}
         self._counts: dict[int, Counter[str]] = {}
+
+    def text(self, i: int) -> str:
+        return self._texts[i]
 
     def words(self, i: int) -> list[str]:
         w = self._words.get(i)
         if w is None:
-            w = self._words[i] = self.texts[i].split()
+            w = self._words[i] = self._texts[i].split()
         return w
 
     def counts(self, i: int) -> Counter[str]:
@@ -232,7 +236,7 @@ def embedding_pairs(texts: SplitTexts, idx: np.ndarray, cfg: DedupConfig,
     empty = NearPairs.concat([])
     if idx.size < 2:
         return empty
-    short = [texts.texts[i] for i in idx]
+    short = [texts.text(i) for i in idx]
     # Not cached on disk: these are embeddings of text before anonymisation.
     vecs = encoder().encode(short)
     dist, nbr = knn(vecs, min(k, idx.size - 1) + 1)
@@ -344,7 +348,7 @@ class Dedup(CurationStep):
         rows = rows.with_columns(
             pl.col("key").map_batches(lambda k: pl.Series(1.0 - dist_of_key[k.to_numpy()]),
                                       return_dtype=pl.Float64).alias("near_score"))
-        rows = settle_clusters(rows, pairs, key_rank, leakage)
+        rows = settle_clusters(rows, both, key_rank, leakage)
         is_rep = pl.col("row_id") == pl.col("rep")
         rows = rows.with_columns(
             pl.when(pl.col("reason").is_null()).then(1.0)
@@ -472,20 +476,19 @@ def judge_clusters(rows: pl.DataFrame, cluster_of_key: np.ndarray, leakage: bool
     ).with_columns((pl.col("reason").is_not_null() & ~is_rep & ~pl.col("kept_conflict")).alias("drop"))
 
 
-def settle_clusters(rows: pl.DataFrame, pairs: list[NearPairs], key_rank: np.ndarray, leakage: bool) -> pl.DataFrame:
+def settle_clusters(rows: pl.DataFrame, pairs: NearPairs, key_rank: np.ndarray, leakage: bool) -> pl.DataFrame:
     """:func:`judge_clusters` on leader clusters, then, with the leakage check, leaks past them until none is left.
 
-    A leaked text leaves the clustering (its rows are all dropped as copies of the row it copies), and the
-    rest are clustered again: the texts it led would otherwise stay dropped as copies of a dropped row (and
-    were never compared with the row it leaked to), and a representative would stay flagged for a label
-    only the leaked text gave its cluster. Clustered again, a text it led may turn out to be a leak of its own,
-    so this repeats; the leaked set only grows. Each round commits only the leaks of the best split that
-    has any: clustering again reaches no split above the leaked texts' own (their leaders rank after every
-    text of a better split), so the rows those leaks name stay, while a leak found in a worse split could
-    name a row that the next round drops.
+    A leaked text leaves the clustering (its rows are all dropped as copies of the row it copies, and put in
+    that row's cluster), and the rest are clustered again: the texts it led would otherwise stay dropped as
+    copies of a dropped row (and were never compared with the row it leaked to), and a representative would
+    stay flagged for a label only the leaked text gave its cluster. Clustered again, a text it led may turn
+    out to be a leak of its own, so this repeats; the leaked set only grows. Each round commits only the
+    leaks of the best split that has any: clustering again reaches no split above the leaked texts' own
+    (their leaders rank after every text of a better split), so the rows those leaks name stay, while a
+    leak found in a worse split could name a row that the next round drops.
     """
     n = key_rank.size
-    leaked = np.zeros(n, dtype=bool)
     leaks = pl.DataFrame(schema={"key": pl.Int64, "leak_of": rows.schema["row_id"], "leak_key": pl.Int64})
     live = pairs
     while True:
@@ -502,11 +505,15 @@ def settle_clusters(rows: pl.DataFrame, pairs: list[NearPairs], key_rank: np.nda
                  .filter(pl.col("prio") == pl.col("prio").min())
                  .sort("ord").unique("key", keep="first", maintain_order=True))
         leaks = pl.concat([leaks, found.select("key", "leak_of", "leak_key")])
-        leaked[found["key"].to_numpy()] = True
-        live = [p.where(~leaked[p.left] & ~leaked[p.right]) for p in pairs]
+        live = _without_keys(pairs, leaks["key"].to_numpy())
 
 
-def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFrame:
+def _without_keys(pairs: NearPairs, keys: np.ndarray) -> NearPairs:
+    """The pairs that touch none of ``keys``."""
+    return pairs.where(~(np.isin(pairs.left, keys) | np.isin(pairs.right, keys)))
+
+
+def leaks_past_clusters(rows: pl.DataFrame, pairs: NearPairs) -> pl.DataFrame:
     """Kept rows that copy a kept row of a split evaluation relies on more: ``row_id``, ``leak_of``, ``leak_key``.
 
     Clusters do not chain, so a near copy of a kept label conflict (itself a near copy of its cluster's
@@ -515,8 +522,7 @@ def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFr
     with the row it names; among several, the best by BEST_ROW. Splits are judged best first, so a row
     named here is one that stays (in this clustering: see :func:`settle_clusters`).
     """
-    both = NearPairs.concat(pairs)
-    left, right = both.left, both.right
+    left, right = pairs.left, pairs.right
     own = rows["key"].unique().to_numpy()
     edges = pl.DataFrame({"key": np.concatenate([left, right, own]).astype(np.int64),
                           "leak_key": np.concatenate([right, left, own]).astype(np.int64)})
@@ -535,9 +541,10 @@ def leaks_past_clusters(rows: pl.DataFrame, pairs: list[NearPairs]) -> pl.DataFr
 
 def _drop_leaks(rows: pl.DataFrame, leaks: pl.DataFrame) -> pl.DataFrame:
     """Mark every row at a leaked key (``key``, ``leak_of``, ``leak_key``) as dropped for leakage, as a
-    copy of the row named: the rows of one text are copies of whatever that text copies."""
+    copy of the row named: the rows of one text are copies of whatever that text copies. They join the
+    named row's cluster (:func:`_join_named_clusters`)."""
     leaked = pl.col("leak_of").is_not_null()
-    return rows.join(leaks, on="key", how="left").sort("ord").with_columns(
+    return _join_named_clusters(rows.join(leaks, on="key", how="left")).sort("ord").with_columns(
         pl.when(leaked).then(pl.lit(LEAKAGE)).otherwise("reason").alias("reason"),
         pl.when(leaked).then("leak_of").otherwise("copy_of").alias("copy_of"),
         pl.when(leaked).then(pl.col("key") == pl.col("leak_key")).otherwise("exact_copy").alias("exact_copy"),
@@ -546,15 +553,34 @@ def _drop_leaks(rows: pl.DataFrame, leaks: pl.DataFrame) -> pl.DataFrame:
     ).drop("leak_of", "leak_key")
 
 
-def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndarray:
+# A row's place in a clustering, as judge_clusters sets it; n_labels and agreement are its judgement.
+CLUSTER_COLS = ("cluster", "rep", "rep_split", "rep_label", "rep_key")
+
+
+def _join_named_clusters(rows: pl.DataFrame) -> pl.DataFrame:
+    """Put each row that names a ``leak_of`` in that row's cluster, and count cluster sizes again.
+
+    A leaked text left the clustering, so its rows were a cluster of their own (``dedup_cluster`` its best
+    row, or none for one row), which the summary counted; a leak found inside a cluster is in the cluster of
+    the row it copies, and now this one is too. Its labels are not judged with that cluster's (``n_labels``,
+    ``agreement`` and the reasons stay): it was compared with the row it names, not with its representative.
+    """
+    named = rows.select(pl.col("row_id").alias("leak_of"), *(pl.col(c).alias(f"named_{c}") for c in CLUSTER_COLS))
+    leaked = pl.col("leak_of").is_not_null()
+    return (rows.join(named, on="leak_of", how="left")
+            .with_columns(pl.when(leaked).then(f"named_{c}").otherwise(c).alias(c) for c in CLUSTER_COLS)
+            .with_columns(pl.len().over("cluster").alias("size"))
+            .drop(*(f"named_{c}" for c in CLUSTER_COLS)))
+
+
+def leader_clusters(n: int, pairs: NearPairs, rank: np.ndarray) -> np.ndarray:
     """Cluster by leaders: the best-ranked text not yet taken leads, and takes its direct
     near-duplicates. No transitive chains, so every removed row was verified against the row
     that represents it (a copy that sits between two different texts cannot merge them)."""
     cluster = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return cluster
-    both = NearPairs.concat(pairs)
-    adj = coo_matrix((np.ones(both.left.size), (both.left, both.right)), shape=(n, n)).tocsr()
+    adj = coo_matrix((np.ones(pairs.left.size), (pairs.left, pairs.right)), shape=(n, n)).tocsr()
     adj = (adj + adj.T).tocsr()
     for u in np.argsort(rank, kind="stable"):
         if cluster[u] >= 0:
@@ -566,11 +592,10 @@ def leader_clusters(n: int, pairs: list[NearPairs], rank: np.ndarray) -> np.ndar
     return cluster
 
 
-def _clusters(n: int, pairs: list[NearPairs]) -> np.ndarray:
+def _clusters(n: int, pairs: NearPairs) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    both = NearPairs.concat(pairs)
-    graph = coo_matrix((np.ones(both.left.size), (both.left, both.right)), shape=(n, n))
+    graph = coo_matrix((np.ones(pairs.left.size), (pairs.left, pairs.right)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
 
@@ -592,9 +617,9 @@ def dedup_truth_scores(rows: pl.DataFrame, truth: pl.DataFrame) -> dict[str, Any
     index = {r: i for i, r in enumerate(ids)}
     edges = [(index[r], index[o]) for c in cols for r, o in truth.select("row_id", c).iter_rows()
              if o is not None and o in index]
-    comp = _clusters(len(ids), [NearPairs(np.array([e[0] for e in edges], dtype=np.int64),
-                                          np.array([e[1] for e in edges], dtype=np.int64),
-                                          np.ones(len(edges)), np.zeros(len(edges)))]) if edges else \
+    comp = _clusters(len(ids), NearPairs(np.array([e[0] for e in edges], dtype=np.int64),
+                                         np.array([e[1] for e in edges], dtype=np.int64),
+                                         np.ones(len(edges)), np.zeros(len(edges)))) if edges else \
         np.arange(len(ids))
     out: dict[str, Any] = {}
     for c in cols:

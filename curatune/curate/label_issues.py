@@ -31,7 +31,8 @@ because stratified folds never hold out every row of a class with two or more. C
 near-duplicates) are held out together, so they count as one row: a label whose train rows are all
 copies of one text (``my email is <EMAIL_ADDRESS>`` after anonymisation) is unscored too. Where copy
 groups mix labels, the group folds can hold out every group of a label at once; a group is then moved
-to another fold, and a label no such move keeps in training is unscored as well.
+to another fold, and a label the moves cannot keep in training is unscored as well, one at a time
+(fewest rows first), the folds drawn again each time, until every label left is kept.
 
 Rare labels. A score is not yet a verdict: each fold model learns a label of a few rows from fewer
 still, and their out-of-fold probabilities fall low although the labels are right. Measured on 15
@@ -335,8 +336,18 @@ def _covered_folds(y: np.ndarray, scorable: np.ndarray, cfg: LabelIssuesConfig, 
                                         groups[at])
         if not uncovered.any():
             return splits, scorable
-        scorable[np.flatnonzero(scorable)[uncovered]] = False
+        scorable[np.flatnonzero(scorable)[_label_to_drop(ys, uncovered)]] = False
         _need_two_scorable(scorable, "rows each (copies counted once)")
+
+
+def _label_to_drop(ys: np.ndarray, uncovered: np.ndarray) -> int:
+    """Which of the uncovered labels (ids among the scored ones) to leave out this round.
+
+    One at a time: folds drawn without one label may cover the others, so leaving out all of them at
+    once could lose more labels than needed. The one of fewest scored rows (ties: the lowest id) costs
+    the fewest scores, and a label of few rows lies in few groups, the likeliest to stay uncovered."""
+    rows = np.bincount(ys, minlength=uncovered.size)
+    return int(np.flatnonzero(uncovered)[np.argmin(rows[uncovered])])
 
 
 @register_step
@@ -406,16 +417,18 @@ class LabelIssues(CurationStep):
         # never apply their decision.
         decided = self.ctx.decided_rows(table.select("row_id", "text", "label"), text_is_final=not raw)
         reviewed = table["row_id"].is_in(list(decided)).to_numpy()
-        acting = is_issue & train & ~rare & ~reviewed
+        candidates = is_issue & train & ~rare
+        acting = candidates & ~reviewed
         # The rows the policy would act on but leaves to a person: apply-reviews must know them, since
         # once their decision is withdrawn only this step can act on them (reviews.py).
+        spared = candidates & reviewed
         if cfg.policy == "drop":
             action[acting] = "drop"
-            left_to_reviews = is_issue & train & ~rare & reviewed
+            left_to_reviews = spared
         elif cfg.policy == "relabel":
             sure = confidence >= cfg.relabel_threshold
             action[acting & sure] = "relabel"
-            left_to_reviews = is_issue & train & ~rare & reviewed & sure
+            left_to_reviews = spared & sure
         else:
             left_to_reviews = np.zeros(len(y), dtype=bool)
         suggested_col = _on_rows(suggested, at, len(y), pl.String)
@@ -439,7 +452,7 @@ class LabelIssues(CurationStep):
             "rows": len(y), "classes": len(classes), "issues": int(is_issue.sum()),
             "unscored_rows": int(len(y) - at.size), "unscored_labels": int((~scorable).sum()),
             "flagged_rare_label_rows": int((is_issue & rare).sum()), "min_rows_to_act": MIN_ROWS_TO_ACT,
-            "flagged_rows_left_to_reviews": int((is_issue & train & ~rare & reviewed).sum()),
+            "flagged_rows_left_to_reviews": int(spared.sum()),
             "policy_left_to_reviews": sorted(table["row_id"].filter(left_to_reviews).cast(pl.String).to_list()),
             "fit_on": "all rows" if fit_on is None and not cfg.pred_probs else (
                 "train rows" if fit_on is not None else "user pred_probs"),

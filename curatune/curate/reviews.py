@@ -62,6 +62,8 @@ DROP = "drop"
 UNSURE = "unsure"
 # Review outcomes that leave a row's label unsettled (no decision was applied).
 UNSETTLED = ("conflict", UNSURE)
+# A ledger row whose review decision was applied (dropped, relabelled or confirmed).
+DECIDED = pl.col("review_decision").is_not_null() & ~pl.col("review_decision").is_in(UNSETTLED)
 STEP = "human_review"
 REVIEW_SCHEMA = {
     "row_id": pl.String,
@@ -231,13 +233,11 @@ def review_result(view: pl.DataFrame, resolved: pl.DataFrame, source: str) -> St
         .alias("label_before_review"),
     )
     in_view = set(view["row_id"].to_list())
-    matched = rows.filter(pl.col("review_decision").is_not_null())
     summary = {
         "reviews_file": source,
         "rows_reviewed": resolved.height,
-        "applied": int(matched.filter(pl.col("review_decision").is_in(UNSETTLED).not_()).height),
-        "confirmed": int(matched.filter((pl.col("action") == "keep")
-                                        & ~pl.col("review_decision").is_in(UNSETTLED)).height),
+        "applied": int(rows.filter(DECIDED).height),
+        "confirmed": int(rows.filter(DECIDED & (pl.col("action") == "keep")).height),
         "relabelled": int((rows["action"] == "relabel").sum()),
         "dropped": int((rows["action"] == "drop").sum()),
         "conflicts": int((rows["review_decision"] == "conflict").sum()),
@@ -368,8 +368,8 @@ def _refuse_what_only_curating_settles(manifest: dict[str, Any], table: pl.DataF
     summary = step.get("summary") or {}
     if summary.get("policy") not in ("drop", "relabel"):
         return
-    decided = applied.filter(~pl.col("review_decision").is_in(UNSETTLED) & pl.col("review_decision").is_not_null())
-    withdrawn = sorted(set(summary.get("policy_left_to_reviews") or []) - set(decided["row_id"].cast(pl.String)))
+    decided = applied.filter(DECIDED)["row_id"].cast(pl.String)
+    withdrawn = sorted(set(summary.get("policy_left_to_reviews") or []) - set(decided))
     policy = f"label issues' policy '{summary['policy']}'"
     if withdrawn:
         rows = "1 flagged row" if len(withdrawn) == 1 else f"{len(withdrawn)} flagged rows"

@@ -18,7 +18,7 @@ import polars as pl
 
 from curatune.config import Config, DataConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
-from curatune.curate.reviews import UNSETTLED
+from curatune.curate.reviews import DECIDED
 from curatune.dataset import LABEL_ISSUE
 from curatune.errors import CuratuneError, GateFailed, shown_value
 from curatune.evaluate import metric_modules
@@ -244,8 +244,7 @@ def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> di
     """
     if FLAG_COL not in ledger.columns:
         return None
-    settled = (pl.col("review_decision").is_not_null() & ~pl.col("review_decision").is_in(UNSETTLED)
-               if "review_decision" in ledger.columns else pl.lit(False))
+    settled = DECIDED if "review_decision" in ledger.columns else pl.lit(False)
     suggested = pl.col(SUGGESTED_COL).cast(pl.String) if SUGGESTED_COL in ledger.columns else pl.lit(None, pl.String)
     info = ledger.select("row_id", (pl.col(FLAG_COL).fill_null(False) & ~settled.fill_null(False)).alias("doubted"),
                          suggested.alias("suggested"))

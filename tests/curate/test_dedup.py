@@ -289,10 +289,9 @@ def test_a_step_listed_twice_is_refused():
 
 def test_leader_clusters_do_not_chain():
     # 0~1 and 1~2, but 0 and 2 are not near duplicates: 2 must not join 0's cluster.
-    pairs = [NearPairs(left=__import__("numpy").array([0, 1]), right=__import__("numpy").array([1, 2]),
-                       similarity=__import__("numpy").ones(2), source=__import__("numpy").array(["m", "m"]))]
     import numpy as np
 
+    pairs = NearPairs(left=np.array([0, 1]), right=np.array([1, 2]), similarity=np.ones(2), source=np.array(["m", "m"]))
     clusters = leader_clusters(3, pairs, np.array([0, 1, 2]))
     assert clusters[1] == clusters[0]
     assert clusters[2] != clusters[0]
@@ -408,6 +407,29 @@ def test_the_texts_a_leak_led_are_clustered_again_until_no_leak_is_left(tmp_path
                    "y": ("dropped", ["leakage"], "x2"), "y2": ("dropped", ["leakage"], "x2"),
                    "z": ("dropped", ["leakage"], "x2"), "w": ("kept", [], None), "v": ("kept", [], None)}
     assert dedup_summary(tmp_path)["dropped_by_reason"] == {"leakage": 3}
+    # Each leaked text, led by y or by z, joins x2's cluster (its label not judged with the cluster's); before,
+    # y and y2 were a cluster of their own (named y) and z none.
+    assert [fate(led, r)["dedup_cluster"] for r in ("y", "y2", "z", "w")] == ["x1", "x1", "x1", None]
+    assert dedup_summary(tmp_path)["clusters"] == 1
+
+
+def test_a_leaked_text_and_its_exact_copies_join_the_cluster_of_the_row_they_copy(tmp_path):
+    # The table of the first leakage test above, and y2, an exact copy of the leak y. y led y2, so y and y2 were
+    # a cluster of their own: dedup_cluster named y, and the summary counted two clusters, while a train copy
+    # found inside x1's cluster names x1. duplicate_of names x2, the row y was compared with.
+    df = pl.DataFrame({"id": ["x1", "x2", "y", "y2"],
+                       "text": ["how do I top up my card", "how do I top up my virtual card",
+                                "how do I quickly top up my virtual card", "How do I quickly top up my virtual card?"],
+                       "split": ["test", "test", "train", "train"],
+                       "label": ["top_up_card", "top_up_virtual_card", "top_up_virtual_card", "top_up_virtual_card"]})
+    led = curate(tmp_path, df, embedding=True, max_word_edits=1)
+    got = {r: (fate(led, r)["reasons"], fate(led, r)["duplicate_of"], fate(led, r)["dedup_cluster"]) for r in df["id"]}
+    conflict = ["conflicting_label_duplicate"]
+    assert got == {"x1": (conflict, None, "x1"), "x2": (conflict, None, "x1"),
+                   "y": (["leakage"], "x2", "x1"), "y2": (["leakage"], "x2", "x1")}
+    summary = dedup_summary(tmp_path)
+    assert summary["clusters"] == 1 and summary["conflicting_label_groups"] == 1
+    assert summary["dropped_by_reason"] == {"leakage": 2}
 
 
 @pytest.mark.parametrize("another_label", [False, True])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import polars as pl
 import pytest
@@ -12,28 +10,7 @@ from curatune.config import Config
 from curatune.curate.pipeline import run_curation
 from curatune.errors import CuratuneError
 from curatune.rundir import read_manifest
-
-VOCAB = {
-    "refund": "refund money back charged return payment reimburse",
-    "shipping": "parcel delivery courier late tracking shipped arrive",
-    "password": "password reset login link email forgot account",
-    "cancel": "cancel subscription plan stop end membership terminate",
-}
-
-
-def make_data(n_per_class: int = 60, flips: int = 12, seed: int = 0) -> tuple[pl.DataFrame, set[str]]:
-    rng = random.Random(seed)
-    rows = []
-    for label, words in VOCAB.items():
-        w = words.split()
-        for i in range(n_per_class):
-            rows.append({"id": f"{label}-{i}", "text": " ".join(rng.choices(w, k=8)) + f" ref{rng.randrange(9999)}",
-                         "label": label, "split": "train"})
-    flipped = set()
-    for r in rng.sample(rows, flips):
-        r["label"] = rng.choice([x for x in VOCAB if x != r["label"]])
-        flipped.add(r["id"])
-    return pl.DataFrame(rows), flipped
+from tests.curate.label_data import VOCAB, make_data
 
 
 def curate(tmp_path, df: pl.DataFrame, **opts) -> pl.DataFrame:
@@ -638,3 +615,40 @@ def test_out_of_fold_probs_refuses_a_label_no_fold_layout_keeps_in_training():
         out_of_fold_probs(np.eye(3)[groups], y, 3, LabelIssuesConfig(), groups=groups)
     assert str(err.value) == ("label issues: cross-validation cannot keep class 0 in the training folds that score "
                               "its rows (its rows lie in too few groups of copies that the folds can separate)")
+
+
+# Five labels, each of two rows in two groups (texts copied under two labels), on five groups: a cycle of
+# four groups (labels 0, 2, 3, 4) and a fifth group that only label 1 leads to. The seed's first folds
+# (two: no label has more rows) hold out both groups of label 0 in one fold and both of label 2 in the
+# other, and no move of one group mends one without breaking another. Found by searching random layouts.
+ONE_AT_A_TIME_LABELS = [3, 2, 4, 3, 2, 4, 0, 1, 1, 0]
+ONE_AT_A_TIME_GROUPS = [0, 1, 2, 1, 2, 3, 3, 4, 3, 0]
+
+
+def test_uncovered_labels_are_left_out_one_at_a_time():
+    """Both uncovered labels were left out at once; the folds drawn without label 0 (the first of the
+    fewest rows) keep label 2 in every training fold, so only label 0 is left unscored."""
+    from curatune.config import LabelIssuesConfig
+    from curatune.curate.label_issues import _covered_folds, _scored_rows, fold_splits
+
+    cfg = LabelIssuesConfig()
+    y, groups = np.array(ONE_AT_A_TIME_LABELS), np.array(ONE_AT_A_TIME_GROUPS)
+    train = np.ones(len(y), dtype=bool)
+    # The premise: the first draw leaves two labels uncovered.
+    assert fold_splits(y, 5, cfg, train, groups)[1].tolist() == [True, False, True, False, False]
+    splits, scorable = _covered_folds(y, np.ones(5, dtype=bool), cfg, train, groups)
+    assert scorable.tolist() == [False, True, True, True, True]
+    _, ys = _scored_rows(y, scorable)
+    for tr, te in splits:
+        assert set(ys[te]) <= set(ys[tr])
+
+
+def test_the_step_leaves_out_only_the_label_no_fold_layout_keeps(tmp_path):
+    """The layout above through the step: labels "a" and "c" were both left unscored (four rows)."""
+    texts = ["refund my money", "parcel never arrived", "reset my password", "cancel the plan", "change my address"]
+    rows = [{"id": f"r{i}", "text": texts[g], "label": "abcde"[lab], "split": "train"}
+            for i, (lab, g) in enumerate(zip(ONE_AT_A_TIME_LABELS, ONE_AT_A_TIME_GROUPS, strict=True))]
+    led = curate(tmp_path, pl.DataFrame(rows))
+    assert led.filter(pl.col("label_quality").is_null())["row_id"].to_list() == ["r6", "r9"]
+    summary = step_summary(tmp_path / "out")
+    assert (summary["unscored_rows"], summary["unscored_labels"], summary["fit_on"]) == (2, 1, "train rows")

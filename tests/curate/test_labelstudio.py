@@ -578,11 +578,11 @@ def test_a_run_round_curates_again_when_a_decision_the_drop_policy_left_a_row_to
     """apply-reviews cannot act for label issues' policy; the round curates again instead of applying."""
     from curatune.curate.pipeline import run_curation
     from curatune.pipeline import _labelstudio_round
-    from tests.curate.test_reviews import _fates, _label_issues_run
+    from tests.curate.label_data import fates, label_issues_run
 
     server = token_env
     client = _client(server)
-    cfg, out, wrong, truth = _label_issues_run(tmp_path, "flag")
+    cfg, out, wrong, truth = label_issues_run(tmp_path, "flag")
     cfg.labelstudio = LabelStudioConfig(url=server.url, project="policy round", require_anonymised=False)
     run_curation(cfg, out)
     push(out, cfg.labelstudio)  # the flagged rows, the planted flips among them
@@ -591,13 +591,13 @@ def test_a_run_round_curates_again_when_a_decision_the_drop_policy_left_a_row_to
     pull(out, cfg.labelstudio)
     cfg.curate.label_issues.policy = "drop"
     run_curation(cfg, out)
-    assert [_fates(out)[r] for r in wrong] == ["relabelled", "dropped", "dropped"]
+    assert [fates(out)[r] for r in wrong] == ["relabelled", "dropped", "dropped"]
     (ann,) = client.annotations.list(task.id)
     client.annotations.delete(ann.id)
     said: list[str] = []
     assert _labelstudio_round(cfg, out.parent, said.append) is True
     assert "labelstudio: the decisions change what the label-issues policy does; curating again" in said
-    assert [_fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
+    assert [fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
 
 
 def _pushed_first_task(server, run_copy: Path, project: str):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import random
 import re
 import shutil
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -29,6 +27,7 @@ from curatune.curate.reviews import REVIEW_SCHEMA, apply_reviews_to_run, decide,
 from curatune.errors import CuratuneError
 from curatune.rundir import REVIEWS, edited_files, read_json, sha256_tree, write_json
 from tests.conftest import error_lines
+from tests.curate.label_data import fates, label_issues_run
 from tests.curate.labelstudio_server import free_port
 
 # --------------------------------------------------------------------------------------------
@@ -815,42 +814,13 @@ def test_decided_rows_are_those_the_review_step_will_settle():
     assert decided_rows(reviews, view, ["x", "y"], "majority", check_text=False) == {"a", "b"}
 
 
-def _label_issues_run(tmp_path, policy: str, *, flips: int = 12,
-                      rare: int = 0) -> tuple[Config, Path, list[str], dict[str, str]]:
-    """A curate dir of label issues under ``policy`` with ``flips`` planted flips, and the right label of
-    three of them; ``rare``: that many rows of a rare label, "warranty", worded like refund rows (so their
-    own label looks wrong to every fold model)."""
-    from tests.curate.test_label_issues import VOCAB, make_data
-
-    df, flipped = make_data(flips=flips)
-    rng = random.Random(1)
-    extra = pl.DataFrame([{"id": f"warranty-{i}", "text": " ".join(rng.choices(VOCAB["refund"].split(), k=8))
-                           + f" ref{rng.randrange(9999)}", "label": "warranty", "split": "train"}
-                          for i in range(rare)], schema=df.schema)
-    pl.concat([df, extra]).write_parquet(tmp_path / "d.parquet")
-    cfg = Config()
-    cfg.curate.steps = ["label_issues"]
-    cfg.curate.label_issues.features = "tfidf"
-    cfg.curate.label_issues.policy = policy
-    cfg.data.id_col = "id"
-    cfg.data.inputs = [str(tmp_path / "d.parquet")]
-    out = tmp_path / "run" / "curate"
-    out.mkdir(parents=True)
-    wrong = sorted(flipped)[:3]
-    return cfg, out, wrong, {r: next(k for k in VOCAB if k in r) for r in wrong}  # the id names its label
-
-
-def _fates(out: Path) -> dict[str, str]:
-    return dict(pl.read_parquet(out / "ledger.parquet").select("row_id", "fate").iter_rows())
-
-
 def test_apply_reviews_refuses_when_a_decision_the_policy_left_rows_to_is_withdrawn(tmp_path):
     """Under policy drop, label issues left a flagged row a person had decided on to them. With that decision
     deleted in Label Studio, apply-reviews kept the row while curating again drops it: the two differed."""
-    cfg, out, wrong, truth = _label_issues_run(tmp_path, "drop")
+    cfg, out, wrong, truth = label_issues_run(tmp_path, "drop")
     _reviews([(r, truth[r], "user:1", False) for r in wrong[:2]]).write_parquet(out / REVIEWS)
     run_curation(cfg, out)
-    assert [_fates(out)[r] for r in wrong] == ["relabelled", "relabelled", "dropped"]
+    assert [fates(out)[r] for r in wrong] == ["relabelled", "relabelled", "dropped"]
     step = next(s for s in read_json(out / "manifest.json")["steps"] if s["name"] == "label_issues")
     assert step["summary"]["policy_left_to_reviews"] == wrong[:2]
 
@@ -868,15 +838,15 @@ def test_apply_reviews_refuses_when_a_decision_the_policy_left_rows_to_is_withdr
         apply_reviews_to_run(out, cfg)
     assert {n: (out / n).read_bytes() for n in before} == before
     run_curation(cfg, out)
-    assert [_fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
+    assert [fates(out)[r] for r in wrong] == ["dropped", "dropped", "dropped"]
 
 
 def test_apply_reviews_refuses_a_decision_on_a_row_the_policy_dropped(tmp_path):
     """A decision on a row the drop policy dropped (reviewed in an earlier round) keeps it when curating
     again; apply-reviews, which sees only kept rows, counted it 'not_in_run' instead."""
-    cfg, out, wrong, truth = _label_issues_run(tmp_path, "drop")
+    cfg, out, wrong, truth = label_issues_run(tmp_path, "drop")
     run_curation(cfg, out)
-    assert [_fates(out)[r] for r in wrong] == ["dropped"] * 3
+    assert [fates(out)[r] for r in wrong] == ["dropped"] * 3
     _reviews([(wrong[2], truth[wrong[2]], "user:1", False)]).write_parquet(out / REVIEWS)
     with pytest.raises(CuratuneError, match=rf"this file holds decisions on 1 row label issues' policy 'drop' "
                                             rf"dropped \(first: '{wrong[2]}'\), which a decision keeps"):
@@ -887,13 +857,13 @@ def test_apply_reviews_refuses_a_decision_on_a_row_the_policy_dropped(tmp_path):
     run_curation(cfg, out)
     _reviews([(wrong[2], truth[wrong[2]], "user:1", False)]).write_parquet(out / REVIEWS)
     run_curation(cfg, out)
-    assert _fates(out)[wrong[2]] == "relabelled"
+    assert fates(out)[wrong[2]] == "relabelled"
 
 
 def test_a_withdrawn_decision_the_relabel_policy_would_not_act_on_is_applied(tmp_path):
     """Only rows the policy left to a person count: under relabel, one below relabel_threshold (the policy
     keeps it whatever happens) has its decision withdrawn by apply-reviews as by curating again."""
-    cfg, out, wrong, truth = _label_issues_run(tmp_path, "relabel")
+    cfg, out, wrong, truth = label_issues_run(tmp_path, "relabel")
     cfg.curate.label_issues.relabel_threshold = 1.0  # no suggestion is that sure: the policy relabels nothing
     _reviews([(wrong[0], truth[wrong[0]], "user:1", False)]).write_parquet(out / REVIEWS)
     run_curation(cfg, out)
@@ -911,20 +881,20 @@ def test_a_withdrawn_decision_the_relabel_policy_would_not_act_on_is_applied(tmp
 def test_a_withdrawn_decision_on_a_rare_label_row_the_policy_never_acts_on_is_applied(tmp_path):
     """A rare label's flagged rows are left alone by the policy (too few rows to judge them by), so a
     decision on one of them, withdrawn, asks for no curate: apply-reviews gives what curating again gives."""
-    cfg, out, _, _ = _label_issues_run(tmp_path, "drop", flips=0, rare=5)
+    cfg, out, _, _ = label_issues_run(tmp_path, "drop", flips=0, rare=5)
     run_curation(cfg, out)
     ledger = pl.read_parquet(out / "ledger.parquet")
     flagged = ledger.filter(pl.col("row_id").str.starts_with("warranty") & pl.col("is_label_issue"))["row_id"]
     assert flagged.len() >= 1 and set(ledger.filter(pl.col("row_id").str.starts_with("warranty"))["fate"]) == {"kept"}
     _reviews([(flagged[0], "refund", "user:1", False)]).write_parquet(out / REVIEWS)
     run_curation(cfg, out)
-    assert _fates(out)[flagged[0]] == "relabelled"
+    assert fates(out)[flagged[0]] == "relabelled"
     step = next(s for s in read_json(out / "manifest.json")["steps"] if s["name"] == "label_issues")
     assert step["summary"]["policy_left_to_reviews"] == [] and step["summary"]["flagged_rows_left_to_reviews"] == 0
     _reviews([(flagged[0], "unsure", "user:1", False)]).write_parquet(out / REVIEWS)
     assert apply_reviews_to_run(out, cfg)["unsure"] == 1
     applied = {n: pl.read_parquet(out / n).sort("row_id") for n in ("curated.parquet", "ledger.parquet")}
-    assert _fates(out)[flagged[0]] == "kept"
+    assert fates(out)[flagged[0]] == "kept"
     run_curation(cfg, out)
     for n, table in applied.items():
         assert pl.read_parquet(out / n).sort("row_id").equals(table), n
