@@ -248,7 +248,7 @@ class TrainConfig:
     method: Literal["lora", "full", "frozen"] = "lora"
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    # 0 = the method's default (LoRA 5, full 5; curatune/train/run.py).
+    # 0 = the method's default (LoRA 5, full 5, frozen 3 with lp_init = false; curatune/train/run.py).
     epochs: float = 0.0
     # 16 measured better than 32 on Banking77 for LoRA and full fine-tuning (benchmarks/bench_train.py).
     batch_size: int = 16

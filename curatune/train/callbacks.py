@@ -210,9 +210,10 @@ class InterruptCheckpoint(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Stopping mid-epoch must not add an evaluation (or a second save) the full run never made;
-        # at a whole epoch the full run evaluates here too, so let it.
+        # at a whole epoch, or at the last step (a fractional last epoch ends mid-epoch), the full run
+        # evaluates here too, so let it.
         whole = abs(state.epoch - round(state.epoch)) < 1e-6
-        if self.requested and not whole:
+        if self.requested and not whole and state.global_step < state.max_steps:
             control.should_evaluate = False
             control.should_save = False
         return control

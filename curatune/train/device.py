@@ -24,6 +24,16 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def gpus_per_process(choice: DeviceChoice) -> int:
+    """GPUs one process spreads each batch over: every visible one for a lone CUDA process (the
+    Trainer's DataParallel, batch_size on each), else one device."""
+    if choice.device != "cuda" or launched_processes() > 1:
+        return 1
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def is_main_process() -> bool:
     """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK): only rank 0
     may clear or write the output directory, or speak to the user."""

@@ -136,29 +136,37 @@ class CuratuneTrainer(Trainer):
             return self._gradient_step(model, inputs, num_items_in_batch)
         params = [p for p in model.parameters() if p.requires_grad]
         # Gradients of earlier micro-batches (gradient accumulation) are set aside, so the ascent
-        # direction is this batch's alone; they are added back at the end.
+        # direction is this batch's alone.
         earlier = [None if p.grad is None else p.grad.detach().clone() for p in params]
         # In place rather than set to None: DDP's gradient buckets may be views of these tensors.
         model.zero_grad(set_to_none=False)
         loss = self._gradient_step(model, inputs, num_items_in_batch)
         moved = [p for p in params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm([p.grad for p in moved]) if moved else None
+        # The unmoved weights are copied back rather than the ascent subtracted: w + e - e is not w in
+        # floating point, and under DDP each process's rounding would differ, so the copies drifted.
+        unmoved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
         # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
         if norm is not None and torch.isfinite(norm) and norm > 0:
             with torch.no_grad():
-                ascent = [p.grad * (self.sam_rho / norm.to(p.grad.device)) for p in moved]
-                for p, e in zip(moved, ascent, strict=True):
-                    p.add_(e)
-            model.zero_grad(set_to_none=False)
-            # The step is taken with the gradient at the moved weights; the loss logged is the unmoved one's.
-            self._gradient_step(model, inputs, num_items_in_batch)
-            with torch.no_grad():
-                for p, e in zip(moved, ascent, strict=True):
-                    p.sub_(e)
+                unmoved = [(p, p.detach().clone()) for p in moved]
+                for p in moved:
+                    p.add_(p.grad * (self.sam_rho / norm.to(p.grad.device)))
+        # The earlier micro-batches' gradients go back before the second backward pass, not after it:
+        # under DDP they were kept out of sync (no_sync) and this pass's all-reduce averages them with
+        # the other processes'. Added afterwards, each process stepped with its own and the models drifted.
         with torch.no_grad():
             for p, g in zip(params, earlier, strict=True):
-                if g is not None:
-                    p.grad.add_(g)
+                if p.grad is not None and g is not None:
+                    p.grad.copy_(g)
+                elif p.grad is not None:
+                    p.grad.zero_()
+        # The step is taken with the gradient at the moved weights (unmoved when there was no direction);
+        # the loss logged is the unmoved one's.
+        self._gradient_step(model, inputs, num_items_in_batch)
+        with torch.no_grad():
+            for p, w in unmoved:
+                p.copy_(w)
         return loss
 
     def _gradient_step(self, model: torch.nn.Module, inputs: dict[str, Any],
@@ -169,19 +177,30 @@ class CuratuneTrainer(Trainer):
         if self.adversarial_eps <= 0:
             return super().training_step(model, inputs, num_items_in_batch)
         emb = self.accelerator.unwrap_model(model).get_input_embeddings().weight
-        # Earlier micro-batches' gradient (gradient accumulation) is not this batch's direction.
+        # Earlier micro-batches' gradient (gradient accumulation) is not this batch's direction: it is
+        # set aside for the first pass and put back after it. Under DDP it was kept out of sync
+        # (no_sync) and the first pass's all-reduce would mix the other processes' into the direction.
         earlier = None if emb.grad is None else emb.grad.detach().clone()
+        if earlier is not None:
+            with torch.no_grad():
+                emb.grad.zero_()
         loss = super().training_step(model, inputs, num_items_in_batch)
-        direction = emb.grad if earlier is None else emb.grad - earlier
-        norm = torch.linalg.vector_norm(direction)
+        norm = torch.linalg.vector_norm(emb.grad)
+        shift = None
         # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
         if torch.isfinite(norm) and norm > 0:
+            shift = emb.grad * (self.adversarial_eps / norm)
+        if earlier is not None:
             with torch.no_grad():
-                shift = direction * (self.adversarial_eps / norm)
+                emb.grad.add_(earlier)
+        if shift is not None:
+            with torch.no_grad():
+                # Copied back, not subtracted: see training_step.
+                unmoved = emb.detach().clone()
                 emb.add_(shift)
             super().training_step(model, inputs, num_items_in_batch)
             with torch.no_grad():
-                emb.sub_(shift)
+                emb.copy_(unmoved)
         return loss
 
     def _get_train_sampler(self, train_dataset=None):

@@ -104,6 +104,11 @@ class CuratuneForSequenceClassification(PreTrainedModel):
         if module is getattr(self, "classifier", None):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
+        elif module is self:
+            # from_pretrained refills non-persistent buffers with uninitialised memory and leaves them
+            # to this method: without this a reloaded model's loss used garbage class weights.
+            with torch.no_grad():
+                self.loss_weights.fill_(1.0)
 
     def features(self, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Sentence vectors the head reads: pooled like pretraining, L2-normalised."""

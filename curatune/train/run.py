@@ -47,7 +47,7 @@ from curatune.rundir import (
     write_text,
 )
 from curatune.train.data import TrainData, load_train_data
-from curatune.train.device import is_main_process, launched_processes
+from curatune.train.device import gpus_per_process, is_main_process, launched_processes
 
 if TYPE_CHECKING:
     from curatune.train.device import DeviceChoice
@@ -126,7 +126,7 @@ def _last_complete_checkpoint(ckpt: Path) -> str | None:
     return None
 
 
-def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
+def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str | None:
     """The checkpoint a resumed run continues from (None for a fresh run); refuses a resume that
     cannot reach the interrupted run's result. Reads only: a refused resume changes nothing."""
     if not resume:
@@ -146,6 +146,12 @@ def _resume_point(out: Path, fingerprint: str, resume: bool) -> str | None:
         raise CuratuneError(f"cannot resume: the checkpoint was written by {was} process{'es' if was > 1 else ''} "
                             f"and this run has {now}; resume with the same number (torchrun --nproc_per_node "
                             f"{was}{'' if was > 1 else ', or without torchrun'})", file=str(ckpt))
+    # One process on several GPUs (DataParallel) takes batch_size rows on each: the same holds for them.
+    was = run_state.get("gpus_per_process", 1)
+    if recorded == fingerprint and was != gpus:
+        raise CuratuneError(f"cannot resume: the checkpoint's run spread each batch over {was} GPU"
+                            f"{'s' if was > 1 else ''} and this run over {gpus}; make the same number visible "
+                            "(CUDA_VISIBLE_DEVICES)", file=str(ckpt))
     if recorded != fingerprint:
         raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
                             "was written (run without --resume to start again)", file=str(ckpt))
@@ -163,15 +169,18 @@ def _refuse_failed_curation(curate_dir: Path) -> None:
 
 def _refuse_foreign_folder(out: Path) -> None:
     """A run replaces its model/, adapter/, checkpoints/ and README.md: a folder holding files, but no
-    train run's manifest or checkpoint, is someone's own, whose files of those names would be lost."""
-    if read_own_manifest(out, "train") is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
+    train run's manifest or checkpoint, is someone's own, whose files of those names would be lost.
+    A run killed while a rerun replaced its outputs (its manifest gone, its checkpoint folder not yet
+    rewritten) is still known by the settings file its model folder carries."""
+    if read_own_manifest(out, "train") is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or (
+            out / MODEL_DIR / TRAIN_CONFIG).is_file() or all(
             p.name.startswith(".") for p in out.iterdir()):  # .gitkeep, .DS_Store
         return
     raise CuratuneError("this folder holds files no train run wrote, and a run replaces its model/, adapter/, "
                         "checkpoints/ and README.md: choose a new or empty --out", file=str(out))
 
 
-def _start_out_dir(out: Path, fingerprint: str, resume: bool, say: Callable[[str], None]) -> None:
+def _start_out_dir(out: Path, fingerprint: str, resume: bool, gpus: int, say: Callable[[str], None]) -> None:
     """Once every setting is checked and training is about to start: the earlier run's manifest goes
     (a rerun is incomplete until it writes its own), and a fresh run starts from an empty checkpoint folder."""
     if not is_main_process():
@@ -187,7 +196,8 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool, say: Callable[[str
     shutil.rmtree(out / TRACKERS, ignore_errors=True)
     (out / TRAINER_LOG).unlink(missing_ok=True)
     ckpt.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint, "processes": launched_processes()}, ckpt / RUN_STATE)
+    write_json({"fingerprint": fingerprint, "processes": launched_processes(), "gpus_per_process": gpus},
+               ckpt / RUN_STATE)
 
 
 def _keep_tracker_outputs(out: Path) -> str | None:
@@ -414,7 +424,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     choice = setup.device
     body_lr, head_lr = learning_rates(tc)
     fingerprint = _run_fingerprint(config, curate_dir)
-    resume_from = _resume_point(out, fingerprint, resume)
+    resume_from = _resume_point(out, fingerprint, resume, gpus_per_process(choice))
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f" x {n} processes" if (n := launched_processes()) > 1 else "")
@@ -503,7 +513,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         model.loss_weights.copy_(torch.as_tensor(_class_weights(y_train, n_classes)))
     model = _wrap_for_method(model, tc)
     # Only now, with the LoRA targets found in this model too, is the earlier run's output unmade.
-    _start_out_dir(out, fingerprint, resume_from is not None, say)
+    _start_out_dir(out, fingerprint, resume_from is not None, gpus_per_process(choice), say)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -563,10 +573,12 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
             "normalize": True, "max_length": max_length, "truncation": tc.truncation,
             "lr": body_lr, "head_lr": head_lr,
         })
-    # Predictions come from the saved (merged) model itself, so evaluation can reproduce them.
+    # Predictions come from the saved (merged) model itself, so evaluation can reproduce them: in fp32,
+    # as it is saved and as a reload runs it (bf16/fp16 autocast moves probabilities by far more than
+    # 1e-4, and can flip a near tie).
     with manifest.timed("predict"):
         t0 = time.perf_counter()
-        probs = {s: predict_probabilities(merged, tokenizer, enc[s], device=device, precision=choice.precision,
+        probs = {s: predict_probabilities(merged, tokenizer, enc[s], device=device, precision="fp32",
                                           batch_size=tc.batch_size * 2) for s in ("validation", "test")}
         seconds = time.perf_counter() - t0
     p99 = length_percentile(enc["train"].lengths)
@@ -723,8 +735,10 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
     }
     manifest.steps = [{"name": k, "seconds": v} for k, v in manifest.timings.items()]
     manifest.written = [TRAINER_LOG]
+    # The manifest first: a kill between the two leaves a finished run with a spare checkpoint, not
+    # a run that has lost both its checkpoint and its record of completion.
+    manifest.write(out)
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(out / CHECKPOINTS)
-    manifest.write(out)
     return {"out_dir": str(out), "model_dir": saved["model"], "adapter_dir": saved.get("adapter"),
             "metrics": metrics, "base_metrics": base_metrics, "verdict": verdict_info}

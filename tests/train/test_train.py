@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from curatune.errors import CuratuneError
+from curatune.rundir import write_json
 from curatune.train import TrainingInterrupted, load_base_encoder, load_tuned_encoder, load_tuned_model, train_model
 from tests.conftest import error_lines
 from tests.train.conftest import make_rows, tiny_config, write_curated
@@ -474,14 +475,24 @@ except (ValueError, KeyError) as exc:
     print("refused:", "trust_remote_code" in str(exc))
 tok = AutoTokenizer.from_pretrained({model_dir!r})
 batch = tok(["my card was stolen", "I want my money back"], padding=True, return_tensors="pt")
+gold = torch.tensor([0, 1])
+
+def loss_error(model):
+    # The loss a reloaded model computes is plain cross-entropy: its class weights are not training's.
+    with torch.no_grad():
+        out = model(**batch, labels=gold)
+    return float((out.loss - torch.nn.functional.cross_entropy(out.logits, gold)).abs())
+
 plain = AutoModelForSequenceClassification.from_pretrained({model_dir!r}, trust_remote_code=True).eval()
 with torch.no_grad():
     plain_logits = plain(**batch).logits
+print("plain loss error:", loss_error(plain))
 print("curatune imported:", any(m == "curatune" or m.startswith("curatune.") for m in sys.modules))
 import curatune.train
 ours = AutoModelForSequenceClassification.from_pretrained({model_dir!r}).eval()
 with torch.no_grad():
     print("max difference:", float((ours(**batch).logits - plain_logits).abs().max()))
+print("ours loss error:", loss_error(ours))
 clf = pipeline("text-classification", model={model_dir!r}, device="cpu")
 print("pipeline:", clf("my card was stolen")[0]["label"])
 """
@@ -491,6 +502,9 @@ print("pipeline:", clf("my card was stolen")[0]["label"])
     assert res.returncode == 0, res.stderr[-2000:]
     assert "refused: True" in res.stdout and "curatune imported: False" in res.stdout, res.stdout
     assert float(res.stdout.split("max difference: ")[1].split()[0]) < 1e-4
+    # Was garbage (uninitialised memory as class weights): reloaded models computed a wrong or NaN loss.
+    for which in ("plain", "ours"):
+        assert float(res.stdout.split(f"{which} loss error: ")[1].split()[0]) < 1e-5, res.stdout
     assert "pipeline: " in res.stdout and res.stdout.split("pipeline: ")[1].strip() in ("card", "login", "refund")
     config = json.loads((lora_run / "model" / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSequenceClassification"] == "modeling.CuratuneForSequenceClassification"
@@ -518,8 +532,26 @@ print("reloaded")
 
 
 def test_full_and_frozen_methods(tiny_model, curated_dir, tmp_path):
+    from transformers import BertModel
+
     full = train_model(tiny_config(tiny_model, method="full"), curated_dir, tmp_path / "full")
     assert full["adapter_dir"] is None and not (tmp_path / "full" / "adapter").exists()
+    man = json.loads((tmp_path / "full" / "manifest.json").read_text())
+    assert man["model"]["trainable_parameters"] == man["model"]["parameters"]
+    # Every encoder layer moved, not only the head.
+    base = dict(BertModel.from_pretrained(tiny_model, add_pooling_layer=False).named_parameters())
+    tuned = dict(load_tuned_model(tmp_path / "full")[0].backbone.named_parameters())
+    assert tuned.keys() == base.keys()
+    assert not [k for k in base if torch.equal(tuned[k], base[k])]
+    # Frozen with a fresh head trained by gradient steps: the head moves, the encoder does not.
+    fresh = tmp_path / "frozen-fresh"
+    # The method's defaults (tiny_config sets epochs and learning rates): 3 epochs, head lr 0.1.
+    train_model(tiny_config(tiny_model, method="frozen", lp_init=False, epochs=0, head_lr=0), curated_dir, fresh)
+    man = json.loads((fresh / "manifest.json").read_text())
+    assert man["model"]["trainable_parameters"] == 3 * 32 + 3 and man["training"]["global_step"] > 0
+    assert (man["model"]["epochs"], man["model"]["head_lr"]) == (3.0, 0.1)
+    tuned = dict(load_tuned_model(fresh)[0].backbone.named_parameters())
+    assert all(torch.equal(tuned[k], base[k]) for k in base)
     said: list[str] = []
     frozen = train_model(tiny_config(tiny_model, method="frozen", epochs=5.0), curated_dir, tmp_path / "frozen",
                          progress=said.append)
@@ -625,6 +657,23 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_model(tiny_model,
     assert res["metrics"]["validation"] == json.loads((lora_run / "manifest.json").read_text())["metrics"]["validation"]
 
 
+def test_ctrl_c_in_the_last_step_of_a_fractional_epoch_ends_as_the_uninterrupted_run(tiny_model, curated_dir,
+                                                                                     tmp_path):
+    # A stop requested mid-epoch cancels the epoch-end evaluation the full run never makes; the last
+    # step of a fractional epoch is also the end of training, where the full run does evaluate. That
+    # evaluation was cancelled and the run, at its last step, was reported complete without it.
+    cfg = tiny_config(tiny_model, epochs=0.5)  # its one evaluation is at the end of training
+    train_model(cfg, curated_dir, tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    last = whole["training"]["max_steps"]
+    assert 0 < whole["training"]["epoch"] < 1 and whole["training"]["best_step"] == last
+    train_model(cfg, curated_dir, tmp_path / "stopped", callbacks=[_SendSigintAt(last - 1)])
+    stopped = json.loads((tmp_path / "stopped" / "manifest.json").read_text())
+    assert stopped["training"]["best_step"] == last
+    assert stopped["metrics"] == whole["metrics"]
+    assert np.allclose(_probs(tmp_path / "stopped"), _probs(tmp_path / "whole"), atol=1e-4)
+
+
 def test_ctrl_c_handling_is_undone_when_training_raises(tiny_model, curated_dir, tmp_path):
     class Boom(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -677,6 +726,25 @@ def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir
     assert json.loads((run / "train" / "manifest.json").read_text())["training"]["resumed_from"] == "checkpoint-5"
     assert np.allclose(_probs(run / "train"), _probs(lora_run), atol=1e-4)
     assert not can_resume(cfg, run / "curate", run / "train")  # complete: a forced rerun starts afresh
+
+
+def test_resume_refuses_a_checkpoint_whose_batches_were_spread_over_another_number_of_gpus(tiny_model, curated_dir,
+                                                                                          tmp_path):
+    # One process on several GPUs (DataParallel) takes batch_size rows on each: resumed with another
+    # number visible, the steps per epoch and where the data resumes differ, and the Trainer does
+    # not notice (its per-device batch size is unchanged).
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_model)
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(4)])
+    state = out / "checkpoints" / "run.json"
+    assert json.loads(state.read_text())["gpus_per_process"] == 1  # this machine: the CPU
+    write_json({**json.loads(state.read_text()), "gpus_per_process": 2}, state)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    with pytest.raises(CuratuneError, match=r"cannot resume: the checkpoint's run spread each batch over 2 GPUs and "
+                                            r"this run over 1; make the same number visible \(CUDA_VISIBLE_DEVICES\)"):
+        train_model(cfg, curated_dir, out, resume=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
 
 
 def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny_model, tmp_path):
@@ -780,6 +848,39 @@ def test_two_processes_under_torchrun_train_one_model_and_write_it_once(tiny_mod
     assert man["metrics"]["validation"]["accuracy"] > 0.9
     card = (out / "README.md").read_text()
     assert "- `processes`: 2" in card and "- `effective_batch_size`: 32" in card
+
+
+_TORCHRUN_PARAMETER_HASHES = """
+import hashlib, os, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from curatune.config import load_config
+from curatune.train import train_model
+
+class ParameterHashes(TrainerCallback):
+    # After each optimizer step, a hash of this process's own copy of the model, bit for bit.
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters()))
+        with open(Path(sys.argv[4]) / f"rank{os.environ['RANK']}.txt", "a") as f:
+            f.write(f"{state.global_step} {digest.hexdigest()}\\n")
+
+train_model(load_config(Path(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3]), callbacks=[ParameterHashes()])
+"""
+
+
+def test_sam_and_fgm_with_gradient_accumulation_keep_the_processes_models_identical(tiny_model, curated_dir,
+                                                                                   tmp_path):
+    # The SAM step added the earlier micro-batches' gradients back after DDP's all-reduce: each process
+    # then stepped with its own, unaveraged ones, and the two copies of the model drifted apart.
+    cfg = _torchrun_config(tmp_path, tiny_model, 'method = "full"\nsam_rho = 0.05\nadversarial_eps = 1.0\n'
+                                                 'grad_accum = 2')
+    script = tmp_path / "parameter_hashes.py"
+    script.write_text(_TORCHRUN_PARAMETER_HASHES)
+    res = _torchrun(script, cfg, curated_dir, tmp_path / "out", tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    hashes = [(tmp_path / f"rank{r}.txt").read_text().splitlines() for r in (0, 1)]
+    assert len(hashes[0]) == json.loads((tmp_path / "out" / "manifest.json").read_text())["training"]["max_steps"] == 4
+    assert hashes[0] == hashes[1]
 
 
 _TORCHRUN_SIGINT_ON_RANK_1 = """
@@ -1051,6 +1152,18 @@ def test_a_folder_no_train_run_wrote_is_refused_and_left_as_it_was(tiny_model, c
     empty.mkdir()
     (empty / ".gitkeep").touch()
     assert train_model(tiny_config(tiny_model, epochs=1), curated_dir, empty)["out_dir"] == str(empty)
+
+
+def test_a_run_killed_while_a_rerun_replaced_its_outputs_is_not_taken_for_a_foreign_folder(tiny_model, curated_dir,
+                                                                                         tmp_path, lora_run):
+    # A rerun removes the finished run's manifest, then rewrites its checkpoint folder: killed in
+    # between, the folder held neither, and every later run refused it as "files no train run wrote".
+    out = tmp_path / "run"
+    shutil.copytree(lora_run, out)
+    (out / "manifest.json").unlink()
+    assert not (out / "checkpoints").exists()
+    train_model(tiny_config(tiny_model), curated_dir, out)
+    assert np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
 
 
 def test_a_fresh_run_over_an_interrupted_one_says_its_checkpoint_goes(tiny_model, curated_dir, tmp_path):
