@@ -185,22 +185,25 @@ class CuratuneTrainer(Trainer):
             with torch.no_grad():
                 emb.grad.zero_()
         loss = super().training_step(model, inputs, num_items_in_batch)
-        norm = torch.linalg.vector_norm(emb.grad)
-        shift = None
-        # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
-        if torch.isfinite(norm) and norm > 0:
-            shift = emb.grad * (self.adversarial_eps / norm)
-        if earlier is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(emb.grad)
+            # Only the rows of the batch's tokens have a gradient: only they move, and only they are
+            # copied to be put back (a copy of the whole matrix is vocabulary x hidden).
+            rows = emb.grad.abs().sum(dim=1).nonzero().squeeze(1)
+            # A non-finite norm (an fp16 overflow) leaves the step to the grad scaler, which skips it.
+            shift = emb.grad[rows] * (self.adversarial_eps / norm) if torch.isfinite(norm) and norm > 0 else None
+            if earlier is not None:
                 emb.grad.add_(earlier)
+            if shift is not None:
+                # Copied back, not subtracted: see training_step.
+                unmoved = emb[rows].clone()
+                emb[rows] += shift
+        # The second pass runs without a direction too (at the unmoved embeddings): under DDP its
+        # all-reduce is the one that averages the earlier micro-batches' gradient put back above.
+        super().training_step(model, inputs, num_items_in_batch)
         if shift is not None:
             with torch.no_grad():
-                # Copied back, not subtracted: see training_step.
-                unmoved = emb.detach().clone()
-                emb.add_(shift)
-            super().training_step(model, inputs, num_items_in_batch)
-            with torch.no_grad():
-                emb.copy_(unmoved)
+                emb[rows] = unmoved
         return loss
 
     def _get_train_sampler(self, train_dataset=None):

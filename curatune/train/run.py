@@ -147,7 +147,8 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str |
                             f"and this run has {now}; resume with the same number (torchrun --nproc_per_node "
                             f"{was}{'' if was > 1 else ', or without torchrun'})", file=str(ckpt))
     # One process on several GPUs (DataParallel) takes batch_size rows on each: the same holds for them.
-    was = run_state.get("gpus_per_process", 1)
+    # (Not recorded by earlier versions: such a checkpoint is resumed as before.)
+    was = run_state.get("gpus_per_process", gpus)
     if recorded == fingerprint and was != gpus:
         raise CuratuneError(f"cannot resume: the checkpoint's run spread each batch over {was} GPU"
                             f"{'s' if was > 1 else ''} and this run over {gpus}; make the same number visible "
@@ -169,11 +170,8 @@ def _refuse_failed_curation(curate_dir: Path) -> None:
 
 def _refuse_foreign_folder(out: Path) -> None:
     """A run replaces its model/, adapter/, checkpoints/ and README.md: a folder holding files, but no
-    train run's manifest or checkpoint, is someone's own, whose files of those names would be lost.
-    A run killed while a rerun replaced its outputs (its manifest gone, its checkpoint folder not yet
-    rewritten) is still known by the settings file its model folder carries."""
-    if read_own_manifest(out, "train") is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or (
-            out / MODEL_DIR / TRAIN_CONFIG).is_file() or all(
+    train run's manifest or checkpoint, is someone's own, whose files of those names would be lost."""
+    if read_own_manifest(out, "train") is not None or (out / CHECKPOINTS / RUN_STATE).is_file() or all(
             p.name.startswith(".") for p in out.iterdir()):  # .gitkeep, .DS_Store
         return
     raise CuratuneError("this folder holds files no train run wrote, and a run replaces its model/, adapter/, "
@@ -181,23 +179,34 @@ def _refuse_foreign_folder(out: Path) -> None:
 
 
 def _start_out_dir(out: Path, fingerprint: str, resume: bool, gpus: int, say: Callable[[str], None]) -> None:
-    """Once every setting is checked and training is about to start: the earlier run's manifest goes
-    (a rerun is incomplete until it writes its own), and a fresh run starts from an empty checkpoint folder."""
+    """Once every setting is checked and training is about to start: a fresh run starts from an empty
+    checkpoint folder, and the earlier run's manifest goes (a rerun is incomplete until it writes its own).
+
+    In that order: the new run state is written before the manifest goes, so a kill at any moment
+    leaves the folder marked as a train run's by one of them. A rerun killed between the two, the
+    other way round, left neither, and every later run refused the folder as someone's own."""
     if not is_main_process():
         return
+    if not resume:
+        ckpt = out / CHECKPOINTS
+        steps = sorted(int(p.name.split("-")[-1]) for p in ckpt.glob("checkpoint-*") if p.name[11:].isdigit())
+        if steps and not (out / MANIFEST).is_file():  # a finished run's is one a kill left behind
+            say(f"train: the interrupted run's checkpoint (step {steps[-1]}) is removed and this run starts afresh "
+                "(--resume continues from it)")
+        ckpt.mkdir(parents=True, exist_ok=True)
+        # The old run state stays until the new one replaces it: it names the old run's settings, so
+        # its half-removed checkpoints resume only for those.
+        for p in ckpt.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.name != RUN_STATE:
+                p.unlink()
+        write_json({"fingerprint": fingerprint, "processes": launched_processes(), "gpus_per_process": gpus},
+                   ckpt / RUN_STATE)
     (out / MANIFEST).unlink(missing_ok=True)
-    if resume:
-        return
-    ckpt = out / CHECKPOINTS
-    if steps := sorted(int(p.name.split("-")[-1]) for p in ckpt.glob("checkpoint-*") if p.name[11:].isdigit()):
-        say(f"train: the interrupted run's checkpoint (step {steps[-1]}) is removed and this run starts afresh "
-            "(--resume continues from it)")
-    shutil.rmtree(ckpt, ignore_errors=True)
-    shutil.rmtree(out / TRACKERS, ignore_errors=True)
-    (out / TRAINER_LOG).unlink(missing_ok=True)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint, "processes": launched_processes(), "gpus_per_process": gpus},
-               ckpt / RUN_STATE)
+    if not resume:
+        shutil.rmtree(out / TRACKERS, ignore_errors=True)
+        (out / TRAINER_LOG).unlink(missing_ok=True)
 
 
 def _keep_tracker_outputs(out: Path) -> str | None:

@@ -538,11 +538,13 @@ def test_full_and_frozen_methods(tiny_model, curated_dir, tmp_path):
     assert full["adapter_dir"] is None and not (tmp_path / "full" / "adapter").exists()
     man = json.loads((tmp_path / "full" / "manifest.json").read_text())
     assert man["model"]["trainable_parameters"] == man["model"]["parameters"]
-    # Every encoder layer moved, not only the head.
+    # Every weight matrix of the encoder moved, not only the head. (Not every bias: the attention key
+    # bias has no gradient, softmax being blind to a shift shared by all positions.)
     base = dict(BertModel.from_pretrained(tiny_model, add_pooling_layer=False).named_parameters())
     tuned = dict(load_tuned_model(tmp_path / "full")[0].backbone.named_parameters())
     assert tuned.keys() == base.keys()
-    assert not [k for k in base if torch.equal(tuned[k], base[k])]
+    matrices = [k for k in base if base[k].ndim == 2]
+    assert len(matrices) == 15 and not [k for k in matrices if torch.equal(tuned[k], base[k])]
     # Frozen with a fresh head trained by gradient steps: the head moves, the encoder does not.
     fresh = tmp_path / "frozen-fresh"
     # The method's defaults (tiny_config sets epochs and learning rates): 3 epochs, head lr 0.1.
@@ -1154,14 +1156,36 @@ def test_a_folder_no_train_run_wrote_is_refused_and_left_as_it_was(tiny_model, c
     assert train_model(tiny_config(tiny_model, epochs=1), curated_dir, empty)["out_dir"] == str(empty)
 
 
-def test_a_run_killed_while_a_rerun_replaced_its_outputs_is_not_taken_for_a_foreign_folder(tiny_model, curated_dir,
+_KILL_AS_THE_MANIFEST_GOES = """
+import os, signal, sys
+from pathlib import Path
+from curatune.train import train_model
+from tests.train.conftest import tiny_config
+
+out = Path(sys.argv[3])
+unlink = Path.unlink
+
+def unlink_then_die(self, *args, **kwargs):
+    unlink(self, *args, **kwargs)
+    if self == out / "manifest.json":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Path.unlink = unlink_then_die
+train_model(tiny_config(Path(sys.argv[1])), Path(sys.argv[2]), out)
+"""
+
+
+def test_a_rerun_killed_as_it_replaces_a_finished_run_leaves_a_folder_the_next_run_takes(tiny_model, curated_dir,
                                                                                          tmp_path, lora_run):
-    # A rerun removes the finished run's manifest, then rewrites its checkpoint folder: killed in
-    # between, the folder held neither, and every later run refused it as "files no train run wrote".
+    # A rerun removed the finished run's manifest before it wrote its own run state: killed in between,
+    # the folder held neither, and every later run refused it as "files no train run wrote".
     out = tmp_path / "run"
     shutil.copytree(lora_run, out)
-    (out / "manifest.json").unlink()
-    assert not (out / "checkpoints").exists()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", _KILL_AS_THE_MANIFEST_GOES, str(tiny_model), str(curated_dir),
+                          str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    assert not (out / "manifest.json").exists()
     train_model(tiny_config(tiny_model), curated_dir, out)
     assert np.allclose(_probs(out), _probs(lora_run), atol=1e-4)
 
