@@ -37,6 +37,13 @@ def _probs(out: Path, name: str = "predictions.parquet") -> np.ndarray:
     return np.asarray(df["probabilities"].to_list())
 
 
+def _python(script: str, *args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh Python process, offline, from the repository root."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def _texts(curated_dir: Path) -> list[str]:
     return pl.read_parquet(curated_dir / "curated.parquet")["text"].to_list()
 
@@ -496,9 +503,7 @@ print("ours loss error:", loss_error(ours))
 clf = pipeline("text-classification", model={model_dir!r}, device="cpu")
 print("pipeline:", clf("my card was stolen")[0]["label"])
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=180)
+    res = _python(script, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "refused: True" in res.stdout and "curatune imported: False" in res.stdout, res.stdout
     assert float(res.stdout.split("max difference: ")[1].split()[0]) < 1e-4
@@ -522,9 +527,7 @@ for adapter in (False, True):
     load_tuned_model({str(lora_run)!r}, adapter=adapter)
 print("reloaded")
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=180)
+    res = _python(script, timeout=180)
     assert (res.returncode, res.stdout, res.stderr) == (0, "reloaded\n", "")
 
 
@@ -788,9 +791,7 @@ train_model(cfg, Path(sys.argv[2]), Path(sys.argv[3]), callbacks=[KillAfterFirst
 
 def test_killed_mid_epoch_then_resumed_matches_an_uninterrupted_run(tiny_model, curated_dir, tmp_path):
     killed = tmp_path / "killed"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-c", _KILL_CHILD, str(tiny_model), str(curated_dir), str(killed)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    res = _python(_KILL_CHILD, tiny_model, curated_dir, killed)
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     assert (killed / "checkpoints" / "checkpoint-3").is_dir() and not (killed / "manifest.json").exists()
 
@@ -1181,9 +1182,7 @@ def test_a_rerun_killed_as_it_replaces_a_finished_run_leaves_a_folder_the_next_r
     # the folder held neither, and every later run refused it as "files no train run wrote".
     out = tmp_path / "run"
     shutil.copytree(lora_run, out)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-c", _KILL_AS_THE_MANIFEST_GOES, str(tiny_model), str(curated_dir),
-                          str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    res = _python(_KILL_AS_THE_MANIFEST_GOES, tiny_model, curated_dir, out)
     assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
     assert not (out / "manifest.json").exists()
     train_model(tiny_config(tiny_model), curated_dir, out)
