@@ -24,7 +24,15 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from curatune.evaluate.stats import Bootstrap, by_chunk, class_counts, f1_jackknife, f1_of_counts, mean_jackknife
+from curatune.evaluate.stats import (
+    Bootstrap,
+    by_chunk,
+    class_counts,
+    f1_jackknife,
+    f1_of_counts,
+    mean_jackknife,
+    proportion_at_edge,
+)
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 PERMUTATION_CHUNK = 200
@@ -74,8 +82,10 @@ class GroupReport:
                 row[name] = float(values[name])
             for name, samples in resampled.items():
                 if g in samples:
-                    row[f"{name}_ci"] = self.bootstrap.interval(row[name], samples[g], self._jackknife(name, g),
-                                                                n=self.sizes[g]).to_dict()
+                    edge = proportion_at_edge(round(row[name] * self.sizes[g]), self.sizes[g],
+                                              self.bootstrap.confidence) if name == "accuracy" else None
+                    row[f"{name}_ci"] = (edge or self.bootstrap.interval(
+                        row[name], samples[g], self._jackknife(name, g), n=self.sizes[g])).to_dict()
             rows.append(row)
         return rows
 

@@ -47,6 +47,9 @@ def _read(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
     return read_run_table(path, required)
 
 
+GROUP_PREFIX = "__group "
+
+
 def _eval_split(pred: pl.DataFrame, path: Path) -> str:
     """Test when it has labelled rows (an unlabelled holdout cannot be scored), else validation."""
     labelled = set(pred.filter(pl.col("label").is_not_null())["split"].unique().to_list())
@@ -70,7 +73,7 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     prediction_cols = ("row_id", "split", "label", "predicted", "confidence")
     tuned = _read(train_dir / PREDICTIONS, prediction_cols)
     base = _read(train_dir / BASE_PREDICTIONS, prediction_cols)
-    curated = _read(curate_dir / CURATED, ("row_id", "text"))
+    curated = _read(curate_dir / CURATED, ("row_id", "text", "label"))
     ledger = _read(curate_dir / LEDGER, ("row_id", "fate", "reasons"))
     # Every file evaluation reads, the evaluated model and the reference set included.
     for p in (train_dir / PREDICTIONS, train_dir / BASE_PREDICTIONS, curate_dir / CURATED, curate_dir / LEDGER,
@@ -101,8 +104,18 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     if gone:
         raise CuratuneError(f"curated.parquet no longer holds {gone} {split} rows of predictions.parquet (curated "
                             "again or reviews applied after training): re-run the train stage", file=str(curate_dir))
-    t = t.join(curated.select("row_id", "text", *[g for g in group_cols if g in curated.columns]), on="row_id",
-               how="left")
+    # Relabelled since training (apply-reviews): scored against the label a person rejected, and counted
+    # "trusted" by the label-doubt slice because the row now has a decision.
+    relabelled = t.join(curated.select("row_id", pl.col("label").cast(pl.String).alias("__now")), on="row_id").filter(
+        pl.col("label").ne_missing(pl.col("__now"))).height
+    if relabelled:
+        raise CuratuneError(f"curated.parquet holds {relabelled} {split} rows of predictions.parquet under another "
+                            "label (curated again or reviews applied after training): re-run the train stage",
+                            file=str(curate_dir))
+    # Group columns under working names: one named like a predictions column ("confidence") was
+    # suffixed by the join, and the model's own column was grouped on in its place.
+    t = t.join(curated.select("row_id", "text", *[pl.col(g).alias(GROUP_PREFIX + g) for g in group_cols
+                                                  if g in curated.columns]), on="row_id", how="left")
     # The saved model is loaded at most once, and only by the parts that run it.
     tuned = _TunedModel(train_dir)
     if ec.rerun_model:
@@ -197,8 +210,8 @@ def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], 
     table by group (for ``fairness_per_class.parquet``)."""
     out: dict[str, Any] = {}
     tables: list[pl.DataFrame] = []
-    present = [g for g in group_cols if g in t.columns]
-    columns = {g: t[g].cast(pl.String).fill_null("(missing)").to_pandas() for g in present}
+    present = [g for g in group_cols if GROUP_PREFIX + g in t.columns]
+    columns = {g: t[GROUP_PREFIX + g].cast(pl.String).fill_null("(missing)").to_pandas() for g in present}
     if ec.intersections and len(present) > 1:
         for i, a in enumerate(present):
             for c in present[i + 1:]:
@@ -391,8 +404,8 @@ def _gates(metrics: dict[str, Any], ec) -> list[dict[str, Any]]:
         "reference-set probe accuracy on tuned embeddings / on base embeddings",
         no_forgetting or ("the reference set has no labels ([data] reference_label_col)"
                           if "probe_accuracy_base" not in fg else
-                          "probe accuracy is undefined (fewer than 2 reference labels, a label with fewer than "
-                          "2 rows, or a base probe that scored 0)"))
+                          "probe accuracy is undefined (fewer than 2 reference labels with 2 rows or more, or a "
+                          "base probe that scored 0)"))
     add("min_similarity_retention", (fg or {}).get("similarity_retention"), g.min_similarity_retention, True,
         "Spearman correlation of base and tuned pairwise similarities on the reference set",
         no_forgetting or "the similarity correlation is undefined on the reference set (fewer than 3 texts, or "

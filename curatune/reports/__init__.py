@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from curatune.config import ReportConfig
-from curatune.reports.collect import collect
+from curatune.reports.collect import STAGE_TITLES, collect, edited_run_files
 from curatune.reports.render import PAGES, render_pages
 from curatune.rundir import AUDIT_JSON, CURATED, EXCLUDED, LEDGER, MANIFEST, METRICS, TRAINER_LOG
 
@@ -40,7 +40,6 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
     Returns the paths written, keyed ``audit_html``, ``audit_json``, ``curation_html`` ...
     """
     from curatune.errors import CuratuneError
-    from curatune.reports.collect import STAGE_TITLES, edited_run_files
     from curatune.rundir import MANIFEST, Manifest, output_dir, read_manifest, read_own_manifest, write_text
 
     run = Path(run_dir)
@@ -100,4 +99,13 @@ def _recorded_config(run: Path) -> ReportConfig:
     from curatune.config import recorded_config
 
     found = recorded_config(run, "report")
-    return found[0].report if found is not None else ReportConfig()
+    cfg = found[0].report if found is not None else ReportConfig()
+    # Text without anonymisation is shown only when every stage that records a [report] section asked
+    # for it: the latest stage's record wins otherwise, and an evaluation left from data without
+    # personal data showed the raw text of data curated since with the setting off.
+    if cfg.show_text_without_anonymisation:
+        for stage in STAGE_TITLES:
+            other = recorded_config(run, "report", (stage,))
+            if other is not None and not other[0].report.show_text_without_anonymisation:
+                cfg.show_text_without_anonymisation = False
+    return cfg

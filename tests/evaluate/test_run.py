@@ -232,6 +232,45 @@ def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_k
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_rows_relabelled_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path):
+    """apply-reviews can relabel rows after training: they were scored against the label a person had
+    rejected, and counted as trusted by the label-doubt slice."""
+    cfg, cur, train_dir, _ = trained
+    cur2 = tmp_path / "curate"
+    shutil.copytree(cur, cur2)
+    out = tmp_path / "evaluate"
+    evaluate_run(cfg, cur2, train_dir, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    curated = pl.read_parquet(cur2 / "curated.parquet")
+    moved = curated.filter(pl.col("split") == "test")["row_id"][:2].to_list()
+    other = pl.when(pl.col("label") == "card").then(pl.lit("refund")).otherwise(pl.lit("card"))
+    curated.with_columns(pl.when(pl.col("row_id").is_in(moved)).then(other).otherwise(pl.col("label"))
+                         .alias("label")).write_parquet(cur2 / "curated.parquet")
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, cur2, train_dir, out)
+    assert str(err.value) == (f"{cur2}: curated.parquet holds 2 test rows of predictions.parquet under another label "
+                              "(curated again or reviews applied after training): re-run the train stage")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_group_column_named_like_a_predictions_column_is_grouped_on_not_the_model_s(trained, tmp_path):
+    """A group column called "confidence" came back from the join as "confidence_right", and fairness was
+    computed per value of the model's own confidence instead."""
+    cfg, cur, train_dir, _ = trained
+    cur2 = tmp_path / "curate"
+    shutil.copytree(cur, cur2)
+    for name in ("curated.parquet", "ledger.parquet"):
+        t = pl.read_parquet(cur2 / name)
+        t.with_columns(pl.col("channel").alias("confidence")).write_parquet(cur2 / name)
+    (cur2 / "manifest.json").write_text(json.dumps({"stage": "curate", "status": "complete",
+                                                    "group_cols": ["confidence"]}))
+    m = evaluate_run(cfg, cur2, train_dir, tmp_path / "evaluate")["metrics"]
+    want = evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate-channel")["metrics"]["fairness"]["channel"]
+    got = m["fairness"]["confidence"]
+    assert {r["group"] for r in got["by_group"]} == {r["group"] for r in want["by_group"]} == {"chat", "email"}
+    assert got["by_group"] == want["by_group"] and got["difference"] == want["difference"]
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("confidence", 95, "[evaluate] confidence must be in (0, 1), e.g. 0.95"),
     ("bootstrap", 0, "[evaluate] bootstrap must be >= 1 (resamples for each interval)"),
@@ -265,6 +304,7 @@ def test_unlabelled_reference_rows_are_left_out_of_the_forgetting_probe_only(tra
     metrics = evaluate_run(cfg, cur, train_dir, tmp_path / "evaluate")["metrics"]
     fg = metrics["forgetting"]
     assert (fg["reference_rows"], fg["probe_rows"]) == (26, 24) and fg["probe_retention"] > 0
+    assert (fg["reference_rows_given"], fg["probe_labels_left_out"]) == (26, 0)
 
 
 def _without_manifest(d):
@@ -483,7 +523,7 @@ def test_a_reference_set_too_small_or_of_one_label_leaves_the_forgetting_gates_u
             assert fg["probe_rows"] == 30
             assert math.isnan(fg["probe_accuracy_base"]) and math.isnan(fg["probe_retention"])
             assert gates["min_probe_retention"]["passed"] is None
-            assert "fewer than 2 reference labels" in gates["min_probe_retention"]["detail"]
+            assert "fewer than 2 reference labels with 2 rows or more" in gates["min_probe_retention"]["detail"]
             assert gates["min_similarity_retention"]["passed"] is not None  # 30 texts: measured
 
 

