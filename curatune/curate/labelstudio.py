@@ -58,7 +58,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from curatune.config import LabelStudioConfig
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
-from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSURE, read_reviews, text_sha256
+from curatune.curate.reviews import DROP, REVIEW_SCHEMA, UNSETTLED, UNSURE, read_reviews, text_sha256
 from curatune.dataset import LABEL_CONFLICT, REVIEW_REASONS
 from curatune.errors import CuratuneError, first_line
 from curatune.rundir import (
@@ -427,6 +427,10 @@ def check_round_setup(cfg: LabelStudioConfig, steps: list[str]) -> None:
     _check_options(cfg)
     if not cfg.project.strip():
         raise CuratuneError("[labelstudio] enabled = true needs a project to push to: set [labelstudio] project")
+    if cfg.only == "flagged" and not {"label_issues", "dedup"} & set(steps):
+        raise CuratuneError("[labelstudio] only = \"flagged\" sends the rows label_issues flags and dedup's label "
+                            "conflicts, and neither step is in [curate] steps: add one, or set [labelstudio] only = "
+                            "\"all\" or \"sample\"")
     if cfg.require_anonymised and "anonymise" not in steps:
         raise CuratuneError("[labelstudio] enabled = true sends anonymised text only: add 'anonymise' to [curate] "
                             "steps, or set [labelstudio] require_anonymised = false for data without personal data")
@@ -489,8 +493,8 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
         conflict = pl.col("reasons").list.contains(LABEL_CONFLICT).fill_null(False)
         if FLAG_COL not in ledger.columns and not ledger.select(conflict.any()).item():
             raise CuratuneError("this run has no label-issue flags (the label_issues step did not run) and no "
-                                "label conflicts from dedup: push with --only all or --only sample",
-                                file=str(curate_dir / LEDGER))
+                                "label conflicts from dedup: push with --only all or --only sample "
+                                "([labelstudio] only in a config)", file=str(curate_dir / LEDGER))
         rows = rows.filter(pl.col("flagged").fill_null(False) | conflict)
     elif cfg.only == "sample" and rows.height > cfg.sample_size:
         rows = sample_rows(rows, cfg.sample_size, cfg.sample_seed)
@@ -499,10 +503,12 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
     for col in ("original_label", "final_label", SUGGESTED_COL):
         if col in ledger.columns:
             labels |= set(ledger[col].drop_nulls().cast(pl.String).to_list())
-    clash = labels & {DROP, UNSURE}
+    # "conflict" is what the ledger records for a row whose reviewers disagreed: a label of that name,
+    # chosen, read as undecided there.
+    clash = labels & {DROP, *UNSETTLED}
     if clash:
-        raise CuratuneError(f"the dataset has a label named {sorted(clash)[0]!r}, which is also a review decision "
-                            "in Label Studio; rename that label")
+        raise CuratuneError(f"the dataset has a label named {sorted(clash)[0]!r}, which is also a review outcome "
+                            "curatune records; rename that label")
     return rows, sorted(labels)
 
 
@@ -1042,7 +1048,13 @@ def pull(run_dir: str | Path, cfg: LabelStudioConfig, progress: Progress = None,
     path = write_parquet(reviews, curate_dir / REVIEWS)
     if unknown:
         log.warning("%d annotations are on rows that are not in this run; left out", unknown)
-    drafts = _drafts(server, project.id)
+    try:
+        drafts = _drafts(server, project.id)
+    except CuratuneError as exc:
+        # Only a count for the message: the annotations are pulled and written, and a server that
+        # cannot answer this filter should not turn a complete pull into a failed one.
+        log.warning("could not count tasks with an unsubmitted draft (%s); drafts are pulled once submitted", exc)
+        drafts = None
     say(f"labelstudio: {reviews.height} annotations on {reviews['row_id'].n_unique()} rows "
         f"({skipped} skipped or empty, {unknown} on rows not in this run"
         + (f", {foreign} on tasks curatune did not create" if foreign else "") + ")"

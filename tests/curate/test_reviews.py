@@ -393,13 +393,16 @@ def test_push_refuses_a_manifest_without_run_id(run_copy, monkeypatch):
     assert _push_refusal(run_copy, monkeypatch) == f"{manifest}: curate manifest has no run_id; curate again"
 
 
-def test_push_refuses_a_label_named_like_a_review_decision(run_copy, monkeypatch):
+@pytest.mark.parametrize("name", ["drop", "unsure", "conflict"])
+def test_push_refuses_a_label_named_like_a_review_outcome(run_copy, monkeypatch, name):
+    """A label "conflict", chosen by a reviewer, was applied but read as the reviewers' disagreement by the
+    review summary, evaluation's label doubt and the label_issues policy check."""
     curated = run_copy / "curate" / "curated.parquet"
     df = pl.read_parquet(curated)
     first = df["label"][0]
-    df.with_columns(pl.col("label").replace(first, "drop")).write_parquet(curated)
-    assert _push_refusal(run_copy, monkeypatch) == ("the dataset has a label named 'drop', which is also a review "
-                                                    "decision in Label Studio; rename that label")
+    df.with_columns(pl.col("label").replace(first, name)).write_parquet(curated)
+    assert _push_refusal(run_copy, monkeypatch) == (f"the dataset has a label named '{name}', which is also a review "
+                                                    "outcome curatune records; rename that label")
 
 
 @pytest.mark.parametrize("where", ["env", "file"])
