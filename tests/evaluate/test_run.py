@@ -213,9 +213,15 @@ def test_a_reference_label_column_the_user_named_that_the_set_lacks_is_named(tra
     assert fg["reference_rows"] == 2 and "probe_accuracy_base" not in fg
 
 
-def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path):
-    """apply-reviews can drop rows after training: they were scored without text, in a '(missing)'
-    group, and the counterfactual check crashed on their null text."""
+@pytest.mark.parametrize(("change", "what"), [
+    ("drop", "no longer holds 3 test rows of predictions.parquet"),
+    ("relabel", "holds 3 test rows of predictions.parquet under another label"),
+])
+def test_rows_dropped_or_relabelled_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path,
+                                                                                          change, what):
+    """apply-reviews can drop or relabel rows after training. Dropped rows were scored without text, in a
+    '(missing)' group, and the counterfactual check crashed on their null text; relabelled ones were scored
+    against the label a person had rejected, and counted as trusted by the label-doubt slice."""
     cfg, cur, train_dir, _ = trained
     cur2 = tmp_path / "curate"
     shutil.copytree(cur, cur2)
@@ -223,33 +229,15 @@ def test_rows_curated_away_after_training_are_named_and_the_earlier_evaluation_k
     evaluate_run(cfg, cur2, train_dir, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     curated = pl.read_parquet(cur2 / "curated.parquet")
-    gone = curated.filter(pl.col("split") == "test")["row_id"][:3].to_list()
-    curated.filter(~pl.col("row_id").is_in(gone)).write_parquet(cur2 / "curated.parquet")
-    with pytest.raises(CuratuneError) as err:
-        evaluate_run(cfg, cur2, train_dir, out)
-    assert str(err.value) == (f"{cur2}: curated.parquet no longer holds 3 test rows of predictions.parquet (curated "
-                              "again or reviews applied after training): re-run the train stage")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-
-
-def test_rows_relabelled_after_training_are_named_and_the_earlier_evaluation_kept(trained, tmp_path):
-    """apply-reviews can relabel rows after training: they were scored against the label a person had
-    rejected, and counted as trusted by the label-doubt slice."""
-    cfg, cur, train_dir, _ = trained
-    cur2 = tmp_path / "curate"
-    shutil.copytree(cur, cur2)
-    out = tmp_path / "evaluate"
-    evaluate_run(cfg, cur2, train_dir, out)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    curated = pl.read_parquet(cur2 / "curated.parquet")
-    moved = curated.filter(pl.col("split") == "test")["row_id"][:2].to_list()
+    rows = pl.col("row_id").is_in(curated.filter(pl.col("split") == "test")["row_id"][:3].to_list())
     other = pl.when(pl.col("label") == "card").then(pl.lit("refund")).otherwise(pl.lit("card"))
-    curated.with_columns(pl.when(pl.col("row_id").is_in(moved)).then(other).otherwise(pl.col("label"))
-                         .alias("label")).write_parquet(cur2 / "curated.parquet")
+    changed = (curated.filter(~rows) if change == "drop"
+               else curated.with_columns(pl.when(rows).then(other).otherwise(pl.col("label")).alias("label")))
+    changed.write_parquet(cur2 / "curated.parquet")
     with pytest.raises(CuratuneError) as err:
         evaluate_run(cfg, cur2, train_dir, out)
-    assert str(err.value) == (f"{cur2}: curated.parquet holds 2 test rows of predictions.parquet under another label "
-                              "(curated again or reviews applied after training): re-run the train stage")
+    assert str(err.value) == (f"{cur2}: curated.parquet {what} (curated again or reviews applied after training): "
+                              "re-run the train stage")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
