@@ -95,6 +95,7 @@ SUPERSEDED = "superseded_by"
 PUSH_RECORD = "labelstudio.json"
 # The label_issues step's quality: its own column, else its generic per-step score; absent means "not known".
 QUALITY_COLS = ("label_quality", "label_issues_score")
+DEDUP_SCORE_COL = "dedup_score"  # the ledger holds each step's score as <step>_score: dedup ran
 ONLY = ("flagged", "all", "sample")
 # The leak scan's per-row count of personal data left after anonymisation (anonymise step).
 LEAKED_COL = "pii_leaked"
@@ -491,10 +492,12 @@ def review_rows(curate_dir: Path, cfg: LabelStudioConfig) -> tuple[pl.DataFrame,
     if cfg.only == "flagged":
         # Doubtful labels come from two steps: label_issues' flags, and dedup's copies with another label.
         conflict = pl.col("reasons").list.contains(LABEL_CONFLICT).fill_null(False)
-        if FLAG_COL not in ledger.columns and not ledger.select(conflict.any()).item():
-            raise CuratuneError("this run has no label-issue flags (the label_issues step did not run) and no "
-                                "label conflicts from dedup: push with --only all or --only sample "
-                                "([labelstudio] only in a config)", file=str(curate_dir / LEDGER))
+        # Either step having run is enough, as check_round_setup promised before curation: one that found
+        # nothing doubtful sends no rows (dedup without conflicts, like label_issues without flags).
+        if FLAG_COL not in ledger.columns and DEDUP_SCORE_COL not in ledger.columns:
+            raise CuratuneError("this run has no label-issue flags and no label conflicts from dedup (neither "
+                                "step ran): push with --only all or --only sample ([labelstudio] only in a "
+                                "config)", file=str(curate_dir / LEDGER))
         rows = rows.filter(pl.col("flagged").fill_null(False) | conflict)
     elif cfg.only == "sample" and rows.height > cfg.sample_size:
         rows = sample_rows(rows, cfg.sample_size, cfg.sample_seed)

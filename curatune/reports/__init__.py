@@ -97,15 +97,21 @@ def render_reports(run_dir: str | Path, out_dir: str | Path | None = None, *,
 def _recorded_config(run: Path) -> ReportConfig:
     """The [report] section the run was configured with (latest stage first), else the defaults."""
     from curatune.config import recorded_config
+    from curatune.rundir import read_manifest
 
     found = recorded_config(run, "report")
     cfg = found[0].report if found is not None else ReportConfig()
-    # Text without anonymisation is shown only when every stage that records a [report] section asked
-    # for it: the latest stage's record wins otherwise, and an evaluation left from data without
-    # personal data showed the raw text of data curated since with the setting off.
+    # Text without anonymisation is shown only when every stage that ran asked for it: the latest
+    # stage's record wins otherwise, and an evaluation left from data without personal data showed the
+    # raw text of data curated since with the setting off. Each record is read as written: one this
+    # version no longer parses as a config (recorded_config skips it) cannot vouch for the setting.
     if cfg.show_text_without_anonymisation:
         for stage in STAGE_TITLES:
-            other = recorded_config(run, "report", (stage,))
-            if other is not None and not other[0].report.show_text_without_anonymisation:
+            record = read_manifest(run / stage)
+            if record is None:
+                continue  # the stage did not run
+            recorded = record.get("config")
+            report = recorded.get("report") if isinstance(recorded, dict) else None
+            if not isinstance(report, dict) or report.get("show_text_without_anonymisation") is not True:
                 cfg.show_text_without_anonymisation = False
     return cfg

@@ -78,8 +78,8 @@ def _collect(run: Path, cfg: ReportConfig) -> dict[str, Any]:
 
     curation = _curation(run / "curate", manifests["curate"], cfg) if manifests["curate"] else absent("curate")
     training = _training(run / "train", manifests["train"]) if manifests["train"] else absent("train")
-    evaluation = _evaluation(run / "evaluate", manifests["evaluate"], cfg) if manifests["evaluate"] \
-        else absent("evaluate")
+    evaluation = _evaluation(run / "evaluate", manifests["evaluate"], cfg, _chose_checkpoint(manifests["train"])) \
+        if manifests["evaluate"] else absent("evaluate")
     content = {
         "schema_version": SCHEMA_VERSION,
         "title": cfg.title,
@@ -701,7 +701,15 @@ VALIDATION_NOTE = ("There is no labelled test split: training chose its checkpoi
                    "gate may lean high.")
 
 
-def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+def _chose_checkpoint(train: dict[str, Any] | None) -> bool:
+    """Whether training kept its best checkpoint on validation. Not so when the head is the linear probe
+    (method frozen with lp_init): nothing was trained, and the probe's C is fixed, so validation chose nothing.
+    A manifest that does not say counts as having chosen."""
+    training = (train or {}).get("training")
+    return not isinstance(training, dict) or "best_step" not in training or training["best_step"] is not None
+
+
+def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig, chose_checkpoint: bool) -> dict[str, Any]:
     path = edir / METRICS
     metrics = _clean(read_json(path)) if path.is_file() else {}
     # The verdict is the sealed manifest's when metrics.json was changed after the stage wrote it: a gate
@@ -737,7 +745,7 @@ def _evaluation(edir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, A
     labels, method = metrics.get("labels"), metrics.get("interval_method")
     return {"status": "complete", "metrics_file": path.name if path.is_file() else None,
             "split": metrics.get("split"), "rows": metrics.get("rows"),
-            "split_note": VALIDATION_NOTE if metrics.get("split") == "validation" else None,
+            "split_note": VALIDATION_NOTE if metrics.get("split") == "validation" and chose_checkpoint else None,
             "labels": len(labels) if isinstance(labels, list) else None,
             "confidence": ((m.get("config") or {}).get("evaluate") or {}).get("confidence"),
             # Runs before it was recorded made percentile intervals: they read "bootstrap".

@@ -484,9 +484,9 @@ def test_push_errors_without_token_flags_or_server(run_copy, cli_run, monkeypatc
 
     _edit_manifest(run_copy, lambda doc: None)
     ledger = run_copy / "curate" / "ledger.parquet"
-    pl.read_parquet(ledger).drop("is_label_issue").write_parquet(ledger)
+    pl.read_parquet(ledger).drop("is_label_issue", "dedup_score").write_parquet(ledger)
     code, out = cli_run("labelstudio", "push", run_copy, "--config", cfg_path)
-    assert code == 2 and "this run has no label-issue flags" in out
+    assert code == 2 and "no label conflicts from dedup (neither step ran)" in out
     assert json.dumps(secret) not in (run_copy / "curate" / "manifest.json").read_text()
 
 
@@ -506,6 +506,21 @@ def test_flagged_rows_include_the_label_conflicts_dedup_kept(tmp_path):
     assert rows["row_id"].to_list() == ["a", "b"]
     assert rows["reasons"].to_list() == [["conflicting_label_duplicate"]] * 2
     assert labels == ["close", "getting_virtual_card", "order_physical_card"]
+
+
+def test_flagged_rows_of_a_dedup_run_without_conflicts_are_none(tmp_path):
+    # check_round_setup lets `only = "flagged"` through with dedup alone; push then refused after the
+    # whole curation when dedup found no conflicting copies, where label_issues flagging nothing sends 0.
+    src = tmp_path / "d.parquet"
+    pl.DataFrame({"id": ["a", "b", "c"], "text": ["How do I order a card?", "how do I order a card",
+                                                  "I want to close my account"],
+                  "label": ["order", "order", "close"]}).write_parquet(src)
+    cfg = Config()
+    cfg.curate.steps = ["dedup"]
+    cfg.data.id_col = "id"
+    run_curation(cfg, tmp_path / "curate", [str(src)])
+    rows, labels = review_rows(tmp_path / "curate", LabelStudioConfig())
+    assert rows.height == 0 and labels == ["close", "order"]
 
 
 def test_push_and_pull_without_config_use_the_labelstudio_settings_the_run_recorded(run_copy, cli_run, monkeypatch,

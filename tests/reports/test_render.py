@@ -393,6 +393,13 @@ def test_an_evaluation_on_the_validation_split_says_its_figures_lean_high(tmp_pa
             "may lean high.")
     assert note.replace("'", "&#39;") in read(run, "evaluation.html")
     assert json.loads(read(run, "audit.json"))["evaluation"]["split_note"] == note  # the twin says so too
+    # A frozen encoder whose head is the linear probe (fixed C) trained nothing: validation chose nothing.
+    manifest = json.loads((run / "train" / "manifest.json").read_text())
+    manifest["training"]["best_step"] = None
+    (run / "train" / "manifest.json").write_text(json.dumps(manifest))
+    render_reports(run)
+    assert "may lean high" not in read(run, "evaluation.html")
+    assert json.loads(read(run, "audit.json"))["evaluation"]["split_note"] is None
 
 
 def test_no_examples_asked_for_does_not_read_as_nothing_dropped_or_flagged(tmp_path):
@@ -430,6 +437,13 @@ def test_raw_text_is_shown_only_when_every_stage_s_recorded_config_asked_for_it(
     render_reports(run)
     assert "question 2 about" not in read(run)
     assert json.loads(read(run, "audit.json"))["curation"]["text_shown"] is False
+    # Still so when that record no longer parses as a config (a value since refused): it was passed over.
+    path = run / "curate" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"].setdefault("train", {})["batch_size"] = "sixteen"
+    path.write_text(json.dumps(manifest))
+    render_reports(run)
+    assert "question 2 about" not in read(run)
 
 
 def test_text_withheld_without_anonymisation(tmp_path):
