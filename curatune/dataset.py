@@ -128,13 +128,27 @@ def _file_kind(path: Path) -> str:
     return ("".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix).lower()
 
 
+CSV_FIELD_LIMIT = 2**31 - 1  # characters; the csv module's own default is 128 KiB
+
+
 def _check_csv_shape(path: Path, separator: str) -> list[int]:
     """What polars reads without a word or reports without a place: a column named twice (the second
     read as 'text_duplicated_0'), a record with fewer fields than the header (filled with empty
-    values) or more (no row named), a quoted field never closed, a '"' inside a value that is not
-    quoted, lines ended by CR alone (all read as one header line: "no rows"). Each is refused, by its row.
+    values) or more (no row named; a quote never closed makes one field of the rest), a '"' inside a
+    value that is not quoted, lines ended by CR alone (all read as one header line: "no rows"). Each
+    is refused, by its row.
 
     Returns the positions, among the lines polars reads as rows, of the blank lines: no records."""
+    # The csv module stops at a field over 128 KiB ("field larger than field limit"), which read as an
+    # unclosed quote: a long transcript in a file polars reads whole. The limit is process-wide.
+    limit = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        return _csv_shape(path, separator)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _csv_shape(path: Path, separator: str) -> list[int]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         consumed: list[str] = []  # the lines of the record being read, as written
 
@@ -177,8 +191,8 @@ def _check_csv_shape(path: Path, separator: str) -> list[int]:
                 if written.count('"') % 2:
                     raise CuratuneError(f"row {row} has a '\"' inside a value that is not quoted; quote the value "
                                         "and write each '\"' in it twice", file=str(path), row=row)
-        except csv.Error:
-            raise CuratuneError(f"row {row + 1} cannot be read: a quoted field is not closed", file=str(path),
+        except csv.Error as exc:  # the module's reasons name no value ("field larger than field limit")
+            raise CuratuneError(f"row {row + 1} cannot be read as CSV ({first_line(exc)})", file=str(path),
                                 row=row + 1) from None
     return blank
 
@@ -764,6 +778,8 @@ def _role_columns(cfg: DataConfig) -> dict[str, str]:
     """The input columns curatune reads a plain value from, and what each holds."""
     roles = {cfg.text_col: "text", cfg.label_col: "label", cfg.split_col: "split", cfg.id_col: "id",
              cfg.conversation_col: "conversation", cfg.speaker_col: "speaker",
+             # Read only in a per-turn file: elsewhere a column of that name is any other column.
+             **({cfg.turn_col: "turn"} if cfg.conversation_col else {}),
              **{g: "group" for g in cfg.group_cols}}
     return {c: r for c, r in roles.items() if c}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from datetime import date, datetime, timedelta
@@ -313,6 +314,48 @@ def test_nested_text_or_label_values_are_refused_by_column(tmp_path):
     path.write_text(json.dumps({"text": "hi", "label": {"a": 1}}) + "\n")
     with pytest.raises(CuratuneError, match="column 'label': label column holds Struct"):
         load_dataset([path], DataConfig())
+
+
+def test_a_csv_field_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    """The shape check's csv module stops at a 128 KiB field: a long transcript read as an unclosed quote."""
+    path = tmp_path / "d.csv"
+    long_text = "word " * 40_000
+    path.write_text(f'text,label\n"{long_text}",x\nshort,y\n')
+    rows = load_dataset([path], DataConfig()).rows
+    assert rows["text"].str.len_chars().to_list() == [len(long_text), 5]
+    assert csv.field_size_limit() == 131072  # the process-wide limit is put back
+
+
+def test_a_csv_row_the_csv_module_cannot_read_is_refused_by_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset, "CSV_FIELD_LIMIT", 10)
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nhi,x\nsomething longer,y\n")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == f"{path}, row 2: row 2 cannot be read as CSV (field larger than field limit (10))"
+    assert csv.field_size_limit() == 131072
+
+
+def test_a_csv_quote_never_closed_is_refused_by_its_row(tmp_path):
+    """It makes one field of the rest of the file: a record one field short."""
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nhello,x\n"never closed,y\nmore,z\n')
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}, row 2: row 2 has 1 field, the header 2 (a field holding the separator or a "
+                              "line break must be quoted)")
+
+
+def test_a_nested_turn_column_of_a_per_turn_file_is_refused_by_column(tmp_path):
+    """The turn column was never checked like the other columns read: its cast stopped with a traceback."""
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps({"conv": "c1", "turn": turn, "speaker": "customer", "text": "hi",
+                                        "label": "x"}) + "\n" for turn in ([1], [2])))
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig(conversation_col="conv"))
+    assert str(err.value).startswith(f"{path}, column 'turn': turn column holds List(Int64) values")
+    # Outside a per-turn file a column named turn is any other column, kept as it is.
+    assert load_dataset([path], DataConfig()).rows.height == 2
 
 
 def test_files_with_one_name_in_different_folders_are_told_apart_by_their_folder(tmp_path):
