@@ -130,6 +130,12 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     spacy_model = cfg.curate.anonymise.spacy_model
     if stage == "curate" and "anonymise" in cfg.curate.steps and spacy_model and not Path(spacy_model).is_dir():
         section["_versions"]["spacy_model"] = installed_version(spacy_model)
+    if stage == "train":
+        from curatune.train.data import model_relabelled
+
+        # The ledger says which rows a held-out validation may draw (not those a model relabelled): a
+        # person's confirmation changes that with curated.parquet unchanged.
+        section["_model_relabelled"] = sorted(model_relabelled(run / "curate"))
     paths = stage_inputs(stage, cfg, run)
     # Names (relative to the run where inside it), so adding or removing a file changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else p.name for p in paths]

@@ -46,7 +46,7 @@ from curatune.rundir import (
     write_parquet,
     write_text,
 )
-from curatune.train.data import TrainData, load_train_data
+from curatune.train.data import TrainData, load_train_data, model_relabelled
 from curatune.train.device import gpus_per_process, is_main_process, launched_processes
 
 if TYPE_CHECKING:
@@ -100,10 +100,11 @@ def learning_rates(tc: TrainConfig) -> tuple[float, float]:
 
 
 def _run_fingerprint(config: Config, curate_dir: Path) -> str:
-    """What a checkpoint was trained on: the curated table, the base model's files (a folder whose
-    weights were replaced in place starts afresh) and the [train] config."""
+    """What a checkpoint was trained on: the curated table, the rows a held-out validation may not
+    draw, the base model's files (a folder whose weights were replaced in place starts afresh) and the
+    [train] config."""
     return inputs_fingerprint([curate_dir / CURATED, Path(resolve_model_path(config.train.model))],
-                              config.resolved()["train"])
+                              {**config.resolved()["train"], "_model_relabelled": sorted(model_relabelled(curate_dir))})
 
 
 def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> bool:

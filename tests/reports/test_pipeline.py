@@ -347,6 +347,15 @@ def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
     trained = fingerprint("train", cfg, run)
     (model / "model.safetensors").write_bytes(b"weights two")
     assert fingerprint("train", cfg, run) != trained
+    # A person confirms a model's relabel: the ledger changes, curated.parquet does not. The row may now
+    # be held out for validation, so training is redone; evaluation was already (it hashes the ledger).
+    (run / "curate").mkdir(parents=True, exist_ok=True)
+    ledger = pl.DataFrame({"row_id": ["a", "b"], "fate": ["relabelled", "kept"], "reasons": [["label_issue"], []]})
+    ledger.write_parquet(run / "curate" / "ledger.parquet")
+    trained = fingerprint("train", cfg, run)
+    ledger.with_columns(pl.Series("reasons", [["label_issue", "human_review"], []])).write_parquet(
+        run / "curate" / "ledger.parquet")
+    assert fingerprint("train", cfg, run) != trained
     # An upgrade of curatune or a library redoes every stage; one of the spaCy model package (named by
     # package, not folder: no file of it is hashed) redoes curation only. Both were "up to date".
     import curatune.pipeline as pipeline

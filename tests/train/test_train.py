@@ -1237,6 +1237,26 @@ def test_a_base_model_changed_in_place_is_not_resumed(tiny_model, curated_dir, t
     assert not can_resume(cfg, curated_dir, out)
 
 
+def test_a_person_confirming_a_model_relabel_is_not_resumed(tiny_model, curated_dir, tmp_path):
+    """The rows a held-out validation may draw come from the ledger (not those a model relabelled): a
+    confirmation changes them with curated.parquet unchanged, and the checkpoint drew from the old ones."""
+    from curatune.train.run import can_resume
+
+    curate = tmp_path / "curate"
+    shutil.copytree(curated_dir, curate)
+    row_ids = pl.read_parquet(curate / "curated.parquet")["row_id"].to_list()
+    ledger = pl.DataFrame({"row_id": row_ids, "fate": ["relabelled"] + ["kept"] * (len(row_ids) - 1),
+                           "reasons": [["label_issue"]] + [[]] * (len(row_ids) - 1)})
+    ledger.write_parquet(curate / "ledger.parquet")
+    cfg, out = tiny_config(tiny_model), tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train_model(cfg, curate, out, callbacks=[_SendSigintAt(2)])
+    assert can_resume(cfg, curate, out)
+    ledger.with_columns(pl.Series("reasons", [["label_issue", "human_review"]] + [[]] * (len(row_ids) - 1))
+                        ).write_parquet(curate / "ledger.parquet")
+    assert not can_resume(cfg, curate, out)
+
+
 def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
