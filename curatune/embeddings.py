@@ -138,7 +138,9 @@ def load_tokenizer(model_path: str):
 
 
 def pooling_mode(model_path: str) -> str:
-    """'mean' or 'cls', from the sentence-transformers pooling config when the model has one."""
+    """'mean' or 'cls', from the sentence-transformers pooling config when the model has one; else the
+    first token for an encoder (its pretraining's sentence token) and the mean for a decoder-only model,
+    whose first token attends to nothing after it: the head would see one word of every text."""
     cfg = Path(model_path) / "1_Pooling" / "config.json"
     if cfg.is_file():
         pool = json.loads(cfg.read_text())
@@ -146,7 +148,21 @@ def pooling_mode(model_path: str) -> str:
             return "mean"
         if pool.get("pooling_mode_cls_token"):
             return "cls"
-    return "cls"
+    return "mean" if _decoder_only(Path(model_path)) else "cls"
+
+
+def _decoder_only(model_path: Path) -> bool:
+    """A causal language model's architecture that has no masked-LM (bidirectional) form: GPT-2, Llama."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    try:
+        model_type = json.loads((model_path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return False  # loading the model says what is wrong with its config
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 class Encoder:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import Trainer
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from curatune.errors import CuratuneError
@@ -99,18 +100,24 @@ def is_head_parameter(name: str) -> bool:
     return "classifier" in name.split(".")
 
 
-def check_two_pass_supported(settings: dict[str, float], *, deepspeed: bool, fsdp: bool) -> None:
-    """Refuses SAM and FGM (``settings``: name -> value, 0 = off) where their step would be silently wrong.
+def check_launch_supported(settings: dict[str, float], *, deepspeed: bool, zero3: bool, fsdp: bool) -> None:
+    """Refuses a launch whose training would be silently wrong (``settings``: SAM and FGM, name -> value,
+    0 = off).
 
-    DeepSpeed steps the optimizer inside ``backward`` (their two passes would be two steps) and ZeRO
-    keeps no full ``p.grad``; FSDP shards parameters, so a gradient norm would be one shard's.
+    FSDP and DeepSpeed ZeRO-3 shard the weights across processes, while the main process alone saves
+    the model and predicts from its own copy: a shard. DeepSpeed also steps the optimizer inside
+    ``backward`` (SAM's and FGM's two passes would be two steps), and ZeRO keeps no full ``p.grad``.
     """
+    if fsdp or zero3:
+        wrapper = "FSDP" if fsdp else "DeepSpeed ZeRO-3"
+        raise CuratuneError(f"training under {wrapper} is not supported: it shards the weights across processes, "
+                            "and the main process saves and predicts from its own copy; launch with plain DDP "
+                            f"(accelerate launch / torchrun without a {wrapper} config)")
     for name, value in settings.items():
-        if value > 0 and (deepspeed or fsdp):
-            wrapper = "DeepSpeed" if deepspeed else "FSDP"
-            raise CuratuneError(f"[train] {name} = {value} does not work under {wrapper}: set {name} = 0, "
+        if value > 0 and deepspeed:
+            raise CuratuneError(f"[train] {name} = {value} does not work under DeepSpeed: set {name} = 0, "
                                 "or launch with plain DDP (accelerate launch / torchrun without a "
-                                f"{wrapper} config)")
+                                "DeepSpeed config)")
 
 
 class CuratuneTrainer(Trainer):
@@ -121,8 +128,9 @@ class CuratuneTrainer(Trainer):
         self.sam_rho = sam_rho
         self.adversarial_eps = adversarial_eps
         super().__init__(*args, **kwargs)
-        check_two_pass_supported({"sam_rho": sam_rho, "adversarial_eps": adversarial_eps},
-                                 deepspeed=self.is_deepspeed_enabled, fsdp=self.is_fsdp_enabled)
+        check_launch_supported({"sam_rho": sam_rho, "adversarial_eps": adversarial_eps},
+                               deepspeed=self.is_deepspeed_enabled, zero3=is_deepspeed_zero3_enabled(),
+                               fsdp=self.is_fsdp_enabled)
         if adversarial_eps > 0:
             # Looked up only when used: a model without input embeddings trains fine without FGM.
             embeddings = self.accelerator.unwrap_model(self.model).get_input_embeddings()

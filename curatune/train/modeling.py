@@ -71,7 +71,8 @@ class CuratuneClassifierConfig(PretrainedConfig):
 
     @property
     def hidden_size(self) -> int:
-        return int(self.encoder.get("hidden_size") or self.encoder.get("dim") or self.encoder["d_model"])
+        # Through the encoder's own config class: its attribute_map names the field (n_embd, dim, d_model).
+        return int(self.encoder_config().hidden_size)
 
 
 def _backbone(encoder_config: PretrainedConfig) -> PreTrainedModel:

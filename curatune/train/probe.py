@@ -29,7 +29,8 @@ def _batches(enc: Encoded, batch_size: int) -> list[np.ndarray]:
 def _autocast(device: str, precision: str):
     import torch
 
-    if device == "cuda" and precision in ("bf16", "fp16"):
+    # "cuda:0" under a launcher: the frozen baseline ran in fp32 whatever the manifest's precision said.
+    if torch.device(device).type == "cuda" and precision in ("bf16", "fp16"):
         return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()
 

@@ -116,6 +116,27 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
     return json.loads(state.read_text()).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
 
 
+def _training_was_over(checkpoint: Path) -> bool:
+    """Whether the run that wrote ``checkpoint`` had ended its training there: all its steps, or an
+    early stop (its patience used up, as the callback's saved state records)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    if state.get("max_steps") and state.get("global_step", 0) >= state["max_steps"]:
+        return True
+    early = (state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback") or {}
+    patience = (early.get("args") or {}).get("early_stopping_patience")
+    return bool(patience) and (early.get("attributes") or {}).get("early_stopping_patience_counter", 0) >= patience
+
+
+def _stopped_early(trainer) -> bool:
+    """A Ctrl-C at the step whose evaluation used up early stopping's patience: training is over
+    (resuming would train on past the uninterrupted run's end)."""
+    from transformers import EarlyStoppingCallback
+
+    return any(isinstance(cb, EarlyStoppingCallback)
+               and cb.early_stopping_patience_counter >= cb.early_stopping_patience
+               for cb in trainer.callback_handler.callbacks)
+
+
 def _last_complete_checkpoint(ckpt: Path) -> str | None:
     """The newest checkpoint with its trainer state and weights: a kill during a save leaves the
     newest one half written, and resuming from it fails inside the Trainer."""
@@ -242,9 +263,23 @@ def check_train_setup(tc: TrainConfig) -> TrainSetup:
 
     base_path = resolve_model_path(tc.model)
     base_config = load_model_config(base_path)
+    _check_architecture(base_config, base_path)
     tokenizer = load_tokenizer(base_path)
     _check_trackers(tc.report_to)
     return TrainSetup(base_path, choose_device(tc.device, tc.precision), tokenizer, base_config)
+
+
+def _check_architecture(base_config: Any, base_path: str) -> None:
+    """The classifier pools one stack's hidden states: an encoder-decoder model's forward wants decoder
+    inputs, and a config without a hidden size leaves the head unsized (both stopped with a traceback)."""
+    kind = f"model_type '{base_config.model_type}'"
+    if getattr(base_config, "is_encoder_decoder", False):
+        raise CuratuneError(f"{kind} is an encoder-decoder model; curatune trains a classifier on the hidden states "
+                            "of one stack: use an encoder (BERT, RoBERTa, DeBERTa, MiniLM, ...) or a decoder-only "
+                            "model", file=base_path)
+    if not isinstance(getattr(base_config, "hidden_size", None), int):
+        raise CuratuneError(f"{kind} gives no hidden size in config.json, which the classifier's head is sized by",
+                            file=base_path)
 
 
 def _check_trackers(names: list[str]) -> None:
@@ -451,7 +486,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
            curate_dir: Path, manifest: Manifest, say: Callable[[str], None], resume_from: str | None,
            extra_callbacks: list, fingerprint: str) -> dict[str, Any]:
     import torch
-    from transformers import EarlyStoppingCallback, set_seed
+    from transformers import EarlyStoppingCallback, TrainerState, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from curatune.train.callbacks import (
@@ -564,11 +599,19 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                 torch.cuda.reset_peak_memory_stats()
             with manifest.timed("train"):
                 try:
-                    result = trainer.train(resume_from_checkpoint=resume_from)
+                    if resume_from and _training_was_over(Path(resume_from)):
+                        # Killed after training ended (saving, predicting): the Trainer would train on past
+                        # the end it had reached (its loop checks for the end only after a step).
+                        say(f"train: training had ended at {Path(resume_from).name}; loading its best checkpoint")
+                        trainer.state = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json"))
+                        if trainer.state.best_model_checkpoint:
+                            trainer._load_best_model()  # as train() ends, with load_best_model_at_end
+                    else:
+                        train_metrics = dict(trainer.train(resume_from_checkpoint=resume_from).metrics)
                 finally:
                     interrupt.restore()
-            train_metrics = dict(result.metrics)
-            if interrupt.requested and trainer.state.global_step < trainer.state.max_steps:
+            if interrupt.requested and not _stopped_early(trainer) \
+                    and trainer.state.global_step < trainer.state.max_steps:
                 raise TrainingInterrupted(
                     f"interrupted at step {trainer.state.global_step}/{trainer.state.max_steps}; a checkpoint is in "
                     f"{out / CHECKPOINTS}: continue with `curatune train ... --resume`, or run `curatune run` again "

@@ -115,3 +115,47 @@ def test_a_model_not_in_the_cache_names_the_download_command_huggingface_hub_ins
     with pytest.raises(CuratuneError) as err:
         resolve_model_path("someorg/not-cached-model")
     assert "download it once elsewhere (hf download) or point to a local directory" in str(err.value)
+
+
+def _tiny_decoder(tiny_model: Path, dest: Path) -> Path:
+    """A 2-layer GPT-2 built from config, with the tiny model's tokenizer and no pooling config."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    shutil.copytree(tiny_model, dest, ignore=shutil.ignore_patterns("*.safetensors", "1_Pooling"))
+    vocab = AutoTokenizer.from_pretrained(dest).vocab_size
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=128)).save_pretrained(dest)
+    return dest
+
+
+def test_a_decoder_only_model_trains_on_the_mean_of_its_states(tiny_model, curated_dir, tmp_path):
+    """GPT-2's config names its width n_embd: sizing the head stopped with KeyError 'd_model'. Its first
+    token attends to nothing after it, so [CLS]-style pooling would give the head one word per text."""
+    model_dir = _tiny_decoder(tiny_model, tmp_path / "gpt2")
+    assert json.loads((model_dir / "config.json").read_text())["model_type"] == "gpt2"
+    out = tmp_path / "out"
+    for method in ("full", "lora"):  # the BERT tests' 5e-3 makes this GPT-2's training diverge
+        train_model(tiny_config(model_dir, method=method, epochs=1, lr=1e-4, head_lr=1e-4), curated_dir, out / method)
+        manifest = json.loads((out / method / "manifest.json").read_text())
+        assert manifest["model"]["pooling"] == "mean"
+        assert manifest["metrics"]["validation"]["accuracy"] > 0.6  # three keyword-separable labels
+    assert AutoConfig.from_pretrained(out / "full" / "model").encoder["model_type"] == "gpt2"
+
+
+@pytest.mark.parametrize("command", ["train", "validate"])
+def test_an_encoder_decoder_model_is_refused_in_one_line(cli_run, tiny_model, curated_dir, tmp_path, command):
+    # Its forward wants decoder inputs: the frozen baseline stopped with a traceback.
+    from transformers import T5Config
+
+    model_dir = tmp_path / "t5"
+    shutil.copytree(tiny_model, model_dir)  # weights are looked for first; these are never loaded
+    T5Config(d_model=32, num_layers=1, num_heads=2, d_ff=64).save_pretrained(model_dir)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
+    args = ("train", curated_dir, "--out", tmp_path / "out", "-c", cfg) if command == "train" else ("validate", cfg)
+    code, text = cli_run(*args)
+    assert code == 2 and error_lines(text) == [
+        f"error: {model_dir}: model_type 't5' is an encoder-decoder model; curatune trains a classifier on the "
+        "hidden states of one stack: use an encoder (BERT, RoBERTa, DeBERTa, MiniLM, ...) or a decoder-only model",
+    ], text

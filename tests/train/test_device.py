@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 
@@ -59,3 +61,16 @@ def test_auto_without_cuda_picks_apple_mps_before_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert choose_device("auto", "auto") == DeviceChoice("mps", "fp32", "Apple MPS")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
+def test_the_frozen_baseline_autocasts_on_any_cuda_device(device):
+    """Training passes the Trainer's device, "cuda:0" (or "cuda:N" under a launcher): a check for
+    "cuda" alone kept the frozen baseline in fp32 whatever precision the manifest recorded."""
+    from curatune.train.probe import _autocast
+
+    with pytest.warns(UserWarning, match="CUDA is not available") if not torch.cuda.is_available() else nullcontext():
+        ctx = _autocast(device, "bf16")
+    assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.bfloat16
+    assert not isinstance(_autocast(device, "fp32"), torch.autocast)
+    assert not isinstance(_autocast("cpu", "bf16"), torch.autocast)

@@ -131,16 +131,27 @@ def test_the_adversarial_step_is_refused_when_the_word_embeddings_do_not_train(t
         CuratuneTrainer(model=model, args=args, head_lr=1e-3, adversarial_eps=1.0)
 
 
-@pytest.mark.parametrize(("deepspeed", "fsdp", "wrapper"), [(True, False, "DeepSpeed"), (False, True, "FSDP")])
 @pytest.mark.parametrize("name", ["sam_rho", "adversarial_eps"])
-def test_two_pass_steps_are_refused_under_deepspeed_and_fsdp(deepspeed, fsdp, wrapper, name):
+def test_two_pass_steps_are_refused_under_deepspeed(name):
     from curatune.errors import CuratuneError
-    from curatune.train.loop import check_two_pass_supported
+    from curatune.train.loop import check_launch_supported
 
-    with pytest.raises(CuratuneError, match=f"{name} = 0.05 does not work under {wrapper}"):
-        check_two_pass_supported({name: 0.05}, deepspeed=deepspeed, fsdp=fsdp)
-    check_two_pass_supported({name: 0.0}, deepspeed=deepspeed, fsdp=fsdp)  # plain training under either is fine
-    check_two_pass_supported({name: 0.05}, deepspeed=False, fsdp=False)  # one device or DDP
+    with pytest.raises(CuratuneError, match=f"{name} = 0.05 does not work under DeepSpeed"):
+        check_launch_supported({name: 0.05}, deepspeed=True, zero3=False, fsdp=False)
+    check_launch_supported({name: 0.0}, deepspeed=True, zero3=False, fsdp=False)  # ZeRO-1/2 training is fine
+    check_launch_supported({name: 0.05}, deepspeed=False, zero3=False, fsdp=False)  # one device or DDP
+
+
+@pytest.mark.parametrize(("deepspeed", "zero3", "fsdp", "wrapper"),
+                         [(True, True, False, "DeepSpeed ZeRO-3"), (False, False, True, "FSDP")])
+def test_launches_that_shard_the_weights_are_refused(deepspeed, zero3, fsdp, wrapper):
+    """The main process alone saves and predicts, from its own copy of the weights: under FSDP or
+    ZeRO-3 a shard (a hang, a traceback or a model saved with wrong weights)."""
+    from curatune.errors import CuratuneError
+    from curatune.train.loop import check_launch_supported
+
+    with pytest.raises(CuratuneError, match=f"training under {wrapper} is not supported: it shards the weights"):
+        check_launch_supported({"sam_rho": 0.0}, deepspeed=deepspeed, zero3=zero3, fsdp=fsdp)
 
 
 def test_a_sam_trainer_on_one_device_is_built(tiny_model, tmp_path):

@@ -773,6 +773,46 @@ def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny
     assert np.allclose(_probs(tmp_path / "resumed"), _probs(tmp_path / "whole"), atol=1e-4)
 
 
+class _KilledOnceTrainingEnds(TrainerCallback):
+    def on_train_end(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill while the model is saved or predicts
+
+
+@pytest.mark.parametrize("settings", [{"epochs": 4, "eval_steps": 1, "early_stopping_patience": 2},
+                                      {"epochs": 1.5}], ids=["early-stop", "fractional-epoch"])
+def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_path, settings):
+    """The Trainer checks for the end only after a step: resumed from the checkpoint of an ended run,
+    it trained on (past an early stop for at least an epoch, past a fractional last epoch by a step)."""
+    rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
+    cur = write_curated(tmp_path / "curate", rows)
+    cfg = tiny_config(tiny_model, lp_init=False, head_lr=0.3, lr=5e-3, **settings)
+    train_model(cfg, cur, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cfg, cur, tmp_path / "ended", callbacks=[_KilledOnceTrainingEnds()])
+    assert not (tmp_path / "ended" / "manifest.json").exists()
+    train_model(cfg, cur, tmp_path / "ended", resume=True)
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "ended"))
+    if "early_stopping_patience" in settings:
+        assert a["global_step"] < a["max_steps"]  # early stopping did stop the uninterrupted run
+    assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
+    assert np.allclose(_probs(tmp_path / "ended"), _probs(tmp_path / "whole"), atol=1e-4)
+
+
+def test_ctrl_c_in_the_step_early_stopping_ends_on_ends_as_the_uninterrupted_run(tiny_model, tmp_path):
+    """Training was over there, but the run was called interrupted (exit 130), and --resume trained on."""
+    rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
+    cur = write_curated(tmp_path / "curate", rows)
+    cfg = tiny_config(tiny_model, epochs=4, eval_steps=1, early_stopping_patience=2, lp_init=False, head_lr=0.3,
+                      lr=5e-3)
+    train_model(cfg, cur, tmp_path / "whole")
+    a = json.loads((tmp_path / "whole" / "manifest.json").read_text())["training"]
+    assert a["global_step"] < a["max_steps"]
+    train_model(cfg, cur, tmp_path / "stopped", callbacks=[_SendSigintAt(a["global_step"] - 1)])
+    b = json.loads((tmp_path / "stopped" / "manifest.json").read_text())["training"]
+    assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
+    assert np.allclose(_probs(tmp_path / "stopped"), _probs(tmp_path / "whole"), atol=1e-4)
+
+
 _KILL_CHILD = """
 import os, signal, sys
 from pathlib import Path
