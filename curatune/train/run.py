@@ -101,10 +101,11 @@ def learning_rates(tc: TrainConfig) -> tuple[float, float]:
 
 def _run_fingerprint(config: Config, curate_dir: Path) -> str:
     """What a checkpoint was trained on: the curated table, the rows a held-out validation may not
-    draw, the base model's files (a folder whose weights were replaced in place starts afresh) and the
-    [train] config."""
+    draw, the base model's files (a folder whose weights were replaced in place starts afresh), the
+    [train] config and the libraries' versions (as the pipeline's fingerprint: an upgrade redoes it)."""
     return inputs_fingerprint([curate_dir / CURATED, Path(resolve_model_path(config.train.model))],
-                              {**config.resolved()["train"], "_model_relabelled": sorted(model_relabelled(curate_dir))})
+                              {**config.resolved()["train"], "_model_relabelled": sorted(model_relabelled(curate_dir)),
+                               "_versions": package_versions()})
 
 
 def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> bool:

@@ -1272,6 +1272,14 @@ def test_a_base_model_changed_in_place_is_not_resumed(tiny_model, curated_dir, t
     with pytest.raises(TrainingInterrupted):
         train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(2)])
     assert can_resume(cfg, curated_dir, out)
+    # Nor after an upgrade of a library (the pipeline redoes the stage; its checkpoint was made before).
+    from curatune.rundir import package_versions
+    from curatune.train import run as train_run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_run, "package_versions", lambda: {**package_versions(), "transformers": "99.0"})
+        assert not can_resume(cfg, curated_dir, out)
+    assert can_resume(cfg, curated_dir, out)
     config_json = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config_json, "initializer_range": 0.03}))
     assert not can_resume(cfg, curated_dir, out)
