@@ -59,17 +59,20 @@ def key_expr(col: str = "text") -> pl.Expr:
     out, as normalising evens them: " 👍 " is a copy of "👍", "？？？" of "???", and "👎" of neither. No
     normalised text holds a symbol, so the two kinds of key never meet."""
     norm = normalise_expr(col)
-    symbols = pl.col(col).str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    symbols = (pl.col(col).str.normalize("NFKC").str.replace_all(r"\p{Cf}", "").str.to_lowercase()
+               .str.replace_all(r"\s+", " ").str.strip_chars())
     return pl.when(norm == "").then(symbols).otherwise(norm)
 
 
 def normalise_expr(col: str = "text") -> pl.Expr:
-    """Unicode NFKC, case-folded, apostrophes dropped ("I'm" -> "im", so contractions stay one
-    word), other punctuation and symbols removed, whitespace collapsed."""
+    """Unicode NFKC without invisible format characters (zero-width space, BOM, soft hyphen: NFKC keeps
+    them, and a pasted copy carries them), case-folded, apostrophes dropped ("I'm" -> "im", so
+    contractions stay one word), other punctuation and symbols removed, whitespace collapsed."""
     return (
         # Case folding is lower case plus the letters whose capitals are written otherwise: "STRASSE"
         # is "Straße", and a word-final sigma is a sigma (Python's str.casefold, without a per-row call).
-        pl.col(col).str.normalize("NFKC").str.to_lowercase().str.replace_all("ß", "ss").str.replace_all("ς", "σ")
+        pl.col(col).str.normalize("NFKC").str.replace_all(r"\p{Cf}", "").str.to_lowercase()
+        .str.replace_all("ß", "ss").str.replace_all("ς", "σ")
         .str.replace_all(r"['’`]", "")
         .str.replace_all(r"[\p{P}\p{S}]+", " ")
         .str.replace_all(r"\s+", " ")

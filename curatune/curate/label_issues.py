@@ -426,7 +426,11 @@ class LabelIssues(CurationStep):
             action[acting] = "drop"
             left_to_reviews = spared
         elif cfg.policy == "relabel":
-            sure = confidence >= cfg.relabel_threshold
+            # A label no train row carries was learnt from evaluation rows alone (the fit on all rows when
+            # train holds too few labels): suggested for review, never written into train.
+            learnt_in_train = np.zeros(len(y), dtype=bool)
+            learnt_in_train[at] = np.isin(kept_classes[probs.argmax(axis=1)], y[train])
+            sure = (confidence >= cfg.relabel_threshold) & learnt_in_train
             action[acting & sure] = "relabel"
             left_to_reviews = spared & sure
         else:

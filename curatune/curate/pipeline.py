@@ -220,7 +220,9 @@ def _apply(table: pl.DataFrame, step: str, result: StepResult) -> pl.DataFrame:
         (pl.col("duplicate_of") if "duplicate_of" in result.rows.columns else pl.lit(None, dtype=pl.String))
         .cast(pl.String).alias("__dup_of"),
     )
-    t = table.join(r, on="row_id", how="left")
+    # The input's order kept (polars may reorder a join otherwise): label_issues' folds and dedup's first
+    # occurrence are positions.
+    t = table.join(r, on="row_id", how="left", maintain_order="left")
     drop_now = pl.col("active") & (pl.col("__action") == "drop")
     relabel_now = pl.col("active") & (pl.col("__action") == "relabel")
     has_reason = pl.col("__issue").fill_null(False) & pl.col("__reason").is_not_null()
@@ -236,7 +238,7 @@ def _apply(table: pl.DataFrame, step: str, result: StepResult) -> pl.DataFrame:
     if result.text is not None:
         cols = [c for c in result.text.columns if c != "row_id"]
         renamed = result.text.rename({c: f"__new_{c}" for c in cols})
-        t = t.join(renamed, on="row_id", how="left").with_columns(
+        t = t.join(renamed, on="row_id", how="left", maintain_order="left").with_columns(
             [pl.coalesce(f"__new_{c}", c).alias(c) for c in cols]
         ).drop([f"__new_{c}" for c in cols])
     return t
@@ -261,7 +263,7 @@ def _ledger(table: pl.DataFrame, extra: list[pl.DataFrame], group_cols: list[str
         clash = [c for c in ex.columns if c != "row_id" and c in ledger.columns]
         if clash:
             raise RuntimeError(f"ledger column clash: {clash}")
-        ledger = ledger.join(ex, on="row_id", how="left")
+        ledger = ledger.join(ex, on="row_id", how="left", maintain_order="left")
     return ledger
 
 

@@ -98,7 +98,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     if missing:
         raise CuratuneError(f"base_predictions.parquet lacks {missing} {split} rows of "
                             "predictions.parquet: the two must cover the same rows", file=str(train_dir))
-    t = t.join(b, on="row_id", how="left")
+    # In the predictions' order, as every join below: the bootstrap and permutation draws are positions.
+    t = t.join(b, on="row_id", how="left", maintain_order="left")
     # Rows curated away since training (apply-reviews dropped them) have no text or group here.
     gone = t.join(curated.select("row_id"), on="row_id", how="anti").height
     if gone:
@@ -115,7 +116,8 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     # Group columns under working names: one named like a predictions column ("confidence") was
     # suffixed by the join, and the model's own column was grouped on in its place.
     t = t.join(curated.select("row_id", "text", *[pl.col(g).alias(GROUP_PREFIX + g) for g in group_cols
-                                                  if g in curated.columns]), on="row_id", how="left")
+                                                  if g in curated.columns]), on="row_id", how="left",
+           maintain_order="left")
     # The saved model is loaded at most once, and only by the parts that run it.
     tuned = _TunedModel(train_dir)
     if ec.rerun_model:
@@ -241,8 +243,9 @@ def _recall_gap(rates: pl.DataFrame, ranked: list[str], min_support: int) -> dic
                       & pl.col("recall").is_not_null())
     gaps = ok.group_by("label").agg(
         (pl.col("recall").max() - pl.col("recall").min()).alias("difference"),
-        pl.col("group").sort_by("recall").last().alias("best"),
-        pl.col("group").sort_by("recall").first().alias("worst"),
+        # Ties go by name: the same groups named on every run.
+        pl.col("group").sort_by(["recall", "group"]).last().alias("best"),
+        pl.col("group").sort_by(["recall", "group"]).first().alias("worst"),
         pl.len().alias("groups"),
     ).filter(pl.col("groups") >= 2).sort(["difference", "label"], descending=[True, False])
     return gaps.row(0, named=True) if gaps.height else None
@@ -261,8 +264,9 @@ def _label_doubt(t: pl.DataFrame, ledger: pl.DataFrame, confidence: float) -> di
     suggested = pl.col(SUGGESTED_COL).cast(pl.String) if SUGGESTED_COL in ledger.columns else pl.lit(None, pl.String)
     info = ledger.select("row_id", (pl.col(FLAG_COL).fill_null(False) & ~settled.fill_null(False)).alias("doubted"),
                          suggested.alias("suggested"))
-    rows = t.select("row_id", "label", "predicted").join(info, on="row_id", how="left").with_columns(
-        pl.col("doubted").fill_null(False), (pl.col("label") == pl.col("predicted")).alias("correct"))
+    rows = t.select("row_id", "label", "predicted").join(info, on="row_id", how="left", maintain_order="left")
+    rows = rows.with_columns(pl.col("doubted").fill_null(False),
+                             (pl.col("label") == pl.col("predicted")).alias("correct"))
     out: dict[str, Any] = {}
     for name, part in (("doubted", rows.filter("doubted")), ("trusted", rows.filter(~pl.col("doubted")))):
         n, right = part.height, int(part["correct"].sum())

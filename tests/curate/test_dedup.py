@@ -174,6 +174,19 @@ def test_leakage_drops_the_train_copy(tmp_path):
     assert tr2["reasons"] == ["leakage"] and tr2["duplicate_of"] == "va"
 
 
+def test_invisible_format_characters_do_not_hide_a_copy(tmp_path):
+    """NFKC keeps a zero-width space, a soft hyphen or a BOM pasted into a copy: it had another key, and
+    the word-edit check of short texts read the word holding it as another word, so the test text leaked."""
+    df = pl.DataFrame({"id": ["te", "tr", "tr2", "tr3"],
+                       "text": ["refund not received", "\u200brefund not re\u00adceived\ufeff", "👍", "\u200b👍"],
+                       "split": ["test", "train", "train", "train"], "label": ["r", "r", "ok", "ok"]})
+    led = curate(tmp_path, df, embedding=False)
+    tr = fate(led, "tr")
+    assert tr["fate"] == "dropped" and tr["reasons"] == ["leakage"] and tr["duplicate_of"] == "te"
+    tr3 = fate(led, "tr3")  # a text of symbols alone is keyed by its symbols, without them too
+    assert tr3["reasons"] == ["exact_duplicate"] and tr3["duplicate_of"] == "tr2"
+
+
 def test_without_the_leakage_check_each_split_is_deduplicated_on_its_own(tmp_path):
     # With leakage = false the train copy of a test row was still dropped, as an exact_duplicate of the test row.
     df = pl.DataFrame({"id": ["tr", "te", "tr2", "te2"],

@@ -279,6 +279,23 @@ def test_evaluation_labels_never_train_the_models_that_change_train_labels(tmp_p
     assert summary["fit_on"] == "train rows"
 
 
+def test_a_fit_on_all_rows_never_relabels_a_train_row_with_a_label_only_evaluation_rows_carry(tmp_path):
+    """With one label of train rows to learn from, the fold models fit on every row, test rows too: a
+    train row was relabelled with a label only test rows carry, learnt from them."""
+    df, _ = make_data(n_per_class=20, flips=0)
+    in_train = (pl.col("label") == "refund") | (pl.col("id") == "shipping-0")
+    df = df.with_columns(pl.when(in_train).then(pl.col("split")).otherwise(pl.lit("test")).alias("split"))
+    df = df.with_columns(
+        pl.when(pl.col("id") == "refund-0").then(pl.lit("cancel subscription plan stop end membership terminate"))
+        .otherwise("text").alias("text"))
+    led = curate(tmp_path, df, policy="relabel", relabel_threshold=0.0)
+    assert step_summary(tmp_path / "out")["fit_on"] != "train rows"  # the fit on all rows
+    row = led.filter(pl.col("row_id") == "refund-0").row(0, named=True)
+    assert row["is_label_issue"] and row["suggested_label"] == "cancel"  # flagged for a person to judge ...
+    assert (row["fate"], row["final_label"]) == ("kept", "refund")  # ... and not relabelled
+    assert set(led.filter(pl.col("split") == "train")["final_label"]) == {"refund", "shipping"}
+
+
 def test_user_pred_probs_are_renormalised_over_the_labels_in_play(tmp_path):
     """The user's model may know labels no row here has: its columns are ignored, the rest renormalised."""
     df, _ = make_data(n_per_class=10, flips=0)
