@@ -69,8 +69,12 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     with manifest.timed("load"):
         loaded = load_dataset(paths, config.data, require_label=needs_labels)
     _check_group_columns(loaded.group_cols)
+    # A step that sees every row checks every row: a row without text is written too (excluded.parquet,
+    # the ledger), with its id, label and group values.
+    every_row = pl.concat([loaded.rows, loaded.unusable.drop("reason")], how="diagonal_relaxed") \
+        if loaded.unusable.height else loaded.rows
     for cls in step_classes:
-        cls.check_input(loaded.rows, config, loaded.group_cols)
+        cls.check_input(every_row if cls.sees_all_rows else loaded.rows, config, loaded.group_cols)
     truth = _load_truth(config.data.truth)
     reviews = None
     if "human_review" in steps_wanted and config.curate.apply_reviews and (out / REVIEWS).is_file():

@@ -125,6 +125,19 @@ def _refused_before_anything_is_written(cli_run, tmp_path: Path, rows: pl.DataFr
     return out
 
 
+@pytest.mark.parametrize("column", ["id", "label", "agent"])
+def test_personal_data_beside_an_empty_text_is_refused_too(cli_run, tmp_path, column):
+    """A row without text is written too (excluded.parquet, the ledger) with its id, label and group
+    values, but only the rows with text were checked: the address went out unchanged."""
+    values = {"id": ["T-1", "T-2", "T-3"], "label": ["card", "refund", "login"], "agent": ["a1", "a2", "a1"]}
+    values[column][2] = "jane.doe@example.com"
+    out = _refused_before_anything_is_written(cli_run, tmp_path, pl.DataFrame(
+        {**values, "text": ["where is my card", "I want a refund", ""]}),
+        "[data]\nid_col = 'id'\ngroup_cols = ['agent']\n[curate]\nsteps = ['anonymise']\n")
+    [line] = error_lines(out)
+    assert "holds personal data (EMAIL_ADDRESS in 1 of 3" in line and "jane" not in out, line
+
+
 @pytest.mark.parametrize("key", ["id_col", "conversation_col"])
 def test_ids_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path, key):
     """A CRM export keyed by the customer's e-mail address: the anonymised text went out beside the
@@ -321,6 +334,16 @@ def test_unknown_entity_types_name_every_supported_one():
         Anonymiser(cfg)
     known = str(err.value).split("(known: ")[1].rstrip(")").split(", ")
     assert known == supported
+
+
+@pytest.mark.parametrize("entities", [[], ["PERSON"]])
+def test_an_id_pattern_type_not_named_like_an_id_is_asked_for(entities):
+    """Only types named "..._ID" were asked of the detector: an id_patterns type "POLICY_NUMBER" had a
+    recognizer nothing asked for, and the leak scan, asking for the same types, passed."""
+    anon = Anonymiser(AnonymiseConfig(entities=entities, id_patterns={"POLICY_NUMBER": r"\bPOL\d{6}\b"}))
+    conv = Conversation.from_row({"text": "ref POL123456 please", "turns": None})
+    anon.rewrite(conv, anon.scan([conv])[0])
+    assert conv.segments == ["ref <POLICY_NUMBER_1> please"]
 
 
 def test_an_operator_for_an_id_pattern_type_is_used():

@@ -155,6 +155,16 @@ def test_a_name_between_tags_is_found_and_the_tags_stay_whole(anonymiser):
                             "<p>Hi,</p><p><b><PERSON_1></b></p><br/> see <<EMAIL_ADDRESS_1>>"]
 
 
+def test_a_value_in_angle_brackets_that_is_no_html_element_is_read(anonymiser):
+    """Every word in angle brackets was blanked as a tag, in the first pass and the leak scan alike: a
+    chat log's "<Maria>" and a reference "<ACCT12345678>" went out unread. A word the text closes
+    ("<message>...</message>") is still a tag."""
+    conv = _rewritten(anonymiser, [("customer", "<Maria> my card is blocked, ref <ACCT12345678>"),
+                                   ("agent", "<message>my name is Zebulon Okonkwo</message>")])
+    assert _texts(conv) == ["<<PERSON_1>> my card is blocked, ref <<ACCOUNT_ID_1>>",
+                            "<message>my name is <PERSON_2></message>"]
+
+
 # 3. A name typed over two messages of one speaker.
 
 @pytest.mark.parametrize(("turns", "rewritten"), [

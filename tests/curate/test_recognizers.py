@@ -664,3 +664,13 @@ def test_no_more_spacy_processes_than_cores(monkeypatch):
     found = detector.detect(texts)
     assert asked == [min(10_000, os.cpu_count() or 1)]
     assert all(any(r.entity_type == "PERSON" for r in res) for res in found)
+
+
+def test_a_cued_name_with_more_than_one_space_keeps_its_last_letters():
+    """After a trailing word ("Thanks") was set aside, the name's end was counted with single spaces:
+    "Zebulon   Okonkwo" lost its last two letters to the text."""
+    from curatune.curate.pii.recognizers import ContextNameRecognizer
+
+    text = "my name is Zebulon   Okonkwo Thanks"
+    found = ContextNameRecognizer().analyze(text, ["PERSON"])
+    assert [(r.entity_type, text[r.start:r.end]) for r in found] == [("PERSON", "Zebulon   Okonkwo")]

@@ -148,13 +148,32 @@ class Detector:
 # An HTML or XML tag without attributes (e-mail transcripts, help-desk exports): "<p>", "</b>", "<br/>".
 # Not one with attributes, whose values are scanned ('<a href="mailto:...">'), nor an address in angle
 # brackets ("<maria@example.com>"), nor our placeholders ("<PERSON_1>").
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*[ \t]*/?>")
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)[ \t]*/?>")
+_CLOSING_TAG = re.compile(r"</([A-Za-z][A-Za-z0-9]*)[ \t]*>")
+# The elements of e-mail and help-desk HTML. Any other word in angle brackets is a tag only where the
+# text closes it: in a chat log "<Maria> hi" names the speaker, and blanked it went unread.
+HTML_ELEMENTS = frozenset({
+    "a", "abbr", "address", "article", "aside", "b", "bdi", "bdo", "big", "blockquote", "body", "br", "caption",
+    "center", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn", "div", "dl", "dt", "em",
+    "figcaption", "figure", "font", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "head", "header", "hr", "html",
+    "i", "img", "ins", "kbd", "label", "li", "main", "mark", "nav", "ol", "p", "pre", "q", "s", "samp", "section",
+    "small", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+    "time", "title", "tr", "tt", "u", "ul", "var", "wbr",
+})
 
 
 def without_markup(text: str) -> str:
     """``text`` with its tags blanked out, every offset kept: spaCy read "Okonkwo</p>" as one token
     and a name as running into the tag, and a name between tags ("<b>Zebulon Okonkwo</b>") as none."""
-    return _TAG.sub(lambda m: " " * len(m.group(0)), text) if "<" in text else text
+    if "<" not in text:
+        return text
+    closed = {m.group(1).lower() for m in _CLOSING_TAG.finditer(text)}
+
+    def blank(m: re.Match) -> str:
+        name = m.group(1).lower()
+        return " " * len(m.group(0)) if name in HTML_ELEMENTS or name in closed else m.group(0)
+
+    return _TAG.sub(blank, text)
 
 
 # An HTML character reference ("&nbsp;", "&#64;", "&amp;"), as help-desk and web-chat exports write them.
@@ -256,7 +275,15 @@ def name_bounds(text: str, start: int, end: int) -> tuple[int, int]:
         words.pop(0)
     while words and words[-1].group(0).strip(",.") in ContextNameRecognizer.NOT_NAMES:
         words.pop()
-    return (start + words[0].start(), start + words[-1].end()) if words else (start, start)
+    if not words:
+        return start, start
+    start, end = start + words[0].start(), start + words[-1].end()
+    # Brackets spaCy takes with a name it reads as one token ("<Maria>" of a chat log: "Maria>").
+    while start < end and text[start] in "<([{":
+        start += 1
+    while end > start and text[end - 1] in ">)]}":
+        end -= 1
+    return start, end
 
 
 def _names_without_titles(text: str, results: list[RecognizerResult]) -> list[RecognizerResult]:
@@ -599,7 +626,9 @@ def build_detector(cfg: AnonymiseConfig) -> Detector:
                               context_aware_enhancer=CueKeepingEnhancer())
     id_entities = sorted({r.supported_entities[0] for r in registry.recognizers
                           if r.name.endswith("IdRecognizer") or r.supported_entities[0].endswith("_ID")})
-    entities = list(cfg.entities) if cfg.entities else [*DEFAULT_ENTITIES, *id_entities]
+    # The id_patterns types are asked for by name: one not named "..._ID" ("ACCOUNT", "POLICY_NUMBER") had
+    # a recognizer that nothing asked for, and the leak scan, asking for the same list, passed.
+    entities = list(dict.fromkeys([*(cfg.entities or [*DEFAULT_ENTITIES, *id_entities]), *cfg.id_patterns]))
     # A user's id_patterns regex may name one of the DIGIT_TYPES and match letters only.
     digit_only = DIGIT_TYPES - set(cfg.id_patterns)
     detector = Detector(analyzer, engine, entities, cfg.score_threshold, has_ner, cfg.batch_size, cfg.n_process,

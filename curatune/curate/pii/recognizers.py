@@ -834,10 +834,12 @@ class ContextNameRecognizer(EntityRecognizer):
                     start = lead.end()
                 if (surname := m.groupdict().get("surname")) and may_be_surname(surname):
                     end = m.end("surname")
-                words = text[start:end].split()
-                while words and words[-1] in self.NOT_NAMES:
-                    words.pop()
-                    end = start + len(" ".join(words))
+                found = list(re.finditer(r"\S+", text[start:end]))
+                while found and found[-1].group(0) in self.NOT_NAMES:
+                    found.pop()
+                    # From the words' own offsets: the cues allow any spacing between them.
+                    end = start + found[-1].end() if found else start
+                words = [w.group(0) for w in found]
                 # Nor an acronym alone: "Hey AI! can you help me".
                 if (not words or words[0] in self.NOT_NAMES or (len(words) == 1 and acronym(words[0]))
                         or not all(w[0].isupper() or w in NAME_PARTICLES for w in words)):
