@@ -23,7 +23,9 @@ from faker import Faker
 
 NAME_GROUPS = {"US English": "en_US", "Indian": "en_IN", "Mexican Spanish": "es_MX", "Nigerian (Yoruba)": "yo_NG",
                "Chinese": "zh_CN", "Arabic": "ar_AA", "Polish": "pl_PL"}
-PLACEHOLDER = re.compile(r"<PERSON_(\d+)>")
+# The placeholder operator's numbers (per conversation). The hash operator writes ten hex digits, all of
+# them digits one time in a hundred: such a row was taken for a placeholder's.
+PLACEHOLDER = re.compile(r"<PERSON_(\d{1,9})>")
 
 
 def fill_names(texts: list[str], locale: str, seed: int) -> list[str]:
@@ -59,16 +61,17 @@ def flip_rates(predict, texts: list[str], *, seed: int = 0) -> dict[str, Any]:
 
 
 # Interchangeable terms per category; each is swapped only for terms of its own category. Words with a
-# common non-identity sense in support text ("my old card", "straight away") are left out.
+# common non-identity sense in support text ("my old card", "straight away", "my account is disabled",
+# "American Express") are left out.
 IDENTITY_TERMS: dict[str, tuple[str, ...]] = {
     "religion": ("christian", "muslim", "jewish", "hindu", "buddhist", "sikh", "atheist"),
-    "nationality": ("american", "british", "indian", "mexican", "nigerian", "chinese", "polish", "german",
+    "nationality": ("british", "indian", "mexican", "nigerian", "chinese", "polish", "german",
                     "french", "brazilian", "pakistani", "filipino"),
     "gender": ("man", "woman", "nonbinary person"),
     "gendered role": ("husband", "wife", "partner"),
     "orientation": ("gay", "lesbian", "heterosexual", "bisexual"),
     "age": ("young", "elderly", "teenage", "middle-aged"),
-    "disability": ("blind", "deaf", "disabled", "autistic"),
+    "disability": ("blind", "deaf", "autistic"),
 }
 
 

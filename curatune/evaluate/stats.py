@@ -221,7 +221,8 @@ def by_chunk(idx: np.ndarray, fn: Callable[[np.ndarray], Any], width: int | None
 def class_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int,
                   idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """True positives, false positives and false negatives per class ([resamples, k]) of each row of ``idx``."""
-    if idx.shape[0] * idx.shape[1] > CHUNK_ELEMENTS:
+    # One resample is the smallest chunk: over CHUNK_ELEMENTS rows it is counted whole, not chunked again.
+    if idx.shape[0] > 1 and idx.shape[0] * idx.shape[1] > CHUNK_ELEMENTS:
         return by_chunk(idx, partial(class_counts, y_true, y_pred, k))
     r = idx.shape[0]
     t, p = np.asarray(y_true)[idx], np.asarray(y_pred)[idx]

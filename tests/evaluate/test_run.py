@@ -123,6 +123,14 @@ def test_identity_terms_flip_rate_per_term():
     assert [c["rows"] for c in both["categories"]] == [1, 1] and both["rows"] == 1  # one row, two categories
 
 
+def test_words_with_a_support_sense_are_no_identity_terms():
+    """"my account is disabled" (a demo phrasing) became "my account is blind", and "American Express"
+    "Nigerian Express": counterfactuals of the words' meaning, counted as bias."""
+    out = identity_flip_rates(lambda batch: ["x"] * len(batch),
+                              ["it says my account is disabled", "I paid with American Express"])
+    assert out["categories"] == [] and out["rows"] == 0
+
+
 def test_gates_pass_fail_and_fail_on_gate(trained):
     from curatune.errors import GateFailed
 
@@ -545,3 +553,12 @@ def test_the_class_support_for_recall_gaps_is_a_setting(trained, tmp_path):
         assert fair["multiclass"]["min_class_support"] == support
         found[support] = fair["recall_gap"]
     assert found[1000] is None and found[2]["difference"] >= 0 and found[2]["groups"] >= 2
+
+
+def test_a_hashed_name_is_no_name_placeholder():
+    """The hash operator writes ten hex digits, all digits one time in a hundred: such a row was taken for
+    a placeholder's, and the flip-rate gate was checked on them."""
+    from curatune.evaluate.counterfactual import PLACEHOLDER
+
+    assert PLACEHOLDER.findall("hi <PERSON_1>, and <PERSON_12>") == ["1", "12"]
+    assert PLACEHOLDER.search("hi <PERSON_4829104823>") is None

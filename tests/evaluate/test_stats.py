@@ -586,3 +586,16 @@ def test_a_reference_label_with_one_row_is_left_out_of_the_probe_not_the_probe_l
                    centres[2] + rng.normal(size=(1, 8))])
     assert probe_accuracy(x, y) == probe_accuracy(x[:40], y[:40]) > 0.9
     assert np.isnan(probe_accuracy(x[19:], y[19:]))  # a and c with one row each: one label is left
+
+
+def test_a_resample_longer_than_a_chunk_is_counted_whole(monkeypatch):
+    """Chunks are whole resamples: one resample over CHUNK_ELEMENTS rows (a split of over two million)
+    was chunked again and again, a RecursionError."""
+    from curatune.evaluate import stats
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 3, 50), rng.integers(0, 3, 50)
+    idx = rng.integers(0, 50, size=(4, 50))
+    whole = stats.class_counts(y, p, 3, idx)
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 20)  # smaller than one resample's 50 rows
+    assert all(np.array_equal(a, b) for a, b in zip(stats.class_counts(y, p, 3, idx), whole, strict=True))
