@@ -92,7 +92,7 @@ def _run_config(config: Path | None, run_dir: Path, section: str, stages: tuple[
     find_stage_dir(run_dir, "curate")  # a mistyped run directory is one line, not a note about configs first
     if config is not None:
         return load_config(config)
-    found = recorded_config(Path(run_dir), section, stages)
+    found = recorded_config(Path(run_dir), section, stages, strict=True)
     if found is None:
         _say("no config recorded in the run directory: using the defaults")
         return load_config(None)

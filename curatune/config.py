@@ -422,6 +422,10 @@ class RunConfig:
     # A failed curation gate always stops the run before training.
     fail_on_gate: bool = True
 
+    def check(self) -> None:
+        # "" is the working folder: the stage folders would land among the user's own files.
+        _refuse_unusable(self, "run", {"out_dir": (bool(self.out_dir.strip()), "a folder name, not empty")})
+
 
 @dataclass
 class Config:
@@ -518,15 +522,20 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def recorded_config(run: Path, section: str,
-                    stages: tuple[str, ...] = ("evaluate", "train", "curate")) -> tuple[Config, Path] | None:
+def recorded_config(run: Path, section: str, stages: tuple[str, ...] = ("evaluate", "train", "curate"), *,
+                    strict: bool = False) -> tuple[Config, Path] | None:
     """The config a run directory's stages were run with (the first of ``stages`` whose manifest
     records ``section`` in a config this version reads) and that manifest's path; None when none
     does. A command given only the run directory uses it, so it checks the gates and rules the run
-    was configured with. ``run`` may also be one stage's own folder (``RUN/curate``)."""
+    was configured with. ``run`` may also be one stage's own folder (``RUN/curate``).
+
+    ``strict``: a recorded config that this version refuses (a value since ruled out), with none
+    other to read, is that refusal rather than None: a command would otherwise run on the defaults,
+    checking none of the gates the run was configured with."""
     from curatune.rundir import MANIFEST, read_manifest
 
     own = read_manifest(run) or {}
+    refused: tuple[Path, CuratuneError] | None = None
     for stage in stages:
         folder = run if own.get("stage") == stage else run / stage
         try:
@@ -536,8 +545,12 @@ def recorded_config(run: Path, section: str,
         if isinstance(recorded, dict) and isinstance(recorded.get(section), dict):
             try:
                 return config_from_dict(_known_keys(Config, recorded)), folder / MANIFEST
-            except CuratuneError:
-                continue  # a value this version reads differently
+            except CuratuneError as exc:
+                refused = refused or (folder / MANIFEST, exc)  # a value this version reads differently
+    if strict and refused:
+        where, exc = refused
+        raise CuratuneError(f"the config recorded here no longer loads ({exc}); pass the run's settings with "
+                            "--config FILE", file=str(where)) from None
     return None
 
 
@@ -559,7 +572,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Confi
 
     cfg: Config = _build(Config, raw, "")
     check_data_columns(cfg.data)
-    for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report):
+    for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report, cfg.run):
         section.check()
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
@@ -570,7 +583,10 @@ def _resolve_paths(cfg: Config, base_dir: Path) -> None:
     def res(p: str) -> str:
         if not p:
             return p
-        path = Path(p).expanduser()
+        try:
+            path = Path(p).expanduser()
+        except RuntimeError:  # "~name" of no user here
+            raise CuratuneError(f"path {p!r}: '~' names no home folder on this machine") from None
         return str(path if path.is_absolute() else (base_dir / path).resolve())
 
     cfg.data.inputs = [res(p) for p in cfg.data.inputs]

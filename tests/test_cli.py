@@ -105,6 +105,10 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
     ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
     ("[curate]\nsteps = ['dedup', 'dedupe']\n", "unknown curation step 'dedupe'"),
     ("[run]\nname = 'nightly'\n", "unknown config key 'run.name'"),
+    # "" was the working folder (the stage folders among the user's files); "~name" a traceback (exit 1).
+    ("[run]\nout_dir = ''\n", "[run] out_dir must be a folder name, not empty, got ''"),
+    ("[data]\ninputs = ['~nosuchuser4829/d.csv']\n",
+     "path '~nosuchuser4829/d.csv': '~' names no home folder on this machine"),
 ])
 def test_validate_checks_what_the_stages_need_before_any_work(cli_run, tmp_path, monkeypatch, body, message):
     """Settings only a stage's start could refuse (entity types, the model, trackers) are refused by
@@ -270,3 +274,18 @@ def test_debug_logging_is_curatune_s_own_and_shows_no_personal_data(tmp_path):
     assert pl.read_parquet(tmp_path / "out" / "curated.parquet")["text"][0] == \
         "My name is <PERSON_1>, card <CREDIT_CARD_1>"
     assert not [w for w in ("okonkwo", "4111") if w in (proc.stderr + proc.stdout).casefold()]
+
+
+def test_a_launcher_variable_that_is_no_number_is_a_one_line_error(cli_run, tmp_path, monkeypatch):
+    """WORLD_SIZE is read before any command: a job wrapper exporting it as text stopped every command,
+    `validate` too, with a ValueError traceback (exit 1). Exported empty, it is unset."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    code, out = cli_run("validate", cfg)
+    assert code == 2 and error_lines(out) == [
+        "error: the environment variable WORLD_SIZE='two' is not a whole number (torchrun and accelerate launch "
+        "set it; unset it to run as one process)"], out
+    monkeypatch.setenv("WORLD_SIZE", "")
+    code, out = cli_run("validate", cfg)
+    assert code == 0, out

@@ -21,7 +21,19 @@ class DeviceChoice:
 
 def launched_processes() -> int:
     """How many processes torchrun / accelerate launch started (they set WORLD_SIZE); 1 otherwise."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return _launcher_number("WORLD_SIZE", 1)
+
+
+def _launcher_number(name: str, default: int) -> int:
+    # Read before any command (a job wrapper may export it empty): a ValueError was a traceback (exit 1).
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise CuratuneError(f"the environment variable {name}={value!r} is not a whole number (torchrun and "
+                            "accelerate launch set it; unset it to run as one process)") from None
 
 
 def gpus_per_process(choice: DeviceChoice) -> int:
@@ -37,7 +49,7 @@ def gpus_per_process(choice: DeviceChoice) -> int:
 def is_main_process() -> bool:
     """False in every process but rank 0 of a torchrun / accelerate launch (they set RANK): only rank 0
     may clear or write the output directory, or speak to the user."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return _launcher_number("RANK", 0) == 0
 
 
 def _cuda_name() -> str:

@@ -1132,6 +1132,22 @@ def test_cli_train_without_a_config_uses_the_one_the_run_was_curated_with(cli_ru
     assert (used["model"], used["epochs"], used["batch_size"]) == (str(tiny_model), 1, 8)
 
 
+def test_cli_train_refuses_a_recorded_config_this_version_refuses(cli_run, tiny_model, tmp_path):
+    """A value since ruled out made every record unreadable, and the command ran on the defaults (another
+    model, batch size and epochs; for evaluate, no gates), saying that no config was recorded."""
+    curated = write_curated(tmp_path / "curate", make_rows(60, 1, "train", "tr") + make_rows(12, 2, "test", "te"))
+    recorded = tiny_config(tiny_model, epochs=1).resolved()
+    recorded["evaluate"]["gates"]["min_accuracy"] = 94  # a share, refused since: 0.94 was meant
+    manifest = json.loads((curated / "manifest.json").read_text())
+    (curated / "manifest.json").write_text(json.dumps({**manifest, "config": recorded}))
+    code, text = cli_run("train", curated, "--out", tmp_path / "out")
+    assert code == 2 and "no config recorded" not in text, text
+    [line] = error_lines(text)
+    assert line.startswith(f"error: {curated / 'manifest.json'}: the config recorded here no longer loads (") \
+        and "min_accuracy" in line and line.endswith("pass the run's settings with --config FILE"), line
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_train_refuses_a_table_with_no_validation_rows(cli_run, tiny_model, tmp_path):
     # Two training rows per label: 10% of two rounds to none, so nothing can be held out.
     curated = write_curated(tmp_path / "curate", make_rows(6, 3, "train", "tr"))
