@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import polars as pl
 
 from curatune.config import DataConfig
 from curatune.errors import CuratuneError, first_line, may_show, shown_value, values_withheld
+from curatune.rundir import LEDGER, read_run_table
 
 CANONICAL = ("row_id", "text", "label", "split", "source", "turns")
 # Columns curation adds beside the canonical ones (working table, excluded.parquet, ledger): an input
@@ -547,7 +549,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
             also = f" (also as {other})" if other != path else ""
             raise CuratuneError(f"input file is given twice{also}; give each file once", file=path)
         given[Path(path).resolve()] = path
-    names = _source_names(paths)
+    names = source_names(paths)
     # The stem numbers the rows as before; where two inputs share it, the name (with its folders) does.
     stems = [PurePath(n).with_suffix("").as_posix() for n in names]
     prefixes = [n if stems.count(s) > 1 else s for n, s in zip(names, stems, strict=True)]
@@ -621,7 +623,7 @@ def load_dataset(paths: list[str | Path], cfg: DataConfig, *, require_label: boo
     return Loaded(rows=rows.filter(~empty), unusable=unusable, sources=sources, group_cols=list(cfg.group_cols))
 
 
-def _source_names(paths: list[str]) -> list[str]:
+def source_names(paths: list[str]) -> list[str]:
     """Each input's name in the ``source`` column: the file name, with as many of the folders above it
     as tell it from another input of that name ("2023/train.csv", "2024/train.csv")."""
     resolved = [Path(p).resolve() for p in paths]
@@ -825,3 +827,19 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
     return df.select(*CANONICAL, *rest)
 
 
+def model_relabelled(curate_dir: Path) -> set[str]:
+    """Rows whose label a curation step rewrote and no person gave: the label-issues step's ``relabel``
+    policy. Read from the ledger; a hand-made curated table without one has none."""
+    path = Path(curate_dir) / LEDGER
+    if not path.is_file():
+        return set()
+    ledger = read_run_table(path, ("row_id", "fate", "reasons"))
+    by_person = pl.col("reasons").list.contains(HUMAN_REVIEW)
+    if {"review_decision", "final_label"} <= set(ledger.columns):  # one who chose curation's label gave it too
+        by_person = by_person | (pl.col("review_decision") == pl.col("final_label")).fill_null(False)
+    return set(ledger.filter((pl.col("fate") == "relabelled") & ~by_person)["row_id"].cast(pl.String).to_list())
+
+
+def relabelled_digest(curate_dir: Path) -> str:
+    """A digest of ``model_relabelled``: what a held-out validation's draw reads from the ledger."""
+    return hashlib.sha256("\n".join(sorted(model_relabelled(curate_dir))).encode()).hexdigest()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curatune.config import Config, load_config
+from curatune.dataset import relabelled_digest, source_names
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
     AUDIT_HTML,
@@ -105,7 +106,11 @@ def _portable(resolved: dict[str, Any]) -> None:
     for key in PATH_KEYS:
         node, last = _holder(resolved, key)
         value = node[last]
-        names = [Path(v).name if Path(v).is_absolute() else v for v in (value if isinstance(value, list) else [value])]
+        values = value if isinstance(value, list) else [value]
+        # Inputs by the names their rows are keyed by: with the folders that tell namesakes apart
+        # ("2024/train:0"), so renaming such a folder redoes curation rather than keep the old ids.
+        shown = dict(zip(values, source_names(values), strict=True)) if key == "data.inputs" else {}
+        names = [shown.get(v, Path(v).name) if Path(v).is_absolute() else v for v in values]
         node[last] = names if isinstance(value, list) else names[0]
 
 
@@ -131,11 +136,9 @@ def fingerprint(stage: str, cfg: Config, run: Path) -> str:
     if stage == "curate" and "anonymise" in cfg.curate.steps and spacy_model and not Path(spacy_model).is_dir():
         section["_versions"]["spacy_model"] = installed_version(spacy_model)
     if stage == "train":
-        from curatune.train.data import model_relabelled
-
         # The ledger says which rows a held-out validation may draw (not those a model relabelled): a
         # person's confirmation changes that with curated.parquet unchanged.
-        section["_model_relabelled"] = sorted(model_relabelled(run / "curate"))
+        section["_model_relabelled"] = relabelled_digest(run / "curate")
     paths = stage_inputs(stage, cfg, run)
     # Names (relative to the run where inside it), so adding or removing a file changes the hash.
     section["_files"] = [str(p.relative_to(run)) if p.is_relative_to(run) else p.name for p in paths]

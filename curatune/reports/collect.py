@@ -25,7 +25,14 @@ from typing import Any
 import polars as pl
 
 from curatune.config import ReportConfig
-from curatune.dataset import DUPLICATE_REASONS, INFORMATIONAL_REASONS, LABEL_CONFLICT, LABEL_ISSUE, LEDGER_BASE
+from curatune.dataset import (
+    DUPLICATE_REASONS,
+    INFORMATIONAL_REASONS,
+    LABEL_CONFLICT,
+    LABEL_ISSUE,
+    LEDGER_BASE,
+    relabelled_digest,
+)
 from curatune.errors import CuratuneError, first_line
 from curatune.formatting import signed
 from curatune.rundir import (
@@ -112,6 +119,11 @@ def _out_of_date(run: Path, manifest: dict[str, Any], stale: dict[str, str]) -> 
     run (by stage folder and file name) has changed since, or that stage is out of date itself
     (``stale``: an evaluation of a model trained before apply-reviews). None when all match, or none
     is recorded."""
+    held_out = manifest.get("held_out_excluded_sha256")  # train's: the rows its validation could not draw
+    if isinstance(held_out, str) and (run / "curate" / LEDGER).is_file() \
+            and relabelled_digest(run / "curate") != held_out:
+        return ("curate/ledger.parquet changed which rows training may hold out for validation (a review of a "
+                "model's relabel): run it again")
     for item in manifest.get("inputs") or []:
         recorded = Path(str(item.get("path", "")))
         stage = recorded.parent.name
@@ -125,6 +137,12 @@ def _out_of_date(run: Path, manifest: dict[str, Any], stale: dict[str, str]) -> 
         if stage in stale:
             return f"it read {stage}/{recorded.name} of a {stage} stage that is out of date: run both again"
     return None
+
+
+def _reviews_applied_later(m: dict[str, Any]) -> bool:
+    """Whether `curatune apply-reviews` rewrote this (curate) stage's outputs after it ran."""
+    return any(isinstance(s, dict) and (s.get("summary") or {}).get("applied_by") == "apply-reviews"
+               for s in m.get("steps") or [])
 
 
 def iso_time(ts: Any) -> str | None:
@@ -161,11 +179,15 @@ def _run_info(run: Path, manifests: dict[str, dict | None], stale: dict[str, str
                            "started_at": None, "finished_at": None, "seconds": None})
             continue
         started, finished = m.get("started_at"), m.get("finished_at")
+        seconds = round(finished - started, 1) if isinstance(started, int | float) \
+            and isinstance(finished, int | float) else None
+        timings = m.get("timings")
+        if _reviews_applied_later(m) and isinstance(timings, dict):
+            # Curated on one day, reviews applied on another: the clock between them is no stage's time.
+            seconds = round(sum(v for v in timings.values() if isinstance(v, int | float)), 1)
         stages.append({
             "stage": stage, "title": title, "status": "complete",
-            "started_at": iso_time(started), "finished_at": iso_time(finished),
-            "seconds": round(finished - started, 1) if isinstance(started, int | float)
-            and isinstance(finished, int | float) else None,
+            "started_at": iso_time(started), "finished_at": iso_time(finished), "seconds": seconds,
         })
     versions = next((m.get("versions") for m in reversed(list(manifests.values())) if m and m.get("versions")), {})
     run_id = (manifests["curate"] or {}).get("run_id")
@@ -631,6 +653,7 @@ def _training(tdir: Path, m: dict[str, Any]) -> dict[str, Any]:
                        "measured_max_length": m.get("measured_max_length"),
                        "splits": [{"split": s, **v} for s, v in sorted((trunc.get("splits") or {}).items())]},
         "splits": split_rows,
+        "chose_checkpoint": _chose_checkpoint(m),
         "verdict": {"summary": verdict.get("summary"), "beats_frozen_baseline": verdict.get("beats_frozen_baseline"),
                     "outcome": _baseline_outcome(verdict),
                     "comparison": {k: verdict.get(k) for k in ("accuracy", "macro_f1") if k in verdict},

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.dataset import HUMAN_REVIEW, SPLITS, first_row
+from curatune.dataset import SPLITS, first_row, model_relabelled
 from curatune.errors import CuratuneError, shown_value
-from curatune.rundir import CURATED, LEDGER, read_run_table
+from curatune.rundir import CURATED, read_run_table
 
 HOLDOUT_SHARE = 0.1
 # Class id of rows the model has no class for; the loss ignores it (torch's default ignore_index).
@@ -72,19 +72,6 @@ def holdout_validation(train: pl.DataFrame, share: float, seed: int,
         if k > 0:
             mask[rng.choice(pool, size=k, replace=False)] = True
     return mask
-
-
-def model_relabelled(curate_dir: Path) -> set[str]:
-    """Rows whose label a curation step rewrote and no person gave: the label-issues step's ``relabel``
-    policy. Read from the ledger; a hand-made curated table without one has none."""
-    path = Path(curate_dir) / LEDGER
-    if not path.is_file():
-        return set()
-    ledger = read_run_table(path, ("row_id", "fate", "reasons"))
-    by_person = pl.col("reasons").list.contains(HUMAN_REVIEW)
-    if {"review_decision", "final_label"} <= set(ledger.columns):  # one who chose curation's label gave it too
-        by_person = by_person | (pl.col("review_decision") == pl.col("final_label")).fill_null(False)
-    return set(ledger.filter((pl.col("fate") == "relabelled") & ~by_person)["row_id"].cast(pl.String).to_list())
 
 
 def _check_rows(df: pl.DataFrame, path: Path) -> None:

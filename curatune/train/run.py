@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from curatune.config import Config, TrainConfig
+from curatune.dataset import relabelled_digest
 from curatune.embeddings import load_model_config, load_tokenizer, pooling_mode, resolve_model_path
 from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
@@ -46,7 +47,7 @@ from curatune.rundir import (
     write_parquet,
     write_text,
 )
-from curatune.train.data import TrainData, load_train_data, model_relabelled
+from curatune.train.data import TrainData, load_train_data
 from curatune.train.device import gpus_per_process, is_main_process, launched_processes
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def _run_fingerprint(config: Config, curate_dir: Path) -> str:
     draw, the base model's files (a folder whose weights were replaced in place starts afresh), the
     [train] config and the libraries' versions (as the pipeline's fingerprint: an upgrade redoes it)."""
     return inputs_fingerprint([curate_dir / CURATED, Path(resolve_model_path(config.train.model))],
-                              {**config.resolved()["train"], "_model_relabelled": sorted(model_relabelled(curate_dir)),
+                              {**config.resolved()["train"], "_model_relabelled": relabelled_digest(curate_dir),
                                "_versions": package_versions()})
 
 
@@ -780,6 +781,8 @@ def _write_outputs(*, config: Config, data: TrainData, out: Path, curate_dir: Pa
         "base_metrics": base_metrics,
         "verdict": verdict_info,
         "validation_held_out_from_train": data.validation_held_out,
+        # What the held-out draw read from the ledger: the report sees a person's review change it.
+        "held_out_excluded_sha256": relabelled_digest(curate_dir) if data.validation_held_out else None,
         "outputs": {"model": MODEL_DIR, "adapter": ADAPTER_DIR if "adapter" in saved else None,
                     "predictions": PREDICTIONS, "base_predictions": BASE_PREDICTIONS, "splits": SPLITS_FILE,
                     "trainer_log": TRAINER_LOG, "model_card": "README.md", "label_map": f"{MODEL_DIR}/{LABEL_MAP}",

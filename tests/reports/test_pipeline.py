@@ -374,6 +374,30 @@ def test_what_each_stage_fingerprint_covers(tmp_path, monkeypatch):
     assert fingerprint("train", cfg, run) == before["train"]
 
 
+def test_renaming_the_folder_that_tells_two_inputs_apart_redoes_curation(tmp_path):
+    """Two inputs of one name are told apart by their folders, in the source column and the row ids
+    ("2024/train:0"); the fingerprint held the bare file names, so the old ids were kept after a rename."""
+    import shutil
+
+    from curatune.pipeline import fingerprint
+
+    cfg = _setup(tmp_path)
+    for year in ("2023", "2024"):
+        (tmp_path / year).mkdir()
+        shutil.copy(tmp_path / "data.csv", tmp_path / year / "data.csv")
+    cfg.data.inputs = [str(tmp_path / "2023" / "data.csv"), str(tmp_path / "2024" / "data.csv")]
+    before = fingerprint("curate", cfg, tmp_path / "run")
+    (tmp_path / "2024").rename(tmp_path / "2025")
+    cfg.data.inputs[1] = str(tmp_path / "2025" / "data.csv")
+    assert fingerprint("curate", cfg, tmp_path / "run") != before
+    # A project moved with its data elsewhere is still up to date (the names, not the full paths, count).
+    shutil.copytree(tmp_path / "2023", tmp_path / "moved" / "2023")
+    shutil.copytree(tmp_path / "2025", tmp_path / "moved" / "2025")
+    after = fingerprint("curate", cfg, tmp_path / "run")
+    cfg.data.inputs = [str(tmp_path / "moved" / "2023" / "data.csv"), str(tmp_path / "moved" / "2025" / "data.csv")]
+    assert fingerprint("curate", cfg, tmp_path / "run") == after
+
+
 def test_fingerprints_shorten_only_paths_and_never_hash_the_working_folder(tmp_path, monkeypatch):
     from curatune.pipeline import fingerprint, stage_inputs
 

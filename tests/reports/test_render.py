@@ -384,6 +384,7 @@ def test_an_evaluation_on_the_validation_split_says_its_figures_lean_high(tmp_pa
     run = build_run(tmp_path / "run")
     render_reports(run)
     assert "may lean high" not in read(run, "evaluation.html")
+    assert "which also chose the checkpoint kept" in read(run, "training.html")
     metrics = json.loads((run / "evaluate" / "metrics.json").read_text())
     metrics["split"] = "validation"
     (run / "evaluate" / "metrics.json").write_text(json.dumps(metrics))
@@ -400,6 +401,7 @@ def test_an_evaluation_on_the_validation_split_says_its_figures_lean_high(tmp_pa
     render_reports(run)
     assert "may lean high" not in read(run, "evaluation.html")
     assert json.loads(read(run, "audit.json"))["evaluation"]["split_note"] is None
+    assert "which also chose the checkpoint kept" not in read(run, "training.html")  # nor the training section
 
 
 def test_no_examples_asked_for_does_not_read_as_nothing_dropped_or_flagged(tmp_path):
@@ -1166,3 +1168,41 @@ def test_a_failed_verdict_names_the_stages_that_did_not_run(tmp_path):
     render_reports(run)
     lead = re.search(r"<p class=\"lead\">Overall:(.*?)</p>", read(run), re.S).group(1)
     assert "FAIL" in lead and "stages not run: Curation (their gates are not in this count)" in " ".join(lead.split())
+
+
+def test_a_curation_with_reviews_applied_later_counts_its_timed_work_not_the_days_between(tmp_path):
+    """apply-reviews rewrites the curate manifest's finished_at: the stage's seconds read as the days
+    between curating and applying the reviews."""
+    run = build_run(tmp_path / "run")
+    path = run / "curate" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["finished_at"] = manifest["started_at"] + 3 * 86400
+    manifest["timings"] = {"load": 1.25, "dedup": 2.0, "human_review": 0.5}
+    manifest["steps"] = [*(manifest.get("steps") or []),
+                         {"name": "human_review", "seconds": 0.5, "summary": {"applied_by": "apply-reviews"}}]
+    path.write_text(json.dumps(manifest))
+    render_reports(run)
+    stages = {s["stage"]: s for s in json.loads(read(run, "audit.json"))["run"]["stages"]}
+    assert stages["curate"]["seconds"] == 3.8  # 3.75 to one decimal
+    assert stages["train"]["seconds"] == 60.0  # its clock, as before
+
+
+def test_training_is_out_of_date_when_a_review_changes_which_rows_it_could_hold_out(tmp_path):
+    """Without a validation split training holds out train rows, never those a model relabelled (read
+    from the ledger, which the train manifest did not record): a review confirming such a relabel left
+    training "complete", describing rows this data no longer gives."""
+    from curatune.dataset import relabelled_digest
+
+    run = build_run(tmp_path / "run")
+    path = run / "train" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["held_out_excluded_sha256"] = relabelled_digest(run / "curate")  # r08, relabelled by the model
+    path.write_text(json.dumps(manifest))
+    render_reports(run)
+    assert json.loads(read(run, "audit.json"))["training"]["status"] == "complete"
+    ledger = pl.read_parquet(run / "curate" / "ledger.parquet")
+    ledger.with_columns(pl.when(pl.col("row_id") == "r08").then(pl.col("reasons").list.concat(pl.lit(["human_review"])))
+                        .otherwise("reasons").alias("reasons")).write_parquet(run / "curate" / "ledger.parquet")
+    render_reports(run)
+    training = json.loads(read(run, "audit.json"))["training"]
+    assert training["status"] == "out of date" and "hold out for validation" in training["reason"]
