@@ -53,14 +53,19 @@ def test_a_model_whose_tokenizer_has_no_pad_token_trains_and_saves_the_stand_in(
     assert AutoConfig.from_pretrained(saved).pad_token_id == tokenizer.pad_token_id == 100
 
 
+def _train_or_validate(cli_run, command: str, model_dir: Path, curated_dir: Path, tmp_path: Path) -> tuple[int, str]:
+    """`curatune train` (or `validate`) with ``model_dir`` as the base model: its exit code and output."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
+    args = ("train", curated_dir, "--out", tmp_path / "out", "-c", cfg) if command == "train" else ("validate", cfg)
+    return cli_run(*args)
+
+
 @pytest.mark.parametrize("command", ["train", "validate"])
 def test_a_tokenizer_with_nothing_to_pad_with_is_refused_in_one_line(cli_run, tiny_model, curated_dir, tmp_path,
                                                                     command):
     model_dir = _without_pad_token(tiny_model, tmp_path / "model")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
-    args = ("train", curated_dir, "--out", tmp_path / "out", "-c", cfg) if command == "train" else ("validate", cfg)
-    code, text = cli_run(*args)
+    code, text = _train_or_validate(cli_run, command, model_dir, curated_dir, tmp_path)
     assert code == 2 and error_lines(text) == [
         f"error: {model_dir}: the tokenizer has no padding token, nor an end-of-sequence, unknown or separator "
         "token to pad with: set pad_token in tokenizer_config.json"], text
@@ -88,10 +93,7 @@ def test_a_model_that_needs_its_own_code_is_refused_in_one_line(cli_run, tiny_mo
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model, model_dir)
     (model_dir / "config.json").write_text(json.dumps(change(json.loads((model_dir / "config.json").read_text()))))
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
-    args = ("train", curated_dir, "--out", tmp_path / "out", "-c", cfg) if command == "train" else ("validate", cfg)
-    code, text = cli_run(*args)
+    code, text = _train_or_validate(cli_run, command, model_dir, curated_dir, tmp_path)
     errors = error_lines(text)
     assert code == 2 and len(errors) == 1 and errors[0].startswith(f"error: {model_dir}: {message}"), text
     assert "curatune does not run a model's own code" in errors[0] and "Traceback" not in text
@@ -151,10 +153,7 @@ def test_an_encoder_decoder_model_is_refused_in_one_line(cli_run, tiny_model, cu
     model_dir = tmp_path / "t5"
     shutil.copytree(tiny_model, model_dir)  # weights are looked for first; these are never loaded
     T5Config(d_model=32, num_layers=1, num_heads=2, d_ff=64).save_pretrained(model_dir)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[train]\nmodel = "{model_dir}"\n')
-    args = ("train", curated_dir, "--out", tmp_path / "out", "-c", cfg) if command == "train" else ("validate", cfg)
-    code, text = cli_run(*args)
+    code, text = _train_or_validate(cli_run, command, model_dir, curated_dir, tmp_path)
     assert code == 2 and error_lines(text) == [
         f"error: {model_dir}: model_type 't5' is an encoder-decoder model; curatune trains a classifier on the "
         "hidden states of one stack: use an encoder (BERT, RoBERTa, DeBERTa, MiniLM, ...) or a decoder-only model",

@@ -16,6 +16,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from curatune.config import Config
 from curatune.errors import CuratuneError
 from curatune.rundir import write_json
 from curatune.train import TrainingInterrupted, load_base_encoder, load_tuned_encoder, load_tuned_model, train_model
@@ -752,12 +753,18 @@ def test_resume_refuses_a_checkpoint_whose_batches_were_spread_over_another_numb
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
 
 
-def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny_model, tmp_path):
-    # Patience is callback state: it must come back with the checkpoint, or the resumed run trains on.
+def _early_stopping_run(tiny_model, tmp_path, **settings) -> tuple[Path, Config]:
+    """A curated set with a validation split, and a fresh-headed config that stops early at an
+    evaluation each step (``settings`` replace the epochs and early stopping)."""
     rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
     cur = write_curated(tmp_path / "curate", rows)
-    cfg = tiny_config(tiny_model, epochs=4, eval_steps=1, early_stopping_patience=2, lp_init=False, head_lr=0.3,
-                      lr=5e-3)
+    settings = settings or {"epochs": 4, "eval_steps": 1, "early_stopping_patience": 2}
+    return cur, tiny_config(tiny_model, lp_init=False, head_lr=0.3, lr=5e-3, **settings)
+
+
+def test_resume_with_early_stopping_stops_where_the_uninterrupted_run_stops(tiny_model, tmp_path):
+    # Patience is callback state: it must come back with the checkpoint, or the resumed run trains on.
+    cur, cfg = _early_stopping_run(tiny_model, tmp_path)
     train_model(cfg, cur, tmp_path / "whole")
     with pytest.raises(TrainingInterrupted):
         train_model(cfg, cur, tmp_path / "resumed", callbacks=[_SendSigintAt(1)])
@@ -783,9 +790,7 @@ class _KilledOnceTrainingEnds(TrainerCallback):
 def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_path, settings):
     """The Trainer checks for the end only after a step: resumed from the checkpoint of an ended run,
     it trained on (past an early stop for at least an epoch, past a fractional last epoch by a step)."""
-    rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
-    cur = write_curated(tmp_path / "curate", rows)
-    cfg = tiny_config(tiny_model, lp_init=False, head_lr=0.3, lr=5e-3, **settings)
+    cur, cfg = _early_stopping_run(tiny_model, tmp_path, **settings)
     train_model(cfg, cur, tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         train_model(cfg, cur, tmp_path / "ended", callbacks=[_KilledOnceTrainingEnds()])
@@ -800,10 +805,7 @@ def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_pa
 
 def test_ctrl_c_in_the_step_early_stopping_ends_on_ends_as_the_uninterrupted_run(tiny_model, tmp_path):
     """Training was over there, but the run was called interrupted (exit 130), and --resume trained on."""
-    rows = make_rows(90, 1, "train", "tr") + make_rows(30, 2, "validation", "va") + make_rows(15, 3, "test", "te")
-    cur = write_curated(tmp_path / "curate", rows)
-    cfg = tiny_config(tiny_model, epochs=4, eval_steps=1, early_stopping_patience=2, lp_init=False, head_lr=0.3,
-                      lr=5e-3)
+    cur, cfg = _early_stopping_run(tiny_model, tmp_path)
     train_model(cfg, cur, tmp_path / "whole")
     a = json.loads((tmp_path / "whole" / "manifest.json").read_text())["training"]
     assert a["global_step"] < a["max_steps"]
