@@ -178,8 +178,9 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str |
                             f"{'s' if was > 1 else ''} and this run over {gpus}; make the same number visible "
                             "(CUDA_VISIBLE_DEVICES)", file=str(ckpt))
     if recorded != fingerprint:
-        raise CuratuneError("cannot resume: the curated data or the [train] config changed since the checkpoint "
-                            "was written (run without --resume to start again)", file=str(ckpt))
+        raise CuratuneError("cannot resume: the curated data, the rows a model relabelled, the base model's files, "
+                            "the [train] config or the installed libraries changed since the checkpoint was written "
+                            "(run without --resume to start again)", file=str(ckpt))
     return last
 
 

@@ -1329,5 +1329,7 @@ def test_resume_refuses_a_changed_config(tiny_model, curated_dir, tmp_path):
         train_model(tiny_config(tiny_model), curated_dir, out, callbacks=[_SendSigintAt(2)])
     from curatune.errors import CuratuneError
 
-    with pytest.raises(CuratuneError, match="changed since the checkpoint"):
+    # The message names every input the check covers: an upgrade was reported as changed data or config.
+    with pytest.raises(CuratuneError, match=r"the \[train\] config or the installed libraries changed since the "
+                                            "checkpoint"):
         train_model(tiny_config(tiny_model, lr=1e-2), curated_dir, out, resume=True)
