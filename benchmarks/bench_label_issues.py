@@ -62,7 +62,7 @@ def _rows(name: str, texts: list[str], labels: list[str]) -> tuple[list[tuple], 
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels])
     t0 = time.perf_counter()
-    x = embed_cached(texts, CACHE)
+    x = embed_cached(texts, CACHE, keep_others=True)
     t_embed = time.perf_counter() - t0
     # The folds the step draws: copies (normalised text or embedding near-duplicates) held out together.
     ids = [str(i) for i in range(len(texts))]

@@ -97,6 +97,15 @@ class DedupConfig:
 OPERATORS = ("placeholder", "surrogate", "mask", "hash")
 
 
+# The types the anonymise step looks for when [curate.anonymise] entities is empty (plus the id types of
+# the recognizers it registers, and id_patterns). Here, not in the detector: a report reads it too.
+DEFAULT_ENTITIES = (
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
+    "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "LOCATION",
+    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE", "DATE_OF_BIRTH",
+)
+
+
 @dataclass
 class AnonymiseConfig:
     # spaCy pipeline for person names; a package name or a path (relative to the config file).
@@ -423,8 +432,10 @@ class RunConfig:
     fail_on_gate: bool = True
 
     def check(self) -> None:
-        # "" is the working folder: the stage folders would land among the user's own files.
-        _refuse_unusable(self, "run", {"out_dir": (bool(self.out_dir.strip()), "a folder name, not empty")})
+        # "" is the working folder (".", "..": the config's folder or one above it): the stage folders
+        # would land among the user's own files.
+        named = any(part != ".." for part in Path(self.out_dir.strip()).parts)
+        _refuse_unusable(self, "run", {"out_dir": (named, "a folder name, not empty, '.' or '..'")})
 
 
 @dataclass
@@ -574,9 +585,26 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Confi
     check_data_columns(cfg.data)
     for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report, cfg.run):
         section.check()
+    _refuse_unmeasurable_gates(cfg)
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg
+
+
+def _refuse_unmeasurable_gates(cfg: Config) -> None:
+    """A gate the config itself keeps from being measured: the evaluation records it "not checked" and
+    fails the run (exit 3), after all of curation and training. Refused when the config is read."""
+    g, ev = cfg.evaluate.gates, cfg.evaluate
+    needs = [("min_probe_retention", ev.forgetting, "[evaluate] forgetting = false"),
+             ("min_similarity_retention", ev.forgetting, "[evaluate] forgetting = false"),
+             ("min_probe_retention", cfg.data.reference, "no [data] reference set to measure forgetting on"),
+             ("min_similarity_retention", cfg.data.reference, "no [data] reference set to measure forgetting on"),
+             ("max_counterfactual_flip_rate", ev.counterfactual, "[evaluate] counterfactual = false"),
+             ("max_group_accuracy_difference", cfg.data.group_cols, "no [data] group_cols to compare groups by")]
+    for name, measured, why in needs:
+        if getattr(g, name) and not measured:
+            raise CuratuneError(f"[evaluate.gates] {name} = {getattr(g, name)} cannot be checked: {why} (set {name} "
+                                "= 0, or let the run measure it)")
 
 
 def _resolve_paths(cfg: Config, base_dir: Path) -> None:

@@ -254,8 +254,8 @@ def _check_json_keys(path: Path, kind: str) -> None:
         if repeated:
             records = data if isinstance(data, list) else [data]
             n = next(i for i, r in enumerate(records, start=1) if _holds(r, repeated[0][0]))
-            raise CuratuneError(f"record {n} repeats the key {json.dumps(repeated[0][1], ensure_ascii=False)}; "
-                                "give each key once", file=str(path))
+            raise CuratuneError(f"record {n} repeats the key {_shown_key(repeated[0][1])}; give each key once",
+                                file=str(path))
         return
     for lineno, line in _utf8_lines(path, kind):
         if not line.strip():
@@ -270,8 +270,14 @@ def _check_json_keys(path: Path, kind: str) -> None:
         if not isinstance(record, dict):
             raise CuratuneError(f"line {lineno} is not a JSON object (one record per line)", file=str(path))
         if repeated:
-            raise CuratuneError(f"line {lineno} repeats the key {json.dumps(repeated[0][1], ensure_ascii=False)}; "
-                                "give each key once", file=str(path))
+            raise CuratuneError(f"line {lineno} repeats the key {_shown_key(repeated[0][1])}; give each key once",
+                                file=str(path))
+
+
+def _shown_key(key: str) -> str:
+    """A repeated key as a message may show it: a nested object's keys can be data (an e-mail address
+    keying a contact), not column names."""
+    return json.dumps(key, ensure_ascii=False) if may_show(key) else "(key not shown: it may hold personal data)"
 
 
 def _holds(value: object, target: object) -> bool:
@@ -825,6 +831,24 @@ def _canonical(df: pl.DataFrame, cfg: DataConfig, src: str) -> pl.DataFrame:
     )
     rest = [c for c in df.columns if c not in CANONICAL]
     return df.select(*CANONICAL, *rest)
+
+
+def read_reference(cfg: DataConfig) -> pl.DataFrame:
+    """The reference set forgetting is measured on ([data] reference), refused without the columns
+    named. `curatune run` reads it before curating too: found at evaluation, a missing file or column
+    stopped the run after all of curation and training."""
+    ref, col, lab = cfg.reference, cfg.reference_text_col, cfg.reference_label_col
+    if not Path(ref).is_file():
+        raise CuratuneError("reference set not found ([data] reference)", file=ref)
+    df = read_table(ref)
+    if col not in df.columns:
+        raise CuratuneError("reference set lacks its text column", file=ref, column=col)
+    # The default name absent is an unlabelled reference set (no probe); a name the user set is likely
+    # misspelt, and read as absent it dropped the probe and its retention from the report without a word.
+    if lab not in df.columns and lab != DataConfig.reference_label_col:
+        raise CuratuneError("reference set lacks the label column [data] reference_label_col names; correct the "
+                            "name, or leave it unset to measure forgetting without the probe", file=ref, column=lab)
+    return df
 
 
 def model_relabelled(curate_dir: Path) -> set[str]:

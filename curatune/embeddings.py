@@ -78,7 +78,13 @@ def _checked_model_dir(p: Path) -> str:
 
     if not (p / "config.json").is_file():
         raise CuratuneError("not a Hugging Face model directory (no config.json)", file=str(p))
-    if json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE:
+    try:
+        raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is one
+        raw = None
+    if not isinstance(raw, dict):
+        raise CuratuneError("config.json is not a JSON object transformers can read", file=str(p))
+    if raw.get("model_type") == MODEL_TYPE:
         raise CuratuneError("this is a model curatune fine-tuned, not a base encoder: train from the base model "
                             "its README.md names (base_model)", file=str(p))
     for what, names in (("tokenizer", TOKENIZER_FILES), ("weights", WEIGHT_FILES)):
@@ -219,10 +225,13 @@ def text_hash(text: str) -> str:
 
 
 def embed_cached(texts: list[str], cache_dir: str | Path | None, *, model: str = DEFAULT_MODEL,
-                 max_length: int = 128, encoder: Encoder | None = None) -> np.ndarray:
+                 max_length: int = 128, encoder: Encoder | None = None, keep_others: bool = False) -> np.ndarray:
     """Embed texts, reusing vectors cached in ``cache_dir`` keyed by text hash and model.
 
-    The cache holds hashes and vectors only, never text, so it is safe in a run directory.
+    The cache holds hashes and vectors only, never text, so it is safe in a run directory. It keeps the
+    vectors of ``texts`` only (unless ``keep_others``: a cache shared by several datasets): a run
+    directory's cache must not carry vectors of texts an earlier run had and this one no longer has
+    (personal data that anonymisation since replaced, rows since removed).
     """
     enc = encoder or Encoder(model, max_length=max_length)
     hashes = [text_hash(t) for t in texts]
@@ -240,11 +249,12 @@ def embed_cached(texts: list[str], cache_dir: str | Path | None, *, model: str =
         new = enc.encode([texts[i] for _, i in todo])
         for (h, _), v in zip(todo, new, strict=True):
             cache[h] = v
-        if path is not None:
-            from curatune.rundir import write_parquet
+    keys = list(cache) if keep_others else list(dict.fromkeys(hashes))
+    if path is not None and (todo or len(keys) < len(cache)):
+        from curatune.rundir import write_parquet
 
-            keys = list(cache)
-            write_parquet(pl.DataFrame({"hash": keys,
-                                        "vector": np.stack([cache[k] for k in keys]).tolist()}), path)
+        write_parquet(pl.DataFrame({"hash": keys, "vector": np.stack([cache[k] for k in keys]).tolist()
+                                    if keys else []}, schema={"hash": pl.String, "vector": pl.List(pl.Float64)}),
+                      path)
     dim = enc.model.config.hidden_size
     return np.stack([cache[h] for h in hashes]) if hashes else np.zeros((0, dim), dtype=np.float32)

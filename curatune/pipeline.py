@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curatune.config import Config, load_config
-from curatune.dataset import relabelled_digest, source_names
+from curatune.dataset import read_reference, relabelled_digest, source_names
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
     AUDIT_HTML,
@@ -153,11 +153,16 @@ def check_setup(cfg: Config) -> None:
     for step in cfg.curate.steps:
         get_step(step)  # a misspelt step would otherwise be refused only when curation starts
     if "anonymise" in cfg.curate.steps:
-        from curatune.curate.anonymise import Anonymiser
-
-        Anonymiser(cfg.curate.anonymise)
+        _check_anonymiser(cfg)
     _check_labelstudio_setup(cfg)
     _check_train_setup(cfg)
+
+
+def _check_anonymiser(cfg: Config) -> None:
+    """Builds the detector (and drops it: the step builds its own), which refuses what it cannot use."""
+    from curatune.curate.anonymise import Anonymiser
+
+    Anonymiser(cfg.curate.anonymise)
 
 
 def _check_labelstudio_setup(cfg: Config) -> None:
@@ -216,11 +221,16 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
     if "anonymise" in config.curate.steps:
         config.curate.anonymise.secret()  # its digest is in curate's fingerprint: an unset one is no change
     _check_labelstudio_setup(config)  # the round comes after curation, which can take long
+    if config.evaluate.forgetting and config.data.reference:
+        read_reference(config.data)  # read again at evaluation, after curation and training
     run = Path(out_dir or config.run.out_dir)
     output_dir(run)
     config.run.out_dir = str(run)
     say = progress or (lambda _msg: None)
     first_forced = min((ORDER.index(f) for f in force), default=len(ORDER))
+    if "anonymise" in config.curate.steps and not (
+            first_forced > 0 and _up_to_date("curate", stage_dir(run, "curate"), fingerprint("curate", config, run))):
+        _check_anonymiser(config)  # its entity types, operators, id_patterns and spaCy model: else found after dedup
     if not _train_is_current(config, run, first_forced):
         _check_train_setup(config)  # a missing model would otherwise surface after curation
     ran: list[str] = []

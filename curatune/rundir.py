@@ -361,6 +361,44 @@ def failed_gates(manifest: dict[str, Any] | None) -> list[str]:
     return [str(g.get("name")) for g in (manifest or {}).get("gates") or [] if not g.get("passed")]
 
 
+NO_NER = "(missing: no NER)"  # how runs before the ner flag marked a run without a NER model
+
+
+def ran_without_ner(anon_step: dict[str, Any] | None) -> bool:
+    """The anonymise step (its manifest entry) ran without a NER model: names were found by cues and
+    the gazetteer only. Runs before ``ner`` was recorded marked the model."""
+    summary = (anon_step or {}).get("summary") or {}
+    return anon_step is not None and (summary.get("ner") is False
+                                      or NO_NER in str(summary.get("spacy_model", "")))
+
+
+def unvouched_anonymisation(manifest: dict[str, Any]) -> str | None:
+    """Why a curate manifest's passed leak scan still cannot vouch that its text holds no personal data
+    (None when it can, or when no anonymise step ran). The scan uses the rewrite's own detectors, types
+    and score threshold: what they were set not to find, it cannot see either. The report and the Label
+    Studio push both ask this, so a text withheld from one is never sent by the other."""
+    from curatune.config import DEFAULT_ENTITIES, AnonymiseConfig
+
+    anon = next((s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"), None)
+    if anon is None:
+        return None
+    if ran_without_ner(anon):
+        return ("the anonymise step ran without a NER model, so names were found by context cues and the name "
+                "gazetteer only, and the leak scan could not look for others")
+    # The settings as this run recorded them (an empty entities list means the defaults).
+    recorded = ((manifest.get("config") or {}).get("curate") or {}).get("anonymise") or {}
+    entities = recorded.get("entities") or []
+    left_out = [e for e in DEFAULT_ENTITIES if entities and e not in entities]
+    if left_out:
+        named = ", ".join(left_out[:4]) + (f" and {len(left_out) - 4} more types" if len(left_out) > 4 else "")
+        return f"[curate.anonymise] entities leaves out {named}: neither the rewrite nor the leak scan looked for them"
+    threshold, default = recorded.get("score_threshold"), AnonymiseConfig().score_threshold
+    if isinstance(threshold, int | float) and threshold > default:
+        return (f"[curate.anonymise] score_threshold = {threshold} (default {default}) kept only the surest findings, "
+                "for the rewrite and the leak scan alike")
+    return None
+
+
 def read_own_manifest(out_dir: str | Path, stage: str, *, surely_own: bool = False) -> dict[str, Any] | None:
     """The manifest of the folder ``stage`` writes into, as that stage sees it: a damaged one, in a
     folder holding any of that stage's output files (or ``surely_own``: a run directory's folder for

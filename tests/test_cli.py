@@ -103,10 +103,15 @@ def test_usage_mistakes_are_usage_errors_not_tracebacks(cli_run, args, message):
      "spaCy model 'en_core_web_nosuch' is not installed"),
     ("[train]\nmodel = 'no/such-model-here'\n", "model 'no/such-model-here' is not in the local Hugging Face cache"),
     ("[train]\nreport_to = ['clearml']\n", "report_to: 'clearml' is not installed"),
+    # Found when tokenizing before: after all of a `curatune run`'s curation.
+    ("[train]\nmax_length = 100000\n", "[train] max_length = 100000 exceeds what the model takes ("),
     ("[curate]\nsteps = ['dedup', 'dedupe']\n", "unknown curation step 'dedupe'"),
     ("[run]\nname = 'nightly'\n", "unknown config key 'run.name'"),
     # "" was the working folder (the stage folders among the user's files); "~name" a traceback (exit 1).
-    ("[run]\nout_dir = ''\n", "[run] out_dir must be a folder name, not empty, got ''"),
+    ("[run]\nout_dir = ''\n", "[run] out_dir must be a folder name, not empty, '.' or '..', got ''"),
+    # "." is the config's own folder (configs/ in this repository): the same.
+    ("[run]\nout_dir = '.'\n", "[run] out_dir must be a folder name, not empty, '.' or '..', got '.'"),
+    ("[run]\nout_dir = '../..'\n", "[run] out_dir must be a folder name, not empty, '.' or '..', got '../..'"),
     ("[data]\ninputs = ['~nosuchuser4829/d.csv']\n",
      "path '~nosuchuser4829/d.csv': '~' names no home folder on this machine"),
 ])

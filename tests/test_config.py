@@ -7,6 +7,7 @@ import pytest
 
 from curatune.config import Config, LabelStudioConfig, config_from_dict, load_config
 from curatune.errors import CuratuneError
+from tests.conftest import error_lines
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -246,8 +247,33 @@ def test_a_gate_threshold_outside_0_1_is_refused(tmp_path, cli_run, text):
     assert code == 2 and message in out
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("[evaluate]\nforgetting = false\n[evaluate.gates]\nmin_probe_retention = 0.9\n", "[evaluate] forgetting = false"),
+    ("[data]\nreference = ''\n[evaluate.gates]\nmin_similarity_retention = 0.8\n",
+     "no [data] reference set to measure forgetting on"),
+    ("[evaluate]\ncounterfactual = false\n[evaluate.gates]\nmax_counterfactual_flip_rate = 0.1\n",
+     "[evaluate] counterfactual = false"),
+    ("[evaluate.gates]\nmax_group_accuracy_difference = 0.2\n", "no [data] group_cols to compare groups by"),
+])
+def test_a_gate_the_config_keeps_from_being_measured_is_refused_when_read(tmp_path, cli_run, text, why):
+    """It was recorded "not checked" and failed the run with exit 3, after curation and training."""
+    p = write(tmp_path, text)
+    name, value = text.rsplit("\n", 2)[-2].split(" = ")
+    message = f"[evaluate.gates] {name} = {float(value)} cannot be checked: {why} (set {name} = 0, or let the run " \
+              "measure it)"
+    code, out = cli_run("validate", p)
+    assert code == 2 and error_lines(out) == [f"error: {p}: {message}"], out
+    # Measurable once the config allows it: no refusal.
+    fixed = text.replace("forgetting = false", "forgetting = true").replace("counterfactual = false",
+                                                                           "counterfactual = true")
+    fixed = fixed.replace("reference = ''", "reference = 'ref.csv'\ngroup_cols = ['channel']") \
+        if "[data]" in fixed else f"[data]\nreference = 'ref.csv'\ngroup_cols = ['channel']\n{fixed}"
+    assert getattr(load_config(write(tmp_path, fixed)).evaluate.gates, name) == float(value)
+
+
 def test_gate_edge_values_accepted(tmp_path):
-    cfg = load_config(write(tmp_path, "[evaluate.gates]\nmin_accuracy = 1\nmax_group_accuracy_difference = 0.05\n"))
+    cfg = load_config(write(tmp_path, "[data]\ngroup_cols = ['channel']\n[evaluate.gates]\nmin_accuracy = 1\n"
+                                      "max_group_accuracy_difference = 0.05\n"))
     assert (cfg.evaluate.gates.min_accuracy, cfg.evaluate.gates.max_group_accuracy_difference) == (1.0, 0.05)
 
 

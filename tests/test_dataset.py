@@ -658,6 +658,14 @@ def test_a_repeated_key_in_a_json_record_is_refused_naming_it(tmp_path, name):
     where = "line" if name.endswith(".jsonl") else "record"
     assert str(err.value) == f'{path}: {where} 2 repeats the key "text"; give each key once'
 
+    # A nested object's keys can be data: an e-mail address keying a contact is not repeated in the message.
+    records[1] = '{"text": "a", "label": "x", "contacts": {"maria@example.com": 1, "maria@example.com": 2}}'
+    path.write_text("\n".join(records) + "\n" if name.endswith(".jsonl") else "[" + ", ".join(records) + "]")
+    with pytest.raises(CuratuneError) as err:
+        load_dataset([path], DataConfig())
+    assert str(err.value) == (f"{path}: {where} 2 repeats the key (key not shown: it may hold personal data); give "
+                              "each key once")
+
 
 def test_a_jsonl_file_with_a_byte_order_mark_is_read(tmp_path):
     import gzip

@@ -243,25 +243,25 @@ def user_probs(path: str, row_ids: list[str], classes: list[str]) -> np.ndarray:
     dup = df.filter(pl.col("row_id").is_duplicated())
     if dup.height:
         # A repeated row_id would multiply that row in the join below.
-        raise CuratuneError(f"pred_probs file has more than one row for '{dup['row_id'][0]}'", file=path)
+        raise CuratuneError(f"pred_probs file has more than one row for {shown_value(dup['row_id'][0])}", file=path)
     absent = pl.DataFrame({"row_id": row_ids}).join(df, on="row_id", how="anti")
     if absent.height:
-        raise CuratuneError(f"pred_probs file has no row for '{absent['row_id'][0]}'", file=path)
+        raise CuratuneError(f"pred_probs file has no row for {shown_value(absent['row_id'][0])}", file=path)
     df = pl.DataFrame({"row_id": row_ids}).join(df, on="row_id", how="left", maintain_order="left")
     for c in classes:
         bad = df.filter(pl.col(c).is_null() | pl.col(c).is_nan())
         if bad.height:
-            raise CuratuneError(f"no probability (null, NaN or not a number) for row '{bad['row_id'][0]}'",
+            raise CuratuneError(f"no probability (null, NaN or not a number) for row {shown_value(bad['row_id'][0])}",
                                 file=path, column=c)
         bad = df.filter((pl.col(c) < 0) | (pl.col(c) > 1))
         if bad.height:
-            raise CuratuneError(f"{bad[c][0]} for row '{bad['row_id'][0]}' is not a probability (must be in [0, 1])",
-                                file=path, column=c)
+            raise CuratuneError(f"{bad[c][0]} for row {shown_value(bad['row_id'][0])} is not a probability (must be "
+                                "in [0, 1])", file=path, column=c)
     probs = df.select(classes).to_numpy()
     total = probs.sum(axis=1)
     if (total <= 0).any():
-        raise CuratuneError(f"pred_probs file gives row '{row_ids[int(np.argmax(total <= 0))]}' no probability for "
-                            "any of the dataset's labels", file=path)
+        raise CuratuneError(f"pred_probs file gives row {shown_value(row_ids[int(np.argmax(total <= 0))])} no "
+                            "probability for any of the dataset's labels", file=path)
     # Not required to sum to 1: the file may hold labels that no row in play has, so renormalise over ours.
     return probs / total[:, None]
 
@@ -378,7 +378,8 @@ class LabelIssues(CurationStep):
         train = (table["split"] == "train").to_numpy()
         steps = self.ctx.config.curate.steps
         # Anonymisation still to come: the text is not yet the one written, nor the one reviewers saw.
-        raw = "anonymise" in steps and steps.index("anonymise") > steps.index(self.name)
+        to_come = "anonymise" in steps and steps.index("anonymise") > steps.index(self.name)
+        raw = to_come or "anonymise" not in steps  # not anonymised text, either way
         x = None
         if cfg.pred_probs:
             probs = user_probs(cfg.pred_probs, table["row_id"].to_list(), classes)
@@ -415,7 +416,7 @@ class LabelIssues(CurationStep):
         rare = (in_train[y] < MIN_ROWS_TO_ACT) if not cfg.pred_probs else np.zeros(len(y), dtype=bool)
         # A row a person decided on is theirs: dropped here, the review step (which sees kept rows) would
         # never apply their decision.
-        decided = self.ctx.decided_rows(table.select("row_id", "text", "label"), text_is_final=not raw)
+        decided = self.ctx.decided_rows(table.select("row_id", "text", "label"), text_is_final=not to_come)
         reviewed = table["row_id"].is_in(list(decided)).to_numpy()
         candidates = is_issue & train & ~rare
         acting = candidates & ~reviewed

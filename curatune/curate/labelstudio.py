@@ -73,6 +73,7 @@ from curatune.rundir import (
     read_manifest,
     read_run_table,
     scan_run_table,
+    unvouched_anonymisation,
     write_json,
     write_parquet,
 )
@@ -446,14 +447,22 @@ def check_publishable(manifest: dict[str, Any], cfg: LabelStudioConfig, curate_d
     anon = [s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"]
     scans = [s.get("summary", {}).get("leak_scan") for s in anon]
     scans = [s for s in scans if isinstance(s, dict)]
-    if failed_gate or any(not s.get("passed", True) for s in scans):
+    if failed_gate or any(s.get("passed") is False for s in scans):
         remaining = sum(int(s.get("remaining", 0)) for s in scans)
         raise CuratuneError(f"refusing to push: this run's leak scan found personal data left after "
                             f"anonymisation ({remaining} remaining); fix anonymisation and curate again", file=where)
-    if not anon and cfg.require_anonymised:
-        raise CuratuneError("refusing to push: this run was not anonymised (no 'anonymise' step in its manifest); "
-                            "add it to [curate] steps, or set [labelstudio] require_anonymised = false for data "
-                            "without personal data", file=where)
+    if cfg.require_anonymised:
+        if not anon:
+            raise CuratuneError("refusing to push: this run was not anonymised (no 'anonymise' step in its "
+                                "manifest); add it to [curate] steps, or set [labelstudio] require_anonymised = "
+                                "false for data without personal data", file=where)
+        # Never on a missing record: a scan that recorded no pass vouches for nothing.
+        if len(scans) != len(anon) or any(s.get("passed") is not True for s in scans):
+            raise CuratuneError("refusing to push: this run's anonymise step recorded no leak-scan result; curate "
+                                "again", file=where)
+        if why := unvouched_anonymisation(manifest):
+            raise CuratuneError(f"refusing to push: {why}; curate again with the default settings, or set "
+                                "[labelstudio] require_anonymised = false for data without personal data", file=where)
     run_id = manifest.get("run_id")
     if not run_id:
         raise CuratuneError("curate manifest has no run_id; curate again", file=where)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curatune.config import Config, DataConfig
+from curatune.config import Config
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import DECIDED
 from curatune.dataset import LABEL_ISSUE
@@ -352,22 +352,14 @@ def _counterfactual(tuned: _TunedModel, texts: list[str], labels: list[str], see
 
 
 def _forgetting(config: Config, train_dir: Path, tuned: _TunedModel) -> dict[str, Any]:
-    from curatune.dataset import read_table
+    from curatune.dataset import read_reference
     from curatune.evaluate.forgetting import forgetting
     from curatune.train.encoder import load_base_encoder
 
-    ref = config.data.reference
-    if not ref:
+    if not config.data.reference:
         return {"skipped": "no reference set configured ([data] reference)"}
-    df = read_table(ref)
+    df = read_reference(config.data)
     col, lab = config.data.reference_text_col, config.data.reference_label_col
-    if col not in df.columns:
-        raise CuratuneError("reference set lacks its text column", file=ref, column=col)
-    # The default name absent is an unlabelled reference set (no probe); a name the user set is likely
-    # misspelt, and read as absent it dropped the probe and its retention from the report without a word.
-    if lab not in df.columns and lab != DataConfig.reference_label_col:
-        raise CuratuneError("reference set lacks the label column [data] reference_label_col names; correct the "
-                            "name, or leave it unset to measure forgetting without the probe", file=ref, column=lab)
     # Texts and labels stay aligned; an unlabelled row counts for the similarities, not for the probe.
     df = df.filter(pl.col(col).is_not_null())
     texts = df[col].cast(pl.String).to_list()

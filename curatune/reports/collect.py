@@ -43,9 +43,11 @@ from curatune.rundir import (
     METRICS,
     TRAINER_LOG,
     edited_files,
+    ran_without_ner,
     read_json,
     scan_run_table,
     sha256_tree,
+    unvouched_anonymisation,
 )
 
 SCHEMA_VERSION = 1
@@ -239,7 +241,7 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     ledger_path = cdir / LEDGER
     ledger = scan_run_table(ledger_path, LEDGER_BASE) if ledger_path.is_file() else None
     ledger_cols = ledger.collect_schema().names() if ledger is not None else []
-    text_ok, withheld, leaked_rows = _text_allowed(by_name, ledger, ledger_cols, cfg)
+    text_ok, withheld, leaked_rows = _text_allowed(m, ledger, ledger_cols, cfg)
     texts = _TextSource(cdir, text_ok, cfg.text_chars, leaked_rows)
 
     gates = []
@@ -285,16 +287,6 @@ def _step_anchor(step: str) -> str:
             "human_review": "curation-reviews"}.get(step, "curation-steps")
 
 
-NO_NER = "(missing: no NER)"  # how runs before the ner flag marked it
-
-
-def _no_ner(anon: dict[str, Any] | None) -> bool:
-    """The anonymise step ran without a NER model: names were found by cues and the gazetteer only,
-    and the leak scan could not see the rest. Runs before ``ner`` was recorded marked the model."""
-    summary = (anon or {}).get("summary") or {}
-    return anon is not None and (summary.get("ner") is False or NO_NER in str(summary.get("spacy_model", "")))
-
-
 def _unenforced_checks(step: dict[str, Any]) -> list[dict[str, Any]]:
     """The leak scan of a step run with fail_on_leak = false is no gate (it must not stop the run),
     but the verdict still lists it, with its true outcome."""
@@ -307,11 +299,12 @@ def _unenforced_checks(step: dict[str, Any]) -> list[dict[str, Any]]:
              "detail": "personal data still found after anonymisation (not enforced: fail_on_leak = false)"}]
 
 
-def _text_allowed(steps: dict[str, dict], ledger: pl.LazyFrame | None, cols: list[str],
+def _text_allowed(m: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str],
                   cfg: ReportConfig) -> tuple[bool, str | None, frozenset[str]]:
-    """Whether transcript text may be shown, why not, and the rows whose text must be left out."""
+    """Whether transcript text may be shown, why not, and the rows whose text must be left out
+    (``m``: the curate manifest)."""
     none: frozenset[str] = frozenset()
-    anon = steps.get("anonymise")
+    anon = next((s for s in m.get("steps") or [] if s.get("name") == "anonymise"), None)
     if anon is None:
         if cfg.show_text_without_anonymisation:
             return True, None, none
@@ -323,10 +316,8 @@ def _text_allowed(steps: dict[str, dict], ledger: pl.LazyFrame | None, cols: lis
         return False, "text withheld: the leak scan still found personal data after anonymisation", none
     if leak.get("passed") is not True:  # shown only on a recorded pass, never on a missing record
         return False, "text withheld: the anonymise step recorded no leak-scan result", none
-    if _no_ner(anon):
-        # The leak scan uses the same detectors: without NER it cannot see a name either.
-        return False, ("text withheld: the anonymise step ran without a NER model, so names were found by context "
-                       "cues and the name gazetteer only, and the leak scan could not look for others"), none
+    if unvouched := unvouched_anonymisation(m):
+        return False, f"text withheld: {unvouched}", none
     remaining = leak.get("remaining")
     if not _is_num(remaining):
         return False, "text withheld: the anonymise step recorded no count of what the leak scan found", none
@@ -457,7 +448,7 @@ def _pii(step: dict | None) -> dict[str, Any]:
                       "rows_given_a_second_pass": leak.get("rows_given_a_second_pass"),
                       "enforced": leak.get("enforced", True if gates else None),
                       "max_leaks": leak.get("max_leaks")},
-        "no_ner": _no_ner(step),
+        "no_ner": ran_without_ner(step),
         "spacy_model": s.get("spacy_model"),
         "summary": _scalars({k: v for k, v in s.items() if k not in ("entities_by_type", "leak_scan")}),
     }

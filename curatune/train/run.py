@@ -40,6 +40,7 @@ from curatune.rundir import (
     inputs_fingerprint,
     output_dir,
     package_versions,
+    read_json,
     read_manifest,
     read_own_manifest,
     sha256_file,
@@ -115,7 +116,7 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
     ckpt, state = Path(out_dir) / CHECKPOINTS, Path(out_dir) / CHECKPOINTS / RUN_STATE
     if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or _last_complete_checkpoint(ckpt) is None:
         return False
-    return json.loads(state.read_text()).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
+    return read_json(state).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
 
 
 def _training_was_over(checkpoint: Path) -> bool:
@@ -161,7 +162,7 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str |
         raise CuratuneError("nothing to resume: no complete checkpoint in this output directory "
                             "(run without --resume to start)", file=str(ckpt))
     state = ckpt / RUN_STATE
-    run_state = json.loads(state.read_text()) if state.is_file() else {}
+    run_state = read_json(state) if state.is_file() else {}
     recorded = run_state.get("fingerprint")
     # Each step averages batch_size x grad_accum rows per process: with another process count the steps
     # per epoch, the learning-rate schedule and where the data resumes would all differ.
@@ -268,8 +269,23 @@ def check_train_setup(tc: TrainConfig) -> TrainSetup:
     base_config = load_model_config(base_path)
     _check_architecture(base_config, base_path)
     tokenizer = load_tokenizer(base_path)
+    _check_max_length(tc.max_length, tokenizer, base_path, base_config)
     _check_trackers(tc.report_to)
     return TrainSetup(base_path, choose_device(tc.device, tc.precision), tokenizer, base_config)
+
+
+def _check_max_length(max_length: int, tokenizer: Any, base_path: str, base_config: Any) -> None:
+    """Here, not at tokenizing: found there, a max_length the model cannot take stopped a `curatune run`
+    after all of curation."""
+    from curatune.train.tokens import model_length_limit
+
+    limit = model_length_limit(tokenizer, base_path, base_config)
+    if max_length > limit:
+        raise CuratuneError(f"[train] max_length = {max_length} exceeds what the model takes ({limit})")
+    specials = tokenizer.num_special_tokens_to_add()
+    if 0 < max_length <= specials:
+        raise CuratuneError(f"[train] max_length = {max_length} leaves no room for text: the model adds "
+                            f"{specials} special tokens to every input")
 
 
 def _check_architecture(base_config: Any, base_path: str) -> None:
@@ -518,13 +534,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     base_path, choice, tokenizer, base_cfg = setup
     with manifest.timed("tokenize"):
         pre = {s: token_lengths(tokenizer, data.frame(s)["text"].to_list()) for s in splits}
-        limit = model_length_limit(tokenizer, base_path, base_cfg)
-        if tc.max_length > limit:
-            raise CuratuneError(f"[train] max_length = {tc.max_length} exceeds what the model takes ({limit})")
-        specials = tokenizer.num_special_tokens_to_add()
-        if 0 < tc.max_length <= specials:
-            raise CuratuneError(f"[train] max_length = {tc.max_length} leaves no room for text: the model adds "
-                                f"{specials} special tokens to every input")
+        limit = model_length_limit(tokenizer, base_path, base_cfg)  # max_length checked against it up front
         max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
         enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
                for s in splits}
@@ -585,7 +595,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     # Read before training: the checkpoint resumed from may be rotated out (save_total_limit) on the way.
     start_epoch = json.loads((Path(resume_from) / "trainer_state.json").read_text())["epoch"] if resume_from else 0.0
     # A resumed training logs on into the runs the interrupted one opened (recorded by TrackerRuns).
-    resumed_runs = json.loads((out / CHECKPOINTS / RUN_STATE).read_text()).get("tracker_runs", {}) \
+    resumed_runs = read_json(out / CHECKPOINTS / RUN_STATE).get("tracker_runs", {}) \
         if resume_from and is_main_process() else {}
     with continue_tracker_runs(resumed_runs, list(tc.report_to), say):
         trainer = CuratuneTrainer(model=model, args=args, train_dataset=FeatureDataset(enc["train"].features),

@@ -155,6 +155,25 @@ def test_ids_that_hold_personal_data_are_refused_before_anything_is_written(cli_
     assert "jane" not in out and "mustermann" not in out
 
 
+def test_a_file_name_that_holds_personal_data_is_refused_as_the_row_ids_it_makes(cli_run, tmp_path):
+    """Without id_col, rows are keyed <file name>:<n>: an export named after the customer put the
+    address in every row id, table, report and Label Studio task."""
+    rows = pl.DataFrame({"text": ["where is my card", "I want a refund"], "label": ["card", "refund"]})
+    rows.write_csv(tmp_path / "jane.doe@example.com.csv")
+    rows.write_csv(tmp_path / "tickets-2024-05-01.csv")  # a date is no phone number
+    (tmp_path / "c.toml").write_text("[curate]\nsteps = ['anonymise']\n")
+    code, out = cli_run("curate", tmp_path / "jane.doe@example.com.csv", tmp_path / "tickets-2024-05-01.csv",
+                        "--out", tmp_path / "o", "--config", tmp_path / "c.toml")
+    assert code == 2 and error_lines(out) == [
+        "error: input file names hold personal data (EMAIL_ADDRESS in 1 of 2 names; values not shown): with "
+        "[data] id_col unset, rows are keyed <file name>:<row number>, and a row id keys every table and report and "
+        "every Label Studio task; rename the files or set [data] id_col"], out
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    code, out = cli_run("curate", tmp_path / "tickets-2024-05-01.csv", "--out", tmp_path / "o", "--config",
+                        tmp_path / "c.toml")
+    assert code == 0, out
+
+
 def test_labels_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path):
     """The label column mapped to the customer's contact column: the addresses became the classes, in every
     table, the model's label map and the report (labels are not anonymised)."""
@@ -657,6 +676,27 @@ def test_a_leak_scan_that_finds_personal_data_is_recorded_as_failed_enforced_or_
     expected = [{"name": "leak_scan", "passed": False, "value": leak["remaining"], "threshold": 0,
                  "detail": "personal data still found after anonymisation"}] if fail_on_leak else []
     assert step["gates"] == expected and m["gates"] == expected
+
+
+def test_what_the_leak_scan_still_finds_is_replaced_before_anything_is_written(tmp_path, monkeypatch):
+    """The last scan's findings were only counted: a run let through with fail_on_leak = false (or
+    max_leaks > 0) wrote them as found into curated.parquet."""
+    real, calls = Anonymiser.rewrite, {}
+
+    def third_time_lucky(self, conv, spans):  # the first two passes change nothing
+        calls[id(conv)] = calls.get(id(conv), 0) + 1
+        return real(self, conv, spans) if calls[id(conv)] > 2 else 1
+
+    monkeypatch.setattr(Anonymiser, "rewrite", third_time_lucky)
+    out = _curate(tmp_path, _write(tmp_path), fail_on_leak=False)
+    leak = next(s for s in json.loads((out / "manifest.json").read_text())["steps"]
+                if s["name"] == "anonymise")["summary"]["leak_scan"]
+    assert leak["remaining"] >= 6 and leak["passed"] is False  # still counted: the gate judges two passes
+    led = pl.read_parquet(out / "ledger.parquet")
+    assert led["pii_leaked"].sum() == leak["remaining"]
+    values = ("Maria Gonzalez", "4111 1111 1111 1111", "maria.gonzalez@example.com", "DE89370400440532013000",
+              "+1 415 555 0132")
+    assert [f for f, blob in _all_text(out).items() if _holds(blob, *values)] == []
 
 
 def test_a_value_typed_over_a_speakers_turns_is_replaced_in_each_turn_as_one_entity(anonymiser):

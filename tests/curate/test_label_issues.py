@@ -8,6 +8,7 @@ import pytest
 
 from curatune.config import Config
 from curatune.curate.pipeline import run_curation
+from curatune.embeddings import text_hash
 from curatune.errors import CuratuneError
 from curatune.rundir import read_manifest
 from tests.curate.label_data import VOCAB, make_data
@@ -19,6 +20,7 @@ def curate(tmp_path, df: pl.DataFrame, **opts) -> pl.DataFrame:
     cfg = Config()
     cfg.curate.steps = ["label_issues"]
     cfg.curate.label_issues.features = opts.pop("features", "tfidf")
+    cfg.data.truth = opts.pop("truth", "")
     for k, v in opts.items():
         setattr(cfg.curate.label_issues, k, v)
     cfg.data.id_col = "id"
@@ -38,6 +40,33 @@ def test_flag_policy_finds_planted_flips_keeps_rows(tmp_path):
     row = led.filter(pl.col("row_id") == sorted(flagged & flipped)[0]).row(0, named=True)
     assert row["suggested_label"] != row["original_label"]
     assert 0 <= row["label_quality"] < 0.25 and row["label_issue_rank"] <= len(flagged)
+
+
+def test_flag_scores_against_planted_flips():
+    from curatune.curate.label_issues import flag_scores
+
+    truth, flagged = np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool)
+    # Ranked by quality, lowest first: flip, clean, flip, clean: 3 of the 4 (flip, clean) pairs in order.
+    assert flag_scores(truth, flagged, np.array([0.1, 0.6, 0.3, 0.9])) == {
+        "planted": 2, "flagged": 2, "precision": 0.5, "recall": 0.5, "f1": 0.5, "auroc": 0.75}
+    # Nothing flagged, nothing planted: zeros, and no AUROC with one class (not a ZeroDivisionError).
+    assert flag_scores(np.zeros(3, bool), np.zeros(3, bool), np.array([0.2, 0.5, 0.9])) == {
+        "planted": 0, "flagged": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "auroc": None}
+
+
+def test_curation_scores_its_flags_against_the_truth_file(tmp_path):
+    df, flipped = make_data()
+    truth = tmp_path / "truth.parquet"
+    pl.DataFrame({"row_id": df["id"], "is_label_flip": df["id"].is_in(sorted(flipped))}).write_parquet(truth)
+    led = curate(tmp_path, df, truth=str(truth))
+    flagged = set(led.filter(pl.col("reasons").list.contains("label_issue"))["row_id"])
+    tp = len(flagged & flipped)
+    p, r = tp / len(flagged), tp / len(flipped)
+    scores = read_manifest(tmp_path / "out")["truth"]["label_issues"]
+    assert {k: scores[k] for k in ("planted", "flagged", "precision", "recall", "f1")} == {
+        "planted": len(flipped), "flagged": len(flagged), "precision": round(p, 4), "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4)}
+    assert scores["auroc"] > 0.9  # the planted flips rank among the least trusted labels
 
 
 def test_relabel_policy_changes_final_label_keeps_original(tmp_path):
@@ -189,8 +218,11 @@ def set_prob(col: str, row_id: str, value):
      ": pred_probs file gives row 'password-7' no probability for any of the dataset's labels"),
     (lambda p: p.with_columns(pl.concat_list("refund", "cancel").alias("refund")),
      ", column 'refund': pred_probs column holds List(Float64) values, not numbers"),  # a traceback before
+    # The file's own row ids never met the anonymise step's id check: one that reads as personal is not repeated.
+    (lambda p: pl.concat([p, p.head(2).with_columns(pl.lit("maria.gonzalez@example.com").alias("row_id"))]),
+     ": pred_probs file has more than one row for (value not shown: it may hold personal data)"),
 ], ids=["column", "row", "missing_file", "duplicate_row", "null", "nan", "not_a_number", "above_1", "negative",
-        "all_zero", "nested"])
+        "all_zero", "nested", "personal_row_id"])
 def test_unusable_user_pred_probs_are_named(cli_run, tmp_path, breaks, message):
     df, _ = make_data(n_per_class=10, flips=0)
     probs = df.select(pl.col("id").alias("row_id"), *[pl.lit(0.25).alias(c) for c in VOCAB])
@@ -322,15 +354,26 @@ def test_embedding_features_and_group_shares(tmp_path):
     out = run_curation(cfg, tmp_path / "out", [str(src)])
     summary = next(s for s in out.manifest["steps"] if s["name"] == "label_issues")["summary"]
     assert summary["features"] == "embedding"
-    assert list((tmp_path / "out" / "cache").glob("embeddings-*.parquet"))
+    # Text no step anonymised: its vectors (text can be partly recovered from them) are not written.
+    assert not list((tmp_path / "out").rglob("embeddings-*"))
     led = pl.read_parquet(tmp_path / "out" / "ledger.parquet")
     flagged = led.with_columns(pl.col("reasons").list.contains("label_issue").alias("flag"))
     assert len(set(flagged.filter("flag")["row_id"]) & flipped) / len(flipped) >= 0.8  # the encoder's features work
-    # Before anonymisation, the vectors are of the raw text: not written to the run directory.
+    # Before anonymisation, the vectors are of the raw text: not written either.
     cfg.curate.steps = ["label_issues", "anonymise"]
     raw = run_curation(cfg, tmp_path / "raw", [str(src)])
     assert next(s for s in raw.manifest["steps"] if s["name"] == "label_issues")["summary"]["features"] == "embedding"
     assert not list((tmp_path / "raw").rglob("embeddings-*"))
+    # After it they are cached, this run's only: a later run into the folder keeps none of an earlier
+    # run's texts it no longer has.
+    cfg.curate.steps = ["anonymise", "label_issues"]
+    for rows in (df, df.head(40)):
+        rows.write_parquet(src)
+        run_curation(cfg, tmp_path / "anon", [str(src)])
+        (cache,) = (tmp_path / "anon" / "cache").glob("embeddings-*.parquet")
+        texts = pl.read_parquet(tmp_path / "anon" / "curated.parquet")["text"]
+        assert sorted(pl.read_parquet(cache)["hash"]) == sorted({text_hash(t) for t in texts})
+    assert texts.len() == 40
     # Each group's share is its flagged rows over its rows, from the ledger.
     for channel in ("chat", "email"):
         rows = flagged.filter(pl.col("channel") == channel)

@@ -378,6 +378,42 @@ def test_push_refuses_a_run_that_was_not_anonymised(run_copy, monkeypatch):
     assert re.search("refusing to push: this run was not anonymised", _push_refusal(run_copy, monkeypatch))
 
 
+def _anonymise_step(doc: dict) -> dict:
+    return next(s for s in doc["steps"] if s["name"] == "anonymise")
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    (lambda doc: _anonymise_step(doc)["summary"].update(ner=False, spacy_model="none"),
+     "the anonymise step ran without a NER model, so names were found by context cues and the name gazetteer only, "
+     "and the leak scan could not look for others"),
+    (lambda doc: doc["config"]["curate"]["anonymise"].update(entities=["EMAIL_ADDRESS", "PHONE_NUMBER"]),
+     "[curate.anonymise] entities leaves out PERSON, CREDIT_CARD, IBAN_CODE, IP_ADDRESS and 15 more types: neither "
+     "the rewrite nor the leak scan looked for them"),
+    (lambda doc: doc["config"]["curate"]["anonymise"].update(score_threshold=0.9),
+     "[curate.anonymise] score_threshold = 0.9 (default 0.4) kept only the surest findings, for the rewrite and "
+     "the leak scan alike"),
+])
+def test_push_refuses_text_the_leak_scan_was_set_not_to_look_at(run_copy, monkeypatch, edit, reason):
+    """The report withheld such text and push sent it: the scan passes what it was never asked to find."""
+    _edit_manifest(run_copy, edit)
+    assert _push_refusal(run_copy, monkeypatch) == (
+        f"{run_copy / 'curate' / 'manifest.json'}: refusing to push: {reason}; curate again with the default "
+        "settings, or set [labelstudio] require_anonymised = false for data without personal data")
+    assert _push_refusal_passes(run_copy, monkeypatch)  # data its owner says holds no personal data
+
+
+def _push_refusal_passes(run_dir, monkeypatch) -> bool:
+    """With require_anonymised = false push gets past the run's checks to the server (none on port 9)."""
+    return "is unreachable" in _push_refusal(run_dir, monkeypatch, require_anonymised=False, retries=0)
+
+
+def test_push_refuses_a_leak_scan_that_recorded_no_result(run_copy, monkeypatch):
+    _edit_manifest(run_copy, lambda doc: _anonymise_step(doc)["summary"]["leak_scan"].pop("passed"))
+    assert _push_refusal(run_copy, monkeypatch) == (f"{run_copy / 'curate' / 'manifest.json'}: refusing to push: "
+                                                    "this run's anonymise step recorded no leak-scan result; curate "
+                                                    "again")
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"batch_size": 0}, "[labelstudio] batch_size must be >= 1, got 0"),
     ({"retries": -1}, "[labelstudio] retries must be >= 0, got -1"),
@@ -672,6 +708,88 @@ def test_a_json_server_that_is_not_label_studio_gets_no_transcripts(run_copy, cl
     assert error_lines(out) == [f"error: {url} does not answer like a Label Studio server (its reply to '{asked}' "
                                 "is not Label Studio's JSON): is the URL right?"]
     assert not any("import" in p for p in posted), posted
+    assert not (run_copy / "curate" / "labelstudio.json").exists()
+
+
+_USER = {"id": 1, "username": "x"}
+
+
+@pytest.mark.parametrize(("routes", "message"), [
+    ({}, "{url} does not look like a Label Studio server (it has no /api/current-user/whoami)"),
+    ({"/api/current-user/whoami": (200, _USER), "*": (403, {"detail": "You do not have permission"})},
+     "Label Studio at {url} does not allow this token's user to list projects (HTTP 403: You do not have "
+     "permission)"),
+    ({"/api/current-user/whoami": (200, _USER)}, "Label Studio at {url} has no such thing: cannot list projects "
+                                                 "(HTTP 404)"),
+    ({"/api/current-user/whoami": (200, _USER), "*": (400, {"detail": "Bad   request\n here"})},
+     "Label Studio at {url} refused to list projects (HTTP 400: Bad request here)"),
+    ({"/api/current-user/whoami": (200, _USER),
+      "/api/projects": (200, {"count": 2, "next": None, "previous": None,
+                              "results": [{"id": 4, "title": "p"}, {"id": 9, "title": "p"}]})},
+     "several Label Studio projects are titled 'p' (ids 4, 9): pass --project ID"),
+])
+def test_what_a_server_refuses_is_one_line_and_sends_nothing(run_copy, cli_run, monkeypatch, routes, message):
+    """Refusals a person can act on (a token without the right, a wrong path, two projects of one title)
+    are one line naming the request, and push sends no task and writes no push record."""
+    import http.server
+    import threading
+
+    sent: list[str] = []
+
+    class Server(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.command != "GET":
+                sent.append(self.path)
+            status, body = routes.get(self.path.split("?")[0].rstrip("/"), routes.get("*", (404, {"detail": "no"})))
+            if "results" in body and re.search(r"[?&]page=(?!1\b)", self.path):  # the SDK pages to an empty page
+                body = {**body, "results": []}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_PATCH = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
+    finally:
+        server.shutdown()
+    assert code == 2 and error_lines(out) == [f"error: {message.format(url=url)}"], out
+    assert sent == [] and not (run_copy / "curate" / "labelstudio.json").exists()
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_no_project_is_one_line_before_any_request(run_copy, cli_run, monkeypatch, command):
+    # Port 9 (discard) answers nothing: a request made anyway would end in "unreachable", not this line.
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    before = sha256_tree(run_copy)
+    code, out = cli_run("labelstudio", command, run_copy, "--url", "http://127.0.0.1:9",
+                        *(["--only", "all"] if command == "push" else []))
+    assert code == 2 and error_lines(out) == [
+        "error: no Label Studio project: pass --project NAME_OR_ID or set [labelstudio] project"], out
+    assert sha256_tree(run_copy) == before
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "Label Studio token file not found"),
+                                                  (" \n\n", "Label Studio token file is empty")])
+def test_a_token_file_missing_or_empty_is_one_line(run_copy, cli_run, monkeypatch, tmp_path, content, message):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    (tmp_path / "ls.toml").write_text('[labelstudio]\ntoken_file = "token"\nretries = 0\nurl = "http://127.0.0.1:9"\n')
+    code, out = cli_run("labelstudio", "push", run_copy, "--project", "p", "--only", "all",
+                        "--config", tmp_path / "ls.toml")
+    assert code == 2 and error_lines(out) == [f"error: {token}: {message}"], out
     assert not (run_copy / "curate" / "labelstudio.json").exists()
 
 

@@ -164,6 +164,36 @@ def test_a_missing_base_model_stops_the_run_before_curation(cli_run, tmp_path):
     assert not (tmp_path / "run" / "curate").exists()
 
 
+@pytest.mark.parametrize(("reference", "message"), [
+    (None, "{ref}: reference set not found ([data] reference)"),
+    ("sentence,label\nhello there,greet\n", "{ref}, column 'text': reference set lacks its text column"),
+])
+def test_an_unusable_reference_set_stops_the_run_before_curation(cli_run, tmp_path, reference, message):
+    """Found when evaluation read it, after all of curation and training."""
+    _setup(tmp_path)
+    ref = tmp_path / "ref.csv"
+    if reference is not None:
+        ref.write_text(reference)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text().replace('group_cols = ["channel"]',
+                                           'group_cols = ["channel"]\nreference = "ref.csv"'))
+    code, out = cli_run("run", cfg)
+    assert code == 2 and error_lines(out) == [f"error: {message.format(ref=ref)}"], out
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_anonymise_setting_the_detector_refuses_stops_the_run_before_curation(cli_run, tmp_path):
+    """The detector was first built inside the step, after loading and deduplication (long on large data)."""
+    _setup(tmp_path, steps='["dedup", "anonymise"]')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text() + '[curate.anonymise]\nentities = ["PERSN"]\n')
+    code, out = cli_run("run", cfg)
+    (line,) = error_lines(out)
+    assert code == 2 and line.startswith("error: config key 'curate.anonymise.entities' has unknown entity type "
+                                         "'PERSN' (supported: "), out
+    assert not (tmp_path / "run" / "curate").exists()
+
+
 @register_step
 class _GateFailsStep(CurationStep):
     """A plug-in step whose gate always fails (the leak scan's situation, without needing a leak)."""

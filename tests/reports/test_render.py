@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from curatune.config import DEFAULT_ENTITIES
 from curatune.reports import REPORT_FILES, collect, render_reports
 from curatune.rundir import sha256_tree
 from tests.conftest import error_lines
@@ -769,6 +770,28 @@ def test_anonymisation_without_ner_is_a_warning_and_its_text_is_withheld(tmp_pat
     assert content["curation"]["text_shown"] is False and content["curation"]["pii"]["no_ner"] is True
     html = read(run)
     assert f'<p class="warning">{warning}</p>' in html and "question 1 about" not in html
+
+
+@pytest.mark.parametrize(("recorded", "reason"), [
+    ({"entities": ["EMAIL_ADDRESS", "PHONE_NUMBER"]},
+     "[curate.anonymise] entities leaves out PERSON, CREDIT_CARD, IBAN_CODE, IP_ADDRESS and 15 more types: neither "
+     "the rewrite nor the leak scan looked for them"),
+    ({"score_threshold": 0.9}, "[curate.anonymise] score_threshold = 0.9 (default 0.4) kept only the surest "
+                               "findings, for the rewrite and the leak scan alike"),
+    # More types than the defaults, and a lower threshold, find more: the text is shown.
+    ({"entities": [*DEFAULT_ENTITIES, "ORDER_ID"], "score_threshold": 0.3}, None),
+])
+def test_text_is_withheld_when_the_settings_kept_the_leak_scan_from_looking(tmp_path, recorded, reason):
+    """The leak scan uses the rewrite's types and threshold: with names left out of entities it passed,
+    and the report showed the names it was never asked to look for."""
+    run = build_run(tmp_path / "run")
+    _edit_curate_manifest(run, lambda m, _step: m.setdefault("config", {}).setdefault("curate", {})
+                          .setdefault("anonymise", {}).update(recorded))
+    render_reports(run)
+    cur = json.loads(read(run, "audit.json"))["curation"]
+    assert (cur["text_shown"], cur["text_withheld_reason"]) == (
+        (False, f"text withheld: {reason}") if reason else (True, None))
+    assert ("question 1 about" in read(run)) is (reason is None)
 
 
 def _leak_scan_gate(run: Path) -> dict:

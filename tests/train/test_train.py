@@ -734,8 +734,7 @@ def test_curatune_run_resumes_an_interrupted_train_stage(tiny_model, curated_dir
     assert not can_resume(cfg, run / "curate", run / "train")  # complete: a forced rerun starts afresh
 
 
-def test_resume_refuses_a_checkpoint_whose_batches_were_spread_over_another_number_of_gpus(tiny_model, curated_dir,
-                                                                                          tmp_path):
+def test_resume_refuses_a_checkpoint_of_another_gpu_count_or_another_run(tiny_model, curated_dir, tmp_path):
     # One process on several GPUs (DataParallel) takes batch_size rows on each: resumed with another
     # number visible, the steps per epoch and where the data resumes differ, and the Trainer does
     # not notice (its per-device batch size is unchanged).
@@ -751,6 +750,18 @@ def test_resume_refuses_a_checkpoint_whose_batches_were_spread_over_another_numb
                                             r"this run over 1; make the same number visible \(CUDA_VISIBLE_DEVICES\)"):
         train_model(cfg, curated_dir, out, resume=True)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+    # The usual reason to refuse: the run is not the one the checkpoint belongs to (here another learning
+    # rate). Continuing would mix two runs' updates; the refusal writes nothing.
+    write_json({**json.loads(state.read_text()), "gpus_per_process": 1}, state)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CuratuneError, match=r"cannot resume: the curated data, .* the \[train\] config or the "
+                                            r"installed libraries changed since the checkpoint was written"):
+        train_model(tiny_config(tiny_model, lr=1e-2), curated_dir, out, resume=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    state.write_text("{")  # damaged (a full disk): named, not a JSONDecodeError traceback
+    with pytest.raises(CuratuneError, match=r"run\.json: cannot read JSON \(.+\); re-run the stage that wrote it"):
+        train_model(cfg, curated_dir, out, resume=True)
 
 
 def _early_stopping_run(tiny_model, tmp_path, **settings) -> tuple[Path, Config]:
@@ -1033,6 +1044,18 @@ def test_cli_train_and_its_user_errors(cli_run, tiny_model, curated_dir, tmp_pat
 
     code, text = cli_run("train", tmp_path / "empty", "--out", tmp_path / "z")
     assert code == 2 and "no completed 'curate' stage" in text
+
+    # A damaged config.json (a copy cut short, a JSON list) was a JSONDecodeError / AttributeError traceback.
+    for damaged in ("{", "[1, 2]"):
+        broken = tmp_path / "broken-model"
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(tiny_model, broken)
+        (broken / "config.json").write_text(damaged)
+        (tmp_path / "d.toml").write_text(f'[train]\nmodel = "{broken}"\n')
+        code, text = cli_run("train", curated_dir, "--out", tmp_path / "d", "-c", tmp_path / "d.toml")
+        assert code == 2 and error_lines(text) == [
+            f"error: {broken}: config.json is not a JSON object transformers can read"], text
+        assert not (tmp_path / "d" / "manifest.json").exists()
 
     zero = tmp_path / "b.toml"
     zero.write_text(f'[train]\nmodel = "{tiny_model}"\nbatch_size = 0\n')

@@ -25,7 +25,7 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult  # noqa: E402
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine  # noqa: E402
 
-from curatune.config import AnonymiseConfig  # noqa: E402
+from curatune.config import DEFAULT_ENTITIES, AnonymiseConfig  # noqa: E402
 from curatune.curate.pii.places import holds_city_word  # noqa: E402
 from curatune.curate.pii.recognizers import (  # noqa: E402
     COMMON_WORD_NAMES,
@@ -53,11 +53,6 @@ log = logging.getLogger(__name__)
 
 # Types a support transcript can hold. DATE_TIME, NRP, ORGANIZATION are left out on purpose:
 # measured on presidio_synth_pii, most DATE_TIME hits are false positives, and none identify a customer.
-DEFAULT_ENTITIES = (
-    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
-    "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS", "CRYPTO", "MEDICAL_LICENSE", "LOCATION",
-    "STREET_ADDRESS", "ZIP_CODE", "SPOKEN_DIGITS", "HANDLE", "PASSCODE", "DATE_OF_BIRTH",
-)
 _CAPITAL_INSIDE = re.compile(r"[a-z0-9,;]\s+[A-Z][a-z]")
 _NER_PIPES = ("tok2vec", "tagger", "ner")
 _TAGGER_PIPES = ("tok2vec", "tagger")
