@@ -166,7 +166,8 @@ def run(data_dir: Path, quick: bool = False) -> str:
               f"(the anchor's compute() calls and the scikit-learn loop are timed on the first {ANCHOR_RESAMPLES} "
               f"resamples and scaled to {resamples:,}; the modules are loaded before the timer). Goal: "
               "under 2 s.\n\n"
-            + table(("method", "seconds for accuracy + macro-F1 intervals", "speed-up (anchor time / ours)"), rows)
+            + table(("method", "seconds for accuracy + macro-F1 intervals", "speed-up (anchor time / this row's time)"),
+                    rows)
             + f"\nIntervals: accuracy {acc.value:.4f} [{acc.low:.4f}, {acc.high:.4f}], macro-F1 {f1.value:.4f} "
               f"[{f1.low:.4f}, {f1.high:.4f}]. Largest per-resample difference between the three over the first "
               f"{ANCHOR_RESAMPLES} resamples: {gap:.1e}.\n"

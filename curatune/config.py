@@ -432,10 +432,8 @@ class RunConfig:
     fail_on_gate: bool = True
 
     def check(self) -> None:
-        # "" is the working folder (".", "..": the config's folder or one above it): the stage folders
-        # would land among the user's own files.
-        named = any(part != ".." for part in Path(self.out_dir.strip()).parts)
-        _refuse_unusable(self, "run", {"out_dir": (named, "a folder name, not empty, '.' or '..'")})
+        # "" is the working folder: the stage folders would land among the user's own files.
+        _refuse_unusable(self, "run", {"out_dir": (bool(self.out_dir.strip()), "a folder name, not empty")})
 
 
 @dataclass
@@ -585,26 +583,28 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path | None = None) -> Confi
     check_data_columns(cfg.data)
     for section in (cfg.train, cfg.curate, cfg.evaluate, cfg.labelstudio, cfg.report, cfg.run):
         section.check()
-    _refuse_unmeasurable_gates(cfg)
     if base_dir is not None:
         _resolve_paths(cfg, base_dir)
     return cfg
 
 
-def _refuse_unmeasurable_gates(cfg: Config) -> None:
+def refuse_unmeasurable_gates(cfg: Config) -> None:
     """A gate the config itself keeps from being measured: the evaluation records it "not checked" and
-    fails the run (exit 3), after all of curation and training. Refused when the config is read."""
+    fails the run (exit 3), after all of curation and training. `curatune run` and `validate` refuse it
+    first. Not when a config is read: a run recorded with such a gate must still load (its evaluation
+    says "not checked"), and `curatune evaluate` takes the group columns from the curated run."""
     g, ev = cfg.evaluate.gates, cfg.evaluate
-    needs = [("min_probe_retention", ev.forgetting, "[evaluate] forgetting = false"),
-             ("min_similarity_retention", ev.forgetting, "[evaluate] forgetting = false"),
-             ("min_probe_retention", cfg.data.reference, "no [data] reference set to measure forgetting on"),
-             ("min_similarity_retention", cfg.data.reference, "no [data] reference set to measure forgetting on"),
-             ("max_counterfactual_flip_rate", ev.counterfactual, "[evaluate] counterfactual = false"),
-             ("max_group_accuracy_difference", cfg.data.group_cols, "no [data] group_cols to compare groups by")]
-    for name, measured, why in needs:
+    needs = [("min_probe_retention", ev.forgetting, "[evaluate] forgetting = false", "set it to true"),
+             ("min_similarity_retention", ev.forgetting, "[evaluate] forgetting = false", "set it to true"),
+             ("min_probe_retention", cfg.data.reference, "no reference set", "set [data] reference"),
+             ("min_similarity_retention", cfg.data.reference, "no reference set", "set [data] reference"),
+             ("max_counterfactual_flip_rate", ev.counterfactual, "[evaluate] counterfactual = false",
+              "set it to true"),
+             ("max_group_accuracy_difference", cfg.data.group_cols, "no group columns", "set [data] group_cols")]
+    for name, measured, why, fix in needs:
         if getattr(g, name) and not measured:
-            raise CuratuneError(f"[evaluate.gates] {name} = {getattr(g, name)} cannot be checked: {why} (set {name} "
-                                "= 0, or let the run measure it)")
+            raise CuratuneError(f"[evaluate.gates] {name} = {getattr(g, name)} cannot be checked with {why}: {fix}, "
+                                f"or set {name} = 0")
 
 
 def _resolve_paths(cfg: Config, base_dir: Path) -> None:

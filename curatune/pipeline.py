@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from curatune.config import Config, load_config
+from curatune.config import Config, load_config, refuse_unmeasurable_gates
 from curatune.dataset import read_reference, relabelled_digest, source_names
 from curatune.errors import CuratuneError, GateFailed
 from curatune.rundir import (
@@ -40,6 +40,7 @@ from curatune.rundir import (
     read_manifest,
     read_own_manifest,
     stage_dir,
+    unvouched_settings,
     write_manifest,
 )
 
@@ -155,14 +156,22 @@ def check_setup(cfg: Config) -> None:
     if "anonymise" in cfg.curate.steps:
         _check_anonymiser(cfg)
     _check_labelstudio_setup(cfg)
+    refuse_unmeasurable_gates(cfg)
     _check_train_setup(cfg)
 
 
 def _check_anonymiser(cfg: Config) -> None:
-    """Builds the detector (and drops it: the step builds its own), which refuses what it cannot use."""
+    """Builds the detector (and drops it: the step builds its own), which refuses what it cannot use;
+    and, with a Label Studio round, refuses settings whose text the push would refuse after curation."""
     from curatune.curate.anonymise import Anonymiser
 
-    Anonymiser(cfg.curate.anonymise)
+    detector = Anonymiser(cfg.curate.anonymise).detector
+    if cfg.labelstudio.enabled and cfg.labelstudio.require_anonymised and (why := unvouched_settings(
+            {"types_not_looked_for": detector.defaults_left_out,
+             "score_threshold": cfg.curate.anonymise.score_threshold}, ner=detector.has_ner)):
+        raise CuratuneError(f"[labelstudio] enabled = true sends only text a leak scan vouches for, and {why}: use "
+                            "the default settings, or set [labelstudio] require_anonymised = false for data without "
+                            "personal data")
 
 
 def _check_labelstudio_setup(cfg: Config) -> None:
@@ -221,6 +230,7 @@ def run_pipeline(config: Config, *, force: list[str] | None = None, out_dir: Pat
     if "anonymise" in config.curate.steps:
         config.curate.anonymise.secret()  # its digest is in curate's fingerprint: an unset one is no change
     _check_labelstudio_setup(config)  # the round comes after curation, which can take long
+    refuse_unmeasurable_gates(config)
     if config.evaluate.forgetting and config.data.reference:
         read_reference(config.data)  # read again at evaluation, after curation and training
     run = Path(out_dir or config.run.out_dir)

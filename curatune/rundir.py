@@ -377,22 +377,34 @@ def unvouched_anonymisation(manifest: dict[str, Any]) -> str | None:
     (None when it can, or when no anonymise step ran). The scan uses the rewrite's own detectors, types
     and score threshold: what they were set not to find, it cannot see either. The report and the Label
     Studio push both ask this, so a text withheld from one is never sent by the other."""
-    from curatune.config import DEFAULT_ENTITIES, AnonymiseConfig
-
     anon = next((s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"), None)
     if anon is None:
         return None
     if ran_without_ner(anon):
+        return unvouched_settings({}, ner=False)
+    summary = anon.get("summary") or {}
+    # Recorded by the step since it records them; before, read from the settings as recorded.
+    recorded = ((manifest.get("config") or {}).get("curate") or {}).get("anonymise") or {}
+    return unvouched_settings({**recorded, **{k: summary[k] for k in ("types_not_looked_for", "score_threshold")
+                                              if k in summary}}, ner=True)
+
+
+def unvouched_settings(anonymise: dict[str, Any], *, ner: bool) -> str | None:
+    """What [curate.anonymise] settings (as a dict; ``types_not_looked_for`` where the detector said so)
+    keep a passed leak scan from vouching for the text, in words; None when nothing does."""
+    from curatune.config import DEFAULT_ENTITIES, AnonymiseConfig
+
+    if not ner:
         return ("the anonymise step ran without a NER model, so names were found by context cues and the name "
                 "gazetteer only, and the leak scan could not look for others")
-    # The settings as this run recorded them (an empty entities list means the defaults).
-    recorded = ((manifest.get("config") or {}).get("curate") or {}).get("anonymise") or {}
-    entities = recorded.get("entities") or []
-    left_out = [e for e in DEFAULT_ENTITIES if entities and e not in entities]
+    entities = anonymise.get("entities") or []
+    left_out = anonymise.get("types_not_looked_for")
+    if left_out is None:  # not recorded: the types every version looks for by default
+        left_out = [e for e in DEFAULT_ENTITIES if entities and e not in entities]
     if left_out:
         named = ", ".join(left_out[:4]) + (f" and {len(left_out) - 4} more types" if len(left_out) > 4 else "")
         return f"[curate.anonymise] entities leaves out {named}: neither the rewrite nor the leak scan looked for them"
-    threshold, default = recorded.get("score_threshold"), AnonymiseConfig().score_threshold
+    threshold, default = anonymise.get("score_threshold"), AnonymiseConfig().score_threshold
     if isinstance(threshold, int | float) and threshold > default:
         return (f"[curate.anonymise] score_threshold = {threshold} (default {default}) kept only the surest findings, "
                 "for the rewrite and the leak scan alike")

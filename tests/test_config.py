@@ -248,32 +248,32 @@ def test_a_gate_threshold_outside_0_1_is_refused(tmp_path, cli_run, text):
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ("[evaluate]\nforgetting = false\n[evaluate.gates]\nmin_probe_retention = 0.9\n", "[evaluate] forgetting = false"),
+    ("[evaluate]\nforgetting = false\n[evaluate.gates]\nmin_probe_retention = 0.9\n",
+     "[evaluate] forgetting = false: set it to true"),
     ("[data]\nreference = ''\n[evaluate.gates]\nmin_similarity_retention = 0.8\n",
-     "no [data] reference set to measure forgetting on"),
+     "no reference set: set [data] reference"),
     ("[evaluate]\ncounterfactual = false\n[evaluate.gates]\nmax_counterfactual_flip_rate = 0.1\n",
-     "[evaluate] counterfactual = false"),
-    ("[evaluate.gates]\nmax_group_accuracy_difference = 0.2\n", "no [data] group_cols to compare groups by"),
+     "[evaluate] counterfactual = false: set it to true"),
+    ("[evaluate.gates]\nmax_group_accuracy_difference = 0.2\n", "no group columns: set [data] group_cols"),
 ])
-def test_a_gate_the_config_keeps_from_being_measured_is_refused_when_read(tmp_path, cli_run, text, why):
-    """It was recorded "not checked" and failed the run with exit 3, after curation and training."""
+def test_a_gate_the_config_keeps_from_being_measured_is_refused_before_any_work(tmp_path, cli_run, text, why):
+    """It was recorded "not checked" and failed `curatune run` with exit 3, after curation and training.
+    Such a config still loads: a run recorded with it is re-read by later commands."""
     p = write(tmp_path, text)
     name, value = text.rsplit("\n", 2)[-2].split(" = ")
-    message = f"[evaluate.gates] {name} = {float(value)} cannot be checked: {why} (set {name} = 0, or let the run " \
-              "measure it)"
+    message = f"[evaluate.gates] {name} = {float(value)} cannot be checked with {why}, or set {name} = 0"
     code, out = cli_run("validate", p)
     assert code == 2 and error_lines(out) == [f"error: {p}: {message}"], out
-    # Measurable once the config allows it: no refusal.
-    fixed = text.replace("forgetting = false", "forgetting = true").replace("counterfactual = false",
-                                                                           "counterfactual = true")
-    fixed = fixed.replace("reference = ''", "reference = 'ref.csv'\ngroup_cols = ['channel']") \
-        if "[data]" in fixed else f"[data]\nreference = 'ref.csv'\ngroup_cols = ['channel']\n{fixed}"
-    assert getattr(load_config(write(tmp_path, fixed)).evaluate.gates, name) == float(value)
+    assert getattr(load_config(p).evaluate.gates, name) == float(value)
+    (tmp_path / "d.csv").write_text("text,label\nhello,a\nbye,b\n")
+    p.write_text("[data]\ninputs = ['d.csv']\n" + text.replace("[data]\n", ""))
+    code, out = cli_run("run", p, "--out", tmp_path / "run")
+    assert code == 2 and error_lines(out) == [f"error: {message}"], out
+    assert not (tmp_path / "run").exists()
 
 
 def test_gate_edge_values_accepted(tmp_path):
-    cfg = load_config(write(tmp_path, "[data]\ngroup_cols = ['channel']\n[evaluate.gates]\nmin_accuracy = 1\n"
-                                      "max_group_accuracy_difference = 0.05\n"))
+    cfg = load_config(write(tmp_path, "[evaluate.gates]\nmin_accuracy = 1\nmax_group_accuracy_difference = 0.05\n"))
     assert (cfg.evaluate.gates.min_accuracy, cfg.evaluate.gates.max_group_accuracy_difference) == (1.0, 0.05)
 
 

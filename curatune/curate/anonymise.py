@@ -27,7 +27,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import polars as pl
@@ -427,17 +427,20 @@ _PHONE_SHAPED = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}
 def _check_ids(rows: pl.DataFrame, config: Config) -> None:
     """Refuse ids taken from the data that hold personal data (a customer's e-mail address as the id):
     a row id keys every table, report and Label Studio task, so it cannot be replaced, and the leak
-    scan reads only text. Ids curatune makes (<file stem>:<n>, with folders where names clash) hold
-    the input's file name: one named after a customer ("maria@example.com.csv") is refused alike."""
+    scan reads only text. Ids curatune makes (<file stem>:<n>, with folders where names clash) and the
+    `source` column hold the input's file name: one named after a customer ("maria@example.com.csv")
+    is refused alike."""
+    # The file names are in every row's `source` (and, without id_col, its id): in every table.
+    # Without the extension: "jane.doe@example.com.csv" is no address to a checker of top-level domains.
+    sources = rows["source"].cast(pl.String).unique().to_list() if "source" in rows.columns else []
+    names = [str(PurePath(n).with_suffix("")) for n in sources]
+    if hits := _formatted_personal_data(names, config, phone_alone=True):
+        raise CuratuneError(f"input file names hold personal data ({_counted(hits)} of {len(names):,} names; values "
+                            "not shown): each row's source (and, without [data] id_col, its id) names its file, in "
+                            "every table and report; rename the files")
     key, col = next(((k, c) for k, c in (("id_col", config.data.id_col),
                                          ("conversation_col", config.data.conversation_col)) if c), (None, None))
     if key is None:
-        names = rows["row_id"].cast(pl.String).str.replace(r":\d+$", "").unique().to_list()
-        if hits := _formatted_personal_data(names, config, phone_alone=True):
-            raise CuratuneError(f"input file names hold personal data ({_counted(hits)} of {len(names):,} names; "
-                                "values not shown): with [data] id_col unset, rows are keyed <file name>:<row "
-                                "number>, and a row id keys every table and report and every Label Studio task; "
-                                "rename the files or set [data] id_col")
         return
     ids = rows["row_id"].cast(pl.String).unique().to_list()
     hits = _formatted_personal_data(ids, config, phone_alone=True)
@@ -661,6 +664,8 @@ class Anonymise(CurationStep):
             # A model folder by its name: the path, shown in the report, can name a home folder.
             "spacy_model": Path(cfg.spacy_model).name if Path(cfg.spacy_model).is_absolute() else
             (cfg.spacy_model or "none"), "ner": anon.detector.has_ner,
+            # What a passed leak scan cannot vouch for: the report and the Label Studio push read these.
+            "types_not_looked_for": anon.detector.defaults_left_out, "score_threshold": cfg.score_threshold,
         }
         # The summary keeps the scan's true outcome and whether it was enforced. Only an enforced check
         # is a gate: the pipeline stops on any failed gate, and recording a breached check as passed

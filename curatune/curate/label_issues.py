@@ -386,6 +386,9 @@ class LabelIssues(CurationStep):
         else:
             # Vectors of raw text are not written (nor are dedup's): text can be partly recovered from its
             # embedding.
+            if raw:  # nor kept from an earlier run into this folder (before, such vectors were written)
+                for stale in (self.ctx.out_dir / "cache").glob("embeddings-*.parquet"):
+                    stale.unlink()
             x = features(table["text"].to_list(), cfg, None if raw else self.ctx.cache_dir)
         near = embedding_near_duplicates(x, table["row_id"].to_list())
         fit_on = None

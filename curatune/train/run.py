@@ -116,7 +116,11 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
     ckpt, state = Path(out_dir) / CHECKPOINTS, Path(out_dir) / CHECKPOINTS / RUN_STATE
     if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or _last_complete_checkpoint(ckpt) is None:
         return False
-    return read_json(state).get("fingerprint") == _run_fingerprint(config, Path(curate_dir))
+    try:
+        recorded = read_json(state).get("fingerprint")
+    except CuratuneError:  # damaged: the stage starts afresh (run without --resume) and writes a new one
+        return False
+    return recorded == _run_fingerprint(config, Path(curate_dir))
 
 
 def _training_was_over(checkpoint: Path) -> bool:

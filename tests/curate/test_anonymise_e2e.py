@@ -155,23 +155,30 @@ def test_ids_that_hold_personal_data_are_refused_before_anything_is_written(cli_
     assert "jane" not in out and "mustermann" not in out
 
 
-def test_a_file_name_that_holds_personal_data_is_refused_as_the_row_ids_it_makes(cli_run, tmp_path):
-    """Without id_col, rows are keyed <file name>:<n>: an export named after the customer put the
-    address in every row id, table, report and Label Studio task."""
+def test_a_file_name_that_holds_personal_data_is_refused(cli_run, tmp_path):
+    """Every row's source names its file (and, without id_col, its id: <file name>:<n>): an export named
+    after the customer put the address in every table, report and Label Studio task."""
     rows = pl.DataFrame({"text": ["where is my card", "I want a refund"], "label": ["card", "refund"]})
     rows.write_csv(tmp_path / "jane.doe@example.com.csv")
     rows.write_csv(tmp_path / "tickets-2024-05-01.csv")  # a date is no phone number
     (tmp_path / "c.toml").write_text("[curate]\nsteps = ['anonymise']\n")
     code, out = cli_run("curate", tmp_path / "jane.doe@example.com.csv", tmp_path / "tickets-2024-05-01.csv",
                         "--out", tmp_path / "o", "--config", tmp_path / "c.toml")
-    assert code == 2 and error_lines(out) == [
-        "error: input file names hold personal data (EMAIL_ADDRESS in 1 of 2 names; values not shown): with "
-        "[data] id_col unset, rows are keyed <file name>:<row number>, and a row id keys every table and report and "
-        "every Label Studio task; rename the files or set [data] id_col"], out
+    message = ("error: input file names hold personal data (EMAIL_ADDRESS in 1 of 2 names; values not shown): each "
+               "row's source (and, without [data] id_col, its id) names its file, in every table and report; rename "
+               "the files")
+    assert code == 2 and error_lines(out) == [message], out
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
-    code, out = cli_run("curate", tmp_path / "tickets-2024-05-01.csv", "--out", tmp_path / "o", "--config",
+    code, out = cli_run("curate", tmp_path / "tickets-2024-05-01.csv", "--out", tmp_path / "ok", "--config",
                         tmp_path / "c.toml")
     assert code == 0, out
+    # With an id column the name is still every row's source.
+    pl.DataFrame({"id": ["a"], "text": ["where is my card"], "label": ["card"]}).write_csv(
+        tmp_path / "jane.doe@example.com.csv")
+    (tmp_path / "c.toml").write_text("[data]\nid_col = 'id'\n[curate]\nsteps = ['anonymise']\n")
+    code, out = cli_run("curate", tmp_path / "jane.doe@example.com.csv", "--out", tmp_path / "o", "--config",
+                        tmp_path / "c.toml")
+    assert code == 2 and error_lines(out) == [message.replace("1 of 2", "1 of 1")], out
 
 
 def test_labels_that_hold_personal_data_are_refused_before_anything_is_written(cli_run, tmp_path):

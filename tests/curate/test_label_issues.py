@@ -374,6 +374,10 @@ def test_embedding_features_and_group_shares(tmp_path):
         texts = pl.read_parquet(tmp_path / "anon" / "curated.parquet")["text"]
         assert sorted(pl.read_parquet(cache)["hash"]) == sorted({text_hash(t) for t in texts})
     assert texts.len() == 40
+    # A later run into the folder that anonymises nothing leaves no vectors behind, an earlier run's included.
+    cfg.curate.steps = ["label_issues"]
+    run_curation(cfg, tmp_path / "anon", [str(src)])
+    assert not list((tmp_path / "anon").rglob("embeddings-*"))
     # Each group's share is its flagged rows over its rows, from the ledger.
     for channel in ("chat", "email"):
         rows = flagged.filter(pl.col("channel") == channel)

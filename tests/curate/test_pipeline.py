@@ -116,8 +116,10 @@ def test_a_curation_stopped_midway_leaves_no_complete_manifest_but_bad_input_kee
     run_curation(_config(), out, [str(src)])
     assert (out / "manifest.json").is_file()
     (tmp_path / "bad.csv").write_text("")
-    with pytest.raises(CuratuneError):
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CuratuneError, match="bad.csv: input file is empty"):
         run_curation(_config(), out, [str(tmp_path / "bad.csv")])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing changed
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
     def interrupted(*args, **kwargs):

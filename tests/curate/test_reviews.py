@@ -382,16 +382,26 @@ def _anonymise_step(doc: dict) -> dict:
     return next(s for s in doc["steps"] if s["name"] == "anonymise")
 
 
+def _as_older_run_with_entities(doc: dict) -> None:
+    """A run from before the step recorded what it left out: judged by the settings it recorded."""
+    for key in ("types_not_looked_for", "score_threshold"):
+        _anonymise_step(doc)["summary"].pop(key)
+    doc["config"]["curate"]["anonymise"].update(entities=["EMAIL_ADDRESS", "PHONE_NUMBER"])
+
+
 @pytest.mark.parametrize(("edit", "reason"), [
     (lambda doc: _anonymise_step(doc)["summary"].update(ner=False, spacy_model="none"),
      "the anonymise step ran without a NER model, so names were found by context cues and the name gazetteer only, "
      "and the leak scan could not look for others"),
-    (lambda doc: doc["config"]["curate"]["anonymise"].update(entities=["EMAIL_ADDRESS", "PHONE_NUMBER"]),
-     "[curate.anonymise] entities leaves out PERSON, CREDIT_CARD, IBAN_CODE, IP_ADDRESS and 15 more types: neither "
-     "the rewrite nor the leak scan looked for them"),
-    (lambda doc: doc["config"]["curate"]["anonymise"].update(score_threshold=0.9),
+    (lambda doc: _anonymise_step(doc)["summary"].update(types_not_looked_for=["PERSON", "TICKET_ID"]),
+     "[curate.anonymise] entities leaves out PERSON, TICKET_ID: neither the rewrite nor the leak scan looked for "
+     "them"),
+    (lambda doc: _anonymise_step(doc)["summary"].update(score_threshold=0.9),
      "[curate.anonymise] score_threshold = 0.9 (default 0.4) kept only the surest findings, for the rewrite and "
      "the leak scan alike"),
+    (_as_older_run_with_entities,
+     "[curate.anonymise] entities leaves out PERSON, CREDIT_CARD, IBAN_CODE, IP_ADDRESS and 15 more types: neither "
+     "the rewrite nor the leak scan looked for them"),
 ])
 def test_push_refuses_text_the_leak_scan_was_set_not_to_look_at(run_copy, monkeypatch, edit, reason):
     """The report withheld such text and push sent it: the scan passes what it was never asked to find."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import polars as pl
@@ -191,6 +192,25 @@ def test_an_anonymise_setting_the_detector_refuses_stops_the_run_before_curation
     (line,) = error_lines(out)
     assert code == 2 and line.startswith("error: config key 'curate.anonymise.entities' has unknown entity type "
                                          "'PERSN' (supported: "), out
+    assert not (tmp_path / "run" / "curate").exists()
+
+
+def test_a_review_round_whose_text_the_push_would_refuse_stops_the_run_before_curation(cli_run, tmp_path,
+                                                                                     monkeypatch):
+    """The push refuses text a leak scan could not vouch for (here: names never looked for); with
+    [labelstudio] enabled, `curatune run` found out only after all of curation."""
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    _setup(tmp_path, steps='["dedup", "anonymise"]')
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(cfg.read_text() + '[curate.anonymise]\nentities = ["EMAIL_ADDRESS"]\n[labelstudio]\nenabled = '
+                   'true\nproject = "p"\nurl = "http://127.0.0.1:9"\n')
+    code, out = cli_run("run", cfg)
+    (line,) = error_lines(out)
+    assert code == 2 and re.fullmatch(
+        r"error: \[labelstudio\] enabled = true sends only text a leak scan vouches for, and \[curate.anonymise\] "
+        r"entities leaves out PERSON, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE and \d+ more types: neither the rewrite "
+        r"nor the leak scan looked for them: use the default settings, or set \[labelstudio\] require_anonymised = "
+        r"false for data without personal data", line), out
     assert not (tmp_path / "run" / "curate").exists()
 
 

@@ -762,6 +762,9 @@ def test_resume_refuses_a_checkpoint_of_another_gpu_count_or_another_run(tiny_mo
     state.write_text("{")  # damaged (a full disk): named, not a JSONDecodeError traceback
     with pytest.raises(CuratuneError, match=r"run\.json: cannot read JSON \(.+\); re-run the stage that wrote it"):
         train_model(cfg, curated_dir, out, resume=True)
+    from curatune.train.run import can_resume
+
+    assert not can_resume(cfg, curated_dir, out)  # `curatune run` trains afresh rather than stop at it every time
 
 
 def _early_stopping_run(tiny_model, tmp_path, **settings) -> tuple[Path, Config]:

@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
@@ -84,6 +84,9 @@ class Detector:
     n_process: int = 1
     # Asked about texts without a digit: ``entities`` less the DIGIT_TYPES no id_patterns regex redefines.
     digitless_entities: list[str] | None = None
+    # The types an empty [curate.anonymise] entities asks for that ``entities`` does not: neither the
+    # rewrite nor the leak scan looks for them (the step's summary records them).
+    defaults_left_out: list[str] = field(default_factory=list)
 
     @property
     def supported(self) -> list[str]:
@@ -627,7 +630,8 @@ def build_detector(cfg: AnonymiseConfig) -> Detector:
     # A user's id_patterns regex may name one of the DIGIT_TYPES and match letters only.
     digit_only = DIGIT_TYPES - set(cfg.id_patterns)
     detector = Detector(analyzer, engine, entities, cfg.score_threshold, has_ner, cfg.batch_size, cfg.n_process,
-                        [e for e in entities if e not in digit_only])
+                        [e for e in entities if e not in digit_only],
+                        [e for e in [*DEFAULT_ENTITIES, *id_entities] if e not in entities])
     # Here rather than at the first text: Presidio's own error for an unknown type names none of them.
     unknown = [e for e in entities if e not in detector.supported]
     if unknown:
