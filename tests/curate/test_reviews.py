@@ -675,6 +675,43 @@ def test_push_suggests_an_id_column_when_texts_changed_under_positional_ids():
     assert _push_hint({"config": {"data": {"id_col": "ticket"}}}, 3) == ""
 
 
+def _push_to_a_json_server(run_copy, cli_run, monkeypatch, reply) -> tuple[int, str, str, list[str]]:
+    """`labelstudio push` of the run to a local server answering each request with ``reply(path)``
+    (status, JSON body): the exit code, the output, the server's URL and the paths of the requests
+    that were not GETs."""
+    import http.server
+    import threading
+
+    sent: list[str] = []
+
+    class Server(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.command != "GET":
+                sent.append(self.path)
+            status, body = reply(self.path)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_PATCH = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
+    finally:
+        server.shutdown()
+    return code, out, url, sent
+
+
 @pytest.mark.parametrize(("replies", "asked"), [
     ({}, "check the API token"),  # any JSON server answers {}: no user, so no Label Studio
     ([], "check the API token"),  # the SDK failed to parse it: a TypeError traceback
@@ -684,36 +721,10 @@ def test_push_suggests_an_id_column_when_texts_changed_under_positional_ids():
 def test_a_json_server_that_is_not_label_studio_gets_no_transcripts(run_copy, cli_run, monkeypatch, replies, asked):
     """A server that answers every request with JSON but is not Label Studio: push reported the rows
     sent to "project None" (and sent them)."""
-    import http.server
-    import threading
+    def reply(path: str) -> tuple[int, object]:
+        return 200, replies.get(path.split("?")[0].rstrip("/"), {}) if isinstance(replies, dict) else replies
 
-    posted: list[str] = []
-
-    class JsonServer(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.command != "GET":
-                posted.append(self.path)
-            path = self.path.split("?")[0].rstrip("/")
-            body = json.dumps(replies.get(path, {}) if isinstance(replies, dict) else replies).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_PATCH = do_GET
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), JsonServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
-    finally:
-        server.shutdown()
+    code, out, url, posted = _push_to_a_json_server(run_copy, cli_run, monkeypatch, reply)
     assert code == 2, out
     assert error_lines(out) == [f"error: {url} does not answer like a Label Studio server (its reply to '{asked}' "
                                 "is not Label Studio's JSON): is the URL right?"]
@@ -741,38 +752,13 @@ _USER = {"id": 1, "username": "x"}
 def test_what_a_server_refuses_is_one_line_and_sends_nothing(run_copy, cli_run, monkeypatch, routes, message):
     """Refusals a person can act on (a token without the right, a wrong path, two projects of one title)
     are one line naming the request, and push sends no task and writes no push record."""
-    import http.server
-    import threading
+    def reply(path: str) -> tuple[int, dict]:
+        status, body = routes.get(path.split("?")[0].rstrip("/"), routes.get("*", (404, {"detail": "no"})))
+        if "results" in body and re.search(r"[?&]page=(?!1\b)", path):  # the SDK pages on to an empty page
+            body = {**body, "results": []}
+        return status, body
 
-    sent: list[str] = []
-
-    class Server(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.command != "GET":
-                sent.append(self.path)
-            status, body = routes.get(self.path.split("?")[0].rstrip("/"), routes.get("*", (404, {"detail": "no"})))
-            if "results" in body and re.search(r"[?&]page=(?!1\b)", self.path):  # the SDK pages to an empty page
-                body = {**body, "results": []}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_POST = do_PATCH = do_GET
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-token")
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
-        code, out = cli_run("labelstudio", "push", run_copy, "--url", url, "--project", "p", "--only", "all")
-    finally:
-        server.shutdown()
+    code, out, url, sent = _push_to_a_json_server(run_copy, cli_run, monkeypatch, reply)
     assert code == 2 and error_lines(out) == [f"error: {message.format(url=url)}"], out
     assert sent == [] and not (run_copy / "curate" / "labelstudio.json").exists()
 
