@@ -224,6 +224,15 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
 
+CACHE_FILE = "embeddings-{key}.parquet"  # one a model (and max length): ``key`` hashes the encoder's
+
+
+def drop_cached(cache_dir: str | Path) -> None:
+    """Remove every vector ``embed_cached`` wrote to ``cache_dir``, whatever its model."""
+    for path in Path(cache_dir).glob(CACHE_FILE.format(key="*")):
+        path.unlink()
+
+
 def embed_cached(texts: list[str], cache_dir: str | Path | None, *, model: str = DEFAULT_MODEL,
                  max_length: int = 128, encoder: Encoder | None = None, keep_others: bool = False) -> np.ndarray:
     """Embed texts, reusing vectors cached in ``cache_dir`` keyed by text hash and model.
@@ -239,7 +248,7 @@ def embed_cached(texts: list[str], cache_dir: str | Path | None, *, model: str =
     path = None
     if cache_dir is not None:
         key = hashlib.blake2b(enc.key.encode(), digest_size=6).hexdigest()
-        path = Path(cache_dir) / f"embeddings-{key}.parquet"
+        path = Path(cache_dir) / CACHE_FILE.format(key=key)
         if path.is_file():
             df = pl.read_parquet(path)
             vecs = np.asarray(df["vector"].to_list(), dtype=np.float32) if df.height else None

@@ -372,12 +372,17 @@ def ran_without_ner(anon_step: dict[str, Any] | None) -> bool:
                                       or NO_NER in str(summary.get("spacy_model", "")))
 
 
+def anonymise_step(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """A curate manifest's record of its anonymise step (None when the step did not run)."""
+    return next((s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"), None)
+
+
 def unvouched_anonymisation(manifest: dict[str, Any]) -> str | None:
     """Why a curate manifest's passed leak scan still cannot vouch that its text holds no personal data
     (None when it can, or when no anonymise step ran). The scan uses the rewrite's own detectors, types
     and score threshold: what they were set not to find, it cannot see either. The report and the Label
     Studio push both ask this, so a text withheld from one is never sent by the other."""
-    anon = next((s for s in manifest.get("steps") or [] if s.get("name") == "anonymise"), None)
+    anon = anonymise_step(manifest)
     if anon is None:
         return None
     if ran_without_ner(anon):

@@ -387,8 +387,9 @@ class LabelIssues(CurationStep):
             # Vectors of raw text are not written (nor are dedup's): text can be partly recovered from its
             # embedding.
             if raw:  # nor kept from an earlier run into this folder (before, such vectors were written)
-                for stale in (self.ctx.out_dir / "cache").glob("embeddings-*.parquet"):
-                    stale.unlink()
+                from curatune.embeddings import drop_cached
+
+                drop_cached(self.ctx.out_dir / "cache")
             x = features(table["text"].to_list(), cfg, None if raw else self.ctx.cache_dir)
         near = embedding_near_duplicates(x, table["row_id"].to_list())
         fit_on = None

@@ -42,6 +42,7 @@ from curatune.rundir import (
     MANIFEST,
     METRICS,
     TRAINER_LOG,
+    anonymise_step,
     edited_files,
     ran_without_ner,
     read_json,
@@ -304,7 +305,7 @@ def _text_allowed(m: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str
     """Whether transcript text may be shown, why not, and the rows whose text must be left out
     (``m``: the curate manifest)."""
     none: frozenset[str] = frozenset()
-    anon = next((s for s in m.get("steps") or [] if s.get("name") == "anonymise"), None)
+    anon = anonymise_step(m)
     if anon is None:
         if cfg.show_text_without_anonymisation:
             return True, None, none

@@ -261,6 +261,7 @@ class TrainSetup(NamedTuple):
     device: DeviceChoice
     tokenizer: Any  # with a pad token (load_tokenizer)
     base_config: Any
+    length_limit: int  # the longest input the model takes (tokens.model_length_limit)
 
 
 def check_train_setup(tc: TrainConfig) -> TrainSetup:
@@ -273,14 +274,14 @@ def check_train_setup(tc: TrainConfig) -> TrainSetup:
     base_config = load_model_config(base_path)
     _check_architecture(base_config, base_path)
     tokenizer = load_tokenizer(base_path)
-    _check_max_length(tc.max_length, tokenizer, base_path, base_config)
+    limit = _checked_length_limit(tc.max_length, tokenizer, base_path, base_config)
     _check_trackers(tc.report_to)
-    return TrainSetup(base_path, choose_device(tc.device, tc.precision), tokenizer, base_config)
+    return TrainSetup(base_path, choose_device(tc.device, tc.precision), tokenizer, base_config, limit)
 
 
-def _check_max_length(max_length: int, tokenizer: Any, base_path: str, base_config: Any) -> None:
-    """Here, not at tokenizing: found there, a max_length the model cannot take stopped a `curatune run`
-    after all of curation."""
+def _checked_length_limit(max_length: int, tokenizer: Any, base_path: str, base_config: Any) -> int:
+    """The model's length limit, and [train] max_length checked against it here, not at tokenizing:
+    found there, a max_length the model cannot take stopped a `curatune run` after all of curation."""
     from curatune.train.tokens import model_length_limit
 
     limit = model_length_limit(tokenizer, base_path, base_config)
@@ -290,6 +291,7 @@ def _check_max_length(max_length: int, tokenizer: Any, base_path: str, base_conf
     if 0 < max_length <= specials:
         raise CuratuneError(f"[train] max_length = {max_length} leaves no room for text: the model adds "
                             f"{specials} special tokens to every input")
+    return limit
 
 
 def _check_architecture(base_config: Any, base_path: str) -> None:
@@ -529,16 +531,15 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     )
     from curatune.train.modeling import build_classifier
     from curatune.train.probe import PROBE_C, fit_probe, init_head_from_probe, pooled_features, predict_probabilities
-    from curatune.train.tokens import encode, length_percentile, measured_max_length, model_length_limit, token_lengths
+    from curatune.train.tokens import encode, length_percentile, measured_max_length, token_lengths
 
     tc = config.train
     body_lr, head_lr = lrs
     splits = ("train", "validation", "test")
     set_seed(tc.seed)
-    base_path, choice, tokenizer, base_cfg = setup
+    base_path, choice, tokenizer, _, limit = setup
     with manifest.timed("tokenize"):
         pre = {s: token_lengths(tokenizer, data.frame(s)["text"].to_list()) for s in splits}
-        limit = model_length_limit(tokenizer, base_path, base_cfg)  # max_length checked against it up front
         max_length = tc.max_length or measured_max_length(pre["train"][1], limit)
         enc = {s: encode(tokenizer, [], max_length, tc.truncation, data.label_ids(s), pre_tokenized=pre[s])
                for s in splits}
