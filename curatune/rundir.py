@@ -148,8 +148,16 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def scan_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",)) -> pl.LazyFrame:
-    """A Parquet table of the run directory, checked to be readable and to hold ``required``."""
+# What a column of a run table may hold, by the kind its reader names: the reader's operations on
+# another type fail as polars tracebacks deep inside a stage.
+_KINDS = {"text": lambda t: t == pl.String, "number": lambda t: t.is_numeric(),
+          "list": lambda t: isinstance(t, pl.List)}
+
+
+def scan_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",),
+                   kinds: dict[str, str] | None = None) -> pl.LazyFrame:
+    """A Parquet table of the run directory, checked to be readable, to hold ``required`` and to hold
+    ``kinds`` (column -> "text", "number" or "list") where those columns are present."""
     try:
         schema = pl.read_parquet_schema(path)
     except Exception as exc:  # polars raises several types for a damaged file; the user needs the file
@@ -159,11 +167,16 @@ def scan_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",)) ->
     if missing:
         raise CuratuneError("table lacks a column every run directory has; re-run the stage that wrote it",
                             file=str(path), column=missing[0])
+    for col, kind in (kinds or {}).items():
+        if col in schema and not _KINDS[kind](schema[col]):
+            raise CuratuneError(f"column holds {schema[col]} values where {kind} is expected; re-run the stage "
+                                "that wrote it", file=str(path), column=col)
     return pl.scan_parquet(path)
 
 
-def read_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",)) -> pl.DataFrame:
-    lf = scan_run_table(path, required)
+def read_run_table(path: str | Path, required: tuple[str, ...] = ("row_id",),
+                   kinds: dict[str, str] | None = None) -> pl.DataFrame:
+    lf = scan_run_table(path, required, kinds)
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as exc:

@@ -41,10 +41,10 @@ from curatune.rundir import (
 )
 
 
-def _read(path: Path, required: tuple[str, ...]) -> pl.DataFrame:
+def _read(path: Path, required: tuple[str, ...], kinds: dict[str, str] | None = None) -> pl.DataFrame:
     if not path.is_file():
         raise CuratuneError(f"{path.name} not found; run the earlier stage first", file=str(path))
-    return read_run_table(path, required)
+    return read_run_table(path, required, kinds)
 
 
 GROUP_PREFIX = "__group "
@@ -69,12 +69,16 @@ def evaluate_run(config: Config, curate_dir: Path, train_dir: Path, out_dir: Pat
     train_manifest = read_json(train_dir / MANIFEST) if (train_dir / MANIFEST).is_file() else None
     if train_manifest is None:
         raise CuratuneError("train stage is not complete (no manifest.json)", file=str(train_dir))
-    labels: list[str] = train_manifest["labels"]
+    labels = train_manifest.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(v, str) for v in labels):
+        raise CuratuneError("the train manifest has no list of label names; re-run the train stage",
+                            file=str(train_dir / MANIFEST))
     prediction_cols = ("row_id", "split", "label", "predicted", "confidence")
-    tuned = _read(train_dir / PREDICTIONS, prediction_cols)
-    base = _read(train_dir / BASE_PREDICTIONS, prediction_cols)
+    prediction_kinds = {"split": "text", "label": "text", "predicted": "text", "confidence": "number"}
+    tuned = _read(train_dir / PREDICTIONS, prediction_cols, prediction_kinds)
+    base = _read(train_dir / BASE_PREDICTIONS, prediction_cols, prediction_kinds)
     curated = _read(curate_dir / CURATED, ("row_id", "text", "label"))
-    ledger = _read(curate_dir / LEDGER, ("row_id", "fate", "reasons"))
+    ledger = _read(curate_dir / LEDGER, ("row_id", "fate", "reasons"), {"fate": "text", "reasons": "list"})
     # Every file evaluation reads, the evaluated model and the reference set included.
     for p in (train_dir / PREDICTIONS, train_dir / BASE_PREDICTIONS, curate_dir / CURATED, curate_dir / LEDGER,
               train_dir / MODEL_DIR,

@@ -120,6 +120,17 @@ def check_launch_supported(settings: dict[str, float], *, deepspeed: bool, zero3
                                 "DeepSpeed config)")
 
 
+def launch_sharding(args) -> dict[str, bool]:
+    """How ``accelerate launch`` (its environment) or ``args`` set this launch up, for
+    ``check_launch_supported`` before the Trainer is built: the Trainer finds out only once built,
+    after the earlier run's outputs are gone, and a refusal must lose nothing."""
+    from accelerate.utils import parse_flag_from_env
+
+    return {"deepspeed": bool(args.deepspeed) or parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"),
+            "zero3": is_deepspeed_zero3_enabled(),
+            "fsdp": bool(args.fsdp) or parse_flag_from_env("ACCELERATE_USE_FSDP")}
+
+
 class CuratuneTrainer(Trainer):
     def __init__(self, *args, head_lr: float, length_sampler: SeededLengthSampler | None = None,
                  sam_rho: float = 0.0, adversarial_eps: float = 0.0, **kwargs) -> None:

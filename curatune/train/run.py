@@ -155,7 +155,7 @@ def _last_complete_checkpoint(ckpt: Path) -> str | None:
     return None
 
 
-def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str | None:
+def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoice) -> str | None:
     """The checkpoint a resumed run continues from (None for a fresh run); refuses a resume that
     cannot reach the interrupted run's result. Reads only: a refused resume changes nothing."""
     if not resume:
@@ -177,11 +177,20 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, gpus: int) -> str |
                             f"{was}{'' if was > 1 else ', or without torchrun'})", file=str(ckpt))
     # One process on several GPUs (DataParallel) takes batch_size rows on each: the same holds for them.
     # (Not recorded by earlier versions: such a checkpoint is resumed as before.)
+    gpus = gpus_per_process(choice)
     was = run_state.get("gpus_per_process", gpus)
     if recorded == fingerprint and was != gpus:
         raise CuratuneError(f"cannot resume: the checkpoint's run spread each batch over {was} GPU"
                             f"{'s' if was > 1 else ''} and this run over {gpus}; make the same number visible "
                             "(CUDA_VISIBLE_DEVICES)", file=str(ckpt))
+    # The config says "auto": the device and precision it resolved to are the run's. In other ones the
+    # numbers differ from the first step on (and fp16 resumed in bf16 or fp32 drops its loss scaler).
+    # (Not recorded by earlier versions: such a checkpoint is resumed as before.)
+    was_on = (run_state.get("device", choice.device), run_state.get("precision", choice.precision))
+    if recorded == fingerprint and was_on != (choice.device, choice.precision):
+        raise CuratuneError(f"cannot resume: the checkpoint was trained on {was_on[0]} in {was_on[1]} and this run "
+                            f"would go on on {choice.device} in {choice.precision}; resume on the same (set [train] "
+                            "device and precision)", file=str(ckpt))
     if recorded != fingerprint:
         raise CuratuneError("cannot resume: the curated data, the rows a model relabelled, the base model's files, "
                             "the [train] config or the installed libraries changed since the checkpoint was written "
@@ -208,7 +217,8 @@ def _refuse_foreign_folder(out: Path) -> None:
                         "checkpoints/ and README.md: choose a new or empty --out", file=str(out))
 
 
-def _start_out_dir(out: Path, fingerprint: str, resume: bool, gpus: int, say: Callable[[str], None]) -> None:
+def _start_out_dir(out: Path, fingerprint: str, resume: bool, choice: DeviceChoice,
+                   say: Callable[[str], None]) -> None:
     """Once every setting is checked and training is about to start: a fresh run starts from an empty
     checkpoint folder, and the earlier run's manifest goes (a rerun is incomplete until it writes its own).
 
@@ -231,8 +241,9 @@ def _start_out_dir(out: Path, fingerprint: str, resume: bool, gpus: int, say: Ca
                 shutil.rmtree(p)
             elif p.name != RUN_STATE:
                 p.unlink()
-        write_json({"fingerprint": fingerprint, "processes": launched_processes(), "gpus_per_process": gpus},
-                   ckpt / RUN_STATE)
+        write_json({"fingerprint": fingerprint, "processes": launched_processes(),
+                    "gpus_per_process": gpus_per_process(choice), "device": choice.device,
+                    "precision": choice.precision}, ckpt / RUN_STATE)
     (out / MANIFEST).unlink(missing_ok=True)
     if not resume:
         shutil.rmtree(out / TRACKERS, ignore_errors=True)
@@ -254,6 +265,19 @@ def _keep_tracker_outputs(out: Path) -> str | None:
         # A resumed run adds its own TensorBoard run folder beside the interrupted one's: both are kept.
         shutil.move(str(p), str(out / TRACKERS / p.name))
     return TRACKERS
+
+
+def _rebase_best_checkpoint(resume_from: str, output_dir: str) -> None:
+    """Points the resumed checkpoint's record of the best checkpoint at that folder as it is now. The
+    Trainer records it by the path it saved under; after the run folder moved (or from another working
+    directory, for runs recorded before the path was absolute) that path names nothing, and the
+    Trainer silently drops it: a run resumed after training ended kept its untrained start, and one
+    resumed mid-training could rotate the best checkpoint away. Every process rewrites it alike."""
+    state_file = Path(resume_from) / "trainer_state.json"
+    state = read_json(state_file)
+    best = state.get("best_model_checkpoint")
+    if best and best != (here := str(Path(output_dir) / Path(best).name)):
+        write_json({**state, "best_model_checkpoint": here}, state_file)
 
 
 class TrainSetup(NamedTuple):
@@ -408,9 +432,15 @@ def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: fl
     from transformers import TrainingArguments
 
     steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum * launched_processes())))
+    if tc.eval_steps > (total := math.ceil(steps_per_epoch * epochs)) > 0:
+        raise CuratuneError(f"[train] eval_steps = {tc.eval_steps} is more than this run's {total} optimizer steps: "
+                            "it would never evaluate, keep a best checkpoint or stop early; set eval_steps = 0 "
+                            f"(each epoch) or at most {total}")
     strategy = "steps" if tc.eval_steps > 0 else "epoch"
     return TrainingArguments(
-        output_dir=str(ckpt),
+        # Absolute: the Trainer records the best checkpoint by this path, and a relative one named
+        # nothing once resumed from another working directory.
+        output_dir=str(ckpt.resolve()),
         num_train_epochs=epochs,
         per_device_train_batch_size=tc.batch_size,
         per_device_eval_batch_size=tc.batch_size * 2,
@@ -494,7 +524,7 @@ def train_model(config: Config, curate_dir: Path, out_dir: Path, *, resume: bool
     choice = setup.device
     body_lr, head_lr = learning_rates(tc)
     fingerprint = _run_fingerprint(config, curate_dir)
-    resume_from = _resume_point(out, fingerprint, resume, gpus_per_process(choice))
+    resume_from = _resume_point(out, fingerprint, resume, choice)
     say(f"train: {data.counts['train']} train / {data.counts['validation']} validation / "
         f"{data.counts['test']} test rows, {len(data.labels)} labels, {tc.method} on {choice.name}"
         + (f" x {n} processes" if (n := launched_processes()) > 1 else "")
@@ -526,7 +556,9 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
         CuratuneTrainer,
         FeatureDataset,
         SeededLengthSampler,
+        check_launch_supported,
         compute_metrics,
+        launch_sharding,
         unused_trainable_parameters,
     )
     from curatune.train.modeling import build_classifier
@@ -566,7 +598,10 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     # Frozen baseline and LP-FT initialisation: one probe on the base encoder's features.
     say(f"train: frozen baseline (logistic regression on {pooling}-pooled base embeddings)")
     with manifest.timed("frozen_baseline"):
-        feats = {s: pooled_features(model, tokenizer, enc[s], device=device, precision=choice.precision,
+        # In fp32, as the model is predicted from below and as evaluation reloads the base encoder: with
+        # method "frozen" the probe is the model, and its features under autocast are not the ones it
+        # is applied to.
+        feats = {s: pooled_features(model, tokenizer, enc[s], device=device, precision="fp32",
                                     batch_size=tc.batch_size * 2) for s in splits}
         probe = fit_probe(feats["train"], y_train, n_classes, class_weights=tc.class_weights, seed=tc.seed)
         base_probs = {s: probe.probabilities(feats[s]) for s in ("validation", "test")}
@@ -575,8 +610,11 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
     if tc.class_weights:
         model.loss_weights.copy_(torch.as_tensor(_class_weights(y_train, n_classes)))
     model = _wrap_for_method(model, tc)
+    check_launch_supported({"sam_rho": tc.sam_rho, "adversarial_eps": tc.adversarial_eps}, **launch_sharding(args))
     # Only now, with the LoRA targets found in this model too, is the earlier run's output unmade.
-    _start_out_dir(out, fingerprint, resume_from is not None, gpus_per_process(choice), say)
+    _start_out_dir(out, fingerprint, resume_from is not None, choice, say)
+    if resume_from:
+        _rebase_best_checkpoint(resume_from, args.output_dir)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -622,7 +660,10 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                         # the end it had reached (its loop checks for the end only after a step).
                         say(f"train: training had ended at {Path(resume_from).name}; loading its best checkpoint")
                         trainer.state = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json"))
-                        if trainer.state.best_model_checkpoint:
+                        if best := trainer.state.best_model_checkpoint:
+                            if not Path(best).is_dir():  # the Trainer would keep the untrained start, and say so
+                                raise CuratuneError(f"cannot resume: the best checkpoint ({Path(best).name}) is "
+                                                    "gone; run without --resume to train again", file=str(out))
                             trainer._load_best_model()  # as train() ends, with load_best_model_at_end
                     else:
                         train_metrics = dict(trainer.train(resume_from_checkpoint=resume_from).metrics)

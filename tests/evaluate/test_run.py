@@ -344,6 +344,22 @@ def _predictions_without_confidence(d):
     pl.read_parquet(d / "predictions.parquet").drop("confidence").write_parquet(d / "predictions.parquet")
 
 
+def _manifest_without_labels(d):
+    doc = json.loads((d / "manifest.json").read_text())
+    del doc["labels"]
+    (d / "manifest.json").write_text(json.dumps(doc))
+
+
+def _confidence_as_text(d):
+    pred = pl.read_parquet(d / "predictions.parquet")
+    pred.with_columns(pl.col("confidence").cast(pl.String)).write_parquet(d / "predictions.parquet")
+
+
+def _predicted_as_numbers(d):
+    base = pl.read_parquet(d / "base_predictions.parquet")
+    base.with_columns(pl.col("predicted").rank("dense").cast(pl.Int64)).write_parquet(d / "base_predictions.parquet")
+
+
 def _manifest_not_an_object(d):
     (d / "manifest.json").write_text("[1, 2]")
 
@@ -369,6 +385,13 @@ def _test_row(d):
     (_manifest_not_an_object, "{train}/manifest.json: expected a JSON object, found a list; re-run the stage "
                               "that wrote it"),
     (_manifest_cut_short, "{train}/manifest.json: cannot read JSON ("),
+    # Tracebacks from deep inside evaluation (a KeyError, polars' type errors) before these.
+    (_manifest_without_labels, "{train}/manifest.json: the train manifest has no list of label names; re-run the "
+                               "train stage"),
+    (_confidence_as_text, "{train}/predictions.parquet, column 'confidence': column holds String values where "
+                          "number is expected; re-run the stage that wrote it"),
+    (_predicted_as_numbers, "{train}/base_predictions.parquet, column 'predicted': column holds Int64 values where "
+                            "text is expected; re-run the stage that wrote it"),
     (_without_predictions, "{train}/predictions.parquet: predictions.parquet not found; run the earlier stage first"),
     (_base_missing_a_row, "{train}: base_predictions.parquet lacks 1 test rows of predictions.parquet: the two must "
                           "cover the same rows"),
@@ -385,6 +408,20 @@ def test_an_incomplete_train_stage_is_named(trained, tmp_path, damage, message):
     assert str(err.value) == expected if not expected.endswith("(") else str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "evaluate" / "metrics.json").exists()
+
+
+def test_a_ledger_whose_reasons_are_not_lists_is_named(trained, tmp_path):
+    """A traceback from polars' list operations on the reasons, before."""
+    cfg, cur, train_dir, _ = trained
+    copy_cur = tmp_path / "curate"
+    shutil.copytree(cur, copy_cur)
+    ledger = pl.read_parquet(copy_cur / "ledger.parquet")
+    ledger = ledger.with_columns(pl.col("reasons").cast(pl.List(pl.String)).list.join(";"))
+    ledger.write_parquet(copy_cur / "ledger.parquet")
+    with pytest.raises(CuratuneError) as err:
+        evaluate_run(cfg, copy_cur, train_dir, tmp_path / "evaluate")
+    assert str(err.value) == (f"{copy_cur}/ledger.parquet, column 'reasons': column holds String values where list "
+                              "is expected; re-run the stage that wrote it")
 
 
 def test_a_test_label_the_model_never_saw_is_scored_as_errors_and_counted(tiny_model, tmp_path):  # noqa: F811

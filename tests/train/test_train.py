@@ -611,6 +611,24 @@ def test_class_weights_and_head_tail_truncation_are_applied_and_reported(tiny_mo
         assert not np.allclose(_probs(tmp_path / name), _probs(out), atol=1e-4), name
 
 
+def _logged_learning_rates(out: Path) -> list[float]:
+    lines = (out / "trainer_log.jsonl").read_text().splitlines()
+    return [r["learning_rate"] for r in map(json.loads, lines) if "learning_rate" in r]
+
+
+def test_warm_up_and_the_schedule_reach_training(tiny_model, curated_dir, tmp_path):
+    """warmup_ratio reaches the Trainer as warmup_steps, read as a ratio only by transformers >= 5:
+    read as a number of steps it would be 0 (no warm-up), and nothing showed it."""
+    train_model(tiny_config(tiny_model, warmup_ratio=0.5, scheduler="linear"), curated_dir, tmp_path / "warm")
+    warm = _logged_learning_rates(tmp_path / "warm")
+    peak = warm.index(max(warm))
+    assert max(warm) == pytest.approx(5e-3, rel=0.2)
+    assert 0 < peak < len(warm) - 1  # rises to the peak, then decays
+    assert warm[0] < max(warm) / 2 and warm[-1] < max(warm) / 2
+    train_model(tiny_config(tiny_model, warmup_ratio=0.0, scheduler="constant"), curated_dir, tmp_path / "flat")
+    assert set(_logged_learning_rates(tmp_path / "flat")) == {5e-3}
+
+
 def test_class_weights_are_inverse_label_frequencies_and_zero_for_a_label_without_train_rows():
     from curatune.train.run import _class_weights
 
@@ -744,6 +762,15 @@ def test_resume_refuses_a_checkpoint_of_another_gpu_count_or_another_run(tiny_mo
         train_model(cfg, curated_dir, out, callbacks=[_SendSigintAt(4)])
     state = out / "checkpoints" / "run.json"
     assert json.loads(state.read_text())["gpus_per_process"] == 1  # this machine: the CPU
+    # "auto" resolved here to the CPU in fp32: a GPU in bf16 would go on with other numbers.
+    assert (json.loads(state.read_text())["device"], json.loads(state.read_text())["precision"]) == ("cpu", "fp32")
+    write_json({**json.loads(state.read_text()), "device": "cuda", "precision": "bf16"}, state)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CuratuneError, match=r"cannot resume: the checkpoint was trained on cuda in bf16 and this run "
+                                            r"would go on on cpu in fp32"):
+        train_model(cfg, curated_dir, out, resume=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    write_json({**json.loads(state.read_text()), "device": "cpu", "precision": "fp32"}, state)
     write_json({**json.loads(state.read_text()), "gpus_per_process": 2}, state)
     before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     with pytest.raises(CuratuneError, match=r"cannot resume: the checkpoint's run spread each batch over 2 GPUs and "
@@ -815,6 +842,23 @@ def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_pa
         assert a["global_step"] < a["max_steps"]  # early stopping did stop the uninterrupted run
     assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
     assert np.allclose(_probs(tmp_path / "ended"), _probs(tmp_path / "whole"), atol=1e-4)
+
+
+def test_resume_after_the_run_folder_moved_keeps_its_best_checkpoint(tiny_model, tmp_path):
+    """The Trainer records the best checkpoint by path: in a moved folder (or from another working
+    directory) it named nothing, was dropped, and a run resumed after training ended saved its
+    untrained start. (Without warm-up: its first step, the best here, has a learning rate of 0.)"""
+    cur, cfg = _early_stopping_run(tiny_model, tmp_path, epochs=4, eval_steps=1, early_stopping_patience=2,
+                                   warmup_ratio=0.0)
+    train_model(cfg, cur, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cfg, cur, tmp_path / "ended", callbacks=[_KilledOnceTrainingEnds()])
+    shutil.move(tmp_path / "ended", tmp_path / "moved")
+    train_model(cfg, cur, tmp_path / "moved", resume=True)
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "moved"))
+    assert a["best_step"] < a["global_step"]  # the best is not the last: which one is loaded shows
+    assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
+    assert np.allclose(_probs(tmp_path / "moved"), _probs(tmp_path / "whole"), atol=1e-4)
 
 
 def test_ctrl_c_in_the_step_early_stopping_ends_on_ends_as_the_uninterrupted_run(tiny_model, tmp_path):
@@ -1198,7 +1242,7 @@ def test_cli_train_refuses_validation_rows_it_cannot_score(cli_run, tiny_model, 
     assert code == 2 and "no validation rows with a label the model trains on" in text
 
 
-def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tiny_model, curated_dir, tmp_path, lora_run):
+def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tiny_model, curated_dir, tmp_path, lora_run, monkeypatch):
     """A resume with nothing to resume, or a setting only checked once the tokenizer is loaded, removed
     the finished run's manifest (and a fresh rerun its log) before refusing."""
     from curatune.errors import CuratuneError
@@ -1218,6 +1262,15 @@ def test_a_refused_rerun_leaves_the_finished_run_as_it_was(tiny_model, curated_d
     assert str(refused.value) == ("[train] lora_target_modules = ['embeddings'] do not fit this model (one names a "
                                   "BertEmbeddings block, not a layer LoRA adapts); the default for it is "
                                   "['query', 'key', 'value', 'dense']")
+    # An evaluation interval past the last step: no evaluation, no best checkpoint, no early stop.
+    with pytest.raises(CuratuneError, match=r"\[train\] eval_steps = 10000 is more than this run's \d+ optimizer "
+                                            r"steps: it would never evaluate"):
+        train_model(tiny_config(tiny_model, eval_steps=10_000), curated_dir, out)
+    # `accelerate launch` with an FSDP config: the Trainer refused it only once built, after the
+    # earlier run's manifest and log were gone.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(CuratuneError, match="training under FSDP is not supported"):
+        train_model(tiny_config(tiny_model), curated_dir, out)
     assert {p: (out / p).read_bytes() for p in before} == before
 
 
