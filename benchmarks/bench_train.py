@@ -176,6 +176,9 @@ def _plain_script(train: pl.DataFrame, val: pl.DataFrame, out: Path, *, full: bo
     t_train = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - t_train
+    # Trainer's length grouping orders evaluation batches too (a seeded shuffle): predicted in that
+    # order, the logits no longer line up with the validation rows they are scored against.
+    trainer.args.train_sampling_strategy = "random"
     t_inf = time.perf_counter()
     logits = trainer.predict(val_ds).predictions
     inf_s = time.perf_counter() - t_inf

@@ -18,6 +18,7 @@ Everything else (checkpointing, resumption, mixed precision, ``report_to`` track
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,11 +125,12 @@ def launch_sharding(args) -> dict[str, bool]:
     """How ``accelerate launch`` (its environment) or ``args`` set this launch up, for
     ``check_launch_supported`` before the Trainer is built: the Trainer finds out only once built,
     after the earlier run's outputs are gone, and a refusal must lose nothing."""
-    from accelerate.utils import parse_flag_from_env
+    def set_by_accelerate(name: str) -> bool:  # read as accelerate's own state reads it
+        return os.environ.get(name, "false").lower() == "true"
 
-    return {"deepspeed": bool(args.deepspeed) or parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"),
+    return {"deepspeed": bool(args.deepspeed) or set_by_accelerate("ACCELERATE_USE_DEEPSPEED"),
             "zero3": is_deepspeed_zero3_enabled(),
-            "fsdp": bool(args.fsdp) or parse_flag_from_env("ACCELERATE_USE_FSDP")}
+            "fsdp": bool(args.fsdp) or set_by_accelerate("ACCELERATE_USE_FSDP")}
 
 
 class CuratuneTrainer(Trainer):

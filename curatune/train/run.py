@@ -117,10 +117,21 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
     if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or _last_complete_checkpoint(ckpt) is None:
         return False
     try:
-        recorded = read_json(state).get("fingerprint")
+        run_state = read_json(state)
     except CuratuneError:  # damaged: the stage starts afresh (run without --resume) and writes a new one
         return False
-    return recorded == _run_fingerprint(config, Path(curate_dir))
+    if run_state.get("fingerprint") != _run_fingerprint(config, Path(curate_dir)):
+        return False
+    # Written on another device or precision (the folder moved between machines): --resume refuses it,
+    # so the stage starts afresh rather than stop at it every time.
+    from curatune.train.device import choose_device
+
+    try:
+        now = choose_device(config.train.device, config.train.precision)
+    except CuratuneError:  # the train stage itself names the setting
+        return True
+    return (run_state.get("device", now.device), run_state.get("precision", now.precision)) == (
+        now.device, now.precision)
 
 
 def _training_was_over(checkpoint: Path) -> bool:
@@ -189,8 +200,8 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoic
     was_on = (run_state.get("device", choice.device), run_state.get("precision", choice.precision))
     if recorded == fingerprint and was_on != (choice.device, choice.precision):
         raise CuratuneError(f"cannot resume: the checkpoint was trained on {was_on[0]} in {was_on[1]} and this run "
-                            f"would go on on {choice.device} in {choice.precision}; resume on the same (set [train] "
-                            "device and precision)", file=str(ckpt))
+                            f"would go on on {choice.device} in {choice.precision}; resume where it was written, or "
+                            "run without --resume to train again", file=str(ckpt))
     if recorded != fingerprint:
         raise CuratuneError("cannot resume: the curated data, the rows a model relabelled, the base model's files, "
                             "the [train] config or the installed libraries changed since the checkpoint was written "
@@ -432,10 +443,6 @@ def _training_args(tc: TrainConfig, choice, ckpt: Path, n_train: int, epochs: fl
     from transformers import TrainingArguments
 
     steps_per_epoch = max(1, math.ceil(n_train / (tc.batch_size * tc.grad_accum * launched_processes())))
-    if tc.eval_steps > (total := math.ceil(steps_per_epoch * epochs)) > 0:
-        raise CuratuneError(f"[train] eval_steps = {tc.eval_steps} is more than this run's {total} optimizer steps: "
-                            "it would never evaluate, keep a best checkpoint or stop early; set eval_steps = 0 "
-                            f"(each epoch) or at most {total}")
     strategy = "steps" if tc.eval_steps > 0 else "epoch"
     return TrainingArguments(
         # Absolute: the Trainer records the best checkpoint by this path, and a relative one named
@@ -663,7 +670,8 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                         if best := trainer.state.best_model_checkpoint:
                             if not Path(best).is_dir():  # the Trainer would keep the untrained start, and say so
                                 raise CuratuneError(f"cannot resume: the best checkpoint ({Path(best).name}) is "
-                                                    "gone; run without --resume to train again", file=str(out))
+                                                    f"gone; delete {out / CHECKPOINTS} (or run without --resume) "
+                                                    "to train again", file=str(out))
                             trainer._load_best_model()  # as train() ends, with load_best_model_at_end
                     else:
                         train_metrics = dict(trainer.train(resume_from_checkpoint=resume_from).metrics)

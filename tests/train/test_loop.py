@@ -177,3 +177,17 @@ def test_the_parameters_a_forward_pass_leaves_unused_are_named_and_no_gradient_i
     assert unused_trainable_parameters(model, batch) == ["extra.weight", "extra.bias"]
     model.extra.requires_grad_(False)  # frozen parameters take no gradient, so DDP ignores them
     assert unused_trainable_parameters(model, batch) == []
+
+
+def test_launch_sharding_reads_accelerate_s_environment_as_accelerate_does(monkeypatch, tmp_path):
+    """An FSDP launch is refused before the Trainer is built; a job wrapper exporting the variable
+    empty is no FSDP launch for accelerate, and was a ValueError traceback through its flag parser."""
+    from transformers import TrainingArguments
+
+    from curatune.train.loop import launch_sharding
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert launch_sharding(args) == {"deepspeed": False, "zero3": False, "fsdp": False}
+    for value, fsdp in (("true", True), ("True", True), ("", False), ("false", False), ("1", False)):
+        monkeypatch.setenv("ACCELERATE_USE_FSDP", value)
+        assert launch_sharding(args)["fsdp"] is fsdp, value
