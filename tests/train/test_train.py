@@ -840,39 +840,33 @@ class _KilledOnceTrainingEnds(TrainerCallback):
         raise KeyboardInterrupt  # stands for a kill while the model is saved or predicts
 
 
-@pytest.mark.parametrize("settings", [{"epochs": 4, "eval_steps": 1, "early_stopping_patience": 2},
-                                      {"epochs": 1.5}], ids=["early-stop", "fractional-epoch"])
-def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_path, settings):
+_EARLY_STOP = {"epochs": 4, "eval_steps": 1, "early_stopping_patience": 2, "warmup_ratio": 0.0}
+
+
+@pytest.mark.parametrize(("settings", "moved"), [(_EARLY_STOP, False), (_EARLY_STOP, True), ({"epochs": 1.5}, False)],
+                         ids=["early-stop", "early-stop-folder-moved", "fractional-epoch"])
+def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_path, settings, moved):
     """The Trainer checks for the end only after a step: resumed from the checkpoint of an ended run,
-    it trained on (past an early stop for at least an epoch, past a fractional last epoch by a step)."""
+    it trained on (past an early stop for at least an epoch, past a fractional last epoch by a step).
+    The Trainer records the best checkpoint by path: in a moved folder (or from another working
+    directory) it named nothing and was dropped, and the resumed run saved its untrained start.
+    Early stop without warm-up: with it, the best step is the first, taken at a learning rate of 0,
+    and the untrained start in its place would go unseen."""
     cur, cfg = _early_stopping_run(tiny_model, tmp_path, **settings)
     train_model(cfg, cur, tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         train_model(cfg, cur, tmp_path / "ended", callbacks=[_KilledOnceTrainingEnds()])
     assert not (tmp_path / "ended" / "manifest.json").exists()
-    train_model(cfg, cur, tmp_path / "ended", resume=True)
-    a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "ended"))
+    if moved:
+        shutil.move(tmp_path / "ended", tmp_path / "moved")
+    out = tmp_path / ("moved" if moved else "ended")
+    train_model(cfg, cur, out, resume=True)
+    a, b = (json.loads((d / "manifest.json").read_text())["training"] for d in (tmp_path / "whole", out))
     if "early_stopping_patience" in settings:
         assert a["global_step"] < a["max_steps"]  # early stopping did stop the uninterrupted run
+        assert a["best_step"] < a["global_step"]  # and the best is not the last
     assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
-    assert np.allclose(_probs(tmp_path / "ended"), _probs(tmp_path / "whole"), atol=1e-4)
-
-
-def test_resume_after_the_run_folder_moved_keeps_its_best_checkpoint(tiny_model, tmp_path):
-    """The Trainer records the best checkpoint by path: in a moved folder (or from another working
-    directory) it named nothing, was dropped, and a run resumed after training ended saved its
-    untrained start. (Without warm-up: its first step, the best here, has a learning rate of 0.)"""
-    cur, cfg = _early_stopping_run(tiny_model, tmp_path, epochs=4, eval_steps=1, early_stopping_patience=2,
-                                   warmup_ratio=0.0)
-    train_model(cfg, cur, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        train_model(cfg, cur, tmp_path / "ended", callbacks=[_KilledOnceTrainingEnds()])
-    shutil.move(tmp_path / "ended", tmp_path / "moved")
-    train_model(cfg, cur, tmp_path / "moved", resume=True)
-    a, b = (json.loads((tmp_path / d / "manifest.json").read_text())["training"] for d in ("whole", "moved"))
-    assert a["best_step"] < a["global_step"]  # the best is not the last: which one is loaded shows
-    assert (b["global_step"], b["best_step"]) == (a["global_step"], a["best_step"])
-    assert np.allclose(_probs(tmp_path / "moved"), _probs(tmp_path / "whole"), atol=1e-4)
+    assert np.allclose(_probs(out), _probs(tmp_path / "whole"), atol=1e-4)
 
 
 def test_ctrl_c_in_the_step_early_stopping_ends_on_ends_as_the_uninterrupted_run(tiny_model, tmp_path):
