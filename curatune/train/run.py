@@ -130,8 +130,13 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
         now = choose_device(config.train.device, config.train.precision)
     except CuratuneError:  # the train stage itself names the setting
         return True
-    return (run_state.get("device", now.device), run_state.get("precision", now.precision)) == (
-        now.device, now.precision)
+    return _device_written(run_state, now) == (now.device, now.precision)
+
+
+def _device_written(run_state: dict[str, Any], choice: DeviceChoice) -> tuple[str, str]:
+    """The device and precision the checkpoint's run resolved "auto" to (``choice``'s where earlier
+    versions did not record them: such a checkpoint resumes as before)."""
+    return run_state.get("device", choice.device), run_state.get("precision", choice.precision)
 
 
 def _training_was_over(checkpoint: Path) -> bool:
@@ -196,8 +201,7 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoic
                             "(CUDA_VISIBLE_DEVICES)", file=str(ckpt))
     # The config says "auto": the device and precision it resolved to are the run's. In other ones the
     # numbers differ from the first step on (and fp16 resumed in bf16 or fp32 drops its loss scaler).
-    # (Not recorded by earlier versions: such a checkpoint is resumed as before.)
-    was_on = (run_state.get("device", choice.device), run_state.get("precision", choice.precision))
+    was_on = _device_written(run_state, choice)
     if recorded == fingerprint and was_on != (choice.device, choice.precision):
         raise CuratuneError(f"cannot resume: the checkpoint was trained on {was_on[0]} in {was_on[1]} and this run "
                             f"would go on on {choice.device} in {choice.precision}; resume where it was written, or "
