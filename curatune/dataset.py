@@ -59,6 +59,8 @@ DUPLICATE_REASONS = (EXACT_DUPLICATE, NEAR_DUPLICATE, LABEL_CONFLICT, LEAKAGE)
 REVIEW_REASONS = (HUMAN_REVIEW, REVIEW_CONFLICT, REVIEW_UNSURE)
 # Reasons that describe a row rather than doubt it (every anonymised row has one).
 INFORMATIONAL_REASONS = (PII_FOUND,)
+# How a row with no value in a group column is named wherever groups are counted or compared.
+MISSING_GROUP = "(missing)"
 SPLITS = ("train", "validation", "test")
 TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
 DEFAULT_SPLIT = "train"

@@ -55,7 +55,7 @@ import polars as pl
 from curatune.config import Config, LabelIssuesConfig
 from curatune.curate.base import CurationStep, StepResult, register_step
 from curatune.curate.dedup import key_expr
-from curatune.dataset import LABEL_ISSUE, read_table
+from curatune.dataset import LABEL_ISSUE, MISSING_GROUP, read_table
 from curatune.errors import CuratuneError, shown_value
 
 # Ledger columns this step writes that later stages read (Label Studio push, evaluation).
@@ -495,7 +495,7 @@ class LabelIssues(CurationStep):
             shares = (flagged.group_by("__group").agg(pl.col("flag").mean().alias("share"), pl.len().alias("n"))
                       .with_columns(pl.col("__group").cast(pl.String))
                       .sort(["share", "n", "__group"], descending=[True, True, False], nulls_last=True))
-            out[g] = {"(missing)" if k is None else k: {"share": round(float(s), 4), "rows": int(n)}
+            out[g] = {MISSING_GROUP if k is None else k: {"share": round(float(s), 4), "rows": int(n)}
                       for k, s, n in shares.iter_rows()}
         return out
 

@@ -23,7 +23,15 @@ import polars as pl
 from curatune.config import Config
 from curatune.curate.base import CurationStep, StepContext, StepResult, get_step, ledger_column_names
 from curatune.curate.dedup import TRUTH_LINKS
-from curatune.dataset import BOOKKEEPING, EMPTY_TEXT, MISSING_LABEL, _label_or_id_text, load_dataset
+from curatune.dataset import (
+    BOOKKEEPING,
+    EMPTY_TEXT,
+    INFORMATIONAL_REASONS,
+    MISSING_GROUP,
+    MISSING_LABEL,
+    _label_or_id_text,
+    load_dataset,
+)
 from curatune.errors import CuratuneError, GateFailed, first_line
 from curatune.rundir import (
     CURATED,
@@ -155,7 +163,7 @@ def run_curation(config: Config, out_dir: str | Path, inputs: list[str] | None =
     curated = table.filter("active").select(keep_cols)
     excluded = table.filter(~pl.col("active")).select(
         *keep_cols, pl.col("drop_reason").alias("reason"), "dropped_by", "duplicate_of", "original_label")
-    counts = _counts(ledger)
+    counts = _counts(ledger, loaded.group_cols)
     manifest.counts = counts
     manifest.extra["run_id"] = run_id
     manifest.extra["gates"] = [g.__dict__ for g in gates]
@@ -271,15 +279,34 @@ def _ledger(table: pl.DataFrame, extra: list[pl.DataFrame], group_cols: list[str
     return ledger
 
 
-def _counts(ledger: pl.DataFrame) -> dict[str, Any]:
+def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
+    """What the ledger holds, counted once here so that the report renders it and never counts again:
+    fates, reasons, rows per split, distinct labels, and per group column the rows dropped,
+    relabelled and flagged (kept with a problem reason; personal data found is no problem reason)."""
     by_fate = dict(ledger.group_by("fate").len().iter_rows())
     reasons = ledger.select(pl.col("reasons").explode().drop_nulls()).to_series().value_counts()
+    splits = ledger.group_by("split").len().sort("split", nulls_last=True)
+    problem = pl.col("reasons").list.eval(pl.element().is_in(list(INFORMATIONAL_REASONS)).not_()).list.any()
+    by_group = {}
+    for col in group_cols:
+        # Grouped under a working name: a group column called "rows" or "dropped" clashed with the counts.
+        t = ledger.group_by(pl.col(col).alias("__group")).agg(
+            pl.len().alias("rows"),
+            (pl.col("fate") == "dropped").sum().alias("dropped"),
+            (pl.col("fate") == "relabelled").sum().alias("relabelled"),
+            ((pl.col("fate") != "dropped") & problem.fill_null(False)).sum().alias("flagged"),
+        ).sort(["rows", "__group"], descending=[True, False], nulls_last=True)
+        by_group[col] = [{"group": MISSING_GROUP if g is None else str(g), "rows": n, "dropped": d,
+                          "relabelled": r, "flagged": f} for g, n, d, r, f in t.iter_rows()]
     return {
         "input": ledger.height,
         "kept": int(by_fate.get("kept", 0)) + int(by_fate.get("relabelled", 0)),
         "dropped": int(by_fate.get("dropped", 0)),
         "relabelled": int(by_fate.get("relabelled", 0)),
         "by_reason": {r: int(n) for r, n in sorted(reasons.iter_rows())},
+        "by_split": {str(s): int(n) for s, n in splits.iter_rows()},
+        "labels": int(ledger.select(pl.col("original_label").drop_nulls().n_unique()).item()),
+        "by_group": by_group,
     }
 
 

@@ -440,7 +440,7 @@ def apply_reviews_to_run(run_dir: str | Path, config: Config) -> dict[str, Any]:
     # The reviews file read now, not the one the curate (or an earlier apply) read.
     manifest["inputs"] = [i for i in manifest.get("inputs") or [] if i.get("role") != "reviews"] + [
         {"path": str(path.resolve()), "sha256": sha256_tree(path), "role": "reviews"}]
-    manifest["counts"] = _counts(new_ledger)
+    manifest["counts"] = _counts(new_ledger, group_cols)
     manifest["finished_at"] = time.time()
     # Applied by hand (under another conflict rule, say), the tables are no longer what `curatune run`'s
     # fingerprint describes, and its next run would skip curation and train on them: without the

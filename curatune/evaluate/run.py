@@ -19,7 +19,7 @@ import polars as pl
 from curatune.config import Config
 from curatune.curate.label_issues import FLAG_COL, SUGGESTED_COL
 from curatune.curate.reviews import DECIDED
-from curatune.dataset import LABEL_ISSUE
+from curatune.dataset import LABEL_ISSUE, MISSING_GROUP
 from curatune.errors import CuratuneError, GateFailed, shown_value
 from curatune.evaluate import metric_modules
 from curatune.evaluate.fairness import GroupReport, multiclass_disparity, per_class_rates
@@ -217,7 +217,7 @@ def _fairness(t: pl.DataFrame, y, yp, group_cols: list[str], labels: list[str], 
     out: dict[str, Any] = {}
     tables: list[pl.DataFrame] = []
     present = [g for g in group_cols if GROUP_PREFIX + g in t.columns]
-    columns = {g: t[GROUP_PREFIX + g].cast(pl.String).fill_null("(missing)").to_pandas() for g in present}
+    columns = {g: t[GROUP_PREFIX + g].cast(pl.String).fill_null(MISSING_GROUP).to_pandas() for g in present}
     if ec.intersections and len(present) > 1:
         for i, a in enumerate(present):
             for c in present[i + 1:]:
@@ -305,7 +305,7 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
         for r in stats.iter_rows(named=True):
             denominators = {"dropped": r["n"], "relabelled": r["n"],
                             **({"label_issue": r["label_issue_rows"]} if ran else {})}
-            rows.append({"group": "(missing)" if r["__group"] is None else str(r["__group"]), "n": r["n"],
+            rows.append({"group": MISSING_GROUP if r["__group"] is None else str(r["__group"]), "n": r["n"],
                          **({"label_issue_rows": r["label_issue_rows"]} if ran else {}),
                          **{k: wilson(int(r[k]), int(d), confidence).to_dict() for k, d in denominators.items()}})
         out[g] = rows

@@ -38,8 +38,9 @@ def _f(v: float) -> str:
 def fmt_value(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
-    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1:
-        return f"{int(v):,}"
+    # A count is written whole; a measured share keeps its digits ("1.000" beside "0.987", not "1").
+    if isinstance(v, int):
+        return f"{v:,}"
     return f"{v:.{digits}f}"
 
 

@@ -131,6 +131,11 @@ def test_apply_reviews_relabels_drops_and_is_repeatable(run_copy, reviewed_run, 
     assert step["name"] == "human_review" and step["summary"]["not_in_run"] == 1
     assert step["summary"]["conflict_rows"] == [d]
     assert manifest["counts"]["dropped"] == before["counts"]["dropped"] + 1
+    # The per-group counts the report renders are counted again too: b's channel lost one more row.
+    was = {g["group"]: g for g in before["counts"]["by_group"]["channel"]}
+    now = {g["group"]: g for g in manifest["counts"]["by_group"]["channel"]}
+    assert now[row[b]["channel"]]["dropped"] == was[row[b]["channel"]]["dropped"] + 1
+    assert sum(g["dropped"] for g in now.values()) == manifest["counts"]["dropped"]
     assert not (curate / ".apply-reviews").exists()
     # The audit's list of inputs names the reviews file applied, and the ledger keeps curate's row order.
     (reviews_input,) = [i for i in manifest["inputs"] if i.get("role") == "reviews"]

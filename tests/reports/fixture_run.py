@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from curatune.curate.pipeline import _counts
 from curatune.rundir import sha256_tree
 
 LABELS = ["billing", "cancel", "refund"]
@@ -121,9 +122,8 @@ def _curate(out: Path, anonymised: bool, leak_failed: bool) -> None:
         "inputs": [{"path": "/data/d.csv", "rows": 24, "records": 24, "sha256": "ab" * 32}],
         "config": {"report": {"max_examples": 5, "title": "fixture audit"}},
         "versions": VERSIONS,
-        "counts": {"input": 24, "kept": 20, "dropped": 4, "relabelled": 1,
-                   "by_reason": {"exact_duplicate": 2, "near_duplicate": 1, "leakage": 1, "label_issue": 2,
-                                 **({"pii_found": 24} if anonymised else {})}},
+        # Counted from the ledger as curate counts it: the report renders these and never counts again.
+        "counts": _counts(ledger, ["channel"]),
         "steps": steps, "timings": {"load": 0.1, "dedup": 0.5},
         "run_id": "cur-000000000001", "gates": [leak_gate] if anonymised else [],
         "group_cols": ["channel"],

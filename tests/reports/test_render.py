@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from curatune.config import DEFAULT_ENTITIES
+from curatune.curate.pipeline import _counts
 from curatune.reports import REPORT_FILES, collect, render_reports
 from curatune.rundir import sha256_tree
 from tests.conftest import error_lines
@@ -310,15 +311,45 @@ def test_a_copy_whose_partner_a_later_step_dropped_says_so_and_the_outcome_adds_
 
 def test_a_group_column_named_like_a_count_is_shown_not_a_polars_error(tmp_path):
     run = build_run(tmp_path / "run")
-    path = run / "curate" / "ledger.parquet"
-    pl.read_parquet(path).rename({"channel": "dropped"}).write_parquet(path)
-    with edited_curate_manifest(run) as manifest:
-        manifest["group_cols"] = ["dropped"]
+    write_ledger(run, pl.read_parquet(run / "curate" / "ledger.parquet").rename({"channel": "dropped"}), ["dropped"])
     render_reports(run)
     (groups,) = json.loads(read(run, "audit.json"))["curation"]["groups"]
     chat = next(r for r in groups["rows"] if r["group"] == "chat")
     assert groups["column"] == "dropped" and (chat["rows"], chat["dropped"]) == (8, 2)
 
+
+
+def test_group_shares_splits_and_labels_are_the_curate_manifests_not_counted_again(tmp_path):
+    """Reports render the stage files and never recompute: a ledger edited after curation does not
+    change what the curation section says; a manifest without the counts says so."""
+    run = build_run(tmp_path / "run")
+    path = run / "curate" / "ledger.parquet"
+    pl.read_parquet(path).with_columns(pl.lit("phone").alias("channel"), pl.lit("train").alias("split"),
+                                       pl.lit("cancel").alias("original_label")).write_parquet(path)
+    render_reports(run)
+    cu = json.loads(read(run, "audit.json"))["curation"]
+    (groups,) = cu["groups"]
+    assert {r["group"]: r["rows"] for r in groups["rows"]} == {"chat": 8, "email": 8, "phone": 8}
+    assert len(cu["input"]["splits"]) > 1 and cu["input"]["labels"] == 3
+    with edited_curate_manifest(run) as manifest:
+        for key in ("by_group", "by_split", "labels"):
+            del manifest["counts"][key]
+    render_reports(run)
+    cu = json.loads(read(run, "audit.json"))["curation"]
+    assert cu["groups"] == [] and cu["input"]["splits"] == [] and cu["input"]["labels"] is None
+    assert "The curate manifest records no per-group counts" in read(run, "audit.html")
+
+
+def test_the_verdict_lists_weighted_f1_not_micro_f1_which_is_accuracy_again(tmp_path):
+    run = build_run(tmp_path / "run")
+    with edited_metrics(run) as metrics:
+        head = metrics["headline"]
+        head["micro_f1"] = dict(head["accuracy"])
+        head["weighted_f1"] = {**head["accuracy"], "value": 0.811, "low": 0.76, "high": 0.85}
+    render_reports(run)
+    texts = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
+    assert any(t.startswith("test weighted f1 0.811 (") for t in texts), texts
+    assert not any("micro f1" in t for t in texts)
 
 def _cfg(run: Path):
     from curatune.reports import _recorded_config
@@ -504,7 +535,7 @@ def test_large_run_stays_small(tmp_path):
                            pl.Series("duplicate_of", [None, None, None, "0"] * (n // 4), dtype=pl.String),
                            pl.Series("original_label", [f"l{i % 150}" for i in range(n)]),
                            pl.Series("final_label", [f"l{i % 150}" for i in range(n)])])
-    ledger.write_parquet(run / "curate" / "ledger.parquet")
+    write_ledger(run, ledger, ["channel"])
     pl.DataFrame({"row_id": ids, "text": pl.Series(["customer: hello " * 20] * n)}).write_parquet(
         run / "curate" / "curated.parquet")
     labels = [f"l{i}" for i in range(150)]
@@ -685,6 +716,14 @@ def edited_curate_manifest(run: Path):
     manifest = json.loads(path.read_text())
     yield manifest
     path.write_text(json.dumps(manifest))
+
+
+def write_ledger(run: Path, ledger: pl.DataFrame, group_cols: list[str]) -> None:
+    """A ledger written as curate writes it: with its counts in the manifest beside it."""
+    ledger.write_parquet(run / "curate" / "ledger.parquet")
+    with edited_curate_manifest(run) as manifest:
+        manifest["group_cols"] = group_cols
+        manifest["counts"] = _counts(ledger, group_cols)
 
 
 def _step(manifest: dict, name: str) -> dict:
@@ -961,11 +1000,9 @@ def test_text_shown_without_anonymisation_is_not_called_anonymised(tmp_path):
 
 def test_group_columns_whose_names_slug_alike_get_distinct_anchors(tmp_path):
     run = build_run(tmp_path / "run")
-    ledger = run / "curate" / "ledger.parquet"
-    pl.read_parquet(ledger).with_columns(pl.col("channel").alias("地域"), pl.col("channel").alias("年齢")).drop(
-        "channel").write_parquet(ledger)
-    with edited_curate_manifest(run) as m:
-        m["group_cols"] = ["地域", "年齢"]
+    ledger = pl.read_parquet(run / "curate" / "ledger.parquet")
+    write_ledger(run, ledger.with_columns(pl.col("channel").alias("地域"), pl.col("channel").alias("年齢")).drop(
+        "channel"), ["地域", "年齢"])
     with edited_metrics(run) as metrics:
         channel = metrics["fairness"].pop("channel")
         metrics["fairness"].update({"地域": channel, "年齢": channel})
@@ -1155,6 +1192,17 @@ def test_review_findings_ties_empty_fairness_gate_digits_flat_curves_and_null_ck
     render_reports(run)
     findings = [f["text"] for f in json.loads(read(run, "audit.json"))["verdict"]["findings"]]
     assert "largest prediction flip rate when names are swapped: 0.0%" in findings
+
+
+def test_a_perfect_score_bar_keeps_its_digits_and_a_count_is_whole():
+    from curatune.reports import svg
+
+    chart = svg.bar_chart("c", "t", [svg.BarGroup("chat", [svg.Bar("", 1.0, 0.96, 1.0)]),
+                                     svg.BarGroup("email", [svg.Bar("", 0.987)])], max_value=1.0)
+    ends = re.findall(r'<text x="[\d.]+" y="[\d.]+">([^<]+)</text>', str(chart))
+    assert ends == ["1.000", "0.987"] and "interval 0.960 to 1.000" in str(chart)
+    counts = svg.bar_chart("c", "t", [svg.BarGroup("PERSON", [svg.Bar("", 1234)])])
+    assert re.findall(r'<text x="[\d.]+" y="[\d.]+">([^<]+)</text>', str(counts)) == ["1,234"]
 
 
 def test_a_flat_curve_at_a_fixed_top_widens_the_axis_downwards():
