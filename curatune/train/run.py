@@ -114,16 +114,18 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
     """True when ``out_dir`` holds a checkpoint of an interrupted run on the same data and [train]
     config: ``curatune run`` then resumes the train stage instead of starting it again."""
     ckpt, state = Path(out_dir) / CHECKPOINTS, Path(out_dir) / CHECKPOINTS / RUN_STATE
-    if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or _last_complete_checkpoint(ckpt) is None:
+    last = _last_complete_checkpoint(ckpt)
+    if not state.is_file() or (Path(out_dir) / MANIFEST).is_file() or last is None:
         return False
     try:
         run_state = read_json(state)
+        gone = _gone_best_checkpoint(last)
     except CuratuneError:  # damaged: the stage starts afresh (run without --resume) and writes a new one
         return False
-    if run_state.get("fingerprint") != _run_fingerprint(config, Path(curate_dir)):
+    if run_state.get("fingerprint") != _run_fingerprint(config, Path(curate_dir)) or gone:
         return False
-    # Written on another device or precision (the folder moved between machines): --resume refuses it,
-    # so the stage starts afresh rather than stop at it every time.
+    # Written on another device or precision (the folder moved between machines), or its best checkpoint
+    # gone: --resume refuses it, so the stage starts afresh rather than stop at it every time.
     from curatune.train.device import choose_device
 
     try:
@@ -137,6 +139,14 @@ def _device_written(run_state: dict[str, Any], choice: DeviceChoice) -> tuple[st
     """The device and precision the checkpoint's run resolved "auto" to (``choice``'s where earlier
     versions did not record them: such a checkpoint resumes as before)."""
     return run_state.get("device", choice.device), run_state.get("precision", choice.precision)
+
+
+def _gone_best_checkpoint(checkpoint: str) -> str | None:
+    """The name of the best checkpoint ``checkpoint``'s state records, when that folder is no longer in
+    the checkpoint folder (deleted by hand). The Trainer drops such a record without a word: resumed
+    after training ended it kept the untrained start as the model; mid-training, the best so far."""
+    best = read_json(Path(checkpoint) / "trainer_state.json").get("best_model_checkpoint")
+    return Path(best).name if best and not (Path(checkpoint).parent / Path(best).name).is_dir() else None
 
 
 def _training_was_over(checkpoint: Path) -> bool:
@@ -210,6 +220,9 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoic
         raise CuratuneError("cannot resume: the curated data, the rows a model relabelled, the base model's files, "
                             "the [train] config or the installed libraries changed since the checkpoint was written "
                             "(run without --resume to start again)", file=str(ckpt))
+    if gone := _gone_best_checkpoint(last):
+        raise CuratuneError(f"cannot resume: the best checkpoint ({gone}) is gone; delete {ckpt} (or run without "
+                            "--resume) to train again", file=str(out))
     return last
 
 
@@ -671,11 +684,7 @@ def _train(config: Config, data: TrainData, setup: TrainSetup, lrs: tuple[float,
                         # the end it had reached (its loop checks for the end only after a step).
                         say(f"train: training had ended at {Path(resume_from).name}; loading its best checkpoint")
                         trainer.state = TrainerState.load_from_json(str(Path(resume_from) / "trainer_state.json"))
-                        if best := trainer.state.best_model_checkpoint:
-                            if not Path(best).is_dir():  # the Trainer would keep the untrained start, and say so
-                                raise CuratuneError(f"cannot resume: the best checkpoint ({Path(best).name}) is "
-                                                    f"gone; delete {out / CHECKPOINTS} (or run without --resume) "
-                                                    "to train again", file=str(out))
+                        if trainer.state.best_model_checkpoint:  # there: _resume_point refuses a gone one
                             trainer._load_best_model()  # as train() ends, with load_best_model_at_end
                     else:
                         train_metrics = dict(trainer.train(resume_from_checkpoint=resume_from).metrics)

@@ -869,6 +869,36 @@ def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_pa
     assert np.allclose(_probs(out), _probs(tmp_path / "whole"), atol=1e-4)
 
 
+@pytest.mark.parametrize("ended", [False, True], ids=["mid-training", "training-ended"])
+def test_resume_refuses_a_checkpoint_whose_best_checkpoint_is_gone_before_touching_anything(tiny_model, tmp_path,
+                                                                                              ended):
+    """The Trainer drops a best checkpoint that names no folder without a word: mid-training the run
+    went on without the best so far, and after training ended it saved the untrained start."""
+    cur, cfg = _early_stopping_run(tiny_model, tmp_path, **(_EARLY_STOP if ended else {
+        "epochs": 4, "eval_steps": 1, "warmup_ratio": 0.0}))
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt if ended else TrainingInterrupted):
+        train_model(cfg, cur, out, callbacks=[_KilledOnceTrainingEnds() if ended else _SendSigintAt(3)])
+    from curatune.train.run import _last_complete_checkpoint, can_resume
+
+    assert can_resume(cfg, cur, out)
+    last = Path(_last_complete_checkpoint(out / "checkpoints"))
+    best = json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert Path(best).is_dir()
+    if Path(best) != last:  # deleted by hand (to save space, say)
+        shutil.rmtree(best)
+        gone = Path(best).name
+    else:  # the best is the last one: its record names another folder, one that is not there
+        gone = "checkpoint-999"
+        write_json({**json.loads((last / "trainer_state.json").read_text()),
+                    "best_model_checkpoint": str(out / "checkpoints" / gone)}, last / "trainer_state.json")
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CuratuneError, match=rf"cannot resume: the best checkpoint \({gone}\) is gone; delete "):
+        train_model(cfg, cur, out, resume=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    assert not can_resume(cfg, cur, out)  # `curatune run` trains afresh rather than stop at it every time
+
+
 def test_ctrl_c_in_the_step_early_stopping_ends_on_ends_as_the_uninterrupted_run(tiny_model, tmp_path):
     """Training was over there, but the run was called interrupted (exit 130), and --resume trained on."""
     cur, cfg = _early_stopping_run(tiny_model, tmp_path)
