@@ -290,13 +290,14 @@ def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
     by_group = {}
     for col in group_cols:
         # Grouped under a working name: a group column called "rows" or "dropped" clashed with the counts.
-        t = ledger.group_by(pl.col(col).alias("__group")).agg(
+        # As text, as evaluate and label_issues name groups (a boolean column's groups are "true"/"false").
+        t = ledger.group_by(pl.col(col).cast(pl.String).alias("__group")).agg(
             pl.len().alias("rows"),
             (pl.col("fate") == "dropped").sum().alias("dropped"),
             (pl.col("fate") == "relabelled").sum().alias("relabelled"),
             ((pl.col("fate") != "dropped") & problem.fill_null(False)).sum().alias("flagged"),
         ).sort(["rows", "__group"], descending=[True, False], nulls_last=True)
-        by_group[col] = [{"group": MISSING_GROUP if g is None else str(g), "rows": n, "dropped": d,
+        by_group[col] = [{"group": MISSING_GROUP if g is None else g, "rows": n, "dropped": d,
                           "relabelled": r, "flagged": f} for g, n, d, r, f in t.iter_rows()]
     return {
         "input": ledger.height,

@@ -279,6 +279,8 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     out["reviews"] = _reviews(by_name.get("human_review"), ledger, ledger_cols, cfg)
     out["changes"] = _changes(ledger, ledger_cols, texts, cfg)
     out["groups"] = _group_shares(counts, group_cols, cfg)
+    # Curated by an older curatune: its manifest has no per-group counts (the report never counts them).
+    out["groups_not_counted"] = [c for c in group_cols if c not in (counts.get("by_group") or {})]
     out["text_left_out"] = sorted(texts.left_out)
     return out
 
@@ -548,7 +550,7 @@ def _changes(ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource, c
 def _group_shares(counts: dict[str, Any], group_cols: list[str], cfg: ReportConfig) -> list[dict[str, Any]]:
     """Per group: share of rows dropped, relabelled and flagged, as the curate manifest counted them."""
     by_group = counts.get("by_group") or {}
-    out = []
+    out: list[dict[str, Any]] = []
     for col in [c for c in group_cols if c in by_group]:
         groups = by_group[col] or []
         rows = [{**g, **{f"{k}_share": g[k] / g["rows"] if g["rows"] else None

@@ -122,10 +122,10 @@ def can_resume(config: Config, curate_dir: str | Path, out_dir: str | Path) -> b
         gone = _gone_best_checkpoint(last)
     except CuratuneError:  # damaged: the stage starts afresh (run without --resume) and writes a new one
         return False
+    # Its best checkpoint gone, or (below) written on another device or precision (the folder moved between
+    # machines): --resume refuses it, so the stage starts afresh rather than stop at it every time.
     if run_state.get("fingerprint") != _run_fingerprint(config, Path(curate_dir)) or gone:
         return False
-    # Written on another device or precision (the folder moved between machines), or its best checkpoint
-    # gone: --resume refuses it, so the stage starts afresh rather than stop at it every time.
     from curatune.train.device import choose_device
 
     try:
@@ -146,7 +146,8 @@ def _gone_best_checkpoint(checkpoint: str) -> str | None:
     the checkpoint folder (deleted by hand). The Trainer drops such a record without a word: resumed
     after training ended it kept the untrained start as the model; mid-training, the best so far."""
     best = read_json(Path(checkpoint) / "trainer_state.json").get("best_model_checkpoint")
-    return Path(best).name if best and not (Path(checkpoint).parent / Path(best).name).is_dir() else None
+    # Emptied or without its weights, the Trainer would warn and keep the weights it has: gone as well.
+    return Path(best).name if best and not _is_complete(Path(checkpoint).parent / Path(best).name) else None
 
 
 def _training_was_over(checkpoint: Path) -> bool:
@@ -175,10 +176,14 @@ def _last_complete_checkpoint(ckpt: Path) -> str | None:
     newest one half written, and resuming from it fails inside the Trainer."""
     found = sorted((int(p.name.split("-")[-1]), p) for p in ckpt.glob("checkpoint-*")
                    if p.is_dir() and p.name.split("-")[-1].isdigit())
-    for _, p in reversed(found):
-        if (p / "trainer_state.json").is_file() and (any(p.glob("*.safetensors")) or any(p.glob("*.bin"))):
-            return str(p)
-    return None
+    return next((str(p) for _, p in reversed(found) if _is_complete(p)), None)
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    """A checkpoint with its trainer state and weights (not one a kill left half written, nor one whose
+    weights were deleted). Every checkpoint holds training_args.bin, which is no weights."""
+    return (checkpoint / "trainer_state.json").is_file() and (any(checkpoint.glob("*.safetensors")) or any(
+        p.name != "training_args.bin" for p in checkpoint.glob("*.bin")))
 
 
 def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoice) -> str | None:

@@ -69,18 +69,19 @@ def test_manifest_counts_splits_labels_and_groups_once_for_the_report():
     from curatune.curate.pipeline import _counts
 
     ledger = pl.DataFrame({
-        "row_id": ["a", "b", "c", "d", "e"], "split": ["train", "train", "test", "train", None],
-        "rows": ["x", "x", "y", None, "x"],  # a group column named like a count
+        "row_id": ["a", "b", "c", "d", "e"], "split": ["train", "train", "test", "train", "train"],
+        "rows": [True, True, False, None, True],  # a group column named like a count, of booleans
         "fate": ["kept", "dropped", "relabelled", "kept", "kept"],
         "reasons": [["pii_found"], ["exact_duplicate"], ["label_issue"], ["label_issue", "pii_found"], []],
         "original_label": ["p", "p", "q", None, "r"]})
     counts = _counts(ledger, ["rows"])
-    assert counts["by_split"] == {"test": 1, "train": 3, "None": 1}
+    assert counts["by_split"] == {"test": 1, "train": 4}
     assert counts["labels"] == 3
     # Flagged: kept with a problem reason; personal data found is none, and a dropped row is not flagged.
+    # Groups named as evaluate names them ("true", as polars writes a boolean as text).
     assert counts["by_group"] == {"rows": [
-        {"group": "x", "rows": 3, "dropped": 1, "relabelled": 0, "flagged": 0},
-        {"group": "y", "rows": 1, "dropped": 0, "relabelled": 1, "flagged": 1},
+        {"group": "true", "rows": 3, "dropped": 1, "relabelled": 0, "flagged": 0},
+        {"group": "false", "rows": 1, "dropped": 0, "relabelled": 1, "flagged": 1},
         {"group": "(missing)", "rows": 1, "dropped": 0, "relabelled": 0, "flagged": 1}]}
 
 

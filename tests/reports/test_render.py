@@ -318,7 +318,6 @@ def test_a_group_column_named_like_a_count_is_shown_not_a_polars_error(tmp_path)
     assert groups["column"] == "dropped" and (chat["rows"], chat["dropped"]) == (8, 2)
 
 
-
 def test_group_shares_splits_and_labels_are_the_curate_manifests_not_counted_again(tmp_path):
     """Reports render the stage files and never recompute: a ledger edited after curation does not
     change what the curation section says; a manifest without the counts says so."""
@@ -330,14 +329,19 @@ def test_group_shares_splits_and_labels_are_the_curate_manifests_not_counted_aga
     cu = json.loads(read(run, "audit.json"))["curation"]
     (groups,) = cu["groups"]
     assert {r["group"]: r["rows"] for r in groups["rows"]} == {"chat": 8, "email": 8, "phone": 8}
-    assert len(cu["input"]["splits"]) > 1 and cu["input"]["labels"] == 3
+    assert cu["input"]["splits"] == [{"split": "test", "rows": 4}, {"split": "train", "rows": 16},
+                                     {"split": "validation", "rows": 4}]
+    assert cu["input"]["labels"] == 3
     with edited_curate_manifest(run) as manifest:
         for key in ("by_group", "by_split", "labels"):
             del manifest["counts"][key]
     render_reports(run)
     cu = json.loads(read(run, "audit.json"))["curation"]
     assert cu["groups"] == [] and cu["input"]["splits"] == [] and cu["input"]["labels"] is None
-    assert "The curate manifest records no per-group counts" in read(run, "audit.html")
+    html = " ".join(read(run, "audit.html").split())
+    assert ("The curate manifest records no per-group counts for channel (<code>counts.by_group</code>; curated by "
+            "an older curatune): <code>curatune run --force curate</code> curates again") in html
+    assert "24 dataset rows; group columns: channel." in html  # not "not available distinct labels"
 
 
 def test_the_verdict_lists_weighted_f1_not_micro_f1_which_is_accuracy_again(tmp_path):

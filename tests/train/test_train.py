@@ -869,9 +869,10 @@ def test_resume_after_training_ended_keeps_the_end_it_reached(tiny_model, tmp_pa
     assert np.allclose(_probs(out), _probs(tmp_path / "whole"), atol=1e-4)
 
 
-@pytest.mark.parametrize("ended", [False, True], ids=["mid-training", "training-ended"])
+@pytest.mark.parametrize(("ended", "emptied"), [(False, False), (True, False), (True, True)],
+                         ids=["mid-training", "training-ended", "weights-deleted"])
 def test_resume_refuses_a_checkpoint_whose_best_checkpoint_is_gone_before_touching_anything(tiny_model, tmp_path,
-                                                                                              ended):
+                                                                                              ended, emptied):
     """The Trainer drops a best checkpoint that names no folder without a word: mid-training the run
     went on without the best so far, and after training ended it saved the untrained start."""
     cur, cfg = _early_stopping_run(tiny_model, tmp_path, **(_EARLY_STOP if ended else {
@@ -885,7 +886,12 @@ def test_resume_refuses_a_checkpoint_whose_best_checkpoint_is_gone_before_touchi
     last = Path(_last_complete_checkpoint(out / "checkpoints"))
     best = json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"]
     assert Path(best).is_dir()
-    if Path(best) != last:  # deleted by hand (to save space, say)
+    if emptied:  # its weights deleted: the Trainer warns and keeps the weights it has
+        assert Path(best) != last
+        for weights in Path(best).glob("*.safetensors"):
+            weights.unlink()
+        gone = Path(best).name
+    elif Path(best) != last:  # deleted by hand (to save space, say)
         shutil.rmtree(best)
         gone = Path(best).name
     else:  # the best is the last one: its record names another folder, one that is not there
