@@ -299,13 +299,14 @@ def _curation_fairness(ledger: pl.DataFrame, group_cols: list[str], confidence: 
     for g in [c for c in group_cols if c in ledger.columns]:
         rows = []
         # Grouped under a working name: a group column called "n" or "dropped" clashed with the counts.
-        stats = ledger.group_by(pl.col(g).alias("__group")).agg(
+        # As text, as the fairness section and the curate counts name groups (a boolean's are "true"/"false").
+        stats = ledger.group_by(pl.col(g).cast(pl.String).alias("__group")).agg(
             pl.len().alias("n"), (pl.col("fate") == "dropped").sum().alias("dropped"),
             (pl.col("fate") == "relabelled").sum().alias("relabelled"), *issue_stats).sort("__group", nulls_last=True)
         for r in stats.iter_rows(named=True):
             denominators = {"dropped": r["n"], "relabelled": r["n"],
                             **({"label_issue": r["label_issue_rows"]} if ran else {})}
-            rows.append({"group": MISSING_GROUP if r["__group"] is None else str(r["__group"]), "n": r["n"],
+            rows.append({"group": MISSING_GROUP if r["__group"] is None else r["__group"], "n": r["n"],
                          **({"label_issue_rows": r["label_issue_rows"]} if ran else {}),
                          **{k: wilson(int(r[k]), int(d), confidence).to_dict() for k, d in denominators.items()}})
         out[g] = rows

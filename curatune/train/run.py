@@ -226,8 +226,8 @@ def _resume_point(out: Path, fingerprint: str, resume: bool, choice: DeviceChoic
                             "the [train] config or the installed libraries changed since the checkpoint was written "
                             "(run without --resume to start again)", file=str(ckpt))
     if gone := _gone_best_checkpoint(last):
-        raise CuratuneError(f"cannot resume: the best checkpoint ({gone}) is gone; delete {ckpt} (or run without "
-                            "--resume) to train again", file=str(out))
+        raise CuratuneError(f"cannot resume: the best checkpoint ({gone}) is gone or lost its weights; delete {ckpt} "
+                            "(or run without --resume) to train again", file=str(out))
     return last
 
 

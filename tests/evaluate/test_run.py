@@ -511,6 +511,10 @@ def test_curation_fairness_counts_rows_label_issues_doubted_whatever_their_fate_
     # A group column named like a count is grouped, not a polars duplicate-column error.
     assert _curation_fairness(flagged.rename({"channel": "n"}), ["n"], 0.95)["n"] == \
         _curation_fairness(flagged, ["channel"], 0.95)["channel"]
+    # A boolean group is named as the fairness section and the curate counts name it ("true", not "True").
+    booleans = ledger.with_columns(pl.Series("channel", [True, True, False, False, None, None]))
+    assert [r["group"] for r in _curation_fairness(booleans, ["channel"], 0.95)["channel"]] == \
+        ["false", "true", "(missing)"]
 
 
 def test_on_a_tie_the_group_gap_gate_names_the_column_the_report_names():

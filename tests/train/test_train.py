@@ -899,7 +899,8 @@ def test_resume_refuses_a_checkpoint_whose_best_checkpoint_is_gone_before_touchi
         write_json({**json.loads((last / "trainer_state.json").read_text()),
                     "best_model_checkpoint": str(out / "checkpoints" / gone)}, last / "trainer_state.json")
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(CuratuneError, match=rf"cannot resume: the best checkpoint \({gone}\) is gone; delete "):
+    with pytest.raises(CuratuneError,
+                       match=rf"cannot resume: the best checkpoint \({gone}\) is gone or lost its weights; delete "):
         train_model(cfg, cur, out, resume=True)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
     assert not can_resume(cfg, cur, out)  # `curatune run` trains afresh rather than stop at it every time
