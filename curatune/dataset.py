@@ -61,6 +61,8 @@ REVIEW_REASONS = (HUMAN_REVIEW, REVIEW_CONFLICT, REVIEW_UNSURE)
 INFORMATIONAL_REASONS = (PII_FOUND,)
 # How a row with no value in a group column is named wherever groups are counted or compared.
 MISSING_GROUP = "(missing)"
+# How a dropped row whose ledger names no step that dropped it (an older ledger) is counted and shown.
+DROPPED_BY_NOT_RECORDED = "not recorded"
 SPLITS = ("train", "validation", "test")
 TURN_TYPE = pl.List(pl.Struct({"speaker": pl.String, "text": pl.String}))
 DEFAULT_SPLIT = "train"

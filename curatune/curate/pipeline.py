@@ -25,6 +25,7 @@ from curatune.curate.base import CurationStep, StepContext, StepResult, get_step
 from curatune.curate.dedup import TRUTH_LINKS
 from curatune.dataset import (
     BOOKKEEPING,
+    DROPPED_BY_NOT_RECORDED,
     EMPTY_TEXT,
     INFORMATIONAL_REASONS,
     MISSING_GROUP,
@@ -281,9 +282,14 @@ def _ledger(table: pl.DataFrame, extra: list[pl.DataFrame], group_cols: list[str
 
 def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
     """What the ledger holds, counted once here so that the report renders it and never counts again:
-    fates, reasons, rows per split, distinct labels, and per group column the rows dropped,
-    relabelled and flagged (kept with a problem reason; personal data found is no problem reason)."""
+    fates, reasons, dropped rows by the step that dropped them, rows per split, distinct labels, and
+    per group column the rows dropped, relabelled and flagged (kept with a problem reason; personal
+    data found is no problem reason)."""
     by_fate = dict(ledger.group_by("fate").len().iter_rows())
+    # The ledger's final word: a row a reviewer restored is no longer label_issues' drop (the step's own
+    # "dropped" in the manifest's steps is what it dropped when it ran). "load": rows refused on reading.
+    dropped_by = (ledger.filter(pl.col("fate") == "dropped").group_by("dropped_by").len()
+                  .sort(["len", "dropped_by"], descending=[True, False], nulls_last=True))
     reasons = ledger.select(pl.col("reasons").explode().drop_nulls()).to_series().value_counts()
     splits = ledger.group_by("split").len().sort("split", nulls_last=True)
     problem = pl.col("reasons").list.eval(pl.element().is_in(list(INFORMATIONAL_REASONS)).not_()).list.any()
@@ -305,6 +311,7 @@ def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
         "dropped": int(by_fate.get("dropped", 0)),
         "relabelled": int(by_fate.get("relabelled", 0)),
         "by_reason": {r: int(n) for r, n in sorted(reasons.iter_rows())},
+        "dropped_by_step": {s or DROPPED_BY_NOT_RECORDED: int(n) for s, n in dropped_by.iter_rows()},
         "by_split": {str(s): int(n) for s, n in splits.iter_rows()},
         "labels": int(ledger.select(pl.col("original_label").drop_nulls().n_unique()).item()),
         "by_group": by_group,

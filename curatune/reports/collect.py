@@ -26,6 +26,7 @@ import polars as pl
 
 from curatune.config import ReportConfig
 from curatune.dataset import (
+    DROPPED_BY_NOT_RECORDED,
     DUPLICATE_REASONS,
     INFORMATIONAL_REASONS,
     LABEL_CONFLICT,
@@ -277,7 +278,7 @@ def _curation(cdir: Path, m: dict[str, Any], cfg: ReportConfig) -> dict[str, Any
     out["pii"] = _pii(by_name.get("anonymise"))
     out["label_issues"] = _label_issues(by_name.get("label_issues"), ledger, ledger_cols, texts, cfg)
     out["reviews"] = _reviews(by_name.get("human_review"), ledger, ledger_cols, cfg)
-    out["changes"] = _changes(ledger, ledger_cols, texts, cfg)
+    out["changes"] = _changes(counts, ledger, ledger_cols, texts, cfg)
     out["groups"] = _group_shares(counts, group_cols, cfg)
     # Curated by an older curatune: its manifest has no per-group counts (the report never counts them).
     out["groups_not_counted"] = [c for c in group_cols if c not in (counts.get("by_group") or {})]
@@ -411,7 +412,7 @@ def _pairs(sel: pl.DataFrame, ledger: pl.LazyFrame, texts: _TextSource) -> list[
     partners = [d for d in sel["duplicate_of"].to_list() if d]
     # The partner's fate too: a later step (label_issues' drop policy, a reviewer) can drop the row a
     # copy was dropped for, and the table called it the kept row.
-    dropped_by = pl.when(pl.col("fate") == "dropped").then(pl.col("dropped_by").fill_null("not recorded"))
+    dropped_by = pl.when(pl.col("fate") == "dropped").then(pl.col("dropped_by").fill_null(DROPPED_BY_NOT_RECORDED))
     partner_rows = ledger.filter(pl.col("row_id").is_in(partners)).select(
         "row_id", "split", "original_label", dropped_by.alias("dropped_by")).collect()
     partner_info = {r: (s, lab, by) for r, s, lab, by in partner_rows.iter_rows()}
@@ -528,17 +529,20 @@ def _reviews(step: dict | None, ledger: pl.LazyFrame | None, cols: list[str], cf
             "conflict_rows": list(s.get("conflict_rows") or [])[: cfg.max_examples]}
 
 
-def _changes(ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource, cfg: ReportConfig) -> dict[str, Any]:
+def _changes(counts: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str], texts: _TextSource,
+             cfg: ReportConfig) -> dict[str, Any]:
+    """Dropped rows by step, as the curate manifest counted them (None: an older manifest without the
+    count), and the first relabelled rows from the ledger."""
+    by = counts.get("dropped_by_step")
+    dropped_by = None if by is None else [{"step": s, "rows": n} for s, n in by.items()]
     if ledger is None or "fate" not in cols:
-        return {"dropped_by": [], "relabelled_examples": []}
-    by = (ledger.filter(pl.col("fate") == "dropped").group_by("dropped_by").len()
-          .sort(["len", "dropped_by"], descending=[True, False], nulls_last=True).collect())
+        return {"dropped_by": dropped_by, "relabelled_examples": []}
     rel = (ledger.filter(pl.col("fate") == "relabelled")
            .select("row_id", "split", "original_label", "final_label", "reasons").sort("row_id")
            .head(cfg.max_examples).collect())
     text = texts.get(rel["row_id"].to_list())
     return {
-        "dropped_by": [{"step": s or "not recorded", "rows": n} for s, n in by.iter_rows()],
+        "dropped_by": dropped_by,
         "relabelled_examples": [
             {"row_id": r["row_id"], "split": r["split"], "from": r["original_label"], "to": r["final_label"],
              "reasons": ", ".join(x for x in r["reasons"] or [] if x not in INFORMATIONAL_REASONS),

@@ -73,8 +73,10 @@ def test_manifest_counts_splits_labels_and_groups_once_for_the_report():
         "rows": [True, True, False, None, True],  # a group column named like a count, of booleans
         "fate": ["kept", "dropped", "relabelled", "kept", "kept"],
         "reasons": [["pii_found"], ["exact_duplicate"], ["label_issue"], ["label_issue", "pii_found"], []],
+        "dropped_by": [None, "dedup", None, None, None],
         "original_label": ["p", "p", "q", None, "r"]})
     counts = _counts(ledger, ["rows"])
+    assert counts["dropped_by_step"] == {"dedup": 1}
     assert counts["by_split"] == {"test": 1, "train": 4}
     assert counts["labels"] == 3
     # Flagged: kept with a problem reason; personal data found is none, and a dropped row is not flagged.
@@ -83,6 +85,20 @@ def test_manifest_counts_splits_labels_and_groups_once_for_the_report():
         {"group": "true", "rows": 3, "dropped": 1, "relabelled": 0, "flagged": 0},
         {"group": "false", "rows": 1, "dropped": 0, "relabelled": 1, "flagged": 1},
         {"group": "(missing)", "rows": 1, "dropped": 0, "relabelled": 0, "flagged": 1}]}
+
+
+def test_manifest_counts_dropped_rows_by_the_step_the_ledger_names_most_first():
+    """The ledger's final word, not the steps' own counts: a reviewer's restored row is no drop."""
+    from curatune.curate.pipeline import _counts
+
+    ledger = pl.DataFrame({
+        "row_id": list("abcdefg"), "split": ["train"] * 7,
+        "fate": ["dropped", "dropped", "dropped", "dropped", "kept", "dropped", "dropped"],
+        "reasons": [["exact_duplicate"]] * 7,
+        "dropped_by": ["label_issues", "dedup", "label_issues", None, None, "load", "dedup"],
+        "original_label": list("ppqqrrs")})
+    assert list(_counts(ledger, [])["dropped_by_step"].items()) == [
+        ("dedup", 2), ("label_issues", 2), ("load", 1), ("not recorded", 1)]
 
 
 def test_manifest_records_inputs_and_steps(tmp_path):

@@ -318,27 +318,35 @@ def test_a_group_column_named_like_a_count_is_shown_not_a_polars_error(tmp_path)
     assert groups["column"] == "dropped" and (chat["rows"], chat["dropped"]) == (8, 2)
 
 
-def test_group_shares_splits_and_labels_are_the_curate_manifests_not_counted_again(tmp_path):
+def test_group_shares_splits_labels_and_drops_are_the_curate_manifests_not_counted_again(tmp_path):
     """Reports render the stage files and never recompute: a ledger edited after curation does not
     change what the curation section says; a manifest without the counts says so."""
     run = build_run(tmp_path / "run")
     path = run / "curate" / "ledger.parquet"
-    pl.read_parquet(path).with_columns(pl.lit("phone").alias("channel"), pl.lit("train").alias("split"),
-                                       pl.lit("cancel").alias("original_label")).write_parquet(path)
+    before = pl.read_parquet(path)
+    recorded = _counts(before, ["channel"])["dropped_by_step"]
+    before.with_columns(pl.lit("phone").alias("channel"), pl.lit("train").alias("split"),
+                        pl.lit("cancel").alias("original_label"), pl.lit("dropped").alias("fate"),
+                        pl.lit("label_issues").alias("dropped_by")).write_parquet(path)
     render_reports(run)
     cu = json.loads(read(run, "audit.json"))["curation"]
+    assert cu["changes"]["dropped_by"] == [{"step": s, "rows": n} for s, n in recorded.items()] != []
+    assert "label_issues" not in recorded
     (groups,) = cu["groups"]
     assert {r["group"]: r["rows"] for r in groups["rows"]} == {"chat": 8, "email": 8, "phone": 8}
     assert cu["input"]["splits"] == [{"split": "test", "rows": 4}, {"split": "train", "rows": 16},
                                      {"split": "validation", "rows": 4}]
     assert cu["input"]["labels"] == 3
     with edited_curate_manifest(run) as manifest:
-        for key in ("by_group", "by_split", "labels"):
+        for key in ("by_group", "by_split", "labels", "dropped_by_step"):
             del manifest["counts"][key]
     render_reports(run)
     cu = json.loads(read(run, "audit.json"))["curation"]
     assert cu["groups"] == [] and cu["input"]["splits"] == [] and cu["input"]["labels"] is None
+    assert cu["changes"]["dropped_by"] is None
     html = " ".join(read(run, "audit.html").split())
+    assert ("not recorded: the curate manifest has no <code>counts.dropped_by_step</code> (curated by an older "
+            "curatune; <code>curatune run --force curate</code> counts them)") in html
     assert ("The curate manifest records no per-group counts for channel (<code>counts.by_group</code>; curated by "
             "an older curatune): <code>curatune run --force curate</code> curates again") in html
     assert "24 dataset rows; group columns: channel." in html  # not "not available distinct labels"
