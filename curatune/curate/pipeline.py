@@ -286,8 +286,7 @@ def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
     per group column the rows dropped, relabelled and flagged (kept with a problem reason; personal
     data found is no problem reason)."""
     by_fate = dict(ledger.group_by("fate").len().iter_rows())
-    # The ledger's final word: a row a reviewer restored is no longer label_issues' drop (the step's own
-    # "dropped" in the manifest's steps is what it dropped when it ran). "load": rows refused on reading.
+    # From the ledger as it ends, beside the steps' own "dropped": "load" holds the rows refused on reading.
     dropped_by = (ledger.filter(pl.col("fate") == "dropped").group_by("dropped_by").len()
                   .sort(["len", "dropped_by"], descending=[True, False], nulls_last=True))
     reasons = ledger.select(pl.col("reasons").explode().drop_nulls()).to_series().value_counts()
@@ -311,7 +310,7 @@ def _counts(ledger: pl.DataFrame, group_cols: list[str]) -> dict[str, Any]:
         "dropped": int(by_fate.get("dropped", 0)),
         "relabelled": int(by_fate.get("relabelled", 0)),
         "by_reason": {r: int(n) for r, n in sorted(reasons.iter_rows())},
-        "dropped_by_step": {s or DROPPED_BY_NOT_RECORDED: int(n) for s, n in dropped_by.iter_rows()},
+        "dropped_by_step": {DROPPED_BY_NOT_RECORDED if s is None else s: int(n) for s, n in dropped_by.iter_rows()},
         "by_split": {str(s): int(n) for s, n in splits.iter_rows()},
         "labels": int(ledger.select(pl.col("original_label").drop_nulls().n_unique()).item()),
         "by_group": by_group,

@@ -534,7 +534,9 @@ def _changes(counts: dict[str, Any], ledger: pl.LazyFrame | None, cols: list[str
     """Dropped rows by step, as the curate manifest counted them (None: an older manifest without the
     count), and the first relabelled rows from the ledger."""
     by = counts.get("dropped_by_step")
-    dropped_by = None if by is None else [{"step": s, "rows": n} for s, n in by.items()]
+    # Most first (as by_reason): the manifest's keys are written sorted by name.
+    dropped_by = None if by is None else [{"step": s, "rows": n}
+                                          for s, n in sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))]
     if ledger is None or "fate" not in cols:
         return {"dropped_by": dropped_by, "relabelled_examples": []}
     rel = (ledger.filter(pl.col("fate") == "relabelled")

@@ -88,7 +88,7 @@ def test_manifest_counts_splits_labels_and_groups_once_for_the_report():
 
 
 def test_manifest_counts_dropped_rows_by_the_step_the_ledger_names_most_first():
-    """The ledger's final word, not the steps' own counts: a reviewer's restored row is no drop."""
+    """Counted from the ledger as it ends (with the rows refused on loading, which no step dropped)."""
     from curatune.curate.pipeline import _counts
 
     ledger = pl.DataFrame({

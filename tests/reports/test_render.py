@@ -332,6 +332,18 @@ def test_group_shares_splits_labels_and_drops_are_the_curate_manifests_not_count
     cu = json.loads(read(run, "audit.json"))["curation"]
     assert cu["changes"]["dropped_by"] == [{"step": s, "rows": n} for s, n in recorded.items()] != []
     assert "label_issues" not in recorded
+    # Shown most first, though a manifest's keys are written sorted by name.
+    with edited_curate_manifest(run) as manifest:
+        manifest["counts"]["dropped_by_step"] = {"dedup": 1, "not recorded": 2, "label_issues": 5}
+    render_reports(run)
+    shown = json.loads(read(run, "audit.json"))["curation"]["changes"]["dropped_by"]
+    assert [(r["step"], r["rows"]) for r in shown] == [("label_issues", 5), ("not recorded", 2), ("dedup", 1)]
+    with edited_curate_manifest(run) as manifest:
+        manifest["counts"]["dropped_by_step"] = {}
+    render_reports(run)
+    html = read(run, "audit.html")
+    table = html[html.index("<caption>Dropped rows by step</caption>"):]
+    assert '<tbody><tr><td colspan="2">none</td></tr></tbody>' in table[:table.index("</table>")]
     (groups,) = cu["groups"]
     assert {r["group"]: r["rows"] for r in groups["rows"]} == {"chat": 8, "email": 8, "phone": 8}
     assert cu["input"]["splits"] == [{"split": "test", "rows": 4}, {"split": "train", "rows": 16},
@@ -345,7 +357,7 @@ def test_group_shares_splits_labels_and_drops_are_the_curate_manifests_not_count
     assert cu["groups"] == [] and cu["input"]["splits"] == [] and cu["input"]["labels"] is None
     assert cu["changes"]["dropped_by"] is None
     html = " ".join(read(run, "audit.html").split())
-    assert ("not recorded: the curate manifest has no <code>counts.dropped_by_step</code> (curated by an older "
+    assert ("not counted: the curate manifest has no <code>counts.dropped_by_step</code> (curated by an older "
             "curatune; <code>curatune run --force curate</code> counts them)") in html
     assert ("The curate manifest records no per-group counts for channel (<code>counts.by_group</code>; curated by "
             "an older curatune): <code>curatune run --force curate</code> curates again") in html
