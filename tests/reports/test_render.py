@@ -332,7 +332,7 @@ def test_group_shares_splits_labels_and_drops_are_the_curate_manifests_not_count
     cu = json.loads(read(run, "audit.json"))["curation"]
     assert cu["changes"]["dropped_by"] == [{"step": s, "rows": n} for s, n in recorded.items()] != []
     assert "label_issues" not in recorded
-    # Shown most first, though a manifest's keys are written sorted by name.
+    # Shown most first, whatever order the manifest holds them in (curate writes its keys sorted by name).
     with edited_curate_manifest(run) as manifest:
         manifest["counts"]["dropped_by_step"] = {"dedup": 1, "not recorded": 2, "label_issues": 5}
     render_reports(run)
