@@ -71,7 +71,7 @@ def _repeats(ours_1: dict[str, Any], ours_2: dict[str, Any], script_1: dict[str,
     """Whether each side's two runs reached the same validation accuracy."""
 
     def same(a: dict[str, Any], b: dict[str, Any]) -> str:
-        return "the same" if a["acc"] == b["acc"] else f"different ({a['acc']:.4f} and {b['acc']:.4f})"
+        return "the same" if a["acc"] == b["acc"] else f"{a['acc']:.4f} and {b['acc']:.4f}"
 
     why = (" (the script builds its head and LoRA matrices before its Trainer sets the seed, so they depend on "
            "what ran before it)") if script_1["acc"] != script_2["acc"] else ""
